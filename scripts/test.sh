@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set up everything the test suite needs on a fresh machine, then run it. Extra args go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh test,all
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,3 @@
+from filterdb.cli import main
+
+main()

@@ -1,0 +1,75 @@
+"""The shared click group, the console, and error handling for every command."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+import click
+from rich.console import Console
+
+from ..errors import FilterDBError
+
+__all__ = ["app", "main", "abort", "console", "err_console", "EXIT_USAGE", "EXIT_ERROR"]
+
+EXIT_ERROR = 1  # a user error: bad input, missing file, corrupt model
+EXIT_USAGE = 2  # click's own code for bad options
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("FILTERDB_DEBUG", "") not in ("", "0")
+
+
+def abort(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    """Print one error line to stderr and exit."""
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True, highlight=False)
+    raise SystemExit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="filterdb")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors (also FILTERDB_DEBUG=1).")
+def app(debug: bool) -> None:
+    """filterdb: read, check, store and analyse the trained convolution filters of CNNs."""
+    if debug:
+        os.environ["FILTERDB_DEBUG"] = "1"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: turns FilterDBError into a one-line error and exit code 1."""
+    try:
+        app.main(args=argv, prog_name="filterdb", standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        raise SystemExit(130)
+    except click.ClickException as e:
+        e.show()
+        raise SystemExit(e.exit_code)
+    except FilterDBError as e:
+        if debug_enabled():
+            raise
+        abort(_escape(str(e)))
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        raise SystemExit(130)
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001 - last line of defence: never a bare traceback
+        if debug_enabled():
+            raise
+        abort(f"unexpected {type(e).__name__}: {_escape(str(e))} (run with --debug for the traceback and report it)")
+    raise SystemExit(0)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

@@ -1,0 +1,1 @@
+"""filterdb check (placeholder)."""

@@ -1,0 +1,1 @@
+"""filterdb inspect (placeholder)."""

@@ -1,0 +1,34 @@
+"""Model readers: one private module per format, each registering itself here.
+
+Importing this package registers every built-in reader. Readers import their heavy third-party
+libraries lazily, so registration costs nothing.
+"""
+
+from __future__ import annotations
+
+from . import _keras, _onnx, _pickle, _safetensors, _tflite, _torch  # noqa: F401  (registration)
+from ._registry import (
+    ObjectReader,
+    Reader,
+    ReadOptions,
+    make_layer,
+    read_object,
+    read_path,
+    reader_for_path,
+    register_object_reader,
+    register_reader,
+    registered_readers,
+)
+
+__all__ = [
+    "ObjectReader",
+    "Reader",
+    "ReadOptions",
+    "make_layer",
+    "read_object",
+    "read_path",
+    "reader_for_path",
+    "register_object_reader",
+    "register_reader",
+    "registered_readers",
+]

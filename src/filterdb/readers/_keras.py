@@ -1,0 +1,1 @@
+"""Reader for keras models (placeholder: to be written)."""

@@ -1,0 +1,1 @@
+"""Reader for onnx models (placeholder: to be written)."""

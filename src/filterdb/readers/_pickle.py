@@ -1,0 +1,1 @@
+"""Reader for pickle models (placeholder: to be written)."""

@@ -1,0 +1,1 @@
+"""Reader for safetensors models (placeholder: to be written)."""

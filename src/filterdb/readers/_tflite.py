@@ -1,0 +1,1 @@
+"""Reader for tflite models (placeholder: to be written)."""

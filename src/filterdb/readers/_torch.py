@@ -1,0 +1,1 @@
+"""Reader for torch models (placeholder: to be written)."""

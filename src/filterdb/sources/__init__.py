@@ -1,0 +1,11 @@
+"""Sources turn what a user names (a path, ``pypi:pkg==1.0#file``, later hub names) into a local file.
+
+One private module per scheme, registered in ``_registry``.
+"""
+
+from __future__ import annotations
+
+from . import _pypi  # noqa: F401  (registration)
+from ._registry import ResolvedSource, cache_dir, register_source, registered_schemes, resolve_source
+
+__all__ = ["ResolvedSource", "cache_dir", "register_source", "registered_schemes", "resolve_source"]

