@@ -6,7 +6,9 @@ libraries lazily, so registration costs nothing.
 
 from __future__ import annotations
 
-from . import _keras, _onnx, _pickle, _safetensors, _tflite, _torch  # noqa: F401  (registration)
+# Sniffing tries readers in registration order: formats with an exact magic number first, ONNX (a bare
+# protobuf, recognised by a heuristic) last.
+from . import _tflite, _keras, _torch, _safetensors, _pickle, _onnx  # noqa: F401,I001  (registration)
 from ._registry import (
     ObjectReader,
     Reader,
