@@ -45,8 +45,10 @@ class SourceError(FilterDBError, RuntimeError):
     """A source name (``pypi:...``, ``timm:...``) could not be resolved to a local file."""
 
 
-def missing_dependency(module: str, purpose: str, extra: str) -> MissingDependencyError:
-    """Build the standard error for a lazily imported optional dependency."""
-    return MissingDependencyError(
-        f"{purpose} needs the '{module}' package: pip install 'filterdb[{extra}]'"
-    )
+def missing_dependency(module: str, purpose: str, extra: str | None = None) -> MissingDependencyError:
+    """Build the standard error for a lazily imported dependency.
+
+    ``extra`` names the filterdb extra that installs it; None for core dependencies (a broken install).
+    """
+    fix = f"pip install 'filterdb[{extra}]'" if extra else f"pip install {module} (a core dependency of filterdb)"
+    return MissingDependencyError(f"{purpose} needs the '{module}' package: {fix}")

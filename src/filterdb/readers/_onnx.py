@@ -158,7 +158,7 @@ def _import_onnx() -> Any:
     try:
         import onnx
     except ImportError as e:
-        raise missing_dependency("onnx", "reading .onnx files", "onnx") from e
+        raise missing_dependency("onnx", "reading .onnx files") from e
     return onnx
 
 
