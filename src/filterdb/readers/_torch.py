@@ -1,1 +1,460 @@
-"""Reader for torch models (placeholder: to be written)."""
+"""PyTorch readers: state_dict / checkpoint files ("pytorch"), TorchScript archives ("torchscript") and
+live ``torch.nn.Module`` objects.
+
+Safety: files are loaded with ``torch.load(weights_only=True)`` only. When that refuses a file (it pickles
+arbitrary objects), the reader raises :class:`UnsafeFormatError` unless the user passed ``trust_pickle``.
+Without torch installed, state_dict files are still read by the restricted unpickler of :mod:`._torchfree`,
+which allows only the globals a state_dict needs.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..depth import longest_path_levels, with_graph_depth, with_order_depth
+from ..errors import ModelFormatError, UnsafeFormatError, missing_dependency
+from ..types import ConvLayer, ModelInfo, ModelRecord
+from . import _torchfree
+from ._registry import ReadOptions, make_layer, register_object_reader, register_reader
+from ._statedict import (
+    TensorEntry,
+    conv_layers,
+    count_ops,
+    count_parameters,
+    find_weights,
+    is_tensor_mapping,
+    strip_wrapper_prefixes,
+)
+
+__all__ = ["PyTorchReader", "TorchScriptReader", "TorchModuleReader"]
+
+ZIP_MAGIC = b"PK\x03\x04"
+# The legacy (pre-1.6) format starts with the pickled magic number 0x1950a86a20f9469cfc6c.
+LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"
+TRUST_HINT = "pass --trust-pickle on the command line or trust_pickle=True in Python to allow a full load"
+
+
+def _import_torch(purpose: str) -> Any:
+    try:
+        import torch
+    except ImportError as e:
+        raise missing_dependency("torch", purpose, "torch") from e
+    return torch
+
+
+def _has_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _zip_names(path: Path) -> list[str] | None:
+    """Entry names of a zip archive, None when the file is not a readable zip."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
+
+
+def _is_torchscript(names: list[str]) -> bool:
+    return any(n.endswith("constants.pkl") or "/code/" in n for n in names)
+
+
+def _is_state_zip(names: list[str]) -> bool:
+    return any(n.endswith("data.pkl") for n in names) and not _is_torchscript(names)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# tensors -> entries
+
+
+def _dtype_name(value: Any) -> str:
+    return str(value.dtype).removeprefix("torch.")
+
+
+def _is_tensor(value: Any) -> bool:
+    """A torch tensor, or an array from the torch-free loader."""
+    if isinstance(value, (np.ndarray, _torchfree.StoredTensor)):
+        return True
+    return type(value).__module__.startswith("torch") and hasattr(value, "shape") and hasattr(value, "dtype")
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    """Values of a tensor as numpy; bfloat16 (which numpy lacks) widened to float32, exactly."""
+    if isinstance(value, _torchfree.StoredTensor):
+        return value.array
+    if isinstance(value, np.ndarray):
+        return value
+    tensor = value.detach().cpu()
+    if _dtype_name(tensor) == "bfloat16":
+        tensor = tensor.float()
+    return tensor.numpy()
+
+
+def _entries(state: dict[str, Any]) -> list[TensorEntry]:
+    return [TensorEntry(name, tuple(int(d) for d in value.shape), _dtype_name(value))
+            for name, value in state.items() if _is_tensor(value)]
+
+
+def _state_dict_record(state: Any, where: str, path: Path, fmt: str) -> ModelRecord:
+    """Record of a mapping of tensors: conv weights by the state_dict rules, depth from order."""
+    renamed = strip_wrapper_prefixes(str(k) for k in state)
+    clean = {renamed[str(k)]: v for k, v in state.items()}
+    entries = _entries(clean)
+    layers = conv_layers(entries, lambda name: _to_numpy(clean[name]))
+    notes = ("a state_dict has no graph: conv_depth is the order of the conv weights",)
+    if where:
+        notes += (f"weights found under the checkpoint key {where!r}",)
+    info = ModelInfo(source=str(path), format=fmt, path=str(path), producer="pytorch", op_counts=count_ops(layers),
+                     n_parameters=count_parameters(entries), notes=notes)
+    return ModelRecord(info=info, layers=layers)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# state_dict files
+
+
+def _check_container(path: Path) -> None:
+    """Fail early, and clearly, on files that are neither torch zip archives nor legacy torch pickles."""
+    with open(path, "rb") as fh:
+        head = fh.read(len(LEGACY_MAGIC))
+    if head.startswith(ZIP_MAGIC):
+        if _zip_names(path) is None:
+            raise ModelFormatError(f"{path}: not a readable PyTorch file (truncated or corrupt zip archive)")
+        return
+    if not head.startswith(LEGACY_MAGIC):
+        raise ModelFormatError(
+            f"{path}: not a PyTorch file (neither a torch.save zip archive nor a legacy torch pickle)"
+        )
+
+
+def _unsafe(path: Path, detail: str) -> UnsafeFormatError:
+    return UnsafeFormatError(
+        f"{path}: this checkpoint pickles arbitrary Python objects ({detail}); loading it runs code from the "
+        f"file, so it was refused; {TRUST_HINT} (only for files you trust)"
+    )
+
+
+def _torch_load(path: Path, options: ReadOptions) -> Any:
+    """torch.load with weights_only=True; a full load only when the user trusts pickles."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (EOFError, RuntimeError) as e:  # torch's words for a truncated storage section or zip member
+        raise ModelFormatError(f"{path}: not a readable PyTorch file, truncated or corrupt ({_first_line(e)})") from e
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" not in str(e).lower():
+            raise ModelFormatError(f"{path}: not a readable PyTorch file ({_first_line(e)})") from e
+        if not options.trust_pickle:
+            raise _unsafe(path, _unsupported_global(e)) from None
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _unsupported_global(e: BaseException) -> str:
+    """The global that torch's weights_only unpickler refused, if its message names one."""
+    for line in str(e).splitlines():
+        if "Unsupported global" in line or "GLOBAL" in line:
+            return line.strip().removeprefix("WeightsUnpickler error: ")
+    return "weights_only=True refused it"
+
+
+def _load_without_torch(path: Path, options: ReadOptions) -> Any:
+    try:
+        return _torchfree.load(path)
+    except UnsafeFormatError as e:
+        if options.trust_pickle:
+            raise missing_dependency("torch", f"{path}: fully loading this pickled checkpoint", "torch") from e
+        raise
+
+
+def _is_module(obj: Any) -> bool:
+    return any(c.__module__ == "torch.nn.modules.module" and c.__name__ == "Module" for c in type(obj).__mro__)
+
+
+class PyTorchReader:
+    """``torch.save`` files: state_dicts and checkpoint dicts (zip and legacy format)."""
+
+    format = "pytorch"
+    extensions = (".pt", ".pth", ".bin", ".ckpt")
+    description = "PyTorch state_dict / checkpoint (torch.save; loaded with weights_only=True)"
+
+    def sniff(self, path: Path, head: bytes) -> bool:
+        if head.startswith(LEGACY_MAGIC):
+            return True
+        if not head.startswith(ZIP_MAGIC):
+            return False
+        names = _zip_names(path)
+        return names is not None and _is_state_zip(names)
+
+    def read(self, path: Path, options: ReadOptions) -> ModelRecord:
+        _check_container(path)
+        obj = _torch_load(path, options) if _has_torch() else _load_without_torch(path, options)
+        found = find_weights(obj, lambda o: _is_module(o) or is_tensor_mapping(o, _is_tensor))
+        if found is None:
+            raise ModelFormatError(f"{path}: no state_dict (a mapping of names to tensors) found in the checkpoint")
+        weights, where = found
+        if _is_module(weights):
+            record = module_record(weights, ReadOptions(trust_pickle=options.trust_pickle))
+            info = ModelInfo(**{**record.info.__dict__, "source": str(path), "path": str(path),
+                                "notes": record.info.notes + ("a pickled nn.Module (full load)",)})
+            return ModelRecord(info=info, layers=record.layers)
+        return _state_dict_record(weights, where, path, self.format)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# TorchScript
+
+
+_SCRIPT_CONV_OPS = {  # op -> (stride, dilation, groups, transposed) argument positions
+    "aten::conv1d": (3, 5, 6, False), "aten::conv2d": (3, 5, 6, False), "aten::conv3d": (3, 5, 6, False),
+    "aten::conv_transpose1d": (3, 7, 6, True), "aten::conv_transpose2d": (3, 7, 6, True),
+    "aten::conv_transpose3d": (3, 7, 6, True), "aten::_convolution": (3, 5, 8, 6),
+}
+
+
+def _constant(value: Any) -> Any:
+    """Python value of a TorchScript graph value built from constants, else None."""
+    node = value.node()
+    if node.kind() == "prim::Constant":
+        return value.toIValue()
+    if node.kind() == "prim::ListConstruct":
+        items = [_constant(v) for v in node.inputs()]
+        return None if any(i is None for i in items) else items
+    return None
+
+
+def _attr_path(value: Any) -> str | None:
+    """Dotted module path of a ``prim::GetAttr`` chain ending in a weight, e.g. "features.0"."""
+    parts: list[str] = []
+    node = value.node()
+    while node.kind() == "prim::GetAttr":
+        parts.append(node.s("name"))
+        node = next(iter(node.inputs())).node()
+    if node.kind() != "prim::Param" or not parts or parts[0] != "weight":
+        return None
+    return ".".join(reversed(parts[1:]))
+
+
+def _all_nodes(block: Any) -> Iterator[Any]:
+    """Nodes of a graph or block, including those inside If/Loop sub-blocks."""
+    for node in block.nodes():
+        yield node
+        for sub in node.blocks():
+            yield from _all_nodes(sub)
+
+
+def _script_conv_nodes(graph: Any) -> tuple[list[tuple[Any, str]], dict[Any, int]]:
+    """Conv nodes of an inlined TorchScript graph with their module paths, and every node's level."""
+    nodes = list(_all_nodes(graph))
+    index = {node: i for i, node in enumerate(nodes)}
+    preds = {i: [index[v.node()] for v in node.inputs() if v.node() in index] for i, node in enumerate(nodes)}
+    levels = longest_path_levels(preds)
+    convs = []
+    for node in nodes:
+        if node.kind() in _SCRIPT_CONV_OPS:
+            inputs = list(node.inputs())
+            path = _attr_path(inputs[1])
+            if path is not None:
+                convs.append((node, path))
+    return convs, {node: levels[index[node]] for node in nodes}
+
+
+def _script_layer(module: Any, node: Any, path: str) -> ConvLayer:
+    sub = module
+    for part in filter(None, path.split(".")):
+        sub = getattr(sub, part)
+    inputs = list(node.inputs())
+    stride_at, dilation_at, groups_at, transposed_at = _SCRIPT_CONV_OPS[node.kind()]
+    transposed = transposed_at if isinstance(transposed_at, bool) else bool(_constant(inputs[transposed_at]))
+    groups = _constant(inputs[groups_at]) or 1
+    weight = sub.weight
+    name = f"{'ConvTranspose' if transposed else 'Conv'}{weight.dim() - 2}d"
+    return make_layer(path, name, _to_numpy(weight), groups=int(groups), transposed=transposed,
+                      storage_dtype=_dtype_name(weight), stride=_constant(inputs[stride_at]),
+                      dilation=_constant(inputs[dilation_at]))
+
+
+def _script_graph_layers(module: Any) -> tuple[ConvLayer, ...]:
+    """Conv layers from the conv ops of the inlined graph, with graph depth and groups from the op arguments."""
+    convs, levels = _script_conv_nodes(module.inlined_graph)
+    seen: dict[str, ConvLayer] = {}
+    layer_levels: dict[str, int] = {}
+    for node, name in convs:  # a module called twice keeps its first (shallowest) call
+        if name not in seen:
+            seen[name] = _script_layer(module, node, name)
+            layer_levels[name] = levels[node]
+    return with_graph_depth(list(seen.values()), [layer_levels[n] for n in seen])
+
+
+_CONV_NAMES = {f"Conv{t}{n}d" for t in ("", "Transpose") for n in (1, 2, 3)}
+
+
+def _script_module_layers(module: Any) -> tuple[ConvLayer, ...]:
+    """Fallback: conv submodules by their original class name, in module order (traced modules lack groups)."""
+    layers = []
+    for name, sub in module.named_modules():
+        if getattr(sub, "original_name", None) in _CONV_NAMES and hasattr(sub, "weight"):
+            groups = getattr(sub, "groups", None)
+            notes = () if groups is not None else ("groups not recorded in the archive: assumed 1",)
+            layers.append(make_layer(name, sub.original_name, _to_numpy(sub.weight), groups=groups or 1,
+                                     transposed="Transpose" in sub.original_name,
+                                     storage_dtype=_dtype_name(sub.weight), notes=notes))
+    return with_order_depth(layers)
+
+
+class TorchScriptReader:
+    """TorchScript archives written by ``torch.jit.save`` (a zip with ``code/`` and ``constants.pkl``)."""
+
+    format = "torchscript"
+    extensions = (".torchscript", ".ptl", ".jit")
+    description = "TorchScript archive (torch.jit.save; needs torch)"
+
+    def sniff(self, path: Path, head: bytes) -> bool:
+        if not head.startswith(ZIP_MAGIC):
+            return False
+        names = _zip_names(path)
+        return names is not None and _is_torchscript(names)
+
+    def read(self, path: Path, options: ReadOptions) -> ModelRecord:
+        if _zip_names(path) is None:
+            raise ModelFormatError(f"{path}: not a readable TorchScript archive (truncated or corrupt zip archive)")
+        torch = _import_torch("reading TorchScript archives")
+        with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript; reading old archives stays useful
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
+        notes: tuple[str, ...] = ()
+        try:
+            layers = _script_graph_layers(module)
+        except Exception as e:  # noqa: BLE001 - TorchScript graphs vary by torch version; fall back to modules
+            layers = ()
+            notes = (f"TorchScript graph not understood ({type(e).__name__}: {_first_line(e)})",)
+        if not layers:
+            layers = _script_module_layers(module)
+            if layers:
+                notes += ("conv ops not found in the TorchScript graph: conv_depth is the module order",)
+        n_params = sum(int(p.numel()) for p in module.parameters())
+        info = ModelInfo(source=str(path), format=self.format, path=str(path), producer="torch.jit",
+                         op_counts=count_ops(layers), n_parameters=n_params, notes=notes)
+        return ModelRecord(info=info, layers=layers)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# live modules
+
+
+def _conv_base(module: Any) -> str:
+    """The torch.nn class a conv module is (or derives from): "Conv2d", "ConvTranspose2d", ..."""
+    for cls in type(module).__mro__:
+        if cls.__module__ == "torch.nn.modules.conv" and not cls.__name__.startswith("_"):
+            return cls.__name__.removeprefix("Lazy")
+    return type(module).__name__
+
+
+def _module_layer(name: str, module: Any) -> ConvLayer:
+    weight = module.weight
+    notes = () if type(module).__module__.startswith("torch.nn") else (f"subclass {type(module).__qualname__}",)
+    return make_layer(name, _conv_base(module), _to_numpy(weight), groups=module.groups,
+                      transposed=bool(module.transposed), storage_dtype=_dtype_name(weight),
+                      stride=module.stride, dilation=module.dilation, notes=notes)
+
+
+def _conv_modules(root: Any) -> list[tuple[str, Any]]:
+    import torch
+
+    out = []
+    for name, module in root.named_modules():
+        if isinstance(module, torch.nn.modules.conv._ConvNd):
+            if isinstance(module.weight, torch.nn.parameter.UninitializedParameter):
+                continue  # a Lazy conv that never saw an input has no weights yet
+            out.append((name, module))
+    return out
+
+
+def _fx_levels(root: Any, names: list[str]) -> list[int | None]:
+    """Graph level of each conv module from a torch.fx trace (conv modules kept as leaves)."""
+    import torch
+    import torch.fx
+
+    class ConvLeafTracer(torch.fx.Tracer):
+        def is_leaf_module(self, m: Any, qualname: str) -> bool:
+            return isinstance(m, torch.nn.modules.conv._ConvNd) or super().is_leaf_module(m, qualname)
+
+    graph = ConvLeafTracer().trace(root)
+    levels = longest_path_levels({node: list(node.all_input_nodes) for node in graph.nodes})
+    first: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module" and str(node.target) not in first:
+            first[str(node.target)] = levels[node]
+    return [first.get(name) for name in names]
+
+
+def module_record(root: Any, options: ReadOptions = ReadOptions()) -> ModelRecord:
+    """Record of a live ``torch.nn.Module``: every Conv*d / ConvTranspose*d, depth from a torch.fx trace.
+
+    Parameters
+    ----------
+    root : torch.nn.Module
+        The model; it is traced symbolically, never run.
+    options : ReadOptions
+        Unused for live objects (kept for the ObjectReader protocol).
+
+    Returns
+    -------
+    ModelRecord
+        Depth from the fx graph (``depth_source == "graph"``), or from module order, with a note on the
+        model, when the model cannot be traced (data-dependent control flow).
+
+    Examples
+    --------
+    >>> import torch  # doctest: +SKIP
+    >>> module_record(torch.nn.Conv2d(3, 8, 3)).layers[0].kernel  # doctest: +SKIP
+    (3, 3)
+    """
+    import torch
+
+    named = _conv_modules(root)
+    layers = [_module_layer(name, module) for name, module in named]
+    notes: tuple[str, ...] = ()
+    try:
+        depth_layers = with_graph_depth(layers, _fx_levels(root, [name for name, _ in named]))
+    except Exception as e:  # noqa: BLE001 - fx raises many kinds of errors on untraceable code
+        depth_layers = with_order_depth(layers)
+        notes = (f"torch.fx could not trace the model ({type(e).__name__}: {_first_line(e)}): "
+                 "conv_depth is the module order",)
+    cls = type(root)
+    info = ModelInfo(source=f"{cls.__module__}.{cls.__qualname__}", format="pytorch", producer="torch",
+                     producer_version=torch.__version__, op_counts=count_ops(depth_layers),
+                     n_parameters=sum(int(p.numel()) for p in root.parameters()), notes=notes)
+    return ModelRecord(info=info, layers=depth_layers)
+
+
+class TorchModuleReader:
+    """Live ``torch.nn.Module`` objects (no torch import unless the object is a torch module)."""
+
+    format = "pytorch"
+
+    def accepts(self, obj: Any) -> bool:
+        return _is_module(obj)
+
+    def read_object(self, obj: Any, options: ReadOptions) -> ModelRecord:
+        return module_record(obj, options)
+
+
+register_reader(TorchScriptReader())  # before "pytorch": both are zip archives, TorchScript has code/
+register_reader(PyTorchReader())
+register_object_reader(TorchModuleReader())
