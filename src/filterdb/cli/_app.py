@@ -16,8 +16,15 @@ __all__ = ["app", "main", "abort", "console", "err_console", "EXIT_USAGE", "EXIT
 EXIT_ERROR = 1  # a user error: bad input, missing file, corrupt model
 EXIT_USAGE = 2  # click's own code for bad options
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+def _make_console(stderr: bool) -> Console:
+    # Piped output has no terminal width: rich would wrap wide tables at 80 columns, unreadably.
+    probe = Console(stderr=stderr)
+    width = None if probe.is_terminal or os.environ.get("COLUMNS") else 200
+    return Console(stderr=stderr, highlight=False, width=width)
+
+
+console = _make_console(stderr=False)
+err_console = _make_console(stderr=True)
 
 
 def debug_enabled() -> bool:

@@ -1,1 +1,165 @@
-"""filterdb check (placeholder)."""
+"""``filterdb check MODEL``: the data-free health report of every convolution layer, usable as a CI gate.
+
+Exit codes: 0 the report was produced (and no layer failed ``--fail-on``); 1 the model could not be read
+(or another user error); 2 bad command-line usage; 3 at least one layer got a verdict named in ``--fail-on``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.table import Table
+from rich.markup import escape
+
+from ..check import VERDICT_KINDS, Thresholds, check_model, failing
+from ._app import abort, app, console
+from ._common import fmt, json_safe, read_with_progress
+
+EXIT_FAILED_CHECK = 3
+_VERDICT_STYLE = {"sparse": "yellow", "low-diversity": "magenta", "random": "red", "non-finite": "bold red"}
+
+
+def _parse_fail_on(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    kinds = tuple(k.strip() for k in value.split(",") if k.strip())
+    if "all" in kinds or "any" in kinds:
+        return VERDICT_KINDS
+    unknown = [k for k in kinds if k not in VERDICT_KINDS]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown verdict {', '.join(map(repr, unknown))}; choose from {', '.join(VERDICT_KINDS)} or 'any'",
+            param_hint="--fail-on",
+        )
+    return kinds
+
+
+def _layer_table(report, title: str) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold")
+    columns = [
+        ("name", "left"), ("kind", "left"), ("shape", "left"), ("groups", "right"), ("kernel", "left"),
+        ("filters", "right"), ("depth", "right"), ("depth_norm", "right"), ("sparsity", "right"),
+        ("var_entropy", "right"), ("ve_norm", "right"), ("ve_clean", "right"), ("orthog.", "right"),
+        ("l2_norm", "right"), ("nbr_corr", "right"), ("verdicts", "left"),
+    ]
+    for name, justify in columns:
+        wrap = name in ("name", "verdicts")  # numbers never wrap; a narrow terminal folds names instead
+        table.add_column(name, justify=justify, overflow="fold", no_wrap=not wrap, min_width=None if wrap else 3)
+    for row, verdicts in zip(report.layers.itertuples(index=False), report.verdicts):
+        depth = fmt(row.conv_depth) + ("*" if row.depth_source == "order" and row.conv_depth is not None else "")
+        verdict_text = ", ".join(
+            f"[{_VERDICT_STYLE.get(v.kind, 'red')}]{v.kind} ({fmt(v.value)} vs {fmt(v.threshold)})[/]" for v in verdicts
+        )
+        table.add_row(
+            escape(str(row.name)), row.kind, fmt(tuple(row.shape)), str(row.groups), fmt(tuple(row.kernel)),
+            f"{row.n_filters:,}", depth, fmt(row.conv_depth_norm, 2), fmt(row.sparsity), fmt(row.variance_entropy),
+            fmt(row.variance_entropy_norm), fmt(row.variance_entropy_clean), fmt(row.orthogonality),
+            fmt(row.norm_l2, 2), fmt(row.neighbour_corr, 2), verdict_text or "[green]ok[/]",
+        )
+    return table
+
+
+def _print_summary(summary: dict, thresholds: Thresholds) -> None:
+    s = summary
+    console.print()
+    console.print(f"[bold]model[/]: format {s.get('format')}, producer {escape(str(s.get('producer') or '–'))} "
+                  f"{escape(str(s.get('producer_version') or ''))}, opset {fmt(s.get('opset'))}, "
+                  f"{s.get('n_parameters', 0):,} parameters")
+    ops = s.get("op_counts") or {}
+    if ops:
+        top = sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))
+        console.print("[bold]ops[/]: " + escape(", ".join(f"{k} {v}" for k, v in top)))
+    by_shape = s.get("filters_by_shape") or {}
+    console.print(f"[bold]conv layers[/]: {s.get('n_conv_layers', 0)} with 2-D kernels "
+                  f"({s.get('n_layers_total', 0)} convolutions in all)")
+    if by_shape:
+        console.print("[bold]filters by kernel shape[/]: " + ", ".join(f"{k}: {v:,}" for k, v in by_shape.items())
+                      + f"; 3×3 share {fmt(s.get('share_3x3'))}")
+    for note in s.get("notes", []):
+        console.print(f"[yellow]note: {escape(note)}[/]")
+    if not s["has_2d_filters"]:
+        return
+    counts, shares = s["n_degenerated"], s["share_degenerated"]
+    parts = [f"{kind} {counts[kind]} ({fmt(shares[kind], 2)})" for kind in VERDICT_KINDS]
+    console.print(f"[bold]degenerated layers[/]: {counts['any']} of {s['n_conv_layers']} "
+                  f"({fmt(shares['any'], 2)}): " + ", ".join(parts))
+    t = thresholds
+    console.print(f"[dim]thresholds: sparse if sparsity >= {t.sparse} (filter sparse below {t.sparsity_eps} x max|W|); "
+                  f"low-diversity if ve_norm < {t.low_diversity}; random if ve_norm > {t.random}; "
+                  f"entropy verdicts from {t.min_filters} filters[/]")
+
+
+@app.command("check")
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (model, layers, summary).")
+@click.option("--csv", "as_csv", is_flag=True, help="Print one CSV row per layer.")
+@click.option("--fail-on", default=None, metavar="KINDS",
+              help="Comma-separated verdicts (sparse, low-diversity, random, non-finite, or any) that make the "
+                   f"command exit with code {EXIT_FAILED_CHECK}.")
+@click.option("--sparse-threshold", type=click.FloatRange(0, 1), default=None,
+              help="A layer is 'sparse' when its share of sparse filters is at least this.")
+@click.option("--low-diversity-threshold", type=click.FloatRange(0, None), default=None,
+              help="A layer is 'low-diversity' when variance_entropy_norm is below this.")
+@click.option("--random-threshold", type=click.FloatRange(0, None), default=None,
+              help="A layer is 'random' when variance_entropy_norm is above this.")
+@click.option("--sparsity-eps", type=click.FloatRange(0, 1), default=None,
+              help="A filter is sparse when all |w| < eps * max|W_layer| (REFERENCE: 0.01).")
+@click.option("--min-filters", type=click.IntRange(1, None), default=None,
+              help="Entropy verdicts need at least this many filters in a layer.")
+@click.option("--trust-pickle", is_flag=True, help="Allow pickle-based files (loading them runs code from the file!).")
+@click.option("--format", "format_", default=None, help="Force a reader (onnx, pytorch, keras, tflite, ...).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
+              help="Write the JSON/CSV output to this file instead of stdout.")
+def check_command(model: str, as_json: bool, as_csv: bool, fail_on: str | None, sparse_threshold: float | None,
+                  low_diversity_threshold: float | None, random_threshold: float | None,
+                  sparsity_eps: float | None, min_filters: int | None, trust_pickle: bool, format_: str | None,
+                  output: Path | None) -> None:
+    """Report the health of every convolution layer of MODEL, with degeneration verdicts.
+
+    MODEL is a file (.onnx, .pt/.pth/.bin, .safetensors, .h5/.hdf5/.keras, .tflite) or a source name such as
+    pypi:nudenet==3.4.2#nudenet/320n.onnx. Exit codes: 0 ok, 1 unreadable model, 2 bad usage,
+    3 a layer got a verdict named by --fail-on.
+    """
+    if as_json and as_csv:
+        raise click.UsageError("choose one of --json and --csv")
+    if output is not None and not (as_json or as_csv):
+        raise click.UsageError("--output needs --json or --csv")
+    kinds = _parse_fail_on(fail_on)
+    overrides = {
+        "sparse": sparse_threshold, "low_diversity": low_diversity_threshold, "random": random_threshold,
+        "sparsity_eps": sparsity_eps, "min_filters": min_filters,
+    }
+    thresholds = Thresholds(**{k: v for k, v in overrides.items() if v is not None})
+    record = read_with_progress(model, trust_pickle=trust_pickle, format=format_)
+    report = check_model(record, thresholds=thresholds)
+    if as_json or as_csv:
+        text = json.dumps(json_safe(report.to_dict()), indent=2) if as_json else report.to_csv()
+        if output is not None:
+            _write_atomically(output, text)
+        else:
+            click.echo(text, nl=as_json)
+    else:
+        console.print(_layer_table(report, f"{escape(model)}"))
+        if any(row.depth_source == "order" for row in report.layers.itertuples()):
+            console.print("[dim]* depth inferred from layer order: the format has no graph[/]")
+        _print_summary(report.summary, thresholds)
+    bad = failing(report, kinds)
+    if bad:
+        if not (as_json or as_csv) or output is not None:
+            console.print(f"[bold red]check failed[/]: {len(bad)} layer(s) with {', '.join(kinds)}")
+        raise SystemExit(EXIT_FAILED_CHECK)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    import os
+    import tempfile
+
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
+    except OSError as e:
+        abort(f"{path}: cannot write there: {e.strerror or e}")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)

@@ -1,1 +1,74 @@
-"""filterdb inspect (placeholder)."""
+"""``filterdb inspect MODEL``: the conv layers and model facts, without computing metrics (fast)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import click
+from rich.table import Table
+
+from ..types import ModelRecord
+from ._app import app, console
+from ._common import fmt, json_safe, read_with_progress, shape_key
+
+
+def inspect_dict(record: ModelRecord) -> dict:
+    """The inspect output as plain JSON-ready data."""
+    info = record.info
+    by_shape = Counter()
+    for layer in record.layers_2d:
+        by_shape[shape_key(layer.kernel)] += layer.n_filters
+    return json_safe({
+        "model": {
+            "source": info.source, "path": info.path, "format": info.format, "producer": info.producer,
+            "producer_version": info.producer_version, "opset": info.opset, "sha256": info.sha256,
+            "size_bytes": info.size_bytes, "n_parameters": info.n_parameters, "op_counts": dict(info.op_counts),
+            "n_conv_layers": len(record.layers_2d), "n_layers_total": len(record.layers),
+            "filters_by_shape": dict(by_shape), "notes": list(info.notes),
+        },
+        "layers": [
+            {
+                "name": layer.name, "op_type": layer.op_type, "kind": layer.kind, "shape": list(layer.weight.shape),
+                "groups": layer.groups, "kernel": list(layer.kernel), "n_filters": layer.n_filters,
+                "stride": layer.stride, "dilation": layer.dilation, "conv_depth": layer.conv_depth,
+                "conv_depth_norm": layer.conv_depth_norm, "depth_source": layer.depth_source,
+                "storage_dtype": layer.storage_dtype, "notes": list(layer.notes),
+            }
+            for layer in record.layers
+        ],
+    })
+
+
+@app.command("inspect")
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@click.option("--trust-pickle", is_flag=True, help="Allow pickle-based files (runs code from the file!).")
+@click.option("--format", "format_", default=None, help="Force a reader (onnx, pytorch, keras, tflite, ...).")
+def inspect_command(model: str, as_json: bool, trust_pickle: bool, format_: str | None) -> None:
+    """List the convolution layers of MODEL and its facts, without metrics.
+
+    MODEL is a file or a source name such as pypi:nudenet==3.4.2#nudenet/320n.onnx.
+    """
+    record = read_with_progress(model, trust_pickle=trust_pickle, format=format_)
+    data = inspect_dict(record)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    table = Table(title=f"{model}: {len(record.layers)} convolution layers", title_justify="left")
+    for col in ("name", "op", "kind", "shape", "groups", "stride", "depth", "depth_norm", "dtype"):
+        table.add_column(col, justify="right" if col in ("groups", "depth", "depth_norm") else "left")
+    for layer in record.layers:
+        depth = fmt(layer.conv_depth) + ("*" if layer.depth_source == "order" and layer.conv_depth is not None else "")
+        table.add_row(layer.name, layer.op_type, layer.kind, fmt(tuple(layer.weight.shape)), str(layer.groups),
+                      fmt(layer.stride), depth, fmt(layer.conv_depth_norm), layer.storage_dtype)
+    console.print(table)
+    m = data["model"]
+    console.print(f"format {m['format']}, producer {m['producer'] or '–'} {m['producer_version'] or ''}, "
+                  f"opset {fmt(m['opset'])}, {m['n_parameters']:,} parameters")
+    console.print("filters by kernel shape: " + (", ".join(f"{k}: {v:,}" for k, v in m["filters_by_shape"].items())
+                                                 or "none (no 2-D convolution)"))
+    if any(layer.depth_source == "order" for layer in record.layers):
+        console.print("* depth inferred from layer order (the format has no graph)")
+    for note in m["notes"]:
+        console.print(f"note: {note}")
