@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install filterdb into it. Usage: bash scripts/setup.sh [EXTRAS]
 #   bash scripts/setup.sh            -> the light core (reads ONNX, PyTorch state_dicts, safetensors, Keras, TFLite)
-#   bash scripts/setup.sh test,all   -> everything the test suite needs (torch pinned by ci/constraints.txt)
+#   bash scripts/setup.sh test,all,timm -> everything the test suite needs (pins in ci/constraints.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"

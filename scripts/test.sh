@@ -2,5 +2,5 @@
 # Set up everything the test suite needs on a fresh machine, then run it. Extra args go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh test,all
+bash scripts/setup.sh test,all,timm
 .venv/bin/python -m pytest "$@"
