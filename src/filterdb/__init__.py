@@ -14,11 +14,36 @@ from .errors import (
 )
 from .types import ConvLayer, ModelInfo, ModelRecord
 
+
+def __getattr__(name: str):  # noqa: ANN202 - lazy re-exports keep `import filterdb` light
+    if name in ("check_model", "Thresholds", "failing"):
+        from . import check
+
+        return getattr(check, name)
+    if name == "layer_metrics":
+        from .metrics import layer_metrics
+
+        return layer_metrics
+    if name in ("open_store", "init_store", "Store", "StoreError"):
+        from . import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module 'filterdb' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvLayer",
     "FilterDBError",
+    "Store",
+    "StoreError",
+    "Thresholds",
+    "check_model",
+    "failing",
+    "init_store",
+    "layer_metrics",
+    "open_store",
     "MissingDependencyError",
     "ModelFormatError",
     "ModelInfo",

@@ -9,5 +9,6 @@ from __future__ import annotations
 
 from ._app import app, main
 from . import _check, _inspect  # noqa: F401  (command registration)
+from . import _store  # noqa: F401  (store commands: init, ingest, models, layers, sql, rm, stats, export)
 
 __all__ = ["app", "main"]

@@ -1,0 +1,140 @@
+"""filterdb init / models / layers / sql / rm / stats: the filter store from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._app import abort, app, console
+from ._table import FORMAT_OPTION, print_frame
+
+STORE = click.argument("store", type=click.Path(path_type=Path))
+PARAM = click.option("-p", "--param", "params", multiple=True,
+                     help="A value for a '?' placeholder, in order (repeat). Values are bound, never spliced in.")
+
+
+def _open(store: Path, mode: str = "r"):  # type: ignore[no-untyped-def]
+    from ..store import open_store
+
+    return open_store(store, mode=mode)  # type: ignore[arg-type]
+
+
+def _params(params: tuple[str, ...]) -> list[object] | None:
+    if not params:
+        return None
+    out: list[object] = []
+    for p in params:
+        try:
+            out.append(int(p))
+        except ValueError:
+            try:
+                out.append(float(p))
+            except ValueError:
+                out.append(p)
+    return out
+
+
+@app.command("init")
+@STORE
+@click.option("--float32", "float32", is_flag=True, help="Keep exact float32 values (twice the size).")
+def init_cmd(store: Path, float32: bool) -> None:
+    """Create an empty filter store at STORE (a new directory)."""
+    from ..store import init_store
+
+    init_store(store, dtype="float32" if float32 else "float16").close()
+    console.print(f"created filter store {store} ({'float32' if float32 else 'float16'})")
+
+
+@app.command("models")
+@STORE
+@FORMAT_OPTION
+@click.option("--all-columns", is_flag=True, help="Show every column (default: the main ones).")
+def models_cmd(store: Path, fmt: str, all_columns: bool) -> None:
+    """List the models in STORE with their metadata."""
+    frame = _open(store).models()
+    if not all_columns and fmt == "table":
+        keep = [c for c in ("model_id", "model", "version", "format", "task", "visual_category",
+                            "training_dataset", "architecture", "n_layers", "n_filters") if c in frame.columns]
+        frame = frame[keep]
+    print_frame(frame, fmt, title=f"{len(frame)} model(s) in {store}")
+
+
+@app.command("layers")
+@STORE
+@click.option("--where", "where", default=None, help="SQL predicate over the layers view, e.g. \"kernel = ?\".")
+@PARAM
+@click.option("--columns", default=None, help="Comma-separated columns to show.")
+@click.option("--limit", type=int, default=None, help="At most this many rows.")
+@FORMAT_OPTION
+def layers_cmd(store: Path, where: str | None, params: tuple[str, ...], columns: str | None, limit: int | None,
+               fmt: str) -> None:
+    """List layers with their metrics and model metadata, optionally filtered with --where."""
+    frame = _open(store).layers(where, _params(params))
+    if columns:
+        wanted = [c.strip() for c in columns.split(",") if c.strip()]
+        unknown = [c for c in wanted if c not in frame.columns]
+        if unknown:
+            abort(f"unknown column(s): {', '.join(unknown)}; columns: {', '.join(frame.columns)}")
+        frame = frame[wanted]
+    elif fmt == "table":
+        keep = ["model", "layer", "kind", "kernel", "n_filters", "conv_depth_norm", "sparsity",
+                "variance_entropy_norm", "orthogonality", "verdicts"]
+        frame = frame[[c for c in keep if c in frame.columns]]
+    if limit is not None:
+        frame = frame.head(limit)
+    print_frame(frame, fmt, title=f"{len(frame)} layer(s)")
+
+
+@app.command("sql")
+@STORE
+@click.argument("query")
+@PARAM
+@FORMAT_OPTION
+def sql_cmd(store: Path, query: str, params: tuple[str, ...], fmt: str) -> None:
+    """Run a read-only SQL QUERY over the views: models, layers, filter_counts, shapes."""
+    print_frame(_open(store).sql(query, _params(params)), fmt)
+
+
+@app.command("rm")
+@STORE
+@click.argument("model")
+@click.option("--wait", type=float, default=600.0, show_default=True, help="Seconds to wait for another writer.")
+def rm_cmd(store: Path, model: str, wait: float) -> None:
+    """Remove MODEL (a name: all its versions; a model id; or a sha256 prefix) from STORE."""
+    from ..store import open_store
+
+    with open_store(store, mode="a", lock_timeout=wait) as handle:
+        ids = handle.remove(model)
+    console.print(f"removed {len(ids)} model(s): id {', '.join(map(str, ids))}")
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)  # pragma: no cover
+
+
+@app.command("stats")
+@STORE
+@FORMAT_OPTION
+def stats_cmd(store: Path, fmt: str) -> None:
+    """Models, layers, filters per kernel shape, and bytes on disk."""
+    handle = _open(store)
+    stats = handle.stats()
+    if fmt != "table":
+        frame = stats.shapes.copy()
+        print_frame(frame, fmt)
+        return
+    console.print(f"store {store}: format {handle.format_version}, {handle.dtype}")
+    console.print(f"  models {stats.n_models:,}   layers {stats.n_layers:,}   filters {stats.n_filters:,}")
+    console.print(f"  on disk {_bytes(stats.total_bytes)} (shards {_bytes(stats.shard_bytes)}, "
+                  f"catalog {_bytes(stats.catalog_bytes)})"
+                  + (f", {stats.bytes_per_filter:.1f} bytes/filter" if stats.n_filters else ""))
+    if len(stats.shapes):
+        print_frame(stats.shapes, "table", title="filters per kernel shape")
+
+
+from . import _export, _ingest  # noqa: F401  (command registration)

@@ -1,0 +1,309 @@
+"""Ingest: sources -> readers -> store, one atomic, idempotent step per model.
+
+Reading and parsing model files (and computing layer metrics) is the expensive part; it runs in worker
+processes when there is more than one file and more than one core. The writes stay in the calling
+process, in source order, each under the store's writer lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import FilterDBError, ModelNotFoundError
+from .manifest import DEFAULT_REQUIRED, Manifest, ManifestMatch, is_source_name, load_manifest, match_manifest
+from .store import IngestResult, PreparedModel, Store, init_store, open_store, prepare_model
+from .store._errors import ManifestError, StoreError
+
+__all__ = ["MODEL_SUFFIXES", "IngestError", "IngestEvent", "IngestReport", "SourceItem", "expand_sources", "ingest"]
+
+# What a directory walk picks up (content sniffing decides the reader afterwards).
+MODEL_SUFFIXES = (".onnx", ".pt", ".pth", ".bin", ".safetensors", ".h5", ".hdf5", ".keras", ".tflite", ".lz4",
+                  ".pkl", ".joblib", ".ckpt", ".pb")
+
+
+PARALLEL_MIN_BYTES = 256 << 20  # read in worker processes by default from this much model data on
+
+
+class IngestError(StoreError):
+    """A model could not be ingested; the models before it are in the store, a re-run continues."""
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """One model file to ingest."""
+
+    spec: str  # what the user named (a path, or "pypi:...")
+    path: Path  # the local file
+    key: str  # what a manifest row matches: the absolute path, or the source name
+
+
+@dataclass(frozen=True)
+class IngestEvent:
+    """Progress of an ingest, for progress bars: one event per model, plus one "start" event."""
+
+    kind: Literal["start", "done", "skipped", "failed"]
+    index: int  # 0-based position of the model among all models (0 for "start")
+    total: int  # number of models
+    spec: str = ""
+    result: IngestResult | None = None
+    error: str | None = None
+    total_bytes: int = 0  # on "start": bytes of all model files
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did."""
+
+    results: list[IngestResult] = field(default_factory=list)  # ingested and skipped models, in order
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (source, error) with keep_going=True
+    match: ManifestMatch | None = None  # manifest match report (None without a manifest)
+    seconds: float = 0.0
+    bytes_read: int = 0  # size of the model files read
+
+    @property
+    def ingested(self) -> list[IngestResult]:
+        return [r for r in self.results if not r.skipped]
+
+    @property
+    def skipped(self) -> list[IngestResult]:
+        return [r for r in self.results if r.skipped]
+
+    @property
+    def n_filters(self) -> int:
+        return sum(r.n_filters for r in self.ingested)
+
+
+def _walk(directory: Path) -> Iterator[Path]:
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.lower().endswith(MODEL_SUFFIXES) and not name.startswith("."):
+                yield Path(root) / name
+
+
+def expand_sources(sources: Iterable[str | os.PathLike[str]]) -> list[SourceItem]:
+    """Resolve source names and walk directories (recursively) into a list of model files.
+
+    Raises ModelNotFoundError / SourceError before anything is read, so that a typo changes nothing.
+    """
+    from .sources import resolve_source
+
+    items: list[SourceItem] = []
+    seen: set[str] = set()
+    for source in sources:
+        spec = os.fspath(source)
+        if is_source_name(spec) and not Path(spec).exists():
+            resolved = resolve_source(spec)
+            found = [SourceItem(spec, resolved.path, spec)]
+        else:
+            path = Path(spec).expanduser()
+            if path.is_dir():
+                found = [SourceItem(str(p), p, str(p.resolve())) for p in _walk(path)]
+                if not found:
+                    raise ModelNotFoundError(f"{path}: the directory holds no model file "
+                                             f"({', '.join(MODEL_SUFFIXES)})")
+            elif path.is_file():
+                found = [SourceItem(spec, path, str(path.resolve()))]
+            else:
+                raise ModelNotFoundError(f"{spec}: no such file or directory")
+        for item in found:
+            if item.key not in seen:
+                seen.add(item.key)
+                items.append(item)
+    return items
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_and_prepare(spec: str, path: str, metadata: Mapping[str, Any], dtype: str, trust_pickle: bool,
+                      sha256: str) -> PreparedModel:
+    """Worker: read one file and turn it into catalog rows and shard arrays."""
+    from dataclasses import replace
+
+    from .readers import ReadOptions, read_path
+
+    record = read_path(Path(path), ReadOptions(trust_pickle=trust_pickle), source=spec)
+    if record.info.sha256 != sha256:
+        record = type(record)(info=replace(record.info, sha256=sha256), layers=record.layers)
+    return prepare_model(record, metadata, dtype=dtype)
+
+
+def _pool(jobs: int) -> ProcessPoolExecutor:
+    methods = multiprocessing.get_all_start_methods()
+    # not fork: the parent runs DuckDB and BLAS threads, and forking a threaded process can deadlock
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+
+
+def ingest(
+    store: Store | str | os.PathLike[str],
+    sources: Sequence[str | os.PathLike[str]] = (),
+    *,
+    manifest: str | os.PathLike[str] | Manifest | None = None,
+    required: Iterable[str] | None = None,
+    strict: bool = True,
+    keep_going: bool = False,
+    jobs: int | None = None,
+    trust_pickle: bool = False,
+    create: bool = False,
+    lock_timeout: float | None = 600.0,
+    progress: Callable[[IngestEvent], None] | None = None,
+) -> IngestReport:
+    """Ingest model files (with manifest metadata) into a store.
+
+    Parameters
+    ----------
+    store : Store or path
+        An open store (mode "a") or its path.
+    sources : sequence of str
+        Files, directories (walked recursively) and source names (``pypi:...``). Empty with a manifest:
+        every file the manifest names.
+    manifest : path or Manifest, optional
+        Metadata per model (CSV, YAML or JSON; see :mod:`filterdb.manifest`).
+    required : iterable of str, optional
+        Fields every manifest row must fill; default name, task, visual_category, training_dataset.
+    strict : bool, default True
+        Refuse to start when the manifest and the files do not match (files without a row, rows without a
+        file, empty required fields). False ingests what matches and reports the rest.
+    keep_going : bool, default False
+        Skip models that fail to read and report them, instead of stopping at the first one.
+    jobs : int, optional
+        Worker processes that read files; default: the number of cores when there are more than two files
+        and at least 256 MB to read (below that, starting the workers costs more than it saves), else 1.
+    create : bool
+        Create the store if the path holds none.
+    lock_timeout : float or None
+        Seconds to wait for another writer's lock on each model (None: forever).
+    progress : callable, optional
+        Called with an :class:`IngestEvent` per model.
+
+    Examples
+    --------
+    >>> report = ingest("zoo.fdb", ["models/"], manifest="zoo.csv", create=True)  # doctest: +SKIP
+    >>> len(report.ingested), report.n_filters  # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    # 1. everything that can be validated without touching the store
+    loaded: Manifest | None = None
+    if manifest is not None:
+        loaded = manifest if isinstance(manifest, Manifest) else load_manifest(
+            manifest, required=DEFAULT_REQUIRED if required is None else required)
+    if not sources and loaded is None:
+        raise ModelNotFoundError("nothing to ingest: give model files, directories or source names (or a manifest)")
+    specs = list(sources) if sources else [row.file if is_source_name(row.file) else row.key for row in loaded.rows]  # type: ignore[union-attr]
+    items = expand_sources(specs)
+    match: ManifestMatch | None = None
+    metadata: dict[str, Mapping[str, Any]] = {}
+    if loaded is not None:
+        match = match_manifest(loaded, items)
+        if strict and not match.ok:
+            raise ManifestError(f"{loaded.path}: does not match the files; nothing was ingested:\n  "
+                                + "\n  ".join(match.problems())
+                                + "\n(fix the manifest, or pass strict=False / --lenient to ingest what matches)")
+        for item, row in match.pairs:
+            if row is not None:
+                metadata[item.key] = row.metadata
+    from .readers import ReadOptions, reader_for_path
+
+    for item in items:  # a file no reader recognises is an error before any write
+        reader_for_path(item.path, ReadOptions(trust_pickle=trust_pickle))
+
+    # 2. open the store
+    if isinstance(store, Store):
+        target = store
+    else:
+        path = Path(os.fspath(store))
+        if create:
+            init_store(path, exist_ok=True).close()
+        target = open_store(path, mode="a", lock_timeout=lock_timeout)
+    report = IngestReport(match=match)
+    shas = [_file_sha256(item.path) for item in items]
+    report.bytes_read = sum(item.path.stat().st_size for item in items)
+    total = len(items)
+    if progress:
+        progress(IngestEvent("start", 0, total, total_bytes=report.bytes_read))
+    todo: list[int] = []
+    pending_sha: set[str] = set()
+    known = set(target.sql("SELECT sha256 FROM t_models")["sha256"]) if items else set()
+    for i, (item, sha) in enumerate(zip(items, shas)):
+        if sha in known or sha in pending_sha:
+            if sha in pending_sha:  # the same bytes twice in one run
+                continue
+            result = target._existing(sha)
+            report.results.append(result)
+            if progress:
+                progress(IngestEvent("skipped", i, total, item.spec, result))
+        else:
+            pending_sha.add(sha)
+            todo.append(i)
+    if jobs is None:  # worker processes start in ~1-3 s (imports): they pay only for a large batch of files
+        todo_bytes = sum(items[i].path.stat().st_size for i in todo)
+        jobs = (os.cpu_count() or 1) if todo_bytes >= PARALLEL_MIN_BYTES and len(todo) > 2 else 1
+    n_jobs = max(1, min(jobs, len(todo)))
+
+    def handle(i: int, prepared: PreparedModel | None, error: BaseException | None) -> None:
+        item = items[i]
+        if error is not None:
+            message = str(error) if isinstance(error, FilterDBError) else f"{type(error).__name__}: {error}"
+            if not keep_going:
+                done = len(report.ingested)
+                raise IngestError(f"{item.spec}: {message}; {done} model(s) ingested before it stay in the "
+                                  "store, run the ingest again to continue (or use --keep-going)") from error
+            report.failed.append((item.spec, message))
+            if progress:
+                progress(IngestEvent("failed", i, total, item.spec, error=message))
+            return
+        assert prepared is not None
+        result = target.ingest_prepared(prepared)
+        report.results.append(result)
+        if progress:
+            progress(IngestEvent("skipped" if result.skipped else "done", i, total, item.spec, result))
+
+    def args(i: int) -> tuple[Any, ...]:
+        item = items[i]
+        return (item.spec, str(item.path), metadata.get(item.key, {}), target.dtype, trust_pickle, shas[i])
+
+    if n_jobs == 1:
+        for i in todo:
+            try:
+                prepared = _read_and_prepare(*args(i))
+            except Exception as e:  # noqa: BLE001 - reported per model
+                handle(i, None, e)
+                continue
+            handle(i, prepared, None)
+    else:
+        with _pool(n_jobs) as pool:
+            window: list[tuple[int, Future[PreparedModel]]] = []
+            queue = list(todo)
+            try:
+                while queue or window:
+                    while queue and len(window) < 2 * n_jobs:  # bounded: at most 2 models per worker in memory
+                        i = queue.pop(0)
+                        window.append((i, pool.submit(_read_and_prepare, *args(i))))
+                    i, future = window.pop(0)
+                    try:
+                        prepared = future.result()
+                    except Exception as e:  # noqa: BLE001
+                        handle(i, None, e)
+                        continue
+                    handle(i, prepared, None)
+            except BaseException:
+                for _, future in window:
+                    future.cancel()
+                raise
+    report.seconds = time.perf_counter() - started
+    return report

@@ -1,0 +1,186 @@
+"""The catalog: one DuckDB file with the model and layer rows, and the user-facing views.
+
+DuckDB lets one process open a file read-write, and refuses a read-only open while another process has
+it read-write (and the reverse). So nobody keeps the catalog open: writers open it read-write for one
+short transaction per model (under the writer lock), readers open it read-only for one query, and both
+retry with backoff while the other side holds it (see docs/store.md).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ._errors import StoreBusyError, StoreError
+
+__all__ = [
+    "CATALOG_FILE",
+    "METRIC_COLUMNS",
+    "TAXONOMY",
+    "connect",
+    "create_schema",
+    "model_columns",
+    "normalise_column",
+    "quote_ident",
+    "refresh_views",
+    "run",
+]
+
+CATALOG_FILE = "catalog.duckdb"
+
+# The paper's metadata taxonomy (REFERENCE §8), as catalog column names.
+TAXONOMY = (
+    "task",
+    "visual_category",
+    "training_dataset",
+    "pretraining_dataset",
+    "architecture",
+    "backbone",
+    "framework",
+    "precision",
+    "optimizer",
+    "conv_weight_initializer",
+    "paper",
+    "url",
+    "license",
+)
+
+# Layer metrics computed at ingest (filterdb.metrics / filterdb.check), with their DuckDB types.
+METRIC_COLUMNS = {
+    "sparsity": "DOUBLE",
+    "variance_entropy": "DOUBLE",
+    "variance_entropy_norm": "DOUBLE",
+    "variance_entropy_clean": "DOUBLE",
+    "variance_entropy_clean_norm": "DOUBLE",
+    "orthogonality": "DOUBLE",
+    "norm_l1": "DOUBLE",
+    "norm_l2": "DOUBLE",
+    "norm_l1_std": "DOUBLE",
+    "norm_l2_std": "DOUBLE",
+    "neighbour_corr": "DOUBLE",
+    "n_nonfinite": "BIGINT",
+    "verdicts": "VARCHAR[]",
+}
+
+_SCHEMA = f"""
+CREATE TABLE t_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE t_models (
+    model_id BIGINT PRIMARY KEY,
+    model VARCHAR NOT NULL,          -- the model's name (manifest Name, else the file name)
+    version INTEGER NOT NULL,        -- 1, 2, ... for changed files under the same name
+    sha256 VARCHAR NOT NULL UNIQUE,  -- content address: the file's bytes (or the weights' for live models)
+    source VARCHAR, path VARCHAR, format VARCHAR, producer VARCHAR, producer_version VARCHAR,
+    opset INTEGER, n_parameters BIGINT, size_bytes BIGINT, n_layers INTEGER, n_filters BIGINT,
+    op_counts VARCHAR, notes VARCHAR, ingested_at TIMESTAMP,
+    {", ".join(f"{c} VARCHAR" for c in TAXONOMY)}
+);
+CREATE TABLE t_layers (
+    layer_id BIGINT PRIMARY KEY, model_id BIGINT NOT NULL, layer_index INTEGER NOT NULL,
+    layer VARCHAR, op_type VARCHAR, kind VARCHAR, shape BIGINT[], kernel VARCHAR, spatial_ndim INTEGER,
+    groups INTEGER, stride INTEGER[], dilation INTEGER[], n_filters BIGINT,
+    conv_depth INTEGER, conv_depth_norm DOUBLE, depth_source VARCHAR, storage_dtype VARCHAR,
+    scale FLOAT, shard VARCHAR, row_offset BIGINT, notes VARCHAR,
+    {", ".join(f"{c} {t}" for c, t in METRIC_COLUMNS.items())}
+);
+CREATE TABLE t_shards (shard VARCHAR PRIMARY KEY, model_id BIGINT NOT NULL, kernel VARCHAR NOT NULL,
+    n_rows BIGINT NOT NULL, bytes BIGINT NOT NULL);
+"""
+
+# Columns of t_models that the `layers` view leaves out (they clash with layer columns or are bulky).
+_MODEL_COLUMNS_NOT_IN_LAYERS = ("model_id", "n_filters", "notes", "op_counts", "path", "sha256", "ingested_at",
+                                "n_parameters", "size_bytes")
+
+
+def run(con: Any, query: str, params: Any = None) -> list[Any]:
+    """Execute a statement and fetch its result (DuckDB 2 refuses new work while a result is unread)."""
+    cursor = con.execute(query) if params is None else con.execute(query, params)
+    return cursor.fetchall()
+
+
+def quote_ident(name: str) -> str:
+    """Quote an SQL identifier (column names from manifests are data, never spliced in raw)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def normalise_column(name: str) -> str:
+    """'Visual Category' -> 'visual_category', 'Training-Dataset' -> 'training_dataset'."""
+    out = re.sub(r"[^0-9a-zA-Z]+", "_", str(name).strip()).strip("_").lower()
+    if not out:
+        raise ValueError(f"column name {name!r} has no letters or digits")
+    if out[0].isdigit():
+        out = "c_" + out
+    return out
+
+
+def _is_lock_conflict(e: Exception) -> bool:
+    text = str(e)
+    return "lock" in text.lower() and ("Conflicting" in text or "Could not set lock" in text)
+
+
+@contextmanager
+def connect(root: Path, *, read_only: bool, timeout: float = 60.0) -> Iterator[Any]:
+    """A short-lived DuckDB connection to the catalog, retried while another process holds the file."""
+    import duckdb
+
+    path = root / CATALOG_FILE
+    if read_only and not path.exists():
+        raise StoreError(f"{root}: the catalog {CATALOG_FILE} is missing; the store is damaged")
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as e:
+            if not _is_lock_conflict(e):
+                raise StoreError(f"{path}: cannot open the catalog ({e})") from e
+            if time.monotonic() >= deadline:
+                raise StoreBusyError(
+                    f"{root}: the catalog stayed locked by another process for {timeout:g} s; "
+                    "a long-running query or a stuck process holds it"
+                ) from e
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        except duckdb.Error as e:
+            raise StoreError(f"{path}: cannot open the catalog ({e})") from e
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def create_schema(con: Any, meta: dict[str, str]) -> None:
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            run(con, statement)
+    for item in sorted(meta.items()):
+        run(con, "INSERT INTO t_meta VALUES (?, ?)", list(item))
+    refresh_views(con)
+
+
+def model_columns(con: Any) -> list[str]:
+    cursor = con.execute("SELECT * FROM t_models LIMIT 0")  # cheaper than information_schema
+    names = [d[0] for d in cursor.description]
+    cursor.fetchall()
+    return names
+
+
+def refresh_views(con: Any) -> None:
+    """(Re)create the documented views; called again whenever a manifest adds a metadata column."""
+    excluded = ", ".join(_MODEL_COLUMNS_NOT_IN_LAYERS)
+    run(con, "CREATE OR REPLACE VIEW models AS SELECT * EXCLUDE (path) FROM t_models")
+    run(con, "CREATE OR REPLACE VIEW layers AS SELECT l.* EXCLUDE (shard, row_offset), "
+        f"m.* EXCLUDE ({excluded}) FROM t_layers l JOIN t_models m USING (model_id)"
+    )
+    run(con, "CREATE OR REPLACE VIEW filter_counts AS SELECT m.model_id, m.model, m.version, l.kernel, "
+        "count(*) AS n_layers, CAST(sum(l.n_filters) AS BIGINT) AS n_filters FROM t_layers l JOIN t_models m USING (model_id) "
+        "GROUP BY ALL ORDER BY m.model_id, l.kernel"
+    )
+    run(con, "CREATE OR REPLACE VIEW shapes AS SELECT kernel, count(DISTINCT model_id) AS n_models, "
+        "count(*) AS n_layers, CAST(sum(n_filters) AS BIGINT) AS n_filters FROM t_layers GROUP BY kernel "
+        "ORDER BY n_filters DESC"
+    )

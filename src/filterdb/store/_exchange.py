@@ -1,0 +1,281 @@
+"""Exchange formats: the published CNN Filter DB HDF5 layout (import and export) and Parquet (export).
+
+HDF5 layout (REFERENCE §8): ``/filters`` an N x k float32 array (row = filter id; ``/filter`` is accepted
+on import, as the data set's README spells it), and ``/meta`` a pandas (PyTables) DataFrame with one row
+per conv layer, indexed by [model_id, conv_depth, conv_depth_norm, layer_id], whose ``filter_ids`` column
+holds "start:end", inclusive at both ends, plus the model metadata columns.
+
+Parquet: a directory with ``filters.parquet`` (``layer_id`` and k plain float16 columns f0..f{k-1}, not a
+FixedSizeList, so that every engine reads it), ``layers.parquet`` and ``models.parquet``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from itertools import pairwise
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import MissingDependencyError, ModelFormatError
+from ..types import ModelInfo, ModelRecord
+from ._errors import StoreError
+from ._prepare import prepare_model
+from ._shards import ShardReader
+from ._store import IngestResult, Store
+
+__all__ = ["HDF5_COLUMNS", "export_hdf5", "export_parquet", "import_hdf5"]
+
+# catalog column -> the published data set's column name
+HDF5_COLUMNS = {
+    "model": "Name",
+    "task": "Task",
+    "visual_category": "Visual Category",
+    "training_dataset": "Training-Dataset",
+    "pretraining_dataset": "Pretraining-Dataset",
+    "architecture": "Network",
+    "backbone": "Backbone",
+    "framework": "Framework",
+    "precision": "Precision",
+    "optimizer": "Optimizer",
+    "conv_weight_initializer": "Conv Weight Initializer",
+    "paper": "Paper",
+    "url": "Source URL",
+    "license": "License",
+}
+_IMPORT_ALIASES = {"Datatype": "visual_category", "Architecture": "architecture", "source URL": "url"}
+_DERIVED = re.compile(r"^\(\d+(, \d+)*\) filters$")  # "(3, 3) filters" counts are recomputed, not imported
+_LAYER_LEVEL = {"filter_ids", "model_id", "conv_depth", "conv_depth_norm", "layer_id", "depth", "total_filters",
+                "3x3_filter_share", "producer", "op_set", "model"}
+
+
+def _need_tables() -> None:
+    try:
+        import tables  # noqa: F401
+    except ImportError as e:
+        raise MissingDependencyError("the CNN Filter DB HDF5 layout (a PyTables DataFrame) needs the 'tables' "
+                                     "package: pip install tables") from e
+
+
+def _selection(store: Store, shape: str, where: str | None, params: Sequence[Any] | None):  # type: ignore[no-untyped-def]
+    extra = f" AND ({where})" if where else ""
+    bound = [shape, *(params or [])]
+    return store.sql(
+        "SELECT l.*, t.shard, t.row_offset FROM layers l JOIN t_layers t USING (layer_id) "
+        f"WHERE l.kernel = ?{extra} ORDER BY l.model_id, l.layer_index", bound)
+
+
+def _stream_layers(store: Store, table: Any, scaled: bool = False):  # type: ignore[no-untyped-def]
+    current: tuple[str, ShardReader] | None = None
+    try:
+        for shard, offset, count, scale in zip(table["shard"], table["row_offset"], table["n_filters"], table["scale"]):
+            if current is None or current[0] != shard:
+                if current is not None:
+                    current[1].close()
+                current = (shard, ShardReader(store.root, shard))
+            rows = current[1].rows(int(offset), int(count)).astype(np.float32)
+            if not scaled and scale != 1.0:
+                rows *= np.float32(scale)
+            yield rows
+    finally:
+        if current is not None:
+            current[1].close()
+
+
+def export_hdf5(store: Store, path: str | os.PathLike[str], *, shape: str = "3x3", where: str | None = None,
+                params: Sequence[Any] | None = None) -> int:
+    """Write the selected layers of one kernel shape in the CNN Filter DB layout; returns the filter count.
+
+    Filters are the raw weights (stored value x layer scale) as float32, in (model, layer, out, in) order.
+    """
+    _need_tables()
+    import h5py
+    import pandas as pd
+
+    table = _selection(store, shape, where, params)
+    width = int(np.prod([int(k) for k in shape.split("x")]))
+    target = Path(os.fspath(path))
+    tmp = target.with_name(target.name + ".tmp")
+    starts = np.concatenate([[0], np.cumsum(table["n_filters"].to_numpy(dtype=np.int64))])
+    meta = pd.DataFrame({
+        "model_id": table["model_id"].astype("int64"),
+        "conv_depth": table["conv_depth"].astype("float64"),
+        "conv_depth_norm": table["conv_depth_norm"].astype("float64"),
+        "layer_id": table["layer_id"].astype("int64"),
+        "filter_ids": [f"{s}:{e - 1}" for s, e in pairwise(starts)],
+        "model": [Path(str(s).split("#")[-1]).name if s else "" for s in table.get("source", [""] * len(table))],
+        "producer": _strings(table["producer"]),
+        "op_set": table["opset"].astype("float64"),
+        "layer": _strings(table["layer"]),
+        "kernel": _strings(table["kernel"]),
+    })
+    counts = table.groupby("model_id")["n_filters"].sum()
+    meta["total_filters"] = meta["model_id"].map(counts).astype("int64")
+    if len(table):
+        depth = table.groupby("model_id")["conv_depth"].max()
+        meta["depth"] = meta["model_id"].map(depth).astype("float64")
+    for column, published in HDF5_COLUMNS.items():
+        if column in table.columns:
+            meta[published] = _strings(table[column])
+    known = set(HDF5_COLUMNS) | set(meta.columns)
+    model_cols = set(store.sql("SELECT * FROM models LIMIT 0").columns)
+    for column in table.columns:  # user columns from manifests travel along
+        if column in model_cols and column not in known and column not in _NOT_EXPORTED and (
+                pd.api.types.is_string_dtype(table[column]) or table[column].dtype == object):
+            meta[column] = _strings(table[column])
+    meta = meta.set_index(["model_id", "conv_depth", "conv_depth_norm", "layer_id"])
+    tmp.unlink(missing_ok=True)
+    meta.to_hdf(tmp, key="meta", mode="w")
+    with h5py.File(tmp, "a") as h5:
+        dset = h5.create_dataset("filters", shape=(int(starts[-1]), width), dtype="float32",
+                                 chunks=(min(max(int(starts[-1]), 1), 1 << 16), width) if starts[-1] else None)
+        pos = 0
+        for rows in _stream_layers(store, table):
+            dset[pos : pos + len(rows)] = rows
+            pos += len(rows)
+    os.replace(tmp, target)
+    return int(starts[-1])
+
+
+_NOT_EXPORTED = {"sha256", "source", "format", "producer_version", "op_counts", "notes", "ingested_at", "model",
+                 "original_model_id"}
+
+
+def _strings(column: Any) -> Any:
+    """Text columns as plain strings ('' for missing): PyTables stores them natively, without pickling."""
+    return column.astype("object").where(column.notna(), "").astype(str).to_numpy()
+
+
+def _parse_range(text: Any, n_rows: int, where: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", str(text))
+    if not match:
+        raise ModelFormatError(f"{where}: filter_ids {text!r} is not 'start:end'")
+    start, end = int(match.group(1)), int(match.group(2))
+    if end < start or end >= n_rows:
+        raise ModelFormatError(f"{where}: filter_ids {text!r} outside the {n_rows} filters of the file")
+    return start, end + 1
+
+
+def import_hdf5(store: Store, path: str | os.PathLike[str]) -> list[IngestResult]:
+    """Import a CNN Filter DB ``dataset.h5`` model by model (each one atomic, re-imports are no-ops).
+
+    The published layout keeps no (out, in) structure: each layer comes in as one output channel with n
+    inputs, (1, n, kh, kw), so that the metrics that need output channels (orthogonality) stay NULL.
+    """
+    _need_tables()
+    import h5py
+    import pandas as pd
+
+    from ..readers import make_layer
+
+    source = Path(os.fspath(path))
+    try:
+        meta = pd.read_hdf(source, "meta")
+    except (KeyError, ValueError, OSError, TypeError) as e:
+        raise ModelFormatError(f"{source}: no readable /meta DataFrame in the CNN Filter DB layout ({e})") from e
+    meta = meta.reset_index()
+    missing = [c for c in ("model_id", "filter_ids") if c not in meta.columns]
+    if missing:
+        raise ModelFormatError(f"{source}: /meta lacks {', '.join(missing)}; not the CNN Filter DB layout")
+    results: list[IngestResult] = []
+    with h5py.File(source, "r") as h5:
+        key = "filters" if "filters" in h5 else "filter" if "filter" in h5 else None
+        if key is None:
+            raise ModelFormatError(f"{source}: no /filters (or /filter) dataset")
+        filters = h5[key]
+        n_rows, width = filters.shape
+        side = round(width**0.5)
+        kernel = (side, side) if side * side == width else (width,)
+        extra_cols = [c for c in meta.columns if c not in _LAYER_LEVEL and not _DERIVED.match(str(c))]
+        with store.writer():
+            for model_id, group in meta.groupby("model_id", sort=True):
+                group = group.sort_values("layer_id" if "layer_id" in group.columns else "filter_ids")
+                layers = []
+                for row in group.itertuples(index=False):
+                    rowd = row._asdict() if hasattr(row, "_asdict") else dict(zip(group.columns, row))
+                    rowd = dict(zip(group.columns, row))
+                    start, end = _parse_range(rowd["filter_ids"], n_rows, f"{source}: model {model_id}")
+                    weight = np.asarray(filters[start:end], dtype=np.float32).reshape(1, end - start, *kernel)
+                    layer = make_layer(f"layer_{rowd.get('layer_id', len(layers))}", "Conv", weight,
+                                       notes=("imported from the CNN Filter DB layout: (out, in) unknown",))
+                    depth = rowd.get("conv_depth")
+                    norm = rowd.get("conv_depth_norm")
+                    layers.append(replace(layer, conv_depth=None if pd.isna(depth) else int(depth),
+                                          conv_depth_norm=None if pd.isna(norm) else float(norm)))
+                first = dict(zip(group.columns, next(group.itertuples(index=False))))
+                opset = first.get("op_set")
+                info = ModelInfo(source=f"{source.name}#model_id={model_id}", format="cnn-filter-db",
+                                 producer=_text(first.get("producer")),
+                                 opset=None if opset is None or pd.isna(opset) else int(opset))
+                record = ModelRecord(info=info, layers=tuple(layers))
+                metadata: dict[str, Any] = {}
+                for column in extra_cols:
+                    value = _text(first.get(column))
+                    name = _IMPORT_ALIASES.get(str(column)) or _catalog_name(str(column))
+                    metadata[name] = value
+                if not metadata.get("model"):
+                    metadata["model"] = _text(first.get("Name")) or _text(first.get("model")) or f"model_{model_id}"
+                metadata.pop("name", None)
+                metadata["original_model_id"] = str(model_id)
+                prepared = prepare_model(record, metadata, dtype=store.dtype)
+                results.append(store.ingest_prepared(prepared))
+    return results
+
+
+def _catalog_name(published: str) -> str:
+    from ._catalog import normalise_column
+
+    reverse = {v: k for k, v in HDF5_COLUMNS.items()}
+    return reverse.get(published) or normalise_column(published)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def export_parquet(store: Store, directory: str | os.PathLike[str], *, shape: str = "3x3", where: str | None = None,
+                   params: Sequence[Any] | None = None, scaled: bool = False, batch_rows: int = 1 << 20) -> int:
+    """Write filters.parquet (layer_id + k float16 columns), layers.parquet and models.parquet.
+
+    ``scaled=False`` (default) writes raw weights; ``scaled=True`` the stored, layer-scaled values (use the
+    ``scale`` column of layers.parquet to get raw weights back with float16's full relative precision).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(os.fspath(directory))
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise StoreError(f"{out}: exists and is not an empty directory")
+    table = _selection(store, shape, where, params)
+    width = int(np.prod([int(k) for k in shape.split("x")]))
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema([("layer_id", pa.int64())] + [(f"f{i}", pa.float16()) for i in range(width)])
+    total = 0
+    with pq.ParquetWriter(tmp / "filters.parquet", schema, compression="zstd") as writer:
+        for layer_id, rows in zip(table["layer_id"], _stream_layers(store, table, scaled=scaled)):
+            half = rows.astype(np.float16)
+            for start in range(0, len(half), batch_rows):
+                part = half[start : start + batch_rows]
+                columns = [pa.array(np.full(len(part), layer_id, dtype=np.int64))]
+                columns += [pa.array(np.ascontiguousarray(part[:, i]), type=pa.float16()) for i in range(width)]
+                writer.write_batch(pa.record_batch(columns, schema=schema))
+            total += len(rows)
+    layers = table.drop(columns=["shard", "row_offset"])
+    layers.to_parquet(tmp / "layers.parquet", index=False)
+    ids = sorted({int(i) for i in table["model_id"]})
+    models = store.models()
+    models[models["model_id"].isin(ids)].to_parquet(tmp / "models.parquet", index=False)
+    if out.exists():
+        out.rmdir()
+    os.replace(tmp, out)
+    return total

@@ -1,0 +1,190 @@
+"""Turn a ModelRecord into what the store writes: rows for the catalog and one filter array per kernel shape.
+
+Pure and picklable, so that ingest can run it in worker processes next to the (CPU-bound) model readers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..types import ConvLayer, ModelRecord
+from ._catalog import METRIC_COLUMNS
+
+__all__ = ["PreparedModel", "compute_metrics", "kernel_key", "prepare_model", "record_sha256"]
+
+
+def kernel_key(kernel: tuple[int, ...]) -> str:
+    """(3, 3) -> '3x3'; (5,) -> '5'; (3, 3, 3) -> '3x3x3'."""
+    return "x".join(str(k) for k in kernel)
+
+
+def record_sha256(record: ModelRecord) -> str:
+    """Content address of a record: the file's sha256, else a hash of its layers (names, shapes, weights)."""
+    if record.info.sha256:
+        return record.info.sha256
+    digest = hashlib.sha256(b"filterdb-record-v1")
+    for layer in record.layers:
+        digest.update(layer.name.encode() + b"\0" + str(layer.weight.shape).encode() + b"\0")
+        digest.update(np.ascontiguousarray(layer.weight, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class PreparedModel:
+    """Everything one catalog transaction needs for one model."""
+
+    sha256: str
+    model_row: dict[str, Any]  # t_models columns (without model_id / version)
+    layer_rows: list[dict[str, Any]]  # t_layers columns (without ids / shard / row_offset)
+    filters: dict[str, np.ndarray] = field(default_factory=dict)  # kernel key -> (n, k) stored values
+    layer_kernel: list[str] = field(default_factory=list)  # kernel key of each layer row
+
+    @property
+    def n_filters(self) -> int:
+        return int(sum(len(v) for v in self.filters.values()))
+
+
+def _scale(weight: np.ndarray) -> float:
+    finite = np.abs(weight[np.isfinite(weight)]) if not np.isfinite(weight).all() else np.abs(weight)
+    top = float(finite.max()) if finite.size else 0.0
+    return top if top > 0 else 1.0
+
+
+def compute_metrics(record: ModelRecord) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """Layer metrics and verdicts per layer (in record order), from filterdb.check / filterdb.metrics.
+
+    Returns (None, reason) when the metrics modules are not available or fail on this model: the store
+    keeps NULL metrics then, and the reason in the model's notes.
+    """
+    frame = None
+    try:
+        from ..check import check_model  # type: ignore[attr-defined]
+
+        frame = check_model(record).layers
+    except (ImportError, AttributeError):
+        try:
+            from ..metrics import layer_metrics  # type: ignore[attr-defined]
+
+            frame = layer_metrics(record.layers)
+        except (ImportError, AttributeError):
+            return None, "layer metrics not computed: filterdb.metrics is not available"
+        except Exception as e:  # noqa: BLE001 - a metrics bug must not block ingest
+            return None, f"layer metrics failed: {type(e).__name__}: {e}"
+    except Exception as e:  # noqa: BLE001
+        return None, f"layer metrics failed: {type(e).__name__}: {e}"
+    rows = frame.to_dict("records")
+    names = [layer.name for layer in record.layers]
+    if len(rows) != len(names) or [r.get("name") for r in rows] != names:
+        by_name = {r.get("name"): r for r in rows}
+        rows = [by_name.get(n, {}) for n in names]
+    out = []
+    for row in rows:
+        clean: dict[str, Any] = {}
+        for col in METRIC_COLUMNS:
+            value = row.get(col)
+            if col == "verdicts":
+                clean[col] = [str(v) for v in value] if isinstance(value, (list, tuple, np.ndarray)) else None
+            elif value is None or (isinstance(value, float) and np.isnan(value)):
+                clean[col] = None
+            else:
+                clean[col] = int(value) if METRIC_COLUMNS[col] == "BIGINT" else float(value)
+        out.append(clean)
+    return out, None
+
+
+def _layer_row(index: int, layer: ConvLayer) -> dict[str, Any]:
+    return {
+        "layer_index": index,
+        "layer": layer.name,
+        "op_type": layer.op_type,
+        "kind": layer.kind,
+        "shape": [int(s) for s in layer.weight.shape],
+        "kernel": kernel_key(layer.kernel),
+        "spatial_ndim": layer.spatial_ndim,
+        "groups": layer.groups,
+        "stride": list(layer.stride) if layer.stride is not None else None,
+        "dilation": list(layer.dilation) if layer.dilation is not None else None,
+        "n_filters": layer.n_filters,
+        "conv_depth": layer.conv_depth,
+        "conv_depth_norm": layer.conv_depth_norm,
+        "depth_source": layer.depth_source,
+        "storage_dtype": layer.storage_dtype,
+        "notes": "; ".join(layer.notes) or None,
+    }
+
+
+def prepare_model(
+    record: ModelRecord,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    dtype: str = "float16",
+    metrics: bool = True,
+) -> PreparedModel:
+    """Catalog rows and per-shape filter arrays of ``record``.
+
+    float16 stores divide each layer by its max |w| (finite values; kept as ``scale``), so that
+    ``stored * scale`` is within 2**-11 * scale of the original weight; float32 stores keep exact values
+    with scale 1.
+    """
+    metadata = dict(metadata or {})
+    info = record.info
+    notes = list(info.notes)
+    layer_metrics: list[dict[str, Any]] | None = None
+    if metrics:
+        layer_metrics, reason = compute_metrics(record)
+        if reason:
+            notes.append(reason)
+    rows: list[dict[str, Any]] = []
+    kernels: list[str] = []
+    chunks: dict[str, list[np.ndarray]] = {}
+    for index, layer in enumerate(record.layers):
+        row = _layer_row(index, layer)
+        flat = layer.filters()
+        if dtype == "float16":
+            scale = _scale(flat)
+            stored = (flat / np.float32(scale)).astype(np.float16)
+        else:
+            scale = 1.0
+            stored = flat.astype(np.float32, copy=False)
+        row["scale"] = scale
+        if layer_metrics is not None:
+            row.update(layer_metrics[index])
+        rows.append(row)
+        kernels.append(row["kernel"])
+        chunks.setdefault(row["kernel"], []).append(stored)
+    filters = {k: (np.concatenate(v) if len(v) > 1 else v[0]) for k, v in chunks.items()}
+    name = metadata.pop("name", None) or metadata.pop("model", None) or _default_name(record)
+    model_row = {
+        "model": str(name),
+        "sha256": record_sha256(record),
+        "source": info.source,
+        "path": info.path,
+        "format": info.format,
+        "producer": info.producer,
+        "producer_version": info.producer_version,
+        "opset": info.opset,
+        "n_parameters": info.n_parameters,
+        "size_bytes": info.size_bytes,
+        "n_layers": len(rows),
+        "n_filters": int(sum(r["n_filters"] for r in rows)),
+        "op_counts": json.dumps(dict(info.op_counts), sort_keys=True) if info.op_counts else None,
+        "notes": "; ".join(notes) or None,
+    }
+    for key, value in metadata.items():
+        if key in model_row or key in ("model_id", "version", "ingested_at"):
+            key = f"meta_{key}"
+        model_row[key] = None if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+    return PreparedModel(model_row["sha256"], model_row, rows, filters, kernels)
+
+
+def _default_name(record: ModelRecord) -> str:
+    from pathlib import PurePath
+
+    src = record.info.source or record.info.path or "model"
+    return PurePath(src.split("#")[-1]).name or src

@@ -1,0 +1,171 @@
+"""The store: format, content addressing, round trip, selection and streaming, removal, garbage."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_store_util import synthetic_record
+
+from filterdb.errors import FilterDBError
+from filterdb.store import (
+    StoreError,
+    StoreFormatError,
+    StoreNotFoundError,
+    init_store,
+    open_store,
+)
+
+
+@pytest.fixture()
+def store(tmp_path):
+    return init_store(tmp_path / "zoo")
+
+
+def test_init_and_open(tmp_path):
+    root = tmp_path / "zoo"
+    store = init_store(root)
+    assert store.dtype == "float16" and store.format_version == 1
+    assert open_store(root).models().empty
+    with pytest.raises(StoreError, match="already a filter store"):
+        init_store(root)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x").write_text("x")
+    with pytest.raises(StoreError, match="not an empty directory"):
+        init_store(tmp_path / "busy")
+
+
+def test_open_errors(tmp_path):
+    with pytest.raises(StoreNotFoundError, match="no such store"):
+        open_store(tmp_path / "nothing")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(StoreNotFoundError, match="not a filter store"):
+        open_store(tmp_path / "plain")
+    root = tmp_path / "zoo"
+    init_store(root)
+    fmt = json.loads((root / "filterdb-store.json").read_text())
+    (root / "filterdb-store.json").write_text(json.dumps(dict(fmt, version=99)))
+    with pytest.raises(StoreFormatError, match="format version 99, this filterdb reads version 1; upgrade"):
+        open_store(root)
+    assert issubclass(StoreFormatError, FilterDBError)
+
+
+def test_ingest_round_trip_float16(store):
+    record = synthetic_record(1, tiny=True)
+    result = store.ingest(record, {"Name": "net", "Task": "Classification", "Visual Category": "natural"})
+    assert not result.skipped and result.n_layers == 4
+    layers = store.layers()
+    assert list(layers["layer"]) == ["stem", "conv1", "conv2", "head"]
+    assert list(layers["kernel"]) == ["3x3", "3x3", "3x3", "1x1"]
+    raw = np.concatenate(list(store.iter_filters("3x3", scaled=False, batch_rows=100)))
+    expected = np.concatenate([layer.filters() for layer in record.layers[:3]])
+    assert raw.shape == expected.shape == (16 * 3 + 2 * 16 * 16, 9)
+    offset = 0
+    for layer in record.layers[:3]:  # error bound: 2**-11 of the layer's max |w|
+        flat = layer.filters()
+        bound = 2.0**-11 * np.abs(flat).max()
+        assert np.abs(raw[offset : offset + len(flat)] - flat).max() <= bound
+        offset += len(flat)
+    ones = store.layers("layer = ?", ["head"])
+    assert ones["n_filters"].item() == 64
+
+
+def test_float32_store_is_exact(tmp_path):
+    store = init_store(tmp_path / "exact", dtype="float32")
+    record = synthetic_record(2)
+    store.ingest(record)
+    raw = np.concatenate(list(store.iter_filters("3x3", scaled=False)))
+    assert np.array_equal(raw, np.concatenate([layer.filters() for layer in record.layers[:3]]))
+
+
+def test_scaled_filters(store):
+    record = synthetic_record(3)
+    store.ingest(record)
+    scaled = np.concatenate(list(store.iter_filters("3x3")))
+    assert np.allclose(np.abs(scaled).max(axis=1), 1.0)
+    direct = np.concatenate([layer.filters() for layer in record.layers[:3]])
+    direct = direct / np.abs(direct).max(axis=1, keepdims=True)
+    assert np.abs(scaled - direct).max() < 2e-3
+
+
+def test_content_addressed(store):
+    record = synthetic_record(4)
+    first = store.ingest(record, {"name": "a"})
+    again = store.ingest(record, {"name": "a"})
+    assert again.skipped and again.model_id == first.model_id
+    changed = store.ingest(synthetic_record(5), {"name": "a"})
+    assert not changed.skipped
+    models = store.models()
+    assert list(models["version"]) == [1, 2] and list(models["model"]) == ["a", "a"]
+
+
+def test_metadata_columns_and_bound_predicates(store):
+    store.ingest(synthetic_record(6), {"Name": "x", "Task": "Detection", "My Extra": "yes"})
+    store.ingest(synthetic_record(7), {"Name": "y", "Task": "Classification"})
+    models = store.models()
+    assert "my_extra" in models.columns and list(models["my_extra"].fillna("-")) == ["yes", "-"]
+    hostile = "Detection' OR '1'='1"
+    assert store.layers("task = ?", [hostile]).empty
+    assert set(store.layers("task = ?", ["Detection"])["model"]) == {"x"}
+    n = sum(len(b) for b in store.iter_filters("3x3", "task = ?", ["Detection"]))
+    assert n == 16 * 3 + 2 * 256
+    counts = store.sql("SELECT model, n_filters FROM filter_counts WHERE kernel = ? ORDER BY model", ["3x3"])
+    assert list(counts["n_filters"]) == [560, 560]
+    with pytest.raises(StoreError, match="query failed"):
+        store.sql("SELECT nope FROM models")
+    with pytest.raises(StoreError, match="query failed"):  # the catalog is opened read-only for queries
+        store.sql("DELETE FROM t_models")
+
+
+def test_iter_filters_batches_and_layer_ids(store):
+    store.ingest(synthetic_record(8))
+    batches = list(store.iter_filters("3x3", batch_rows=100, with_layer_ids=True))
+    assert [len(f) for f, _ in batches][:-1] == [100] * (len(batches) - 1)
+    ids = np.concatenate([i for _, i in batches])
+    layers = store.layers("kernel = ?", ["3x3"])
+    assert np.array_equal(np.bincount(ids)[layers["layer_id"]], layers["n_filters"])
+    assert list(store.iter_filters("7x7")) == []
+    with pytest.raises(ValueError, match="batch_rows"):
+        next(store.iter_filters(batch_rows=0))
+
+
+def test_remove_and_stats(store):
+    store.ingest(synthetic_record(9), {"name": "a"})
+    store.ingest(synthetic_record(10), {"name": "b"})
+    stats = store.stats()
+    assert (stats.n_models, stats.n_layers, stats.n_filters) == (2, 8, 2 * (560 + 64))
+    assert set(stats.shapes["kernel"]) == {"3x3", "1x1"}
+    assert stats.shard_bytes > 2 * 560 * 18
+    assert store.remove("a") == [1]
+    assert list(store.models()["model"]) == ["b"]
+    assert len(list((store.root / "shards").rglob("*.arrow"))) == 2  # b's 3x3 and 1x1 shards
+    with pytest.raises(StoreError, match="no model 'a'"):
+        store.remove("a")
+
+
+def test_read_only_store_refuses_writes(tmp_path):
+    init_store(tmp_path / "zoo")
+    store = open_store(tmp_path / "zoo")
+    with pytest.raises(StoreError, match="read-only"):
+        store.ingest(synthetic_record(11))
+
+
+def test_garbage_is_collected_by_the_next_writer(store):
+    store.ingest(synthetic_record(12))
+    orphan = store.root / "shards" / "3x3" / "deadbeef.arrow"
+    orphan.write_bytes(b"partial")
+    (store.root / "tmp").mkdir(exist_ok=True)
+    (store.root / "tmp" / "x.arrow.part").write_bytes(b"partial")
+    assert sum(len(b) for b in open_store(store.root).iter_filters()) == 560  # invisible to readers
+    writer = open_store(store.root, mode="a")
+    writer.ingest(synthetic_record(13))
+    assert not orphan.exists() and not any((store.root / "tmp").iterdir())
+
+
+def test_metrics_stored_with_layers(store):
+    pytest.importorskip("filterdb.metrics")
+    store.ingest(synthetic_record(14))
+    layers = store.layers()
+    assert layers["sparsity"].notna().all()
+    assert layers["variance_entropy"].notna().all()
