@@ -243,7 +243,7 @@ def test_nan_weights_are_read_not_rejected(tmp_path):
 
 
 def test_if_subgraph_convs_and_outer_scope_weights(tmp_path):
-    w_outer, w_then, w_else = weight(4, 4, 3, 3), weight(4, 4, 3, 3), weight(4, 4, 1, 1)
+    w_outer, w_else = weight(4, 4, 3, 3), weight(4, 4, 1, 1)
     then_graph = helper.make_graph(
         [conv("then_conv", "a", "w_outer", "t")], "then", [],
         [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])

@@ -7,7 +7,6 @@ process, in source order, each under the store's writer lock.
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 import time
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ._hashing import file_sha256
 from .errors import FilterDBError, ModelNotFoundError
 from .manifest import DEFAULT_REQUIRED, Manifest, ManifestMatch, is_source_name, load_manifest, match_manifest
 from .store import IngestResult, PreparedModel, Store, init_store, open_store, prepare_model
@@ -121,14 +121,6 @@ def expand_sources(sources: Iterable[str | os.PathLike[str]]) -> list[SourceItem
     return items
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_and_prepare(spec: str, path: str, metadata: Mapping[str, Any], dtype: str, trust_pickle: bool,
                       sha256: str) -> PreparedModel:
     """Worker: read one file and turn it into catalog rows and shard arrays."""
@@ -231,7 +223,7 @@ def ingest(
             init_store(path, exist_ok=True).close()
         target = open_store(path, mode="a", lock_timeout=lock_timeout)
     report = IngestReport(match=match)
-    shas = [_file_sha256(item.path) for item in items]
+    shas = [file_sha256(item.path) for item in items]
     report.bytes_read = sum(item.path.stat().st_size for item in items)
     total = len(items)
     if progress:

@@ -6,7 +6,6 @@ A new format is a new module with a class that satisfies :class:`Reader` and one
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .._hashing import file_sha256
 from ..errors import FilterDBError, ModelFormatError, ModelNotFoundError, UnsupportedFormatError
 from ..types import ConvLayer, LayerKind, ModelRecord
 
@@ -33,12 +33,14 @@ __all__ = [
 
 HEAD_BYTES = 4096  # how much of a file the sniffers see
 
+
 @dataclass(frozen=True)
 class ReadOptions:
     """How to read a model."""
 
     trust_pickle: bool = False  # allow formats that run pickle code on load (joblib, plain pickle, full torch pickles)
     format: str | None = None  # force a reader by name instead of detecting it
+
 
 @runtime_checkable
 class Reader(Protocol):
@@ -56,6 +58,7 @@ class Reader(Protocol):
         """Read the file; raise ModelFormatError (naming the path) when it is not readable."""
         ...
 
+
 @runtime_checkable
 class ObjectReader(Protocol):
     """Reads a live in-memory model (a torch.nn.Module, a Keras model)."""
@@ -66,25 +69,31 @@ class ObjectReader(Protocol):
 
     def read_object(self, obj: Any, options: ReadOptions) -> ModelRecord: ...
 
+
 _READERS: dict[str, Reader] = {}
 _OBJECT_READERS: dict[str, ObjectReader] = {}
+
 
 def register_reader(reader: Reader) -> Reader:
     """Add a file reader to the registry (a later registration of the same format replaces it)."""
     _READERS[reader.format] = reader
     return reader
 
+
 def register_object_reader(reader: ObjectReader) -> ObjectReader:
     """Add a reader of live model objects to the registry."""
     _OBJECT_READERS[reader.format] = reader
     return reader
 
+
 def registered_readers() -> dict[str, Reader]:
     """The registered file readers by format name."""
     return dict(_READERS)
 
+
 def _supported_extensions() -> str:
     return ", ".join(sorted({ext for r in _READERS.values() for ext in r.extensions}))
+
 
 def _check_file(path: Path) -> None:
     if not path.exists():
@@ -95,6 +104,7 @@ def _check_file(path: Path) -> None:
         raise ModelFormatError(f"{path}: is not a regular file")
     if path.stat().st_size == 0:
         raise ModelFormatError(f"{path}: the file is empty (0 bytes)")
+
 
 def reader_for_path(path: Path, options: ReadOptions = ReadOptions()) -> Reader:
     """The reader for a file: by its first bytes, else by its extension."""
@@ -123,13 +133,6 @@ def reader_for_path(path: Path, options: ReadOptions = ReadOptions()) -> Reader:
         f"supported: {_supported_extensions()}"
     )
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 def read_path(path: Path | str, options: ReadOptions = ReadOptions(), *, source: str | None = None) -> ModelRecord:
     """Read a local model file with the reader its content calls for.
@@ -157,12 +160,14 @@ def read_path(path: Path | str, options: ReadOptions = ReadOptions(), *, source:
     )
     return ModelRecord(info=info, layers=record.layers)
 
+
 def read_object(obj: Any, options: ReadOptions = ReadOptions()) -> ModelRecord | None:
     """Read a live model object; None when no object reader accepts it."""
     for reader in _OBJECT_READERS.values():
         if reader.accepts(obj):
             return reader.read_object(obj, options)
     return None
+
 
 def classify_kind(weight_shape: tuple[int, ...], groups: int, transposed: bool) -> LayerKind:
     """conv / grouped / depthwise / transpose from a weight's canonical shape and its groups."""
@@ -173,6 +178,7 @@ def classify_kind(weight_shape: tuple[int, ...], groups: int, transposed: bool) 
     if groups > 1:
         return "grouped"
     return "conv"
+
 
 def make_layer(
     name: str,

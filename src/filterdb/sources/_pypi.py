@@ -14,13 +14,13 @@ import base64
 import hashlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
+from .._hashing import file_sha256
 from ..errors import ModelNotFoundError, SourceError
 from ._registry import ResolvedSource, cache_dir, register_source
 
@@ -60,14 +60,6 @@ def parse_pypi_spec(spec: str) -> tuple[str, str, str | None]:
     return _normalise(match.group("name")), match.group("version"), member
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _wheel_dir(name: str, version: str) -> Path:
     return cache_dir() / "pypi" / f"{name}-{version}"
 
@@ -96,7 +88,7 @@ def fetch_wheel(name: str, version: str) -> Path:
             )
         wheel = wheels[0]
         pinned = KNOWN_WHEEL_SHA256.get((name, version))
-        if pinned is not None and _sha256(wheel) != pinned:
+        if pinned is not None and file_sha256(wheel) != pinned:
             raise SourceError(
                 f"pypi:{name}=={version}: {wheel.name} does not have the sha256 pinned by filterdb; "
                 "refusing a changed upload"
