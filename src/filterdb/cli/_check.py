@@ -98,13 +98,13 @@ def _print_summary(summary: dict, thresholds: Thresholds) -> None:
 @click.option("--fail-on", default=None, metavar="KINDS",
               help="Comma-separated verdicts (sparse, low-diversity, random, non-finite, or any) that make the "
                    f"command exit with code {EXIT_FAILED_CHECK}.")
-@click.option("--sparse-threshold", type=click.FloatRange(0, 1), default=None,
+@click.option("--sparse-threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="A layer is 'sparse' when its share of sparse filters is at least this.")
 @click.option("--low-diversity-threshold", type=click.FloatRange(0, None), default=None,
               help="A layer is 'low-diversity' when variance_entropy_norm is below this.")
 @click.option("--random-threshold", type=click.FloatRange(0, None), default=None,
               help="A layer is 'random' when variance_entropy_norm is above this.")
-@click.option("--sparsity-eps", type=click.FloatRange(0, 1), default=None,
+@click.option("--sparsity-eps", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="A filter is sparse when all |w| < eps * max|W_layer| (REFERENCE: 0.01).")
 @click.option("--min-filters", type=click.IntRange(1, None), default=None,
               help="Entropy verdicts need at least this many filters in a layer.")
@@ -131,7 +131,10 @@ def check_command(model: str, as_json: bool, as_csv: bool, fail_on: str | None, 
         "sparse": sparse_threshold, "low_diversity": low_diversity_threshold, "random": random_threshold,
         "sparsity_eps": sparsity_eps, "min_filters": min_filters,
     }
-    thresholds = Thresholds(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        thresholds = Thresholds(**{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as e:  # combinations, e.g. --low-diversity-threshold above --random-threshold
+        raise click.UsageError(str(e).replace("Thresholds.", "threshold ")) from e
     record = read_with_progress(model, trust_pickle=trust_pickle, format=format_)
     report = check_model(record, thresholds=thresholds)
     if as_json or as_csv:

@@ -1,0 +1,102 @@
+"""`filterdb check` / `filterdb inspect` as a user and a CI pipeline see them: output formats and exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+import filterdb
+from filterdb.cli import main
+
+pytestmark = pytest.mark.corpus
+
+LAYER_KEYS = {"name", "kind", "shape", "groups", "kernel", "n_filters", "conv_depth", "conv_depth_norm", "sparsity",
+              "variance_entropy", "variance_entropy_norm", "variance_entropy_clean", "orthogonality", "verdicts"}
+
+
+def run(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+def test_json_has_the_documented_keys_and_the_api_numbers(corpus_path, capsys):
+    path = corpus_path("onet.pt")
+    code, out, _ = run(["check", str(path), "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert set(data) == {"model", "layers", "summary"}
+    assert data["model"]["filters_by_shape"] == {"2x2": 8192, "3x3": 6240}
+    assert data["model"]["n_conv_layers"] == 4
+    assert all(LAYER_KEYS <= set(layer) for layer in data["layers"])
+    assert data["layers"][0]["kernel"] == [3, 3] and data["layers"][0]["shape"] == [32, 3, 3, 3]
+    # the CLI prints the numbers of the Python API
+    api = filterdb.check_model(filterdb.read_model(path)).layers
+    assert [layer["sparsity"] for layer in data["layers"]] == pytest.approx(list(api["sparsity"]))
+    assert [layer["variance_entropy"] for layer in data["layers"]] == pytest.approx(list(api["variance_entropy"]))
+
+
+def test_csv_has_one_row_per_layer(corpus_path, capsys):
+    code, out, _ = run(["check", str(corpus_path("320n.onnx")), "--csv"], capsys)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and len(rows) == 64
+    assert rows[0]["kernel"] == "3x3" and float(rows[0]["n_filters"]) == 48
+
+
+def test_fail_on_gates_ci_with_exit_code_3(corpus_path, capsys):
+    sparse_model = str(corpus_path("face_detection_full_range_sparse.tflite"))
+    code, out, _ = run(["check", sparse_model, "--fail-on", "sparse"], capsys)
+    assert code == 3 and "check failed" in out
+    code, _, _ = run(["check", sparse_model, "--fail-on", "non-finite"], capsys)
+    assert code == 0  # no NaN/Inf weights there
+    healthy = str(corpus_path("onet.pt"))
+    assert run(["check", healthy, "--fail-on", "any"], capsys)[0] == 0
+
+
+def test_thresholds_are_options(corpus_path, capsys):
+    path = str(corpus_path("onet.pt"))
+    # a tiny threshold makes every layer with any sparse filter "sparse" (onet: conv2 and conv3)
+    code, out, _ = run(["check", path, "--json", "--sparse-threshold", "0.0001", "--fail-on", "sparse"], capsys)
+    assert code == 3
+    for layer in json.loads(out)["layers"]:
+        flagged = "sparse" in [v["kind"] for v in layer["verdicts"]]
+        assert flagged == (layer["sparsity"] >= 0.0001), layer["name"]
+    assert run(["check", path, "--fail-on", "sparse"], capsys)[0] == 0  # default threshold: healthy
+    assert run(["check", path, "--fail-on", "bogus"], capsys)[0] == 2  # usage error names the choices
+    assert run(["check", path, "--sparse-threshold", "0"], capsys)[0] == 2
+    code, _, err = run(["check", path, "--low-diversity-threshold", "2", "--random-threshold", "1"], capsys)
+    assert code == 2 and "must be below" in err
+
+
+def test_output_file_is_written(corpus_path, tmp_path, capsys):
+    target = tmp_path / "report.json"
+    code, _, _ = run(["check", str(corpus_path("pnet.pt")), "--json", "-o", str(target)], capsys)
+    assert code == 0 and json.loads(target.read_text())["model"]["n_conv_layers"] == 5
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temporary file left behind
+
+
+def test_model_without_2d_filters_is_reported_not_an_error(corpus_path, capsys):
+    code, out, _ = run(["check", str(corpus_path("silero_vad.onnx"))], capsys)
+    assert code == 0 and "none with 2-D kernels" in out
+
+
+def test_inspect_lists_layers_without_metrics(corpus_path, capsys):
+    code, out, _ = run(["inspect", str(corpus_path("emotion_model.hdf5")), "--json"], capsys)
+    data = json.loads(out)
+    assert code == 0 and data["model"]["n_conv_layers"] == 23 and "sparsity" not in data["layers"][0]
+    assert data["model"]["filters_by_shape"]["3x3"] == 1328
+
+
+def test_table_output_and_pypi_source_in_a_real_process(corpus_path):
+    corpus_path("pnet.pt")  # cached: the command below resolves it without a download
+    spec = "pypi:facenet-pytorch==2.6.0#facenet_pytorch/data/pnet.pt"
+    proc = subprocess.run([sys.executable, "-m", "filterdb", "check", spec], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "degenerated layers" in proc.stdout and "filters by kernel shape" in proc.stdout
+    assert "3x3: 702" in proc.stdout
