@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test,all,timm
+bash scripts/install-chromium.sh   # the HTML reports are tested in headless Chromium
 .venv/bin/python -m pytest "$@"

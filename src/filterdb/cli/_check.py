@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.markup import escape
 
 from ..check import VERDICT_KINDS, Thresholds, check_model, failing
-from ._app import abort, app, console
+from ._app import abort, app, console, err_console
 from ._common import fmt, json_safe, read_with_progress
 
 EXIT_FAILED_CHECK = 3
@@ -110,12 +110,14 @@ def _print_summary(summary: dict, thresholds: Thresholds) -> None:
               help="Entropy verdicts need at least this many filters in a layer.")
 @click.option("--trust-pickle", is_flag=True, help="Allow pickle-based files (loading them runs code from the file!).")
 @click.option("--format", "format_", default=None, help="Force a reader (onnx, pytorch, keras, tflite, ...).")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the model report card (a self-contained HTML page with figures) to this file.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
               help="Write the JSON/CSV output to this file instead of stdout.")
 def check_command(model: str, as_json: bool, as_csv: bool, fail_on: str | None, sparse_threshold: float | None,
                   low_diversity_threshold: float | None, random_threshold: float | None,
                   sparsity_eps: float | None, min_filters: int | None, trust_pickle: bool, format_: str | None,
-                  output: Path | None) -> None:
+                  output: Path | None, html_path: Path | None) -> None:
     """Report the health of every convolution layer of MODEL, with degeneration verdicts.
 
     MODEL is a file (.onnx, .pt/.pth/.bin, .safetensors, .h5/.hdf5/.keras, .tflite) or a source name such as
@@ -137,6 +139,8 @@ def check_command(model: str, as_json: bool, as_csv: bool, fail_on: str | None, 
         raise click.UsageError(str(e).replace("Thresholds.", "threshold ")) from e
     record = read_with_progress(model, trust_pickle=trust_pickle, format=format_)
     report = check_model(record, thresholds=thresholds)
+    if html_path is not None:
+        _write_card(html_path, record, report)
     if as_json or as_csv:
         text = json.dumps(json_safe(report.to_dict()), indent=2) if as_json else report.to_csv()
         if output is not None:
@@ -153,6 +157,20 @@ def check_command(model: str, as_json: bool, as_csv: bool, fail_on: str | None, 
         if not (as_json or as_csv) or output is not None:
             console.print(f"[bold red]check failed[/]: {len(bad)} layer(s) with {', '.join(kinds)}")
         raise SystemExit(EXIT_FAILED_CHECK)
+
+
+def _write_card(path: Path, record, report) -> None:
+    from ..errors import MissingDependencyError
+
+    try:
+        from ..report import write_model_card
+
+        write_model_card(path, record, report)
+        err_console.print(f"[dim]report card written to {escape(str(path))}[/]")
+    except MissingDependencyError as e:
+        abort(f"--html: {e}")
+    except OSError as e:
+        abort(f"{path}: cannot write the report card there: {e.strerror or e}")
 
 
 def _write_atomically(path: Path, text: str) -> None:

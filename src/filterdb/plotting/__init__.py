@@ -1,0 +1,19 @@
+"""Figures of filterdb results: each function takes a result object and returns a matplotlib Figure.
+
+Needs the 'plot' extra (matplotlib): ``pip install 'filterdb[plot]'``. Figures are bound to the Agg
+canvas, never to pyplot, so they work headless and leave no global state behind.
+
+Examples
+--------
+>>> from filterdb import read_model                                  # doctest: +SKIP
+>>> from filterdb.check import check_model                           # doctest: +SKIP
+>>> from filterdb.plotting import metrics_vs_depth, layer_filters    # doctest: +SKIP
+>>> record = read_model("model.onnx")                                # doctest: +SKIP
+>>> metrics_vs_depth(check_model(record)).savefig("depth.png")       # doctest: +SKIP
+>>> layer_filters(record.layers_2d[0]).savefig("conv1.png")          # doctest: +SKIP
+"""
+
+from ._model import layer_filters, metrics_vs_depth, rgb_filters
+from ._style import FILTER_CMAP, THEMES, VERDICT_COLOURS, Theme
+
+__all__ = ["FILTER_CMAP", "THEMES", "VERDICT_COLOURS", "Theme", "layer_filters", "metrics_vs_depth", "rgb_filters"]

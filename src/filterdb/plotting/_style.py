@@ -1,0 +1,123 @@
+"""Shared look of filterdb figures: colours that survive colour blindness and both page themes.
+
+Data colours come from the Okabe–Ito palette (distinguishable under the common colour-vision deficiencies)
+and were picked from its mid-luminance members, so each reads on white and on near-black backgrounds alike.
+The ink (text, axes, grid) follows the theme. Filter tiles use one diverging map centred at zero, with
+limits shared by every tile of a figure, so that colour means the same weight everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import missing_dependency
+
+__all__ = [
+    "FILTER_CMAP",
+    "HEALTHY",
+    "THEMES",
+    "THRESHOLD",
+    "VERDICT_COLOURS",
+    "VERDICT_MARKERS",
+    "Theme",
+    "new_figure",
+    "symmetric_limit",
+    "theme",
+]
+
+ThemeName = Literal["light", "dark"]
+
+# Okabe–Ito. Yellow (#F0E442) is left out: it vanishes on white.
+BLUE = "#0072B2"
+SKY = "#56B4E9"
+ORANGE = "#E69F00"
+GREEN = "#009E73"
+VERMILLION = "#D55E00"
+PURPLE = "#CC79A7"
+GREY = "#8C8C8C"
+
+HEALTHY = SKY  # a layer without verdict: light enough for dark pages, dark enough for white ones
+VERDICT_COLOURS: dict[str, str] = {
+    "sparse": ORANGE,
+    "low-diversity": PURPLE,
+    "random": VERMILLION,
+    "non-finite": GREY,
+}
+VERDICT_MARKERS: dict[str, str] = {"sparse": "s", "low-diversity": "D", "random": "^", "non-finite": "X"}
+THRESHOLD = GREEN  # threshold lines: a hue no data point uses
+FILTER_CMAP = "RdBu_r"  # diverging, blue < 0 < red, white at 0; readable with deuteranopia and protanopia
+
+
+@dataclass(frozen=True)
+class Theme:
+    """Ink and paper of a figure."""
+
+    name: str  # "light" or "dark"
+    paper: str  # figure and axes background
+    ink: str  # text, spines and ticks
+    muted: str  # secondary text, grid lines
+    gap: str  # background between filter tiles
+
+
+THEMES: dict[str, Theme] = {
+    "light": Theme("light", paper="#FFFFFF", ink="#1F2328", muted="#D0D7DE", gap="#D9DDE1"),
+    "dark": Theme("dark", paper="#0D1117", ink="#E6EDF3", muted="#30363D", gap="#3B424B"),
+}
+
+
+def theme(name: str) -> Theme:
+    """The :class:`Theme` called ``name``; raises ValueError naming the allowed values."""
+    try:
+        return THEMES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"theme must be one of {', '.join(map(repr, THEMES))}, got {name!r}") from None
+
+
+def _matplotlib() -> Any:
+    try:
+        import matplotlib
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise missing_dependency("matplotlib", "drawing figures", "plot") from e
+    return matplotlib, Figure
+
+
+def new_figure(width: float, height: float, th: Theme) -> Any:
+    """A matplotlib Figure bound to the Agg canvas: no pyplot, no global state, nothing to close.
+
+    A Figure made this way is freed with its last reference; pyplot never tracks it.
+    """
+    _, Figure = _matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = Figure(figsize=(width, height), facecolor=th.paper, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def style_axes(ax: Any, th: Theme, *, grid: bool = True) -> None:
+    """Apply the theme's ink to one Axes (spines, ticks, labels, grid)."""
+    ax.set_facecolor(th.paper)
+    for side, spine in ax.spines.items():
+        spine.set_color(th.ink)
+        spine.set_visible(side in ("left", "bottom"))
+    ax.tick_params(colors=th.ink, labelcolor=th.ink, labelsize=8)
+    ax.xaxis.label.set_color(th.ink)
+    ax.yaxis.label.set_color(th.ink)
+    ax.title.set_color(th.ink)
+    if grid:
+        ax.grid(True, color=th.muted, linewidth=0.6, alpha=0.8)
+        ax.set_axisbelow(True)
+
+
+def symmetric_limit(values: np.ndarray) -> float:
+    """The shared colour limit v of a diverging map over ``values``: the largest finite |w| (1.0 if none).
+
+    Tiles are then drawn with limits (-v, v), so white is exactly zero.
+    """
+    finite = np.abs(values[np.isfinite(values)])
+    v = float(finite.max()) if finite.size else 0.0
+    return v if v > 0 else 1.0

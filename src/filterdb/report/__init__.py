@@ -1,0 +1,17 @@
+"""Reports of filterdb results as self-contained HTML pages (figures from :mod:`filterdb.plotting`).
+
+Needs the 'plot' extra (matplotlib) for the figures: ``pip install 'filterdb[plot]'``.
+
+Examples
+--------
+>>> from filterdb import read_model                      # doctest: +SKIP
+>>> from filterdb.check import check_model               # doctest: +SKIP
+>>> from filterdb.report import write_model_card         # doctest: +SKIP
+>>> record = read_model("model.onnx")                    # doctest: +SKIP
+>>> write_model_card("card.html", record, check_model(record))  # doctest: +SKIP
+"""
+
+from ._html import Page, write_html
+from ._model_card import model_card_html, write_model_card
+
+__all__ = ["Page", "model_card_html", "write_html", "write_model_card"]

@@ -1,0 +1,199 @@
+"""A tiny builder of self-contained HTML pages: inline CSS, figures as base64 PNG, no script, no network.
+
+A report page must open anywhere (an e-mail attachment, a CI artefact, a laptop on a plane) and look the
+same in five years: everything it shows is inside the one file. Text is escaped on the way in; only
+fragments built here are trusted as HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Html", "Page", "esc", "figure_png", "write_html"]
+
+# Light and dark follow the reader's system setting. Figures keep their own light paper in both, framed
+# as cards, so that one PNG serves both themes.
+_CSS = """
+:root{--bg:#f6f8fa;--card:#ffffff;--ink:#1f2328;--muted:#59636e;--line:#d1d9e0;--accent:#0072b2;
+--sparse:#e69f00;--low-diversity:#cc79a7;--random:#d55e00;--non-finite:#8c8c8c;--ok:#009e73}
+@media (prefers-color-scheme:dark){:root{--bg:#0d1117;--card:#151b23;--ink:#e6edf3;--muted:#9198a1;
+--line:#3d444d;--accent:#56b4e9}}
+*{box-sizing:border-box}
+body{margin:0;background:var(--bg);color:var(--ink);font:15px/1.55 system-ui,-apple-system,"Segoe UI",
+"DejaVu Sans",Roboto,sans-serif}
+main{max-width:1120px;margin:0 auto;padding:28px 24px 48px}
+header{border-bottom:1px solid var(--line);margin-bottom:8px;padding-bottom:12px}
+header .kicker{color:var(--muted);font-size:13px;letter-spacing:.04em;text-transform:uppercase}
+h1{font-size:26px;margin:4px 0 2px;word-break:break-all}
+h2{font-size:19px;margin:34px 0 6px;padding-top:4px}
+h3{font-size:15px;margin:18px 0 4px;word-break:break-all}
+p{margin:6px 0}
+.muted{color:var(--muted)}
+.howto{border-left:3px solid var(--accent);background:var(--card);padding:8px 12px;margin:8px 0 12px;
+font-size:14px;color:var(--muted);border-radius:0 6px 6px 0}
+.howto b{color:var(--ink)}
+.facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(210px,1fr));gap:10px;margin:14px 0}
+.fact{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:10px 12px}
+.fact .k{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.04em}
+.fact .v{font-size:18px;font-weight:600;word-break:break-all}
+.fact .v small{font-size:13px;font-weight:400;color:var(--muted)}
+.badge{display:inline-block;border-radius:999px;padding:1px 9px;font-size:12.5px;font-weight:600;
+color:#fff;white-space:nowrap;margin:1px 2px 1px 0}
+.b-sparse{background:var(--sparse);color:#1f2328}.b-low-diversity{background:var(--low-diversity);color:#1f2328}
+.b-random{background:var(--random)}.b-non-finite{background:var(--non-finite)}.b-ok{background:var(--ok)}
+.note{background:var(--card);border:1px solid var(--line);border-left:4px solid var(--sparse);
+border-radius:6px;padding:8px 12px;margin:8px 0}
+figure{margin:12px 0 18px;background:#ffffff;border:1px solid var(--line);border-radius:8px;padding:10px}
+figure img{display:block;max-width:100%;height:auto;margin:0 auto}
+figcaption{color:#59636e;font-size:13px;margin-top:6px}
+.tablewrap{overflow-x:auto;border:1px solid var(--line);border-radius:8px;background:var(--card);margin:10px 0}
+table{border-collapse:collapse;width:100%;font-size:13.5px}
+th,td{padding:6px 10px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
+th{font-size:12px;text-transform:uppercase;letter-spacing:.03em;color:var(--muted);background:var(--card);
+position:sticky;top:0}
+tr:last-child td{border-bottom:none}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.name{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12.5px;word-break:break-all;
+min-width:180px}
+tr.degenerated td.name{font-weight:600}
+details{margin:10px 0}summary{cursor:pointer;color:var(--accent);font-weight:600}
+footer{margin-top:40px;border-top:1px solid var(--line);padding-top:10px;color:var(--muted);font-size:13px}
+code{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:.92em}
+"""
+
+
+class Html(str):
+    """A string that is already HTML: passed through without escaping."""
+
+
+def esc(value: Any) -> Html:
+    """Escape text (or pass an :class:`Html` fragment through)."""
+    return value if isinstance(value, Html) else Html(html.escape(str(value), quote=True))
+
+
+def figure_png(fig: Any, *, dpi: int = 110) -> str:
+    """Render a matplotlib Figure to a ``data:image/png;base64,...`` URI and release the figure."""
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=dpi, facecolor=fig.get_facecolor())
+    finally:
+        fig.clear()  # the Figure is not tracked by pyplot; clearing frees its artists now
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+@dataclass
+class Page:
+    """An HTML document assembled from escaped parts.
+
+    Examples
+    --------
+    >>> page = Page("demo")
+    >>> page.heading("Results").paragraph("1 < 2")
+    Page(title='demo', ...)
+    >>> "<p>1 &lt; 2</p>" in page.render()
+    True
+    """
+
+    title: str
+    parts: list[str] = field(default_factory=list, repr=False)
+
+    def __repr__(self) -> str:
+        return f"Page(title={self.title!r}, ...)"
+
+    def raw(self, fragment: Html) -> Page:
+        """Append a trusted fragment."""
+        if not isinstance(fragment, Html):
+            raise TypeError("Page.raw takes an Html fragment; wrap text with esc()")
+        self.parts.append(fragment)
+        return self
+
+    def heading(self, text: Any, level: int = 2, *, anchor: str | None = None) -> Page:
+        ident = f' id="{esc(anchor)}"' if anchor else ""
+        self.parts.append(f"<h{level}{ident}>{esc(text)}</h{level}>")
+        return self
+
+    def paragraph(self, text: Any, *, cls: str | None = None) -> Page:
+        klass = f' class="{esc(cls)}"' if cls else ""
+        self.parts.append(f"<p{klass}>{esc(text)}</p>")
+        return self
+
+    def howto(self, text: Any) -> Page:
+        """The short "how to read this" box of a section."""
+        self.parts.append(f'<div class="howto"><b>How to read this.</b> {esc(text)}</div>')
+        return self
+
+    def figure(self, fig: Any, *, alt: str, caption: Any = None, dpi: int = 110) -> Page:
+        """Embed a matplotlib Figure as a PNG (the figure is released afterwards)."""
+        uri = figure_png(fig, dpi=dpi)
+        cap = f"<figcaption>{esc(caption)}</figcaption>" if caption is not None else ""
+        self.parts.append(f'<figure><img src="{uri}" alt="{esc(alt)}">{cap}</figure>')
+        return self
+
+    def table(self, header: Sequence[Any], rows: Iterable[Sequence[Any]], *, numeric: Sequence[int] = (),
+              name_col: int | None = None, row_classes: Sequence[str] | None = None) -> Page:
+        """A table; cells are escaped unless they are :class:`Html`; ``numeric`` columns align right."""
+        self.parts.append(table_html(header, rows, numeric=numeric, name_col=name_col, row_classes=row_classes))
+        return self
+
+    def render(self) -> str:
+        body = "\n".join(self.parts)
+        return (
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            "<meta name=\"color-scheme\" content=\"light dark\">\n"
+            # No request may leave the page: images are data: URIs, there is no script.
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
+            "style-src 'unsafe-inline'\">\n"
+            f"<title>{esc(self.title)}</title>\n<style>{_CSS}</style>\n</head>\n"
+            f"<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n"
+        )
+
+
+def table_html(header: Sequence[Any], rows: Iterable[Sequence[Any]], *, numeric: Sequence[int] = (),
+               name_col: int | None = None, row_classes: Sequence[str] | None = None) -> Html:
+    """A table fragment (see :meth:`Page.table`)."""
+    numeric_set = set(numeric)
+    out = ['<div class="tablewrap"><table><thead><tr>']
+    out += [f"<th>{esc(h)}</th>" for h in header]
+    out.append("</tr></thead><tbody>")
+    for i, row in enumerate(rows):
+        klass = f' class="{esc(row_classes[i])}"' if row_classes and row_classes[i] else ""
+        out.append(f"<tr{klass}>")
+        for j, cell in enumerate(row):
+            cls = "num" if j in numeric_set else ("name" if j == name_col else "")
+            out.append(f'<td class="{cls}">{esc(cell)}</td>' if cls else f"<td>{esc(cell)}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table></div>")
+    return Html("".join(out))
+
+
+def write_html(path: str | os.PathLike[str], text: str) -> Path:
+    """Write a page atomically: to a temporary file in the same folder, then rename over ``path``.
+
+    A reader of ``path`` sees the old page or the new one, never half a page. Returns the path.
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return target

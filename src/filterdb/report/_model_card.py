@@ -1,0 +1,303 @@
+"""The model report card: ``filterdb check MODEL --html card.html`` as one self-contained page.
+
+It assembles what the check computed (:class:`~filterdb.check.ModelReport`) and the figures of
+:mod:`filterdb.plotting`; it computes nothing itself.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..check import VERDICT_KINDS, ModelReport, Verdict
+from ..types import ModelRecord
+from ._html import Html, Page, esc, table_html, write_html
+
+__all__ = ["model_card_html", "write_model_card"]
+
+_ABOUT_KIND = {
+    "sparse": "most filters of the layer are (almost) all zero: unused capacity, or a pruned layer.",
+    "low-diversity": "the filters repeat a few patterns (low variance entropy): redundant filters, typical of "
+                     "deep layers of over-parameterised networks.",
+    "random": "the filters are as diverse as random ones (normalised variance entropy above 1): the layer looks "
+              "untrained.",
+    "non-finite": "some weights are NaN or infinite: a corrupt file, or training diverged.",
+}
+
+
+def model_card_html(record: ModelRecord, report: ModelReport, *, max_degenerated: int = 6,
+                    title: str | None = None) -> str:
+    """The report card of one model as a self-contained HTML page (inline CSS, PNG figures, no script).
+
+    Parameters
+    ----------
+    record : ModelRecord
+        The model as read (its weights feed the filter grids).
+    report : ModelReport
+        ``check_model(record)``: metrics, verdicts, summary.
+    max_degenerated : int
+        Draw the filters of at most this many degenerated layers (chosen round-robin over the verdict
+        kinds, so that every kind found is shown); the verdict table always lists all of them.
+    title : str, optional
+        Page heading; default the model file's name.
+
+    Returns
+    -------
+    str
+        The page. Write it with :func:`write_model_card` (atomic).
+
+    Examples
+    --------
+    >>> from filterdb import read_model                      # doctest: +SKIP
+    >>> from filterdb.check import check_model               # doctest: +SKIP
+    >>> record = read_model("model.onnx")                    # doctest: +SKIP
+    >>> html = model_card_html(record, check_model(record))  # doctest: +SKIP
+    """
+    if not isinstance(record, ModelRecord):
+        raise TypeError(f"record must be a filterdb.ModelRecord, got {type(record).__name__}")
+    if not isinstance(report, ModelReport):
+        raise TypeError(f"report must be a filterdb.check.ModelReport, got {type(report).__name__}")
+    if [layer.name for layer in record.layers] != list(report.layers["name"]):
+        raise ValueError("report does not belong to record: their layers differ; pass check_model(record)")
+    if isinstance(max_degenerated, bool) or not isinstance(max_degenerated, int) or max_degenerated < 0:
+        raise ValueError(f"max_degenerated must be an integer >= 0, got {max_degenerated!r}")
+    from .. import __version__
+    from ..plotting import layer_filters, metrics_vs_depth, rgb_filters
+
+    info, s = report.info, report.summary
+    name = title or _model_name(info)
+    page = Page(f"{name} · filterdb report card")
+    page.raw(Html(f'<header><div class="kicker">filterdb · model report card</div><h1>{esc(name)}</h1>'
+                  f'<p class="muted">{esc(info.get("source", ""))}</p>{_verdict_line(s)}</header>'))
+    _summary_section(page, info, s)
+    if not s["has_2d_filters"]:
+        page.heading("No 2-D filters", anchor="no-filters")
+        page.raw(Html('<div class="note">' + esc(
+            "This model has no 2-D filters. The metrics of filterdb (sparsity, variance entropy, orthogonality) "
+            "are defined for 2-D convolution filters, so there are no metrics, verdicts or filter figures for "
+            "it; its convolution layers are listed below.") + "</div>"))
+        _all_layers_section(page, report, open_=True)
+        _footer(page, report, __version__)
+        return page.render()
+
+    page.heading("Layer metrics against depth", anchor="metrics")
+    page.howto("Each point is one convolution layer with 2-D kernels, placed by its depth in the network "
+               "(0 = first conv level). Top: the share of filters that are (almost) all zero. Middle: the "
+               "variance entropy of the layer's filters, normalised so that 1 is the entropy of random, "
+               "untrained filters; trained layers read below 1, very low values mean redundant filters. "
+               "Bottom: orthogonality, how far the filters are from being multiples of each other. Dashed "
+               "lines are the verdict thresholds; coloured markers are layers that got a verdict.")
+    page.figure(metrics_vs_depth(report), alt="sparsity, normalised variance entropy and orthogonality of "
+                "every layer against its depth, with thresholds and degenerated layers marked",
+                caption=f"{s['n_conv_layers']} layers with 2-D kernels; depthwise and grouped layers hollow.")
+
+    _verdict_section(page, report)
+
+    page.heading("Filters", anchor="filters")
+    page.howto("Each small tile is one 2-D filter (one kernel slice), blue for negative and red for positive "
+               "weights, white for zero; all tiles of a figure share one colour scale, symmetric around "
+               "zero, so their colours compare directly. Trained first layers show edges, blobs and colour "
+               "opponents; sparse layers show many white tiles; random layers show noise.")
+    by_name = {layer.name: layer for layer in record.layers}
+    rows2d = [i for i, k in enumerate(report.layers["kernel"]) if len(k) == 2]
+    first = record.layers[rows2d[0]]
+    page.heading(f"First layer: {_display_name(first.name)}", level=3)
+    page.figure(layer_filters(first), alt=f"filters of the first layer {first.name}",
+                caption=_layer_caption(report, rows2d[0]))
+    if first.weight.shape[1] == 3 and first.kind != "transpose":
+        page.figure(rgb_filters(first, scale="filter"), alt=f"filters of {first.name} as RGB tiles",
+                    caption="The same filters with their three input channels as one colour image each (assuming "
+                            "RGB input order), each scaled to its own largest weight: the colours show what a "
+                            "filter responds to, not how strong it is.")
+    chosen, n_bad = _pick_degenerated(report, max_degenerated, skip=rows2d[0])
+    if n_bad:
+        page.heading(f"Degenerated layers ({len(chosen)} of {n_bad} shown)", level=3)
+        for i in chosen:
+            layer = by_name[report.layers["name"].iloc[i]]
+            page.figure(layer_filters(layer), alt=f"filters of the degenerated layer {layer.name}",
+                        caption=_layer_caption(report, i))
+        if len(chosen) < n_bad:
+            page.paragraph(f"{n_bad - len(chosen)} more degenerated layer(s) are listed in the verdict table; "
+                           "draw any of them with filterdb.plotting.layer_filters.", cls="muted")
+    _all_layers_section(page, report, open_=False)
+    _footer(page, report, __version__)
+    return page.render()
+
+
+def write_model_card(path: str | os.PathLike[str], record: ModelRecord, report: ModelReport,
+                     **options: Any) -> Path:
+    """Build the card (see :func:`model_card_html`) and write it atomically to ``path``."""
+    return write_html(path, model_card_html(record, report, **options))
+
+
+# ------------------------------------------------------------------------------------------------ sections
+def _summary_section(page: Page, info: dict[str, Any], s: dict[str, Any]) -> None:
+    producer = " ".join(str(p) for p in (s.get("producer"), s.get("producer_version")) if p) or "–"
+    shapes = ", ".join(f"{k}: {v:,}" for k, v in list(s["filters_by_shape"].items())[:4]) or "–"
+    facts = [
+        ("format", s.get("format") or "–", f"opset {s['opset']}" if s.get("opset") is not None else ""),
+        ("producer", producer, ""),
+        ("parameters", f"{int(s.get('n_parameters') or 0):,}",
+         f"file {_size(info.get('size_bytes'))}" if info.get("size_bytes") else ""),
+        ("conv layers (2-D)", f"{s['n_conv_layers']}", f"of {s['n_layers_total']} convolutions"),
+        ("2-D filters", f"{s['n_filters']:,}", shapes),
+        ("3×3 share", _fmt(s.get("share_3x3"), 2), "of all 2-D filters"),
+    ]
+    if s["has_2d_filters"]:
+        n_any = s["n_degenerated"]["any"]
+        facts.append(("degenerated layers", f"{n_any} of {s['n_conv_layers']}",
+                      f"{_fmt(s['share_degenerated']['any'], 2)} of the layers"))
+    cells = "".join(f'<div class="fact"><div class="k">{esc(k)}</div><div class="v">{esc(v)}'
+                    f'{" <small>" + esc(sub) + "</small>" if sub else ""}</div></div>' for k, v, sub in facts)
+    page.heading("Summary", anchor="summary")
+    page.raw(Html(f'<div class="facts">{cells}</div>'))
+    for note in s.get("notes", []):
+        page.raw(Html(f'<div class="note">{esc(note)}</div>'))
+
+
+def _verdict_line(s: dict[str, Any]) -> Html:
+    if not s["has_2d_filters"]:
+        return Html('<p><span class="badge b-non-finite">no 2-D filters</span></p>')
+    counts = s["n_degenerated"]
+    if counts["any"] == 0:
+        return Html(f'<p><span class="badge b-ok">healthy</span> no verdict in {s["n_conv_layers"]} layers</p>')
+    badges = "".join(f'<span class="badge b-{k}">{esc(k)} {counts[k]}</span>' for k in VERDICT_KINDS if counts[k])
+    return Html(f"<p>{badges} <span class=\"muted\">{counts['any']} of {s['n_conv_layers']} layers "
+                "degenerated</span></p>")
+
+
+def _verdict_section(page: Page, report: ModelReport) -> None:
+    page.heading("Verdicts", anchor="verdicts")
+    t = report.thresholds
+    page.howto(f"One row per finding: the measured value and the threshold it crossed. sparse: share of "
+               f"near-zero filters (every |w| < {t.sparsity_eps:g} × the layer's largest |w|) ≥ {t.sparse:g}; "
+               f"low-diversity: normalised variance entropy < {t.low_diversity:g}; random: normalised variance "
+               f"entropy > {t.random:g}; entropy verdicts only for layers of at least {t.min_filters} filters. "
+               "A verdict is a prompt to look, not a proof of a bug: a pruned model is sparse on purpose.")
+    rows: list[list[Any]] = []
+    titles: list[str] = []
+    frame = report.layers
+    for i, verdicts in enumerate(report.verdicts):
+        for v in verdicts:
+            rows.append([_name_cell(frame["name"].iloc[i]), _fmt(frame["conv_depth"].iloc[i], 0),
+                         _shape(frame["shape"].iloc[i]),
+                         Html(f'<span class="badge b-{esc(v.kind)}" title="{esc(v.message)}">{esc(v.kind)}</span>'),
+                         _value(v), _threshold(v)])
+            titles.append(v.message)
+    if not rows:
+        page.raw(Html('<p><span class="badge b-ok">healthy</span> No layer got a verdict.</p>'))
+        return
+    kinds = [k for k in VERDICT_KINDS if any(v.kind == k for layer in report.verdicts for v in layer)]
+    page.raw(Html("<p>" + "<br>".join(f'<span class="badge b-{k}">{k}</span> {esc(_ABOUT_KIND[k])}' for k in kinds)
+                  + "</p>"))
+    page.table(["layer", "depth", "weight shape", "verdict", "value", "threshold"], rows,
+               numeric=(1, 4, 5), name_col=0)
+
+
+def _all_layers_section(page: Page, report: ModelReport, *, open_: bool) -> None:
+    frame = report.layers
+    rows, classes = [], []
+    for i, row in enumerate(frame.itertuples(index=False)):
+        kinds = report.verdicts[i]
+        badges = Html("".join(f'<span class="badge b-{esc(v.kind)}">{esc(v.kind)}</span>' for v in kinds)) \
+            if kinds else ("ok" if len(row.kernel) == 2 else "–")
+        rows.append([_name_cell(row.name), row.kind, _shape(row.shape), _fmt(row.conv_depth, 0), f"{row.n_filters:,}",
+                     _fmt(row.sparsity), _fmt(row.variance_entropy_norm), _fmt(row.orthogonality), badges])
+        classes.append("degenerated" if kinds else "")
+    table = table_html(["layer", "kind", "shape", "depth", "filters", "sparsity", "ve_norm", "orthog.",
+                        "verdicts"], rows, numeric=(3, 4, 5, 6, 7), name_col=0, row_classes=classes)
+    page.heading("All layers", anchor="layers")
+    page.raw(Html(f'<details{" open" if open_ else ""}><summary>{len(rows)} convolution layers, in graph order'
+                  f"</summary>{table}</details>"))
+
+
+def _footer(page: Page, report: ModelReport, version: str) -> None:
+    t = report.thresholds
+    sha = report.info.get("sha256")
+    page.raw(Html(
+        "<footer>" + esc(f"filterdb {version} · thresholds: sparse ≥ {t.sparse:g}, low-diversity < "
+                         f"{t.low_diversity:g}, random > {t.random:g}, sparsity ε {t.sparsity_eps:g}, entropy "
+                         f"verdicts from {t.min_filters} filters")
+        + (f"<br>sha256 <code>{esc(sha)}</code>" if sha else "")
+        + "<br>Metrics after Gavrikov &amp; Keuper, “CNN Filter DB”, CVPR 2022.</footer>"))
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _pick_degenerated(report: ModelReport, limit: int, *, skip: int) -> tuple[list[int], int]:
+    """Up to ``limit`` degenerated 2-D layers, round-robin over verdict kinds, in graph order within a kind."""
+    by_kind: dict[str, list[int]] = {kind: [] for kind in VERDICT_KINDS}
+    bad = []
+    for i, (verdicts, kernel) in enumerate(zip(report.verdicts, report.layers["kernel"])):
+        if verdicts and len(kernel) == 2:
+            bad.append(i)
+            if i != skip:
+                by_kind[verdicts[0].kind].append(i)
+    chosen: list[int] = []
+    queues = [q for q in by_kind.values() if q]
+    while len(chosen) < limit and any(queues):
+        for q in queues:
+            if q and len(chosen) < limit:
+                chosen.append(q.pop(0))
+    return sorted(chosen), len(bad)
+
+
+def _layer_caption(report: ModelReport, i: int) -> str:
+    row = report.layers.iloc[i]
+    parts = [f"{row['kind']} layer, weight {_shape(row['shape'])}, depth {_fmt(row['conv_depth'], 0)}",
+             f"sparsity {_fmt(row['sparsity'])}", f"normalised variance entropy {_fmt(row['variance_entropy_norm'])}",
+             f"orthogonality {_fmt(row['orthogonality'])}"]
+    verdicts: Sequence[Verdict] = report.verdicts[i]
+    if verdicts:
+        parts.append("verdict: " + ", ".join(v.kind for v in verdicts))
+    return "; ".join(parts) + "."
+
+
+def _display_name(name: str) -> str:
+    """TFLite names a fused op by all the ops it absorbed, joined by ';': the convolution is the last one."""
+    return name.rsplit(";", 1)[-1] if ";" in name else name
+
+
+def _name_cell(name: str) -> Html:
+    shown = _display_name(name)
+    return Html(f'<span title="{esc(name)}">{esc(shown)}</span>' if shown != name else esc(name))
+
+
+def _model_name(info: dict[str, Any]) -> str:
+    source = str(info.get("path") or info.get("source") or "model")
+    return os.path.basename(source.rstrip("/")) or source
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float) and digits == 0:
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _shape(shape: Any) -> str:
+    return "×".join(str(v) for v in shape)
+
+
+def _value(v: Verdict) -> str:
+    return f"{int(v.value)}" if v.kind == "non-finite" else f"{v.value:.3f}"
+
+
+def _threshold(v: Verdict) -> str:
+    op = {"sparse": "≥ ", "low-diversity": "< ", "random": "> ", "non-finite": "> "}[v.kind]
+    return f"{op}{v.threshold:g}"
+
+
+def _size(n: Any) -> str:
+    if not n:
+        return ""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
