@@ -10,5 +10,6 @@ from __future__ import annotations
 from ._app import app, main
 from . import _check, _inspect  # noqa: F401  (command registration)
 from . import _store  # noqa: F401  (store commands: init, ingest, models, layers, sql, rm, stats, export)
+from . import _analyze  # noqa: F401  (analyze STORE pca | drift | degeneration)
 
 __all__ = ["app", "main"]

@@ -1,0 +1,227 @@
+"""Benchmarks of the analyses (issue 4). Each measurement runs in its own process (clean peak memory).
+
+  python bench/bench_analysis.py kernel  [--n 20e6]          in-memory kernel speed, 1 and 2 threads
+  python bench/bench_analysis.py side    [--n 20e6]          filterdb vs the reference notebook pipeline
+  python bench/bench_analysis.py full    STORE               PCA + drift along two axes over a whole store
+  python bench/bench_analysis.py dask    STORE [--where ..]  Dask LocalCluster vs the local engine
+
+The reference pipeline is the original notebook's: all filters in RAM as float32, per-filter scaling in
+numpy, sklearn ``PCA``, ``np.histogram`` per group and component, ``scipy.stats.entropy``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(args: list[str]) -> dict:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=False)
+    if out.returncode:
+        raise SystemExit(f"child {args} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- children -----------------------------------------------------------------------------------------
+def run_reference(store_path: str, by: str) -> dict:
+    """The notebook: everything in RAM, sklearn PCA, np.histogram, scipy entropy."""
+    from scipy.stats import entropy
+    from sklearn.decomposition import PCA
+
+    from filterdb.store import open_store
+    from filterdb.store._shards import ShardReader
+
+    t0 = time.perf_counter()
+    store = open_store(store_path)
+    layers = store.sql("SELECT l.n_filters, l." + by + " AS g, t.shard, t.row_offset FROM layers l "
+                       "JOIN t_layers t USING (layer_id) WHERE l.kernel = '3x3' ORDER BY l.model_id, l.layer_index")
+    n = int(layers["n_filters"].sum())
+    x = np.empty((n, 9), np.float32)
+    pos = 0
+    for shard, part in layers.groupby("shard", sort=False):
+        reader = ShardReader(Path(store_path), shard)
+        for off, cnt in zip(part["row_offset"], part["n_filters"]):
+            x[pos : pos + cnt] = reader.rows(int(off), int(cnt))
+            pos += cnt
+        reader.close()
+    groups = np.repeat(layers["g"].to_numpy(), layers["n_filters"].to_numpy())
+    t_load = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    m = np.abs(x).max(axis=1)
+    m[m == 0] = 1
+    x = x / m[:, None]
+    pca = PCA(svd_solver="full").fit(x)
+    c = pca.transform(x)
+    lo, hi = c.min(), c.max()
+    labels = list(dict.fromkeys(groups))
+    hists = {}
+    for g in labels:
+        sel = groups == g
+        ps = []
+        for i in range(9):
+            h = np.histogram(c[sel, i], bins=70, range=(lo, hi))[0].astype(float)
+            p = h / h.sum()
+            p[p == 0] = np.finfo(np.float32).eps
+            ps.append(p / p.sum())
+        hists[g] = ps
+    mat = np.zeros((len(labels), len(labels)))
+    for a, ga in enumerate(labels):
+        for b, gb in enumerate(labels):
+            if a < b:
+                mat[a, b] = mat[b, a] = sum(pca.explained_variance_ratio_[i] * (
+                    entropy(hists[ga][i], hists[gb][i]) + entropy(hists[gb][i], hists[ga][i])) for i in range(9))
+    t_compute = time.perf_counter() - t1
+    return {"n": n, "load_s": t_load, "compute_s": t_compute, "total_s": t_load + t_compute,
+            "peak_rss_mb": peak_rss_mb(), "evr": pca.explained_variance_ratio_.tolist(), "labels": labels,
+            "matrix": mat.tolist()}
+
+
+def run_filterdb(store_path: str, bys: list[str], threads: int | None, task_rows: int, range_mode: str) -> dict:
+    from filterdb.analysis import drift, fit_pca
+    from filterdb.engine import LocalEngine
+    from filterdb.store import open_store
+
+    store = open_store(store_path)
+    engine = LocalEngine(threads)
+    t0 = time.perf_counter()
+    basis = fit_pca(store, engine=engine, task_rows=task_rows)
+    times = {"pca_s": time.perf_counter() - t0}
+    results = {}
+    for by in bys:
+        t1 = time.perf_counter()
+        r = drift(store, by=by, basis=basis, range=range_mode, engine=engine, task_rows=task_rows, min_filters=0)
+        times[f"drift_{by}_s"] = time.perf_counter() - t1
+        results[by] = {"labels": list(r.groups), "matrix": r.matrix.tolist(), "summary": r.summary()}
+    total = time.perf_counter() - t0
+    passes = 1 + len(bys) * (2 if range_mode == "minmax" else 1)
+    return {"n": basis.n_filters, "total_s": total, **times, "passes": passes,
+            "filters_per_s_per_pass": basis.n_filters * passes / total, "peak_rss_mb": peak_rss_mb(),
+            "evr": basis.explained_variance_ratio.tolist(), "drift": results, "engine": engine.describe()}
+
+
+def run_kernel(n: int, threads: int) -> dict:
+    """The fused kernel (Gram + projection + histograms) on float16 filters already in RAM."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from filterdb.analysis.kernels import PassSpec, merge, run_rows
+    from synthetic_zoo import Pools
+
+    pools = Pools(0)
+    x = np.concatenate([pools.get(i % 10, 0, i % 10) for i in range(n // len(pools.get(0, 0, 0)) + 1)])[:n]
+    comps = np.linalg.qr(np.random.default_rng(0).standard_normal((9, 9)))[0].T
+    out = {}
+    for name, spec in (("gram", PassSpec(d=9)),
+                       ("hist", PassSpec(d=9, gram=False, hist=True, components=comps, mean=np.zeros(9),
+                                         lo=-3.2, hi=3.2)),
+                       ("gram+hist", PassSpec(d=9, hist=True, components=comps, mean=np.zeros(9), lo=-3.2, hi=3.2))):
+        run_rows(x[:1000], np.array([0]), np.array([1000]), np.array([0]), spec, 1)  # compiled / loaded
+        chunks = np.array_split(np.arange(n), 64)
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            parts = list(pool.map(lambda idx: run_rows(x, np.array([idx[0]]), np.array([len(idx)]),
+                                                       np.array([0]), spec, 1), chunks))
+        merge(parts, 9, 70, 1)
+        out[name] = n / (time.perf_counter() - t0)
+    return {"n": n, "threads": threads, "filters_per_s": out}
+
+
+def run_dask(store_path: str, where: str | None, workers: int) -> dict:
+    from distributed import Client, LocalCluster
+
+    from filterdb.analysis import fit_pca
+    from filterdb.engine import LocalEngine
+    from filterdb.store import open_store
+
+    store = open_store(store_path)
+    local = LocalEngine(workers)
+    fit_pca(store, where=where, engine=local)  # warm the page cache and the kernel
+    t0 = time.perf_counter()
+    a = fit_pca(store, where=where, engine=local)
+    t_local = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        t_start = time.perf_counter() - t1
+        fit_pca(store, where="model_id = 1", engine=client)  # load the kernel in the workers
+        t2 = time.perf_counter()
+        b = fit_pca(store, where=where, engine=client)
+        t_dask = time.perf_counter() - t2
+    same = bool(np.array_equal(a.components, b.components))
+    return {"n": a.n_filters, "local_s": t_local, "dask_s": t_dask, "cluster_start_s": t_start,
+            "overhead_ratio": t_dask / t_local, "bit_identical": same}
+
+
+# -- drivers ------------------------------------------------------------------------------------------
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=["kernel", "side", "full", "dask", "_ref", "_fdb", "_kernel", "_dask"])
+    ap.add_argument("store", nargs="?")
+    ap.add_argument("--n", type=float, default=20e6)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--task-rows", type=int, default=4_000_000)
+    ap.add_argument("--by", default="visual_category,depth")
+    ap.add_argument("--range", default="bound")
+    ap.add_argument("--where", default=None)
+    ap.add_argument("--workers", type=int, default=2)
+    a = ap.parse_args()
+    if a.what == "_ref":
+        print(json.dumps(run_reference(a.store, a.by)))
+    elif a.what == "_fdb":
+        print(json.dumps(run_filterdb(a.store, a.by.split(","), a.threads, a.task_rows, a.range)))
+    elif a.what == "_kernel":
+        print(json.dumps(run_kernel(int(a.n), a.threads or 1)))
+    elif a.what == "_dask":
+        print(json.dumps(run_dask(a.store, a.where, a.workers)))
+    elif a.what == "kernel":
+        for t in (1, 2):
+            print(json.dumps(child(["_kernel", "--n", str(a.n), "--threads", str(t)])))
+    elif a.what == "side":
+        from synthetic_zoo import write_zoo
+
+        with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+            root = str(Path(tmp) / "zoo")
+            write_zoo(root, int(a.n), 647, progress=False)
+            ref = child(["_ref", root, "--by", "visual_category"])
+            fdb = child(["_fdb", root, "--by", "visual_category", "--range", "minmax"])
+            fdb_bound = child(["_fdb", root, "--by", "visual_category"])
+        m_ref = np.array(ref["matrix"])
+        order = [ref["labels"].index(g) for g in fdb["drift"]["visual_category"]["labels"]]
+        diff = np.abs(np.array(fdb["drift"]["visual_category"]["matrix"]) - m_ref[np.ix_(order, order)]).max()
+        print(json.dumps({
+            "n": ref["n"], "reference": {k: ref[k] for k in ("load_s", "compute_s", "total_s", "peak_rss_mb")},
+            "filterdb_paper_mode": {k: fdb[k] for k in ("total_s", "peak_rss_mb", "passes")},
+            "filterdb_default": {k: fdb_bound[k] for k in ("total_s", "peak_rss_mb", "passes")},
+            "speedup_vs_compute": ref["compute_s"] / fdb["total_s"],
+            "speedup_vs_total": ref["total_s"] / fdb["total_s"],
+            "speedup_default_vs_total": ref["total_s"] / fdb_bound["total_s"],
+            "memory_ratio": fdb["peak_rss_mb"] / ref["peak_rss_mb"],
+            "max_abs_drift_diff_paper_mode": float(diff),
+            "evr_max_diff": float(np.abs(np.array(ref["evr"]) - np.array(fdb["evr"])).max()),
+        }, indent=1))
+    elif a.what == "full":
+        print(json.dumps(child(["_fdb", a.store, "--by", a.by, "--range", a.range, "--task-rows",
+                                str(a.task_rows)] + (["--threads", str(a.threads)] if a.threads else [])), indent=1))
+    elif a.what == "dask":
+        print(json.dumps(child(["_dask", a.store, "--workers", str(a.workers)]
+                               + (["--where", a.where] if a.where else [])), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""Which rows of which shards an analysis reads, and which group each row belongs to.
+
+One read-only catalog query (through :meth:`Store.sql`) turns a selection (kernel shape, ``where``
+predicate over the ``layers`` view, grouping axis) into a :class:`Plan`: the selected layers as
+segments ``(shard, row offset, count)`` with a histogram *unit* per segment — a (group, model) pair, so
+that group histograms can be summed plainly or averaged per model. The plan is a snapshot: models added
+while an analysis runs are not part of it, and shards are immutable, so a running analysis sees a
+consistent store (a model removed meanwhile makes its shard vanish: a clear :class:`StoreError`).
+The plan is then cut into tasks of about ``task_rows`` rows that never share a shard file between
+tasks unless one shard alone is bigger than that.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import FilterDBError
+
+__all__ = ["AnalysisError", "Plan", "Task", "make_plan", "shape_width", "DEPTH_LABELS"]
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SHAPE = re.compile(r"^[1-9][0-9]*(x[1-9][0-9]*)*$")
+DEPTH_LABELS = tuple(["[0.0, 0.1]"] + [f"({i / 10:.1f}, {(i + 1) / 10:.1f}]" for i in range(1, 10)])
+_DEPTH_EDGES = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+
+
+class AnalysisError(FilterDBError, ValueError):
+    """An analysis cannot run on this selection: nothing selected, an unknown column, too few groups."""
+
+
+def shape_width(shape: str) -> int:
+    """'3x3' -> 9 values per filter."""
+    if not isinstance(shape, str) or not _SHAPE.match(shape):
+        raise AnalysisError(f"shape must look like '3x3' (kernel sizes joined by 'x'), got {shape!r}")
+    return math.prod(int(k) for k in shape.split("x"))
+
+
+@dataclass(frozen=True)
+class Task:
+    """Some segments of some shards: the unit of work of an engine (small and picklable)."""
+
+    shards: tuple[str, ...]  # shard paths relative to the store root
+    shard_index: np.ndarray  # (s,) int32: segment -> position in ``shards``
+    starts: np.ndarray  # (s,) int64 row offsets inside the shard
+    counts: np.ndarray  # (s,) int64
+    units: np.ndarray  # (s,) int64 global unit ids
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.counts.sum())
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A snapshot of the selected rows, their groups and models."""
+
+    root: str  # the store directory
+    dtype: str  # float16 or float32 shards
+    shape: str  # kernel shape key, '3x3'
+    d: int  # values per filter
+    layers: Any  # DataFrame: layer_id, model_id, n_filters, group, shard, row_offset, unit
+    groups: tuple[str, ...]  # group labels, in first-seen order (depth deciles in decile order)
+    unit_group: np.ndarray  # (u,) unit -> group index
+    unit_model: np.ndarray  # (u,) unit -> model id
+    notes: tuple[str, ...]  # what was left out and why
+
+    @property
+    def n_filters(self) -> int:
+        return int(self.layers["n_filters"].sum())
+
+    @property
+    def n_units(self) -> int:
+        return len(self.unit_group)
+
+    def group_sizes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(filters, models) per group, from the catalog (no data read)."""
+        g = len(self.groups)
+        filters = np.bincount(self.layers["group"], weights=self.layers["n_filters"], minlength=g).astype(np.int64)
+        models = np.bincount(self.unit_group, minlength=g).astype(np.int64)
+        return filters, models
+
+    def restrict(self, keep: Sequence[int], notes: Sequence[str] = ()) -> Plan:
+        """The same snapshot with only the groups at indices ``keep`` (renumbered in that order)."""
+        keep = [int(k) for k in keep]
+        remap = np.full(len(self.groups), -1, np.int64)
+        remap[keep] = np.arange(len(keep))
+        frame = self.layers[remap[self.layers["group"].to_numpy()] >= 0].copy()
+        frame["group"] = remap[frame["group"].to_numpy()]
+        old_units = np.flatnonzero(remap[self.unit_group] >= 0)
+        unit_remap = np.full(len(self.unit_group), -1, np.int64)
+        unit_remap[old_units] = np.arange(len(old_units))
+        frame["unit"] = unit_remap[frame["unit"].to_numpy()]
+        return Plan(self.root, self.dtype, self.shape, self.d, frame, tuple(self.groups[k] for k in keep),
+                    remap[self.unit_group[old_units]], self.unit_model[old_units], self.notes + tuple(notes))
+
+    def tasks(self, task_rows: int = 4_000_000) -> list[Task]:
+        """Cut the plan into tasks of about ``task_rows`` rows (segments ordered by shard and offset)."""
+        if task_rows < 1:
+            raise ValueError(f"task_rows must be >= 1, got {task_rows}")
+        frame = self.layers
+        shards = frame["shard"].to_numpy()
+        starts = frame["row_offset"].to_numpy(np.int64)
+        counts = frame["n_filters"].to_numpy(np.int64)
+        units = frame["unit"].to_numpy(np.int64)
+        tasks: list[Task] = []
+        cur: list[tuple[str, int, int, int]] = []
+        cur_rows = 0
+
+        def flush() -> None:
+            nonlocal cur, cur_rows
+            if not cur:
+                return
+            names = tuple(dict.fromkeys(c[0] for c in cur))
+            pos = {n: i for i, n in enumerate(names)}
+            merged: list[list[int]] = []  # join contiguous segments of one shard and unit
+            for shard, start, count, unit in cur:
+                si = pos[shard]
+                if merged and merged[-1][0] == si and merged[-1][3] == unit and merged[-1][1] + merged[-1][2] == start:
+                    merged[-1][2] += count
+                else:
+                    merged.append([si, start, count, unit])
+            arr = np.array(merged, dtype=np.int64).reshape(-1, 4)
+            tasks.append(Task(names, arr[:, 0].astype(np.int32), arr[:, 1].copy(), arr[:, 2].copy(), arr[:, 3].copy()))
+            cur, cur_rows = [], 0
+
+        for shard, start, count, unit in zip(shards, starts, counts, units):
+            start, count = int(start), int(count)
+            while count > 0:
+                take = min(count, task_rows - cur_rows) if count > task_rows else count
+                if cur_rows and cur_rows + take > task_rows:
+                    flush()
+                    continue
+                cur.append((shard, start, take, int(unit)))
+                cur_rows += take
+                start += take
+                count -= take
+                if cur_rows >= task_rows:
+                    flush()
+        flush()
+        return tasks
+
+
+def _columns(store: Any) -> list[str]:
+    return list(store.sql("SELECT * FROM layers LIMIT 0").columns)
+
+
+def _group_expression(store: Any, by: str | None) -> tuple[str, bool]:
+    """(SQL expression for the group value, whether it is the depth-decile axis)."""
+    from ..store._catalog import normalise_column, quote_ident
+
+    if by is None:
+        return "'all'", False
+    if not isinstance(by, str) or not by.strip():
+        raise AnalysisError(f"by must be a column name, 'depth' or an SQL expression, got {by!r}")
+    text = by.strip()
+    columns = _columns(store)
+    if text == "depth" and "depth" not in columns:
+        return "conv_depth_norm", True
+    if text in columns:
+        return quote_ident(text), False
+    if re.match(r"^[A-Za-z][\w\- ]*$", text) and normalise_column(text) in columns:  # 'Visual Category'
+        return quote_ident(normalise_column(text)), False
+    if _IDENT.match(text):
+        shown = ", ".join(c for c in columns if c not in ("shape", "stride", "dilation", "verdicts"))
+        raise AnalysisError(
+            f"unknown column {by!r}: group by one of {shown}; or by 'depth' (depth deciles), "
+            "or by an SQL expression over these columns"
+        )
+    return f"({text})", False
+
+
+def make_plan(store: Any, shape: str = "3x3", where: str | None = None, params: Sequence[Any] | None = None,
+              by: str | None = None, *, groups: Sequence[str] | None = None) -> Plan:
+    """Snapshot the selection: segments, groups (``by``) and histogram units. See the module docstring.
+
+    ``groups`` restricts and orders the groups (values of ``by`` as text); a listed group with no
+    filters is reported in ``notes``.
+    """
+    d = shape_width(shape)
+    expr, is_depth = _group_expression(store, by)
+    extra = f" AND ({where})" if where else ""
+    query = (
+        "SELECT s.layer_id, s.model_id, s.n_filters, s._group, t.shard, t.row_offset FROM "
+        f"(SELECT layer_id, model_id, layer_index, n_filters, {expr} AS _group FROM layers "
+        f"WHERE kernel = ?{extra}) s JOIN t_layers t USING (layer_id) "
+        "WHERE s.n_filters > 0 ORDER BY s.model_id, t.shard, t.row_offset"
+    )
+    bound = [shape, *(params or [])]
+    frame = store.sql(query, bound)
+    notes: list[str] = []
+    if frame.empty:
+        sel = f" matching {where!r}" + (f" with params {list(params)!r}" if params else "") if where else ""
+        raise AnalysisError(
+            f"{store.root}: no {shape} filters{sel}; `filterdb layers {store.root}` lists what the store holds"
+        )
+    if is_depth:
+        depth = frame["_group"].to_numpy(dtype=np.float64, na_value=np.nan)
+        missing = np.isnan(depth)
+        dec = np.searchsorted(_DEPTH_EDGES, np.clip(depth, 0.0, 1.0), side="left")
+        labels = np.array(DEPTH_LABELS, dtype=object)[np.where(missing, 0, dec)]
+        frame["_group"] = np.where(missing, None, labels)
+    nulls = frame["_group"].isna()
+    if nulls.any():
+        notes.append(f"{int(nulls.sum())} layer(s) with {int(frame.loc[nulls, 'n_filters'].sum())} filters have no "
+                     f"value for {by!r} and were left out")
+        frame = frame[~nulls].copy()
+    frame["_group"] = frame["_group"].astype(str)
+    if is_depth:
+        present = set(frame["_group"])
+        order = [g for g in DEPTH_LABELS if g in present]
+    else:
+        order = list(dict.fromkeys(frame["_group"]))
+    if groups is not None:
+        wanted = [str(g) for g in groups]
+        for g in wanted:
+            if g not in order:
+                notes.append(f"group {g!r} has no {shape} filters in this selection")
+        order = [g for g in wanted if g in order]
+        frame = frame[frame["_group"].isin(order)].copy()
+    if frame.empty:
+        raise AnalysisError(f"{store.root}: none of the groups {list(groups or [])!r} has {shape} filters")
+    gindex = {g: i for i, g in enumerate(order)}
+    frame["group"] = frame["_group"].map(gindex).astype(np.int64)
+    pairs = frame[["group", "model_id"]].drop_duplicates().reset_index(drop=True)
+    pairs["unit"] = np.arange(len(pairs), dtype=np.int64)
+    frame = frame.merge(pairs, on=["group", "model_id"], how="left", sort=False)
+    frame = frame.drop(columns="_group")
+    return Plan(
+        root=str(store.root),
+        dtype=store.dtype,
+        shape=shape,
+        d=d,
+        layers=frame,
+        groups=tuple(order),
+        unit_group=pairs["group"].to_numpy(np.int64),
+        unit_model=pairs["model_id"].to_numpy(np.int64),
+        notes=tuple(notes),
+    )

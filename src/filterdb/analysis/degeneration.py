@@ -1,0 +1,164 @@
+"""How common degenerated layers are: per model, per group and per depth decile (REFERENCE §7).
+
+Reads the layer metrics stored at ingest (sparsity, normalised variance entropy) from the catalog — no
+filter data — and applies :class:`filterdb.check.Thresholds`, so that the cut-offs are parameters and
+the same as ``filterdb check``. For each kind ("sparse", "low-diversity", "random") it reports the share
+of layers flagged and the share of filters that sit in flagged layers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._selection import DEPTH_LABELS, _DEPTH_EDGES, AnalysisError, _group_expression
+from .pca import _as_store
+
+__all__ = ["DegenerationResult", "degeneration", "KINDS"]
+
+KINDS = ("sparse", "low-diversity", "random")
+
+
+@dataclass(frozen=True, eq=False)
+class DegenerationResult:
+    """Shares of degenerated layers and of the filters in them.
+
+    Each table (pandas DataFrame) has one row per model / group / depth decile with ``n_layers``,
+    ``n_filters`` and, per kind K in ("sparse", "low-diversity", "random", "any"), ``K_layers`` (share of
+    layers flagged) and ``K_filters`` (share of filters in flagged layers).
+    """
+
+    per_model: Any
+    per_group: Any | None
+    per_depth: Any
+    overall: dict[str, float]
+    by: str | None
+    thresholds: Any
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        def records(frame: Any) -> Any:
+            return None if frame is None else json.loads(frame.to_json(orient="records"))
+
+        import dataclasses
+
+        return {"by": self.by, "overall": self.overall, "thresholds": dataclasses.asdict(self.thresholds),
+                "per_model": records(self.per_model), "per_group": records(self.per_group),
+                "per_depth": records(self.per_depth), "notes": list(self.notes)}
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            from .pca import _write_atomic
+
+            _write_atomic(path, text.encode())
+        return text
+
+
+def _flags(frame: Any, t: Any) -> Any:
+    sparsity = frame["sparsity"].astype(float)
+    if t.entropy == "all":
+        entropy = frame["variance_entropy_norm"].astype(float)
+        n = frame["n_filters"].astype(float)
+    else:
+        entropy = frame["variance_entropy_clean_norm"].astype(float)
+        n = (frame["n_filters"] * (1.0 - sparsity)).round()
+    judged = entropy.notna() & (n >= t.min_filters)
+    out = frame.copy()
+    out["sparse"] = (sparsity >= t.sparse).fillna(False).astype(bool)
+    out["random"] = (judged & (entropy > t.random)).astype(bool)
+    out["low-diversity"] = (judged & (entropy < t.low_diversity)).astype(bool)
+    out["any"] = out["sparse"] | out["random"] | out["low-diversity"]
+    return out
+
+
+def _table(frame: Any, key: str) -> Any:
+    import pandas as pd
+
+    rows = []
+    for value, part in frame.groupby(key, sort=False, dropna=False):
+        total = float(part["n_filters"].sum())
+        row: dict[str, Any] = {key: value, "n_models": int(part["model_id"].nunique()), "n_layers": len(part),
+                               "n_filters": int(total)}
+        for kind in (*KINDS, "any"):
+            flagged = part[kind]
+            row[f"{kind}_layers"] = float(flagged.mean())
+            row[f"{kind}_filters"] = float(part.loc[flagged, "n_filters"].sum() / total) if total else 0.0
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def degeneration(store: Any, by: str | None = None, where: str | None = None, params: Sequence[Any] | None = None,
+                 *, shape: str | None = None, thresholds: Any = None) -> DegenerationResult:
+    """Shares of sparse / low-diversity / random layers and of their filters (REFERENCE §7).
+
+    Parameters
+    ----------
+    by : str, optional
+        A grouping for ``per_group``: a column of the ``layers`` view, ``"depth"`` or an SQL expression.
+    where, params : optional
+        Layer selection, as everywhere.
+    shape : str, optional
+        Only layers of this kernel shape (default: every 2-D conv layer).
+    thresholds : filterdb.check.Thresholds, optional
+        Cut-offs (default: the ones of ``filterdb check``).
+
+    Examples
+    --------
+    >>> result = degeneration("zoo.fdb", by="task")  # doctest: +SKIP
+    >>> result.per_group[["task", "sparse_layers", "random_filters"]]  # doctest: +SKIP
+    """
+    from ..check import Thresholds
+
+    t = thresholds or Thresholds()
+    store = _as_store(store)
+    expr, is_depth = _group_expression(store, by) if by is not None else ("NULL", False)
+    conds = ["spatial_ndim = 2"]
+    bound: list[Any] = []
+    if shape is not None:
+        conds.append("kernel = ?")
+        bound.append(shape)
+    if where:
+        conds.append(f"({where})")
+    bound.extend(params or [])
+    frame = store.sql(
+        "SELECT layer_id, model_id, model, n_filters, conv_depth_norm, sparsity, variance_entropy_norm, "
+        f"variance_entropy_clean_norm, {expr} AS _group FROM layers WHERE {' AND '.join(conds)} "
+        "ORDER BY model_id, layer_index", bound)
+    notes: list[str] = []
+    if frame.empty:
+        raise AnalysisError(f"{store.root}: no conv layers match the selection; `filterdb layers {store.root}` "
+                            "lists what the store holds")
+    missing = frame["sparsity"].isna() & frame["variance_entropy_norm"].isna()
+    if missing.any():
+        notes.append(f"{int(missing.sum())} layer(s) have no stored metrics (ingested with metrics off) and are "
+                     "left out; re-ingest them with metrics to include them")
+        frame = frame[~missing].copy()
+    if frame.empty:
+        raise AnalysisError(f"{store.root}: none of the selected layers has stored metrics")
+    depth = frame["conv_depth_norm"].to_numpy(dtype=np.float64, na_value=np.nan)
+    dec = np.searchsorted(_DEPTH_EDGES, np.clip(np.nan_to_num(depth), 0.0, 1.0), side="left")
+    frame["depth_decile"] = np.where(np.isnan(depth), "unknown", np.array(DEPTH_LABELS, dtype=object)[dec])
+    flagged = _flags(frame, t)
+    per_model = _table(flagged, "model")
+    per_depth = _table(flagged, "depth_decile")
+    order = {label: i for i, label in enumerate((*DEPTH_LABELS, "unknown"))}
+    per_depth = per_depth.sort_values("depth_decile", key=lambda s: s.map(order)).reset_index(drop=True)
+    per_group = None
+    if by is not None:
+        if is_depth:
+            flagged["group"] = flagged["depth_decile"]
+        else:
+            flagged["group"] = flagged["_group"].astype(object).where(flagged["_group"].notna(), "(none)").astype(str)
+        per_group = _table(flagged, "group").rename(columns={"group": by})
+    total = float(flagged["n_filters"].sum())
+    overall = {"n_layers": float(len(flagged)), "n_filters": total}
+    for kind in (*KINDS, "any"):
+        overall[f"{kind}_layers"] = float(flagged[kind].mean())
+        overall[f"{kind}_filters"] = float(flagged.loc[flagged[kind], "n_filters"].sum() / total) if total else 0.0
+    return DegenerationResult(per_model, per_group, per_depth, overall, by, t, tuple(notes))

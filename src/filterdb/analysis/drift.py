@@ -1,0 +1,273 @@
+"""Distribution shift ("drift") between groups of filters along one metadata axis (REFERENCE §5).
+
+For groups P and Q and each PCA coefficient i: histograms with the same bins, turned into probabilities
+(empty bins get float32 machine epsilon, then renormalised to sum 1), the symmetric KL divergence
+KL(P_i‖Q_i) + KL(Q_i‖P_i) in nats, and D(P, Q) = Σ_i w_i · KL_sym(P_i, Q_i) with w = η, the basis'
+explained-variance ratios (the paper), or w_i = 1/d (the medical follow-up).
+
+Paper-compatible settings: ``range="minmax"``, ``weights="explained"``, ``model_weighting=False``,
+basis fitted on the selection. filterdb's default differs only in the range: the analytic bound
+±(√d + ‖μ‖) holds every coefficient and needs no extra pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from ._selection import AnalysisError, make_plan
+from .histograms import HistogramResult, histograms_from_plan, resolve_basis
+from .pca import PCAResult, _as_store
+
+__all__ = ["DriftResult", "drift", "drift_from_coefficients", "drift_matrix", "group_distributions", "sym_kl", "EPS"]
+
+EPS = float(np.finfo(np.float32).eps)  # the probability given to empty bins (the paper's code)
+Order = Literal["mean", "name", "size", "none"]
+
+
+def _probabilities(counts: np.ndarray) -> np.ndarray:
+    """Counts (..., bins) → probabilities with EPS in empty bins, renormalised (REFERENCE §5)."""
+    counts = np.asarray(counts, np.float64)
+    total = counts.sum(axis=-1, keepdims=True)
+    p = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
+    p[p == 0] = EPS
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def group_distributions(hist: HistogramResult, *, model_weighting: bool = False) -> np.ndarray:
+    """(g, d, bins) probabilities per group: pooled filters, or the mean of the group's models."""
+    if not model_weighting:
+        return _probabilities(hist.counts)
+    g, d, b = hist.counts.shape
+    per_unit = np.asarray(hist.unit_counts, np.float64)
+    rows = per_unit.sum(axis=-1, keepdims=True)
+    per_unit = np.divide(per_unit, rows, out=np.zeros_like(per_unit), where=rows > 0)
+    summed = np.zeros((g, d, b))
+    np.add.at(summed, hist.unit_group, per_unit)
+    n_models = np.bincount(hist.unit_group, minlength=g).astype(np.float64)
+    return _probabilities(summed / np.maximum(n_models, 1)[:, None, None])
+
+
+def sym_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """KL(p‖q) + KL(q‖p) over the last axis (natural log); p, q strictly positive and normalised."""
+    return np.sum((p - q) * (np.log(p) - np.log(q)), axis=-1)
+
+
+def drift_matrix(distributions: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """D[a, b] = Σ_i w_i KL_sym(P_a,i, P_b,i) for every pair of groups; symmetric, zero diagonal."""
+    p = np.asarray(distributions, np.float64)
+    w = np.asarray(weights, np.float64)
+    logp = np.log(p)
+    self_term = np.einsum("gdb,gdb->gd", p, logp)  # Σ p log p per group and component
+    cross = np.einsum("adb,cdb->dac", p, logp)  # Σ p_a log p_c
+    per_component = self_term.T[:, :, None] + self_term.T[:, None, :] - cross - cross.transpose(0, 2, 1)
+    matrix = np.einsum("d,dac->ac", w, per_component)
+    matrix = (matrix + matrix.T) / 2  # exact symmetry against rounding in the einsum order
+    np.fill_diagonal(matrix, 0.0)
+    return np.maximum(matrix, 0.0)
+
+
+@dataclass(frozen=True, eq=False)
+class DriftResult:
+    """A drift matrix between the groups of one axis, in display order.
+
+    Attributes
+    ----------
+    matrix : (g, g) ndarray
+        D between every pair of groups; symmetric, zero diagonal, rows and columns in ``groups`` order.
+    groups : tuple of str
+        Group labels in display order (see ``order``).
+    sizes : dict
+        ``{"n_filters": [...], "n_models": [...]}`` per group, in display order.
+    """
+
+    by: str | None
+    groups: tuple[str, ...]
+    matrix: np.ndarray
+    sizes: dict[str, list[int]]
+    component_weights: np.ndarray  # w_i
+    weights: str  # "explained" or "uniform"
+    model_weighting: bool
+    bins: int
+    range: tuple[float, float]
+    range_mode: str
+    order: str
+    basis: PCAResult
+    histograms: HistogramResult | None = None
+    dropped: dict[str, str] = field(default_factory=dict)  # group -> why it was left out
+    notes: tuple[str, ...] = ()
+
+    def upper_triangle(self) -> np.ndarray:
+        return self.matrix[np.triu_indices(len(self.groups), k=1)]
+
+    def summary(self) -> dict[str, Any]:
+        """The distribution of the upper triangle, the most distant pair and each group's mean drift."""
+        upper = self.upper_triangle()
+        g = len(self.groups)
+        out: dict[str, Any] = {"n_groups": g, "n_pairs": int(upper.size)}
+        if upper.size:
+            q = np.quantile(upper, [0.0, 0.25, 0.5, 0.75, 1.0])
+            out.update(mean=float(upper.mean()), std=float(upper.std()), min=float(q[0]), q25=float(q[1]),
+                       median=float(q[2]), q75=float(q[3]), max=float(q[4]))
+            a, b = np.unravel_index(np.argmax(self.matrix), self.matrix.shape)
+            out["max_pair"] = [self.groups[a], self.groups[b]]
+            out["group_mean"] = {grp: float(self.matrix[i].sum() / (g - 1)) for i, grp in enumerate(self.groups)}
+        return out
+
+    def to_frame(self):  # type: ignore[no-untyped-def]
+        import pandas as pd
+
+        return pd.DataFrame(self.matrix, index=list(self.groups), columns=list(self.groups))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "by": self.by, "groups": list(self.groups), "matrix": self.matrix.tolist(), "sizes": self.sizes,
+            "summary": self.summary(), "weights": self.weights, "component_weights": self.component_weights.tolist(),
+            "model_weighting": self.model_weighting, "bins": self.bins, "range": list(self.range),
+            "range_mode": self.range_mode, "order": self.order, "dropped": self.dropped, "notes": list(self.notes),
+            "basis": self.basis.to_dict(),
+        }
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            from .pca import _write_atomic
+
+            _write_atomic(path, text.encode())
+        return text
+
+
+def _order(matrix: np.ndarray, groups: Sequence[str], n_filters: np.ndarray, order: str,
+           natural: bool) -> np.ndarray:
+    g = len(groups)
+    if order == "none" or g < 2 or natural and order == "mean":
+        return np.arange(g)
+    if order == "name":
+        return np.array(sorted(range(g), key=lambda i: str(groups[i])))
+    if order == "size":
+        return np.argsort(-n_filters, kind="stable")
+    # "mean": ascending mean drift to the other groups, so outliers gather at the bottom right
+    return np.argsort(matrix.sum(axis=1) / (g - 1), kind="stable")
+
+
+def drift(store: Any, by: str, shape: str = "3x3", where: str | None = None, params: Sequence[Any] | None = None,
+          *, bins: int = 70, range: Any = "bound", weights: Literal["explained", "uniform"] = "explained",
+          basis: Any = None, model_weighting: bool = False, min_filters: int = 100, min_models: int = 1,
+          groups: Sequence[str] | None = None, order: Order = "mean", engine: Any = None, kernel: str = "auto",
+          task_rows: int = 4_000_000) -> DriftResult:
+    """The drift matrix between all groups of ``by`` (REFERENCE §5).
+
+    Parameters
+    ----------
+    by : str
+        A column of the ``layers`` view (``task``, ``visual_category``, ``architecture``, ...),
+        ``"depth"`` for depth deciles of conv_depth_norm, or an SQL expression over those columns.
+    bins : int
+        Bins per coefficient, 70 as in the paper.
+    range : "bound" | "minmax" | (lo, hi)
+        Shared histogram range; see :func:`coefficient_histograms`. The paper: "minmax".
+    weights : "explained" | "uniform"
+        w = η of the basis (paper), or 1/d (medical follow-up).
+    basis : PCAResult or path, optional
+        A saved basis keeps numbers comparable across store versions; default: fit on the selection.
+    model_weighting : bool
+        Each model of a group counts equally (mean of the models' distributions) instead of each filter.
+    min_filters, min_models : int
+        Groups below either size are left out and named in ``dropped`` (with their sizes).
+    groups : list of str, optional
+        Only these groups (values of ``by`` as text), in this order.
+    order : "mean" | "name" | "size" | "none"
+        Display order. "mean": by mean drift to the other groups, ascending (outliers last); depth
+        deciles always keep their natural order unless "name"/"size" is asked for.
+
+    Examples
+    --------
+    >>> result = drift("zoo.fdb", by="visual_category")  # doctest: +SKIP
+    >>> result.to_frame().round(2)  # doctest: +SKIP
+    """
+    if weights not in ("explained", "uniform"):
+        raise ValueError(f"weights must be 'explained' or 'uniform', got {weights!r}")
+    if order not in ("mean", "name", "size", "none"):
+        raise ValueError(f"order must be 'mean', 'name', 'size' or 'none', got {order!r}")
+    for name, value in (("min_filters", min_filters), ("min_models", min_models)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    store = _as_store(store)
+    plan = make_plan(store, shape, where, params, by, groups=groups)
+    n_f, n_m = plan.group_sizes()
+    keep, dropped = [], {}
+    for i, grp in enumerate(plan.groups):
+        if n_f[i] < min_filters or n_m[i] < min_models:
+            dropped[grp] = (f"{n_f[i]} filters from {n_m[i]} model(s), below min_filters={min_filters} / "
+                            f"min_models={min_models}")
+        else:
+            keep.append(i)
+    notes = tuple(f"group {g!r} left out: {why}" for g, why in dropped.items())
+    if len(keep) < 2:
+        raise AnalysisError(
+            f"drift by {by!r} needs at least 2 groups of >= {min_filters} filters and >= {min_models} models; "
+            f"found {len(keep)} of {len(plan.groups)} ("
+            + ", ".join(f"{g!r}: {n_f[i]} filters / {n_m[i]} models" for i, g in list(enumerate(plan.groups))[:10])
+            + "); lower --min-filters / --min-models or select more data"
+        )
+    plan = plan.restrict(keep, notes)
+    hist = histograms_from_plan(plan, basis=resolve_basis(basis, plan.d, shape), bins=bins, range=range,
+                                engine=engine, kernel=kernel, task_rows=task_rows, where=where, params=params, by=by)
+    w = (np.asarray(hist.basis.explained_variance_ratio, np.float64) if weights == "explained"
+         else np.full(plan.d, 1.0 / plan.d))
+    matrix = drift_matrix(group_distributions(hist, model_weighting=model_weighting), w)
+    perm = _order(matrix, hist.groups, hist.n_filters, order, natural=by == "depth")
+    return DriftResult(
+        by=by, groups=tuple(hist.groups[i] for i in perm), matrix=matrix[np.ix_(perm, perm)],
+        sizes={"n_filters": hist.n_filters[perm].tolist(), "n_models": hist.n_models[perm].tolist()},
+        component_weights=w, weights=weights, model_weighting=model_weighting, bins=int(bins),
+        range=(float(hist.edges[0]), float(hist.edges[-1])), range_mode=hist.range_mode, order=order,
+        basis=hist.basis, histograms=hist, dropped=dropped, notes=hist.notes,
+    )
+
+
+def drift_from_coefficients(coefficients: np.ndarray, groups: Sequence[Any], *, models: Sequence[Any] | None = None,
+                            explained_variance_ratio: np.ndarray | None = None, bins: int = 70,
+                            range: tuple[float, float] | None = None, model_weighting: bool = False
+                            ) -> tuple[list[Any], np.ndarray]:
+    """The drift matrix of coefficients already in memory (``np.histogram`` binning); (labels, matrix).
+
+    ``range=None`` is the paper's global min / max of all coefficients. ``explained_variance_ratio``
+    gives w = η; None gives uniform weights 1/d. Groups come out in first-seen order.
+
+    Examples
+    --------
+    >>> c = np.random.default_rng(0).standard_normal((1000, 9))
+    >>> labels, m = drift_from_coefficients(c, ["a"] * 500 + ["b"] * 500)
+    >>> labels, m.shape
+    (['a', 'b'], (2, 2))
+    """
+    c = np.asarray(coefficients, np.float64)
+    if c.ndim != 2 or len(c) != len(groups):
+        raise ValueError(f"coefficients must be (n, d) with one group per row; got {c.shape} and {len(groups)} groups")
+    lo, hi = (float(c.min()), float(c.max())) if range is None else (float(range[0]), float(range[1]))
+    labels = list(dict.fromkeys(groups))
+    index = {g: i for i, g in enumerate(labels)}
+    gidx = np.array([index[g] for g in groups], np.int64)
+    mods = np.zeros(len(c), np.int64) if models is None else np.unique(np.asarray(models), return_inverse=True)[1]
+    pairs, unit = np.unique(np.stack([gidx, mods], 1), axis=0, return_inverse=True)
+    unit = unit.ravel()
+    d = c.shape[1]
+    unit_counts = np.zeros((len(pairs), d, bins), np.int64)
+    for u in np.arange(len(pairs)):
+        rows = c[unit == u]
+        for i in np.arange(d):
+            unit_counts[u, i] = np.histogram(rows[:, i], bins=bins, range=(lo, hi))[0]
+    g = len(labels)
+    counts = np.zeros((g, d, bins), np.int64)
+    np.add.at(counts, pairs[:, 0], unit_counts)
+    hist = HistogramResult(tuple(str(x) for x in labels), np.linspace(lo, hi, bins + 1), counts,
+                           counts[:, 0].sum(-1), np.bincount(pairs[:, 0], minlength=g), unit_counts, pairs[:, 0],
+                           pairs[:, 1], unit_counts[:, 0].sum(-1), None, "fixed")  # type: ignore[arg-type]
+    w = np.full(d, 1.0 / d) if explained_variance_ratio is None else np.asarray(explained_variance_ratio, np.float64)
+    return labels, drift_matrix(group_distributions(hist, model_weighting=model_weighting), w)

@@ -1,0 +1,354 @@
+"""The compute kernels of the streaming analyses: one fused pass per call, numba or numpy.
+
+Every kernel takes stored filter rows ``(n, d)`` (float16 or float32, d = kh·kw) and a list of segments
+``(start, count, unit)`` — contiguous row ranges that belong to one histogram unit (a (group, model) pair,
+see :mod:`filterdb.analysis._plan`). In one pass over the rows it
+
+1. converts float16 to float32 (numba: a bit trick, exact for zero, subnormal and normal values),
+2. divides each filter by its own max |w| (REFERENCE §3; all-zero filters stay zero),
+3. ``gram``: accumulates the raw Gram matrix ``XᵀX`` and the column sums (float32 per 256-row block,
+   float64 in total),
+4. ``hist``: projects onto a basis, ``c = x·Vᵀ − μ·Vᵀ``, and counts each coefficient into ``nbins`` equal
+   bins of ``[lo, hi]`` per (unit, component); values outside the range go to the end bins,
+5. ``minmax``: the minimum and maximum of each coefficient (for the paper's global-range histograms).
+
+The numba kernels release the GIL, so one thread per core scales; the numpy path computes the same
+numbers (to float32 rounding: a coefficient within ~1e-7 of a bin edge may land in the neighbouring bin)
+and is used when numba is not installed (the ``fast`` extra) or when asked for with ``kernel="numpy"``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = ["HAVE_NUMBA", "KernelName", "Partial", "PassSpec", "resolve_kernel", "run_rows", "f16_to_f32"]
+
+KernelName = Literal["auto", "numba", "numpy"]
+BLK = 256  # rows per block in the numba kernel: the block (d x 256 float32) stays in L1
+
+try:  # numba is optional (extra "fast"); without it the numpy path runs, about 3x slower
+    import numba as _numba
+
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    _numba = None
+    HAVE_NUMBA = False
+
+
+def resolve_kernel(kernel: str = "auto") -> str:
+    """'numba' or 'numpy' for a requested kernel name; FILTERDB_KERNEL overrides 'auto'."""
+    if kernel not in ("auto", "numba", "numpy"):
+        raise ValueError(f"kernel must be 'auto', 'numba' or 'numpy', got {kernel!r}")
+    if kernel == "auto":
+        kernel = os.environ.get("FILTERDB_KERNEL", "auto") or "auto"
+        if kernel not in ("auto", "numba", "numpy"):
+            raise ValueError(f"FILTERDB_KERNEL must be 'numba' or 'numpy', got {kernel!r}")
+        if kernel == "auto":
+            return "numba" if HAVE_NUMBA else "numpy"
+    if kernel == "numba" and not HAVE_NUMBA:
+        from ..errors import missing_dependency
+
+        raise missing_dependency("numba", "the fast analysis kernel", extra="fast")
+    return kernel
+
+
+@dataclass(frozen=True)
+class PassSpec:
+    """What one pass computes; small and picklable (it travels to Dask workers)."""
+
+    d: int  # values per filter (kh·kw)
+    gram: bool = True  # accumulate XᵀX and column sums of the scaled filters
+    hist: bool = False  # histograms of the projected coefficients
+    minmax: bool = False  # per-component min / max of the projected coefficients
+    components: np.ndarray | None = None  # (d, d) rows = principal axes; needed by hist / minmax
+    mean: np.ndarray | None = None  # (d,) the PCA mean μ; needed by hist / minmax
+    lo: float = -3.0  # histogram range, shared by every component
+    hi: float = 3.0
+    nbins: int = 70
+    kernel: str = "numba"  # "numba" or "numpy" (already resolved)
+
+    def projection(self) -> tuple[np.ndarray, np.ndarray]:
+        """float32 (components, offset) with c = components @ x - offset."""
+        if self.components is None or self.mean is None:
+            return np.zeros((self.d, self.d), np.float32), np.zeros(self.d, np.float32)
+        comps = np.ascontiguousarray(self.components, dtype=np.float32)
+        offset = (np.asarray(self.components, np.float64) @ np.asarray(self.mean, np.float64)).astype(np.float32)
+        return comps, offset
+
+
+@dataclass
+class Partial:
+    """Mergeable partial results of a pass over some rows (a few KB per task)."""
+
+    d: int
+    nbins: int
+    n: int = 0
+    gram: np.ndarray = field(default=None)  # type: ignore[assignment]  # (d, d) float64
+    sums: np.ndarray = field(default=None)  # type: ignore[assignment]  # (d,) float64
+    units: np.ndarray = field(default=None)  # type: ignore[assignment]  # (u,) int64 global unit ids
+    hist: np.ndarray = field(default=None)  # type: ignore[assignment]  # (u, d, nbins) int64
+    unit_rows: np.ndarray = field(default=None)  # type: ignore[assignment]  # (u,) rows per unit
+    cmin: np.ndarray = field(default=None)  # type: ignore[assignment]  # (d,) float64
+    cmax: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        d = self.d
+        if self.gram is None:
+            self.gram = np.zeros((d, d), np.float64)
+        if self.sums is None:
+            self.sums = np.zeros(d, np.float64)
+        if self.units is None:
+            self.units = np.zeros(0, np.int64)
+        if self.hist is None:
+            self.hist = np.zeros((0, d, self.nbins), np.int64)
+        if self.unit_rows is None:
+            self.unit_rows = np.zeros(0, np.int64)
+        if self.cmin is None:
+            self.cmin = np.full(d, np.inf)
+        if self.cmax is None:
+            self.cmax = np.full(d, -np.inf)
+
+
+# -- numba ------------------------------------------------------------------------------------------
+if HAVE_NUMBA:
+    _jit = _numba.njit(nogil=True, fastmath=True, cache=True)
+    # min/max must see every value exactly: no fastmath reassociation of comparisons with NaN tricks
+    _jit_exact = _numba.njit(nogil=True, cache=True)
+
+    @_jit
+    def _block(xb, m, nb, d, gram, hist, minmax, comps, offset, lo, invw, nbins, gl, s, h, mn, mx, cb, bi):
+        # per-filter abs-max scaling (m holds the row max |x|)
+        for r in range(nb):
+            mm = m[r]
+            m[r] = np.float32(1.0) / mm if mm > 0 else np.float32(0.0)
+        for j in range(d):
+            for r in range(nb):
+                xb[j, r] *= m[r]
+        if gram:
+            for i in range(d):
+                acc = np.float32(0.0)
+                for r in range(nb):
+                    acc += xb[i, r]
+                s[i] += acc
+                for j in range(i, d):
+                    acc = np.float32(0.0)
+                    for r in range(nb):
+                        acc += xb[i, r] * xb[j, r]
+                    gl[i, j] += acc
+        if hist or minmax:
+            top = np.float32(nbins - 1)
+            for k in range(d):
+                off = offset[k]
+                for r in range(nb):
+                    cb[r] = -off
+                for i in range(d):
+                    v = comps[k, i]
+                    for r in range(nb):
+                        cb[r] += v * xb[i, r]
+                if minmax:
+                    for r in range(nb):
+                        if cb[r] < mn[k]:
+                            mn[k] = cb[r]
+                        if cb[r] > mx[k]:
+                            mx[k] = cb[r]
+                if hist:
+                    for r in range(nb):
+                        t = (cb[r] - lo) * invw
+                        t = min(max(t, np.float32(0.0)), top)
+                        bi[r] = np.int32(t)
+                    for r in range(nb):
+                        h[k, bi[r]] += 1
+
+    @_jit
+    def _finish(gl, g):
+        d = gl.shape[0]
+        for i in range(d):
+            for j in range(i, d):
+                g[i, j] += gl[i, j]
+                if i != j:
+                    g[j, i] += gl[i, j]
+
+    @_jit
+    def _fused_u16(rows, starts, counts, units, gram, hist, minmax, comps, offset, lo, invw, nbins,
+                   g, s, h, mn, mx):
+        d = rows.shape[1]
+        xb = np.empty((d, BLK), np.float32)
+        ub = xb.view(np.uint32)
+        sg = np.empty((d, BLK), np.uint32)
+        m = np.empty(BLK, np.float32)
+        cb = np.empty(BLK, np.float32)
+        bi = np.empty(BLK, np.int32)
+        gl = np.zeros((d, d), np.float64)
+        lo32 = np.float32(lo)
+        invw32 = np.float32(invw)
+        for q in range(starts.shape[0]):
+            u = units[q]
+            end = starts[q] + counts[q]
+            for b0 in range(starts[q], end, BLK):
+                nb = min(BLK, end - b0)
+                for r in range(nb):
+                    for j in range(d):
+                        hv = np.uint32(rows[b0 + r, j])
+                        ub[j, r] = (hv & np.uint32(0x7FFF)) << np.uint32(13)
+                        sg[j, r] = (hv & np.uint32(0x8000)) << np.uint32(16)
+                for r in range(nb):
+                    m[r] = np.float32(0.0)
+                for j in range(d):
+                    for r in range(nb):
+                        xb[j, r] *= np.float32(5.192296858534828e33)  # 2**112 re-biases the exponent
+                        m[r] = max(m[r], xb[j, r])
+                    for r in range(nb):
+                        ub[j, r] |= sg[j, r]
+                _block(xb, m, nb, d, gram, hist, minmax, comps, offset, lo32, invw32, nbins, gl, s, h[u], mn, mx,
+                       cb, bi)
+        _finish(gl, g)
+
+    @_jit
+    def _fused_f32(rows, starts, counts, units, gram, hist, minmax, comps, offset, lo, invw, nbins,
+                   g, s, h, mn, mx):
+        d = rows.shape[1]
+        xb = np.empty((d, BLK), np.float32)
+        m = np.empty(BLK, np.float32)
+        cb = np.empty(BLK, np.float32)
+        bi = np.empty(BLK, np.int32)
+        gl = np.zeros((d, d), np.float64)
+        lo32 = np.float32(lo)
+        invw32 = np.float32(invw)
+        for q in range(starts.shape[0]):
+            u = units[q]
+            end = starts[q] + counts[q]
+            for b0 in range(starts[q], end, BLK):
+                nb = min(BLK, end - b0)
+                for r in range(nb):
+                    for j in range(d):
+                        xb[j, r] = rows[b0 + r, j]
+                for r in range(nb):
+                    m[r] = np.float32(0.0)
+                for j in range(d):
+                    for r in range(nb):
+                        m[r] = max(m[r], abs(xb[j, r]))
+                _block(xb, m, nb, d, gram, hist, minmax, comps, offset, lo32, invw32, nbins, gl, s, h[u], mn, mx,
+                       cb, bi)
+        _finish(gl, g)
+
+    @_numba.njit(nogil=True, fastmath=True, cache=True)
+    def _f16_to_f32_nb(h, out):
+        u = out.view(np.uint32)
+        for i in range(h.size):
+            hv = np.uint32(h[i])
+            u[i] = (hv & np.uint32(0x7FFF)) << np.uint32(13)
+        for i in range(h.size):
+            out[i] = out[i] * np.float32(5.192296858534828e33)
+        for i in range(h.size):
+            u[i] = u[i] | ((np.uint32(h[i]) & np.uint32(0x8000)) << np.uint32(16))
+
+
+def f16_to_f32(values: np.ndarray) -> np.ndarray:
+    """float16 → float32 (numba bit trick when available; numpy's cast otherwise)."""
+    values = np.ascontiguousarray(values)
+    if values.dtype != np.float16:
+        return values.astype(np.float32)
+    if not HAVE_NUMBA:
+        return values.astype(np.float32)
+    out = np.empty(values.shape, np.float32)
+    _f16_to_f32_nb(values.view(np.uint16).reshape(-1), out.reshape(-1))
+    return out
+
+
+# -- numpy ------------------------------------------------------------------------------------------
+_NP_CHUNK = 65536  # rows per numpy step: temporaries stay in L2
+
+
+def _numpy_rows(rows, starts, counts, units, spec, comps, offset, g, s, h, mn, mx):  # type: ignore[no-untyped-def]
+    d = spec.d
+    lo = np.float32(spec.lo)
+    invw = np.float32(spec.nbins / (spec.hi - spec.lo))
+    top = np.float32(spec.nbins - 1)
+    kidx = (np.arange(d, dtype=np.int64) * spec.nbins)[None, :]
+    for start, count, unit in zip(starts.tolist(), counts.tolist(), units.tolist()):
+        for a in range(start, start + count, _NP_CHUNK):
+            b = min(a + _NP_CHUNK, start + count)
+            x = rows[a:b].astype(np.float32)
+            peak = np.abs(x).max(axis=1)
+            inv = np.divide(np.float32(1.0), peak, out=np.zeros_like(peak), where=peak > 0)
+            x *= inv[:, None]
+            if spec.gram:
+                g += (x.T @ x).astype(np.float64)
+                s += x.sum(axis=0, dtype=np.float64)
+            if spec.hist or spec.minmax:
+                c = x @ comps.T
+                c -= offset
+                if spec.minmax:
+                    np.minimum(mn, c.min(axis=0), out=mn)
+                    np.maximum(mx, c.max(axis=0), out=mx)
+                if spec.hist:
+                    t = (c - lo) * invw
+                    np.clip(t, np.float32(0.0), top, out=t)
+                    idx = t.astype(np.int64) + kidx
+                    h[unit] += np.bincount(idx.ravel(), minlength=d * spec.nbins).reshape(d, spec.nbins)
+
+
+def run_rows(rows: np.ndarray, starts: np.ndarray, counts: np.ndarray, units: np.ndarray, spec: PassSpec,
+             n_units: int) -> Partial:
+    """One pass of ``spec`` over the segments of ``rows``; histogram unit ids must be < n_units.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).standard_normal((1000, 9)).astype(np.float16)
+    >>> part = run_rows(x, np.array([0]), np.array([1000]), np.array([0]), PassSpec(d=9, kernel="numpy"), 1)
+    >>> part.n
+    1000
+    """
+    d = spec.d
+    if rows.ndim != 2 or rows.shape[1] != d:
+        raise ValueError(f"rows must have shape (n, {d}), got {rows.shape}")
+    starts = np.ascontiguousarray(starts, np.int64)
+    counts = np.ascontiguousarray(counts, np.int64)
+    units = np.ascontiguousarray(units, np.int64)
+    part = Partial(d, spec.nbins)
+    part.n = int(counts.sum())
+    nh = n_units if spec.hist else 1
+    h = np.zeros((nh, d, spec.nbins), np.int64)
+    hunits = units if spec.hist else np.zeros_like(units)
+    comps, offset = spec.projection()
+    mn = np.full(d, np.inf, np.float32)
+    mx = np.full(d, -np.inf, np.float32)
+    if spec.kernel == "numba":
+        invw = spec.nbins / (spec.hi - spec.lo)
+        if rows.dtype == np.float16:
+            _fused_u16(rows.view(np.uint16), starts, counts, hunits, spec.gram, spec.hist, spec.minmax, comps,
+                       offset, spec.lo, invw, spec.nbins, part.gram, part.sums, h, mn, mx)
+        else:
+            _fused_f32(np.asarray(rows, np.float32), starts, counts, hunits, spec.gram, spec.hist, spec.minmax,
+                       comps, offset, spec.lo, invw, spec.nbins, part.gram, part.sums, h, mn, mx)
+    else:
+        _numpy_rows(rows, starts, counts, hunits, spec, comps, offset, part.gram, part.sums, h, mn, mx)
+    part.cmin = mn.astype(np.float64)
+    part.cmax = mx.astype(np.float64)
+    if spec.hist:
+        part.units = np.arange(n_units, dtype=np.int64)
+        part.hist = h
+        part.unit_rows = np.bincount(units, weights=counts, minlength=n_units).astype(np.int64)
+    return part
+
+
+def merge(parts: Any, d: int, nbins: int, n_units: int) -> Partial:
+    """Sum partial results in the given order (the same order gives bit-identical totals)."""
+    total = Partial(d, nbins)
+    total.hist = np.zeros((n_units, d, nbins), np.int64)
+    total.unit_rows = np.zeros(n_units, np.int64)
+    total.units = np.arange(n_units, dtype=np.int64)
+    for p in parts:
+        total.n += p.n
+        total.gram += p.gram
+        total.sums += p.sums
+        if len(p.units):
+            total.hist[p.units] += p.hist
+            total.unit_rows[p.units] += p.unit_rows
+        np.minimum(total.cmin, p.cmin, out=total.cmin)
+        np.maximum(total.cmax, p.cmax, out=total.cmax)
+    return total

@@ -1,0 +1,197 @@
+"""filterdb analyze STORE pca | drift | degeneration: the paper's analyses over a filter store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ._app import abort, app, console, err_console
+
+_COMMON = [
+    click.option("--where", default=None, help="SQL predicate over the layers view, e.g. \"task = ?\"."),
+    click.option("-p", "--param", "params", multiple=True, help="A value for a '?' in --where (repeat; bound)."),
+    click.option("--scheduler", default=None, metavar="ADDRESS",
+                 help="Run on a Dask cluster (tcp://host:8786); default: threads on this machine."),
+    click.option("--threads", type=click.IntRange(1), default=None, help="Local threads (default: one per core)."),
+    click.option("--kernel", type=click.Choice(["auto", "numba", "numpy"]), default="auto", show_default=True),
+    click.option("--task-rows", type=click.IntRange(1), default=4_000_000, show_default=True,
+                 help="Filters per task: bounds memory and sets the scheduling granularity."),
+    click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of tables."),
+]
+
+
+def _common(fn: Any) -> Any:
+    for option in reversed(_COMMON):
+        fn = option(fn)
+    return fn
+
+
+def _params(params: tuple[str, ...]) -> list[Any] | None:
+    from ._store import _params as convert
+
+    return convert(params)
+
+
+def _engine(scheduler: str | None, threads: int | None) -> Any:
+    from ..engine import get_engine
+
+    return get_engine(scheduler, n_threads=threads)
+
+
+def _store(ctx: click.Context) -> Any:
+    from ..store import open_store
+
+    return open_store(ctx.obj["store"])
+
+
+def _print_json(data: Any) -> None:
+    from ._common import json_safe
+
+    click.echo(json.dumps(json_safe(data), indent=1))
+
+
+@app.group("analyze")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.pass_context
+def analyze(ctx: click.Context, store: Path) -> None:
+    """Analyse the filter distributions of STORE: PCA basis, drift matrices, degeneration."""
+    ctx.ensure_object(dict)
+    ctx.obj["store"] = store
+
+
+@analyze.command("pca")
+@click.option("--shape", default="3x3", show_default=True, help="Kernel shape.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Save the basis: .npz (reusable with drift --basis) or .json.")
+@_common
+@click.pass_context
+def pca_cmd(ctx: click.Context, shape: str, out: Path | None, where: str | None, params: tuple[str, ...],
+            scheduler: str | None, threads: int | None, kernel: str, task_rows: int, as_json: bool) -> None:
+    """The PCA basis of the selected filters (each scaled by its max |w|)."""
+    import time
+
+    from ..analysis import fit_pca
+
+    t0 = time.perf_counter()
+    result = fit_pca(_store(ctx), shape, where, _params(params), engine=_engine(scheduler, threads), kernel=kernel,
+                     task_rows=task_rows)
+    seconds = time.perf_counter() - t0
+    if out is not None:
+        result.to_json(out) if out.suffix == ".json" else result.save(out)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    from rich.table import Table
+
+    table = Table(title=f"PCA of {result.n_filters:,} {shape} filters ({result.n_layers} layers, "
+                        f"{result.n_models} models) in {seconds:.1f} s")
+    table.add_column("component", justify="right")
+    table.add_column("explained", justify="right")
+    table.add_column("cumulative", justify="right")
+    table.add_column("loadings")
+    for i, (r, c, v) in enumerate(zip(result.explained_variance_ratio, result.cumulative, result.components)):
+        table.add_row(str(i), f"{r:.4f}", f"{c:.4f}", " ".join(f"{x:+.2f}" for x in v))
+    console.print(table)
+    console.print("mean: " + " ".join(f"{x:+.3f}" for x in result.mean))
+    if out is not None:
+        console.print(f"basis saved to {out}")
+
+
+@analyze.command("drift")
+@click.option("--by", required=True, help="A layers column, 'depth' (deciles) or an SQL expression.")
+@click.option("--shape", default="3x3", show_default=True)
+@click.option("--bins", type=click.IntRange(2), default=70, show_default=True)
+@click.option("--range", "range_", default="bound", show_default=True,
+              help="'bound' (±(√d+‖μ‖), one pass), 'minmax' (the paper's global min/max, one more pass) or LO,HI.")
+@click.option("--weights", type=click.Choice(["explained", "uniform"]), default="explained", show_default=True,
+              help="Component weights: η (paper) or 1/d (medical follow-up).")
+@click.option("--basis", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="A basis saved by `analyze pca --out` (default: fit on the selection).")
+@click.option("--per-model", is_flag=True, help="Each model of a group weighs the same (against imbalance).")
+@click.option("--min-filters", type=click.IntRange(0), default=100, show_default=True)
+@click.option("--min-models", type=click.IntRange(0), default=1, show_default=True)
+@click.option("--order", type=click.Choice(["mean", "name", "size", "none"]), default="mean", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the result as JSON.")
+@_common
+@click.pass_context
+def drift_cmd(ctx: click.Context, by: str, shape: str, bins: int, range_: str, weights: str, basis: Path | None,
+              per_model: bool, min_filters: int, min_models: int, order: str, out: Path | None, where: str | None,
+              params: tuple[str, ...], scheduler: str | None, threads: int | None, kernel: str, task_rows: int,
+              as_json: bool) -> None:
+    """The drift matrix between all groups of --by (REFERENCE §5)."""
+    import time
+
+    from ..analysis import drift
+
+    rng: Any = range_
+    if range_ not in ("bound", "minmax"):
+        try:
+            lo, hi = (float(v) for v in range_.split(","))
+            rng = (lo, hi)
+        except ValueError:
+            abort(f"--range must be 'bound', 'minmax' or LO,HI (e.g. -3,3), got {range_!r}")
+    t0 = time.perf_counter()
+    result = drift(_store(ctx), by, shape, where, _params(params), bins=bins, range=rng, weights=weights,  # type: ignore[arg-type]
+                   basis=basis, model_weighting=per_model, min_filters=min_filters, min_models=min_models,
+                   order=order, engine=_engine(scheduler, threads), kernel=kernel,  # type: ignore[arg-type]
+                   task_rows=task_rows)
+    seconds = time.perf_counter() - t0
+    if out is not None:
+        result.to_json(out)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    from rich.table import Table
+
+    n = sum(result.sizes["n_filters"])
+    table = Table(title=f"drift by {by} ({n:,} filters, {len(result.groups)} groups, {seconds:.1f} s)")
+    table.add_column(str(by))
+    table.add_column("filters", justify="right")
+    table.add_column("models", justify="right")
+    for i in range(len(result.groups)):
+        table.add_column(str(i), justify="right")
+    for i, grp in enumerate(result.groups):
+        table.add_row(f"{i} {grp}", f"{result.sizes['n_filters'][i]:,}", str(result.sizes["n_models"][i]),
+                      *(f"{v:.3f}" for v in result.matrix[i]))
+    console.print(table)
+    s = result.summary()
+    console.print(f"upper triangle: mean {s['mean']:.3f}, median {s['median']:.3f}, min {s['min']:.3f}, "
+                  f"max {s['max']:.3f} ({s['max_pair'][0]} / {s['max_pair'][1]}); range {result.range_mode} "
+                  f"[{result.range[0]:.3f}, {result.range[1]:.3f}], {result.bins} bins, weights {result.weights}"
+                  + (", per-model" if result.model_weighting else ""))
+    for note in result.notes:
+        err_console.print(f"note: {note}", markup=False)
+
+
+@analyze.command("degeneration")
+@click.option("--by", default=None, help="Group by a layers column, 'depth' or an SQL expression.")
+@click.option("--shape", default=None, help="Only layers of this kernel shape (default: all 2-D).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the result as JSON.")
+@click.option("--where", default=None, help="SQL predicate over the layers view.")
+@click.option("-p", "--param", "params", multiple=True, help="A value for a '?' in --where (repeat).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def degeneration_cmd(ctx: click.Context, by: str | None, shape: str | None, out: Path | None, where: str | None,
+                     params: tuple[str, ...], as_json: bool) -> None:
+    """Share of sparse / low-diversity / random layers and of the filters in them."""
+    from ..analysis import degeneration
+
+    result = degeneration(_store(ctx), by, where, _params(params), shape=shape)
+    if out is not None:
+        result.to_json(out)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    from ._table import print_frame
+
+    cols = ["n_models", "n_layers", "n_filters", "sparse_layers", "low-diversity_layers", "random_layers",
+            "any_layers", "any_filters"]
+    if result.per_group is not None:
+        print_frame(result.per_group[[by, *cols]].round(3), "table", title=f"degeneration by {by}")
+    print_frame(result.per_depth[["depth_decile", *cols]].round(3), "table", title="degeneration by depth decile")
+    print_frame(result.per_model[["model", *cols]].round(3), "table", title="degeneration per model")
+    for note in result.notes:
+        err_console.print(f"note: {note}", markup=False)
