@@ -11,5 +11,6 @@ from ._app import app, main
 from . import _check, _inspect  # noqa: F401  (command registration)
 from . import _store  # noqa: F401  (store commands: init, ingest, models, layers, sql, rm, stats, export)
 from . import _analyze  # noqa: F401  (analyze STORE pca | drift | degeneration)
+from . import _report, _demo  # noqa: F401  (report STORE, demo)
 
 __all__ = ["app", "main"]

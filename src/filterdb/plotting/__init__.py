@@ -15,5 +15,15 @@ Examples
 
 from ._model import layer_filters, metrics_vs_depth, rgb_filters
 from ._style import FILTER_CMAP, THEMES, VERDICT_COLOURS, Theme
+from ._zoo import (
+    coefficient_density_map,
+    degeneration_shares,
+    drift_boxplots,
+    drift_heatmap,
+    eigen_images,
+    ridge_plot,
+)
 
-__all__ = ["FILTER_CMAP", "THEMES", "VERDICT_COLOURS", "Theme", "layer_filters", "metrics_vs_depth", "rgb_filters"]
+__all__ = ["FILTER_CMAP", "THEMES", "VERDICT_COLOURS", "Theme", "coefficient_density_map", "degeneration_shares",
+           "drift_boxplots", "drift_heatmap", "eigen_images", "layer_filters", "metrics_vs_depth", "rgb_filters",
+           "ridge_plot"]

@@ -1,0 +1,471 @@
+"""The report of a whole store ("zoo report"): one self-contained HTML page with the study of its filters.
+
+Sections: the store summary; the PCA basis (eigen-images, cumulative explained variance, the 2-D density of
+the first two coefficients, ridge plots of the coefficients per group); one drift section per requested
+axis and a comparison of the axes; degeneration statistics per group and depth; a table of models linking to
+one section per model (its layer metrics against depth, drawn from the catalog: no model file is re-read).
+
+Every number comes from :mod:`filterdb.analysis` over the store; every figure from :mod:`filterdb.plotting`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._html import Html, Page, esc, table_html, write_html
+
+__all__ = ["ZooReport", "build_zoo_report", "default_axes", "write_zoo_report"]
+
+_EXTRA_CSS = ("<style>a{color:var(--accent)}a.back{font-size:13px;margin-left:8px;font-weight:400}"
+              "nav.toc{margin:10px 0 4px;font-size:14px}nav.toc a{margin-right:14px;white-space:nowrap}"
+              "section.model{border-top:1px solid var(--line);margin-top:22px}</style>")
+_CANDIDATE_AXES = ("task", "visual_category", "training_dataset", "architecture", "format")
+
+
+@dataclass
+class ZooReport:
+    """A built report: the page, and the key findings as plain data (for a terminal summary)."""
+
+    html: str
+    summary: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def default_axes(store: Any, shape: str = "3x3") -> list[str]:
+    """The drift axes a report uses when none are asked for: the taxonomy columns whose ``shape`` filters
+    fall into at least two groups (task, visual category, training data set, architecture, format; at most
+    three of them), then ``depth``."""
+    columns = set(store.sql("SELECT * FROM layers LIMIT 0").columns)
+    axes = []
+    for col in _CANDIDATE_AXES:
+        if col not in columns or len(axes) >= 3:
+            continue
+        n = store.sql(f'SELECT count(DISTINCT "{col}") AS n FROM layers WHERE kernel = ? AND "{col}" IS NOT NULL',
+                      [shape])["n"].iloc[0]
+        if int(n) >= 2:
+            axes.append(col)
+    return [*axes, "depth"]
+
+
+def build_zoo_report(store: Any, by: Sequence[str] | None = None, *, shape: str = "3x3", where: str | None = None,
+                     params: Sequence[Any] | None = None, pca_groups: int = 3, model_sections: bool = True,
+                     max_model_sections: int = 300, title: str | None = None,
+                     progress: Callable[[str], None] | None = None,
+                     figures_dir: str | os.PathLike[str] | None = None) -> ZooReport:
+    """Run the study over a store and build its report page (see the module docstring).
+
+    Parameters
+    ----------
+    store : Store or path
+    by : list of str, optional
+        Drift axes: ``layers`` columns, ``"depth"`` or SQL expressions (default: :func:`default_axes`).
+        The first one that is not ``depth`` also groups the ridge plots, the side-by-side eigen-images and
+        the degeneration-per-group figure.
+    shape, where, params :
+        The filters analysed (kernel shape and a ``layers`` predicate), as for every analysis.
+    pca_groups : int
+        Besides all filters, the eigen-images of the this many largest groups of the first axis.
+    model_sections : bool
+        One section per model (metrics against depth); off for very large zoos.
+    progress : callable, optional
+        Called with a short text before each step.
+    figures_dir : path, optional
+        Also save the five main figures there as small PNGs (eigen-images.png, density.png, drift.png of the
+        first axis, ridge.png, degeneration.png), e.g. for a README.
+    """
+    from .. import __version__
+    from ..analysis import AnalysisError, degeneration, drift, fit_pca
+    from ..analysis._density import coefficient_density
+    from ..analysis.pca import _as_store
+    from ..plotting._zoo import (
+        coefficient_density_map,
+        degeneration_shares,
+        drift_boxplots,
+        drift_heatmap,
+        eigen_images,
+        ridge_plot,
+    )
+
+    step = progress or (lambda text: None)
+    saved: list[Path] = []
+
+    def put(fig: Any, png: str | None, **kwargs: Any) -> None:
+        if figures_dir is not None and png is not None:
+            folder = Path(figures_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            fig.savefig(folder / png, dpi=72, facecolor=fig.get_facecolor())
+            saved.append(folder / png)
+        page.figure(fig, **kwargs)
+    started = time.perf_counter()
+    store = _as_store(store)
+    axes = list(dict.fromkeys(by)) if by else default_axes(store, shape)
+    from ..analysis._selection import _group_expression
+
+    for axis in axes:  # an unknown column is a user error before any work, not a note in the page
+        _group_expression(store, axis)
+    first = next((a for a in axes if a != "depth"), None)
+    root = Path(str(store.root))
+    name = title or root.name
+    page = Page(f"{name} · filterdb zoo report")
+    summary: dict[str, Any] = {"store": str(root), "axes": axes, "shape": shape}
+
+    step("store summary")
+    stats = store.stats()
+    models = store.models()
+    layers = store.layers()
+    summary.update(n_models=int(stats.n_models), n_layers=int(stats.n_layers), n_filters=int(stats.n_filters))
+    deg_layers = layers[[len(v) > 0 for v in layers["verdicts"]]] if len(layers) else layers
+    summary["degenerated_layers"] = [
+        {"model": r.model, "layer": r.layer, "verdicts": list(r.verdicts)} for r in deg_layers.itertuples()]
+    page.raw(Html(_EXTRA_CSS))
+    n_shape = int(layers.loc[layers["kernel"] == shape, "n_filters"].sum()) if len(layers) else 0
+    summary["n_filters_shape"] = n_shape
+    page.raw(Html(f'<header><div class="kicker">filterdb · zoo report</div><h1>{esc(name)}</h1>'
+                  f'<p class="muted">{esc(str(root))}</p></header>'))
+    toc = [("summary", "Summary"), ("pca", "PCA basis"), ("drift", "Drift"), ("degeneration", "Degeneration"),
+           ("models", "Models")]
+    page.raw(Html('<nav class="toc">' + "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in toc) + "</nav>"))
+    _summary_section(page, stats, models, layers, shape, n_shape)
+
+    # ------------------------------------------------------------------ PCA
+    step("PCA basis")
+    page.heading("PCA basis of the filters (eigen-images)", anchor="pca")
+    page.howto(f"Every {shape} filter is scaled by its largest |weight| and decomposed on the principal "
+               "components of all filters. Each tile is one component (an \"eigen-image\"), blue negative, red "
+               "positive, white zero, with its share η of the variance above it; all tiles share one colour scale. "
+               "Few components carrying most of the variance (a steep cumulative curve on the right) means the "
+               "filters are low-dimensional: trained filters are smooth and repeat a few patterns (the first "
+               "component is typically a blob, the next ones edges). Rows are different selections of filters: "
+               "similar tiles mean the selections share one basis.")
+    pca_notes: list[str] = []
+    basis = None
+    try:
+        basis = fit_pca(store, shape, where, params)
+        bases: list[tuple[str, Any]] = [("all filters", basis)]
+        if first is not None and pca_groups > 0:
+            for group in _largest_groups(store, first, shape, where, params, pca_groups):
+                cond = f'("{first}" = ?)' if _is_column(store, first) else None
+                if cond is None:
+                    break
+                w = f"({where}) AND {cond}" if where else cond
+                try:
+                    bases.append((f"{first} = {group}", fit_pca(store, shape, w, [*(params or []), group])))
+                except AnalysisError as e:
+                    pca_notes.append(str(e))
+        summary["explained_variance_ratio"] = [float(v) for v in basis.explained_variance_ratio]
+        put(eigen_images(bases), "eigen-images.png",
+            alt="eigen-images: the principal components of the filters as tiles, one row per selection, and the cumulative explained variance",
+                    caption=f"{basis.n_filters:,} {shape} filters from {basis.n_models} models; the first "
+                            f"{_k_for(basis.cumulative, 0.9)} components explain 90 % of their variance.")
+        for note in pca_notes:
+            page.raw(Html(f'<div class="note">{esc(note)}</div>'))
+    except AnalysisError as e:
+        page.raw(Html(f'<div class="note">{esc(e)}</div>'))
+
+    if basis is not None and basis.d >= 2:
+        step("2-D coefficient density")
+        page.heading("Density of the first two coefficients", level=3, anchor="density")
+        page.howto("Each filter is one point at its first two PCA coefficients; the colour counts the filters per "
+                   "bin on a log scale, so that rare filters at the rim stay visible next to the dense centre. "
+                   "Trained filters fill a compact, often lopsided cloud; a spike or a separate blob is a group of "
+                   "identical filters (e.g. all-zero filters of sparse layers sit at one point).")
+        density = coefficient_density(store, 0, 1, shape, where, params, basis=basis)
+        put(coefficient_density_map(density), "density.png", alt="2-D density of the first two PCA coefficients",
+                    caption=f"{density.n_filters:,} filters, {density.counts.shape[0]}² bins over the bound "
+                            f"±{basis.bound():.2f} of the coefficients.")
+
+    # ------------------------------------------------------------------ drift
+    page.heading("Drift between groups of filters", anchor="drift")
+    page.howto("Drift D measures how different the filter distributions of two groups are: for each PCA "
+               "coefficient, the symmetric Kullback–Leibler divergence between the two groups' histograms, "
+               "weighted by the coefficient's share η of the variance (Gavrikov & Keuper 2022). 0 means the "
+               "same distribution; larger is more different. In the heatmaps, rows and columns are the groups "
+               "(with their numbers of filters \"f\" and models \"m\"), sorted by their mean drift to the others, "
+               "so that outlying groups gather at the bottom right (depth deciles keep their order). Groups of "
+               "few filters or one model give noisier values. The boxplots compare the axes: an axis with high "
+               "drift explains much of how filters differ.")
+    drifts: dict[str, Any] = {}
+    summary["drift"] = {}
+    for axis in axes:
+        step(f"drift by {axis}")
+        page.heading(f"Drift by {axis}", level=3, anchor=f"drift-{_slug(axis)}")
+        try:
+            result = drift(store, axis, shape, where, params)
+        except AnalysisError as e:
+            page.raw(Html(f'<div class="note">{esc(e)}</div>'))
+            continue
+        drifts[axis] = result
+        s = result.summary()
+        top = sorted(s["group_mean"].items(), key=lambda kv: -kv[1])[:3]
+        summary["drift"][axis] = {"n_groups": s["n_groups"], "mean": s["mean"], "median": s["median"],
+                                  "max": s["max"], "max_pair": s["max_pair"], "most_shifted": top}
+        put(drift_heatmap(result), None if drifts.keys() - {axis} else "drift.png", alt=f"drift matrix by {axis}",
+                    caption=f"{s['n_groups']} groups; pairwise drift mean {s['mean']:.3f}, median {s['median']:.3f}, "
+                            f"max {s['max']:.3f} between {s['max_pair'][0]} and {s['max_pair'][1]}. Most shifted "
+                            "groups (mean drift to the others): "
+                            + ", ".join(f"{g} {v:.3f}" for g, v in top) + ".")
+        for note in result.notes:
+            page.paragraph(note, cls="muted")
+    if len(drifts) >= 2:
+        step("drift comparison")
+        page.heading("Drift of the axes side by side", level=3, anchor="drift-axes")
+        put(drift_boxplots(list(drifts.values())), None,
+            alt="boxplots of the pairwise drift of each axis",
+                    caption="Each point is one pair of groups of that axis; boxes span the middle half, the line is "
+                            "the median.")
+    ridge_axis = next((a for a in axes if a in drifts and a != "depth"), next(iter(drifts), None))
+    if ridge_axis is not None and drifts[ridge_axis].histograms is not None:
+        step("ridge plots")
+        page.heading(f"Coefficient distributions by {ridge_axis} (ridge plots)", level=3, anchor="ridge")
+        page.howto("One row per group, one column per PCA coefficient (its share η of the variance below): the "
+                   "smoothed distribution (a Gaussian kernel density of the streamed histogram) of that "
+                   "coefficient over the group's filters, each curve scaled to its own height. Where the rows of a "
+                   "column differ in shape or position, the groups use that component differently — that is what "
+                   "the drift above adds up.")
+        put(ridge_plot(drifts[ridge_axis].histograms), "ridge.png",
+            alt=f"ridge plots of the coefficients by {ridge_axis}",
+                    caption=f"Groups in the order of the drift matrix by {ridge_axis}.")
+
+    # ------------------------------------------------------------------ degeneration
+    step("degeneration")
+    page.heading("Degenerated layers", anchor="degeneration")
+    page.howto("Layer verdicts of filterdb check, over the whole zoo: sparse (many filters near zero: wasted "
+               "capacity or a pruned model), low-diversity (the filters repeat each other: typical of deep layers "
+               "of over-parameterised networks) and random (the layer looks untrained). Bars give the share of "
+               "layers with each verdict, per group and per depth decile (0 = input side, 1 = output side). "
+               "A verdict is a prompt to look, not a proof of a bug.")
+    deg_axis = first
+    try:
+        deg = degeneration(store, deg_axis, where, params)
+        summary["degeneration"] = deg.overall
+        put(degeneration_shares(deg), "degeneration.png",
+            alt="shares of degenerated layers per group and per depth decile",
+                    caption=f"{int(deg.overall['n_layers'])} layers with 2-D kernels; "
+                            f"{deg.overall['any_layers']:.1%} of them have a verdict, holding "
+                            f"{deg.overall['any_filters']:.1%} of the filters.")
+        if deg.per_group is not None:
+            _deg_table(page, deg.per_group, deg_axis)
+        for note in deg.notes:
+            page.paragraph(note, cls="muted")
+    except AnalysisError as e:
+        page.raw(Html(f'<div class="note">{esc(e)}</div>'))
+    if len(deg_layers):
+        ids = {int(m): True for m in models["model_id"]}
+        rows = []
+        for r in deg_layers.head(200).itertuples():
+            link = Html(f'<a href="#model-{int(r.model_id)}">{esc(r.model)}</a>') if int(r.model_id) in ids \
+                else esc(r.model)
+            rows.append([link, _name_cell(r.layer), _fmt(r.conv_depth_norm, 2), f"{int(r.n_filters):,}",
+                         _fmt(r.sparsity), _fmt(r.variance_entropy_norm), _badges(r.verdicts)])
+        page.raw(Html(f"<details><summary>{len(deg_layers)} degenerated layer(s)"
+                      + (" (first 200)" if len(deg_layers) > 200 else "") + "</summary>"
+                      + table_html(["model", "layer", "depth", "filters", "sparsity", "ve_norm", "verdicts"], rows,
+                                   numeric=(2, 3, 4, 5), name_col=1) + "</details>"))
+
+    # ------------------------------------------------------------------ models
+    step("models")
+    _models_section(page, models, layers, model_sections)
+    if model_sections:
+        shown = models.head(max_model_sections)
+        for k, row in enumerate(shown.itertuples()):
+            step(f"model {k + 1}/{len(shown)}: {row.model}")
+            _model_section(page, row, layers[layers["model_id"] == row.model_id])
+        if len(models) > len(shown):
+            page.paragraph(f"{len(models) - len(shown)} more models have no section (max_model_sections).",
+                           cls="muted")
+    seconds = time.perf_counter() - started
+    summary["seconds"] = seconds
+    summary["figures"] = [str(p) for p in saved]
+    page.raw(Html("<footer>" + esc(f"filterdb {__version__} · {stats.n_models} models · built in {seconds:.1f} s · "
+                                   f"drift: {70} bins over the analytic bound of the coefficients, component "
+                                   "weights η")
+                  + "<br>After Gavrikov &amp; Keuper, “CNN Filter DB: An Empirical Investigation of Trained "
+                    "Convolutional Filters”, CVPR 2022.</footer>"))
+    return ZooReport(page.render(), summary)
+
+
+def write_zoo_report(path: str | os.PathLike[str], store: Any, **options: Any) -> ZooReport:
+    """Build the report (see :func:`build_zoo_report`) and write it atomically to ``path``."""
+    report = build_zoo_report(store, **options)
+    report.path = write_html(path, report.html)
+    return report
+
+
+# ------------------------------------------------------------------------------------------------ sections
+def _summary_section(page: Page, stats: Any, models: Any, layers: Any, shape: str, n_shape: int) -> None:
+    n_deg = int(sum(len(v) > 0 for v in layers["verdicts"])) if len(layers) else 0
+    n2d = int((layers["spatial_ndim"] == 2).sum()) if len(layers) else 0
+    formats = models["format"].value_counts().to_dict() if len(models) else {}
+    facts = [
+        ("models", f"{stats.n_models:,}", ", ".join(f"{k} {v}" for k, v in formats.items())),
+        ("conv layers", f"{stats.n_layers:,}", f"{n2d:,} with 2-D kernels"),
+        ("filters", f"{stats.n_filters:,}", "all kernel shapes"),
+        (f"{shape} filters", f"{n_shape:,}", "analysed below"),
+        ("degenerated layers", f"{n_deg:,}", f"of {n2d:,} 2-D layers"),
+        ("store size", _size(stats.total_bytes), f"{stats.bytes_per_filter:.1f} bytes per filter"
+         if stats.n_filters else ""),
+    ]
+    cells = "".join(f'<div class="fact"><div class="k">{esc(k)}</div><div class="v">{esc(v)}'
+                    f'{" <small>" + esc(sub) + "</small>" if sub else ""}</div></div>' for k, v, sub in facts)
+    page.heading("Summary", anchor="summary")
+    page.raw(Html(f'<div class="facts">{cells}</div>'))
+    shapes = stats.shapes
+    if len(shapes):
+        page.raw(Html("<details><summary>Filters per kernel shape</summary>" + table_html(
+            ["kernel", "models", "layers", "filters"],
+            [[r.kernel, f"{int(r.n_models):,}", f"{int(r.n_layers):,}", f"{int(r.n_filters):,}"]
+             for r in shapes.itertuples()], numeric=(1, 2, 3)) + "</details>"))
+
+
+def _deg_table(page: Page, frame: Any, axis: str) -> None:
+    rows = [[str(r[axis]), f"{int(r['n_models'])}", f"{int(r['n_layers'])}", f"{int(r['n_filters']):,}",
+             f"{r['sparse_layers']:.1%}", f"{r['low-diversity_layers']:.1%}", f"{r['random_layers']:.1%}",
+             f"{r['any_layers']:.1%}", f"{r['any_filters']:.1%}"] for _, r in frame.iterrows()]
+    page.raw(Html("<details><summary>The numbers per " + esc(axis) + "</summary>" + table_html(
+        [axis, "models", "layers", "filters", "sparse", "low-div.", "random", "any (layers)", "any (filters)"], rows,
+        numeric=tuple(range(1, 9))) + "</details>"))
+
+
+def _models_section(page: Page, models: Any, layers: Any, with_links: bool) -> None:
+    page.heading("Models", anchor="models")
+    page.howto("One row per model in the store. Degenerated layers are counted per verdict; follow a name to the "
+               "model's section with its layer metrics against depth (the same view as filterdb check --html).")
+    rows, classes = [], []
+    for r in models.itertuples():
+        part = layers[layers["model_id"] == r.model_id]
+        verdicts = [v for vs in part["verdicts"] for v in vs]
+        counts = {k: verdicts.count(k) for k in ("sparse", "low-diversity", "random", "non-finite")}
+        badges = Html("".join(f'<span class="badge b-{k}">{k} {n}</span>' for k, n in counts.items() if n)) \
+            if verdicts else Html('<span class="badge b-ok">ok</span>')
+        name = Html(f'<a href="#model-{int(r.model_id)}">{esc(r.model)}</a>') if with_links else esc(r.model)
+        rows.append([name, getattr(r, "task", None) or "–", r.format or "–", f"{int(r.n_layers or 0)}",
+                     f"{int(r.n_filters or 0):,}", badges])
+        classes.append("degenerated" if verdicts else "")
+    page.table(["model", "task", "format", "conv layers", "filters", "verdicts"], rows, numeric=(3, 4), name_col=0,
+               row_classes=classes)
+
+
+def _model_section(page: Page, row: Any, part: Any) -> None:
+    from ..plotting import metrics_vs_depth
+
+    anchor = f"model-{int(row.model_id)}"
+    page.raw(Html(f'<section class="model" id="{anchor}"><h3>{esc(row.model)}'
+                  f'<a class="back" href="#models">↑ models</a></h3>'))
+    bits = [f"{row.format}", f"{int(row.n_layers or 0)} conv layers", f"{int(row.n_filters or 0):,} filters"]
+    if getattr(row, "task", None):
+        bits.insert(0, str(row.task))
+    if getattr(row, "producer", None):
+        bits.append(f"producer {row.producer}")
+    if row.n_parameters:
+        bits.append(f"{int(row.n_parameters):,} parameters")
+    page.paragraph(" · ".join(bits), cls="muted")
+    page.paragraph(str(row.source), cls="muted")
+    report = _report_from_layers(part)
+    if report is None:
+        page.raw(Html('<div class="note">' + esc("No conv layer of this model has 2-D kernels with stored metrics: "
+                                                  "nothing to plot.") + "</div>"))
+    else:
+        page.figure(metrics_vs_depth(report, width=8.0), dpi=80,
+                    alt=f"{row.model}: sparsity, normalised variance entropy and orthogonality against depth",
+                    caption="Layer metrics against depth, with the verdict thresholds (dashed).")
+        bad = part[[len(v) > 0 for v in part["verdicts"]]]
+        if len(bad):
+            rows = [[_name_cell(r.layer), _fmt(r.conv_depth, 0), "×".join(str(int(x)) for x in r.shape),
+                     _fmt(r.sparsity), _fmt(r.variance_entropy_norm), _badges(r.verdicts)] for r in bad.itertuples()]
+            page.raw(Html(table_html(["layer", "depth", "weight shape", "sparsity", "ve_norm", "verdicts"], rows,
+                                     numeric=(1, 3, 4), name_col=0)))
+    page.raw(Html("</section>"))
+
+
+def _report_from_layers(part: Any) -> Any:
+    """A :class:`filterdb.check.ModelReport` rebuilt from the catalog rows of one model (for the figure)."""
+    import pandas as pd
+
+    from ..check import ModelReport, Thresholds, Verdict
+
+    if not len(part):
+        return None
+    frame = part.copy()
+    frame["name"] = frame["layer"]
+    frame["kernel"] = [tuple(int(x) for x in str(k).split("x")) for k in frame["kernel"]]
+    frame["conv_depth"] = pd.Series([None if pd.isna(v) else int(v) for v in frame["conv_depth"]], dtype=object,
+                                    index=frame.index)
+    for column in ("sparsity", "variance_entropy_norm", "orthogonality"):
+        frame[column] = frame[column].to_numpy(dtype=float, na_value=np.nan)
+    is_2d = np.array([len(k) == 2 for k in frame["kernel"]])
+    if not is_2d.any() or frame.loc[is_2d, "sparsity"].isna().all():
+        return None
+    t = Thresholds()
+    value_of = {"sparse": ("sparsity", t.sparse), "low-diversity": ("variance_entropy_norm", t.low_diversity),
+                "random": ("variance_entropy_norm", t.random), "non-finite": ("n_nonfinite", 0.0)}
+    verdicts = []
+    for r in frame.itertuples():
+        layer = []
+        for kind in r.verdicts:
+            column, threshold = value_of.get(kind, ("sparsity", float("nan")))
+            value = getattr(r, column)
+            layer.append(Verdict(kind, float(value) if value is not None else float("nan"), threshold, kind))
+        verdicts.append(layer)
+    frame = frame.reset_index(drop=True)
+    frame["verdicts"] = [[v.kind for v in layer] for layer in verdicts]
+    return ModelReport(frame, verdicts, {}, {}, t)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _is_column(store: Any, name: str) -> bool:
+    return name in set(store.sql("SELECT * FROM layers LIMIT 0").columns)
+
+
+def _largest_groups(store: Any, axis: str, shape: str, where: str | None, params: Sequence[Any] | None,
+                    n: int) -> list[str]:
+    if not _is_column(store, axis):
+        return []
+    extra = f" AND ({where})" if where else ""
+    frame = store.sql(f'SELECT "{axis}" AS g, sum(n_filters) AS n FROM layers WHERE kernel = ? AND "{axis}" IS NOT '
+                      f"NULL{extra} GROUP BY 1 ORDER BY 2 DESC LIMIT ?", [shape, *(params or []), int(n)])
+    return [str(g) for g in frame["g"]] if len(frame) > 1 else []
+
+
+def _k_for(cumulative: np.ndarray, share: float) -> int:
+    return int(np.searchsorted(np.asarray(cumulative), share - 1e-12) + 1)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-") or "axis"
+
+
+def _badges(verdicts: Any) -> Html:
+    return Html("".join(f'<span class="badge b-{esc(v)}">{esc(v)}</span>' for v in verdicts)) if len(verdicts) \
+        else Html("ok")
+
+
+def _name_cell(name: str) -> Html:
+    shown = name.rsplit(";", 1)[-1] if ";" in name else name
+    return Html(f'<span title="{esc(name)}">{esc(shown)}</span>' if shown != name else esc(name))
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if np.isnan(v):
+        return "–"
+    return str(int(v)) if digits == 0 else f"{v:.{digits}f}"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""

@@ -1,0 +1,189 @@
+"""The zoo report (filterdb report STORE): its sections, links and safety, the CLI, and the page in Chromium."""
+
+from __future__ import annotations
+
+import html
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+pytest.importorskip("matplotlib", reason="the report needs the 'plot' extra (matplotlib)")
+
+from browser import png_distinct_rows, render
+from test_zoo_figures import build_zoo
+
+from filterdb.analysis import AnalysisError
+from filterdb.cli import main
+from filterdb.report import build_zoo_report, write_zoo_report
+
+SECTIONS = ("summary", "pca", "density", "drift", "ridge", "degeneration", "models")
+
+
+class _Anchors(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.links: list[str] = []
+        self.images: list[dict[str, str]] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag == "a" and "href" in a:
+            self.links.append(a["href"])
+        if tag == "img":
+            self.images.append(a)
+
+
+def parse(text):
+    parser = _Anchors()
+    parser.feed(text)
+    return parser
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    return build_zoo(tmp_path_factory.mktemp("zoo") / "zoo.fdb")
+
+
+@pytest.fixture(scope="module")
+def report(zoo, tmp_path_factory):
+    steps = []
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    result = write_zoo_report(out, zoo, by=["task", "depth"], progress=steps.append)
+    return result, steps
+
+
+def test_report_has_every_section_and_its_explanation(report, zoo):
+    result, steps = report
+    text = result.path.read_text(encoding="utf-8")
+    page = parse(text)
+    for section in SECTIONS:
+        assert section in page.ids
+    assert {"drift-task", "drift-depth", "drift-axes"} <= page.ids
+    assert text.count("How to read this.") == 6  # pca, density, drift, ridge, degeneration, models
+    models = zoo.models()
+    for model_id, name in zip(models["model_id"], models["model"]):
+        assert f"model-{model_id}" in page.ids
+        assert f'<a href="#model-{model_id}">{html.escape(name)}</a>' in text
+    # figures: eigen-images, density, 2 drift heatmaps, boxplots, ridge, degeneration, one per model
+    alts = [img["alt"] for img in page.images]
+    assert len(alts) == 7 + len(models)
+    assert alts[0].startswith("eigen-images") and "drift matrix by task" in alts and "drift matrix by depth" in alts
+    assert all(img["src"].startswith("data:image/png;base64,") for img in page.images)
+    assert steps[0] == "store summary" and "drift by depth" in steps and steps[-1].startswith("model 6/6")
+
+
+def test_every_link_resolves_and_nothing_leaves_the_page(report):
+    result, _ = report
+    text = result.path.read_text(encoding="utf-8")
+    page = parse(text)
+    assert page.links and all(link.startswith("#") for link in page.links)
+    assert {link[1:] for link in page.links} <= page.ids
+    assert "<script" not in text and "http://" not in text and "https://" not in text
+
+
+def test_summary_of_findings(report, zoo):
+    s = report[0].summary
+    assert s["n_models"] == 6 and s["n_filters_shape"] == int(zoo.layers()["n_filters"].sum())
+    assert set(s["drift"]) == {"task", "depth"}
+    assert s["drift"]["task"]["n_groups"] == 3
+    assert len(s["explained_variance_ratio"]) == 9
+    kinds = {k for entry in s["degenerated_layers"] for k in entry["verdicts"]}
+    assert {"sparse", "random"} <= kinds
+    sparse = [e for e in s["degenerated_layers"] if "sparse" in e["verdicts"]]
+    assert [(e["model"], e["layer"]) for e in sparse] == [("edges-0", "conv2")]
+
+
+def test_an_axis_with_one_group_is_a_note_and_an_unknown_column_an_error(zoo):
+    result = build_zoo_report(zoo, by=["visual_category", "task"], model_sections=False)
+    assert "drift by &#x27;visual_category&#x27; needs at least 2 groups" in result.html
+    assert set(result.summary["drift"]) == {"task"}
+    assert 'id="model-' not in result.html
+    with pytest.raises(AnalysisError, match="unknown column 'taks'"):
+        build_zoo_report(zoo, by=["taks"])
+
+
+def test_model_names_are_escaped(tmp_path):
+    import numpy as np
+
+    from filterdb.readers._registry import make_layer
+    from filterdb.store import init_store, open_store
+    from filterdb.types import ModelInfo, ModelRecord
+
+    init_store(tmp_path / "s.fdb")
+    store = open_store(tmp_path / "s.fdb", "a")
+    rng = np.random.default_rng(1)
+    for name in ('<img src=x onerror="alert(1)">', "<script>b</script>"):
+        record = ModelRecord(ModelInfo(source=f"{len(name)}.onnx", format="onnx"),
+                             (make_layer('<b>conv</b>', "Conv", rng.standard_normal((40, 8, 3, 3))),))
+        store.ingest(record, {"Name": name, "Task": name})
+    text = build_zoo_report(open_store(tmp_path / "s.fdb")).html
+    assert "<script>b" not in text and "<img src=x" not in text and "<b>conv" not in text
+    assert html.escape('<img src=x onerror="alert(1)">') in text
+
+
+def test_cli_writes_the_report_and_prints_its_path(zoo, tmp_path, capsys):
+    out = tmp_path / "zoo.html"
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(zoo.root), "-o", str(out), "--by", "task", "--no-models", "--no-progress",
+              "--figures", str(tmp_path / "img")])
+    stdout, _ = capsys.readouterr()
+    assert exc.value.code == 0
+    assert f"report written to {out}" in stdout and "6 models" in stdout
+    assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    pngs = sorted(p.name for p in (tmp_path / "img").iterdir())
+    assert pngs == ["degeneration.png", "density.png", "drift.png", "eigen-images.png", "ridge.png"]
+    assert all((tmp_path / "img" / p).stat().st_size < 150_000 for p in pngs)
+
+
+def test_cli_errors_are_one_line(zoo, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(zoo.root), "-o", str(tmp_path / "r.html"), "--by", "taks"])
+    _, err = capsys.readouterr()
+    assert exc.value.code == 1 and "unknown column 'taks'" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(zoo.root), "-o", str(tmp_path / "missing" / "r.html")])
+    _, err = capsys.readouterr()
+    assert exc.value.code == 1 and "does not exist" in err
+
+
+# ------------------------------------------------------------------------------------------ in a browser
+def assert_report_renders(path, *, dark=False):
+    text = path.read_text(encoding="utf-8")
+    n_images = len(re.findall(r"<img ", text))
+    result = render(path, dark=dark)
+    assert result.errors == [], result.errors
+    width, height = result.screenshot_size
+    assert width == 1280 and height >= 3000  # a long page of figures
+    assert png_distinct_rows(result.screenshot) >= 30
+    images = result.dom["images"]
+    assert len(images) == n_images > 0
+    for image in images:
+        assert image["complete"] and image["naturalWidth"] > 0 and image["naturalHeight"] > 0, image["alt"]
+        assert 0 < image["width"] <= 1280
+    assert result.dom["bodyWidth"] <= result.dom["viewportWidth"]
+    assert result.dom["scripts"] == 0
+    assert [u for u in result.requests if not u.startswith(("file://", "data:"))] == []
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_report_renders_in_chromium(report):
+    result = assert_report_renders(report[0].path)
+    headings = result.dom["headings"]
+    assert headings[0] == "zoo.fdb"
+    for heading in ("Summary", "PCA basis of the filters (eigen-images)", "Drift by task", "Drift by depth",
+                    "Degenerated layers", "Models"):
+        assert heading in headings
+    assert "How to read this." in result.dom["text"]
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_report_follows_a_dark_system_theme(report):
+    dark = assert_report_renders(report[0].path, dark=True).dom["background"]
+    assert dark == "rgb(13, 17, 23)"
