@@ -32,11 +32,80 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _status() -> dict[str, float]:
+    """VmRSS / RssAnon / RssFile / VmHWM of this process in MB (Linux /proc/self/status)."""
+    out = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+                out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+class MemSampler:
+    """Peak RssAnon (anonymous memory: heap, arrays) and RssFile (file-backed pages: shared libraries and
+    memory-mapped shards, i.e. page cache) sampled every 2 ms; the kernel releases the GIL, so the sampler
+    runs during it. VmHWM (peak total RSS, what ``ru_maxrss`` reports) is exact; the two parts are samples."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = _status()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.002):
+            self._take()
+
+    def _take(self) -> None:
+        now = _status()
+        for k in ("RssAnon", "RssFile"):
+            self.peak[k] = max(self.peak.get(k, 0.0), now.get(k, 0.0))
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self._take()
+        now = _status()
+        return {"peak_rss_mb": now["VmHWM"], "peak_anon_mb": self.peak["RssAnon"],
+                "peak_file_mb": self.peak["RssFile"]}
+
+
 def child(args: list[str]) -> dict:
+    t0 = time.perf_counter()
     out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
     if out.returncode:
         raise SystemExit(f"child {args} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["process_wall_s"] = wall  # interpreter start, imports, numba cache load, everything
+    return result
+
+
+def run_baseline(store_path: str, which: str) -> dict:
+    """What the libraries alone cost a process: the imports each pipeline needs, one catalog query, and for
+    filterdb the numba kernels loaded from the cache; no filter data read."""
+    t0 = time.perf_counter()
+    from filterdb.store import open_store
+
+    if which == "ref":
+        from scipy.stats import entropy  # noqa: F401
+        from sklearn.decomposition import PCA  # noqa: F401
+    else:
+        from filterdb.analysis import drift, fit_pca  # noqa: F401
+        from filterdb.analysis.kernels import PassSpec, run_rows
+
+        x = np.zeros((1000, 9), np.float16)
+        for spec in (PassSpec(d=9), PassSpec(d=9, gram=False, hist=True, minmax=True, components=np.eye(9),
+                                             mean=np.zeros(9))):
+            run_rows(x, np.array([0]), np.array([1000]), np.array([0]), spec, 1)
+    open_store(store_path).sql("SELECT count(*) FROM layers")
+    st = _status()
+    return {"which": which, "import_s": time.perf_counter() - t0, "rss_mb": st["VmRSS"], "anon_mb": st["RssAnon"],
+            "file_mb": st["RssFile"], "peak_rss_mb": st["VmHWM"]}
 
 
 # -- children -----------------------------------------------------------------------------------------
@@ -48,6 +117,7 @@ def run_reference(store_path: str, by: str) -> dict:
     from filterdb.store import open_store
     from filterdb.store._shards import ShardReader
 
+    mem = MemSampler()
     t0 = time.perf_counter()
     store = open_store(store_path)
     layers = store.sql("SELECT l.n_filters, l." + by + " AS g, t.shard, t.row_offset FROM layers l "
@@ -89,7 +159,7 @@ def run_reference(store_path: str, by: str) -> dict:
                     entropy(hists[ga][i], hists[gb][i]) + entropy(hists[gb][i], hists[ga][i])) for i in range(9))
     t_compute = time.perf_counter() - t1
     return {"n": n, "load_s": t_load, "compute_s": t_compute, "total_s": t_load + t_compute,
-            "peak_rss_mb": peak_rss_mb(), "evr": pca.explained_variance_ratio_.tolist(), "labels": labels,
+            **mem.stop(), "evr": pca.explained_variance_ratio_.tolist(), "labels": labels,
             "matrix": mat.tolist()}
 
 
@@ -100,6 +170,7 @@ def run_filterdb(store_path: str, bys: list[str], threads: int | None, task_rows
 
     store = open_store(store_path)
     engine = LocalEngine(threads)
+    mem = MemSampler()
     t0 = time.perf_counter()
     basis = fit_pca(store, engine=engine, task_rows=task_rows)
     times = {"pca_s": time.perf_counter() - t0}
@@ -112,7 +183,7 @@ def run_filterdb(store_path: str, bys: list[str], threads: int | None, task_rows
     total = time.perf_counter() - t0
     passes = 1 + len(bys) * (2 if range_mode == "minmax" else 1)
     return {"n": basis.n_filters, "total_s": total, **times, "passes": passes,
-            "filters_per_s_per_pass": basis.n_filters * passes / total, "peak_rss_mb": peak_rss_mb(),
+            "filters_per_s_per_pass": basis.n_filters * passes / total, **mem.stop(),
             "evr": basis.explained_variance_ratio.tolist(), "drift": results, "engine": engine.describe()}
 
 
@@ -120,8 +191,9 @@ def run_kernel(n: int, threads: int) -> dict:
     """The fused kernel (Gram + projection + histograms) on float16 filters already in RAM."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from filterdb.analysis.kernels import PassSpec, merge, run_rows
     from synthetic_zoo import Pools
+
+    from filterdb.analysis.kernels import PassSpec, merge, run_rows
 
     pools = Pools(0)
     x = np.concatenate([pools.get(i % 10, 0, i % 10) for i in range(n // len(pools.get(0, 0, 0)) + 1)])[:n]
@@ -140,6 +212,47 @@ def run_kernel(n: int, threads: int) -> dict:
         merge(parts, 9, 70, 1)
         out[name] = n / (time.perf_counter() - t0)
     return {"n": n, "threads": threads, "filters_per_s": out}
+
+
+def run_ratio(store_path: str, threads: int, repeats: int = 5) -> dict:
+    """One Gram+histogram pass over the store (plan, shards, engine, merge) against the fused kernel on
+    20 M float16 filters in RAM with the same threads, interleaved in one process, best of ``repeats``
+    each (this machine is shared: timings drift between runs)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from synthetic_zoo import Pools
+
+    from filterdb.analysis import fit_pca
+    from filterdb.analysis._run import run_pass
+    from filterdb.analysis._selection import make_plan
+    from filterdb.analysis.kernels import PassSpec, merge, run_rows
+    from filterdb.engine import LocalEngine
+    from filterdb.store import open_store
+
+    store = open_store(store_path)
+    engine = LocalEngine(threads)
+    basis = fit_pca(store, engine=engine)  # warms the page cache, the kernel and the shard layouts
+    spec = PassSpec(d=9, hist=True, components=basis.components, mean=basis.mean, lo=-basis.bound(),
+                    hi=basis.bound())
+    pools = Pools(0)
+    n = 20_000_000
+    x = np.concatenate([pools.get(i % 10, 0, i % 10) for i in range(n // len(pools.get(0, 0, 0)) + 1)])[:n]
+    chunks = np.array_split(np.arange(n), 64)
+    t_store, t_kern, n_store = [], [], 0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        plan = make_plan(store, "3x3", None, None, "visual_category")
+        n_store = run_pass(plan, spec, engine, 4_000_000).n
+        t_store.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            parts = list(pool.map(lambda idx: run_rows(x, np.array([idx[0]]), np.array([len(idx)]),
+                                                       np.array([0]), spec, 1), chunks))
+        merge(parts, 9, 70, 1)
+        t_kern.append(time.perf_counter() - t0)
+    store_rate, kern_rate = n_store / min(t_store), n / min(t_kern)
+    return {"n_store": n_store, "threads": threads, "store_pass_filters_per_s": store_rate,
+            "kernel_in_memory_filters_per_s": kern_rate, "store_pass_vs_kernel": store_rate / kern_rate}
 
 
 def run_dask(store_path: str, where: str | None, workers: int) -> dict:
@@ -168,10 +281,16 @@ def run_dask(store_path: str, where: str | None, workers: int) -> dict:
             "overhead_ratio": t_dask / t_local, "bit_identical": same}
 
 
+def _threads() -> int:
+    from filterdb.engine.local import _cpu_count
+
+    return _cpu_count()
+
+
 # -- drivers ------------------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["kernel", "side", "full", "dask", "_ref", "_fdb", "_kernel", "_dask"])
+    ap.add_argument("what", choices=["kernel", "side", "full", "dask", "_ref", "_fdb", "_kernel", "_dask", "_base", "_ratio"])
     ap.add_argument("store", nargs="?")
     ap.add_argument("--n", type=float, default=20e6)
     ap.add_argument("--threads", type=int, default=None)
@@ -185,6 +304,10 @@ def main() -> None:
         print(json.dumps(run_reference(a.store, a.by)))
     elif a.what == "_fdb":
         print(json.dumps(run_filterdb(a.store, a.by.split(","), a.threads, a.task_rows, a.range)))
+    elif a.what == "_ratio":
+        print(json.dumps(run_ratio(a.store, a.threads or _threads())))
+    elif a.what == "_base":
+        print(json.dumps(run_baseline(a.store, a.by)))
     elif a.what == "_kernel":
         print(json.dumps(run_kernel(int(a.n), a.threads or 1)))
     elif a.what == "_dask":
@@ -196,28 +319,43 @@ def main() -> None:
         from synthetic_zoo import write_zoo
 
         with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
-            root = str(Path(tmp) / "zoo")
-            write_zoo(root, int(a.n), 647, progress=False)
+            root = a.store or str(Path(tmp) / "zoo")
+            if not a.store:
+                write_zoo(root, int(a.n), 647, progress=False)
+            base_ref = child(["_base", root, "--by", "ref"])
+            base_fdb = child(["_base", root, "--by", "fdb"])
             ref = child(["_ref", root, "--by", "visual_category"])
             fdb = child(["_fdb", root, "--by", "visual_category", "--range", "minmax"])
             fdb_bound = child(["_fdb", root, "--by", "visual_category"])
         m_ref = np.array(ref["matrix"])
         order = [ref["labels"].index(g) for g in fdb["drift"]["visual_category"]["labels"]]
         diff = np.abs(np.array(fdb["drift"]["visual_category"]["matrix"]) - m_ref[np.ix_(order, order)]).max()
+        keys = ("total_s", "process_wall_s", "peak_rss_mb", "peak_anon_mb", "peak_file_mb")
         print(json.dumps({
-            "n": ref["n"], "reference": {k: ref[k] for k in ("load_s", "compute_s", "total_s", "peak_rss_mb")},
-            "filterdb_paper_mode": {k: fdb[k] for k in ("total_s", "peak_rss_mb", "passes")},
-            "filterdb_default": {k: fdb_bound[k] for k in ("total_s", "peak_rss_mb", "passes")},
+            "n": ref["n"],
+            "reference": {k: ref[k] for k in ("load_s", "compute_s") + keys},
+            "filterdb_paper_mode": {k: fdb[k] for k in ("passes",) + keys},
+            "filterdb_default": {k: fdb_bound[k] for k in ("passes",) + keys},
+            "library_baseline": {"reference": base_ref, "filterdb": base_fdb},
             "speedup_vs_compute": ref["compute_s"] / fdb["total_s"],
             "speedup_vs_total": ref["total_s"] / fdb["total_s"],
             "speedup_default_vs_total": ref["total_s"] / fdb_bound["total_s"],
+            "speedup_process_wall": ref["process_wall_s"] / fdb["process_wall_s"],
+            "speedup_default_process_wall": ref["process_wall_s"] / fdb_bound["process_wall_s"],
             "memory_ratio": fdb["peak_rss_mb"] / ref["peak_rss_mb"],
+            "memory_ratio_default": fdb_bound["peak_rss_mb"] / ref["peak_rss_mb"],
+            "anon_memory_ratio": fdb["peak_anon_mb"] / ref["peak_anon_mb"],
+            "memory_ratio_above_library_baseline": (fdb["peak_rss_mb"] - base_fdb["rss_mb"])
+            / (ref["peak_rss_mb"] - base_ref["rss_mb"]),
             "max_abs_drift_diff_paper_mode": float(diff),
             "evr_max_diff": float(np.abs(np.array(ref["evr"]) - np.array(fdb["evr"])).max()),
         }, indent=1))
     elif a.what == "full":
-        print(json.dumps(child(["_fdb", a.store, "--by", a.by, "--range", a.range, "--task-rows",
-                                str(a.task_rows)] + (["--threads", str(a.threads)] if a.threads else [])), indent=1))
+        full = child(["_fdb", a.store, "--by", a.by, "--range", a.range, "--task-rows", str(a.task_rows)]
+                     + (["--threads", str(a.threads)] if a.threads else []))
+        # one Gram+histogram pass over the store vs the same kernel in RAM, interleaved in one process
+        full["single_pass"] = child(["_ratio", a.store, "--threads", str(a.threads or _threads())])
+        print(json.dumps(full, indent=1))
     elif a.what == "dask":
         print(json.dumps(child(["_dask", a.store, "--workers", str(a.workers)]
                                + (["--where", a.where] if a.where else [])), indent=1))
