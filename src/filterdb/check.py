@@ -29,13 +29,15 @@ import math
 import numbers
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
 
 import numpy as np
-import pandas as pd
 
 from .metrics import layer_metrics
 from .types import ModelRecord
+
+if TYPE_CHECKING:  # pandas is imported when a report is built, not with this module
+    import pandas as pd
 
 __all__ = ["Thresholds", "Verdict", "VerdictKind", "VERDICT_KINDS", "ModelReport", "check_model", "failing"]
 
@@ -332,8 +334,14 @@ def failing(report: ModelReport, kinds: Iterable[str]) -> list[tuple[str, Verdic
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+def _pd_na() -> Any:
+    from pandas import NA
+
+    return NA
+
+
 def _is_number(value: Any) -> bool:
-    return value is not None and value is not pd.NA and not (isinstance(value, float) and math.isnan(value))
+    return value is not None and value is not _pd_na() and not (isinstance(value, float) and math.isnan(value))
 
 
 def _json_value(value: Any) -> Any:
@@ -342,7 +350,7 @@ def _json_value(value: Any) -> Any:
         return {str(k): _json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_value(v) for v in value]
-    if value is None or value is pd.NA:
+    if value is None or value is _pd_na():
         return None
     if isinstance(value, (bool, np.bool_)):
         return bool(value)

@@ -67,13 +67,16 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any, Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import pandas as pd
 
 from ._thresholds import randomness_threshold
 from .types import ConvLayer
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "COLUMNS",
@@ -351,12 +354,12 @@ def _neighbour_corr_from_gram(gram: np.ndarray, sums: np.ndarray, n: int, kernel
     kh, kw = kernel
     if (kh < 2 and kw < 2) or n == 0:
         return float("nan")
-    i, j = _neighbour_pairs(kernel)
+    i, j = _pair_indices(kernel)
     count = n * len(i)
-    sa, sb = sums[i].sum(), sums[j].sum()
-    cov = gram[i, j].sum() - sa * sb / count
-    var_a = gram[i, i].sum() - sa * sa / count
-    var_b = gram[j, j].sum() - sb * sb / count
+    sa, sb = float(sums[i].sum()), float(sums[j].sum())
+    cov = float(gram[i, j].sum()) - sa * sb / count
+    var_a = float(gram[i, i].sum()) - sa * sa / count
+    var_b = float(gram[j, j].sum()) - sb * sb / count
     den = math.sqrt(max(var_a, 0.0) * max(var_b, 0.0))
     return float(cov / den) if den > 0 else float("nan")
 
@@ -414,49 +417,88 @@ def layer_metrics(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01) ->
     True
     """
     eps = _check_eps(sparsity_eps, "sparsity_eps")
+    import pandas as pd  # lazily: `import filterdb.metrics` stays light
+
     rows: list[dict[str, Any]] = []
     # per filter size d: the scatter matrices to decompose, and where each result goes (row, column)
     pending: dict[int, list[tuple[np.ndarray, int, str]]] = defaultdict(list)
     for index, layer in enumerate(layers):
         if not isinstance(layer, ConvLayer):
             raise TypeError(f"layers[{index}] must be a filterdb.ConvLayer, got {type(layer).__name__}")
+        weight = np.asarray(layer.weight, dtype=np.float32)
+        kernel = layer.kernel
         row: dict[str, Any] = {
             "name": layer.name,
             "kind": layer.kind,
             "op_type": layer.op_type,
-            "shape": tuple(int(s) for s in layer.weight.shape),
+            "shape": tuple(int(s) for s in weight.shape),
             "groups": int(layer.groups),
-            "kernel": layer.kernel,
+            "kernel": kernel,
             "n_filters": layer.n_filters,
             "conv_depth": layer.conv_depth,
             "conv_depth_norm": layer.conv_depth_norm,
             "depth_source": layer.depth_source,
             "storage_dtype": layer.storage_dtype,
         }
-        row.update(dict.fromkeys(_METRIC_COLUMNS, float("nan")))
-        weight, row["n_nonfinite"] = _finite(np.asarray(layer.weight, dtype=np.float32))
-        if layer.spatial_ndim == 2 and weight.size > 0:
-            _layer_stats(weight, layer.kernel, eps, row, len(rows), pending)
+        row.update(_NAN_METRICS)
+        if len(kernel) == 2 and weight.size > 0:
+            row["n_nonfinite"] = _layer_stats(weight, kernel, eps, row, len(rows), pending)
+        else:
+            row["n_nonfinite"] = _finite(weight)[1]
         rows.append(row)
 
     for d, items in pending.items():
         eigvals = np.linalg.eigvalsh(np.stack([scatter for scatter, _, _ in items]))
-        entropies = _entropy_from_eigvals(eigvals)
+        entropies = _entropy_from_eigvals(eigvals).tolist()
         for (_, row_index, column), h in zip(items, entropies):
             row = rows[row_index]
             n = row["n_filters"] if column == "variance_entropy" else row["n_clean"]
-            row[column] = float(h)
-            norm, threshold = _normalised(float(h), n, row["kernel"])
+            row[column] = h
+            norm, threshold = _normalised(h, n, row["kernel"])
             row[column + "_norm"] = norm
             if column == "variance_entropy":
                 row["entropy_threshold"] = threshold
 
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    # One DataFrame from column arrays (cheaper than inferring it from a list of row dicts).
+    data: dict[str, Any] = {column: [row[column] for row in rows] for column in COLUMNS}
+    for column in _FLOAT_COLUMNS:
+        data[column] = np.array(data[column], dtype=np.float64)
     for column in ("n_filters", "groups", "n_nonfinite"):
-        frame[column] = frame[column].astype("int64")
+        data[column] = np.array(data[column], dtype=np.int64)
     for column in ("n_sparse", "n_clean"):
-        frame[column] = frame[column].astype("Int64")  # NaN (no 2-D filters) stays missing
-    return frame
+        values = data[column]
+        mask = np.array([v != v for v in values], dtype=bool)  # NaN (no 2-D filters) stays missing
+        data[column] = pd.arrays.IntegerArray(
+            np.array([0 if m else v for v, m in zip(values, mask)], dtype=np.int64), mask)
+    for column in _OBJECT_COLUMNS:
+        array = np.empty(len(rows), dtype=object)
+        array[:] = data[column]
+        data[column] = array
+    return pd.DataFrame(data, columns=list(COLUMNS))
+
+
+_FLOAT_COLUMNS = tuple(c for c in _METRIC_COLUMNS if c not in ("n_sparse", "n_clean"))
+_OBJECT_COLUMNS = ("shape", "kernel")
+_NAN_METRICS = dict.fromkeys(_METRIC_COLUMNS, float("nan"))
+
+
+@lru_cache(maxsize=None)
+def _pair_indices(kernel: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    first, second = _neighbour_pairs(kernel)
+    first.setflags(write=False)
+    second.setflags(write=False)
+    return first, second
+
+
+def _row_abs_max(absolute: np.ndarray) -> np.ndarray:
+    """max over axis 1 of a C-contiguous (n, d) array: column-wise maxima over long strided rows for small d."""
+    n, d = absolute.shape
+    if d > 32:
+        return absolute.max(axis=1)
+    out = absolute[:, 0].copy()
+    for j in range(1, d):
+        np.maximum(out, absolute[:, j], out=out)
+    return out
 
 
 def _layer_stats(
@@ -466,41 +508,59 @@ def _layer_stats(
     row: dict[str, Any],
     row_index: int,
     pending: dict[int, list[tuple[np.ndarray, int, str]]],
-) -> None:
-    """Fill the directly computed metrics of one 2-D layer and queue its scatter matrices."""
+) -> int:
+    """Fill the directly computed metrics of one 2-D layer, queue its scatter matrices; return n_nonfinite."""
     n = row["n_filters"]
-    d = math.prod(kernel)
-    # Work on the transposed (d, n) copy: reductions over the short filter axis are then element-wise over
-    # long rows, which numpy vectorises (max over axis 1 of an (n, 9) array is ~10x slower).
-    xt32 = np.ascontiguousarray(weight.reshape(n, d).T)
-    absolute = np.abs(xt32)
-    mask = _sparse_mask_f32(absolute.max(axis=0), eps)
-    n_sparse = int(mask.sum())
-    xt = xt32.astype(np.float64)
-    gram = xt @ xt.T  # raw XᵀX, float64 (syrk)
-    sums = xt.sum(axis=1)
+    d = kernel[0] * kernel[1]
+    x32 = weight.reshape(n, d)
+    absolute = np.abs(x32)
+    # The float64 sum of |w| is finite exactly when every weight is (float32 values cannot overflow it): the
+    # L1 norm doubles as the non-finite check of the (usual) clean layer.
+    l1 = float(absolute.sum(dtype=np.float64))
+    n_nonfinite = 0
+    if not math.isfinite(l1):
+        weight, n_nonfinite = _finite(weight)
+        x32 = weight.reshape(n, d)
+        absolute = np.abs(x32)
+        l1 = float(absolute.sum(dtype=np.float64))
+    mask = _sparse_mask_f32(_row_abs_max(absolute), eps)
+    n_sparse = int(np.count_nonzero(mask))
+    # One float64 copy with a column of ones appended: its Gram holds XᵀX, the column sums and n, from one
+    # BLAS syrk (products of float32 values are exact in float64).
+    xa = np.empty((n, d + 1))
+    xa[:, :d] = x32
+    xa[:, d] = 1.0
+    gram_a = xa.T @ xa
+    gram = gram_a[:d, :d]
+    sums = gram_a[d, :d]
+    trace = float(np.trace(gram))
+    size = weight.size
+    l2 = math.sqrt(max(trace, 0.0))
     row["sparsity"] = n_sparse / n
     row["n_sparse"] = n_sparse
     row["n_clean"] = n - n_sparse
-    l1 = float(absolute.sum(dtype=np.float64))
-    l2 = math.sqrt(max(float(np.trace(gram)), 0.0))
-    size = weight.size
-    row.update(norm_l1=l1, norm_l2=l2, norm_l1_std=l1 / size, norm_l2_std=l2 / math.sqrt(size))
+    row["norm_l1"] = l1
+    row["norm_l2"] = l2
+    row["norm_l1_std"] = l1 / size
+    row["norm_l2_std"] = l2 / math.sqrt(size)
     row["orthogonality"] = _orthogonality(weight.reshape(weight.shape[0], -1))
     row["neighbour_corr"] = _neighbour_corr_from_gram(gram, sums, n, (int(kernel[0]), int(kernel[1])))
     # Covariance scatter = XᵀX − n μμᵀ, accumulated in float64 (cancellation only matters when the mean
     # dwarfs the spread by ~1e8, far from real weights).
-    scatter = gram - np.outer(sums, sums) / n
+    outer = np.multiply.outer(sums, sums)
+    outer /= n
+    scatter = gram - outer
     pending[d].append((scatter, row_index, "variance_entropy"))
     # Clean variant: the same matrix when no filter is sparse (the common case); else subtract the sparse
     # filters' share (tiny values: no cancellation), or recompute when most filters are sparse.
     if n_sparse == 0:
         clean = scatter
     elif n_sparse <= n // 2:
-        sparse_t = xt[:, mask]
-        g_c = gram - sparse_t @ sparse_t.T
-        s_c = sums - sparse_t.sum(axis=1)
+        sparse = xa[mask, :d]
+        g_c = gram - sparse.T @ sparse
+        s_c = sums - sparse.sum(axis=0)
         clean = g_c - np.outer(s_c, s_c) / (n - n_sparse)
     else:
-        clean = _centred_scatter(xt[:, ~mask].T)
+        clean = _centred_scatter(xa[~mask, :d])
     pending[d].append((clean, row_index, "variance_entropy_clean"))
+    return n_nonfinite

@@ -8,9 +8,20 @@ Library code never prints; everything a user sees in a terminal is produced here
 from __future__ import annotations
 
 from ._app import app, main
-from . import _check, _inspect  # noqa: F401  (command registration)
-from . import _store  # noqa: F401  (store commands: init, ingest, models, layers, sql, rm, stats, export)
-from . import _analyze  # noqa: F401  (analyze STORE pca | drift | degeneration)
-from . import _report, _demo  # noqa: F401  (report STORE, demo)
+
+# Command registration: which module's import registers each command. The modules are imported on first
+# use (see LazyGroup), so `filterdb check` never pays for the store, analysis, report or demo commands.
+app.lazy_commands.update({
+    "check": "._check",
+    "inspect": "._inspect",
+    # store commands: init, models, layers, sql, rm, stats (+ ingest, export, import-hdf5)
+    **dict.fromkeys(("init", "models", "layers", "sql", "rm", "stats"), "._store"),
+    "ingest": "._ingest",
+    "export": "._export",
+    "import-hdf5": "._export",
+    "analyze": "._analyze",  # analyze STORE pca | drift | degeneration
+    "report": "._report",
+    "demo": "._demo",
+})
 
 __all__ = ["app", "main"]

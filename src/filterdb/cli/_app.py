@@ -37,7 +37,33 @@ def abort(message: str, code: int = EXIT_ERROR) -> NoReturn:
     raise SystemExit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A click group whose commands live in modules imported on first use.
+
+    ``lazy_commands`` maps a command name to the module (relative to this package) whose import registers
+    it with ``@app.command``: start-up then pays only for the command that runs (``--help`` imports all).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.lazy_commands: dict[str, str] = {}
+
+    def _load(self, name: str) -> None:
+        module = self.lazy_commands.get(name)
+        if module is not None and name not in self.commands:
+            import importlib
+
+            importlib.import_module(module, __package__)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(self.lazy_commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._load(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="filterdb")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors (also FILTERDB_DEBUG=1).")
 def app(debug: bool) -> None:
