@@ -32,9 +32,9 @@ body{margin:0;background:var(--bg);color:var(--ink);font:15px/1.55 system-ui,-ap
 main{max-width:1120px;margin:0 auto;padding:28px 24px 48px}
 header{border-bottom:1px solid var(--line);margin-bottom:8px;padding-bottom:12px}
 header .kicker{color:var(--muted);font-size:13px;letter-spacing:.04em;text-transform:uppercase}
-h1{font-size:26px;margin:4px 0 2px;word-break:break-all}
+h1{font-size:26px;margin:4px 0 2px;overflow-wrap:anywhere}
 h2{font-size:19px;margin:34px 0 6px;padding-top:4px}
-h3{font-size:15px;margin:18px 0 4px;word-break:break-all}
+h3{font-size:15px;margin:18px 0 4px;overflow-wrap:anywhere}
 p{margin:6px 0}
 .muted{color:var(--muted)}
 .howto{border-left:3px solid var(--accent);background:var(--card);padding:8px 12px;margin:8px 0 12px;
@@ -43,7 +43,7 @@ font-size:14px;color:var(--muted);border-radius:0 6px 6px 0}
 .facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(210px,1fr));gap:10px;margin:14px 0}
 .fact{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:10px 12px}
 .fact .k{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.04em}
-.fact .v{font-size:18px;font-weight:600;word-break:break-all}
+.fact .v{font-size:18px;font-weight:600;overflow-wrap:anywhere}
 .fact .v small{font-size:13px;font-weight:400;color:var(--muted)}
 .badge{display:inline-block;border-radius:999px;padding:1px 9px;font-size:12.5px;font-weight:600;
 color:#fff;white-space:nowrap;margin:1px 2px 1px 0}
