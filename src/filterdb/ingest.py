@@ -124,13 +124,9 @@ def expand_sources(sources: Iterable[str | os.PathLike[str]]) -> list[SourceItem
 def _read_and_prepare(spec: str, path: str, metadata: Mapping[str, Any], dtype: str, trust_pickle: bool,
                       sha256: str) -> PreparedModel:
     """Worker: read one file and turn it into catalog rows and shard arrays."""
-    from dataclasses import replace
-
     from .readers import ReadOptions, read_path
 
-    record = read_path(Path(path), ReadOptions(trust_pickle=trust_pickle), source=spec)
-    if record.info.sha256 != sha256:
-        record = type(record)(info=replace(record.info, sha256=sha256), layers=record.layers)
+    record = read_path(Path(path), ReadOptions(trust_pickle=trust_pickle), source=spec, sha256=sha256)
     return prepare_model(record, metadata, dtype=dtype)
 
 

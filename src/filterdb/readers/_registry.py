@@ -134,11 +134,14 @@ def reader_for_path(path: Path, options: ReadOptions = ReadOptions()) -> Reader:
     )
 
 
-def read_path(path: Path | str, options: ReadOptions = ReadOptions(), *, source: str | None = None) -> ModelRecord:
+def read_path(
+    path: Path | str, options: ReadOptions = ReadOptions(), *, source: str | None = None, sha256: str | None = None
+) -> ModelRecord:
     """Read a local model file with the reader its content calls for.
 
     Any unexpected exception inside a reader becomes a :class:`ModelFormatError` that names the file:
-    corrupt input must end in a clear message, never in a traceback from a parsing library.
+    corrupt input must end in a clear message, never in a traceback from a parsing library. ``sha256``: the
+    file's hash when the caller already has it (ingest hashes before reading), so it is not computed twice.
     """
     path = Path(os.fspath(path))
     reader = reader_for_path(path, options)
@@ -155,7 +158,7 @@ def read_path(path: Path | str, options: ReadOptions = ReadOptions(), *, source:
         record.info,
         source=source or record.info.source or str(path),
         path=str(path),
-        sha256=record.info.sha256 or file_sha256(path),
+        sha256=sha256 or record.info.sha256 or file_sha256(path),
         size_bytes=path.stat().st_size,
     )
     return ModelRecord(info=info, layers=record.layers)
