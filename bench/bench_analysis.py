@@ -214,15 +214,24 @@ def run_kernel(n: int, threads: int) -> dict:
     return {"n": n, "threads": threads, "filters_per_s": out}
 
 
-def run_ratio(store_path: str, threads: int, repeats: int = 5) -> dict:
+def _drop_caches() -> None:
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def run_ratio(store_path: str, threads: int, repeats: int = 5, cold: bool = False) -> dict:
     """One Gram+histogram pass over the store (plan, shards, engine, merge) against the fused kernel on
     20 M float16 filters in RAM with the same threads, interleaved in one process, best of ``repeats``
-    each (this machine is shared: timings drift between runs)."""
+    each (this machine is shared: timings drift between runs).
+
+    ``cold``: the page cache is dropped before every store pass (needs root), and the store pass is timed
+    with read-ahead off and on (``_run.READAHEAD_BYTES``), interleaved."""
     from concurrent.futures import ThreadPoolExecutor
 
     from synthetic_zoo import Pools
 
-    from filterdb.analysis import fit_pca
+    from filterdb.analysis import _run, fit_pca
     from filterdb.analysis._run import run_pass
     from filterdb.analysis._selection import make_plan
     from filterdb.analysis.kernels import PassSpec, merge, run_rows
@@ -238,21 +247,38 @@ def run_ratio(store_path: str, threads: int, repeats: int = 5) -> dict:
     n = 20_000_000
     x = np.concatenate([pools.get(i % 10, 0, i % 10) for i in range(n // len(pools.get(0, 0, 0)) + 1)])[:n]
     chunks = np.array_split(np.arange(n), 64)
-    t_store, t_kern, n_store = [], [], 0
+    settings = [0, _run.READAHEAD_BYTES] if cold else [_run.READAHEAD_BYTES]
+    t_store: dict[int, list[float]] = {ra: [] for ra in settings}
+    t_kern, n_store, checks = [], 0, set()
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        plan = make_plan(store, "3x3", None, None, "visual_category")
-        n_store = run_pass(plan, spec, engine, 4_000_000).n
-        t_store.append(time.perf_counter() - t0)
+        for ra in settings:
+            _run.READAHEAD_BYTES = ra
+            if cold:  # the store pass reads every shard from disk
+                _drop_caches()
+            t0 = time.perf_counter()
+            plan = make_plan(store, "3x3", None, None, "visual_category")
+            total = run_pass(plan, spec, engine, 4_000_000)
+            t_store[ra].append(time.perf_counter() - t0)
+            n_store = total.n
+            checks.add((total.gram.tobytes(), total.hist.tobytes()))
+        _run.READAHEAD_BYTES = settings[-1]
         t0 = time.perf_counter()
         with ThreadPoolExecutor(threads) as pool:
             parts = list(pool.map(lambda idx: run_rows(x, np.array([idx[0]]), np.array([len(idx)]),
                                                        np.array([0]), spec, 1), chunks))
         merge(parts, 9, 70, 1)
         t_kern.append(time.perf_counter() - t0)
-    store_rate, kern_rate = n_store / min(t_store), n / min(t_kern)
-    return {"n_store": n_store, "threads": threads, "store_pass_filters_per_s": store_rate,
-            "kernel_in_memory_filters_per_s": kern_rate, "store_pass_vs_kernel": store_rate / kern_rate}
+    kern_rate = n / min(t_kern)
+    store_rate = n_store / min(t_store[settings[-1]])
+    out = {"n_store": n_store, "threads": threads, "cold": cold, "readahead_mb": settings[-1] / 2**20,
+           "store_pass_filters_per_s": store_rate, "kernel_in_memory_filters_per_s": kern_rate,
+           "store_pass_vs_kernel": store_rate / kern_rate, "store_pass_s": t_store[settings[-1]],
+           "identical_results": len(checks) == 1}
+    if cold:
+        off = n_store / min(t_store[0])
+        out.update({"readahead_off_filters_per_s": off, "readahead_off_vs_kernel": off / kern_rate,
+                    "readahead_off_s": t_store[0]})
+    return out
 
 
 def run_dask(store_path: str, where: str | None, workers: int) -> dict:
@@ -290,7 +316,7 @@ def _threads() -> int:
 # -- drivers ------------------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["kernel", "side", "full", "dask", "_ref", "_fdb", "_kernel", "_dask", "_base", "_ratio"])
+    ap.add_argument("what", choices=["kernel", "side", "full", "dask", "_ref", "_fdb", "_kernel", "_dask", "_base", "_ratio", "cold"])
     ap.add_argument("store", nargs="?")
     ap.add_argument("--n", type=float, default=20e6)
     ap.add_argument("--threads", type=int, default=None)
@@ -299,13 +325,15 @@ def main() -> None:
     ap.add_argument("--range", default="bound")
     ap.add_argument("--where", default=None)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--cold", action="store_true")
+    ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args()
     if a.what == "_ref":
         print(json.dumps(run_reference(a.store, a.by)))
     elif a.what == "_fdb":
         print(json.dumps(run_filterdb(a.store, a.by.split(","), a.threads, a.task_rows, a.range)))
     elif a.what == "_ratio":
-        print(json.dumps(run_ratio(a.store, a.threads or _threads())))
+        print(json.dumps(run_ratio(a.store, a.threads or _threads(), a.repeats, a.cold)))
     elif a.what == "_base":
         print(json.dumps(run_baseline(a.store, a.by)))
     elif a.what == "_kernel":
@@ -356,6 +384,11 @@ def main() -> None:
         # one Gram+histogram pass over the store vs the same kernel in RAM, interleaved in one process
         full["single_pass"] = child(["_ratio", a.store, "--threads", str(a.threads or _threads())])
         print(json.dumps(full, indent=1))
+    elif a.what == "cold":
+        # one pass over a store read from disk (page cache dropped before each; root) with read-ahead off and
+        # on, interleaved, against the kernel in RAM
+        print(json.dumps(child(["_ratio", a.store, "--threads", str(a.threads or _threads()), "--cold",
+                                "--repeats", str(a.repeats)]), indent=1))
     elif a.what == "dask":
         print(json.dumps(child(["_dask", a.store, "--workers", str(a.workers)]
                                + (["--where", a.where] if a.where else [])), indent=1))

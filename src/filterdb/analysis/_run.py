@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import mmap
 import os
+import queue
 import threading
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,95 @@ def _layout(root: str, shard: str) -> tuple[int, int, int, str]:
         reader.close()
 
 
+def _cached_layout(root: str, shard: str, path: str, fd: int) -> tuple[int, int, int, str]:
+    st = os.fstat(fd)
+    key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    lay = _LAYOUTS.get(key)
+    if lay is None:
+        lay = _layout(root, shard)
+        with _LAYOUTS_LOCK:
+            if len(_LAYOUTS) >= _LAYOUTS_MAX:
+                _LAYOUTS.clear()
+            _LAYOUTS[key] = lay
+    return lay
+
+
+# Read-ahead: while a task computes on one shard, the kernel is asked (posix_fadvise WILLNEED, from a
+# background thread so that no worker blocks on it) to read the rows of its next shards, and of the task
+# that comes next, into the page cache. A cold store then streams at disk speed under the compute instead
+# of between it. At most this many bytes are asked for ahead of the shard being read, per task; 0 turns
+# read-ahead off. Hints only move pages into the page cache: results do not depend on them.
+READAHEAD_BYTES = int(float(os.environ.get("FILTERDB_READAHEAD_MB", "256")) * (1 << 20))
+_WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
+# Linux reads at most its read-ahead size (~6 MB here) per WILLNEED call and drops the rest of the range
+_HINT_CHUNK = 2 << 20
+
+
+class _ReadAhead:
+    """A daemon thread issuing ``posix_fadvise(WILLNEED)`` for queued (root, shard, first row, end row)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[str, str, int, int]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def hint(self, root: str, shard: str, first: int, end: int) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    t = threading.Thread(target=self._run, name="filterdb-readahead", daemon=True)
+                    t.start()
+                    self._thread = t
+        self._queue.put((root, shard, first, end))
+
+    def _run(self) -> None:
+        while True:
+            root, shard, first, end = self._queue.get()
+            try:
+                path = os.path.join(root, shard)
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    offset, n, width, dtype = _cached_layout(root, shard, path, fd)
+                    row = width * np.dtype(dtype).itemsize
+                    lo = offset + max(0, min(first, n)) * row
+                    hi = offset + max(0, min(end, n)) * row
+                    while lo < hi:
+                        step = min(_HINT_CHUNK, hi - lo)
+                        os.posix_fadvise(fd, lo, step, _WILLNEED)
+                        lo += step
+                finally:
+                    os.close(fd)
+            except Exception:  # noqa: BLE001, S110 - only a hint: the task itself reports a bad shard
+                pass
+
+
+_READAHEAD = _ReadAhead()
+
+
+def _reset_readahead() -> None:  # a forked child (e.g. a Dask worker) has no thread: start its own
+    global _READAHEAD
+    _READAHEAD = _ReadAhead()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_readahead)
+
+
+def _segments(task: Task) -> list[tuple[str, np.ndarray, int, int]]:
+    """(shard, segment positions, first row, end row) of each shard of a task, in shard order."""
+    order = np.argsort(task.shard_index, kind="stable")
+    bounds = np.flatnonzero(np.diff(task.shard_index[order])) + 1
+    out = []
+    for seg in np.split(order, bounds):
+        if not len(seg):
+            continue
+        shard = task.shards[int(task.shard_index[seg[0]])]
+        first = int(task.starts[seg].min())
+        end = int((task.starts[seg] + task.counts[seg]).max())
+        out.append((shard, seg, first, end))
+    return out
+
+
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux: fault the pages in with the mmap call itself
 
 
@@ -63,16 +153,7 @@ class _MappedRows:
             _layout(root, shard)  # raises the store's own error message for a missing shard
             raise
         try:
-            st = os.fstat(fd)
-            key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-            lay = _LAYOUTS.get(key)
-            if lay is None:
-                lay = _layout(root, shard)
-                with _LAYOUTS_LOCK:
-                    if len(_LAYOUTS) >= _LAYOUTS_MAX:
-                        _LAYOUTS.clear()
-                    _LAYOUTS[key] = lay
-            offset, n, width, dtype = lay
+            offset, n, width, dtype = _cached_layout(root, shard, path, fd)
             self.n_rows = n
             itemsize = np.dtype(dtype).itemsize
             first, end = max(0, min(first, n)), max(0, min(end, n))
@@ -99,24 +180,38 @@ class _MappedRows:
             self._map = None
 
 
-def run_task(task: Task, root: str, spec: PassSpec) -> Partial:
+def run_task(task: Task, root: str, spec: PassSpec, next_task: Task | None = None) -> Partial:
     """Read the task's shards (memory-mapped, each closed after use) and run ``spec`` over its segments.
 
     Top-level and picklable: this is what Dask workers execute. The kernel adds every shard into one set of
-    accumulators (the same floats as merging one partial per shard in shard order).
+    accumulators (the same floats as merging one partial per shard in shard order). The shards ahead (of
+    this task, then of ``next_task``: the task this process runs next, when known) are read ahead, up to
+    ``READAHEAD_BYTES``.
     """
     local, inverse = np.unique(task.units, return_inverse=True)
     inverse = inverse.astype(np.int64).ravel()
     acc = _Accumulator(spec, len(local) if spec.hist else 0)
-    order = np.argsort(task.shard_index, kind="stable")
-    bounds = np.flatnonzero(np.diff(task.shard_index[order])) + 1
-    for seg in np.split(order, bounds):
-        if not len(seg):
-            continue
-        shard = task.shards[int(task.shard_index[seg[0]])]
+    segments = _segments(task)
+    ahead = []  # (shard, first, end, approximate bytes) of the shards still to be read, in order
+    budget = READAHEAD_BYTES if _WILLNEED is not None else 0
+    if budget > 0:
+        # bytes are estimated as float16 rows (float32 stores read twice that much ahead)
+        ahead = [(sh, f, e, (e - f) * spec.d * 2) for sh, _, f, e in segments]
+        if next_task is not None:
+            ahead += [(sh, f, e, (e - f) * spec.d * 2) for sh, _, f, e in _segments(next_task)]
+    hinted = 0  # entries of ``ahead`` hinted so far
+    for i, (shard, seg, first, end) in enumerate(segments):
+        if budget > 0:
+            window = 0
+            for j in range(i + 1, len(ahead)):
+                window += ahead[j][3]
+                if window > budget:
+                    break
+                if j >= hinted:
+                    _READAHEAD.hint(root, *ahead[j][:3])
+                    hinted = j + 1
         starts = np.ascontiguousarray(task.starts[seg], np.int64)
         counts = np.ascontiguousarray(task.counts[seg], np.int64)
-        first, end = int(starts.min()), int((starts + counts).max())
         rows_of = _MappedRows(root, shard, first, end)
         try:
             if end > rows_of.n_rows:
@@ -152,9 +247,21 @@ def run_pass(plan: Plan, spec: PassSpec, engine: Any, task_rows: int) -> Partial
     """One pass of ``spec`` over every row of ``plan`` on ``engine``; merged in task order."""
     tasks = plan.tasks(_task_rows(plan, task_rows))
     total = merge([], spec.d, spec.nbins, plan.n_units if spec.hist else 0)
-    for part in engine.map(run_task, tasks, plan.root, spec):
+    if getattr(engine, "shares_page_cache", False):
+        # threads of this process: a task also reads ahead the first shards of the task its thread will
+        # likely run next (tasks start in order, so with n threads that is the one n tasks further)
+        n = max(1, int(getattr(engine, "n_threads", 1)))
+        parts = engine.map(_run_task_pair, list(zip(tasks, tasks[n:] + [None] * min(n, len(tasks)))),
+                           plan.root, spec)
+    else:
+        parts = engine.map(run_task, tasks, plan.root, spec)
+    for part in parts:
         total = _merge_into(total, part)
     return total
+
+
+def _run_task_pair(pair: tuple[Task, Task | None], root: str, spec: PassSpec) -> Partial:
+    return run_task(pair[0], root, spec, pair[1])
 
 
 def _merge_into(total: Partial, p: Partial) -> Partial:

@@ -40,6 +40,7 @@ class LocalEngine(Engine):
     """
 
     name = "local"
+    shares_page_cache = True  # its tasks run in this process: one may read ahead for the next
 
     def __init__(self, n_threads: int | None = None) -> None:
         if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
