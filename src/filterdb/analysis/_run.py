@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._selection import Plan, Task
-from .kernels import Partial, PassSpec, _Accumulator, merge
+from .kernels import Partial, PassSpec, _Accumulator, merge, merge_into
 
 __all__ = ["run_task", "run_pass"]
 
@@ -256,21 +256,9 @@ def run_pass(plan: Plan, spec: PassSpec, engine: Any, task_rows: int) -> Partial
     else:
         parts = engine.map(run_task, tasks, plan.root, spec)
     for part in parts:
-        total = _merge_into(total, part)
+        total = merge_into(total, part)
     return total
 
 
 def _run_task_pair(pair: tuple[Task, Task | None], root: str, spec: PassSpec) -> Partial:
     return run_task(pair[0], root, spec, pair[1])
-
-
-def _merge_into(total: Partial, p: Partial) -> Partial:
-    total.n += p.n
-    total.gram += p.gram
-    total.sums += p.sums
-    if len(p.units):
-        total.hist[p.units] += p.hist
-        total.unit_rows[p.units] += p.unit_rows
-    np.minimum(total.cmin, p.cmin, out=total.cmin)
-    np.maximum(total.cmax, p.cmax, out=total.cmax)
-    return total

@@ -512,12 +512,18 @@ def merge(parts: Any, d: int, nbins: int, n_units: int) -> Partial:
     total.unit_rows = np.zeros(n_units, np.int64)
     total.units = np.arange(n_units, dtype=np.int64)
     for p in parts:
-        total.n += p.n
-        total.gram += p.gram
-        total.sums += p.sums
-        if len(p.units):
-            total.hist[p.units] += p.hist
-            total.unit_rows[p.units] += p.unit_rows
-        np.minimum(total.cmin, p.cmin, out=total.cmin)
-        np.maximum(total.cmax, p.cmax, out=total.cmax)
+        merge_into(total, p)
+    return total
+
+
+def merge_into(total: Partial, p: Partial) -> Partial:
+    """Add one partial result into ``total`` (in place) and return it."""
+    total.n += p.n
+    total.gram += p.gram
+    total.sums += p.sums
+    if len(p.units):
+        total.hist[p.units] += p.hist
+        total.unit_rows[p.units] += p.unit_rows
+    np.minimum(total.cmin, p.cmin, out=total.cmin)
+    np.maximum(total.cmax, p.cmax, out=total.cmax)
     return total
