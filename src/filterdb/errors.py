@@ -6,6 +6,11 @@ catch either. Messages say what went wrong, with which file/model/layer, and how
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 __all__ = [
     "FilterDBError",
     "ModelNotFoundError",
@@ -14,6 +19,8 @@ __all__ = [
     "UnsafeFormatError",
     "MissingDependencyError",
     "SourceError",
+    "UsageError",
+    "suggest",
 ]
 
 
@@ -43,6 +50,33 @@ class MissingDependencyError(FilterDBError, ImportError):
 
 class SourceError(FilterDBError, RuntimeError):
     """A source name (``pypi:...``, ``timm:...``) could not be resolved to a local file."""
+
+
+class UsageError(FilterDBError, ValueError):
+    """A parameter, option, column name or query given by the user is wrong (the CLI exits with code 2).
+
+    Raised for mistakes in *how* filterdb was called, as opposed to problems with a model file
+    (:class:`ModelFormatError`, exit code 1).
+    """
+
+
+def suggest(word: str, choices: "Iterable[str]", what: str = "name") -> str:
+    """A "did you mean" phrase for an unknown ``word``: the closest of ``choices``, or the list if none is close.
+
+    >>> suggest("taks", ["task", "model", "kernel"], "column")
+    "unknown column 'taks'; did you mean 'task'?"
+    """
+    import difflib
+
+    options = sorted(set(choices))
+    close = difflib.get_close_matches(word, options, n=3, cutoff=0.6)
+    if close:
+        hint = "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+    elif len(options) <= 12:
+        hint = "choose from " + ", ".join(options)
+    else:
+        hint = f"{len(options)} are available, for example " + ", ".join(options[:8])
+    return f"unknown {what} '{word}'; {hint}"
 
 
 def missing_dependency(module: str, purpose: str, extra: str | None = None) -> MissingDependencyError:

@@ -9,7 +9,7 @@ from typing import NoReturn
 import click
 from rich.console import Console
 
-from ..errors import FilterDBError
+from ..errors import FilterDBError, UsageError
 
 __all__ = ["app", "main", "abort", "console", "err_console", "EXIT_USAGE", "EXIT_ERROR"]
 
@@ -82,6 +82,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         e.show()
         raise SystemExit(e.exit_code)
+    except UsageError as e:  # a mistake in how filterdb was called: click's exit code for bad usage
+        if debug_enabled():
+            raise
+        abort(_escape(str(e)), EXIT_USAGE)
     except FilterDBError as e:
         if debug_enabled():
             raise
