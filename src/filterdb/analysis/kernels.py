@@ -5,7 +5,10 @@ Every kernel takes stored filter rows ``(n, d)`` (float16 or float32, d = kh·kw
 see :mod:`filterdb.analysis._plan`). In one pass over the rows it
 
 1. converts float16 to float32 (numba: a bit trick, exact for zero, subnormal and normal values),
-2. divides each filter by its own max |w| (REFERENCE §3; all-zero filters stay zero),
+2. leaves out every filter that holds a NaN or an infinity (counted per unit in ``skipped``; the plan
+   already leaves out layers known to hold one, see docs/reference.md §3), and divides each filter by its
+   own max |w| (docs/reference.md §3; all-zero filters stay zero; a filter whose max |w| is below 2⁻⁶⁴ —
+   float32 subnormals included — is first multiplied by 2⁶⁴, exactly, so that 1/max stays finite),
 3. ``gram``: accumulates the raw Gram matrix ``XᵀX`` and the column sums (float32 per 256-row block,
    float64 in total),
 4. ``hist``: projects onto a basis, ``c = x·Vᵀ − μ·Vᵀ``, and counts each coefficient into ``nbins`` equal
@@ -29,6 +32,12 @@ __all__ = ["HAVE_NUMBA", "KernelName", "Partial", "PassSpec", "resolve_kernel", 
 
 KernelName = Literal["auto", "numba", "numpy"]
 BLK = 256  # rows per block in the numba kernel: the block (d x 256 float32) stays in L1
+# A filter whose max |w| is below TINY is multiplied by LIFT (a power of two: exact) before 1/max is taken:
+# 1/max of a float32 subnormal (or of anything below ~3e-39) overflows to inf, and inf * 0 is NaN.
+TINY = 2.0**-64
+LIFT = 2.0**64
+_F32_EXP = 0x7F800000  # float32 exponent bits: all set = NaN or infinity
+_F16_EXP = 0x7C00
 
 try:  # numba is optional (extra "fast"); without it the numpy path runs, about 3x slower
     import numba as _numba
@@ -94,6 +103,7 @@ class Partial:
     unit_rows: np.ndarray = field(default=None)  # type: ignore[assignment]  # (u,) rows per unit
     cmin: np.ndarray = field(default=None)  # type: ignore[assignment]  # (d,) float64
     cmax: np.ndarray = field(default=None)  # type: ignore[assignment]
+    skipped: int = 0  # filters left out because they hold a NaN or an infinity (not in n)
 
     def __post_init__(self) -> None:
         d = self.d
@@ -120,8 +130,22 @@ if HAVE_NUMBA:
     _jit_exact = _numba.njit(nogil=True, cache=True)
 
     @_jit
+    def _lift_tiny(xb, m, nb, d):
+        # rows whose max |x| is below TINY: times LIFT (exact), so that 1 / max stays finite
+        tiny = False
+        for r in range(nb):
+            tiny |= m[r] < np.float32(TINY)
+        if tiny:
+            for r in range(nb):
+                if m[r] < np.float32(TINY):
+                    m[r] *= np.float32(LIFT)
+                    for j in range(d):
+                        xb[j, r] *= np.float32(LIFT)
+
+    @_jit
     def _block(xb, m, nb, d, gram, hist, minmax, comps, offset, lo, invw, nbins, gl, s, h, mn, mx, cb, bi):
         # per-filter abs-max scaling (m holds the row max |x|)
+        _lift_tiny(xb, m, nb, d)
         for r in range(nb):
             mm = m[r]
             m[r] = np.float32(1.0) / mm if mm > 0 else np.float32(0.0)
@@ -173,8 +197,24 @@ if HAVE_NUMBA:
                     g[j, i] += gl[i, j]
 
     @_jit
+    def _bad_rows(bits, b0, nb, d, mask):
+        # 1 when some row of rows[b0 : b0 + nb] holds a NaN or an infinity (all exponent bits set)
+        bad = False
+        for r in range(nb):
+            for j in range(d):
+                bad |= (bits[b0 + r, j] & mask) == mask
+        return bad
+
+    @_jit
+    def _row_ok(bits, row, d, mask):
+        for j in range(d):
+            if (bits[row, j] & mask) == mask:
+                return False
+        return True
+
+    @_jit
     def _fused_u16(rows, starts, counts, units, gram, hist, minmax, comps, offset, lo, invw, nbins,
-                   g, s, h, mn, mx):
+                   g, s, h, mn, mx, sk):
         d = rows.shape[1]
         xb = np.empty((d, BLK), np.float32)
         ub = xb.view(np.uint32)
@@ -185,16 +225,23 @@ if HAVE_NUMBA:
         gl = np.zeros((d, d), np.float64)
         lo32 = np.float32(lo)
         invw32 = np.float32(invw)
+        mask = np.uint16(_F16_EXP)
         for q in range(starts.shape[0]):
             u = units[q]
             end = starts[q] + counts[q]
             for b0 in range(starts[q], end, BLK):
-                nb = min(BLK, end - b0)
-                for r in range(nb):
+                nb_in = min(BLK, end - b0)
+                check = _bad_rows(rows, b0, nb_in, d, mask)
+                nb = 0
+                for r in range(nb_in):
+                    if check and not _row_ok(rows, b0 + r, d, mask):
+                        sk[u] += 1
+                        continue
                     for j in range(d):
                         hv = np.uint32(rows[b0 + r, j])
-                        ub[j, r] = (hv & np.uint32(0x7FFF)) << np.uint32(13)
-                        sg[j, r] = (hv & np.uint32(0x8000)) << np.uint32(16)
+                        ub[j, nb] = (hv & np.uint32(0x7FFF)) << np.uint32(13)
+                        sg[j, nb] = (hv & np.uint32(0x8000)) << np.uint32(16)
+                    nb += 1
                 for r in range(nb):
                     m[r] = np.float32(0.0)
                 for j in range(d):
@@ -209,23 +256,32 @@ if HAVE_NUMBA:
 
     @_jit
     def _fused_f32(rows, starts, counts, units, gram, hist, minmax, comps, offset, lo, invw, nbins,
-                   g, s, h, mn, mx):
+                   g, s, h, mn, mx, sk):
+        # rows: the float32 rows viewed as uint32 (their bits)
         d = rows.shape[1]
         xb = np.empty((d, BLK), np.float32)
+        ub = xb.view(np.uint32)
         m = np.empty(BLK, np.float32)
         cb = np.empty(BLK, np.float32)
         bi = np.empty(BLK, np.int32)
         gl = np.zeros((d, d), np.float64)
         lo32 = np.float32(lo)
         invw32 = np.float32(invw)
+        mask = np.uint32(_F32_EXP)
         for q in range(starts.shape[0]):
             u = units[q]
             end = starts[q] + counts[q]
             for b0 in range(starts[q], end, BLK):
-                nb = min(BLK, end - b0)
-                for r in range(nb):
+                nb_in = min(BLK, end - b0)
+                check = _bad_rows(rows, b0, nb_in, d, mask)
+                nb = 0
+                for r in range(nb_in):
+                    if check and not _row_ok(rows, b0 + r, d, mask):
+                        sk[u] += 1
+                        continue
                     for j in range(d):
-                        xb[j, r] = rows[b0 + r, j]
+                        ub[j, nb] = rows[b0 + r, j]
+                    nb += 1
                 for r in range(nb):
                     m[r] = np.float32(0.0)
                 for j in range(d):
@@ -262,6 +318,7 @@ if HAVE_NUMBA:
 
     @_numba.njit(nogil=True, fastmath=True, cache=True, inline="always")
     def _tail9(xb, m, nb, gram, hist, minmax, comps, offset, lo, invw, top, nbins, gl, sl, hu, mnb, mxb, bi):
+        _lift_tiny(xb, m, nb, 9)
         for r in range(nb):
             mm = m[r]
             m[r] = np.float32(1.0) / mm if mm > 0 else np.float32(0.0)
@@ -316,8 +373,22 @@ if HAVE_NUMBA:
                     mx[k] = max(mx[k], mxb[k, r])
 
     @_jit
+    def _bad_flat(flat, base, n, mask):
+        bad = False
+        for i in range(n):
+            bad |= (flat[base + i] & mask) == mask
+        return bad
+
+    @_jit
+    def _flat_row_ok(flat, base, mask):
+        for j in range(9):
+            if (flat[base + j] & mask) == mask:
+                return False
+        return True
+
+    @_jit
     def _fused9_u16(flat, starts, counts, units, gram, hist, minmax, comps, offset, lo, invw, nbins,
-                    g, s, h, mn, mx):
+                    g, s, h, mn, mx, sk):
         tb = np.empty((9, BLK), np.uint16)
         xb = np.empty((9, BLK), np.float32)
         m = np.empty(BLK, np.float32)
@@ -327,15 +398,27 @@ if HAVE_NUMBA:
         gl = np.zeros((9, 9), np.float64)
         sl = np.zeros(9, np.float64)
         lo32, invw32, top = np.float32(lo), np.float32(invw), np.float32(nbins - 1)
+        mask = np.uint16(_F16_EXP)
         for q in range(starts.shape[0]):
             hu = h[units[q]].reshape(-1)
             end = starts[q] + counts[q]
             for b0 in range(starts[q], end, BLK):
                 nb = min(BLK, end - b0)
                 base = b0 * 9
-                for r in range(nb):
-                    for j in range(9):
-                        tb[j, r] = flat[base + r * 9 + j]
+                if _bad_flat(flat, base, nb * 9, mask):  # rare: leave out the rows with a NaN or an inf
+                    fill = 0
+                    for r in range(nb):
+                        if _flat_row_ok(flat, base + r * 9, mask):
+                            for j in range(9):
+                                tb[j, fill] = flat[base + r * 9 + j]
+                            fill += 1
+                        else:
+                            sk[units[q]] += 1
+                    nb = fill
+                else:
+                    for r in range(nb):
+                        for j in range(9):
+                            tb[j, r] = flat[base + r * 9 + j]
                 for r in range(nb):
                     m[r] = np.float32(0.0)
                 for j in range(9):
@@ -350,7 +433,8 @@ if HAVE_NUMBA:
 
     @_jit
     def _fused9_f32(flat, starts, counts, units, gram, hist, minmax, comps, offset, lo, invw, nbins,
-                    g, s, h, mn, mx):
+                    g, s, h, mn, mx, sk):
+        # flat: the float32 rows, C order, viewed as uint32 (their bits)
         xb = np.empty((9, BLK), np.float32)
         m = np.empty(BLK, np.float32)
         bi = np.empty((9, BLK), np.int32)
@@ -359,15 +443,27 @@ if HAVE_NUMBA:
         gl = np.zeros((9, 9), np.float64)
         sl = np.zeros(9, np.float64)
         lo32, invw32, top = np.float32(lo), np.float32(invw), np.float32(nbins - 1)
+        mask = np.uint32(_F32_EXP)
         for q in range(starts.shape[0]):
             hu = h[units[q]].reshape(-1)
             end = starts[q] + counts[q]
             for b0 in range(starts[q], end, BLK):
                 nb = min(BLK, end - b0)
                 base = b0 * 9
-                for r in range(nb):
-                    for j in range(9):
-                        xb[j, r] = flat[base + r * 9 + j]
+                if _bad_flat(flat, base, nb * 9, mask):  # rare: leave out the rows with a NaN or an inf
+                    fill = 0
+                    for r in range(nb):
+                        if _flat_row_ok(flat, base + r * 9, mask):
+                            for j in range(9):
+                                xb[j, fill] = _u32_as_f32(flat[base + r * 9 + j])
+                            fill += 1
+                        else:
+                            sk[units[q]] += 1
+                    nb = fill
+                else:
+                    for r in range(nb):
+                        for j in range(9):
+                            xb[j, r] = _u32_as_f32(flat[base + r * 9 + j])
                 for r in range(nb):
                     m[r] = np.float32(0.0)
                 for j in range(9):
@@ -405,7 +501,7 @@ def f16_to_f32(values: np.ndarray) -> np.ndarray:
 _NP_CHUNK = 65536  # rows per numpy step: temporaries stay in L2
 
 
-def _numpy_rows(rows, starts, counts, units, spec, comps, offset, g, s, h, mn, mx):  # type: ignore[no-untyped-def]
+def _numpy_rows(rows, starts, counts, units, spec, comps, offset, g, s, h, mn, mx, sk):  # type: ignore[no-untyped-def]
     d = spec.d
     lo = np.float32(spec.lo)
     invw = np.float32(spec.nbins / (spec.hi - spec.lo))
@@ -415,7 +511,17 @@ def _numpy_rows(rows, starts, counts, units, spec, comps, offset, g, s, h, mn, m
         for a in range(start, start + count, _NP_CHUNK):
             b = min(a + _NP_CHUNK, start + count)
             x = rows[a:b].astype(np.float32)
-            peak = np.abs(x).max(axis=1)
+            finite = np.isfinite(x).all(axis=1)
+            if not finite.all():
+                sk[unit] += int(len(x) - finite.sum())
+                x = x[finite]
+                if not len(x):
+                    continue
+            peak = np.abs(x).max(axis=1, initial=np.float32(0.0))
+            tiny = peak < np.float32(TINY)
+            if tiny.any():  # exact power-of-two lift, as in the numba kernels: 1 / peak stays finite
+                x[tiny] *= np.float32(LIFT)
+                peak[tiny] *= np.float32(LIFT)
             inv = np.divide(np.float32(1.0), peak, out=np.zeros_like(peak), where=peak > 0)
             x *= inv[:, None]
             if spec.gram:
@@ -465,6 +571,7 @@ class _Accumulator:
         self.gram = np.zeros((d, d), np.float64)
         self.sums = np.zeros(d, np.float64)
         self.h = np.zeros((n_units if spec.hist else 1, d, spec.nbins), np.int64)
+        self.skipped = np.zeros(len(self.h), np.int64)  # per histogram unit: rows with a NaN or an inf
         self.mn = np.full(d, np.inf, np.float32)
         self.mx = np.full(d, -np.inf, np.float32)
         self.comps, self.offset = spec.projection()
@@ -479,29 +586,30 @@ class _Accumulator:
         hunits = units if spec.hist else np.zeros_like(units)
         if spec.kernel != "numba":
             _numpy_rows(rows, starts, counts, hunits, spec, self.comps, self.offset, self.gram, self.sums, self.h,
-                        self.mn, self.mx)
+                        self.mn, self.mx, self.skipped)
             return
         args = (starts, counts, hunits, spec.gram, spec.hist, spec.minmax, self.comps, self.offset, spec.lo, self.invw,
-                spec.nbins, self.gram, self.sums, self.h, self.mn, self.mx)
+                spec.nbins, self.gram, self.sums, self.h, self.mn, self.mx, self.skipped)
         if d == 9:  # the specialised kernel reads flat C-ordered rows
             if rows.dtype == np.float16:
                 _fused9_u16(np.ascontiguousarray(rows).view(np.uint16).reshape(-1), *args)
             else:
-                _fused9_f32(np.ascontiguousarray(rows, np.float32).reshape(-1), *args)
+                _fused9_f32(np.ascontiguousarray(rows, np.float32).view(np.uint32).reshape(-1), *args)
         elif rows.dtype == np.float16:
-            _fused_u16(rows.view(np.uint16), *args)
+            _fused_u16(np.ascontiguousarray(rows).view(np.uint16), *args)
         else:
-            _fused_f32(np.asarray(rows, np.float32), *args)
+            _fused_f32(np.ascontiguousarray(rows, np.float32).view(np.uint32), *args)
 
     def partial(self, units: np.ndarray, counts: np.ndarray) -> Partial:
         """The Partial of everything added; ``units`` / ``counts``: all segments added (for unit_rows)."""
         spec = self.spec
-        part = Partial(spec.d, spec.nbins, n=int(counts.sum()), gram=self.gram, sums=self.sums,
-                       cmin=self.mn.astype(np.float64), cmax=self.mx.astype(np.float64))
+        skipped = int(self.skipped.sum())
+        part = Partial(spec.d, spec.nbins, n=int(counts.sum()) - skipped, gram=self.gram, sums=self.sums,
+                       cmin=self.mn.astype(np.float64), cmax=self.mx.astype(np.float64), skipped=skipped)
         if spec.hist:
             part.units = np.arange(self.n_units, dtype=np.int64)
             part.hist = self.h
-            part.unit_rows = np.bincount(units, weights=counts, minlength=self.n_units).astype(np.int64)
+            part.unit_rows = np.bincount(units, weights=counts, minlength=self.n_units).astype(np.int64) - self.skipped
         return part
 
 
@@ -519,6 +627,7 @@ def merge(parts: Any, d: int, nbins: int, n_units: int) -> Partial:
 def merge_into(total: Partial, p: Partial) -> Partial:
     """Add one partial result into ``total`` (in place) and return it."""
     total.n += p.n
+    total.skipped += p.skipped
     total.gram += p.gram
     total.sums += p.sums
     if len(p.units):
