@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FilterDBError
+from ..errors import FilterDBError, UsageError, suggest
 
-__all__ = ["AnalysisError", "Plan", "Task", "make_plan", "shape_width", "DEPTH_LABELS"]
+__all__ = ["AnalysisError", "SelectionError", "Plan", "Task", "make_plan", "shape_width", "DEPTH_LABELS"]
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SHAPE = re.compile(r"^[1-9][0-9]*(x[1-9][0-9]*)*$")
@@ -34,10 +34,14 @@ class AnalysisError(FilterDBError, ValueError):
     """An analysis cannot run on this selection: nothing selected, an unknown column, too few groups."""
 
 
+class SelectionError(AnalysisError, UsageError):
+    """The selection itself is misspelt (an unknown column, a malformed kernel shape): a usage error."""
+
+
 def shape_width(shape: str) -> int:
     """'3x3' -> 9 values per filter."""
     if not isinstance(shape, str) or not _SHAPE.match(shape):
-        raise AnalysisError(f"shape must look like '3x3' (kernel sizes joined by 'x'), got {shape!r}")
+        raise SelectionError(f"shape must look like '3x3' (kernel sizes joined by 'x'), got {shape!r}")
     return math.prod(int(k) for k in shape.split("x"))
 
 
@@ -150,6 +154,10 @@ def _columns(store: Any) -> list[str]:
     return list(store.sql("SELECT * FROM layers LIMIT 0").columns)
 
 
+def _table_columns(store: Any) -> list[str]:
+    return list(store.sql("SELECT * FROM t_layers LIMIT 0").columns)
+
+
 def _group_expression(store: Any, by: str | None) -> tuple[str, bool]:
     """(SQL expression for the group value, whether it is the depth-decile axis)."""
     from ..store._catalog import normalise_column, quote_ident
@@ -167,10 +175,10 @@ def _group_expression(store: Any, by: str | None) -> tuple[str, bool]:
     if re.match(r"^[A-Za-z][\w\- ]*$", text) and normalise_column(text) in columns:  # 'Visual Category'
         return quote_ident(normalise_column(text)), False
     if _IDENT.match(text):
-        shown = ", ".join(c for c in columns if c not in ("shape", "stride", "dilation", "verdicts"))
-        raise AnalysisError(
-            f"unknown column {by!r}: group by one of {shown}; or by 'depth' (depth deciles), "
-            "or by an SQL expression over these columns"
+        groupable = [c for c in columns if c not in ("shape", "stride", "dilation", "verdicts")] + ["depth"]
+        raise SelectionError(
+            f"{suggest(text, groupable, 'column')} (group by a column of the layers view, by 'depth' for depth "
+            "deciles, or by an SQL expression over these columns)"
         )
     return f"({text})", False
 
@@ -185,9 +193,11 @@ def make_plan(store: Any, shape: str = "3x3", where: str | None = None, params: 
     d = shape_width(shape)
     expr, is_depth = _group_expression(store, by)
     extra = f" AND ({where})" if where else ""
+    # layers known to hold NaN / inf weights (counted at ingest) are left out of every distribution analysis
+    nonfinite = "coalesce(t.n_nonfinite, 0)" if "n_nonfinite" in _table_columns(store) else "0"
     query = (
-        "SELECT s.layer_id, s.model_id, s.n_filters, s._group, t.shard, t.row_offset FROM "
-        f"(SELECT layer_id, model_id, layer_index, n_filters, {expr} AS _group FROM layers "
+        f"SELECT s.layer_id, s.model_id, s.n_filters, s._group, t.shard, t.row_offset, {nonfinite} AS _nonfinite "
+        f"FROM (SELECT layer_id, model_id, layer_index, n_filters, {expr} AS _group FROM layers "
         f"WHERE kernel = ?{extra}) s JOIN t_layers t USING (layer_id) "
         "WHERE s.n_filters > 0 ORDER BY s.model_id, t.shard, t.row_offset"
     )
@@ -199,6 +209,14 @@ def make_plan(store: Any, shape: str = "3x3", where: str | None = None, params: 
         raise AnalysisError(
             f"{store.root}: no {shape} filters{sel}; `filterdb layers {store.root}` lists what the store holds"
         )
+    bad = frame["_nonfinite"].to_numpy(np.int64) > 0
+    if bad.any():
+        notes.append(f"{int(bad.sum())} layer(s) with {int(frame.loc[bad, 'n_filters'].sum())} filters hold NaN or "
+                     "infinite weights and were left out (`filterdb check` names them)")
+        frame = frame[~bad].copy()
+        if frame.empty:
+            raise AnalysisError(f"{store.root}: every selected {shape} layer holds NaN or infinite weights")
+    frame = frame.drop(columns="_nonfinite")
     if is_depth:
         depth = frame["_group"].to_numpy(dtype=np.float64, na_value=np.nan)
         missing = np.isnan(depth)

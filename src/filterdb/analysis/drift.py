@@ -1,13 +1,15 @@
-"""Distribution shift ("drift") between groups of filters along one metadata axis (REFERENCE §5).
+"""Distribution shift ("drift") between groups of filters along one metadata axis (docs/reference.md §5).
 
-For groups P and Q and each PCA coefficient i: histograms with the same bins, turned into probabilities
-(empty bins get float32 machine epsilon, then renormalised to sum 1), the symmetric KL divergence
-KL(P_i‖Q_i) + KL(Q_i‖P_i) in nats, and D(P, Q) = Σ_i w_i · KL_sym(P_i, Q_i) with w = η, the basis'
-explained-variance ratios (the paper), or w_i = 1/d (the medical follow-up).
+For groups P and Q and each PCA coefficient i: histograms with the same bins, turned into probabilities as
+the authors' notebook does (the histogram as a density, counts / (n · bin width); empty bins set to float32
+machine epsilon; renormalised to sum 1), the symmetric KL divergence KL(P_i‖Q_i) + KL(Q_i‖P_i) in nats, and
+D(P, Q) = Σ_i w_i · KL_sym(P_i, Q_i) with w = η, the basis' explained-variance ratios (the paper), or
+w_i = 1/d (the medical follow-up).
 
-Paper-compatible settings: ``range="minmax"``, ``weights="explained"``, ``model_weighting=False``,
-basis fitted on the selection. filterdb's default differs only in the range: the analytic bound
-±(√d + ‖μ‖) holds every coefficient and needs no extra pass.
+``preset="paper"`` selects every setting of the notebook (see :mod:`filterdb.analysis.presets`);
+filterdb's default differs in the range (the analytic bound ±(√d + ‖μ‖) holds every coefficient and needs
+no extra pass), in fitting the basis on the groups kept, in leaving out groups under 100 filters and in the
+component signs ("loadings").
 """
 
 from __future__ import annotations
@@ -20,29 +22,44 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..errors import UsageError, suggest
 from ._selection import AnalysisError, make_plan
-from .histograms import HistogramResult, histograms_from_plan, resolve_basis
+from .histograms import HistogramResult, check_bins, check_range, histograms_from_plan, resolve_basis
+from .presets import resolve_settings
 from .pca import PCAResult, _as_store
 
-__all__ = ["DriftResult", "drift", "drift_from_coefficients", "drift_matrix", "group_distributions", "sym_kl", "EPS"]
+__all__ = ["DriftResult", "drift", "drift_from_coefficients", "drift_matrix", "group_distributions", "sym_kl", "EPS",
+           "EMPTY_BINS"]
 
 EPS = float(np.finfo(np.float32).eps)  # the probability given to empty bins (the paper's code)
 Order = Literal["mean", "name", "size", "none"]
 
 
-def _probabilities(counts: np.ndarray) -> np.ndarray:
-    """Counts (..., bins) → probabilities with EPS in empty bins, renormalised (REFERENCE §5)."""
-    counts = np.asarray(counts, np.float64)
-    total = counts.sum(axis=-1, keepdims=True)
-    p = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
+EMPTY_BINS = ("density", "count")
+
+
+def _probabilities(values: np.ndarray, width: float | None = None) -> np.ndarray:
+    """Histograms (..., bins) → probabilities (docs/reference.md §5).
+
+    ``width`` given ("density", the notebook): values / (total · width), EPS in empty bins, renormalised, so an
+    empty bin ends at ≈ EPS · width. ``width=None`` ("count"): the same on values / total (≈ EPS).
+    """
+    values = np.asarray(values, np.float64)
+    total = values.sum(axis=-1, keepdims=True)
+    scale = total * (1.0 if width is None else float(width))
+    p = np.divide(values, scale, out=np.zeros_like(values), where=total > 0)
     p[p == 0] = EPS
     return p / p.sum(axis=-1, keepdims=True)
 
 
-def group_distributions(hist: HistogramResult, *, model_weighting: bool = False) -> np.ndarray:
+def group_distributions(hist: HistogramResult, *, model_weighting: bool = False,
+                        empty_bins: str = "density") -> np.ndarray:
     """(g, d, bins) probabilities per group: pooled filters, or the mean of the group's models."""
+    if empty_bins not in EMPTY_BINS:
+        raise UsageError(suggest(str(empty_bins), EMPTY_BINS, "empty_bins rule"))
+    width = float(hist.edges[1] - hist.edges[0]) if empty_bins == "density" else None
     if not model_weighting:
-        return _probabilities(hist.counts)
+        return _probabilities(hist.counts, width)
     g, d, b = hist.counts.shape
     per_unit = np.asarray(hist.unit_counts, np.float64)
     rows = per_unit.sum(axis=-1, keepdims=True)
@@ -50,7 +67,7 @@ def group_distributions(hist: HistogramResult, *, model_weighting: bool = False)
     summed = np.zeros((g, d, b))
     np.add.at(summed, hist.unit_group, per_unit)
     n_models = np.bincount(hist.unit_group, minlength=g).astype(np.float64)
-    return _probabilities(summed / np.maximum(n_models, 1)[:, None, None])
+    return _probabilities(summed / np.maximum(n_models, 1)[:, None, None], width)
 
 
 def sym_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -101,6 +118,9 @@ class DriftResult:
     histograms: HistogramResult | None = None
     dropped: dict[str, str] = field(default_factory=dict)  # group -> why it was left out
     notes: tuple[str, ...] = ()
+    preset: str | None = None
+    empty_bins: str = "density"
+    fit_on: str = "groups"  # the basis and a minmax range came from "groups" kept or the whole "selection"
 
     def upper_triangle(self) -> np.ndarray:
         return self.matrix[np.triu_indices(len(self.groups), k=1)]
@@ -130,7 +150,8 @@ class DriftResult:
             "summary": self.summary(), "weights": self.weights, "component_weights": self.component_weights.tolist(),
             "model_weighting": self.model_weighting, "bins": self.bins, "range": list(self.range),
             "range_mode": self.range_mode, "order": self.order, "dropped": self.dropped, "notes": list(self.notes),
-            "basis": self.basis.to_dict(),
+            "preset": self.preset, "empty_bins": self.empty_bins, "fit_on": self.fit_on,
+            "sign_rule": self.basis.sign_rule, "basis": self.basis.to_dict(),
         }
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
@@ -156,47 +177,74 @@ def _order(matrix: np.ndarray, groups: Sequence[str], n_filters: np.ndarray, ord
 
 
 def drift(store: Any, by: str, shape: str = "3x3", where: str | None = None, params: Sequence[Any] | None = None,
-          *, bins: int = 70, range: Any = "bound", weights: Literal["explained", "uniform"] = "explained",
-          basis: Any = None, model_weighting: bool = False, min_filters: int = 100, min_models: int = 1,
-          groups: Sequence[str] | None = None, order: Order = "mean", engine: Any = None, kernel: str = "auto",
+          *, preset: str | None = None, bins: int | None = None, range: Any = None,
+          weights: Literal["explained", "uniform"] | None = None, basis: Any = None,
+          model_weighting: bool | None = None, min_filters: int | None = None, min_models: int | None = None,
+          groups: Sequence[str] | None = None, order: Order = "mean", fit_on: str | None = None,
+          sign_rule: str | None = None, empty_bins: str | None = None, engine: Any = None, kernel: str = "auto",
           task_rows: int = 4_000_000) -> DriftResult:
-    """The drift matrix between all groups of ``by`` (REFERENCE §5).
+    """The drift matrix between all groups of ``by`` (docs/reference.md §5).
+
+    Every setting left at None comes from ``preset``, else from filterdb's defaults (in brackets); a setting
+    given explicitly overrides the preset.
 
     Parameters
     ----------
     by : str
         A column of the ``layers`` view (``task``, ``visual_category``, ``architecture``, ...),
         ``"depth"`` for depth deciles of conv_depth_norm, or an SQL expression over those columns.
+    preset : "paper" | "medical", optional
+        "paper": the authors' notebook (70 bins, global min/max range, η weights, pooled groups, basis and
+        range fitted on every selected filter including unlabelled layers, no group left out, "u-based"
+        signs). "medical": the follow-up (fixed range (−3, 3), uniform weights; give its ``basis``).
     bins : int
-        Bins per coefficient, 70 as in the paper.
+        Bins per coefficient, 1 to 10,000 [70].
     range : "bound" | "minmax" | (lo, hi)
-        Shared histogram range; see :func:`coefficient_histograms`. The paper: "minmax".
+        Shared histogram range ["bound"]; see :func:`coefficient_histograms`. The paper: "minmax".
     weights : "explained" | "uniform"
-        w = η of the basis (paper), or 1/d (medical follow-up).
+        w = η of the basis (paper) or 1/d (medical follow-up) ["explained"].
     basis : PCAResult or path, optional
-        A saved basis keeps numbers comparable across store versions; default: fit on the selection.
+        A saved basis keeps numbers comparable across store versions; default: fit it (see ``fit_on``).
     model_weighting : bool
-        Each model of a group counts equally (mean of the models' distributions) instead of each filter.
+        Each model of a group counts equally (mean of the models' distributions) instead of each filter [False].
     min_filters, min_models : int
-        Groups below either size are left out and named in ``dropped`` (with their sizes).
+        Groups below either size are left out and named in ``dropped`` (with their sizes) [100, 1].
     groups : list of str, optional
         Only these groups (values of ``by`` as text), in this order.
     order : "mean" | "name" | "size" | "none"
         Display order. "mean": by mean drift to the other groups, ascending (outliers last); depth
         deciles always keep their natural order unless "name"/"size" is asked for.
+    fit_on : "groups" | "selection"
+        Fit the basis and a "minmax" range on the filters of the groups kept ["groups"], or on every
+        selected filter, unlabelled layers and left-out groups included ("selection", the notebook).
+    sign_rule : "loadings" | "u-based"
+        Component signs of a fitted basis ["loadings"]; see :mod:`filterdb.analysis.pca`.
+    empty_bins : "density" | "count"
+        Where float32 eps goes in an empty bin: on the density (the notebook) ["density"], or on counts / n.
 
     Examples
     --------
-    >>> result = drift("zoo.fdb", by="visual_category")  # doctest: +SKIP
+    >>> result = drift("zoo.fdb", by="visual_category", preset="paper")  # doctest: +SKIP
     >>> result.to_frame().round(2)  # doctest: +SKIP
     """
+    cfg = resolve_settings(preset, bins=bins, range=range, weights=weights, model_weighting=model_weighting,
+                           min_filters=min_filters, min_models=min_models, fit_on=fit_on, sign_rule=sign_rule,
+                           empty_bins=empty_bins)
+    weights, min_filters, min_models = cfg["weights"], cfg["min_filters"], cfg["min_models"]
     if weights not in ("explained", "uniform"):
-        raise ValueError(f"weights must be 'explained' or 'uniform', got {weights!r}")
+        raise UsageError(f"weights must be 'explained' or 'uniform', got {weights!r}")
     if order not in ("mean", "name", "size", "none"):
-        raise ValueError(f"order must be 'mean', 'name', 'size' or 'none', got {order!r}")
+        raise UsageError(f"order must be 'mean', 'name', 'size' or 'none', got {order!r}")
+    if cfg["fit_on"] not in ("groups", "selection"):
+        raise UsageError(f"fit_on must be 'groups' or 'selection', got {cfg['fit_on']!r}")
+    if cfg["empty_bins"] not in EMPTY_BINS:
+        raise UsageError(suggest(str(cfg["empty_bins"]), EMPTY_BINS, "empty_bins rule"))
     for name, value in (("min_filters", min_filters), ("min_models", min_models)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+            raise UsageError(f"{name} must be an integer >= 0, got {value!r}")
+    check_bins(cfg["bins"])
+    if cfg["range"] not in ("bound", "minmax"):
+        cfg["range"] = check_range(cfg["range"])
     store = _as_store(store)
     plan = make_plan(store, shape, where, params, by, groups=groups)
     n_f, n_m = plan.group_sizes()
@@ -216,25 +264,29 @@ def drift(store: Any, by: str, shape: str = "3x3", where: str | None = None, par
             + "); lower --min-filters / --min-models or select more data"
         )
     plan = plan.restrict(keep, notes)
-    hist = histograms_from_plan(plan, basis=resolve_basis(basis, plan.d, shape), bins=bins, range=range,
-                                engine=engine, kernel=kernel, task_rows=task_rows, where=where, params=params, by=by)
+    fit_plan = make_plan(store, shape, where, params) if cfg["fit_on"] == "selection" else None
+    hist = histograms_from_plan(plan, basis=resolve_basis(basis, plan.d, shape), bins=cfg["bins"],
+                                range=cfg["range"], engine=engine, kernel=kernel, task_rows=task_rows, where=where,
+                                params=params, by=by, fit_plan=fit_plan, sign_rule=cfg["sign_rule"])
     w = (np.asarray(hist.basis.explained_variance_ratio, np.float64) if weights == "explained"
          else np.full(plan.d, 1.0 / plan.d))
-    matrix = drift_matrix(group_distributions(hist, model_weighting=model_weighting), w)
+    distributions = group_distributions(hist, model_weighting=cfg["model_weighting"], empty_bins=cfg["empty_bins"])
+    matrix = drift_matrix(distributions, w)
     perm = _order(matrix, hist.groups, hist.n_filters, order, natural=by == "depth")
     return DriftResult(
         by=by, groups=tuple(hist.groups[i] for i in perm), matrix=matrix[np.ix_(perm, perm)],
         sizes={"n_filters": hist.n_filters[perm].tolist(), "n_models": hist.n_models[perm].tolist()},
-        component_weights=w, weights=weights, model_weighting=model_weighting, bins=int(bins),
+        component_weights=w, weights=weights, model_weighting=bool(cfg["model_weighting"]), bins=int(cfg["bins"]),
         range=(float(hist.edges[0]), float(hist.edges[-1])), range_mode=hist.range_mode, order=order,
-        basis=hist.basis, histograms=hist, dropped=dropped, notes=hist.notes,
+        basis=hist.basis, histograms=hist, dropped=dropped, notes=hist.notes, preset=preset,
+        empty_bins=cfg["empty_bins"], fit_on=cfg["fit_on"],
     )
 
 
 def drift_from_coefficients(coefficients: np.ndarray, groups: Sequence[Any], *, models: Sequence[Any] | None = None,
                             explained_variance_ratio: np.ndarray | None = None, bins: int = 70,
-                            range: tuple[float, float] | None = None, model_weighting: bool = False
-                            ) -> tuple[list[Any], np.ndarray]:
+                            range: tuple[float, float] | None = None, model_weighting: bool = False,
+                            empty_bins: str = "density") -> tuple[list[Any], np.ndarray]:
     """The drift matrix of coefficients already in memory (``np.histogram`` binning); (labels, matrix).
 
     ``range=None`` is the paper's global min / max of all coefficients. ``explained_variance_ratio``
@@ -270,4 +322,4 @@ def drift_from_coefficients(coefficients: np.ndarray, groups: Sequence[Any], *, 
                            counts[:, 0].sum(-1), np.bincount(pairs[:, 0], minlength=g), unit_counts, pairs[:, 0],
                            pairs[:, 1], unit_counts[:, 0].sum(-1), None, "fixed")  # type: ignore[arg-type]
     w = np.full(d, 1.0 / d) if explained_variance_ratio is None else np.asarray(explained_variance_ratio, np.float64)
-    return labels, drift_matrix(group_distributions(hist, model_weighting=model_weighting), w)
+    return labels, drift_matrix(group_distributions(hist, model_weighting=model_weighting, empty_bins=empty_bins), w)

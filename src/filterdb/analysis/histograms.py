@@ -1,4 +1,4 @@
-"""Histograms of the PCA coefficients of scaled filters, per group and model (REFERENCE §5).
+"""Histograms of the PCA coefficients of scaled filters, per group and model (docs/reference.md §5).
 
 Counts are kept per *unit* — one (group, model) pair — so that a group's distribution can be the plain
 sum over its filters (the paper) or the mean of its models' distributions (``model_weighting``, against
@@ -15,11 +15,13 @@ import numpy as np
 
 from ._selection import AnalysisError, Plan, make_plan
 from .kernels import PassSpec, resolve_kernel
-from .pca import PCAResult, _as_store, _result_from
+from ..errors import UsageError
+from .pca import PCAResult, _as_store, fit_basis
 
-__all__ = ["HistogramResult", "coefficient_histograms", "RangeMode", "resolve_basis", "histogram_range"]
+__all__ = ["HistogramResult", "coefficient_histograms", "RangeMode", "resolve_basis", "histogram_range", "MAX_BINS"]
 
 RangeMode = Literal["bound", "minmax"]
+MAX_BINS = 10_000  # per coefficient: the histograms of every (group, model) unit are held in memory
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,34 +75,55 @@ def histogram_range(range: Any, basis: PCAResult) -> tuple[str, float, float] | 
         return "bound", -b, b
     if range == "minmax":
         return "minmax", None, None
+    return ("fixed", *check_range(range))
+
+
+def check_range(range: Any) -> tuple[float, float]:
+    """A fixed (lo, hi) histogram range: two finite numbers with lo < hi, else a UsageError saying so."""
     try:
         lo, hi = (float(v) for v in range)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"range must be 'bound', 'minmax' or a (lo, hi) pair, got {range!r}") from e
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-        raise ValueError(f"range must satisfy lo < hi (finite), got {range!r}")
-    return "fixed", lo, hi
+        raise UsageError(f"range must be 'bound', 'minmax' or a (lo, hi) pair of numbers, got {range!r}") from e
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise UsageError(f"range must be two finite numbers, got ({lo}, {hi}); e.g. -3,3")
+    if not lo < hi:
+        raise UsageError(f"range must have lo < hi, got ({lo}, {hi}); e.g. -3,3")
+    return lo, hi
+
+
+def check_bins(bins: Any) -> int:
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or not 1 <= bins <= MAX_BINS:
+        raise UsageError(f"bins must be an integer from 1 to {MAX_BINS:,}, got {bins!r} (the paper uses 70)")
+    return int(bins)
 
 
 def histograms_from_plan(plan: Plan, *, basis: PCAResult | None = None, bins: int = 70, range: Any = "bound",
                          engine: Any = None, kernel: str = "auto", task_rows: int = 4_000_000,
-                         where: Any = None, params: Any = None, by: str | None = None) -> HistogramResult:
-    """The passes behind :func:`coefficient_histograms` over an existing plan."""
+                         where: Any = None, params: Any = None, by: str | None = None,
+                         fit_plan: Plan | None = None, sign_rule: str = "loadings") -> HistogramResult:
+    """The passes behind :func:`coefficient_histograms` over an existing plan.
+
+    The basis (when not given) and a "minmax" range come from the filters of ``fit_plan`` (default: ``plan``);
+    the histograms from those of ``plan``.
+    """
     from ..engine import get_engine
     from ._run import run_pass
 
-    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
-        raise ValueError(f"bins must be an integer >= 1, got {bins!r}")
+    bins = check_bins(bins)
     eng = get_engine(engine)
     kname = resolve_kernel(kernel)
-    if basis is None:  # pass 1: the basis of this very selection
-        total = run_pass(plan, PassSpec(d=plan.d, kernel=kname), eng, task_rows)
-        basis = _result_from(plan, total, where, params)
+    fit_plan = fit_plan or plan
+    extremes = None
+    if basis is None:  # the basis of the selection (and its coefficients' extremes when needed)
+        basis, extremes = fit_basis(fit_plan, eng, kname, task_rows, sign_rule=sign_rule,
+                                    want_extremes=range == "minmax", where=where, params=params)
     mode, lo, hi = histogram_range(range, basis)
-    if mode == "minmax":  # the paper's global min / max over all coefficients: one more pass
-        mm = run_pass(plan, PassSpec(d=plan.d, gram=False, minmax=True, components=basis.components,
-                                     mean=basis.mean, kernel=kname), eng, task_rows)
-        lo, hi = float(mm.cmin.min()), float(mm.cmax.max())
+    if mode == "minmax":  # the paper's global min / max over all coefficients
+        if extremes is None:
+            mm = run_pass(fit_plan, PassSpec(d=plan.d, gram=False, minmax=True, components=basis.components,
+                                             mean=basis.mean, kernel=kname), eng, task_rows)
+            extremes = (mm.cmin, mm.cmax)
+        lo, hi = float(np.min(extremes[0])), float(np.max(extremes[1]))
         if not lo < hi:
             hi = lo + 1.0
     spec = PassSpec(d=plan.d, gram=False, hist=True, components=basis.components, mean=basis.mean,
@@ -111,14 +134,16 @@ def histograms_from_plan(plan: Plan, *, basis: PCAResult | None = None, bins: in
     np.add.at(counts, plan.unit_group, total.hist)
     n_filters = np.bincount(plan.unit_group, weights=total.unit_rows, minlength=g).astype(np.int64)
     n_models = np.bincount(plan.unit_group, minlength=g).astype(np.int64)
+    notes = plan.notes + ((f"{total.skipped} filter(s) holding NaN or infinite values were left out",)
+                          if total.skipped else ())
     return HistogramResult(plan.groups, np.linspace(lo, hi, bins + 1), counts, n_filters, n_models, total.hist,
-                           plan.unit_group, plan.unit_model, total.unit_rows, basis, mode, by, plan.notes)
+                           plan.unit_group, plan.unit_model, total.unit_rows, basis, mode, by, notes)
 
 
 def coefficient_histograms(store: Any, by: str | None = None, shape: str = "3x3", where: str | None = None,
                            params: Sequence[Any] | None = None, *, basis: Any = None, bins: int = 70,
                            range: Any = "bound", engine: Any = None, kernel: str = "auto",
-                           task_rows: int = 4_000_000) -> HistogramResult:
+                           task_rows: int = 4_000_000, sign_rule: str = "loadings") -> HistogramResult:
     """Histograms of each PCA coefficient of the selected filters, per group of ``by``.
 
     Parameters
@@ -133,6 +158,8 @@ def coefficient_histograms(store: Any, by: str | None = None, shape: str = "3x3"
         "bound" (default): ±(√d + ‖μ‖), which holds every coefficient, no extra pass. "minmax": the
         paper's global min/max of all coefficients (one extra pass). A pair: a fixed range, e.g. the
         medical follow-up's (−3, 3); values outside go to the end bins.
+    sign_rule : "loadings" | "u-based"
+        Component signs of a basis fitted here (see :mod:`filterdb.analysis.pca`).
 
     Examples
     --------
@@ -143,4 +170,5 @@ def coefficient_histograms(store: Any, by: str | None = None, shape: str = "3x3"
     store = _as_store(store)
     plan = make_plan(store, shape, where, params, by)
     return histograms_from_plan(plan, basis=resolve_basis(basis, plan.d, shape), bins=bins, range=range,
-                                engine=engine, kernel=kernel, task_rows=task_rows, where=where, params=params, by=by)
+                                engine=engine, kernel=kernel, task_rows=task_rows, where=where, params=params, by=by,
+                                sign_rule=sign_rule)

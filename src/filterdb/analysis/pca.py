@@ -1,12 +1,15 @@
-"""The PCA basis of scaled filters ("eigen-images", REFERENCE §4), streamed from the Gram matrix.
+"""The PCA basis of scaled filters ("eigen-images", docs/reference.md §4), streamed from the Gram matrix.
 
 For N filters of d values, the d×d Gram matrix XᵀX and the column sums are all a PCA needs: the
 covariance is (XᵀX − N μμᵀ)/(N − 1) and its ``eigh`` gives the components. That is exact (no
 approximation as in incremental or randomized PCA), mergeable across batches, threads and machines,
 and needs O(d²) memory whatever N is.
 
-Sign rule (the same as scikit-learn's PCA since 1.5): each component is flipped so that its entry of
-largest absolute value is positive (the first such entry on ties).
+Sign rules (``sign_rule``): "loadings" (default; scikit-learn ≥ 1.5) flips each component so that its entry
+of largest absolute value is positive (the first such entry on ties): it depends on the basis alone.
+"u-based" (scikit-learn 0.24.1, which the authors ran: the published eigen-images) flips each component so
+that the coefficient of largest absolute value over all fitted filters is positive; it needs one more pass
+(the coefficients' min / max) and can change when a single extreme filter is added.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,11 +25,22 @@ import numpy as np
 from ._selection import AnalysisError, make_plan
 from .kernels import PassSpec, resolve_kernel, run_rows
 
-__all__ = ["PCAResult", "StreamingPCA", "fit_pca", "pca_from_moments", "flip_signs", "scale_filters"]
+__all__ = ["PCAResult", "StreamingPCA", "fit_pca", "pca_from_moments", "flip_signs", "flip_signs_u_based",
+           "scale_filters", "SIGN_RULES"]
+
+SIGN_RULES = ("loadings", "u-based")
+
+
+def check_sign_rule(sign_rule: str) -> str:
+    if sign_rule not in SIGN_RULES:
+        from ..errors import UsageError, suggest
+
+        raise UsageError(suggest(str(sign_rule), SIGN_RULES, "sign rule"))
+    return sign_rule
 
 
 def scale_filters(x: np.ndarray) -> np.ndarray:
-    """Each filter divided by its max |value| (REFERENCE §3); all-zero filters stay zero. float64 copy."""
+    """Each filter divided by its max |value| (docs/reference.md §3); all-zero filters stay zero. float64 copy."""
     x = np.asarray(x, dtype=np.float64)
     peak = np.abs(x).max(axis=1, keepdims=True)
     return np.divide(x, peak, out=np.zeros_like(x), where=peak > 0)
@@ -39,6 +53,20 @@ def flip_signs(components: np.ndarray) -> np.ndarray:
     signs = np.sign(components[np.arange(len(components)), idx])
     signs[signs == 0] = 1.0
     return components * signs[:, None]
+
+
+def flip_signs_u_based(components: np.ndarray, cmin: np.ndarray, cmax: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn 0.24.1's rule from the coefficients' extremes: flip component k when its most negative
+    coefficient is larger in magnitude than its most positive one (a tie keeps the sign).
+
+    Returns the flipped (components, cmin, cmax): a flipped component's extremes swap and change sign.
+    """
+    components = np.array(components, dtype=np.float64)
+    cmin, cmax = np.asarray(cmin, np.float64), np.asarray(cmax, np.float64)
+    flip = -cmin > cmax
+    signs = np.where(flip, -1.0, 1.0)
+    return components * signs[:, None], np.where(flip, -cmax, cmin), np.where(flip, -cmin, cmax)
 
 
 def pca_from_moments(gram: np.ndarray, sums: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
@@ -86,6 +114,7 @@ class PCAResult:
     n_layers: int = 0
     n_models: int = 0
     selection: dict[str, Any] = field(default_factory=dict)  # where / params / store it came from
+    sign_rule: str = "loadings"  # "loadings" or "u-based" (see the module docstring)
 
     @property
     def cumulative(self) -> np.ndarray:
@@ -117,6 +146,7 @@ class PCAResult:
             "explained_variance_ratio": self.explained_variance_ratio.tolist(),
             "cumulative": self.cumulative.tolist(),
             "selection": self.selection,
+            "sign_rule": self.sign_rule,
         }
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
@@ -133,7 +163,8 @@ class PCAResult:
         np.savez(buf, shape=np.array(self.shape), mean=self.mean, components=self.components,
                  explained_variance=self.explained_variance, explained_variance_ratio=self.explained_variance_ratio,
                  counts=np.array([self.n_filters, self.n_layers, self.n_models], np.int64),
-                 selection=np.array(json.dumps(self.selection)), format=np.array("filterdb-pca-1"))
+                 selection=np.array(json.dumps(self.selection)), sign_rule=np.array(self.sign_rule),
+                 format=np.array("filterdb-pca-1"))
         _write_atomic(path, buf.getvalue())
 
     @classmethod
@@ -146,14 +177,15 @@ class PCAResult:
                 return cls(data["shape"], np.array(data["mean"]), np.array(data["components"]),
                            np.array(data["explained_variance"]), np.array(data["explained_variance_ratio"]),
                            int(data["n_filters"]), int(data.get("n_layers", 0)), int(data.get("n_models", 0)),
-                           dict(data.get("selection", {})))
+                           dict(data.get("selection", {})), str(data.get("sign_rule", "loadings")))
             with np.load(text_path, allow_pickle=False) as z:
                 if "format" not in z or str(z["format"]) != "filterdb-pca-1":
                     raise AnalysisError(f"{text_path}: not a filterdb PCA basis (save one with `analyze pca --out`)")
                 counts = z["counts"].tolist()
                 return cls(str(z["shape"]), z["mean"], z["components"], z["explained_variance"],
                            z["explained_variance_ratio"], counts[0], counts[1], counts[2],
-                           json.loads(str(z["selection"])))
+                           json.loads(str(z["selection"])),
+                           str(z["sign_rule"]) if "sign_rule" in z else "loadings")
         except FileNotFoundError as e:
             raise AnalysisError(f"{text_path}: no such basis file") from e
         except (OSError, ValueError, KeyError) as e:
@@ -183,11 +215,15 @@ class StreamingPCA:
     n_components : int, optional
         Components kept by :meth:`transform` (default: all d).
     scale : bool, default True
-        Divide each filter by its max |value| before fitting (REFERENCE §3).
+        Divide each filter by its max |value| before fitting (docs/reference.md §3).
     batch_size : int, default 1_048_576
         Rows per step of :meth:`fit`.
     kernel : {"auto", "numba", "numpy"}
         Compute kernel; "auto" uses numba when installed.
+    sign_rule : {"loadings", "u-based"}
+        "loadings" (default, scikit-learn ≥ 1.5) or "u-based" (scikit-learn 0.24.1, the published
+        eigen-images). "u-based" needs every filter: :meth:`fit` makes one more pass over X; after
+        :meth:`partial_fit` the components keep the "loadings" signs.
 
     Attributes
     ----------
@@ -202,7 +238,8 @@ class StreamingPCA:
     """
 
     def __init__(self, *, n_components: int | None = None, scale: bool = True, batch_size: int = 1 << 20,
-                 kernel: str = "auto") -> None:
+                 kernel: str = "auto", sign_rule: str = "loadings") -> None:
+        self.sign_rule = sign_rule
         self.n_components = n_components
         self.scale = scale
         self.batch_size = batch_size
@@ -231,16 +268,19 @@ class StreamingPCA:
             self.gram_ = np.zeros((d, d))
             self.sums_ = np.zeros(d)
             self.n_samples_seen_ = 0
+        self.__dict__.pop("_signs_", None)  # a new batch: "u-based" signs need a new pass over all filters
         if self.scale:
             spec = PassSpec(d=d, kernel=resolve_kernel(self.kernel))
             part = run_rows(x, np.array([0]), np.array([len(x)]), np.array([0]), spec, 1)
             self.gram_ += part.gram
             self.sums_ += part.sums
+            self.n_samples_seen_ += part.n  # filters holding NaN / inf are left out (docs/reference.md §3)
         else:
             xf = x.astype(np.float64)
+            xf = xf[np.isfinite(xf).all(axis=1)]
             self.gram_ += xf.T @ xf
             self.sums_ += xf.sum(axis=0)
-        self.n_samples_seen_ += len(x)
+            self.n_samples_seen_ += len(xf)
         if self.n_samples_seen_ >= 2:
             self._update()
         return self
@@ -248,14 +288,39 @@ class StreamingPCA:
     def fit(self, X: Any, y: Any = None) -> StreamingPCA:
         """Fit from scratch on X, streaming it in ``batch_size`` rows."""
         x = self._validate(X)
-        for attr in ("gram_", "sums_", "n_samples_seen_", "n_features_in_"):
+        for attr in ("gram_", "sums_", "n_samples_seen_", "n_features_in_", "_signs_"):
             self.__dict__.pop(attr, None)
+        check_sign_rule(self.sign_rule)
         for a in range(0, max(len(x), 1), self.batch_size):
             self.partial_fit(x[a : a + self.batch_size])
+        if self.sign_rule == "u-based" and self.n_samples_seen_ >= 2:
+            self._signs_ = self._u_based_signs(x)
+            self._update()
         return self
 
-    def _update(self) -> None:
+    def _u_based_signs(self, x: np.ndarray) -> np.ndarray:
+        """+1 / -1 per component: the "u-based" rule from the coefficients' extremes over all of x."""
+        mean, comps, _, _ = pca_from_moments(self.gram_, self.sums_, self.n_samples_seen_)
+        d = len(mean)
+        cmin, cmax = np.full(d, np.inf), np.full(d, -np.inf)
+        for a in range(0, len(x), self.batch_size):
+            rows = x[a : a + self.batch_size]
+            xs = scale_filters(rows) if self.scale else rows.astype(np.float64)
+            xs = xs[np.isfinite(xs).all(axis=1)]  # the kernel's rule: rows with NaN / inf are left out
+            if len(xs):
+                c = (xs - mean) @ comps.T
+                cmin, cmax = np.minimum(cmin, c.min(axis=0)), np.maximum(cmax, c.max(axis=0))
+        return np.where(-cmin > cmax, -1.0, 1.0)
+
+    def _moments(self) -> tuple[np.ndarray, ...]:
         mean, comps, var, ratio = pca_from_moments(self.gram_, self.sums_, self.n_samples_seen_)
+        signs = getattr(self, "_signs_", None)
+        if signs is not None:
+            comps = comps * signs[:, None]
+        return mean, comps, var, ratio
+
+    def _update(self) -> None:
+        mean, comps, var, ratio = self._moments()
         k = self.n_components or len(mean)
         self.mean_ = mean
         self.components_ = comps[:k]
@@ -278,15 +343,16 @@ class StreamingPCA:
         """The fitted basis as a :class:`PCAResult` (all d components)."""
         if not hasattr(self, "gram_") or self.n_samples_seen_ < 2:
             raise AnalysisError("this StreamingPCA is not fitted yet; call fit or partial_fit first")
-        mean, comps, var, ratio = pca_from_moments(self.gram_, self.sums_, self.n_samples_seen_)
+        mean, comps, var, ratio = self._moments()
         k = int(round(np.sqrt(len(mean))))
+        rule = "u-based" if getattr(self, "_signs_", None) is not None else "loadings"
         return PCAResult(shape or (f"{k}x{k}" if k * k == len(mean) else str(len(mean))), mean, comps, var, ratio,
-                         int(self.n_samples_seen_))
+                         int(self.n_samples_seen_), sign_rule=rule)
 
 
 def fit_pca(store: Any, shape: str = "3x3", where: str | None = None, params: Sequence[Any] | None = None, *,
             engine: Any = None, kernel: str = "auto", task_rows: int = 4_000_000,
-            n_threads: int | None = None) -> PCAResult:
+            n_threads: int | None = None, sign_rule: str | None = None, preset: str | None = None) -> PCAResult:
     """Fit the PCA basis of the selected filters of a store (scaled per filter), in one pass.
 
     Parameters
@@ -300,6 +366,11 @@ def fit_pca(store: Any, shape: str = "3x3", where: str | None = None, params: Se
         Where to compute (default: threads on this machine).
     task_rows : int
         Rows per task (memory and scheduling granularity).
+    sign_rule : "loadings" | "u-based", optional
+        Component signs (module docstring); "u-based" (the published eigen-images) takes one more pass.
+        Default: the preset's, else "loadings".
+    preset : "paper" | "medical", optional
+        The authors' settings (docs/analysis.md): both fit every selected filter with "u-based" signs.
 
     Examples
     --------
@@ -307,20 +378,45 @@ def fit_pca(store: Any, shape: str = "3x3", where: str | None = None, params: Se
     >>> basis.explained_variance_ratio[:4]  # doctest: +SKIP
     """
     from ..engine import get_engine
-    from ._run import run_pass
+    from .presets import resolve_settings
 
+    settings = resolve_settings(preset, sign_rule=sign_rule)
     store = _as_store(store)
     plan = make_plan(store, shape, where, params)
-    spec = PassSpec(d=plan.d, kernel=resolve_kernel(kernel))
-    total = run_pass(plan, spec, get_engine(engine, n_threads=n_threads), task_rows)
-    return _result_from(plan, total, where, params)
+    basis, _ = fit_basis(plan, get_engine(engine, n_threads=n_threads), resolve_kernel(kernel), task_rows,
+                         sign_rule=settings["sign_rule"], where=where, params=params)
+    return basis
+
+
+def fit_basis(plan: Any, engine: Any, kernel: str, task_rows: int, *, sign_rule: str = "loadings",
+              want_extremes: bool = False, where: Any = None, params: Any = None
+              ) -> tuple[PCAResult, tuple[np.ndarray, np.ndarray] | None]:
+    """The basis of every filter of ``plan`` (one pass) and, for "u-based" signs or when asked, the min / max of
+    each coefficient over the same filters (one more pass): (basis, (cmin, cmax) or None)."""
+    from ._run import run_pass
+
+    check_sign_rule(sign_rule)
+    total = run_pass(plan, PassSpec(d=plan.d, kernel=kernel), engine, task_rows)
+    basis = _result_from(plan, total, where, params)
+    if sign_rule == "loadings" and not want_extremes:
+        return basis, None
+    mm = run_pass(plan, PassSpec(d=plan.d, gram=False, minmax=True, components=basis.components, mean=basis.mean,
+                                 kernel=kernel), engine, task_rows)
+    cmin, cmax = mm.cmin, mm.cmax
+    if sign_rule == "u-based":
+        comps, cmin, cmax = flip_signs_u_based(basis.components, cmin, cmax)
+        basis = replace(basis, components=comps, sign_rule="u-based")
+    return basis, (cmin, cmax)
 
 
 def _result_from(plan: Any, total: Any, where: Any, params: Any) -> PCAResult:
     mean, comps, var, ratio = pca_from_moments(total.gram, total.sums, total.n)
+    selection: dict[str, Any] = {"store": plan.root, "where": where, "params": list(params) if params else None}
+    if plan.notes or total.skipped:
+        selection["notes"] = list(plan.notes) + ([f"{total.skipped} filter(s) holding NaN or infinite values were "
+                                                  "left out"] if total.skipped else [])
     return PCAResult(plan.shape, mean, comps, var, ratio, int(total.n), int(len(plan.layers)),
-                     int(plan.layers["model_id"].nunique()),
-                     {"store": plan.root, "where": where, "params": list(params) if params else None})
+                     int(plan.layers["model_id"].nunique()), selection)
 
 
 def _as_store(store: Any) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ._app import abort, app, console, err_console
+from ._app import app, console, err_console
 
 _COMMON = [
     click.option("--where", default=None, help="SQL predicate over the layers view, e.g. \"task = ?\"."),
@@ -62,22 +62,38 @@ def analyze(ctx: click.Context, store: Path) -> None:
     ctx.obj["store"] = store
 
 
+_PRESET = click.option(
+    "--preset", type=click.Choice(["paper", "medical"]), default=None,
+    help="The authors' settings. paper (CNN Filter DB notebook): 70 bins, range minmax, weights explained, "
+         "pooled groups, basis and range fitted on every selected filter (unlabelled layers and small groups "
+         "included; no group left out), sign rule u-based. medical (follow-up): range -3,3, weights uniform, "
+         "pass its basis with --basis. Options given explicitly override the preset.")
+_SIGN_RULE = click.option(
+    "--sign-rule", type=click.Choice(["loadings", "u-based"]), default=None,
+    help="Component signs: loadings (largest |loading| positive, scikit-learn >= 1.5; default) or u-based "
+         "(largest |coefficient| over the filters positive, scikit-learn 0.24.1: the published eigen-images; "
+         "one more pass).")
+
+
 @analyze.command("pca")
-@click.option("--shape", default="3x3", show_default=True, help="Kernel shape.")
+@click.option("--shape", default="3x3", show_default=True, help="Kernel shape, e.g. 3x3, 5x5, 1x7.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Save the basis: .npz (reusable with drift --basis) or .json.")
+@_PRESET
+@_SIGN_RULE
 @_common
 @click.pass_context
-def pca_cmd(ctx: click.Context, shape: str, out: Path | None, where: str | None, params: tuple[str, ...],
-            scheduler: str | None, threads: int | None, kernel: str, task_rows: int, as_json: bool) -> None:
-    """The PCA basis of the selected filters (each scaled by its max |w|)."""
+def pca_cmd(ctx: click.Context, shape: str, out: Path | None, preset: str | None, sign_rule: str | None,
+            where: str | None, params: tuple[str, ...], scheduler: str | None, threads: int | None, kernel: str,
+            task_rows: int, as_json: bool) -> None:
+    """The PCA basis of the selected filters (each scaled by its max |w|); docs/reference.md §4."""
     import time
 
     from ..analysis import fit_pca
 
     t0 = time.perf_counter()
     result = fit_pca(_store(ctx), shape, where, _params(params), engine=_engine(scheduler, threads), kernel=kernel,
-                     task_rows=task_rows)
+                     task_rows=task_rows, sign_rule=sign_rule, preset=preset)
     seconds = time.perf_counter() - t0
     if out is not None:
         result.to_json(out) if out.suffix == ".json" else result.save(out)
@@ -95,49 +111,68 @@ def pca_cmd(ctx: click.Context, shape: str, out: Path | None, where: str | None,
     for i, (r, c, v) in enumerate(zip(result.explained_variance_ratio, result.cumulative, result.components)):
         table.add_row(str(i), f"{r:.4f}", f"{c:.4f}", " ".join(f"{x:+.2f}" for x in v))
     console.print(table)
-    console.print("mean: " + " ".join(f"{x:+.3f}" for x in result.mean))
+    console.print("mean: " + " ".join(f"{x:+.3f}" for x in result.mean) + f"; signs: {result.sign_rule}")
+    for note in result.selection.get("notes", []):
+        err_console.print(f"note: {note}", markup=False)
     if out is not None:
         console.print(f"basis saved to {out}")
 
 
 @analyze.command("drift")
-@click.option("--by", required=True, help="A layers column, 'depth' (deciles) or an SQL expression.")
-@click.option("--shape", default="3x3", show_default=True)
-@click.option("--bins", type=click.IntRange(2), default=70, show_default=True)
-@click.option("--range", "range_", default="bound", show_default=True,
-              help="'bound' (±(√d+‖μ‖), one pass), 'minmax' (the paper's global min/max, one more pass) or LO,HI.")
-@click.option("--weights", type=click.Choice(["explained", "uniform"]), default="explained", show_default=True,
-              help="Component weights: η (paper) or 1/d (medical follow-up).")
+@click.option("--by", required=True,
+              help="Group by: a column of the layers view (task, visual_category, ...), 'depth' (deciles of "
+                   "conv_depth_norm) or an SQL expression over those columns.")
+@_PRESET
+@click.option("--shape", default="3x3", show_default=True, help="Kernel shape of the filters analysed, e.g. 5x5.")
+@click.option("--bins", type=int, default=None, metavar="N",
+              help="Histogram bins per PCA coefficient, 1 to 10,000 [70].")
+@click.option("--range", "range_", default=None, metavar="bound|minmax|LO,HI",
+              help="Shared histogram range: bound (±(√d+‖μ‖), no extra pass; default), minmax (global min/max "
+                   "of all coefficients, the paper; one more pass) or LO,HI with LO < HI, both finite (e.g. -3,3).")
+@click.option("--weights", type=click.Choice(["explained", "uniform"]), default=None,
+              help="Component weights: explained (η, the paper; default) or uniform (1/d, medical follow-up).")
 @click.option("--basis", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
-              help="A basis saved by `analyze pca --out` (default: fit on the selection).")
-@click.option("--per-model", is_flag=True, help="Each model of a group weighs the same (against imbalance).")
-@click.option("--min-filters", type=click.IntRange(0), default=100, show_default=True)
-@click.option("--min-models", type=click.IntRange(0), default=1, show_default=True)
-@click.option("--order", type=click.Choice(["mean", "name", "size", "none"]), default="mean", show_default=True)
+              help="A basis saved by `analyze pca --out` (default: fit one on the selection).")
+@click.option("--per-model", is_flag=True,
+              help="Each model of a group weighs the same (mean of its models' distributions), against imbalance.")
+@click.option("--min-filters", type=click.IntRange(0), default=None, metavar="N",
+              help="Leave out (and name) groups with fewer filters [100; paper/medical: 0].")
+@click.option("--min-models", type=click.IntRange(0), default=None, metavar="N",
+              help="Leave out (and name) groups with fewer models [1; paper/medical: 0].")
+@click.option("--fit-on", type=click.Choice(["groups", "selection"]), default=None,
+              help="Fit the basis and a minmax range on the filters of the groups kept (default) or on every "
+                   "selected filter, unlabelled layers included (the paper).")
+@_SIGN_RULE
+@click.option("--order", type=click.Choice(["mean", "name", "size", "none"]), default="mean", show_default=True,
+              help="Row order: mean (ascending mean drift, outliers last; depth keeps decile order), name, size "
+                   "(most filters first) or none (first seen).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the result as JSON.")
 @_common
 @click.pass_context
-def drift_cmd(ctx: click.Context, by: str, shape: str, bins: int, range_: str, weights: str, basis: Path | None,
-              per_model: bool, min_filters: int, min_models: int, order: str, out: Path | None, where: str | None,
-              params: tuple[str, ...], scheduler: str | None, threads: int | None, kernel: str, task_rows: int,
-              as_json: bool) -> None:
-    """The drift matrix between all groups of --by (REFERENCE §5)."""
+def drift_cmd(ctx: click.Context, by: str, preset: str | None, shape: str, bins: int | None, range_: str | None,
+              weights: str | None, basis: Path | None, per_model: bool, min_filters: int | None,
+              min_models: int | None, fit_on: str | None, sign_rule: str | None, order: str, out: Path | None,
+              where: str | None, params: tuple[str, ...], scheduler: str | None, threads: int | None, kernel: str,
+              task_rows: int, as_json: bool) -> None:
+    """The drift matrix between all groups of --by (docs/reference.md §5)."""
     import time
 
     from ..analysis import drift
+    from ..errors import UsageError
 
     rng: Any = range_
-    if range_ not in ("bound", "minmax"):
+    if range_ is not None and range_ not in ("bound", "minmax"):
         try:
-            lo, hi = (float(v) for v in range_.split(","))
-            rng = (lo, hi)
+            rng = tuple(float(v) for v in range_.split(","))
         except ValueError:
-            abort(f"--range must be 'bound', 'minmax' or LO,HI (e.g. -3,3), got {range_!r}")
+            raise UsageError(f"--range must be 'bound', 'minmax' or LO,HI (e.g. -3,3), got {range_!r}") from None
+        if len(rng) != 2:
+            raise UsageError(f"--range LO,HI needs exactly two numbers (e.g. -3,3), got {range_!r}")
     t0 = time.perf_counter()
-    result = drift(_store(ctx), by, shape, where, _params(params), bins=bins, range=rng, weights=weights,  # type: ignore[arg-type]
-                   basis=basis, model_weighting=per_model, min_filters=min_filters, min_models=min_models,
-                   order=order, engine=_engine(scheduler, threads), kernel=kernel,  # type: ignore[arg-type]
-                   task_rows=task_rows)
+    result = drift(_store(ctx), by, shape, where, _params(params), preset=preset, bins=bins, range=rng,
+                   weights=weights, basis=basis, model_weighting=per_model or None, min_filters=min_filters,  # type: ignore[arg-type]
+                   min_models=min_models, fit_on=fit_on, sign_rule=sign_rule, order=order,  # type: ignore[arg-type]
+                   engine=_engine(scheduler, threads), kernel=kernel, task_rows=task_rows)
     seconds = time.perf_counter() - t0
     if out is not None:
         result.to_json(out)
@@ -161,7 +196,8 @@ def drift_cmd(ctx: click.Context, by: str, shape: str, bins: int, range_: str, w
     console.print(f"upper triangle: mean {s['mean']:.3f}, median {s['median']:.3f}, min {s['min']:.3f}, "
                   f"max {s['max']:.3f} ({s['max_pair'][0]} / {s['max_pair'][1]}); range {result.range_mode} "
                   f"[{result.range[0]:.3f}, {result.range[1]:.3f}], {result.bins} bins, weights {result.weights}"
-                  + (", per-model" if result.model_weighting else ""))
+                  + (", per-model" if result.model_weighting else "") + f", signs {result.basis.sign_rule}"
+                  + (f", preset {result.preset}" if result.preset else ""))
     for note in result.notes:
         err_console.print(f"note: {note}", markup=False)
 
