@@ -1,10 +1,12 @@
-"""Analyses over a real store: streaming PCA vs scikit-learn, drift vs a direct REFERENCE §5 implementation,
-numba vs numpy kernels, degeneration, bad input, and a store written to while an analysis runs."""
+"""Analyses over a real store: streaming PCA vs scikit-learn, drift vs the authors' notebook definitions
+(tests/notebook_reference.py), numba vs numpy kernels, degeneration, bad input, and a store written to while an
+analysis runs."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import notebook_reference as nb
 import numpy as np
 import pytest
 from scipy.stats import entropy
@@ -23,6 +25,7 @@ from filterdb.analysis import (
 from filterdb.analysis.drift import drift_from_coefficients
 from filterdb.analysis.kernels import HAVE_NUMBA, PassSpec, run_rows
 from filterdb.analysis.pca import scale_filters
+from filterdb.errors import UsageError
 from filterdb.readers import make_layer
 from filterdb.store import StoreError, init_store, open_store
 from filterdb.types import ModelInfo, ModelRecord
@@ -166,21 +169,20 @@ def test_numba_and_numpy_kernels_agree():
 
 # -- drift ------------------------------------------------------------------------------------------
 def _reference_drift(coeffs, groups, models, eta, bins, lo, hi, model_weighting):
-    """REFERENCE §5 written out directly: np.histogram, eps for empty bins, scipy's entropy."""
+    """docs/reference.md §5 written out directly: the notebook's density histograms (notebook_reference), and
+    for ``model_weighting`` the mean of the models' histograms under the same density / eps rule."""
     labels = list(dict.fromkeys(groups))
     d = coeffs.shape[1]
+    width = (hi - lo) / bins
 
     def dist(rows_of_group, i):
         if not model_weighting:
-            h = np.histogram(coeffs[rows_of_group, i], bins=bins, range=(lo, hi))[0].astype(float)
-            p = h / h.sum()
-        else:
-            ps = []
-            for m in dict.fromkeys(models[rows_of_group]):
-                sel = rows_of_group & (models == m)
-                h = np.histogram(coeffs[sel, i], bins=bins, range=(lo, hi))[0].astype(float)
-                ps.append(h / h.sum())
-            p = np.mean(ps, axis=0)
+            return nb.density_eps(coeffs[rows_of_group, i], (lo, hi), bins)
+        ps = []
+        for m in dict.fromkeys(models[rows_of_group]):
+            h = np.histogram(coeffs[rows_of_group & (models == m), i], bins=bins, range=(lo, hi))[0].astype(float)
+            ps.append(h / h.sum())
+        p = np.mean(ps, axis=0) / width
         p[p == 0] = EPS32
         return p / p.sum()
 
@@ -278,8 +280,18 @@ def test_histograms_kernels_and_threads_agree(store, kernel):
 
 # -- bad input --------------------------------------------------------------------------------------
 def test_bad_input(store, tmp_path):
-    with pytest.raises(AnalysisError, match="unknown column 'colour'.*visual_category"):
+    with pytest.raises(UsageError, match="unknown column 'colour'"):
         drift(store, by="colour")
+    with pytest.raises(UsageError, match="unknown column 'taks'; did you mean 'task'"):
+        drift(store, by="taks")
+    for bad in ((3, -3), (0, 0), (float("nan"), 1), (-np.inf, np.inf), (1,), "wide"):
+        with pytest.raises(UsageError, match="range must"):
+            drift(store, by="task", range=bad)
+    for bad in (0, 10_001, 2.5, True):
+        with pytest.raises(UsageError, match="bins must be an integer from 1 to 10,000"):
+            drift(store, by="task", bins=bad)
+    with pytest.raises(UsageError, match="unknown preset 'papper'; did you mean 'paper'"):
+        drift(store, by="task", preset="papper")
     with pytest.raises(StoreError, match="query failed"):
         drift(store, by="no_such + 1")
     with pytest.raises(AnalysisError, match="no 3x3 filters matching"):

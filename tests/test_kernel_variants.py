@@ -34,3 +34,64 @@ def test_numba_kernels_match_numpy(d, dtype):
     mm = run_rows(rows, starts, counts, units, PassSpec(d=d, gram=False, minmax=True, components=comps, mean=mean), 2)
     np.testing.assert_array_equal(mm.cmin, a.cmin)
     np.testing.assert_array_equal(mm.cmax, a.cmax)
+
+
+def _tiny_and_bad_rows(dtype, d, seed=7):
+    """Normal filters mixed with tiny ones (max |w| 1e-39 subnormal, 1e-30, 1e-44) and rows holding NaN / inf."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((3_000, d))
+    x[5::7] *= 1e-39 if dtype == np.float32 else 1e-6  # float16's subnormals start at 6e-8
+    x[6::11] *= 1e-30 if dtype == np.float32 else 1e-5
+    x[7::13] *= 1e-44 if dtype == np.float32 else 1e-7
+    x[::97] = 0.0
+    bad = np.zeros(len(x), bool)
+    bad[[10, 400, 2_999]] = True
+    x[10, 0], x[400, d - 1], x[2_999, d // 2] = np.nan, np.inf, -np.inf
+    x = x.astype(dtype)
+    good = x[~bad].astype(np.float64)
+    peak = np.abs(good).max(axis=1, keepdims=True)
+    scaled = np.divide(good, peak, out=np.zeros_like(good), where=peak > 0)  # float64 reference
+    return x, bad, scaled
+
+
+@pytest.mark.parametrize("kernel", ["numpy"] + (["numba"] if HAVE_NUMBA else []))
+@pytest.mark.parametrize("d", [9, 4])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_tiny_and_non_finite_filters(kernel, d, dtype):
+    """Tiny and subnormal filters scale to finite values equal to a float64 reference; rows holding NaN or inf
+    are left out and counted, per unit, by both kernels."""
+    x, bad, scaled = _tiny_and_bad_rows(dtype, d)
+    comps = np.linalg.qr(np.random.default_rng(1).standard_normal((d, d)))[0].T
+    spec = PassSpec(d=d, hist=True, minmax=True, components=comps, mean=np.zeros(d), lo=-3.0, hi=3.0, nbins=40,
+                    kernel=kernel)
+    part = run_rows(x, np.array([0, 1_000]), np.array([1_000, 2_000]), np.array([0, 1]), spec, 2)
+    assert part.n == len(x) - 3 and part.skipped == 3
+    np.testing.assert_array_equal(part.unit_rows, [998, 1_999])
+    assert np.isfinite(part.gram).all() and np.isfinite(part.cmin).all() and np.isfinite(part.cmax).all()
+    np.testing.assert_allclose(part.gram, scaled.T @ scaled, atol=1e-6 * len(x))
+    np.testing.assert_allclose(part.sums, scaled.sum(axis=0), atol=1e-6 * len(x))
+    c = scaled @ comps.T
+    np.testing.assert_allclose(part.cmin, c.min(axis=0), atol=1e-5)
+    np.testing.assert_allclose(part.cmax, c.max(axis=0), atol=1e-5)
+    assert part.hist.sum() == d * (len(x) - 3)
+
+
+@pytest.mark.parametrize("kernel", ["numpy"] + (["numba"] if HAVE_NUMBA else []))
+def test_streaming_pca_tiny_and_non_finite(kernel):
+    from sklearn.decomposition import PCA
+
+    from filterdb.analysis import StreamingPCA
+
+    x, bad, scaled = _tiny_and_bad_rows(np.float32, 9)
+    ref = PCA().fit(scaled)
+    for sign_rule in ("loadings", "u-based"):
+        est = StreamingPCA(kernel=kernel, batch_size=701, sign_rule=sign_rule).fit(x)
+        assert est.n_samples_seen_ == len(x) - 3
+        np.testing.assert_allclose(est.mean_, ref.mean_, atol=1e-6)
+        np.testing.assert_allclose(est.explained_variance_, ref.explained_variance_, rtol=1e-5)
+        if sign_rule == "loadings":  # scikit-learn >= 1.5's rule: equal, not equal up to sign
+            np.testing.assert_allclose(est.components_, ref.components_, atol=1e-5)
+        else:  # scikit-learn 0.24.1's: the largest |coefficient| of each component is positive
+            c = (scaled - est.mean_) @ est.components_.T
+            assert np.all(c[np.argmax(np.abs(c), axis=0), np.arange(9)] > 0)
+            np.testing.assert_allclose(np.abs(est.components_), np.abs(ref.components_), atol=1e-5)

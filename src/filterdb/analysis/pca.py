@@ -305,8 +305,8 @@ class StreamingPCA:
         cmin, cmax = np.full(d, np.inf), np.full(d, -np.inf)
         for a in range(0, len(x), self.batch_size):
             rows = x[a : a + self.batch_size]
+            rows = rows[np.isfinite(rows).all(axis=1)]  # the kernel's rule: rows with NaN / inf are left out
             xs = scale_filters(rows) if self.scale else rows.astype(np.float64)
-            xs = xs[np.isfinite(xs).all(axis=1)]  # the kernel's rule: rows with NaN / inf are left out
             if len(xs):
                 c = (xs - mean) @ comps.T
                 cmin, cmax = np.minimum(cmin, c.min(axis=0)), np.maximum(cmax, c.max(axis=0))

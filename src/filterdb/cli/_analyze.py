@@ -16,7 +16,9 @@ _COMMON = [
     click.option("--scheduler", default=None, metavar="ADDRESS",
                  help="Run on a Dask cluster (tcp://host:8786); default: threads on this machine."),
     click.option("--threads", type=click.IntRange(1), default=None, help="Local threads (default: one per core)."),
-    click.option("--kernel", type=click.Choice(["auto", "numba", "numpy"]), default="auto", show_default=True),
+    click.option("--kernel", type=click.Choice(["auto", "numba", "numpy"]), default="auto", show_default=True,
+                 help="Compute kernel: auto (numba when installed), numba or numpy (same numbers to float32 "
+                      "rounding)."),
     click.option("--task-rows", type=click.IntRange(1), default=4_000_000, show_default=True,
                  help="Filters per task: bounds memory and sets the scheduling granularity."),
     click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of tables."),
@@ -208,7 +210,7 @@ def drift_cmd(ctx: click.Context, by: str, preset: str | None, shape: str, bins:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the result as JSON.")
 @click.option("--where", default=None, help="SQL predicate over the layers view.")
 @click.option("-p", "--param", "params", multiple=True, help="A value for a '?' in --where (repeat).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of tables.")
 @click.pass_context
 def degeneration_cmd(ctx: click.Context, by: str | None, shape: str | None, out: Path | None, where: str | None,
                      params: tuple[str, ...], as_json: bool) -> None:
