@@ -5,8 +5,10 @@
   python bench/bench_analysis.py full    STORE               PCA + drift along two axes over a whole store
   python bench/bench_analysis.py dask    STORE [--where ..]  Dask LocalCluster vs the local engine
 
-The reference pipeline is the original notebook's: all filters in RAM as float32, per-filter scaling in
-numpy, sklearn ``PCA``, ``np.histogram`` per group and component, ``scipy.stats.entropy``.
+The reference pipeline is the authors' notebook (CNN-Filter-DB main.ipynb) as tests/notebook_reference.py
+writes it out: all filters in RAM as float32, per-filter scaling in numpy, sklearn ``PCA`` with scikit-learn
+0.24.1's U-based signs, global min / max range, ``np.histogram(density=True)`` per group and component with
+float32 eps in empty bins, ``scipy.stats.entropy``. ``side`` compares it with ``drift(preset="paper")``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))  # notebook_reference: the notebook's exact definitions
 
 
 def peak_rss_mb() -> float:
@@ -110,10 +113,7 @@ def run_baseline(store_path: str, which: str) -> dict:
 
 # -- children -----------------------------------------------------------------------------------------
 def run_reference(store_path: str, by: str) -> dict:
-    """The notebook: everything in RAM, sklearn PCA, np.histogram, scipy entropy."""
-    from scipy.stats import entropy
-    from sklearn.decomposition import PCA
-
+    """The notebook (notebook_reference): everything in RAM, sklearn PCA, np.histogram, scipy entropy."""
     from filterdb.store import open_store
     from filterdb.store._shards import ShardReader
 
@@ -134,32 +134,12 @@ def run_reference(store_path: str, by: str) -> dict:
     groups = np.repeat(layers["g"].to_numpy(), layers["n_filters"].to_numpy())
     t_load = time.perf_counter() - t0
     t1 = time.perf_counter()
-    m = np.abs(x).max(axis=1)
-    m[m == 0] = 1
-    x = x / m[:, None]
-    pca = PCA(svd_solver="full").fit(x)
-    c = pca.transform(x)
-    lo, hi = c.min(), c.max()
-    labels = list(dict.fromkeys(groups))
-    hists = {}
-    for g in labels:
-        sel = groups == g
-        ps = []
-        for i in range(9):
-            h = np.histogram(c[sel, i], bins=70, range=(lo, hi))[0].astype(float)
-            p = h / h.sum()
-            p[p == 0] = np.finfo(np.float32).eps
-            ps.append(p / p.sum())
-        hists[g] = ps
-    mat = np.zeros((len(labels), len(labels)))
-    for a, ga in enumerate(labels):
-        for b, gb in enumerate(labels):
-            if a < b:
-                mat[a, b] = mat[b, a] = sum(pca.explained_variance_ratio_[i] * (
-                    entropy(hists[ga][i], hists[gb][i]) + entropy(hists[gb][i], hists[ga][i])) for i in range(9))
+    import notebook_reference as nb
+
+    basis, _, labels, mat = nb.paper(x, list(groups), dtype=np.float32)  # the notebook ran in float32
     t_compute = time.perf_counter() - t1
     return {"n": n, "load_s": t_load, "compute_s": t_compute, "total_s": t_load + t_compute,
-            **mem.stop(), "evr": pca.explained_variance_ratio_.tolist(), "labels": labels,
+            **mem.stop(), "evr": basis.explained_variance_ratio.tolist(), "labels": [str(g) for g in labels],
             "matrix": mat.tolist()}
 
 
@@ -172,16 +152,22 @@ def run_filterdb(store_path: str, bys: list[str], threads: int | None, task_rows
     engine = LocalEngine(threads)
     mem = MemSampler()
     t0 = time.perf_counter()
-    basis = fit_pca(store, engine=engine, task_rows=task_rows)
+    paper = range_mode == "paper"  # drift(preset="paper"): basis, minmax range and histograms per axis
+    basis = None if paper else fit_pca(store, engine=engine, task_rows=task_rows)
     times = {"pca_s": time.perf_counter() - t0}
     results = {}
     for by in bys:
         t1 = time.perf_counter()
-        r = drift(store, by=by, basis=basis, range=range_mode, engine=engine, task_rows=task_rows, min_filters=0)
+        if paper:
+            r = drift(store, by=by, preset="paper", engine=engine, task_rows=task_rows)
+            basis = r.basis
+        else:
+            r = drift(store, by=by, basis=basis, range=range_mode, engine=engine, task_rows=task_rows,
+                      min_filters=0)
         times[f"drift_{by}_s"] = time.perf_counter() - t1
         results[by] = {"labels": list(r.groups), "matrix": r.matrix.tolist(), "summary": r.summary()}
     total = time.perf_counter() - t0
-    passes = 1 + len(bys) * (2 if range_mode == "minmax" else 1)
+    passes = 3 * len(bys) if paper else 1 + len(bys) * (2 if range_mode == "minmax" else 1)
     return {"n": basis.n_filters, "total_s": total, **times, "passes": passes,
             "filters_per_s_per_pass": basis.n_filters * passes / total, **mem.stop(),
             "evr": basis.explained_variance_ratio.tolist(), "drift": results, "engine": engine.describe()}
@@ -353,11 +339,12 @@ def main() -> None:
             base_ref = child(["_base", root, "--by", "ref"])
             base_fdb = child(["_base", root, "--by", "fdb"])
             ref = child(["_ref", root, "--by", "visual_category"])
-            fdb = child(["_fdb", root, "--by", "visual_category", "--range", "minmax"])
+            fdb = child(["_fdb", root, "--by", "visual_category", "--range", "paper"])
             fdb_bound = child(["_fdb", root, "--by", "visual_category"])
         m_ref = np.array(ref["matrix"])
         order = [ref["labels"].index(g) for g in fdb["drift"]["visual_category"]["labels"]]
         diff = np.abs(np.array(fdb["drift"]["visual_category"]["matrix"]) - m_ref[np.ix_(order, order)]).max()
+        rel = float(diff / np.abs(m_ref).max())
         keys = ("total_s", "process_wall_s", "peak_rss_mb", "peak_anon_mb", "peak_file_mb")
         print(json.dumps({
             "n": ref["n"],
@@ -376,6 +363,9 @@ def main() -> None:
             "memory_ratio_above_library_baseline": (fdb["peak_rss_mb"] - base_fdb["rss_mb"])
             / (ref["peak_rss_mb"] - base_ref["rss_mb"]),
             "max_abs_drift_diff_paper_mode": float(diff),
+            "max_rel_drift_diff_paper_mode": rel,
+            "same_group_order": fdb["drift"]["visual_category"]["labels"]
+            == [ref["labels"][i] for i in np.argsort(m_ref.mean(axis=1), kind="stable")],
             "evr_max_diff": float(np.abs(np.array(ref["evr"]) - np.array(fdb["evr"])).max()),
         }, indent=1))
     elif a.what == "full":

@@ -31,9 +31,10 @@ EPS = np.finfo(np.float32).eps
 BINS = 70
 
 
-def scale(x: np.ndarray) -> np.ndarray:
-    """The notebook's ``scale``: X / max|X| per row; a zero row is divided by 1. In float64."""
-    x = np.asarray(x, np.float64)
+def scale(x: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """The notebook's ``scale``: X / max|X| per row; a zero row is divided by 1. In float64 for the tests (the
+    notebook ran in float32, ``dtype=np.float32``, which the benchmark uses for a like-for-like cost)."""
+    x = np.asarray(x, dtype)
     den = np.abs(x).max(axis=1)
     den = np.where(den == 0, 1, den)[:, None]
     return x / den
@@ -91,10 +92,10 @@ def depth_deciles(conv_depth_norm: np.ndarray) -> pd.Categorical:
     return pd.cut(np.asarray(conv_depth_norm, np.float64), np.linspace(0, 1, 11), include_lowest=True)
 
 
-def paper(filters: np.ndarray, labels: Sequence, bins: int = BINS) -> tuple[Basis, tuple[float, float], list,
-                                                                             np.ndarray]:
+def paper(filters: np.ndarray, labels: Sequence, bins: int = BINS, dtype: type = np.float64
+          ) -> tuple[Basis, tuple[float, float], list, np.ndarray]:
     """The notebook end to end: (basis, range, groups, matrix) for one grouping of the rows of ``filters``."""
-    xs = scale(filters)
+    xs = scale(filters, dtype)
     basis = fit_pca(xs)
     c = basis.transform(xs)
     value_range = (float(c.min()), float(c.max()))

@@ -1,4 +1,4 @@
-"""The joint 2-D density of two PCA coefficients of a store's filters, streamed (REFERENCE §4 figures).
+"""The joint 2-D density of two PCA coefficients of a store's filters, streamed (docs/reference.md §4 figures).
 
 One pass over the selected filters (each scaled by its max |w|, as for the basis), projected on two
 components of a basis and binned into a fixed 2-D grid: memory is O(bins²) whatever the number of filters,

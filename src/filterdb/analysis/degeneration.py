@@ -1,4 +1,4 @@
-"""How common degenerated layers are: per model, per group and per depth decile (REFERENCE §7).
+"""How common degenerated layers are: per model, per group and per depth decile (docs/reference.md §7).
 
 Reads the layer metrics stored at ingest (sparsity, normalised variance entropy) from the catalog — no
 filter data — and applies :class:`filterdb.check.Thresholds`, so that the cut-offs are parameters and
@@ -95,7 +95,7 @@ def _table(frame: Any, key: str) -> Any:
 
 def degeneration(store: Any, by: str | None = None, where: str | None = None, params: Sequence[Any] | None = None,
                  *, shape: str | None = None, thresholds: Any = None) -> DegenerationResult:
-    """Shares of sparse / low-diversity / random layers and of their filters (REFERENCE §7).
+    """Shares of sparse / low-diversity / random layers and of their filters (docs/reference.md §7).
 
     Parameters
     ----------
