@@ -370,3 +370,36 @@ def test_degeneration(tmp_path):
     assert strict.per_model.set_index("model").loc["untrained", "random_layers"] == 0.0
     with pytest.raises(AnalysisError, match="no conv layers match"):
         degeneration(st, where="task = ?", params=["none"])
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_layers_with_non_finite_weights_are_left_out(tmp_path, kernel):
+    """Decided once (docs/reference.md §3): layers holding NaN / inf weights leave every distribution analysis,
+    and the notes count them; the rest gives the numbers of a store without them."""
+    clean, dirty = init_store(tmp_path / "clean"), init_store(tmp_path / "dirty")
+    for seed, category, task in MODELS[:5]:
+        record = _model(seed, category)
+        meta = {"Name": f"m{seed}", "Visual Category": category, "Task": task}
+        clean.ingest(record, meta)
+        if seed in (1, 4):  # one more layer holding a NaN, and one holding an infinity
+            w = np.random.default_rng(seed).standard_normal((8, 4, 3, 3)).astype(np.float32)
+            w[3, 1, 0, 2] = np.nan if seed == 1 else np.inf
+            extra = dataclasses.replace(make_layer("bad", "Conv", w), conv_depth=3, conv_depth_norm=1.0)
+            record = dataclasses.replace(record, layers=(*record.layers, extra))
+        dirty.ingest(record, meta)
+    a = fit_pca(clean, kernel=kernel)
+    b = fit_pca(dirty, kernel=kernel)
+    assert b.n_filters == a.n_filters
+    np.testing.assert_allclose(b.components, a.components, atol=1e-12)
+    assert any("2 layer(s) with 64 filters hold NaN or infinite weights" in n for n in b.selection["notes"])
+    for by in ("task", "depth"):
+        da = drift(clean, by, preset="paper", kernel=kernel)
+        db = drift(dirty, by, preset="paper", kernel=kernel)
+        assert db.groups == da.groups and db.sizes == da.sizes
+        np.testing.assert_allclose(db.matrix, da.matrix, rtol=1e-12)
+        assert np.isfinite(db.matrix).all() and any("NaN or infinite" in n for n in db.notes)
+    if kernel == "numpy":  # the 2-D coefficient density (report figures) follows the same rule
+        from filterdb.analysis._density import coefficient_density
+
+        ca, cb = coefficient_density(clean, 0, 1, basis=a, bins=16), coefficient_density(dirty, 0, 1, basis=a, bins=16)
+        assert cb.n_filters == ca.n_filters and np.array_equal(cb.counts, ca.counts)

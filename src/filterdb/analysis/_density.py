@@ -86,8 +86,15 @@ def coefficient_density(store: Any, i: int = 0, j: int = 1, shape: str = "3x3", 
     counts = np.zeros(bins * bins, np.int64)
     n = 0
     scale = bins / (hi - lo)
-    for batch in store.iter_filters(shape, where, params, batch_rows=batch_rows, scaled=True):
-        batch = np.nan_to_num(batch, nan=0.0, posinf=0.0, neginf=0.0)
+    # docs/reference.md §3: layers holding NaN / inf weights are left out, and so is any such filter
+    finite_where = ("layer_id NOT IN (SELECT layer_id FROM t_layers WHERE coalesce(n_nonfinite, 0) > 0)"
+                    + (f" AND ({where})" if where else ""))
+    skipped = 0
+    for batch in store.iter_filters(shape, finite_where, params, batch_rows=batch_rows, scaled=True):
+        finite = np.isfinite(batch).all(axis=1)
+        if not finite.all():
+            skipped += int(len(batch) - finite.sum())
+            batch = batch[finite]
         c = (batch - mean) @ proj
         ix = np.clip(((c[:, 0] - lo) * scale).astype(np.int64), 0, bins - 1)  # outside values: end bins
         iy = np.clip(((c[:, 1] - lo) * scale).astype(np.int64), 0, bins - 1)
@@ -97,4 +104,4 @@ def coefficient_density(store: Any, i: int = 0, j: int = 1, shape: str = "3x3", 
         raise AnalysisError(f"{store.root}: no {shape} filters in the selection")
     return DensityResult(int(i), int(j), edges, edges.copy(), counts.reshape(bins, bins), n, basis,
                          {"store": str(store.root), "shape": shape, "where": where,
-                          "params": list(params) if params else None})
+                          "params": list(params) if params else None, "non_finite_filters_left_out": skipped})
