@@ -40,7 +40,8 @@ def test_dask_equals_local(store, client):
     remote = fit_pca(store, engine=client, task_rows=2000)
     np.testing.assert_array_equal(remote.components, local.components)  # same merge order: bit-identical
     np.testing.assert_array_equal(remote.explained_variance, local.explained_variance)
-    for kwargs in ({"range": "bound"}, {"range": "minmax", "model_weighting": True, "weights": "uniform"}):
+    for kwargs in ({"range": "bound"}, {"range": "minmax", "model_weighting": True, "weights": "uniform"},
+                   {"preset": "paper"}):
         a = drift(store, by="visual_category", min_filters=0, task_rows=2000, **kwargs)
         b = drift(store, by="visual_category", min_filters=0, task_rows=2000, engine=engine, **kwargs)
         assert a.groups == b.groups and a.sizes == b.sizes
