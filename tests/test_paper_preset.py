@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 
+import notebook_reference as nb
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from corpus import CORPUS
 from test_store_util import write_manifest
 
-import notebook_reference as nb
 from filterdb import read_model
 from filterdb.cli import app
 from filterdb.ingest import ingest

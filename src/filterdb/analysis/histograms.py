@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..errors import UsageError
 from ._selection import AnalysisError, Plan, make_plan
 from .kernels import PassSpec, resolve_kernel
-from ..errors import UsageError
 from .pca import PCAResult, _as_store, fit_basis
 
 __all__ = ["HistogramResult", "coefficient_histograms", "RangeMode", "resolve_basis", "histogram_range", "MAX_BINS"]

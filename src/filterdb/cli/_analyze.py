@@ -172,8 +172,9 @@ def drift_cmd(ctx: click.Context, by: str, preset: str | None, shape: str, bins:
             raise UsageError(f"--range LO,HI needs exactly two numbers (e.g. -3,3), got {range_!r}")
     t0 = time.perf_counter()
     result = drift(_store(ctx), by, shape, where, _params(params), preset=preset, bins=bins, range=rng,
-                   weights=weights, basis=basis, model_weighting=per_model or None, min_filters=min_filters,  # type: ignore[arg-type]
-                   min_models=min_models, fit_on=fit_on, sign_rule=sign_rule, order=order,  # type: ignore[arg-type]
+                   weights=weights, basis=basis,  # type: ignore[arg-type]
+                   model_weighting=per_model or None, min_filters=min_filters, min_models=min_models,
+                   fit_on=fit_on, sign_rule=sign_rule, order=order,  # type: ignore[arg-type]
                    engine=_engine(scheduler, threads), kernel=kernel, task_rows=task_rows)
     seconds = time.perf_counter() - t0
     if out is not None:
