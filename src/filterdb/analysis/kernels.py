@@ -132,12 +132,13 @@ if HAVE_NUMBA:
     @_jit
     def _lift_tiny(xb, m, nb, d):
         # rows whose max |x| is below TINY: times LIFT (exact), so that 1 / max stays finite
+        # (all-zero rows, common in real layers, stay out of this path: they scale to zero anyway)
         tiny = False
         for r in range(nb):
-            tiny |= m[r] < np.float32(TINY)
+            tiny |= (m[r] < np.float32(TINY)) & (m[r] > np.float32(0.0))
         if tiny:
             for r in range(nb):
-                if m[r] < np.float32(TINY):
+                if m[r] < np.float32(TINY) and m[r] > np.float32(0.0):
                     m[r] *= np.float32(LIFT)
                     for j in range(d):
                         xb[j, r] *= np.float32(LIFT)
@@ -198,12 +199,12 @@ if HAVE_NUMBA:
 
     @_jit
     def _bad_rows(bits, b0, nb, d, mask):
-        # 1 when some row of rows[b0 : b0 + nb] holds a NaN or an infinity (all exponent bits set)
-        bad = False
+        # whether some row of rows[b0 : b0 + nb] holds a NaN or an infinity (all exponent bits set)
+        top = bits[b0, 0] & mask
         for r in range(nb):
             for j in range(d):
-                bad |= (bits[b0 + r, j] & mask) == mask
-        return bad
+                top = max(top, bits[b0 + r, j] & mask)
+        return top == mask
 
     @_jit
     def _row_ok(bits, row, d, mask):
@@ -318,7 +319,6 @@ if HAVE_NUMBA:
 
     @_numba.njit(nogil=True, fastmath=True, cache=True, inline="always")
     def _tail9(xb, m, nb, gram, hist, minmax, comps, offset, lo, invw, top, nbins, gl, sl, hu, mnb, mxb, bi):
-        _lift_tiny(xb, m, nb, 9)
         for r in range(nb):
             mm = m[r]
             m[r] = np.float32(1.0) / mm if mm > 0 else np.float32(0.0)
@@ -372,19 +372,49 @@ if HAVE_NUMBA:
                     mn[k] = min(mn[k], mnb[k, r])
                     mx[k] = max(mx[k], mxb[k, r])
 
-    @_jit
-    def _bad_flat(flat, base, n, mask):
-        bad = False
-        for i in range(n):
-            bad |= (flat[base + i] & mask) == mask
-        return bad
+    @_numba.njit(nogil=True, fastmath=True, cache=True, inline="always")
+    def _convert9_u16(tb, xb, m, nb):
+        # float16 bits (column-major block) -> float32 and the row max |x|; returns the largest exponent field
+        # seen (an integer max: vectorises), which is 0x7C00 when some value is NaN or infinite
+        top = np.uint32(0)
+        for r in range(nb):
+            m[r] = np.float32(0.0)
+        for j in range(9):
+            for r in range(nb):
+                hv = np.uint32(tb[j, r])
+                top = max(top, hv & np.uint32(_F16_EXP))
+                a = _u32_as_f32((hv & np.uint32(0x7FFF)) << np.uint32(13)) * np.float32(5.192296858534828e33)
+                m[r] = max(m[r], a)
+                xb[j, r] = _u32_as_f32(_f32_as_u32(a) | ((hv & np.uint32(0x8000)) << np.uint32(16)))
+        return top
+
+    @_numba.njit(nogil=True, fastmath=True, cache=True, inline="always")
+    def _rowmax9_f32(xb, m, nb):
+        # the row max |x| of a float32 block; returns the largest exponent field seen (0x7F800000: NaN / inf)
+        top = np.uint32(0)
+        for r in range(nb):
+            m[r] = np.float32(0.0)
+        for j in range(9):
+            for r in range(nb):
+                top = max(top, _f32_as_u32(xb[j, r]) & np.uint32(_F32_EXP))
+                m[r] = max(m[r], abs(xb[j, r]))
+        return top
 
     @_jit
-    def _flat_row_ok(flat, base, mask):
-        for j in range(9):
-            if (flat[base + j] & mask) == mask:
-                return False
-        return True
+    def _compact9(flat, base, nb, mask, out):
+        # rare path: copy the rows of flat[base : base + 9 nb] free of NaN / inf into the columns of ``out``
+        # (the raw bits); returns how many
+        fill = 0
+        for r in range(nb):
+            ok = True
+            for j in range(9):
+                if (flat[base + r * 9 + j] & mask) == mask:
+                    ok = False
+            if ok:
+                for j in range(9):
+                    out[j, fill] = flat[base + r * 9 + j]
+                fill += 1
+        return fill
 
     @_jit
     def _fused9_u16(flat, starts, counts, units, gram, hist, minmax, comps, offset, lo, invw, nbins,
@@ -398,35 +428,21 @@ if HAVE_NUMBA:
         gl = np.zeros((9, 9), np.float64)
         sl = np.zeros(9, np.float64)
         lo32, invw32, top = np.float32(lo), np.float32(invw), np.float32(nbins - 1)
-        mask = np.uint16(_F16_EXP)
         for q in range(starts.shape[0]):
             hu = h[units[q]].reshape(-1)
             end = starts[q] + counts[q]
             for b0 in range(starts[q], end, BLK):
                 nb = min(BLK, end - b0)
                 base = b0 * 9
-                if _bad_flat(flat, base, nb * 9, mask):  # rare: leave out the rows with a NaN or an inf
-                    fill = 0
-                    for r in range(nb):
-                        if _flat_row_ok(flat, base + r * 9, mask):
-                            for j in range(9):
-                                tb[j, fill] = flat[base + r * 9 + j]
-                            fill += 1
-                        else:
-                            sk[units[q]] += 1
-                    nb = fill
-                else:
-                    for r in range(nb):
-                        for j in range(9):
-                            tb[j, r] = flat[base + r * 9 + j]
                 for r in range(nb):
-                    m[r] = np.float32(0.0)
-                for j in range(9):
-                    for r in range(nb):
-                        hv = np.uint32(tb[j, r])
-                        a = _u32_as_f32((hv & np.uint32(0x7FFF)) << np.uint32(13)) * np.float32(5.192296858534828e33)
-                        m[r] = max(m[r], a)
-                        xb[j, r] = _u32_as_f32(_f32_as_u32(a) | ((hv & np.uint32(0x8000)) << np.uint32(16)))
+                    for j in range(9):
+                        tb[j, r] = flat[base + r * 9 + j]
+                if _convert9_u16(tb, xb, m, nb) == np.uint32(_F16_EXP):  # rare: rows holding NaN / inf
+                    kept = _compact9(flat, base, nb, np.uint16(_F16_EXP), tb)
+                    sk[units[q]] += nb - kept
+                    nb = kept
+                    _convert9_u16(tb, xb, m, nb)
+                _lift_tiny(xb, m, nb, 9)
                 _tail9(xb, m, nb, gram, hist, minmax, comps, offset, lo32, invw32, top, nbins, gl, sl, hu, mnb, mxb,
                        bi)
         _end9(gl, sl, g, s, minmax, mnb, mxb, mn, mx)
@@ -436,6 +452,7 @@ if HAVE_NUMBA:
                     g, s, h, mn, mx, sk):
         # flat: the float32 rows, C order, viewed as uint32 (their bits)
         xb = np.empty((9, BLK), np.float32)
+        ub = xb.view(np.uint32)
         m = np.empty(BLK, np.float32)
         bi = np.empty((9, BLK), np.int32)
         mnb = np.full((9, BLK), np.inf, np.float32)
@@ -443,32 +460,21 @@ if HAVE_NUMBA:
         gl = np.zeros((9, 9), np.float64)
         sl = np.zeros(9, np.float64)
         lo32, invw32, top = np.float32(lo), np.float32(invw), np.float32(nbins - 1)
-        mask = np.uint32(_F32_EXP)
         for q in range(starts.shape[0]):
             hu = h[units[q]].reshape(-1)
             end = starts[q] + counts[q]
             for b0 in range(starts[q], end, BLK):
                 nb = min(BLK, end - b0)
                 base = b0 * 9
-                if _bad_flat(flat, base, nb * 9, mask):  # rare: leave out the rows with a NaN or an inf
-                    fill = 0
-                    for r in range(nb):
-                        if _flat_row_ok(flat, base + r * 9, mask):
-                            for j in range(9):
-                                xb[j, fill] = _u32_as_f32(flat[base + r * 9 + j])
-                            fill += 1
-                        else:
-                            sk[units[q]] += 1
-                    nb = fill
-                else:
-                    for r in range(nb):
-                        for j in range(9):
-                            xb[j, r] = _u32_as_f32(flat[base + r * 9 + j])
                 for r in range(nb):
-                    m[r] = np.float32(0.0)
-                for j in range(9):
-                    for r in range(nb):
-                        m[r] = max(m[r], abs(xb[j, r]))
+                    for j in range(9):
+                        ub[j, r] = flat[base + r * 9 + j]
+                if _rowmax9_f32(xb, m, nb) == np.uint32(_F32_EXP):  # rare: rows holding NaN / inf
+                    kept = _compact9(flat, base, nb, np.uint32(_F32_EXP), ub)
+                    sk[units[q]] += nb - kept
+                    nb = kept
+                    _rowmax9_f32(xb, m, nb)
+                _lift_tiny(xb, m, nb, 9)
                 _tail9(xb, m, nb, gram, hist, minmax, comps, offset, lo32, invw32, top, nbins, gl, sl, hu, mnb, mxb,
                        bi)
         _end9(gl, sl, g, s, minmax, mnb, mxb, mn, mx)
