@@ -111,8 +111,9 @@ def register_live_model(accepts: Callable[[Any], bool], adapter: Callable[[Any],
     _ADAPTERS.append((accepts, adapter))
 
 
-register_live_model(_is_torch_module, _TorchModule)
+# Keras first: on the torch backend a keras.Model is also a torch.nn.Module, but its layers are Keras layers.
 register_live_model(_is_keras_model, _KerasModel)
+register_live_model(_is_torch_module, _TorchModule)
 
 
 def live_model(obj: Any) -> LiveModel:

@@ -37,8 +37,9 @@ class Monitor:
     ----------
     model : torch.nn.Module or keras.Model
         The model being trained; its weights are read in place (CUDA tensors too), never modified.
-    every : int, default 100
-        Evaluate every this many steps (plus once at the start and once at :meth:`close`).
+    every : int or None, default 100
+        Evaluate every this many steps (plus once at the start and once at :meth:`close`); None: only when
+        :meth:`evaluate` is called (the integrations' "once per epoch").
     max_overhead : float or None, default 0.01
         Skip a due evaluation while evaluating would take more than this share of the wall time since the
         monitor started (measured, so the default costs about 1 % of training on any machine; a cheap
@@ -78,13 +79,14 @@ class Monitor:
     >>> monitor.close()  # doctest: +SKIP
     """
 
-    def __init__(self, model: Any, every: int = 100, *, log_dir: str | os.PathLike[str] | None = None,
+    def __init__(self, model: Any, every: int | None = 100, *, log_dir: str | os.PathLike[str] | None = None,
                  max_overhead: float | None = 0.01,
                  rules: AlertRules = AlertRules(), on_alert: Literal["warn", "stop"] = "warn",
                  total_steps: int | None = None, thresholds: Thresholds = Thresholds(), optimizer: Any = None,
                  scalar_sinks: Iterable[ScalarSink] = (), tensorboard: Any = None,
                  snapshot_store: Any = None, snapshot_every: int = 10, name: str | None = None) -> None:
-        _positive_int("every", every)
+        if every is not None:
+            _positive_int("every", every)
         _positive_int("snapshot_every", snapshot_every)
         if total_steps is not None:
             _positive_int("total_steps", total_steps)
@@ -144,7 +146,8 @@ class Monitor:
         """
         self._check_open()
         self.current_step = self.current_step + 1 if step is None else _non_negative_int("step", step)
-        if self.current_step % self.every == 0 and self.current_step != self.last_step:
+        due = self.every is not None and self.current_step % self.every == 0
+        if due and self.current_step != self.last_step:
             if self._within_budget() or self.model.has_nonfinite():
                 self.evaluate(epoch=epoch)
             else:
@@ -179,12 +182,15 @@ class Monitor:
             self._raise(alert)
         return report
 
-    def close(self) -> None:
-        """Make a last evaluation, apply the end-of-training rules, and close the log and loggers."""
+    def close(self, *, step: int | None = None, epoch: int | None = None) -> None:
+        """Make a last evaluation (at ``step``, default the current one), apply the end-of-training rules,
+        and close the log and the loggers the monitor opened. Closing twice is a no-op."""
         if self.closed:
             return
+        if step is not None:
+            self.current_step = _non_negative_int("step", step)
         try:
-            self.evaluate(final=True)
+            self.evaluate(epoch=epoch, final=True)
         finally:
             self.closed = True
             if self._hook is not None:
