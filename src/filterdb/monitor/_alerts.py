@@ -1,8 +1,10 @@
 """Alert rules: when a layer's metrics during training call for a person's attention.
 
 Each rule looks at one layer's row of the current evaluation (the metrics and verdicts of
-``filterdb check``) and at what the monitor remembers of that layer, and says whether to alert. A rule
-fires at most once per layer and run, so a broken layer produces one alert, not one per evaluation.
+``filterdb check``) and at what the monitor remembers of that layer, and says whether to alert. A layer
+alerts at most once per kind (non-finite, sparse, low-diversity, random) and run, so a broken layer
+produces one alert, not one per evaluation; a layer with NaN/Inf weights gets only the non-finite alert
+(its other metrics treat those weights as 0 and mean nothing then).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class LayerHistory:
     """What the monitor remembers of one layer between evaluations."""
 
     previous: Mapping[str, Any] | None = None  # the layer's row at the previous evaluation
-    fired: set[str] = field(default_factory=set)  # "rule:kind" pairs that already alerted for this layer
+    fired: set[str] = field(default_factory=set)  # kinds that already alerted for this layer
 
 
 @dataclass(frozen=True)
@@ -80,64 +82,67 @@ class RuleContext:
 
 
 Finding = tuple[str, dict[str, Any], str]  # (kind, values, message)
+Rule = Callable[["RuleContext"], "list[Finding]"]
 
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, numbers.Real) and math.isfinite(value) else None
 
 
-def _non_finite(c: RuleContext) -> Finding | None:
+def _non_finite(c: RuleContext) -> list[Finding]:
     n = int(c.row.get("n_nonfinite") or 0)
     if n <= 0:
-        return None
-    return ("non-finite", {"n_nonfinite": n},
+        return []
+    return [("non-finite", {"n_nonfinite": n},
             f"{n} weight(s) are NaN or infinite (rule: any non-finite weight): training diverged; lower the "
-            "learning rate or clip gradients")
+            "learning rate or clip gradients")]
 
 
-def _verdict(c: RuleContext) -> Finding | None:
+def _verdict(c: RuleContext) -> list[Finding]:
+    findings = []
     for kind in c.rules.verdicts:
-        if kind in c.row["verdicts"] and f"verdict:{kind}" not in c.history.fired:
+        if kind in c.row["verdicts"]:
             column = "sparsity" if kind == "sparse" else "variance_entropy_norm"
-            return (kind, {column: _number(c.row[column])},
-                    f"the layer is now {kind!r} ({column} {_fmt(c.row[column])}; rule: the verdict of filterdb check)")
-    return None
+            findings.append((kind, {column: _number(c.row[column])},
+                             f"the layer is now {kind!r} ({column} {_fmt(c.row[column])}; rule: the verdict of "
+                             "filterdb check)"))
+    return findings
 
 
-def _sparsity_jump(c: RuleContext) -> Finding | None:
+def _sparsity_jump(c: RuleContext) -> list[Finding]:
     jump = c.rules.sparsity_jump
     now = _number(c.row["sparsity"])
     before = _number(c.history.previous["sparsity"]) if c.history.previous else None
     if jump is None or now is None or before is None or now - before < jump:
-        return None
-    return ("sparse", {"sparsity": now, "previous": before, "jump": jump},
-            f"sparsity jumped from {before:.3f} to {now:.3f} (rule: a rise of at least {jump:g} between evaluations)")
+        return []
+    return [("sparse", {"sparsity": now, "previous": before, "jump": jump},
+             f"sparsity jumped from {before:.3f} to {now:.3f} (rule: a rise of at least {jump:g} between evaluations)")]
 
 
-def _entropy_drop(c: RuleContext) -> Finding | None:
+def _entropy_drop(c: RuleContext) -> list[Finding]:
     drop = c.rules.entropy_drop
     now = _number(c.row["variance_entropy_norm"])
     before = _number(c.history.previous["variance_entropy_norm"]) if c.history.previous else None
     if drop is None or now is None or before is None or before - now < drop:
-        return None
-    return ("low-diversity", {"variance_entropy_norm": now, "previous": before, "drop": drop},
-            f"normalised variance entropy fell from {before:.3f} to {now:.3f} (rule: a fall of at least {drop:g} "
-            "between evaluations): the filters are collapsing onto few patterns")
+        return []
+    return [("low-diversity", {"variance_entropy_norm": now, "previous": before, "drop": drop},
+             f"normalised variance entropy fell from {before:.3f} to {now:.3f} (rule: a fall of at least {drop:g} "
+             "between evaluations): the filters are collapsing onto few patterns")]
 
 
-def _still_random(c: RuleContext) -> Finding | None:
+def _still_random(c: RuleContext) -> list[Finding]:
     share = c.rules.random_after
     if share is None or "random" not in c.row["verdicts"]:
-        return None
+        return []
     if c.progress is not None and c.progress < share:
-        return None
+        return []
     if c.progress is None and not c.final:
-        return None
+        return []
     done = f"{c.progress:.0%} of training" if c.progress is not None else "the end of training"
-    return ("random", {"variance_entropy_norm": _number(c.row["variance_entropy_norm"]), "random_after": share},
-            f"the layer still looks untrained after {done} (normalised variance entropy "
-            f"{_fmt(c.row['variance_entropy_norm'])}; rule: 'random' after {share:.0%} of training): is it frozen, "
-            "or does no gradient reach it?")
+    return [("random", {"variance_entropy_norm": _number(c.row["variance_entropy_norm"]), "random_after": share},
+             f"the layer still looks untrained after {done} (normalised variance entropy "
+             f"{_fmt(c.row['variance_entropy_norm'])}; rule: 'random' after {share:.0%} of training): is it "
+             "frozen, or does no gradient reach it?")]
 
 
 def _fmt(value: Any) -> str:
@@ -146,7 +151,7 @@ def _fmt(value: Any) -> str:
 
 
 # name -> rule; evaluated in this order, so a layer's first alert names the most serious finding
-RULES: dict[str, Callable[[RuleContext], Finding | None]] = {
+RULES: dict[str, Rule] = {
     "non-finite": _non_finite,
     "verdict": _verdict,
     "sparsity-jump": _sparsity_jump,
@@ -159,13 +164,12 @@ def evaluate_rules(name: str, row: Mapping[str, Any], history: LayerHistory, rul
                    step: int, epoch: int | None, progress: float | None, final: bool) -> list[Alert]:
     """The alerts one layer's row raises now; updates ``history`` (fired rules, the previous row)."""
     context = RuleContext(row=row, history=history, rules=rules, progress=progress, final=final)
+    rules_now = {"non-finite": RULES["non-finite"]} if (row.get("n_nonfinite") or 0) > 0 else RULES
     alerts = []
-    for rule, check in RULES.items():
-        finding = check(context)
-        if finding is None or f"{rule}:{finding[0]}" in history.fired:
-            continue
-        kind, values, message = finding
-        history.fired.add(f"{rule}:{kind}")
-        alerts.append(Alert(kind, name, rule, values, f"layer {name!r}: {message}", step, epoch))
+    for rule, check in rules_now.items():
+        for kind, values, message in check(context):
+            if kind not in history.fired:
+                history.fired.add(kind)
+                alerts.append(Alert(kind, name, rule, values, f"layer {name!r}: {message}", step, epoch))
     history.previous = row
     return alerts
