@@ -161,25 +161,17 @@ class Monitor:
         started = time.perf_counter()
         record = self.model.record()
         report = check_model(record, self.thresholds)
-        progress = min(step / self.total_steps, 1.0) if self.total_steps else None
         entries = report.to_dict()["layers"]
-        alerts: list[Alert] = []
-        for entry, row in zip(entries, report.layers.to_dict("records")):
-            history = self._history.setdefault(entry["name"], LayerHistory())
-            alerts += evaluate_rules(entry["name"], row, history, self.rules, step=step, epoch=epoch,
-                                     progress=progress, final=final)
         if self._log is not None:
             self._log.write([{**entry, "step": step, "epoch": epoch} for entry in entries])
-            self._log.write([alert.to_dict() for alert in alerts])
         self._send_scalars(entries, step)
         if self._snapshots is not None:
             self._snapshots.maybe_add(record, step=step, epoch=epoch, evaluation=self._evaluations, final=final)
         self._evaluations += 1
         self.last_report, self.last_step = report, step
+        self._judge(report, step=step, epoch=epoch, final=final)
         self._last_seconds = time.perf_counter() - started
         self.seconds += self._last_seconds
-        for alert in alerts:
-            self._raise(alert)
         return report
 
     def close(self, *, step: int | None = None, epoch: int | None = None) -> None:
@@ -190,7 +182,10 @@ class Monitor:
         if step is not None:
             self.current_step = _non_negative_int("step", step)
         try:
-            self.evaluate(epoch=epoch, final=True)
+            if self.last_report is not None and self.last_step == self.current_step:
+                self._judge(self.last_report, step=self.current_step, epoch=epoch, final=True)  # no re-measuring
+            else:
+                self.evaluate(epoch=epoch, final=True)
         finally:
             self.closed = True
             if self._hook is not None:
@@ -210,6 +205,19 @@ class Monitor:
     def _check_open(self) -> None:
         if self.closed:
             raise FilterDBError("this Monitor is closed; make a new one for another run")
+
+    def _judge(self, report: ModelReport, *, step: int, epoch: int | None, final: bool) -> None:
+        """Apply the alert rules to every layer of a report; log and raise the alerts."""
+        progress = min(step / self.total_steps, 1.0) if self.total_steps else None
+        alerts: list[Alert] = []
+        for row in report.layers.to_dict("records"):
+            history = self._history.setdefault(row["name"], LayerHistory())
+            alerts += evaluate_rules(row["name"], row, history, self.rules, step=step, epoch=epoch,
+                                     progress=progress, final=final)
+        if self._log is not None:
+            self._log.write([alert.to_dict() for alert in alerts])
+        for alert in alerts:
+            self._raise(alert)
 
     def _within_budget(self) -> bool:
         """Would one more evaluation (as long as the last) keep the monitor within max_overhead of wall time?"""
