@@ -4,7 +4,8 @@
 
 Works with the ``lightning`` package and, when only that is installed, with ``pytorch_lightning``.
 Per-layer scalars go to every logger of the trainer (``log_metrics``); the JSON-lines log goes to the
-trainer's ``log_dir``; ``on_alert="stop"`` sets ``trainer.should_stop``.
+trainer's ``log_dir``; ``on_alert="stop"`` sets ``trainer.should_stop``. With several processes
+(DDP), only global rank 0 monitors and decides to stop.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class FilterMonitor(Callback):
         self.monitor: Monitor | None = None
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.global_rank != 0:  # every process holds the same weights: one monitor, one log
+            return
         log_dir = self.options.log_dir or trainer.log_dir or trainer.default_root_dir
 
         def to_loggers(scalars: Mapping[str, float], step: int) -> None:
@@ -66,15 +69,17 @@ class FilterMonitor(Callback):
                                             sinks=[to_loggers])
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.monitor is None:
+        if self.options.by_epoch:
             return
-        self.monitor.step(trainer.global_step, epoch=trainer.current_epoch)
+        if self.monitor is not None:
+            self.monitor.step(trainer.global_step, epoch=trainer.current_epoch)
         self._stop_if_asked(trainer)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if self.monitor is None or not self.options.by_epoch:
+        if not self.options.by_epoch:
             return
-        self.monitor.evaluate(step=trainer.global_step, epoch=trainer.current_epoch)
+        if self.monitor is not None:
+            self.monitor.evaluate(step=trainer.global_step, epoch=trainer.current_epoch)
         self._stop_if_asked(trainer)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
@@ -88,5 +93,8 @@ class FilterMonitor(Callback):
             self.monitor.close(step=trainer.global_step, epoch=trainer.current_epoch)
 
     def _stop_if_asked(self, trainer: Any) -> None:
-        if self.monitor is not None and self.monitor.should_stop:
+        asked = self.monitor is not None and self.monitor.should_stop
+        if trainer.world_size > 1:  # rank 0 decides; every rank must take part in the reduction
+            asked = trainer.strategy.reduce_boolean_decision(asked, all=False)
+        if asked:
             trainer.should_stop = True

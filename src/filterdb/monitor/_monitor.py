@@ -11,6 +11,7 @@ import numbers
 import os
 import time
 import warnings
+from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Mapping
 
 from ..check import ModelReport, Thresholds, check_model
@@ -135,7 +136,7 @@ class Monitor:
 
     # ------------------------------------------------------------------------------------------- public
     @property
-    def log_path(self) -> os.PathLike[str] | None:
+    def log_path(self) -> Path | None:
         """The JSON-lines log, None without ``log_dir``."""
         return self._log.path if self._log is not None else None
 
