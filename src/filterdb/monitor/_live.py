@@ -38,14 +38,18 @@ class _TorchModule:
 
     def __init__(self, module: Any) -> None:
         self.module = module
-        self._template: ModelRecord | None = None  # structure and depth, traced once
+        self._template: ModelRecord | None = None  # names, kinds and depth from one torch.fx trace
 
     def record(self) -> ModelRecord:
         from ..readers._torch import module_record
 
         if self._template is None:
-            self._template = module_record(self.module)
-            return _owned(self._template)
+            record = _owned(module_record(self.module))
+            # keep the structure only: a zero-byte stand-in, not a second host copy of every weight
+            self._template = ModelRecord(info=record.info, layers=tuple(
+                dataclasses.replace(layer, weight=np.broadcast_to(np.float32(0), layer.weight.shape))
+                for layer in record.layers))
+            return record
         modules = dict(self.module.named_modules())
         layers = tuple(dataclasses.replace(layer, weight=_torch_weight(modules[layer.name].weight))
                        for layer in self._template.layers)
