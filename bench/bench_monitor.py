@@ -106,7 +106,9 @@ from bench_monitor import setup, timed
 if {args.threads!r}:
     torch.set_num_threads({args.threads!r})
 model, step = setup({args.device!r}, {args.batch}, {args.size})
-monitor = filterdb.Monitor(model, every=10, log_dir=tempfile.mkdtemp(), max_overhead=None) if {arm == 'monitored'} else None
+monitor = None
+if {arm == 'monitored'}:
+    monitor = filterdb.Monitor(model, every=10, log_dir=tempfile.mkdtemp(), max_overhead=None)
 timed(step, {args.memory_steps}, monitor)
 if monitor is not None:
     with warnings.catch_warnings():
@@ -149,8 +151,10 @@ def main() -> None:
         ("step time, plain", f"{result['plain_s_per_step'] * 1e3:.1f} ms"),
         ("step time, with Monitor (defaults)", f"{result['monitored_s_per_step'] * 1e3:.1f} ms"),
         ("overhead while training (steps + due evaluations)", f"{result['overhead']:+.2%}"),
-        ("start evaluation (torch.fx trace + check) / closing one", f"{result['first_s']:.1f} s / {result['last_s']:.1f} s"),
-        (f"overhead of this {result['steps']}-step run, start and close included", f"{result['overhead_with_start']:+.2%}"),
+        ("start evaluation (torch.fx trace + check) / closing one",
+         f"{result['first_s']:.1f} s / {result['last_s']:.1f} s"),
+        (f"overhead of this {result['steps']}-step run, start and close included",
+         f"{result['overhead_with_start']:+.2%}"),
         ("evaluations made / skipped by the budget", f"{result['evaluations']} / {result['skipped']}"),
         ("one evaluation", f"{result['eval_s'] * 1e3:.0f} ms"),
         ("log per evaluation (all layers)", f"{result['event_bytes_max'] / 1024:.1f} KB"),

@@ -51,7 +51,8 @@ def loader(n=640):
 
 
 def trainer(tmp_path, callback, epochs=2):
-    return L.Trainer(max_epochs=epochs, callbacks=[callback], default_root_dir=tmp_path, logger=L.loggers.CSVLogger(tmp_path),
+    return L.Trainer(max_epochs=epochs, callbacks=[callback], default_root_dir=tmp_path,
+                     logger=L.loggers.CSVLogger(tmp_path),
                      enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
                      log_every_n_steps=1, deterministic=True)
 
@@ -86,6 +87,12 @@ def test_epoch_evaluations_equal_check_on_the_saved_checkpoint_and_reach_the_log
     expected = log.layers[log.layers["name"] == "net.conv3"].drop_duplicates("step", keep="last")
     assert [s for s, _ in logged] == list(expected["step"])
     assert [v for _, v in logged] == pytest.approx(list(expected["variance_entropy_norm"]), rel=1e-6)
+
+
+def test_the_one_line_form_reaches_the_callback_after_import_filterdb():
+    import filterdb
+
+    assert filterdb.integrations.lightning.FilterMonitor is FilterMonitor
 
 
 def test_on_alert_stop_ends_fit_through_trainer_should_stop(tmp_path):

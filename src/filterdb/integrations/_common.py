@@ -28,7 +28,8 @@ class MonitorOptions:
     snapshot_every: int = 10
 
     def __post_init__(self) -> None:
-        if self.every != "epoch" and (isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1):
+        every = self.every
+        if every != "epoch" and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
             raise ValueError(f"FilterMonitor every must be an integer >= 1 or 'epoch', got {self.every!r}")
 
     @property

@@ -25,7 +25,8 @@ class AlertRules:
     alert fires at the first evaluation at which ``filterdb check`` on a checkpoint would show the verdict.
     """
 
-    random_after: float | None = 0.5  # a layer still "random" after this share of training (at close when the length is unknown)
+    # a layer still "random" after this share of training (at close when the length is unknown)
+    random_after: float | None = 0.5
     sparsity_jump: float | None = 0.25  # sparsity rising by at least this between two evaluations
     entropy_drop: float | None = 0.3  # variance_entropy_norm falling by at least this between two evaluations
     verdicts: tuple[str, ...] = ("sparse", "low-diversity")  # verdicts that alert when a layer first gets them

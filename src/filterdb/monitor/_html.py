@@ -40,7 +40,8 @@ def monitor_html(log: MonitorLog, *, layer: str | None = None) -> str:
     steps = log.steps
     verdict = (f'<span class="badge b-random">{len(log.alerts)} alert(s)</span>' if log.alerts
                else '<span class="badge b-ok">no alerts</span>')
-    page.raw(Html(f'<header><div class="kicker">filterdb · training monitor</div><h1>{esc(log.path.parent.name or log.path.name)}</h1>'
+    title = log.path.parent.name or log.path.name
+    page.raw(Html(f'<header><div class="kicker">filterdb · training monitor</div><h1>{esc(title)}</h1>'
                   f'<p class="muted">{esc(str(log.path))}</p><p>{verdict}</p></header>'))
     facts = [("conv layers", str(len(log.layer_names))), ("evaluations", str(len(steps))),
              ("steps", f"{steps[0]} – {steps[-1]}"), ("alerts", str(len(log.alerts)))]

@@ -58,7 +58,8 @@ class MonitorLog:
 
     path: Path
     layers: pd.DataFrame  # one row per layer and evaluation: check's columns, "verdicts" as kinds, step, epoch
-    alerts: list[dict[str, Any]] = field(default_factory=list)  # {"kind", "layer", "rule", "values", "message", "step", "epoch"}
+    # one dict per alert: kind, layer, rule, values, message, step, epoch
+    alerts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def layer_names(self) -> list[str]:
