@@ -122,7 +122,7 @@ def test_a_frozen_layer_alerts_once_half_of_training_has_passed(runs):
 
 def test_without_a_known_length_a_still_random_layer_alerts_at_close(tmp_path):
     torch.manual_seed(0)
-    model = torch.nn.Conv2d(8, 8, 3)  # 64 filters, never trained
+    model = torch.nn.Conv2d(32, 32, 3)  # 1,024 filters, never trained
     with pytest.warns(MonitorAlert, match="still looks untrained after the end of training"):
         with Monitor(model, every=5, max_overhead=None) as monitor:
             for _ in range(12):
@@ -197,7 +197,7 @@ def test_rules_are_configurable_and_validated():
         AlertRules(sparsity_jump=2)
     with pytest.raises(ValueError, match="AlertRules.verdicts must be a tuple of verdict kinds"):
         AlertRules(verdicts=("sparse", "dead"))
-    model = torch.nn.Conv2d(8, 8, 3)
+    model = torch.nn.Conv2d(32, 32, 3)
     with pytest.raises(ValueError, match="Monitor every must be an integer >= 1, got 0"):
         Monitor(model, every=0)
     with pytest.raises(ValueError, match="on_alert must be 'warn' or 'stop'"):

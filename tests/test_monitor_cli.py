@@ -17,19 +17,19 @@ from filterdb.monitor import LOG_NAME, Monitor, MonitorAlert, MonitorLogError, r
 @pytest.fixture(scope="module")
 def log_dir(tmp_path_factory):
     """A monitor log of a hand-made run: conv_a is pruned (75 % of its filters zeroed) at step 20, conv_b
-    never changes (stays random), conv_c is healthy-looking: its filters share one pattern plus noise."""
+    never changes (stays random)."""
     folder = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)
     model = torch.nn.Sequential()
-    model.add_module("conv_a", torch.nn.Conv2d(8, 8, 3))
-    model.add_module("conv_b", torch.nn.Conv2d(8, 8, 3))
+    model.add_module("conv_a", torch.nn.Conv2d(32, 32, 3))  # 1,024 filters: large enough for a confident verdict
+    model.add_module("conv_b", torch.nn.Conv2d(32, 32, 3))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MonitorAlert)
         monitor = Monitor(model, every=10, log_dir=folder, max_overhead=None, total_steps=40)
         for step in range(1, 41):
             if step == 20:
                 with torch.no_grad():
-                    model.conv_a.weight[:6] = 0  # 48 of 64 filters
+                    model.conv_a.weight[:24] = 0  # 768 of 1,024 filters
             monitor.step()
         monitor.close()
     return folder
