@@ -24,6 +24,14 @@ def __getattr__(name: str):  # noqa: ANN202 - lazy re-exports keep `import filte
         from .metrics import layer_metrics
 
         return layer_metrics
+    if name == "Monitor":
+        from .monitor import Monitor
+
+        return Monitor
+    if name in ("monitor", "integrations"):  # `filterdb.integrations.lightning.FilterMonitor()` after `import filterdb`
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
     if name in ("open_store", "init_store", "Store", "StoreError"):
         from . import store
 
@@ -49,6 +57,7 @@ __all__ = [
     "ModelInfo",
     "ModelNotFoundError",
     "ModelRecord",
+    "Monitor",
     "SourceError",
     "UnsafeFormatError",
     "UnsupportedFormatError",

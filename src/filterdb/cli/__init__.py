@@ -22,6 +22,7 @@ app.lazy_commands.update({
     "analyze": "._analyze",  # analyze STORE pca | drift | degeneration
     "report": "._report",
     "demo": "._demo",
+    "monitor": "._monitor",  # monitor LOG: the log of filterdb.Monitor during training
 })
 
 __all__ = ["app", "main"]
