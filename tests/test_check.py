@@ -286,3 +286,18 @@ def test_nudenet_320n_whole_check(corpus_path, corpus_entry):
     assert report.summary["n_degenerated"]["random"] == 0
     assert report.summary["n_degenerated"]["non-finite"] == 0
     assert not math.isnan(report.layers["variance_entropy"].max())
+
+
+def test_parameter_mistakes_are_usage_errors():
+    # the CLI maps UsageError to exit code 2; it is still a ValueError for Python callers
+    from filterdb.errors import UsageError
+    from filterdb.metrics import sparsity, variance_entropy
+
+    with pytest.raises(UsageError, match="Thresholds.random_corr_z must be a number > 0"):
+        Thresholds(random_corr_z=0)
+    with pytest.raises(UsageError, match="eps must be in"):
+        sparsity(np.ones((4, 9)), eps=2.0)
+    with pytest.raises(UsageError, match="2-D"):
+        variance_entropy(np.ones(9))
+    with pytest.raises(UsageError, match="unknown verdict kind 'sparsee'"):
+        failing(check_model(record_of()), ["sparsee"])
