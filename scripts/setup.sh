@@ -11,14 +11,24 @@ extras="${1:-}"
 started=$SECONDS
 say() { printf '[setup %3d s] %s\n' "$((SECONDS - started))" "$*"; }
 
-# pip's own output into the log; its "Collecting NAME" lines on screen; the log's tail when pip fails.
+# pip's lines that show progress: each package it collects, each download of a megabyte or more.
+show_progress() {
+    local line
+    while IFS= read -r line; do  # bash reads line by line (mawk would buffer the whole stream)
+        case "$line" in
+            "Collecting "*) line=${line#Collecting }; echo "    ${line%% *}" ;;
+            *Downloading*" MB)") echo "      ${line#"${line%%[! ]*}"}" ;;
+            "Installing collected packages"*) echo "    installing ..." ;;
+        esac
+    done
+}
+
+# pip's whole output goes to the log; its progress lines to the screen; the log's tail when pip fails.
 pip_install() {
     local rc
     set +e
-    .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off "$@" 2>&1 | tee -a "$log" |
-        awk '/^Collecting /{print "    " $2; fflush()}
-             /^ *Downloading .*[0-9] MB\)/{sub(/^ */, ""); print "      " $0; fflush()}
-             /^Installing collected packages/{print "    installing ..."; fflush()}'
+    PYTHONUNBUFFERED=1 .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off "$@" 2>&1 |
+        tee -a "$log" | show_progress
     rc=${PIPESTATUS[0]}
     set -e
     if [ "$rc" -ne 0 ]; then
