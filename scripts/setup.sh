@@ -1,12 +1,54 @@
 #!/usr/bin/env bash
 # Create .venv and install filterdb into it. Usage: bash scripts/setup.sh [EXTRAS]
 #   bash scripts/setup.sh            -> the light core (reads ONNX, PyTorch state_dicts, safetensors, Keras, TFLite)
+#   bash scripts/setup.sh demo       -> + torch, scikit-learn, matplotlib for `filterdb demo`
 #   bash scripts/setup.sh test,all,timm -> everything the test suite needs (pins in ci/constraints.txt)
+# Prints one line per phase, one per package pip collects and one per download of a megabyte or more; pip's
+# full output goes to .venv/setup.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
+started=$SECONDS
+say() { printf '[setup %3d s] %s\n' "$((SECONDS - started))" "$*"; }
+
+# pip's lines that show progress: each package it collects, each download of a megabyte or more.
+show_progress() {
+    local line
+    while IFS= read -r line; do  # bash reads line by line (mawk would buffer the whole stream)
+        case "$line" in
+            "Collecting "*) line=${line#Collecting }; echo "    ${line%% *}" ;;
+            *Downloading*" MB)") echo "      ${line#"${line%%[! ]*}"}" ;;
+            "Installing collected packages"*) echo "    installing ..." ;;
+        esac
+    done
+}
+
+# pip's whole output goes to the log; its progress lines to the screen; the log's tail when pip fails.
+pip_install() {
+    local rc
+    set +e
+    PYTHONUNBUFFERED=1 .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off "$@" 2>&1 |
+        tee -a "$log" | show_progress
+    rc=${PIPESTATUS[0]}
+    set -e
+    if [ "$rc" -ne 0 ]; then
+        echo "error: pip failed (exit $rc); the last lines of $log:" >&2
+        tail -n 30 "$log" >&2
+        exit "$rc"
+    fi
+}
+
+say "creating .venv with $(python3 --version 2>&1)"
 python3 -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+log=.venv/setup.log
+: >"$log"
+say "upgrading pip"
+pip_install --quiet --upgrade pip
 target="."
 [ -n "$extras" ] && target=".[${extras}]"
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -c ci/constraints.txt -e "$target"
+case ",$extras," in
+    *,demo,*|*,test,*|*,all,*|*,torch,*) say "installing filterdb $target with torch (a large download: minutes on a fresh machine)" ;;
+    *) say "installing filterdb $target" ;;
+esac
+pip_install -c ci/constraints.txt -e "$target"
+say "done: .venv/bin/filterdb is ready (pip's output: $log)"

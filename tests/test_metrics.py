@@ -1,4 +1,4 @@
-"""Layer metrics (REFERENCE §6) against hand-computed cases, scipy, a plain SVD loop and torchconvquality."""
+"""Layer metrics (docs/reference.md §6) against hand-computed cases, scipy, a plain SVD loop and torchconvquality."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Randomness thresholds T(n) for the normalised variance entropy (REFERENCE §6).
+"""Randomness thresholds T(n) for the normalised variance entropy (docs/reference.md §6), and the band of the
+neighbour-tap correlation of random layers.
 
 3×3 filters use torchconvquality's logistic fit exactly. Every other filter size d = kh·kw uses a table
 of the 1 % quantile of the variance entropy of random Gaussian layers of n filters, for n = round(2^x),
@@ -14,7 +15,9 @@ import math
 
 import numpy as np
 
-__all__ = ["randomness_threshold", "supported_sizes", "TCQ_3X3"]
+from .errors import UsageError
+
+__all__ = ["randomness_threshold", "supported_sizes", "neighbour_corr_bound", "TCQ_3X3"]
 
 # (l, x0, k, b) of torchconvquality 0.3.0's `_entropy_max_threshold`, comment "min distribution".
 TCQ_3X3 = (1.2618047, 2.30436435, 0.88767525, -0.31050834)
@@ -70,7 +73,7 @@ def randomness_threshold(n: int, kernel: tuple[int, ...] = (3, 3)) -> float:
     0.91
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+        raise UsageError(f"n must be an integer >= 1, got {n!r}")
     d = math.prod(int(k) for k in kernel)
     if d == 9:
         l, x0, k, b = TCQ_3X3
@@ -79,3 +82,36 @@ def randomness_threshold(n: int, kernel: tuple[int, ...] = (3, 3)) -> float:
     if table is None:
         return float("nan")
     return float(np.interp(np.log2(n), _LOG2_N, table))
+
+
+def neighbour_corr_bound(n: int, kernel: tuple[int, int], z: float) -> float:
+    """The band ±bound that the neighbour-tap correlation of a random layer of n filters stays in.
+
+    At initialisation the weights are independent, so the pooled Pearson correlation of the layer's
+    m = n·P adjacent tap pairs (P pairs per kh×kw filter) has mean 0 and standard deviation 1/√m (checked by
+    simulation in tests/test_check.py and bench/verdict_errors.py); ``z`` standard deviations bound it.
+
+    Parameters
+    ----------
+    n : int
+        Number of filters in the layer (≥ 1).
+    kernel : tuple of int
+        (kh, kw) of the filters.
+    z : float
+        Width of the band in standard deviations (2.576: 99 % of random layers fall inside).
+
+    Returns
+    -------
+    float
+        z/√(n·P); NaN for kernels without adjacent taps (1×1).
+
+    Examples
+    --------
+    >>> round(neighbour_corr_bound(32, (3, 3), 2.576), 3)
+    0.131
+    """
+    kh, kw = (int(k) for k in kernel)
+    pairs = kh * (kw - 1) + kw * (kh - 1)
+    if n < 1 or pairs < 1:
+        return float("nan")
+    return float(z / math.sqrt(n * pairs))

@@ -1,4 +1,4 @@
-"""Data-free layer metrics of convolution weights (REFERENCE §6).
+"""Data-free layer metrics of convolution weights (docs/reference.md §6).
 
 Every metric is a plain function of arrays; :func:`layer_metrics` computes all of them for many layers at
 once, batching the entropy eigen-decompositions of all layers that share a filter size.
@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from ._thresholds import randomness_threshold
+from .errors import UsageError
 from .types import ConvLayer
 
 if TYPE_CHECKING:
@@ -116,18 +117,18 @@ def _check_eps(eps: float, name: str = "eps") -> float:
     try:
         value = float(eps)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in (0, 1], got {eps!r}") from None
+        raise UsageError(f"{name} must be a number in (0, 1], got {eps!r}") from None
     if not 0.0 < value <= 1.0:
-        raise ValueError(f"{name} must be in (0, 1], got {eps!r}")
+        raise UsageError(f"{name} must be in (0, 1], got {eps!r}")
     return value
 
 
 def _as_filters(filters: Any, name: str = "filters") -> np.ndarray:
     array = np.asarray(filters)
     if array.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (n_filters, kh*kw) array, got shape {array.shape}")
+        raise UsageError(f"{name} must be a 2-D (n_filters, kh*kw) array, got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
-        raise ValueError(f"{name} must hold real numbers, got dtype {array.dtype}")
+        raise UsageError(f"{name} must hold real numbers, got dtype {array.dtype}")
     return array
 
 
@@ -179,7 +180,7 @@ def _sparse_mask_f32(row_max: np.ndarray, eps: float) -> np.ndarray:
 
 
 def sparsity(filters: Any, *, eps: float = 0.01) -> float:
-    """Share of sparse filters: filters whose every |w| is below eps · max|W_layer| (REFERENCE §6).
+    """Share of sparse filters: filters whose every |w| is below eps · max|W_layer| (docs/reference.md §6).
 
     Parameters
     ----------
@@ -224,7 +225,7 @@ def _centred_scatter(x64: np.ndarray) -> np.ndarray:
 
 
 def variance_entropy(filters: Any) -> float:
-    """Variance entropy H of a layer's filters, log10 (REFERENCE §6).
+    """Variance entropy H of a layer's filters, log10 (docs/reference.md §6).
 
     Eigenvalues of the filters' covariance (= s²/(n−1) of the centred matrix's singular values),
     p = v / Σv, H = −Σ p log10 p, with 0·log 0 = 0 and H = 0 when Σv = 0 (one filter, identical filters,
@@ -263,7 +264,7 @@ def _normalised(h: float, n: int, kernel: tuple[int, ...]) -> tuple[float, float
 
 
 def orthogonality(weight: Any) -> float:
-    """Orthogonality of a layer's output channels (REFERENCE §6).
+    """Orthogonality of a layer's output channels (docs/reference.md §6).
 
     Each slice ``weight[o]`` is flattened and L2-normalised (zero rows stay zero); with G = W Wᵀ,
     orthogonality = 1 − Σ|G − I| / (O(O − 1)), summed over all entries including the diagonal.
@@ -285,7 +286,7 @@ def orthogonality(weight: Any) -> float:
     """
     w = np.asarray(weight)
     if w.ndim < 2:
-        raise ValueError(f"weight must have an output-channel axis and at least one more, got shape {w.shape}")
+        raise UsageError(f"weight must have an output-channel axis and at least one more, got shape {w.shape}")
     w, _ = _finite(w)
     return _orthogonality(w.reshape(w.shape[0], -1))
 
@@ -335,7 +336,7 @@ def neighbour_tap_correlation(filters: Any, *, kernel: tuple[int, int]) -> float
     """
     x = _as_filters(filters)
     if len(kernel) != 2 or math.prod(kernel) != x.shape[1]:
-        raise ValueError(f"kernel must be (kh, kw) with kh*kw == {x.shape[1]} (the filters' width), got {kernel!r}")
+        raise UsageError(f"kernel must be (kh, kw) with kh*kw == {x.shape[1]} (the filters' width), got {kernel!r}")
     x, _ = _finite(x)
     return _neighbour_corr(x.astype(np.float64), (int(kernel[0]), int(kernel[1])))
 

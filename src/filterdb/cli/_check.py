@@ -1,7 +1,7 @@
 """``filterdb check MODEL``: the data-free health report of every convolution layer, usable as a CI gate.
 
 Exit codes: 0 the report was produced (and no layer failed ``--fail-on``); 1 the model could not be read
-(or another user error); 2 bad command-line usage; 3 at least one layer got a verdict named in ``--fail-on``.
+(or could not be written); 2 bad command-line usage; 3 at least one layer got a verdict named in ``--fail-on``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from rich.markup import escape
 
 from ..check import VERDICT_KINDS, Thresholds, check_model, failing
 from ._app import abort, app, console, err_console
-from ._common import fmt, json_safe, read_with_progress
+from ._common import NAME_MIN_WIDTH, fmt, json_safe, print_layers, producer_text, read_with_progress
 
 EXIT_FAILED_CHECK = 3
+_T = Thresholds()  # the documented defaults, shown in --help
 _VERDICT_STYLE = {"sparse": "yellow", "low-diversity": "magenta", "random": "red", "non-finite": "bold red"}
 
 
@@ -44,28 +45,59 @@ def _layer_table(report, title: str) -> Table:
         ("var_entropy", "right"), ("ve_norm", "right"), ("ve_clean", "right"), ("orthog.", "right"),
         ("l2_norm", "right"), ("nbr_corr", "right"), ("verdicts", "left"),
     ]
+    longest = max((len(str(name)) for name in report.layers["name"]), default=4)
     for name, justify in columns:
-        wrap = name in ("name", "verdicts")  # numbers never wrap; a narrow terminal folds names instead
-        table.add_column(name, justify=justify, overflow="fold", no_wrap=not wrap, min_width=None if wrap else 3)
+        if name in ("name", "verdicts"):  # the only columns that wrap: never below a readable width
+            table.add_column(name, justify=justify, overflow="fold", min_width=min(longest, NAME_MIN_WIDTH)
+                             if name == "name" else 16)
+        else:  # numbers never wrap: print_layers switches to one block per layer when they do not fit
+            table.add_column(name, justify=justify, no_wrap=True)
+    for cells, verdict_text in _layer_rows(report):
+        table.add_row(*cells.values(), verdict_text)
+    return table
+
+
+def _layer_rows(report) -> list[tuple[dict[str, str], str]]:
+    """Per layer: the table's cells by column name (the name escaped for markup) and the verdicts' text."""
+    rows = []
     for row, verdicts in zip(report.layers.itertuples(index=False), report.verdicts):
         depth = fmt(row.conv_depth) + ("*" if row.depth_source == "order" and row.conv_depth is not None else "")
         verdict_text = ", ".join(
             f"[{_VERDICT_STYLE.get(v.kind, 'red')}]{v.kind} ({fmt(v.value)} vs {fmt(v.threshold)})[/]" for v in verdicts
         )
-        table.add_row(
-            escape(str(row.name)), row.kind, fmt(tuple(row.shape)), str(row.groups), fmt(tuple(row.kernel)),
-            f"{row.n_filters:,}", depth, fmt(row.conv_depth_norm, 2), fmt(row.sparsity), fmt(row.variance_entropy),
-            fmt(row.variance_entropy_norm), fmt(row.variance_entropy_clean), fmt(row.orthogonality),
-            fmt(row.norm_l2, 2), fmt(row.neighbour_corr, 2), verdict_text or "[green]ok[/]",
-        )
-    return table
+        cells = {
+            "name": escape(str(row.name)), "kind": row.kind, "shape": fmt(tuple(row.shape)), "groups": str(row.groups),
+            "kernel": fmt(tuple(row.kernel)), "filters": f"{row.n_filters:,}", "depth": depth,
+            "depth_norm": fmt(row.conv_depth_norm, 2), "sparsity": fmt(row.sparsity),
+            "var_entropy": fmt(row.variance_entropy), "ve_norm": fmt(row.variance_entropy_norm),
+            "ve_clean": fmt(row.variance_entropy_clean), "orthog.": fmt(row.orthogonality),
+            "l2_norm": fmt(row.norm_l2, 2), "nbr_corr": fmt(row.neighbour_corr, 2),
+        }
+        rows.append((cells, verdict_text or "[green]ok[/]"))
+    return rows
+
+
+def _layer_blocks(report) -> list[tuple[str, list[str]]]:
+    """The narrow layout: under each full name, the shape line, the metrics line and the verdicts."""
+    blocks = []
+    for name, (c, verdict_text) in zip(report.layers["name"], _layer_rows(report)):
+        blocks.append((str(name), [
+            f"{c['kind']} {c['shape']}, groups {c['groups']}, kernel {c['kernel']}, {c['filters']} filters, "
+            f"depth {c['depth']} ({c['depth_norm']})",
+            f"sparsity {c['sparsity']}, var_entropy {c['var_entropy']}, ve_norm {c['ve_norm']}, "
+            f"ve_clean {c['ve_clean']},",
+            f"orthog. {c['orthog.']}, l2_norm {c['l2_norm']}, nbr_corr {c['nbr_corr']}",
+            f"verdicts: {verdict_text}",
+        ]))
+    return blocks
 
 
 def _print_summary(summary: dict, thresholds: Thresholds) -> None:
     s = summary
     console.print()
-    console.print(f"[bold]model[/]: format {s.get('format')}, producer {escape(str(s.get('producer') or '–'))} "
-                  f"{escape(str(s.get('producer_version') or ''))}, opset {fmt(s.get('opset'))}, "
+    console.print(f"[bold]model[/]: format {s.get('format')}, "
+                  f"producer {escape(producer_text(s.get('producer'), s.get('producer_version')))}, "
+                  f"opset {fmt(s.get('opset'))}, "
                   f"{s.get('n_parameters', 0):,} parameters")
     ops = s.get("op_counts") or {}
     if ops:
@@ -87,7 +119,8 @@ def _print_summary(summary: dict, thresholds: Thresholds) -> None:
                   f"({fmt(shares['any'], 2)}): " + ", ".join(parts))
     t = thresholds
     console.print(f"[dim]thresholds: sparse if sparsity >= {t.sparse} (filter sparse below {t.sparsity_eps} x max|W|); "
-                  f"low-diversity if ve_norm < {t.low_diversity}; random if ve_norm > {t.random}; "
+                  f"low-diversity if ve_norm < {t.low_diversity}; random if ve_norm > {t.random} and |nbr_corr| "
+                  f"within {t.random_corr_z:g} sd of random layers; "
                   f"entropy verdicts from {t.min_filters} filters[/]")
 
 
@@ -99,15 +132,19 @@ def _print_summary(summary: dict, thresholds: Thresholds) -> None:
               help="Comma-separated verdicts (sparse, low-diversity, random, non-finite, or any) that make the "
                    f"command exit with code {EXIT_FAILED_CHECK}.")
 @click.option("--sparse-threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
-              help="A layer is 'sparse' when its share of sparse filters is at least this.")
+              help=f"A layer is 'sparse' when its share of sparse filters is at least this [default: {_T.sparse}].")
 @click.option("--low-diversity-threshold", type=click.FloatRange(0, None), default=None,
-              help="A layer is 'low-diversity' when variance_entropy_norm is below this.")
+              help="A layer is 'low-diversity' when variance_entropy_norm is below this "
+                   f"[default: {_T.low_diversity}].")
 @click.option("--random-threshold", type=click.FloatRange(0, None), default=None,
-              help="A layer is 'random' when variance_entropy_norm is above this.")
+              help=f"A layer is 'random' when variance_entropy_norm is above this [default: {_T.random}] ...")
+@click.option("--random-corr-z", type=click.FloatRange(0, None, min_open=True), default=None,
+              help="... and its neighbour-tap correlation within this many standard deviations of random layers "
+                   f"of its size ('inf': entropy alone) [default: {_T.random_corr_z}].")
 @click.option("--sparsity-eps", type=click.FloatRange(0, 1, min_open=True), default=None,
-              help="A filter is sparse when all |w| < eps * max|W_layer| (REFERENCE: 0.01).")
+              help=f"A filter is sparse when all |w| < eps * max|W_layer| [default: {_T.sparsity_eps}].")
 @click.option("--min-filters", type=click.IntRange(1, None), default=None,
-              help="Entropy verdicts need at least this many filters in a layer.")
+              help=f"Entropy verdicts need at least this many filters in a layer [default: {_T.min_filters}].")
 @click.option("--trust-pickle", is_flag=True, help="Allow pickle-based files (loading them runs code from the file!).")
 @click.option("--format", "format_", default=None, help="Force a reader (onnx, pytorch, keras, tflite, ...).")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -115,14 +152,14 @@ def _print_summary(summary: dict, thresholds: Thresholds) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
               help="Write the JSON/CSV output to this file instead of stdout.")
 def check_command(model: str, as_json: bool, as_csv: bool, fail_on: str | None, sparse_threshold: float | None,
-                  low_diversity_threshold: float | None, random_threshold: float | None,
+                  low_diversity_threshold: float | None, random_threshold: float | None, random_corr_z: float | None,
                   sparsity_eps: float | None, min_filters: int | None, trust_pickle: bool, format_: str | None,
                   output: Path | None, html_path: Path | None) -> None:
     """Report the health of every convolution layer of MODEL, with degeneration verdicts.
 
     MODEL is a file (.onnx, .pt/.pth/.bin, .safetensors, .h5/.hdf5/.keras, .tflite) or a source name such as
     pypi:nudenet==3.4.2#nudenet/320n.onnx. Exit codes: 0 ok, 1 unreadable model, 2 bad usage,
-    3 a layer got a verdict named by --fail-on.
+    3 a layer got a verdict named by --fail-on. The metrics and verdicts are defined in docs/metrics.md.
     """
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
@@ -131,7 +168,7 @@ def check_command(model: str, as_json: bool, as_csv: bool, fail_on: str | None, 
     kinds = _parse_fail_on(fail_on)
     overrides = {
         "sparse": sparse_threshold, "low_diversity": low_diversity_threshold, "random": random_threshold,
-        "sparsity_eps": sparsity_eps, "min_filters": min_filters,
+        "random_corr_z": random_corr_z, "sparsity_eps": sparsity_eps, "min_filters": min_filters,
     }
     try:
         thresholds = Thresholds(**{k: v for k, v in overrides.items() if v is not None})
@@ -148,7 +185,7 @@ def check_command(model: str, as_json: bool, as_csv: bool, fail_on: str | None, 
         else:
             click.echo(text, nl=as_json)
     else:
-        console.print(_layer_table(report, f"{escape(model)}"))
+        print_layers(console, _layer_table(report, escape(model)), _layer_blocks(report))
         if any(row.depth_source == "order" for row in report.layers.itertuples()):
             console.print("[dim]* depth inferred from layer order: the format has no graph[/]")
         _print_summary(report.summary, thresholds)
@@ -174,6 +211,8 @@ def _write_card(path: Path, record, report) -> None:
 
 
 def _write_atomically(path: Path, text: str) -> None:
+    """Write through a temporary file and rename: a reader never sees half a file. The file gets the usual
+    permissions of a new file (0666 less the umask), not the temporary file's private 0600."""
     import os
     import tempfile
 
@@ -181,6 +220,9 @@ def _write_atomically(path: Path, text: str) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
     except OSError as e:
         abort(f"{path}: cannot write there: {e.strerror or e}")
-    with os.fdopen(fd, "w") as fh:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, path)

@@ -1,4 +1,5 @@
-"""Helpers shared by the model commands (check, inspect): reading with a progress display, formatting."""
+"""Helpers shared by the model commands (check, inspect): reading with a progress display, formatting, and a
+layer listing that fits the terminal (a table when wide enough, one block per layer when narrow)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import math
 from typing import Any
 
 from rich.markup import escape
+from rich.table import Table
 
 from .._read import read_model
 from ..types import ModelRecord
 from ._app import err_console
 
-__all__ = ["read_with_progress", "fmt", "json_safe", "shape_key"]
+__all__ = ["read_with_progress", "fmt", "json_safe", "shape_key", "print_layers", "producer_text", "NAME_MIN_WIDTH"]
+
+NAME_MIN_WIDTH = 28  # below this a table folds layer names into unreadable slivers: one block per layer instead
 
 
 def read_with_progress(model: str, *, trust_pickle: bool, format: str | None) -> ModelRecord:
@@ -20,6 +24,52 @@ def read_with_progress(model: str, *, trust_pickle: bool, format: str | None) ->
         return read_model(model, trust_pickle=trust_pickle, format=format)
     with err_console.status(f"reading {escape(model)} ...", spinner="dots"):
         return read_model(model, trust_pickle=trust_pickle, format=format)
+
+
+def print_layers(console: Any, table: Table, blocks: list[tuple[str, list[str]]]) -> None:
+    """Print the table when every number fits beside a readable name column; else one block per layer.
+
+    ``blocks`` holds, per layer, its name and the lines of ``label value`` facts (rich markup allowed) that the
+    narrow layout shows under the full name. Piped output has a fixed width (COLUMNS, else 200).
+    """
+    if _table_width(table) <= console.width:
+        console.print(table)
+        return
+    if table.title:
+        console.print(table.title, style="bold")
+    from rich.text import Text
+
+    width = max(console.width - 4, 20)
+    for index, (name, lines) in enumerate(blocks, 1):
+        for i, part in enumerate(Text(name).wrap(console, width, overflow="fold")):
+            console.print(Text(f"{index:>3} " if i == 0 else "    ", style="bold") + part)
+        for line in lines:  # wrapped lines keep the indent
+            for part in Text.from_markup(line).wrap(console, width, overflow="fold"):
+                part.rstrip()
+                console.print(Text("    ") + part)
+
+
+def _table_width(table: Table) -> int:
+    """The narrowest the table renders without cutting a number: no-wrap columns at their widest cell, the
+    wrapping ones (names, verdicts) at their min_width, plus a border and a space either side per column."""
+    from rich.text import Text
+
+    def width(cell: Any) -> int:
+        return Text.from_markup(cell).cell_len if isinstance(cell, str) else 0
+
+    total = 1
+    for column in table.columns:
+        if column.no_wrap:
+            total += max([width(column.header), *(width(c) for c in column.cells)])
+        else:
+            total += column.min_width or 1
+        total += 3
+    return total
+
+
+def producer_text(producer: Any, version: Any) -> str:
+    """'pytorch 2.1', 'pytorch' or '–': the producer and its version, without a dangling space."""
+    return " ".join(str(part).strip() for part in (producer, version) if part and str(part).strip()) or "–"
 
 
 def fmt(value: Any, digits: int = 3) -> str:

@@ -9,7 +9,10 @@ from typing import Any
 
 import click
 
-from ._app import abort, app, console, err_console
+from ._app import EXIT_USAGE, abort, app, console, err_console
+
+
+REPORT_NAME = "filterdb-demo-report.html"  # in the current folder: where a newcomer looks for it
 
 
 def _file_name(spec: str) -> str:
@@ -17,13 +20,15 @@ def _file_name(spec: str) -> str:
 
 
 class _Display:
-    """One progress display over the whole run (rich, on stderr, only when interactive); plain lines
-    otherwise go nowhere, so that piped output stays the summary alone."""
+    """Progress over the whole run, on stderr: a rich bar in a terminal, else one plain line per phase (and per
+    digits model trained), so that a log or CI shows where the time goes. Stdout keeps the summary alone."""
 
-    def __init__(self, show: bool) -> None:
+    def __init__(self, mode: str) -> None:  # "bar", "lines" or "off"
+        self.mode = mode
+        self.started = time.perf_counter()
         self.bar: Any = None
         self.task: Any = None
-        if show:
+        if mode == "bar":
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.bar = Progress(TextColumn("[bold]{task.fields[phase]:<8}"), BarColumn(), MofNCompleteColumn(),
@@ -32,9 +37,14 @@ class _Display:
             self.bar.start()
             self.task = self.bar.add_task("", total=3, phase="zoo")
 
-    def phase(self, name: str, total: int) -> None:
+    def _line(self, text: str) -> None:
+        err_console.print(f"[{time.perf_counter() - self.started:5.1f} s] {text}", markup=False, soft_wrap=True)
+
+    def phase(self, name: str, total: int, what: str = "") -> None:
         if self.bar is not None:
             self.bar.reset(self.task, total=max(total, 1), phase=name, description="")
+        elif self.mode == "lines":
+            self._line(f"{name}: {what}" if what else name)
 
     def step(self, text: str, advance: int = 1) -> None:
         if self.bar is not None:
@@ -43,7 +53,10 @@ class _Display:
             self.bar.update(self.task, advance=advance, description=escape(text[:70]))
 
     def say(self, text: str) -> None:
-        self.step(text, advance=0)
+        if self.bar is not None:
+            self.step(text, advance=0)
+        elif self.mode == "lines":
+            self._line(text)
 
     def stop(self) -> None:
         if self.bar is not None:
@@ -52,23 +65,26 @@ class _Display:
 
 @app.command("demo")
 @click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Folder for the store, the digits models and the report [the user's cache dir: "
-                   "<cache>/filterdb/demo].")
+              help="Folder for the store and the digits models [the user's cache dir: <cache>/filterdb/demo].")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=Path(REPORT_NAME),
+              show_default=True, help="Where to write the HTML report (relative paths: from the current folder).")
 @click.option("--no-digits", is_flag=True, help="Leave out the digits family (no torch needed).")
 @click.option("--models", "patterns", multiple=True, metavar="GLOB",
               help="Only the zoo's files whose name matches (repeat), e.g. 'digits-*' 'pnet.pt': a quick run.")
 @click.option("--open", "open_", is_flag=True, help="Open the report in the web browser at the end.")
 @click.option("--figures", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Also save the report's main figures as small PNGs in this folder (as in the README).")
-@click.option("--progress/--no-progress", default=None, help="Progress display [on when interactive].")
-def demo_cmd(workdir: Path | None, no_digits: bool, patterns: tuple[str, ...], open_: bool, figures: Path | None,
-             progress: bool | None) -> None:
+@click.option("--progress/--no-progress", default=True,
+              help="Progress on stderr: a bar in a terminal, one line per phase otherwise [on].")
+def demo_cmd(workdir: Path | None, output: Path, no_digits: bool, patterns: tuple[str, ...], open_: bool, figures: Path | None,
+             progress: bool) -> None:
     """Build a filter store from a real model zoo, run the study, and write the HTML report.
 
     The zoo: the pre-trained models shipped inside PyPI wheels (face detection, landmarks, OCR, object
     detection, emotion recognition, audio; ONNX, PyTorch, Keras, TFLite), plus a family of small CNNs
     trained for seconds on sklearn's digits with known degenerations (needs torch). Downloads are cached
-    and the store is content-addressed, so a second run is fast.
+    and the store is content-addressed, so a second run is fast. The report goes to the current folder
+    (--output); the store and the digits models stay in --workdir.
     """
     from ..demo import build_demo_zoo
     from ..ingest import IngestEvent, ingest
@@ -81,29 +97,30 @@ def demo_cmd(workdir: Path | None, no_digits: bool, patterns: tuple[str, ...], o
     _matplotlib()  # the report needs matplotlib: say so before any work (MissingDependencyError, one line)
     started = time.perf_counter()
     work = (workdir or cache_dir() / "demo").expanduser()
-    show = err_console.is_terminal if progress is None else progress
-    display = _Display(show)
+    display = _Display(("bar" if err_console.is_terminal else "lines") if progress else "off")
     store_path = work / "store.fdb"
-    report_path = work / "report.html"
+    report_path = output.expanduser().absolute()
+    if not report_path.parent.is_dir():  # say so before minutes of work, not after
+        raise click.BadParameter(f"{report_path.parent} is not a folder", param_hint="--output")
     try:
-        display.say("building the zoo manifest")
+        display.phase("zoo", 3, f"building the zoo manifest in {work}")
         zoo = build_demo_zoo(work, include_digits=not no_digits, progress=display.say)
         sources = list(zoo.sources)
         if patterns:
             sources = [s for s in sources if any(fnmatch.fnmatch(_file_name(s), p) for p in patterns)]
             if not sources:
                 abort(f"--models {' '.join(patterns)}: no file of the zoo matches; the zoo has "
-                      + ", ".join(_file_name(s) for s in zoo.sources))
+                      + ", ".join(_file_name(s) for s in zoo.sources), EXIT_USAGE)
         t_zoo = time.perf_counter()
 
-        display.phase("download", len(sources))
+        display.phase("download", len(sources), f"{len(sources)} model files (cached after the first run)")
         for spec in sources:  # cached after the first run: resolving is a file check
             display.step(_file_name(spec))
             if ":" in spec.split("#", 1)[0] and not Path(spec).exists():
                 resolve_source(spec)
         t_download = time.perf_counter()
 
-        display.phase("ingest", len(sources))
+        display.phase("ingest", len(sources), f"{len(sources)} model files into {store_path}")
 
         def on_event(event: IngestEvent) -> None:
             if event.kind != "start":
@@ -114,7 +131,7 @@ def demo_cmd(workdir: Path | None, no_digits: bool, patterns: tuple[str, ...], o
 
         store = open_store(store_path)
         n_models = len(store.models())
-        display.phase("report", 10 + n_models)
+        display.phase("report", 10 + n_models, f"the study of {n_models} models and its figures")
         report = write_zoo_report(report_path, store, title="filterdb demo zoo", progress=display.step,
                                   figures_dir=figures)
         t_report = time.perf_counter()
@@ -153,7 +170,8 @@ def demo_cmd(workdir: Path | None, no_digits: bool, patterns: tuple[str, ...], o
     console.print(f"store:  {store_path}", markup=False, soft_wrap=True)
     if figures is not None:
         console.print(f"figures: {len(s['figures'])} PNGs in {figures}", markup=False, soft_wrap=True)
-    console.print(f"report: {report.path}", markup=False, soft_wrap=True)
+    console.print(f"report: {report.path}" + ("" if open_ else "  (open it in a web browser, or rerun with --open)"),
+                  markup=False, soft_wrap=True)
     if open_:
         import webbrowser
 

@@ -6,11 +6,12 @@ import json
 from collections import Counter
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from ..types import ModelRecord
 from ._app import app, console
-from ._common import fmt, json_safe, read_with_progress, shape_key
+from ._common import NAME_MIN_WIDTH, fmt, json_safe, print_layers, producer_text, read_with_progress, shape_key
 
 
 def inspect_dict(record: ModelRecord) -> dict:
@@ -55,20 +56,29 @@ def inspect_command(model: str, as_json: bool, trust_pickle: bool, format_: str 
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    table = Table(title=f"{model}: {len(record.layers)} convolution layers", title_justify="left")
+    longest = max((len(layer.name) for layer in record.layers), default=4)
+    table = Table(title=escape(f"{model}: {len(record.layers)} convolution layers"), title_justify="left")
     for col in ("name", "op", "kind", "shape", "groups", "stride", "depth", "depth_norm", "dtype"):
-        table.add_column(col, justify="right" if col in ("groups", "depth", "depth_norm") else "left")
+        justify = "right" if col in ("groups", "depth", "depth_norm") else "left"
+        if col == "name":  # names fold; print_layers lists one block per layer when the numbers leave no room
+            table.add_column(col, overflow="fold", min_width=min(longest, NAME_MIN_WIDTH))
+        else:
+            table.add_column(col, justify=justify, no_wrap=True)
+    blocks = []
     for layer in record.layers:
         depth = fmt(layer.conv_depth) + ("*" if layer.depth_source == "order" and layer.conv_depth is not None else "")
-        table.add_row(layer.name, layer.op_type, layer.kind, fmt(tuple(layer.weight.shape)), str(layer.groups),
-                      fmt(layer.stride), depth, fmt(layer.conv_depth_norm), layer.storage_dtype)
-    console.print(table)
+        cells = (layer.op_type, layer.kind, fmt(tuple(layer.weight.shape)), str(layer.groups), fmt(layer.stride),
+                 depth, fmt(layer.conv_depth_norm), layer.storage_dtype)
+        table.add_row(escape(layer.name), *(escape(c) for c in cells))
+        blocks.append((layer.name, [escape(f"{cells[0]} ({cells[1]}) {cells[2]}, groups {cells[3]}, stride {cells[4]}, "
+                                           f"depth {cells[5]} ({cells[6]}), {cells[7]}")]))
+    print_layers(console, table, blocks)
     m = data["model"]
-    console.print(f"format {m['format']}, producer {m['producer'] or '–'} {m['producer_version'] or ''}, "
-                  f"opset {fmt(m['opset'])}, {m['n_parameters']:,} parameters")
+    console.print(f"format {m['format']}, producer {producer_text(m['producer'], m['producer_version'])}, "
+                  f"opset {fmt(m['opset'])}, {m['n_parameters']:,} parameters", markup=False)
     console.print("filters by kernel shape: " + (", ".join(f"{k}: {v:,}" for k, v in m["filters_by_shape"].items())
                                                  or "none (no 2-D convolution)"))
     if any(layer.depth_source == "order" for layer in record.layers):
         console.print("* depth inferred from layer order (the format has no graph)")
     for note in m["notes"]:
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", markup=False)
