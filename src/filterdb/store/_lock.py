@@ -47,7 +47,12 @@ class WriterLock:
         if self._fd is not None:
             self._depth += 1
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:  # a read-only store (or file system): say so, not PermissionError
+            from ._shards import write_error
+
+            raise write_error(self.path.parent, "taking the writer lock", e) from e
         if fcntl is None:  # pragma: no cover
             self._fd, self._depth = fd, 1
             return
