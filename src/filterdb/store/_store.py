@@ -28,6 +28,7 @@ FORMAT_VERSION = 1
 FORMAT_NAME = "filterdb-store"
 FORMAT_FILE = "filterdb-store.json"
 LOCK_FILE = "write.lock"
+MAX_MODEL_COLUMNS = 512  # columns of t_models: the taxonomy, the built-in ones and the extra metadata keys
 Dtype = Literal["float16", "float32"]
 
 
@@ -431,6 +432,11 @@ class Store:
                 existing = set(catalog.model_columns(con))
                 row = dict(prepared.model_row)
                 added = [c for c in row if c not in existing]
+                if len(existing) + len(added) > MAX_MODEL_COLUMNS:
+                    raise StoreError(
+                        f"{self.root}: model {row['model']!r} would bring the models view to "
+                        f"{len(existing) + len(added):,} columns, more than {MAX_MODEL_COLUMNS:,}; extra metadata "
+                        "keys become columns: keep the ones you query")
                 for col in added:
                     catalog.run(con, f"ALTER TABLE t_models ADD COLUMN {catalog.quote_ident(col)} VARCHAR")
                 if added:
