@@ -165,8 +165,8 @@ def catalog_error(root: Path, error: Exception) -> StoreError:
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     lowered = text.lower()
     if any(s in lowered for s in ("no space left", "read-only file system", "permission denied", "file too large")):
-        return StoreWriteError(f"{root / CATALOG_FILE}: cannot write the catalog: {text}; nothing of the change was "
-                               "stored (free some space, or make the store writable, and run the command again)")
+        return StoreWriteError(f"{root}: cannot write to the store (the catalog: {text}); the store is unchanged "
+                               "(free some space, or make the store writable, and run the command again)")
     return StoreError(
         f"{root / CATALOG_FILE}: the catalog cannot be read ({text}); it is damaged (truncated or overwritten): "
         f"restore it from a backup, or re-create the store and ingest the models again (`filterdb verify {root}` "

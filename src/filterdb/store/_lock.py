@@ -72,9 +72,12 @@ class WriterLock:
                     ) from None
                 time.sleep(delay)
                 delay = min(delay * 1.5, 0.5)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd, self._depth = fd, 1
+        try:  # only informative: a full disk must not leave the lock taken (and the fd leaked)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            pass
 
     def release(self) -> None:
         if self._fd is None:

@@ -116,12 +116,12 @@ def write_error(root: Path, doing: str, error: BaseException) -> StoreWriteError
     if errno_ == 28 or "No space left" in text:
         fix = "free some space and run the command again"
     elif errno_ in (1, 13, 30) or "Read-only file system" in text or "Permission denied" in text:
-        fix = "the store is read-only for this user; open a writable copy or fix its permissions"
+        fix = "the store is read-only here: make it writable, or write to a copy"
     elif errno_ == 27 or "File too large" in text:
         fix = "a file size limit (ulimit -f) stopped the write; raise it and run the command again"
     else:
         fix = "check the disk and run the command again"
-    return StoreWriteError(f"{root}: {doing} failed: {cause}; nothing of it was stored ({fix})")
+    return StoreWriteError(f"{root}: cannot write to the store ({doing}: {cause}); the store is unchanged ({fix})")
 
 
 def shard_width(relpath: str) -> int | None:

@@ -81,18 +81,47 @@ def init_store(path: str | os.PathLike[str], *, dtype: Dtype = "float16", exist_
         if exist_ok:
             return open_store(root, mode="a")
         raise StoreError(f"{root}: is already a filter store")
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+    if root.exists() and (not root.is_dir() or not _only_init_leftovers(root)):
         raise StoreError(f"{root}: exists and is not an empty directory; choose a new path for the store")
-    root.mkdir(parents=True, exist_ok=True)
+    created = not root.exists()
     meta = {"format": FORMAT_NAME, "version": str(FORMAT_VERSION), "dtype": dtype,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    (root / "catalog.duckdb").unlink(missing_ok=True)
-    with catalog.connect(root, read_only=False) as con:
-        catalog.create_schema(con, meta)
-    tmp = root / (FORMAT_FILE + ".tmp")
-    tmp.write_text(json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION, "dtype": dtype}, indent=2) + "\n")
-    os.replace(tmp, root / FORMAT_FILE)  # the format file is written last: its presence marks a complete store
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        _remove_init_files(root)  # an init that failed before (disk full) is finished, not refused
+        with catalog.connect(root, read_only=False) as con:
+            catalog.create_schema(con, meta)
+        tmp = root / (FORMAT_FILE + ".tmp")
+        tmp.write_text(json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION, "dtype": dtype}, indent=2) + "\n")
+        os.replace(tmp, root / FORMAT_FILE)  # the format file is written last: its presence marks a complete store
+    except (OSError, StoreError) as e:
+        _undo_init(root, created)  # nothing half-made stays behind
+        if isinstance(e, StoreError):
+            raise
+        raise write_error(root, "creating the store", e) from e
     return open_store(root, mode="a")
+
+
+# What init writes before the format file: a folder holding only these is an interrupted init.
+_INIT_FILES = ("catalog.duckdb", "catalog.duckdb.wal", FORMAT_FILE + ".tmp")
+
+
+def _only_init_leftovers(root: Path) -> bool:
+    return all(p.name in _INIT_FILES for p in root.iterdir())
+
+
+def _remove_init_files(root: Path) -> None:
+    for name in _INIT_FILES:
+        (root / name).unlink(missing_ok=True)
+
+
+def _undo_init(root: Path, created: bool) -> None:
+    try:
+        _remove_init_files(root)
+        if created:
+            root.rmdir()
+    except OSError:  # a read-only folder: `filterdb init` finishes an interrupted init later
+        pass
 
 
 def open_store(path: str | os.PathLike[str], mode: Literal["r", "a"] = "r", *, lock_timeout: float | None = 600.0,
