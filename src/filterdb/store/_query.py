@@ -45,6 +45,11 @@ def query_error(error: Exception, text: str, what: str, con: Any) -> StoreQueryE
     shown = f"{what} {text!r}"
     views = ", ".join(VIEWS)
     if isinstance(error, duckdb.ParserException):
+        if what.startswith("where"):  # locate the error in the user's text, not in the query around it
+            try:
+                duckdb.extract_statements(f"SELECT 1 WHERE {text}")
+            except duckdb.ParserException as alone:
+                detail = (str(alone).splitlines() or [""])[0].split(": ", 1)[-1]
         near = re.search(r'at or near "(.*)"', detail)
         where = f"near {near.group(1)!r}" if near else ("at the end of the text" if "end of input" in detail
                                                           else f"({detail})")
