@@ -19,7 +19,7 @@ from typing import Any, Literal
 from ._hashing import file_sha256
 from .errors import FilterDBError, ModelNotFoundError
 from .manifest import DEFAULT_REQUIRED, Manifest, ManifestMatch, is_source_name, load_manifest, match_manifest
-from .store import IngestResult, PreparedModel, Store, init_store, open_store, prepare_model
+from .store import IngestResult, PreparedModel, Store, as_store, init_store, prepare_model
 from .store._errors import ManifestError, StoreError
 
 __all__ = ["MODEL_SUFFIXES", "IngestError", "IngestEvent", "IngestReport", "SourceItem", "expand_sources", "ingest"]
@@ -211,13 +211,9 @@ def ingest(
         reader_for_path(item.path, ReadOptions(trust_pickle=trust_pickle))
 
     # 2. open the store
-    if isinstance(store, Store):
-        target = store
-    else:
-        path = Path(os.fspath(store))
-        if create:
-            init_store(path, exist_ok=True).close()
-        target = open_store(path, mode="a", lock_timeout=lock_timeout)
+    if create and not isinstance(store, Store):
+        init_store(store, exist_ok=True).close()
+    target = as_store(store, "a", lock_timeout=lock_timeout)
     report = IngestReport(match=match)
     shas = [file_sha256(item.path) for item in items]
     report.bytes_read = sum(item.path.stat().st_size for item in items)
@@ -226,12 +222,12 @@ def ingest(
         progress(IngestEvent("start", 0, total, total_bytes=report.bytes_read))
     todo: list[int] = []
     pending_sha: set[str] = set()
-    known = set(target.sql("SELECT sha256 FROM t_models")["sha256"]) if items else set()
+    known = target.known_hashes() if items else set()
     for i, (item, sha) in enumerate(zip(items, shas)):
         if sha in known or sha in pending_sha:
             if sha in pending_sha:  # the same bytes twice in one run
                 continue
-            result = target._existing(sha)
+            result = target.existing(sha)
             report.results.append(result)
             if progress:
                 progress(IngestEvent("skipped", i, total, item.spec, result))
