@@ -268,8 +268,6 @@ class Store:
         mid, name, n_layers, n_filters = rows[0]
         return IngestResult(int(mid), name, sha256, True, int(n_layers), int(n_filters))
 
-    _existing = existing  # the name ingest used before it was public
-
     def located_layers(self, shape: str, where: str | None = None, params: Sequence[Any] | None = None):  # type: ignore[no-untyped-def]
         """The ``layers`` rows of one kernel shape (``where`` over the layers view) with where their filters lie:
         ``shard``, ``row_offset`` and the shard's recorded ``shard_rows`` / ``shard_bytes`` / ``owner``."""
