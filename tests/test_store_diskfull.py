@@ -127,6 +127,7 @@ def test_ingest_on_a_full_disk_from_the_command_line(disk, tmp_path, capsys):
     code, _, err = run(capsys, "ingest", root, model, "--no-progress")
     disk.unfill()
     assert code == 1 and "No space left on device" in err and "unexpected" not in err, err
+    assert "0 model(s) ingested before it stay in the store, run the ingest again" in err
     assert snapshot(root) == before
 
 

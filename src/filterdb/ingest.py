@@ -20,7 +20,7 @@ from ._hashing import file_sha256
 from .errors import FilterDBError, ModelNotFoundError
 from .manifest import DEFAULT_REQUIRED, Manifest, ManifestMatch, is_source_name, load_manifest, match_manifest
 from .store import IngestResult, PreparedModel, Store, as_store, init_store, prepare_model
-from .store._errors import ManifestError, StoreError
+from .store._errors import ManifestError, StoreError, StoreWriteError
 
 __all__ = ["MODEL_SUFFIXES", "IngestError", "IngestEvent", "IngestReport", "SourceItem", "expand_sources", "ingest"]
 
@@ -252,7 +252,11 @@ def ingest(
                 progress(IngestEvent("failed", i, total, item.spec, error=message))
             return
         assert prepared is not None
-        result = target.ingest_prepared(prepared)
+        try:
+            result = target.ingest_prepared(prepared)
+        except StoreWriteError as e:  # a full disk stops the run (--keep-going skips bad files, not bad disks)
+            raise StoreWriteError(f"{item.spec}: {e}; {len(report.ingested)} model(s) ingested before it stay in "
+                                  "the store, run the ingest again to continue") from e
         report.results.append(result)
         if progress:
             progress(IngestEvent("skipped" if result.skipped else "done", i, total, item.spec, result))

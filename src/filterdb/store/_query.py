@@ -38,11 +38,16 @@ def view_columns(con: Any) -> dict[str, list[str]]:
 
 def query_error(error: Exception, text: str, what: str, con: Any) -> StoreQueryError:
     """``text``: the user's SQL as written; ``what``: "query" or "where predicate"."""
+    message = _explain(error, text, what, con)
+    return StoreQueryError(f"query failed: {message}" if what == "query" else message)
+
+
+def _explain(error: Exception, text: str, what: str, con: Any) -> str:
     import duckdb
 
     first = (str(error).splitlines() or [""])[0]
     detail = first.split(": ", 1)[-1].rstrip("!")
-    shown = f"{what} {text!r}"
+    shown = f"{what} {text if len(text) <= 240 else text[:240] + ' ...'!r}"
     views = ", ".join(VIEWS)
     if isinstance(error, duckdb.ParserException):
         if what.startswith("where"):  # locate the error in the user's text, not in the query around it
@@ -53,12 +58,12 @@ def query_error(error: Exception, text: str, what: str, con: Any) -> StoreQueryE
         near = re.search(r'at or near "(.*)"', detail)
         where = f"near {near.group(1)!r}" if near else ("at the end of the text" if "end of input" in detail
                                                           else f"({detail})")
-        return StoreQueryError(f"SQL syntax error in the {shown}: {where}")
+        return f"SQL syntax error in the {shown}: {where}"
     if isinstance(error, duckdb.CatalogException):
         name = re.search(r"with name (\S+) does not exist", detail)
         if name:
-            return StoreQueryError(f"{suggest(name.group(1), VIEWS, 'view')} (in the {shown}); the views are "
-                                   f"{views}: `filterdb sql STORE \"DESCRIBE layers\"` lists a view's columns")
+            return (f"{suggest(name.group(1), VIEWS, 'view')} (in the {shown}); the views are {views}: "
+                    "`filterdb sql STORE \"DESCRIBE layers\"` lists a view's columns")
     if isinstance(error, duckdb.BinderException):
         column = re.search(r'Referenced column "(.+?)" not found', detail)
         if column:
@@ -66,12 +71,12 @@ def query_error(error: Exception, text: str, what: str, con: Any) -> StoreQueryE
             used = [v for v in VIEWS if re.search(rf"\b{v}\b", text)] or (["layers"] if what.startswith("where")
                                                                          else list(VIEWS))
             choices = sorted({c for v in used for c in columns[v]})
-            return StoreQueryError(f"{suggest(column.group(1), choices, 'column')} (in the {shown}; columns of "
-                                   f"{', '.join(used)}: {', '.join(choices)})")
+            return (f"{suggest(column.group(1), choices, 'column')} (in the {shown}; columns of "
+                    f"{', '.join(used)}: {', '.join(choices)})")
     if isinstance(error, duckdb.InvalidInputException):
         if "Values were not provided" in detail:
-            return StoreQueryError(f"the {shown} has a '?' placeholder without a value: give one value per '?' "
-                                   "(-p VALUE on the command line, params=[...] in Python)")
+            return (f"the {shown} has a '?' placeholder without a value: give one value per '?' "
+                    "(-p VALUE on the command line, params=[...] in Python)")
         if "count mismatch" in detail:
-            return StoreQueryError(f"more values than '?' placeholders for the {shown}: give one value per '?'")
-    return StoreQueryError(f"the {shown} failed: {detail} (the views are {views})")
+            return f"more values than '?' placeholders for the {shown}: give one value per '?'"
+    return f"the {shown} failed: {detail} (the views are {views})"

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..errors import UsageError
 from ..types import ModelRecord
 from . import _catalog as catalog
 from ._errors import StoreError, StoreFormatError, StoreNotFoundError, StoreQueryError
@@ -76,7 +77,7 @@ def init_store(path: str | os.PathLike[str], *, dtype: Dtype = "float16", exist_
     """
     root = Path(os.fspath(path))
     if dtype not in ("float16", "float32"):
-        raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
+        raise UsageError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
     if (root / FORMAT_FILE).exists():
         if exist_ok:
             return open_store(root, mode="a")
@@ -137,7 +138,7 @@ def open_store(path: str | os.PathLike[str], mode: Literal["r", "a"] = "r", *, l
     >>> store.sql("SELECT task, sum(n_filters) AS n FROM layers WHERE kernel = ? GROUP BY task", ["3x3"])  # doctest: +SKIP
     """
     if mode not in ("r", "a"):
-        raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
+        raise UsageError(f"mode must be 'r' or 'a', got {mode!r}")
     return Store(Path(os.fspath(path)), mode, lock_timeout=lock_timeout, busy_timeout=busy_timeout)
 
 
@@ -318,7 +319,7 @@ class Store:
         ...     gram += batch.T @ batch
         """
         if batch_rows < 1:
-            raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
+            raise UsageError(f"batch_rows must be >= 1, got {batch_rows}")
         table = self.located_layers(shape, where, params)[
             ["layer_id", "shard", "row_offset", "n_filters", "scale", "shard_rows", "shard_bytes", "model_id",
              "model"]]
