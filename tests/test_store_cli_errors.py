@@ -41,6 +41,10 @@ def root(tmp_path_factory):
     (("sql", "{root}", "SELECT * FROM layer"), "unknown view 'layer'; did you mean 'layers'?"),
     (("sql", "{root}", "SELECT taks FROM models"), "unknown column 'taks'; did you mean 'task'?"),
     (("export", "{root}", "{out}", "--where", "kernel = ? AND"), "SQL syntax error in the where predicate"),
+    (("sql", "{root}", "SELECT * FROM read_text('/etc/hostname')"), "reaches outside the store"),
+    (("sql", "{root}", "COPY (SELECT * FROM models) TO '{out}'"), "reaches outside the store"),
+    (("sql", "{root}", "SET enable_external_access = true"), "query failed"),
+    (("layers", "{root}", "--where", "EXISTS (SELECT * FROM read_csv('/etc/hostname'))"), "reaches outside the store"),
 ])
 def test_sql_mistakes_are_usage_errors(root, tmp_path, capsys, argv, expected):
     code, out, err = run(capsys, *(a.format(root=root, out=tmp_path / "o.h5") for a in argv))
@@ -49,6 +53,7 @@ def test_sql_mistakes_are_usage_errors(root, tmp_path, capsys, argv, expected):
     assert len(lines) == 1 and expected in err, err
     for internal in ("Parser Error", "Binder Error", "Catalog Error", "pg_", "t_layers", "unexpected"):
         assert internal not in err, err
+    assert not (tmp_path / "o.h5").exists()  # nothing was written (COPY TO is refused)
 
 
 def test_query_errors_are_usage_errors_in_python(root):

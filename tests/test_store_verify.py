@@ -161,3 +161,12 @@ def test_truncated_catalog_gives_one_clear_error_everywhere(root, keep, capsys, 
     store = open_store(root, "a")
     with pytest.raises(StoreError, match="the catalog cannot be read"):
         store.ingest(synthetic_record(9))
+
+
+def test_layer_pointing_past_its_shard(root, capsys):
+    with duckdb.connect(str(root / "catalog.duckdb")) as con:
+        con.execute("UPDATE t_layers SET row_offset = row_offset + 1000 WHERE layer = 'conv2' AND model_id = 3")  # 48 + 256 + 1000
+    with pytest.raises(ShardCorruptError, match="the catalog is inconsistent"):
+        list(open_store(root).iter_filters("3x3", "model = ?", ["net2"]))
+    code, _, err = run(capsys, "verify", root)
+    assert code == 1 and "layer 'conv2': its filters point to rows 1304..1560 of 560" in err and "net2" in err

@@ -118,6 +118,11 @@ def normalise_column(name: str) -> str:
     return out
 
 
+# Readers run the user's SQL: it sees the catalog and nothing else (no read_text('/etc/passwd'), no COPY TO a
+# file, no ATTACH, no extension), and it cannot switch that back on.
+_READER_CONFIG = {"enable_external_access": False, "lock_configuration": True}
+
+
 def _is_lock_conflict(e: Exception) -> bool:
     text = str(e)
     return "lock" in text.lower() and ("Conflicting" in text or "Could not set lock" in text)
@@ -135,7 +140,7 @@ def connect(root: Path, *, read_only: bool, timeout: float = 60.0) -> Iterator[A
     delay = 0.01
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only, config=_READER_CONFIG if read_only else {})
             break
         except duckdb.IOException as e:
             if not _is_lock_conflict(e):

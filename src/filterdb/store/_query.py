@@ -24,7 +24,8 @@ def is_users_mistake(error: Exception) -> bool:
     import duckdb
 
     return isinstance(error, (duckdb.ProgrammingError, duckdb.DataError, duckdb.ConversionException,
-                              duckdb.BinderException, duckdb.ParserException, duckdb.CatalogException))
+                              duckdb.BinderException, duckdb.ParserException, duckdb.CatalogException,
+                              duckdb.PermissionException))
 
 
 def view_columns(con: Any) -> dict[str, list[str]]:
@@ -73,6 +74,9 @@ def _explain(error: Exception, text: str, what: str, con: Any) -> str:
             choices = sorted({c for v in used for c in columns[v]})
             return (f"{suggest(column.group(1), choices, 'column')} (in the {shown}; columns of "
                     f"{', '.join(used)}: {', '.join(choices)})")
+    if isinstance(error, duckdb.PermissionException):
+        return (f"the {shown} reaches outside the store (files, other databases, extensions): queries read the "
+                f"views {views} only")
     if isinstance(error, duckdb.InvalidInputException):
         if "Values were not provided" in detail:
             return (f"the {shown} has a '?' placeholder without a value: give one value per '?' "

@@ -179,7 +179,7 @@ class ShardReader:
             self._source = pa.memory_map(str(path), "r")
         except FileNotFoundError as e:
             raise ShardCorruptError(
-                f"{path}: shard of {owner} missing; the model was removed while it was being read, or the "
+                f"{path}: shard missing ({owner}); the model was removed while it was being read, or the "
                 f"store was modified by hand (`filterdb verify {root}` checks every shard)"
             ) from e
         except OSError as e:
@@ -231,6 +231,9 @@ class ShardReader:
         return flat[start : start + len(column) * width].reshape(-1, width)
 
     def rows(self, offset: int, count: int) -> np.ndarray:
+        if offset < 0 or offset + count > len(self.array):  # a catalog row pointing past the shard
+            raise ShardCorruptError(f"rows {offset}..{offset + count} asked of a shard of {len(self.array)} rows; "
+                                    "the catalog is inconsistent (`filterdb verify` names the model)")
         return self.array[offset : offset + count]
 
     def close(self) -> None:

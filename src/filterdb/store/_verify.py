@@ -106,7 +106,7 @@ def verify_store(store: Any, *, progress: Callable[[int, int], None] | None = No
 def _short(message: str, root: Any, owner: str) -> str:
     """A ShardCorruptError's message without the owner and the advice (verify gives them, once per model)."""
     head = message.split("; re-ingest the model")[0].split("; the model was removed")[0]
-    return head.replace(f"{root}/", "").replace(f" of {owner}", "")
+    return head.replace(f"{root}/", "").replace(f" of {owner}", "").replace(f" ({owner})", "")
 
 
 def record_checksums(store: Any) -> int:
