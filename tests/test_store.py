@@ -169,3 +169,21 @@ def test_metrics_stored_with_layers(store):
     layers = store.layers()
     assert layers["sparsity"].notna().all()
     assert layers["variance_entropy"].notna().all()
+
+
+def test_public_store_helpers(tmp_path):
+    from filterdb.store import as_store
+
+    root = tmp_path / "zoo"
+    store = init_store(root)
+    first = store.ingest(synthetic_record(1), {"Name": "a"})
+    assert store.known_hashes() == {first.sha256}
+    again = store.existing(first.sha256)
+    assert again.skipped and (again.model_id, again.model, again.n_filters) == (first.model_id, "a", first.n_filters)
+    with pytest.raises(StoreError, match="no model with sha256"):
+        store.existing("0" * 64)
+    assert as_store(store, "a") is store
+    reader = as_store(root)
+    assert reader.read_only and reader.known_hashes() == {first.sha256}
+    with pytest.raises(StoreError, match="opened read-only"):
+        as_store(reader, "a")
