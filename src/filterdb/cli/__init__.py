@@ -14,7 +14,7 @@ from ._app import app, main
 app.lazy_commands.update({
     "check": "._check",
     "inspect": "._inspect",
-    # store commands: init, models, layers, sql, rm, stats (+ ingest, export, import-hdf5, verify)
+    # store commands: init, models, layers, sql, rm, stats (+ ingest, export, import-hdf5)
     **dict.fromkeys(("init", "models", "layers", "sql", "rm", "stats"), "._store"),
     "ingest": "._ingest",
     "export": "._export",
