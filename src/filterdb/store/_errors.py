@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import FilterDBError, UsageError
 
 __all__ = [
@@ -13,6 +15,7 @@ __all__ = [
     "StoreNotFoundError",
     "StoreQueryError",
     "StoreWriteError",
+    "write_error",
 ]
 
 
@@ -50,3 +53,19 @@ class StoreQueryError(UsageError, StoreError):
 
 class ManifestError(FilterDBError, ValueError):
     """A manifest cannot be read, or does not match the sources it describes."""
+
+
+def write_error(root: Path, doing: str, error: BaseException) -> StoreWriteError:
+    """The one message for a failed write: the real cause (disk full, read-only, ...) and what to do."""
+    cause = getattr(error, "strerror", None) or str(error).splitlines()[0]
+    errno_ = getattr(error, "errno", None)
+    text = str(error)
+    if errno_ == 28 or "No space left" in text:
+        fix = "free some space and run the command again"
+    elif errno_ in (1, 13, 30) or "Read-only file system" in text or "Permission denied" in text:
+        fix = "the store is read-only here: make it writable, or write to a copy"
+    elif errno_ == 27 or "File too large" in text:
+        fix = "a file size limit (ulimit -f) stopped the write; raise it and run the command again"
+    else:
+        fix = "check the disk and run the command again"
+    return StoreWriteError(f"{root}: cannot write to the store ({doing}: {cause}); the store is unchanged ({fix})")

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from ._errors import StoreBusyError
+from ._errors import StoreBusyError, write_error
 
 try:  # POSIX
     import fcntl
@@ -50,8 +50,6 @@ class WriterLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:  # a read-only store (or file system): say so, not PermissionError
-            from ._shards import write_error
-
             raise write_error(self.path.parent, "taking the writer lock", e) from e
         if fcntl is None:  # pragma: no cover
             self._fd, self._depth = fd, 1

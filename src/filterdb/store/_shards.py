@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._errors import ShardCorruptError, StoreWriteError
+from ._errors import ShardCorruptError, write_error
 
-__all__ = ["SHARD_SUFFIX", "ShardReader", "ShardRecord", "collect_garbage", "collect_garbage_candidates", "fsync_dir", "shard_width",
-           "write_error", "write_shard"]
+__all__ = ["SHARD_SUFFIX", "ShardReader", "ShardRecord", "collect_garbage", "collect_garbage_candidates", "fsync_dir",
+           "shard_width", "write_shard"]
 
 SHARD_SUFFIX = ".arrow"
 COLUMN = "filter"
@@ -106,22 +106,6 @@ def write_shard(root: Path, kernel: str, values: np.ndarray) -> tuple[str, int, 
             pass  # a read-only store has no partial file; anything left under tmp/ is garbage anyway
         raise write_error(root, f"writing a {kernel} shard", e) from e
     return f"shards/{kernel}/{name}", size, hashing.digest.hexdigest()
-
-
-def write_error(root: Path, doing: str, error: BaseException) -> StoreWriteError:
-    """The one message for a failed write: the real cause (disk full, read-only, ...) and what to do."""
-    cause = getattr(error, "strerror", None) or str(error).splitlines()[0]
-    errno_ = getattr(error, "errno", None)
-    text = str(error)
-    if errno_ == 28 or "No space left" in text:
-        fix = "free some space and run the command again"
-    elif errno_ in (1, 13, 30) or "Read-only file system" in text or "Permission denied" in text:
-        fix = "the store is read-only here: make it writable, or write to a copy"
-    elif errno_ == 27 or "File too large" in text:
-        fix = "a file size limit (ulimit -f) stopped the write; raise it and run the command again"
-    else:
-        fix = "check the disk and run the command again"
-    return StoreWriteError(f"{root}: cannot write to the store ({doing}: {cause}); the store is unchanged ({fix})")
 
 
 def shard_width(relpath: str) -> int | None:

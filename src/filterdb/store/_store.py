@@ -16,11 +16,11 @@ import numpy as np
 from ..errors import UsageError
 from ..types import ModelRecord
 from . import _catalog as catalog
-from ._errors import StoreError, StoreFormatError, StoreNotFoundError, StoreQueryError
+from ._errors import StoreError, StoreFormatError, StoreNotFoundError, StoreQueryError, write_error
 from ._lock import WriterLock
 from ._prepare import PreparedModel, prepare_model
 from ._query import is_users_mistake, query_error
-from ._shards import ShardReader, ShardRecord, collect_garbage, write_error, write_shard
+from ._shards import ShardReader, ShardRecord, collect_garbage, write_shard
 
 __all__ = ["FORMAT_FILE", "FORMAT_VERSION", "IngestResult", "Store", "StoreStats", "as_store", "init_store",
            "open_store"]
