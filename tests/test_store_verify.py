@@ -170,3 +170,29 @@ def test_layer_pointing_past_its_shard(root, capsys):
         list(open_store(root).iter_filters("3x3", "model = ?", ["net2"]))
     code, _, err = run(capsys, "verify", root)
     assert code == 1 and "layer 'conv2': its filters point to rows 1304..1560 of 560" in err and "net2" in err
+
+
+@pytest.mark.parametrize("hostile", ["/etc/hostname", "../outside.arrow", "shards/3x3/../../../outside.arrow"])
+def test_hostile_catalog_cannot_reach_files_outside_the_store(root, tmp_path, hostile, capsys):
+    """A store from elsewhere whose catalog names other files: nothing outside is read or deleted."""
+    victim = tmp_path / "outside.arrow"
+    victim.write_bytes(b"precious")
+    shard = shard_of(root, "net1")
+    with duckdb.connect(str(root / "catalog.duckdb")) as con:
+        for table in ("t_shards", "t_layers"):
+            con.execute(f"UPDATE {table} SET shard = ? WHERE shard = ?", [hostile, shard])
+    with pytest.raises(ShardCorruptError, match="not a shard path of a store"):
+        list(open_store(root).iter_filters("3x3", "model = ?", ["net1"]))
+    code, _, err = run(capsys, "verify", root)
+    assert code == 1 and "not a shard path" in err and "net1" in err
+    code, _, err = run(capsys, "rm", root, "net1")
+    assert code == 1 and "refusing to touch it" in err
+    assert victim.read_bytes() == b"precious"
+    assert list(open_store(root).models()["model"]) == ["net0", "net1", "net2"]  # the rm changed nothing
+
+
+@pytest.mark.parametrize("content", ["[" * 100_000, "x" * 100_000, '{"format": "filterdb-store", "version": 1}'])
+def test_hostile_format_file(root, content):
+    (root / "filterdb-store.json").write_text(content)
+    with pytest.raises(StoreError, match="filterdb-store.json"):
+        open_store(root)

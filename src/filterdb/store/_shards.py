@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 import uuid
 from collections.abc import Iterable
@@ -21,7 +22,7 @@ import numpy as np
 from ._errors import ShardCorruptError, write_error
 
 __all__ = ["SHARD_SUFFIX", "ShardReader", "ShardRecord", "collect_garbage", "collect_garbage_candidates", "fsync_dir",
-           "shard_width", "write_shard"]
+           "shard_path", "shard_width", "write_shard"]
 
 SHARD_SUFFIX = ".arrow"
 COLUMN = "filter"
@@ -108,6 +109,18 @@ def write_shard(root: Path, kernel: str, values: np.ndarray) -> tuple[str, int, 
     return f"shards/{kernel}/{name}", size, hashing.digest.hexdigest()
 
 
+_SHARD_NAME = re.compile(r"shards/[0-9]+(x[0-9]+)*/[0-9a-f]{32}" + re.escape(SHARD_SUFFIX))
+
+
+def shard_path(root: Path, relpath: str) -> Path:
+    """The file of a shard the catalog names, which must be one this store wrote (``shards/3x3/<uuid>.arrow``):
+    a hostile catalog must not make a reader open, or ``rm`` delete, a file elsewhere."""
+    if not isinstance(relpath, str) or not _SHARD_NAME.fullmatch(relpath):
+        raise ShardCorruptError(f"{root}: the catalog names a shard {str(relpath)[:200]!r} that is not a shard "
+                                "path of a store; refusing to touch it (the catalog was edited or is hostile)")
+    return root / relpath
+
+
 def shard_width(relpath: str) -> int | None:
     """Values per filter from the shard's folder name ('shards/3x3/...' -> 9); None if it is not a shape."""
     parts = relpath.split("/")
@@ -155,7 +168,7 @@ class ShardReader:
     def __init__(self, root: Path, relpath: str, record: ShardRecord | None = None) -> None:
         import pyarrow as pa
 
-        path = root / relpath
+        path = shard_path(root, relpath)
         if record is None:
             record = _recorded(root, relpath)
         owner = record.owner if record is not None else "an unknown model"

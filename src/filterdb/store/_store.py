@@ -20,7 +20,7 @@ from ._errors import StoreError, StoreFormatError, StoreNotFoundError, StoreQuer
 from ._lock import WriterLock
 from ._prepare import PreparedModel, prepare_model
 from ._query import is_users_mistake, query_error
-from ._shards import ShardReader, ShardRecord, collect_garbage, write_shard
+from ._shards import ShardReader, ShardRecord, collect_garbage, shard_path, write_shard
 
 __all__ = ["FORMAT_FILE", "FORMAT_VERSION", "IngestResult", "Store", "StoreStats", "as_store", "init_store",
            "open_store"]
@@ -149,9 +149,11 @@ def _read_format(root: Path) -> dict[str, Any]:
     if not fmt_path.is_file():
         raise StoreNotFoundError(f"{root}: not a filter store (no {FORMAT_FILE}); create one with `filterdb init`")
     try:
+        if fmt_path.stat().st_size > 1 << 16:  # a few dozen bytes when filterdb wrote it
+            raise StoreFormatError(f"{fmt_path}: {fmt_path.stat().st_size:,} bytes, not a filterdb store format file")
         fmt = json.loads(fmt_path.read_text())
-    except (OSError, ValueError) as e:
-        raise StoreFormatError(f"{fmt_path}: unreadable format file ({e})") from e
+    except (OSError, ValueError, RecursionError) as e:
+        raise StoreFormatError(f"{fmt_path}: unreadable format file ({type(e).__name__}: {e})") from None
     if not isinstance(fmt, dict) or fmt.get("format") != FORMAT_NAME:
         raise StoreFormatError(f"{fmt_path}: not a filterdb store format file")
     version = fmt.get("version")
@@ -524,7 +526,7 @@ class Store:
             with self._connect(read_only=False) as con:
                 catalog.run(con, "BEGIN TRANSACTION")
                 try:
-                    shards = [r[0] for r in con.execute(
+                    paths = [shard_path(self.root, r[0]) for r in con.execute(  # checked before anything changes
                         "SELECT shard FROM t_shards WHERE list_contains(?, model_id)", [ids]).fetchall()]
                     for table in ("t_layers", "t_shards", "t_models"):
                         catalog.run(con, f"DELETE FROM {table} WHERE list_contains(?, model_id)", [ids])
@@ -532,8 +534,8 @@ class Store:
                 except BaseException:
                     _rollback(con)
                     raise
-            for rel in shards:  # after the commit: a crash here leaves garbage, never a dangling reference
-                (self.root / rel).unlink(missing_ok=True)
+            for path in paths:  # after the commit: a crash here leaves garbage, never a dangling reference
+                path.unlink(missing_ok=True)
         return ids
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from .._hashing import file_sha256
 from . import _catalog as catalog
 from ._errors import ShardCorruptError, StoreError
-from ._shards import ShardReader, ShardRecord, collect_garbage_candidates
+from ._shards import ShardReader, ShardRecord, collect_garbage_candidates, shard_path
 
 __all__ = ["Damage", "VerifyReport", "verify_store"]
 
@@ -93,7 +93,7 @@ def verify_store(store: Any, *, progress: Callable[[int, int], None] | None = No
         if digest is None:
             report.without_checksum.append(shard)
         else:
-            actual = file_sha256(store.root / shard)
+            actual = file_sha256(shard_path(store.root, shard))
             report.n_bytes += int(n_bytes)
             if actual != digest:
                 damage(int(mid), f"{shard}: checksum mismatch (the file's bytes changed after ingest)")
@@ -120,7 +120,7 @@ def record_checksums(store: Any) -> int:
         digests = []
         for shard, mid, n_rows, n_bytes, name in missing:
             ShardReader(store.root, shard, ShardRecord(int(n_bytes), int(n_rows), f"model {name!r} (id {mid})")).close()
-            digests.append((file_sha256(store.root / shard), shard))
+            digests.append((file_sha256(shard_path(store.root, shard)), shard))
         if digests:
             with store._connect(read_only=False) as con:
                 con.executemany("UPDATE t_shards SET sha256 = ? WHERE shard = ?", digests)
