@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ._hashing import file_sha256
-from .errors import FilterDBError, ModelNotFoundError
+from .errors import FilterDBError, ModelFormatError, ModelNotFoundError
 from .manifest import DEFAULT_REQUIRED, Manifest, ManifestMatch, is_source_name, load_manifest, match_manifest
 from .store import IngestResult, PreparedModel, Store, as_store, init_store, prepare_model
 from .store._errors import ManifestError, StoreError, StoreWriteError
@@ -207,14 +207,26 @@ def ingest(
                 metadata[item.key] = row.metadata
     from .readers import ReadOptions, reader_for_path
 
-    for item in items:  # a file no reader recognises is an error before any write
-        reader_for_path(item.path, ReadOptions(trust_pickle=trust_pickle))
+    unrecognised: list[tuple[str, str]] = []
+    recognised = []
+    for item in items:  # a file no reader recognises is an error before any write (skipped with keep_going)
+        try:
+            reader_for_path(item.path, ReadOptions(trust_pickle=trust_pickle))
+        except Exception as e:  # noqa: BLE001 - a damaged file may break a format's sniffing in any way
+            error = e if isinstance(e, FilterDBError) else ModelFormatError(
+                f"{item.path}: the file's format cannot be recognised ({type(e).__name__}: {e})")
+            if not keep_going:
+                raise error from e
+            unrecognised.append((item.spec, str(error)))
+            continue
+        recognised.append(item)
+    items = recognised
 
     # 2. open the store
     if create and not isinstance(store, Store):
         init_store(store, exist_ok=True).close()
     target = as_store(store, "a", lock_timeout=lock_timeout)
-    report = IngestReport(match=match)
+    report = IngestReport(match=match, failed=list(unrecognised))
     shas = [file_sha256(item.path) for item in items]
     report.bytes_read = sum(item.path.stat().st_size for item in items)
     total = len(items)
