@@ -273,7 +273,7 @@ class Store:
 
     def located_layers(self, shape: str, where: str | None = None, params: Sequence[Any] | None = None):  # type: ignore[no-untyped-def]
         """The ``layers`` rows of one kernel shape (``where`` over the layers view) with where their filters lie:
-        ``shard``, ``row_offset`` and the shard's recorded ``shard_rows`` / ``shard_bytes`` / ``owner``."""
+        ``shard``, ``row_offset`` and the shard's recorded size, ``shard_rows`` and ``shard_bytes``."""
         if isinstance(params, Mapping):
             raise StoreQueryError("use '?' placeholders with a list of params here (the shape is bound first)")
         extra = f" AND ({where})" if where else ""
