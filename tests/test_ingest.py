@@ -167,3 +167,16 @@ def test_corrupt_model_stops_and_rerun_continues(tmp_path, zoo):
 def test_expand_sources_walks_directories(zoo):
     items = expand_sources([zoo])
     assert [p.path.name for p in items] == ["pnet.pt", "rnet.pt", "onet.pt"]
+
+
+def test_keep_going_skips_files_no_reader_recognises(tmp_path, zoo):
+    root = tmp_path / "db"
+    init_store(root)
+    odd = tmp_path / "graph.pb"  # a model suffix, content no reader recognises
+    odd.write_text("not a graph")
+    with pytest.raises(FilterDBError, match="graph.pb"):
+        ingest(root, [zoo / "rnet.pt", odd], jobs=1)
+    assert open_store(root).models().empty
+    report = ingest(root, [zoo / "rnet.pt", odd], jobs=1, keep_going=True)
+    assert [r.model for r in report.ingested] == ["rnet.pt"]
+    assert [spec for spec, _ in report.failed] == [str(odd)] and "not a model file" in report.failed[0][1]

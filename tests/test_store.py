@@ -112,9 +112,9 @@ def test_metadata_columns_and_bound_predicates(store):
     assert n == 16 * 3 + 2 * 256
     counts = store.sql("SELECT model, n_filters FROM filter_counts WHERE kernel = ? ORDER BY model", ["3x3"])
     assert list(counts["n_filters"]) == [560, 560]
-    with pytest.raises(StoreError, match="query failed"):
+    with pytest.raises(StoreError, match="unknown column 'nope'"):
         store.sql("SELECT nope FROM models")
-    with pytest.raises(StoreError, match="query failed"):  # the catalog is opened read-only for queries
+    with pytest.raises(StoreError, match="read-only"):  # the catalog is opened read-only for queries
         store.sql("DELETE FROM t_models")
 
 
@@ -169,3 +169,21 @@ def test_metrics_stored_with_layers(store):
     layers = store.layers()
     assert layers["sparsity"].notna().all()
     assert layers["variance_entropy"].notna().all()
+
+
+def test_public_store_helpers(tmp_path):
+    from filterdb.store import as_store
+
+    root = tmp_path / "zoo"
+    store = init_store(root)
+    first = store.ingest(synthetic_record(1), {"Name": "a"})
+    assert store.known_hashes() == {first.sha256}
+    again = store.existing(first.sha256)
+    assert again.skipped and (again.model_id, again.model, again.n_filters) == (first.model_id, "a", first.n_filters)
+    with pytest.raises(StoreError, match="no model with sha256"):
+        store.existing("0" * 64)
+    assert as_store(store, "a") is store
+    reader = as_store(root)
+    assert reader.read_only and reader.known_hashes() == {first.sha256}
+    with pytest.raises(StoreError, match="opened read-only"):
+        as_store(reader, "a")

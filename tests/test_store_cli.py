@@ -76,7 +76,7 @@ def test_user_errors_are_one_line(tmp_path, zoo, capsys):
     code, _, err = run(capsys, "ingest", db, tmp_path / "missing.onnx")
     assert code == 1 and "no such file or directory" in err
     code, _, err = run(capsys, "sql", db, "SELECT nope FROM models")
-    assert code == 1 and "query failed" in err
+    assert code == 2 and "unknown column 'nope'" in err  # a usage error (tests/test_store_cli_errors.py)
     code, _, err = run(capsys, "rm", db, "ghost")
     assert code == 1 and "no model 'ghost'" in err
     code, _, err = run(capsys, "models", tmp_path / "nowhere")

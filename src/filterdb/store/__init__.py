@@ -6,21 +6,37 @@ concurrent readers and writers) and the views that SQL queries see.
 
 from __future__ import annotations
 
-from ._errors import ManifestError, StoreBusyError, StoreError, StoreFormatError, StoreNotFoundError
+from ._errors import (
+    ManifestError,
+    ShardCorruptError,
+    StoreBusyError,
+    StoreError,
+    StoreFormatError,
+    StoreNotFoundError,
+    StoreQueryError,
+    StoreWriteError,
+)
 from ._prepare import PreparedModel, kernel_key, prepare_model, record_sha256
-from ._store import FORMAT_VERSION, IngestResult, Store, StoreStats, init_store, open_store
+from ._store import FORMAT_VERSION, IngestResult, Store, StoreStats, as_store, init_store, open_store
+from ._verify import Damage, VerifyReport
 
 __all__ = [
     "FORMAT_VERSION",
+    "Damage",
     "IngestResult",
     "ManifestError",
     "PreparedModel",
+    "ShardCorruptError",
     "Store",
     "StoreBusyError",
     "StoreError",
     "StoreFormatError",
     "StoreNotFoundError",
+    "StoreQueryError",
     "StoreStats",
+    "StoreWriteError",
+    "VerifyReport",
+    "as_store",
     "init_store",
     "kernel_key",
     "open_store",

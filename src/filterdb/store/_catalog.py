@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ._errors import StoreBusyError, StoreError
+from ._errors import StoreBusyError, StoreError, StoreWriteError
 
 __all__ = [
     "CATALOG_FILE",
@@ -28,11 +28,13 @@ __all__ = [
     "quote_ident",
     "refresh_views",
     "run",
+    "shard_records",
+    "upgrade_schema",
 ]
 
 CATALOG_FILE = "catalog.duckdb"
 
-# The paper's metadata taxonomy (REFERENCE §8), as catalog column names.
+# The paper's metadata taxonomy (docs/reference.md §8), as catalog column names.
 TAXONOMY = (
     "task",
     "visual_category",
@@ -87,7 +89,7 @@ CREATE TABLE t_layers (
     {", ".join(f"{c} {t}" for c, t in METRIC_COLUMNS.items())}
 );
 CREATE TABLE t_shards (shard VARCHAR PRIMARY KEY, model_id BIGINT NOT NULL, kernel VARCHAR NOT NULL,
-    n_rows BIGINT NOT NULL, bytes BIGINT NOT NULL);
+    n_rows BIGINT NOT NULL, bytes BIGINT NOT NULL, sha256 VARCHAR);
 """
 
 # Columns of t_models that the `layers` view leaves out (they clash with layer columns or are bulky).
@@ -116,6 +118,11 @@ def normalise_column(name: str) -> str:
     return out
 
 
+# Readers run the user's SQL: it sees the catalog and nothing else (no read_text('/etc/passwd'), no COPY TO a
+# file, no ATTACH, no extension), and it cannot switch that back on.
+_READER_CONFIG = {"enable_external_access": False, "lock_configuration": True}
+
+
 def _is_lock_conflict(e: Exception) -> bool:
     text = str(e)
     return "lock" in text.lower() and ("Conflicting" in text or "Could not set lock" in text)
@@ -133,11 +140,11 @@ def connect(root: Path, *, read_only: bool, timeout: float = 60.0) -> Iterator[A
     delay = 0.01
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only, config=_READER_CONFIG if read_only else {})
             break
         except duckdb.IOException as e:
             if not _is_lock_conflict(e):
-                raise StoreError(f"{path}: cannot open the catalog ({e})") from e
+                raise catalog_error(root, e) from e
             if time.monotonic() >= deadline:
                 raise StoreBusyError(
                     f"{root}: the catalog stayed locked by another process for {timeout:g} s; "
@@ -146,11 +153,57 @@ def connect(root: Path, *, read_only: bool, timeout: float = 60.0) -> Iterator[A
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
         except duckdb.Error as e:
-            raise StoreError(f"{path}: cannot open the catalog ({e})") from e
+            raise catalog_error(root, e) from e
     try:
         yield con
+    except duckdb.Error as e:  # not a user's query (Store.sql turns those into StoreQueryError first)
+        raise catalog_error(root, e) from e
     finally:
-        con.close()
+        try:
+            con.close()
+        except duckdb.Error:  # closing checkpoints; a full disk fails it, and the error above says why
+            pass
+
+
+def catalog_error(root: Path, error: Exception) -> StoreError:
+    """The one message for a catalog that cannot be opened, read or written, with the cause and the fix."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    lowered = text.lower()
+    if any(s in lowered for s in ("no space left", "read-only file system", "permission denied", "file too large")):
+        return StoreWriteError(f"{root}: cannot write to the store (the catalog: {text}); the store is unchanged "
+                               "(free some space, or make the store writable, and run the command again)")
+    return StoreError(
+        f"{root / CATALOG_FILE}: the catalog cannot be read ({text}); it is damaged (truncated or overwritten): "
+        f"restore it from a backup, or re-create the store and ingest the models again (`filterdb verify {root}` "
+        "checks the whole store)")
+
+
+def upgrade_schema(con: Any) -> None:
+    """Bring a catalog made by an older filterdb up to date (additive changes only; under the writer lock).
+
+    - ``t_shards.sha256`` (the shard's checksum): older stores have none; their shards get checksums when
+      ``filterdb verify --record-checksums`` has checked them.
+    """
+    run(con, "ALTER TABLE t_shards ADD COLUMN IF NOT EXISTS sha256 VARCHAR")
+
+
+def shard_records(root: Path) -> dict[str, Any]:
+    """shard path -> ShardRecord (bytes, rows, owning model, sha256 when recorded), from one catalog query."""
+    from ._shards import ShardRecord
+
+    with connect(root, read_only=True) as con:
+        has_sha = "sha256" in _columns(con, "t_shards")
+        rows = run(con, "SELECT s.shard, s.bytes, s.n_rows, s.model_id, m.model, "
+                   + ("s.sha256" if has_sha else "NULL") + " FROM t_shards s LEFT JOIN t_models m USING (model_id)")
+    return {shard: ShardRecord(int(n_bytes), int(n_rows), f"model {name!r} (id {mid})", sha)
+            for shard, n_bytes, n_rows, mid, name, sha in rows}
+
+
+def _columns(con: Any, table: str) -> list[str]:
+    cursor = con.execute(f"SELECT * FROM {table} LIMIT 0")
+    names = [d[0] for d in cursor.description]
+    cursor.fetchall()
+    return names
 
 
 def create_schema(con: Any, meta: dict[str, str]) -> None:
@@ -163,10 +216,7 @@ def create_schema(con: Any, meta: dict[str, str]) -> None:
 
 
 def model_columns(con: Any) -> list[str]:
-    cursor = con.execute("SELECT * FROM t_models LIMIT 0")  # cheaper than information_schema
-    names = [d[0] for d in cursor.description]
-    cursor.fetchall()
-    return names
+    return _columns(con, "t_models")  # cheaper than information_schema
 
 
 def refresh_views(con: Any) -> None:

@@ -1,6 +1,6 @@
 """Exchange formats: the published CNN Filter DB HDF5 layout (import and export) and Parquet (export).
 
-HDF5 layout (REFERENCE §8): ``/filters`` an N x k float32 array (row = filter id; ``/filter`` is accepted
+HDF5 layout (docs/reference.md §8): ``/filters`` an N x k float32 array (row = filter id; ``/filter`` is accepted
 on import, as the data set's README spells it), and ``/meta`` a pandas (PyTables) DataFrame with one row
 per conv layer, indexed by [model_id, conv_depth, conv_depth_norm, layer_id], whose ``filter_ids`` column
 holds "start:end", inclusive at both ends, plus the model metadata columns.
@@ -62,21 +62,19 @@ def _need_tables() -> None:
 
 
 def _selection(store: Store, shape: str, where: str | None, params: Sequence[Any] | None):  # type: ignore[no-untyped-def]
-    extra = f" AND ({where})" if where else ""
-    bound = [shape, *(params or [])]
-    return store.sql(
-        "SELECT l.*, t.shard, t.row_offset FROM layers l JOIN t_layers t USING (layer_id) "
-        f"WHERE l.kernel = ?{extra} ORDER BY l.model_id, l.layer_index", bound)
+    return store.located_layers(shape, where, params)
 
 
 def _stream_layers(store: Store, table: Any, scaled: bool = False):  # type: ignore[no-untyped-def]
     current: tuple[str, ShardReader] | None = None
     try:
-        for shard, offset, count, scale in zip(table["shard"], table["row_offset"], table["n_filters"], table["scale"]):
+        for shard, offset, count, scale, n_rows, n_bytes, mid, name in zip(
+                table["shard"], table["row_offset"], table["n_filters"], table["scale"], table["shard_rows"],
+                table["shard_bytes"], table["model_id"], table["model"]):
             if current is None or current[0] != shard:
                 if current is not None:
                     current[1].close()
-                current = (shard, ShardReader(store.root, shard))
+                current = (shard, store.open_shard(shard, n_rows, n_bytes, f"model {name!r} (id {mid})"))
             rows = current[1].rows(int(offset), int(count)).astype(np.float32)
             if not scaled and scale != 1.0:
                 rows *= np.float32(scale)
@@ -270,7 +268,7 @@ def export_parquet(store: Store, directory: str | os.PathLike[str], *, shape: st
                 columns += [pa.array(np.ascontiguousarray(part[:, i]), type=pa.float16()) for i in range(width)]
                 writer.write_batch(pa.record_batch(columns, schema=schema))
             total += len(rows)
-    layers = table.drop(columns=["shard", "row_offset"])
+    layers = table.drop(columns=["shard", "row_offset", "shard_rows", "shard_bytes"])
     layers.to_parquet(tmp / "layers.parquet", index=False)
     ids = sorted({int(i) for i in table["model_id"]})
     models = store.models()

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from ._errors import StoreBusyError
+from ._errors import StoreBusyError, write_error
 
 try:  # POSIX
     import fcntl
@@ -47,7 +47,10 @@ class WriterLock:
         if self._fd is not None:
             self._depth += 1
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:  # a read-only store (or file system): say so, not PermissionError
+            raise write_error(self.path.parent, "taking the writer lock", e) from e
         if fcntl is None:  # pragma: no cover
             self._fd, self._depth = fd, 1
             return
@@ -67,9 +70,12 @@ class WriterLock:
                     ) from None
                 time.sleep(delay)
                 delay = min(delay * 1.5, 0.5)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd, self._depth = fd, 1
+        try:  # only informative: a full disk must not leave the lock taken (and the fd leaked)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            pass
 
     def release(self) -> None:
         if self._fd is None:

@@ -8,16 +8,21 @@ the catalog; a file the catalog does not reference is garbage (see :func:`collec
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import threading
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ._errors import StoreError
+from ._errors import ShardCorruptError, write_error
 
-__all__ = ["SHARD_SUFFIX", "ShardReader", "collect_garbage", "fsync_dir", "write_shard"]
+__all__ = ["SHARD_SUFFIX", "ShardReader", "ShardRecord", "collect_garbage", "collect_garbage_candidates", "fsync_dir",
+           "shard_path", "shard_width", "write_shard"]
 
 SHARD_SUFFIX = ".arrow"
 COLUMN = "filter"
@@ -44,11 +49,32 @@ def _arrow_type(dtype: np.dtype, width: int):  # type: ignore[no-untyped-def]
     return pa.list_(pa.field("v", value, nullable=False), width)
 
 
-def write_shard(root: Path, kernel: str, values: np.ndarray) -> tuple[str, int]:
-    """Write ``values`` (n, k) as a new shard; return its path relative to ``root`` and its size in bytes.
+class _HashingFile:
+    """A write-only file object that hashes what passes through it (the shard's checksum, in one pass)."""
+
+    def __init__(self, fh) -> None:  # type: ignore[no-untyped-def]
+        self._fh = fh
+        self.digest = hashlib.sha256()
+        self.closed = False
+
+    def write(self, data) -> int:  # type: ignore[no-untyped-def]
+        self.digest.update(data)
+        return self._fh.write(data)
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        self.closed = True  # the caller closes the real file after fsync
+
+
+def write_shard(root: Path, kernel: str, values: np.ndarray) -> tuple[str, int, str]:
+    """Write ``values`` (n, k) as a new shard; return its path relative to ``root``, its size in bytes and the
+    sha256 of its bytes (recorded in the catalog, checked by ``filterdb verify``).
 
     The file is complete and durable before it gets its final name, so a crash leaves either nothing or
-    an unreferenced file under ``tmp/`` or ``shards/``, never a half-written referenced shard.
+    an unreferenced file under ``tmp/`` or ``shards/``, never a half-written referenced shard. A failed
+    write (disk full, read-only store) removes its partial file and raises :class:`StoreWriteError`.
     """
     import pyarrow as pa
 
@@ -60,47 +86,151 @@ def write_shard(root: Path, kernel: str, values: np.ndarray) -> tuple[str, int]:
     name = f"{uuid.uuid4().hex}{SHARD_SUFFIX}"
     tmp_dir = root / "tmp"
     final_dir = root / "shards" / kernel
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    final_dir.mkdir(parents=True, exist_ok=True)
     tmp = tmp_dir / (name + ".part")
-    with open(tmp, "wb") as fh:
-        with pa.ipc.new_file(fh, batch.schema) as writer:
-            writer.write_batch(batch)
-        fh.flush()
-        os.fsync(fh.fileno())
     final = final_dir / name
-    os.rename(tmp, final)
-    fsync_dir(final_dir)
-    return f"shards/{kernel}/{name}", final.stat().st_size
+    try:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        final_dir.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            hashing = _HashingFile(fh)
+            with pa.ipc.new_file(hashing, batch.schema) as writer:
+                writer.write_batch(batch)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.rename(tmp, final)
+        fsync_dir(final_dir)
+        size = final.stat().st_size
+    except OSError as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only store has no partial file; anything left under tmp/ is garbage anyway
+        raise write_error(root, f"writing a {kernel} shard", e) from e
+    return f"shards/{kernel}/{name}", size, hashing.digest.hexdigest()
+
+
+_SHARD_NAME = re.compile(r"shards/[0-9]+(x[0-9]+)*/[0-9a-f]{32}" + re.escape(SHARD_SUFFIX))
+
+
+def shard_path(root: Path, relpath: str) -> Path:
+    """The file of a shard the catalog names, which must be one this store wrote (``shards/3x3/<uuid>.arrow``):
+    a hostile catalog must not make a reader open, or ``rm`` delete, a file elsewhere."""
+    if not isinstance(relpath, str) or not _SHARD_NAME.fullmatch(relpath):
+        raise ShardCorruptError(f"{root}: the catalog names a shard {str(relpath)[:200]!r} that is not a shard "
+                                "path of a store; refusing to touch it (the catalog was edited or is hostile)")
+    return root / relpath
+
+
+def shard_width(relpath: str) -> int | None:
+    """Values per filter from the shard's folder name ('shards/3x3/...' -> 9); None if it is not a shape."""
+    parts = relpath.split("/")
+    if len(parts) < 3 or not all(p.isdigit() for p in parts[-2].split("x")):
+        return None
+    return int(np.prod([int(k) for k in parts[-2].split("x")]))
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    """What the catalog recorded about a shard: checked on every open (size, rows) and by verify (sha256)."""
+
+    n_bytes: int
+    n_rows: int
+    owner: str  # "model 'name' (id 3)", for messages
+    sha256: str | None = None
+
+
+# Shard records per store, loaded from the catalog once per process for readers that do not pass them
+# (shards are immutable and their names unique, so an entry never goes stale; a miss reloads).
+_RECORDS: dict[str, dict[str, ShardRecord]] = {}
+_RECORDS_LOCK = threading.Lock()
+
+
+def _recorded(root: Path, relpath: str) -> ShardRecord | None:
+    key = str(root)
+    records = _RECORDS.get(key)
+    if records is None or relpath not in records:
+        from ._catalog import shard_records
+
+        with _RECORDS_LOCK:
+            records = _RECORDS[key] = shard_records(root)
+    return records.get(relpath)
 
 
 class ShardReader:
-    """A memory-mapped shard: ``rows(offset, count)`` is a zero-copy (count, k) view."""
+    """A memory-mapped shard: ``rows(offset, count)`` is a zero-copy (count, k) view.
 
-    def __init__(self, root: Path, relpath: str) -> None:
+    Opening checks the file against the catalog's record (size and rows; given as ``record``, else looked up
+    once per process) and the Arrow structure (footer, one column of float16/float32 vectors of the
+    shape's width): a truncated, replaced or overwritten shard raises :class:`ShardCorruptError`, it is
+    never served. The full check of the values (sha256) is ``filterdb verify``.
+    """
+
+    def __init__(self, root: Path, relpath: str, record: ShardRecord | None = None) -> None:
         import pyarrow as pa
 
-        path = root / relpath
+        path = shard_path(root, relpath)
+        if record is None:
+            record = _recorded(root, relpath)
+        owner = record.owner if record is not None else "an unknown model"
         try:
             self._source = pa.memory_map(str(path), "r")
-            reader = pa.ipc.open_file(self._source)
         except FileNotFoundError as e:
-            raise StoreError(
-                f"{path}: shard missing; the model was removed while it was being read, or the store was "
-                "modified by hand (run `filterdb stats` to check it)"
+            raise ShardCorruptError(
+                f"{path}: shard missing ({owner}); the model was removed while it was being read, or the "
+                f"store was modified by hand (`filterdb verify {root}` checks every shard)"
             ) from e
-        except (OSError, pa.ArrowInvalid) as e:
-            raise StoreError(f"{path}: unreadable shard ({e})") from e
-        if reader.num_record_batches != 1:
-            raise StoreError(f"{path}: expected one record batch, found {reader.num_record_batches}")
-        column = reader.get_batch(0).column(0)
+        except OSError as e:
+            raise ShardCorruptError(f"{path}: unreadable shard of {owner} ({e})") from e
+        try:
+            self.array = self._open(pa, root, relpath, record, owner)
+        except BaseException:
+            self._source.close()
+            raise
+
+    def _open(self, pa, root: Path, relpath: str, record: ShardRecord | None, owner: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+        path = root / relpath
+
+        def corrupt(what: str) -> ShardCorruptError:
+            return ShardCorruptError(
+                f"{path}: corrupt shard of {owner}: {what}; re-ingest the model (`filterdb rm {root} ID`, then "
+                f"ingest its file again); `filterdb verify {root}` checks every shard")
+
+        size = self._source.size()
+        if record is not None and size != record.n_bytes:
+            raise corrupt(f"{size:,} bytes, the catalog recorded {record.n_bytes:,}")
+        try:
+            reader = pa.ipc.open_file(self._source)
+            if reader.num_record_batches != 1:
+                raise corrupt(f"expected one record batch, found {reader.num_record_batches}")
+            batch = reader.get_batch(0)
+        except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
+            raise corrupt(f"not a complete Arrow file ({str(e).splitlines()[0]})") from e
+        if batch.num_columns != 1 or not pa.types.is_fixed_size_list(batch.schema.field(0).type):
+            raise corrupt(f"unexpected schema {batch.schema.to_string(show_schema_metadata=False)!r}")
+        column = batch.column(0)
+        value_type = column.type.value_type
+        if value_type not in (pa.float16(), pa.float32()):
+            raise corrupt(f"values of type {value_type}, expected float16 or float32")
         width = column.type.list_size
-        dtype = np.float16 if str(column.type.value_type) == "halffloat" else np.float32
+        expected_width = shard_width(relpath)
+        if expected_width is not None and width != expected_width:
+            raise corrupt(f"{width} values per filter, the kernel shape needs {expected_width}")
+        if record is not None and len(column) != record.n_rows:
+            raise corrupt(f"{len(column):,} rows, the catalog recorded {record.n_rows:,}")
+        if column.null_count or column.values.null_count:
+            raise corrupt("null values")
+        dtype = np.float16 if value_type == pa.float16() else np.float32
         buf = column.values.buffers()[1]
         start = column.values.offset + column.offset * width
-        self.array = np.frombuffer(buf, dtype=dtype)[start : start + len(column) * width].reshape(-1, width)
+        flat = np.frombuffer(buf, dtype=dtype)
+        if flat.size < start + len(column) * width:
+            raise corrupt("the value buffer is shorter than its rows")
+        return flat[start : start + len(column) * width].reshape(-1, width)
 
     def rows(self, offset: int, count: int) -> np.ndarray:
+        if offset < 0 or offset + count > len(self.array):  # a catalog row pointing past the shard
+            raise ShardCorruptError(f"rows {offset}..{offset + count} asked of a shard of {len(self.array)} rows; "
+                                    "the catalog is inconsistent (`filterdb verify` names the model)")
         return self.array[offset : offset + count]
 
     def close(self) -> None:
@@ -108,23 +238,25 @@ class ShardReader:
         self._source.close()
 
 
-def collect_garbage(root: Path, referenced: Iterable[str]) -> list[str]:
-    """Delete partial files and shards no catalog row references; call only under the writer lock."""
+def collect_garbage_candidates(root: Path, referenced: Iterable[str]) -> list[str]:
+    """Partial files under ``tmp/`` and shards no catalog row references (paths relative to ``root``)."""
     keep = set(referenced)
-    removed: list[str] = []
+    found: list[str] = []
     tmp_dir = root / "tmp"
     if tmp_dir.is_dir():
-        for path in tmp_dir.iterdir():
-            path.unlink(missing_ok=True)
-            removed.append(f"tmp/{path.name}")
+        found.extend(f"tmp/{path.name}" for path in sorted(tmp_dir.iterdir()))
     shards = root / "shards"
     if shards.is_dir():
-        for kernel_dir in shards.iterdir():
-            if not kernel_dir.is_dir():
-                continue
-            for path in kernel_dir.iterdir():
-                rel = f"shards/{kernel_dir.name}/{path.name}"
-                if rel not in keep:
-                    path.unlink(missing_ok=True)
-                    removed.append(rel)
+        for kernel_dir in sorted(shards.iterdir()):
+            if kernel_dir.is_dir():
+                found.extend(rel for rel in (f"shards/{kernel_dir.name}/{p.name}" for p in sorted(kernel_dir.iterdir()))
+                             if rel not in keep)
+    return found
+
+
+def collect_garbage(root: Path, referenced: Iterable[str]) -> list[str]:
+    """Delete partial files and shards no catalog row references; call only under the writer lock."""
+    removed = collect_garbage_candidates(root, referenced)
+    for rel in removed:
+        (root / rel).unlink(missing_ok=True)
     return removed

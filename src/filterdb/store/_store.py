@@ -13,19 +13,23 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..errors import UsageError
 from ..types import ModelRecord
 from . import _catalog as catalog
-from ._errors import StoreError, StoreFormatError, StoreNotFoundError
+from ._errors import StoreError, StoreFormatError, StoreNotFoundError, StoreQueryError, write_error
 from ._lock import WriterLock
 from ._prepare import PreparedModel, prepare_model
-from ._shards import ShardReader, collect_garbage, write_shard
+from ._query import is_users_mistake, query_error
+from ._shards import ShardReader, ShardRecord, collect_garbage, shard_path, write_shard
 
-__all__ = ["FORMAT_FILE", "FORMAT_VERSION", "IngestResult", "Store", "StoreStats", "init_store", "open_store"]
+__all__ = ["FORMAT_FILE", "FORMAT_VERSION", "IngestResult", "Store", "StoreStats", "as_store", "init_store",
+           "open_store"]
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "filterdb-store"
 FORMAT_FILE = "filterdb-store.json"
 LOCK_FILE = "write.lock"
+MAX_MODEL_COLUMNS = 512  # columns of t_models: the taxonomy, the built-in ones and the extra metadata keys
 Dtype = Literal["float16", "float32"]
 
 
@@ -73,23 +77,52 @@ def init_store(path: str | os.PathLike[str], *, dtype: Dtype = "float16", exist_
     """
     root = Path(os.fspath(path))
     if dtype not in ("float16", "float32"):
-        raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
+        raise UsageError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
     if (root / FORMAT_FILE).exists():
         if exist_ok:
             return open_store(root, mode="a")
         raise StoreError(f"{root}: is already a filter store")
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+    if root.exists() and (not root.is_dir() or not _only_init_leftovers(root)):
         raise StoreError(f"{root}: exists and is not an empty directory; choose a new path for the store")
-    root.mkdir(parents=True, exist_ok=True)
+    created = not root.exists()
     meta = {"format": FORMAT_NAME, "version": str(FORMAT_VERSION), "dtype": dtype,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    (root / "catalog.duckdb").unlink(missing_ok=True)
-    with catalog.connect(root, read_only=False) as con:
-        catalog.create_schema(con, meta)
-    tmp = root / (FORMAT_FILE + ".tmp")
-    tmp.write_text(json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION, "dtype": dtype}, indent=2) + "\n")
-    os.replace(tmp, root / FORMAT_FILE)  # the format file is written last: its presence marks a complete store
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        _remove_init_files(root)  # an init that failed before (disk full) is finished, not refused
+        with catalog.connect(root, read_only=False) as con:
+            catalog.create_schema(con, meta)
+        tmp = root / (FORMAT_FILE + ".tmp")
+        tmp.write_text(json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION, "dtype": dtype}, indent=2) + "\n")
+        os.replace(tmp, root / FORMAT_FILE)  # the format file is written last: its presence marks a complete store
+    except (OSError, StoreError) as e:
+        _undo_init(root, created)  # nothing half-made stays behind
+        if isinstance(e, StoreError):
+            raise
+        raise write_error(root, "creating the store", e) from e
     return open_store(root, mode="a")
+
+
+# What init writes before the format file: a folder holding only these is an interrupted init.
+_INIT_FILES = ("catalog.duckdb", "catalog.duckdb.wal", FORMAT_FILE + ".tmp")
+
+
+def _only_init_leftovers(root: Path) -> bool:
+    return all(p.name in _INIT_FILES for p in root.iterdir())
+
+
+def _remove_init_files(root: Path) -> None:
+    for name in _INIT_FILES:
+        (root / name).unlink(missing_ok=True)
+
+
+def _undo_init(root: Path, created: bool) -> None:
+    try:
+        _remove_init_files(root)
+        if created:
+            root.rmdir()
+    except OSError:  # a read-only folder: `filterdb init` finishes an interrupted init later
+        pass
 
 
 def open_store(path: str | os.PathLike[str], mode: Literal["r", "a"] = "r", *, lock_timeout: float | None = 600.0,
@@ -105,7 +138,7 @@ def open_store(path: str | os.PathLike[str], mode: Literal["r", "a"] = "r", *, l
     >>> store.sql("SELECT task, sum(n_filters) AS n FROM layers WHERE kernel = ? GROUP BY task", ["3x3"])  # doctest: +SKIP
     """
     if mode not in ("r", "a"):
-        raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
+        raise UsageError(f"mode must be 'r' or 'a', got {mode!r}")
     return Store(Path(os.fspath(path)), mode, lock_timeout=lock_timeout, busy_timeout=busy_timeout)
 
 
@@ -116,9 +149,11 @@ def _read_format(root: Path) -> dict[str, Any]:
     if not fmt_path.is_file():
         raise StoreNotFoundError(f"{root}: not a filter store (no {FORMAT_FILE}); create one with `filterdb init`")
     try:
+        if fmt_path.stat().st_size > 1 << 16:  # a few dozen bytes when filterdb wrote it
+            raise StoreFormatError(f"{fmt_path}: {fmt_path.stat().st_size:,} bytes, not a filterdb store format file")
         fmt = json.loads(fmt_path.read_text())
-    except (OSError, ValueError) as e:
-        raise StoreFormatError(f"{fmt_path}: unreadable format file ({e})") from e
+    except (OSError, ValueError, RecursionError) as e:
+        raise StoreFormatError(f"{fmt_path}: unreadable format file ({type(e).__name__}: {e})") from None
     if not isinstance(fmt, dict) or fmt.get("format") != FORMAT_NAME:
         raise StoreFormatError(f"{fmt_path}: not a filterdb store format file")
     version = fmt.get("version")
@@ -148,6 +183,7 @@ class Store:
         self.busy_timeout = busy_timeout
         self._lock = WriterLock(root / LOCK_FILE, timeout=lock_timeout) if mode == "a" else None
         self._gc_done = False
+        self._schema_checked = False
 
     # -- properties ---------------------------------------------------------------------------------
     @property
@@ -188,15 +224,20 @@ class Store:
     def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None):  # type: ignore[no-untyped-def]
         """Run a read-only SQL query over the views (models, layers, filter_counts, shapes); a DataFrame.
 
-        Values go in ``params`` (``?`` or ``$name`` placeholders), never into the query text.
+        Values go in ``params`` (``?`` or ``$name`` placeholders), never into the query text. A query that
+        DuckDB refuses (syntax, unknown view or column, missing values) raises :class:`StoreQueryError`.
         """
-        import duckdb
+        return self._query(query, params, query, "query")
 
+    def _query(self, query: str, params: Any, text: str, what: str):  # type: ignore[no-untyped-def]
+        """Run ``query``; a user's mistake in it is explained in terms of ``text`` (what the user wrote)."""
         with self._connect() as con:
             try:
                 return con.execute(query, params).df() if params is not None else con.execute(query).df()
-            except duckdb.Error as e:
-                raise StoreError(f"query failed: {str(e).splitlines()[0]}") from e
+            except Exception as e:
+                if is_users_mistake(e):
+                    raise query_error(e, text, what, con) from None
+                raise
 
     def models(self):  # type: ignore[no-untyped-def]
         """All models with their metadata, as a DataFrame (one row per model version)."""
@@ -208,25 +249,45 @@ class Store:
         ``where`` is an SQL predicate over the ``layers`` view's columns with ``?`` placeholders, e.g.
         ``store.layers("task = ? AND kernel = ?", ["Classification", "3x3"])``.
         """
-        query = "SELECT * FROM layers" + (f" WHERE {where}" if where else "") + " ORDER BY model_id, layer_index"
-        return self.sql(query, params)
+        query = "SELECT * FROM layers" + (f" WHERE ({where})" if where else "") + " ORDER BY model_id, layer_index"
+        return self._query(query, params, where or "", "where predicate")
 
     def has(self, sha256: str) -> bool:
         with self._connect() as con:
             return con.execute("SELECT count(*) FROM t_models WHERE sha256 = ?", [sha256]).fetchall()[0][0] > 0
 
-    def _selected_layers(self, shape: str, where: str | None, params: Any):  # type: ignore[no-untyped-def]
+    def known_hashes(self) -> set[str]:
+        """The sha256 of every model in the store (the content addresses ingest skips)."""
+        with self._connect() as con:
+            return {r[0] for r in con.execute("SELECT sha256 FROM t_models").fetchall()}
+
+    def existing(self, sha256: str) -> IngestResult:
+        """The :class:`IngestResult` (``skipped=True``) of a model already in the store, by its sha256."""
+        with self._connect() as con:
+            rows = con.execute("SELECT model_id, model, n_layers, n_filters FROM t_models WHERE sha256 = ?",
+                               [sha256]).fetchall()
+        if not rows:
+            raise StoreError(f"{self.root}: no model with sha256 {sha256}")
+        mid, name, n_layers, n_filters = rows[0]
+        return IngestResult(int(mid), name, sha256, True, int(n_layers), int(n_filters))
+
+    def located_layers(self, shape: str, where: str | None = None, params: Sequence[Any] | None = None):  # type: ignore[no-untyped-def]
+        """The ``layers`` rows of one kernel shape (``where`` over the layers view) with where their filters lie:
+        ``shard``, ``row_offset`` and the shard's recorded size, ``shard_rows`` and ``shard_bytes``."""
+        if isinstance(params, Mapping):
+            raise StoreQueryError("use '?' placeholders with a list of params here (the shape is bound first)")
         extra = f" AND ({where})" if where else ""
-        query = ("SELECT l.layer_id, t.shard, t.row_offset, l.n_filters, l.scale FROM layers l "
-                 "JOIN t_layers t USING (layer_id) WHERE l.kernel = ?" + extra +
-                 " ORDER BY l.model_id, l.layer_index")
-        if params is None:
-            bound: Any = [shape]
-        elif isinstance(params, Mapping):
-            raise ValueError("iter_filters: use '?' placeholders with a list of params (the shape is bound first)")
-        else:
-            bound = [shape, *params]
-        return self.sql(query, bound)
+        query = ("SELECT l.*, t.shard, t.row_offset, s.n_rows AS shard_rows, s.bytes AS shard_bytes "
+                 f"FROM (SELECT * FROM layers WHERE kernel = ?{extra}) l JOIN t_layers t USING (layer_id) "
+                 "LEFT JOIN t_shards s ON s.shard = t.shard ORDER BY l.model_id, l.layer_index")
+        return self._query(query, [shape, *(params or [])], where or "", "where predicate")
+
+    def open_shard(self, shard: str, n_rows: Any = None, n_bytes: Any = None, owner: str = "") -> ShardReader:
+        """A :class:`ShardReader` checked against the catalog's record (``located_layers`` gives it)."""
+        import pandas as pd
+
+        record = None if n_rows is None or pd.isna(n_rows) else ShardRecord(int(n_bytes), int(n_rows), owner)
+        return ShardReader(self.root, shard, record)
 
     def iter_filters(
         self,
@@ -249,7 +310,7 @@ class Store:
         batch_rows : int
             Rows per batch (the last one is shorter); memory use is about 40 bytes x batch_rows.
         scaled : bool
-            True: each filter divided by its own max |w| (REFERENCE §3; all-zero filters stay zero).
+            True: each filter divided by its own max |w| (docs/reference.md §3; all-zero filters stay zero).
             False: raw weights (stored values x layer scale).
         with_layer_ids : bool
             Yield ``(filters, layer_ids)`` pairs, layer_ids an int64 array with each row's layer.
@@ -260,19 +321,21 @@ class Store:
         ...     gram += batch.T @ batch
         """
         if batch_rows < 1:
-            raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
-        table = self._selected_layers(shape, where, params)
+            raise UsageError(f"batch_rows must be >= 1, got {batch_rows}")
+        table = self.located_layers(shape, where, params)[
+            ["layer_id", "shard", "row_offset", "n_filters", "scale", "shard_rows", "shard_bytes", "model_id",
+             "model"]]
         width = int(np.prod([int(k) for k in shape.split("x")])) if table.shape[0] else 0
         out = np.empty((batch_rows, width), dtype=np.float32)
         ids = np.empty(batch_rows, dtype=np.int64)
         fill = 0
         current: tuple[str, ShardReader] | None = None
         try:
-            for layer_id, shard, offset, count, scale in table.itertuples(index=False):
+            for layer_id, shard, offset, count, scale, n_rows, n_bytes, mid, name in table.itertuples(index=False):
                 if current is None or current[0] != shard:
                     if current is not None:
                         current[1].close()
-                    current = (shard, ShardReader(self.root, shard))
+                    current = (shard, self.open_shard(shard, n_rows, n_bytes, f"model {name!r} (id {mid})"))
                 rows = current[1].rows(int(offset), int(count))
                 pos = 0
                 while pos < len(rows):
@@ -311,13 +374,23 @@ class Store:
         return StoreStats(int(n_models), int(n_layers), int(n_filters), shapes, int(shard_bytes),
                           int(catalog_bytes), int(total))
 
+    def verify(self, *, progress: Any = None):  # type: ignore[no-untyped-def]
+        """Check the whole store (catalog, every shard's size, structure and sha256); a :class:`VerifyReport`
+        that says which models to re-ingest. ``progress(done, total)`` is called per shard."""
+        from ._verify import verify_store
+
+        return verify_store(self, progress=progress)
+
     # -- writes -------------------------------------------------------------------------------------
     def gc(self) -> list[str]:
         """Remove partial and unreferenced shard files (left by a killed writer). Returns what it removed."""
         with self._writable():
             with self._connect() as con:
                 referenced = [r[0] for r in con.execute("SELECT shard FROM t_shards").fetchall()]
-            removed = collect_garbage(self.root, referenced)
+            try:
+                removed = collect_garbage(self.root, referenced)
+            except OSError as e:
+                raise write_error(self.root, "removing unreferenced files", e) from e
             self._gc_done = True
             return removed
 
@@ -332,15 +405,9 @@ class Store:
 
         sha = record_sha256(record)
         if self.supports_writes and self.has(sha):
-            return self._existing(sha)
+            return self.existing(sha)
         normalised = {catalog.normalise_column(k): v for k, v in (metadata or {}).items()}
         return self.ingest_prepared(prepare_model(record, normalised, dtype=self.dtype, metrics=metrics))
-
-    def _existing(self, sha: str) -> IngestResult:
-        with self._connect() as con:
-            row = con.execute("SELECT model_id, model, n_layers, n_filters FROM t_models WHERE sha256 = ?",
-                              [sha]).fetchall()[0]
-        return IngestResult(int(row[0]), row[1], sha, True, int(row[2]), int(row[3]))
 
     def ingest_prepared(self, prepared: PreparedModel) -> IngestResult:
         """Write a :class:`PreparedModel`: shards first (invisible until referenced), then one transaction."""
@@ -351,30 +418,39 @@ class Store:
             for values in prepared.filters.values():
                 if values.dtype != dtype:
                     raise StoreError(f"prepared filters are {values.dtype}, the store holds {self.dtype}")
-            written: list[tuple[str, str, int, int]] = []  # (kernel, shard, rows, bytes)
+            written: list[tuple[str, str, int, int, str]] = []  # (kernel, shard, rows, bytes, sha256)
             try:
                 for key, values in prepared.filters.items():
-                    rel, size = write_shard(self.root, key, values)
-                    written.append((key, rel, len(values), size))
+                    rel, size, digest = write_shard(self.root, key, values)
+                    written.append((key, rel, len(values), size, digest))
                 existing = self._commit(prepared, written)
             except BaseException:
                 existing = None
-                for _, rel, _, _ in written:
-                    (self.root / rel).unlink(missing_ok=True)
+                self._discard(written)
                 raise
             if isinstance(existing, IngestResult):  # the same bytes were committed meanwhile: a no-op
-                for _, rel, _, _ in written:
-                    (self.root / rel).unlink(missing_ok=True)
+                self._discard(written)
                 return existing
         return IngestResult(int(existing), prepared.model_row["model"], prepared.sha256, False,
                             len(prepared.layer_rows), prepared.n_filters)
 
-    def _commit(self, prepared: PreparedModel, written: list[tuple[str, str, int, int]]) -> int | IngestResult:
+    def _discard(self, written: list[tuple[str, str, int, int, str]]) -> None:
+        """Remove shards no commit references (best effort: what stays is garbage for the next writer)."""
+        for _, rel, _, _, _ in written:
+            try:
+                (self.root / rel).unlink(missing_ok=True)
+            except OSError:
+                pass
+
+    def _commit(self, prepared: PreparedModel, written: list[tuple[str, str, int, int, str]]) -> int | IngestResult:
         import pyarrow as pa
 
-        shard_of = {key: rel for key, rel, _, _ in written}
+        shard_of = {key: rel for key, rel, _, _, _ in written}
         offsets: dict[str, int] = {}
         with self._connect(read_only=False) as con:
+            if not self._schema_checked:
+                catalog.upgrade_schema(con)
+                self._schema_checked = True
             catalog.run(con, "BEGIN TRANSACTION")
             try:
                 known = con.execute("SELECT model_id, model, n_layers, n_filters FROM t_models WHERE sha256 = ?",
@@ -386,6 +462,11 @@ class Store:
                 existing = set(catalog.model_columns(con))
                 row = dict(prepared.model_row)
                 added = [c for c in row if c not in existing]
+                if len(existing) + len(added) > MAX_MODEL_COLUMNS:
+                    raise StoreError(
+                        f"{self.root}: model {row['model']!r} would bring the models view to "
+                        f"{len(existing) + len(added):,} columns, more than {MAX_MODEL_COLUMNS:,}; extra metadata "
+                        "keys become columns: keep the ones you query")
                 for col in added:
                     catalog.run(con, f"ALTER TABLE t_models ADD COLUMN {catalog.quote_ident(col)} VARCHAR")
                 if added:
@@ -413,11 +494,12 @@ class Store:
                     con.register("_new_layers", table)
                     catalog.run(con, "INSERT INTO t_layers BY NAME SELECT * FROM _new_layers")
                     con.unregister("_new_layers")
-                for key, rel, n, size in written:
-                    catalog.run(con, "INSERT INTO t_shards VALUES (?, ?, ?, ?, ?)", [rel, model_id, key, n, size])
+                for key, rel, n, size, digest in written:
+                    catalog.run(con, "INSERT INTO t_shards (shard, model_id, kernel, n_rows, bytes, sha256) "
+                                "VALUES (?, ?, ?, ?, ?, ?)", [rel, model_id, key, n, size, digest])
                 catalog.run(con, "COMMIT")
             except BaseException:
-                catalog.run(con, "ROLLBACK")
+                _rollback(con)
                 raise
         return int(model_id)
 
@@ -444,17 +526,36 @@ class Store:
             with self._connect(read_only=False) as con:
                 catalog.run(con, "BEGIN TRANSACTION")
                 try:
-                    shards = [r[0] for r in con.execute(
+                    paths = [shard_path(self.root, r[0]) for r in con.execute(  # checked before anything changes
                         "SELECT shard FROM t_shards WHERE list_contains(?, model_id)", [ids]).fetchall()]
                     for table in ("t_layers", "t_shards", "t_models"):
                         catalog.run(con, f"DELETE FROM {table} WHERE list_contains(?, model_id)", [ids])
                     catalog.run(con, "COMMIT")
                 except BaseException:
-                    catalog.run(con, "ROLLBACK")
+                    _rollback(con)
                     raise
-            for rel in shards:  # after the commit: a crash here leaves garbage, never a dangling reference
-                (self.root / rel).unlink(missing_ok=True)
+            for path in paths:  # after the commit: a crash here leaves garbage, never a dangling reference
+                path.unlink(missing_ok=True)
         return ids
+
+
+def _rollback(con: Any) -> None:
+    """Roll back after a failed statement; a failed COMMIT has ended the transaction already ("cannot
+    rollback - no transaction is active"), and that must not hide the error that caused it."""
+    try:
+        catalog.run(con, "ROLLBACK")
+    except Exception:  # noqa: BLE001 - the original error is being raised
+        pass
+
+
+def as_store(store: Store | str | os.PathLike[str], mode: Literal["r", "a"] = "r", **options: Any) -> Store:
+    """``store`` itself if it is a :class:`Store` (opened with a mode that allows ``mode``), else
+    ``open_store(store, mode, **options)``: for functions that take a store or its path."""
+    if isinstance(store, Store):
+        if mode == "a" and not store.supports_writes:
+            raise StoreError(f"{store.root}: opened read-only; open it with mode='a' to change it")
+        return store
+    return open_store(store, mode, **options)
 
 
 def _layer_schema(example: Mapping[str, Any]):  # type: ignore[no-untyped-def]
