@@ -319,9 +319,11 @@ def drift_heatmap(result: Any, *, annotate: bool | None = None, theme_name: str 
     ax = fig.add_subplot()
     ax.set_gid("drift-matrix")
     style_axes(ax, th, grid=False)
-    image = ax.imshow(np.ma.masked_invalid(shown), cmap=DRIFT_CMAP, vmin=0.0, vmax=vmax, interpolation="nearest",
+    from matplotlib import colormaps
+
+    cmap = colormaps[DRIFT_CMAP].with_extremes(bad=th.paper)  # a group without a floor: a blank diagonal cell
+    image = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest",
                       gid=f"drift:{result.by}")
-    image.cmap.set_bad(th.paper)
     ax.set_xticks(range(g), labels, fontsize=PAGE_FONT, rotation=60, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(g), labels, fontsize=PAGE_FONT)
     ax.tick_params(length=0, pad=2)
@@ -374,7 +376,11 @@ def drift_boxplots(results: Any, *, theme_name: str = "light", width: float = PA
     style_axes(ax, th)
     data = [r.upper_triangle() for _, r in pairs]
     colours = group_colours(len(pairs))
-    boxes = ax.boxplot(data, widths=0.55, patch_artist=True, showfliers=False, vert=False,
+    import matplotlib
+
+    major, minor = (int(x) for x in matplotlib.__version__.split(".")[:2])
+    sideways = {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}  # renamed in 3.10
+    boxes = ax.boxplot(data, widths=0.55, patch_artist=True, showfliers=False, **sideways,
                        medianprops={"color": th.ink, "linewidth": 1.4},
                        whiskerprops={"color": th.ink}, capprops={"color": th.ink},
                        boxprops={"edgecolor": th.ink})
