@@ -277,3 +277,24 @@ def test_report_renders_in_chromium(report):
 def test_report_follows_a_dark_system_theme(report):
     dark = assert_report_renders(report[0].path, dark=True).dom["background"]
     assert dark == "rgb(13, 17, 23)"
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.parametrize("width", [400, 1400])
+def test_report_is_readable_on_a_phone_and_a_desktop(report, width, tmp_path_factory):
+    """At 400 and 1400 px: no element wider than the window and no sideways scrolling (tables stack their
+    cells on narrow screens), and every figure's smallest text is >= 10 px at the size it is shown.
+    The screenshots are kept as test artefacts (pytest's tmp folder)."""
+    result = render(report[0].path, width=width)
+    shots = tmp_path_factory.mktemp("screenshots")
+    (shots / f"report-{width}px.png").write_bytes(result.screenshot)
+    dom = result.dom
+    assert result.errors == []
+    assert dom["bodyWidth"] <= dom["viewportWidth"] == width
+    assert dom["overflowing"] == [] and dom["scrollers"] == []
+    assert dom["smallestText"] >= 10
+    for image in dom["images"]:
+        shown = image["textPx"] * image["width"] / image["naturalWidth"]
+        assert shown >= 10, (image["alt"], round(shown, 1))
+        assert image["width"] <= (width - 20 if width < 600 else 500)  # phone: the page's width; desktop: 100 px/in

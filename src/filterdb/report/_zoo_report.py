@@ -25,8 +25,7 @@ __all__ = ["ZooReport", "build_zoo_report", "default_axes", "write_zoo_report"]
 
 _EXTRA_CSS = ("<style>a{color:var(--accent)}a.back{font-size:13px;margin-left:8px;font-weight:400}"
               "nav.toc{margin:10px 0 4px;font-size:14px}nav.toc a{margin-right:14px;white-space:nowrap}"
-              "section.model{border-top:1px solid var(--line);margin-top:22px}"
-              ".figs>div{min-width:0}</style>")
+              "section.model{border-top:1px solid var(--line);margin-top:22px}</style>")
 _DPI = 150  # main figures: sharp on high-density screens when opened at full size
 _MODEL_DPI = 100  # one figure per model: lighter
 _CANDIDATE_AXES = ("task", "visual_category", "training_dataset", "architecture", "format")
@@ -455,16 +454,14 @@ def _model_section(page: Page, row: Any, part: Any, figure: Any) -> None:
         page.raw(Html('<div class="note">' + esc("No conv layer of this model has 2-D kernels with stored metrics: "
                                                   "nothing to plot.") + "</div>"))
     else:
-        page.raw(Html('<div class="figs">'))
         page.figure(figure, alt=f"{row.model}: sparsity, normalised variance entropy and orthogonality against depth",
                     caption="Layer metrics against depth; dashed: the verdict thresholds named in each panel's title.")
         bad = part[[len(v) > 0 for v in part["verdicts"]]]
         if len(bad):
             rows = [[_name_cell(r.layer), _fmt(r.conv_depth, 0), "×".join(str(int(x)) for x in r.shape),
                      _fmt(r.sparsity), _fmt(r.variance_entropy_norm), _badges(r.verdicts)] for r in bad.itertuples()]
-            page.raw(Html("<div>" + table_html(["layer", "depth", "weight shape", "sparsity", "ve_norm", "verdicts"],
-                                                rows, numeric=(1, 3, 4), name_col=0) + "</div>"))
-        page.raw(Html("</div>"))
+            page.raw(Html(table_html(["layer", "depth", "weight shape", "sparsity", "ve_norm", "verdicts"], rows,
+                                     numeric=(1, 3, 4), name_col=0)))
     page.raw(Html("</section>"))
 
 
