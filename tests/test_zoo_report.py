@@ -44,6 +44,15 @@ def parse(text):
     return parser
 
 
+@pytest.fixture(scope="module", autouse=True)
+def figure_cache(tmp_path_factory):
+    """The reports of this module cache their per-model figures in a temporary folder, not the user's."""
+    folder = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FILTERDB_CACHE_DIR", str(folder))
+        yield folder / "report-figures"
+
+
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory):
     return build_zoo(tmp_path_factory.mktemp("zoo") / "zoo.fdb")
@@ -180,10 +189,25 @@ def test_unknown_is_left_out_small_groups_are_named_and_a_dominant_model_is_said
 
 
 def test_figures_drawn_by_workers_equal_figures_drawn_here(zoo):
-    one = build_zoo_report(zoo, by=["task"], workers=0, title="t")
-    two = build_zoo_report(zoo, by=["task"], workers=2, title="t")
+    one = build_zoo_report(zoo, by=["task"], workers=0, title="t", figure_cache=None)
+    two = build_zoo_report(zoo, by=["task"], workers=2, title="t", figure_cache=None)
     strip = re.compile(r"built in [0-9.]+ s")
     assert strip.sub("", one.html) == strip.sub("", two.html)
+
+
+def test_model_figures_are_cached_by_their_data(zoo, tmp_path):
+    import base64
+
+    cache = tmp_path / "figures"
+    build_zoo_report(zoo, by=["task"], figure_cache=cache)
+    pngs = sorted(cache.glob("*.png"))
+    assert len(pngs) == len(zoo.models())  # one per model; the main figures change with every store
+    marker = pngs[0].read_bytes() + b"cached"
+    pngs[0].write_bytes(marker)
+    again = build_zoo_report(zoo, by=["task"], figure_cache=cache)
+    assert base64.b64encode(marker).decode() in again.html  # read back, not redrawn
+    fresh = build_zoo_report(zoo, by=["task"], figure_cache=None)
+    assert base64.b64encode(marker).decode() not in fresh.html
 
 
 def test_an_axis_with_one_group_is_a_note_and_an_unknown_column_an_error(zoo):

@@ -7,13 +7,21 @@ the PNG and sends back a :class:`~filterdb.report._html.Rendered`. The pool is f
 starts; its workers only draw (matplotlib, numpy, pandas on the data sent to them) and never touch the
 store, DuckDB or the analysis threads of the parent. Elsewhere (no ``fork``), or with ``workers=0``,
 figures are drawn in the calling process when the page asks for them.
+
+With a cache folder, a job submitted with a ``key`` (a digest of everything the figure depends on: its
+input data, the drawing code, matplotlib's version, the dpi) is drawn once: later reports read the PNG
+back, so a report of an unchanged store redraws only what changed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
+import tempfile
 import warnings
+from pathlib import Path
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
@@ -64,7 +72,8 @@ class Drawer:
     ...     png = pending.result().png                           # doctest: +SKIP
     """
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, cache: str | os.PathLike[str] | None = None) -> None:
+        self.cache = Path(cache) if cache is not None else None
         n = default_workers() if workers is None else int(workers)
         if n < 0:
             raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
@@ -79,11 +88,21 @@ class Drawer:
                 self.pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"))
                 self.pool.submit(int).result()  # fork every worker now, before the analyses start threads
 
-    def submit(self, make: Callable[..., Any], *args: Any, dpi: float = 110, **kwargs: Any) -> Future[Rendered] | _Later:
-        """Draw ``make(*args, **kwargs)``; returns an object whose ``result()`` is the :class:`Rendered`."""
-        if self.pool is None:
-            return _Later(make, args, kwargs, dpi)
-        return self.pool.submit(draw, make, args, kwargs, dpi)
+    def submit(self, make: Callable[..., Any], *args: Any, dpi: float = 110, key: str | None = None,
+               **kwargs: Any) -> Any:
+        """Draw ``make(*args, **kwargs)``; returns an object whose ``result()`` is the :class:`Rendered`.
+
+        ``key``: a digest of the figure's inputs; with a cache folder the figure is read from there when
+        present and stored there once drawn.
+        """
+        if key is not None and self.cache is not None:
+            key = hashlib.sha256(f"{key}|{dpi}|{_code_digest()}".encode()).hexdigest()
+            found = _read_cached(self.cache, key)
+            if found is not None:
+                return found
+        pending = _Later(make, args, kwargs, dpi) if self.pool is None else self.pool.submit(draw, make, args, kwargs,
+                                                                                             dpi)
+        return pending if key is None or self.cache is None else _Caching(pending, self.cache, key)
 
     def close(self) -> None:
         if self.pool is not None:
@@ -95,6 +114,60 @@ class Drawer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class _Caching:
+    """A pending figure that is written to the cache folder when it is first asked for."""
+
+    def __init__(self, pending: Any, folder: Path, key: str) -> None:
+        self.pending, self.folder, self.key = pending, folder, key
+        self.done: Rendered | None = None
+
+    def result(self) -> Rendered:
+        if self.done is None:
+            self.done = self.pending.result()
+            try:
+                _write_cached(self.folder, self.key, self.done)
+            except OSError:  # a read-only or full cache costs speed next time, never the report
+                pass
+        return self.done
+
+
+def _read_cached(folder: Path, key: str) -> Rendered | None:
+    try:
+        meta = json.loads((folder / f"{key}.json").read_text(encoding="utf-8"))
+        png = (folder / f"{key}.png").read_bytes()
+        return Rendered(png, float(meta["width_in"]), float(meta["dpi"]), float(meta["smallest_pt"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_cached(folder: Path, key: str, done: Rendered) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = json.dumps({"width_in": done.width_in, "dpi": done.dpi, "smallest_pt": done.smallest_pt})
+    for name, data in ((f"{key}.png", done.png), (f"{key}.json", meta.encode())):  # the PNG first: JSON = complete
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, folder / name)
+
+
+_DIGEST: list[str] = []
+
+
+def _code_digest() -> str:
+    """The drawing code's identity: the sources of the plotting modules and matplotlib's version."""
+    if not _DIGEST:
+        import matplotlib
+
+        from .. import plotting
+
+        h = hashlib.sha256(matplotlib.__version__.encode())
+        for path in sorted(Path(plotting.__file__).parent.glob("*.py")):
+            h.update(path.read_bytes())
+        h.update(Path(__file__).with_name("_zoo_report.py").read_bytes())
+        _DIGEST.append(h.hexdigest())
+    return _DIGEST[0]
 
 
 def _start_methods() -> list[str]:
