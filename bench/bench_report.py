@@ -7,9 +7,11 @@ Run by hand (not by the tests)::
 
 STORE is a filter store, e.g. the demo's (``filterdb demo --workdir /tmp/fdemo`` builds
 ``/tmp/fdemo/store.fdb``). Each build runs in a fresh process (imports included, as a user runs it); runs of
-the two versions alternate so that both see the same machine load. The baseline's ``src`` is extracted with
+the versions alternate so that all see the same machine load. The baseline's ``src`` is extracted with
 ``git archive`` into a temporary folder. Reports wall seconds (median and best) and the CPU seconds of the
-process and its children (median): on a shared machine the CPU time is the steadier number.
+process and its children (median): on a shared machine the CPU time is the steadier number. This checkout
+runs twice per round: with an empty figure cache (every figure drawn, a first report), then with the cache
+that run filled (the per-model figures read back: a second report of an unchanged store).
 """
 
 from __future__ import annotations
@@ -41,12 +43,12 @@ def extract(ref: str, folder: Path) -> Path:
     return folder / "src"
 
 
-def one_run(src: Path, store: str, out: Path) -> tuple[float, float, float]:
+def one_run(src: Path, store: str, out: Path, cache: Path) -> tuple[float, float, float]:
     """(wall seconds of the process, seconds inside the build, CPU seconds of the process and its children)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", BUILD, str(out), store], check=True, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(src)})
+                          env={**os.environ, "PYTHONPATH": str(src), "FILTERDB_CACHE_DIR": str(cache)})
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -61,13 +63,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the table (Markdown) here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
-        versions = {"this checkout": ROOT / "src"}
+        versions = {"this checkout, figures drawn": ROOT / "src",
+                    "this checkout, model figures cached": ROOT / "src"}
         if args.baseline:
             versions[f"baseline {args.baseline}"] = extract(args.baseline, Path(tmp))
         runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in versions}
         for i in range(args.repeat):
             for name, src in versions.items():
-                runs[name].append(one_run(src, args.store, Path(tmp) / f"report-{i}.html"))
+                # this checkout draws into cache-i, then reads it back; the baseline has no figure cache
+                cache = Path(tmp) / (f"cache-{i}" if src == ROOT / "src" else f"cache-{i}-baseline")
+                runs[name].append(one_run(src, args.store, Path(tmp) / f"report-{i}.html", cache))
                 print(f"{name}: run {i + 1}: wall {runs[name][-1][0]:.1f} s, build {runs[name][-1][1]:.1f} s, "
                       f"CPU {runs[name][-1][2]:.1f} s", file=sys.stderr)
     load = os.getloadavg()

@@ -89,8 +89,9 @@ def build_zoo_report(store: Any, by: Sequence[str] | None = None, *, shape: str 
         Processes that draw the figures while the analyses run (default: one per CPU, up to 4, on Linux;
         0 draws everything in this process).
     figure_cache : path, "auto" or None
-        A folder of per-model figures already drawn (PNG files named by a digest of the figure's data and
-        of the drawing code): a report of an unchanged model reads its figure back instead of drawing it.
+        A folder of figures already drawn (PNG files named by a digest of the figure's data and of the
+        drawing code): a figure whose numbers did not change since an earlier report is read back instead of
+        drawn.
         "auto": ``report-figures`` in filterdb's cache folder (:func:`filterdb.sources.cache_dir`);
         None: draw every figure.
     """
@@ -143,7 +144,13 @@ class _Study:
         self.summary: dict[str, Any] = {"store": str(store.root), "axes": axes, "shape": shape}
 
     def draw(self, make: Callable[..., Any], *args: Any, png: str | None = None, **kwargs: Any) -> Any:
-        pending = self.drawer.submit(make, *args, dpi=_DPI, **kwargs)
+        import hashlib
+        import pickle
+
+        # the results drawn are plain data: their pickle names the figure (a store unchanged since the last
+        # report gives the same numbers, so the same figure)
+        key = hashlib.sha256(pickle.dumps((make.__qualname__, args, sorted(kwargs.items())))).hexdigest()
+        pending = self.drawer.submit(make, *args, dpi=_DPI, key=key, **kwargs)
         if self.folder is not None and png is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.to_save.append((self.folder / png, pending))
