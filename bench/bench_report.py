@@ -64,7 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
         versions = {"this checkout, figures drawn": ROOT / "src",
-                    "this checkout, model figures cached": ROOT / "src"}
+                    "this checkout, figures cached": ROOT / "src"}
         if args.baseline:
             versions[f"baseline {args.baseline}"] = extract(args.baseline, Path(tmp))
         runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in versions}
