@@ -251,6 +251,13 @@ def test_cli_writes_the_report_and_prints_its_path(zoo, tmp_path, capsys):
     pngs = sorted(p.name for p in (tmp_path / "img").iterdir())
     assert pngs == ["degeneration.png", "density.png", "drift.png", "eigen-images.png", "ridge.png"]
     assert all((tmp_path / "img" / p).stat().st_size < 150_000 for p in pngs)
+    # again, now with every figure in the cache: the same files
+    first = {p: (tmp_path / "img" / p).read_bytes() for p in pngs}
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(zoo.root), "-o", str(out), "--by", "task", "--no-models", "--no-progress",
+              "--figures", str(tmp_path / "img")])
+    assert exc.value.code == 0
+    assert {p: (tmp_path / "img" / p).read_bytes() for p in pngs} == first
 
 
 def test_cli_errors_are_one_line(zoo, tmp_path, capsys):

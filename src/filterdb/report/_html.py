@@ -116,6 +116,10 @@ class Rendered:
         """The smallest text's height in pixels of the PNG."""
         return self.smallest_pt * self.dpi / 72
 
+    def result(self) -> Rendered:
+        """Itself: a drawn figure answers like one still being drawn."""
+        return self
+
 
 def render_figure(fig: Any, *, dpi: float = 110) -> Rendered:
     """Draw a matplotlib Figure to PNG (fast zlib level) and release it."""
