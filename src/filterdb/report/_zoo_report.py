@@ -100,7 +100,7 @@ def build_zoo_report(store: Any, by: Sequence[str] | None = None, *, shape: str 
     from ._drawing import Drawer
 
     started = time.perf_counter()
-    store = _as_store(store)
+    store = _ColumnsOnce(_as_store(store))
     axes = list(dict.fromkeys(by)) if by else default_axes(store, shape)
     from ..analysis._selection import _group_expression
 
@@ -127,6 +127,27 @@ def build_zoo_report(store: Any, by: Sequence[str] | None = None, *, shape: str 
         for path, pending in study.to_save:
             path.write_bytes(pending.result().png)
     return ZooReport(html, study.summary)
+
+
+class _ColumnsOnce:
+    """The store, with the columns of the ``layers`` view looked up once per report: every analysis asks for
+    them, and each catalog query opens a DuckDB connection (tens of milliseconds)."""
+
+    _QUERY = "SELECT * FROM layers LIMIT 0"
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._empty: Any = None
+
+    def sql(self, query: str, params: Any = None) -> Any:
+        if query == self._QUERY and params is None:
+            if self._empty is None:
+                self._empty = self._store.sql(query)
+            return self._empty.copy()
+        return self._store.sql(query, params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
 
 
 class _Study:
