@@ -45,7 +45,19 @@ _DOM_STATE = """JSON.stringify({
   title: document.title,
   images: Array.from(document.images).map(i => ({alt: i.alt, complete: i.complete,
       naturalWidth: i.naturalWidth, naturalHeight: i.naturalHeight,
-      width: i.getBoundingClientRect().width, height: i.getBoundingClientRect().height})),
+      width: i.getBoundingClientRect().width, height: i.getBoundingClientRect().height,
+      textPx: i.dataset.textPx ? parseFloat(i.dataset.textPx) : null})),
+  overflowing: Array.from(document.querySelectorAll('main *')).filter(e => {
+      const r = e.getBoundingClientRect();
+      return r.width > 0 && (r.right > window.innerWidth + 0.5 || r.left < -0.5) && !e.closest('figure:target');
+    }).slice(0, 20).map(e => e.tagName.toLowerCase() + (e.className ? '.' + e.className : '') + ': '
+      + (e.textContent || '').trim().slice(0, 60)),
+  scrollers: Array.from(document.querySelectorAll('main *')).filter(e => e.scrollWidth > e.clientWidth + 1
+      && ['auto', 'scroll'].includes(getComputedStyle(e).overflowX)).map(e => e.tagName.toLowerCase()
+      + (e.className ? '.' + e.className : '')),
+  smallestText: Math.min(...Array.from(document.querySelectorAll('main *')).filter(e =>
+      Array.from(e.childNodes).some(n => n.nodeType === 3 && n.textContent.trim()) && e.getClientRects().length)
+      .map(e => parseFloat(getComputedStyle(e).fontSize))),
   headings: Array.from(document.querySelectorAll('h1,h2,h3')).map(h => h.textContent.trim()),
   tables: document.querySelectorAll('table').length,
   scripts: document.scripts.length,

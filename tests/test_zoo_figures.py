@@ -89,70 +89,99 @@ def images_of(ax):
 def test_eigen_images_draw_every_component_with_shared_symmetric_limits(results):
     basis, blobs = results["basis"], results["blobs"]
     fig = eigen_images({"all": basis, "blobs": blobs})
-    tiles = [ax for ax in fig.axes if (ax.get_gid() or "").startswith("eigen:")]
-    assert len(tiles) == 2 * 9
-    limits = {im.get_clim() for ax in tiles for im in images_of(ax)}
+    rows = [ax for ax in fig.axes if (ax.get_gid() or "").startswith("eigen:")]
+    assert len(rows) == 2
+    limits = {im.get_clim() for ax in rows for im in images_of(ax)}
     assert len(limits) == 1
     lo, hi = limits.pop()
     assert lo == -hi and hi == pytest.approx(np.abs(np.stack([basis.components, blobs.components])).max())
-    for ax in tiles:
-        _, row, comp = ax.get_gid().split(":")
-        b = (basis, blobs)[int(row)]
+    for r, (ax, b) in enumerate(zip(rows, (basis, blobs))):
         (image,) = images_of(ax)
-        assert np.allclose(image.get_array(), b.components[int(comp)].reshape(3, 3))
-        assert ax.get_title() == f"{comp}: {b.explained_variance_ratio[int(comp)]:.3f}"
+        strip = image.get_array().filled(np.nan)
+        tiles = [strip[:, c:c + 3] for c in range(0, strip.shape[1], 4)]  # 3 columns per tile, 1 gap column
+        assert len(tiles) == 9
+        for i, tile in enumerate(tiles):
+            assert np.allclose(tile, b.components[i].reshape(3, 3))
+        texts = {t.get_gid(): t.get_text() for t in ax.texts}
+        # tiles are numbered 1..9, as the cumulative curve's x axis, with η in % under each
+        assert [texts[f"number:{r}:{i}"] for i in range(9)] == [str(i + 1) for i in range(9)]
+        assert texts[f"eta:{r}:0"] == f"{100 * b.explained_variance_ratio[0]:.0f}%"
+        assert ax.get_title(loc="left") == f"{('all', 'blobs')[r]}: {b.n_filters:,} filters"
     (curve,) = [ax for ax in fig.axes if ax.get_gid() == "cumulative"]
     lines = {line.get_gid(): line for line in curve.lines}
     assert np.allclose(lines["cumulative:0"].get_ydata(), basis.cumulative)
     assert np.allclose(lines["cumulative:1"].get_ydata(), blobs.cumulative)
-    labels = [t.get_text() for ax in fig.axes if (ax.get_gid() or "").startswith("eigen-label") for t in ax.texts]
-    assert labels == [f"all\n{basis.n_filters:,} filters", f"blobs\n{blobs.n_filters:,} filters"]
-    assert eigen_images(basis, n_components=4).axes  # a single result and fewer tiles
-    assert sum((ax.get_gid() or "").startswith("eigen:") for ax in eigen_images(basis, n_components=4).axes) == 4
+    assert list(lines["cumulative:0"].get_xdata()) == list(range(1, 10))
+    four = eigen_images(basis, n_components=4)
+    assert len([t for ax in four.axes for t in ax.texts if (t.get_gid() or "").startswith("number:")]) == 4
 
 
-def test_ridge_plot_has_groups_as_rows_and_coefficients_as_columns(results):
-    hist = results["hist"]
-    fig = ridge_plot(hist, components=4)
-    cells = {ax.get_gid(): ax for ax in fig.axes}
-    assert len(cells) == len(hist.groups) * 4
-    row_labels = [cells[f"ridge:{r}:0"].get_ylabel().strip() for r in range(len(hist.groups))]
-    assert row_labels == list(hist.groups)
-    centres = (hist.edges[:-1] + hist.edges[1:]) / 2
-    for r in range(len(hist.groups)):
+def test_ridge_plot_draws_the_drift_histograms_in_the_matrix_order(results):
+    from filterdb.analysis import group_distributions
+
+    result = results["drift_task"]
+    fig = ridge_plot(result, components=4)
+    panels = {ax.get_gid(): ax for ax in fig.axes}
+    assert set(panels) == {f"ridge:{c}" for c in range(4)}
+    first = panels["ridge:0"]
+    labels = [t.get_text() for t in first.get_yticklabels()]
+    assert labels[::-1] == list(result.groups)  # top to bottom = the matrix's order
+    hist = result.histograms
+    probs = group_distributions(hist)
+    position = {g: i for i, g in enumerate(hist.groups)}
+    colours = set()
+    for r, group in enumerate(result.groups):
         for c in range(4):
-            ax = cells[f"ridge:{r}:{c}"]
-            assert len([col for col in ax.collections if col.get_gid() == "kde"]) == 1
-            line = ax.lines[0]
-            x, y = line.get_xdata(), line.get_ydata()
-            assert y.max() == pytest.approx(1.0) and y.min() >= 0
-            # the KDE's mode sits near the histogram's weighted mean for these unimodal groups
-            counts = hist.counts[r, c]
-            mean = (centres * counts).sum() / counts.sum()
-            spread = np.sqrt(((centres - mean) ** 2 * counts).sum() / counts.sum())
-            assert abs(x[np.argmax(y)] - mean) < spread
-    assert cells["ridge:2:3"].get_xlabel().startswith("c3 (η ")
+            (steps,) = [p for p in panels[f"ridge:{c}"].patches if p.get_gid() == f"ridge:{c}:{r}"]
+            values, edges, base = steps.get_data()
+            base = len(result.groups) - 1 - r
+            height = values - base
+            # no smoothing: the bins' probabilities of this group, scaled to a peak of 0.9
+            p = probs[position[group], c]
+            lo = int(np.searchsorted(hist.edges, edges[0]))
+            expected = p[lo:lo + len(height)]
+            assert np.allclose(height, expected / expected.max() * 0.9)
+            colours.add(steps.get_edgecolor()[:3])
+    assert len(colours) == len(result.groups)  # one colour per group
+    assert panels["ridge:3"].get_title() .startswith("4 · η ")
+    with pytest.raises(TypeError, match="DriftResult or HistogramResult"):
+        ridge_plot(results["basis"])
 
 
-def test_drift_heatmap_shows_the_matrix_in_display_order_with_sizes(results):
+def test_ridge_plot_of_histograms_keeps_their_order(results):
+    hist = results["hist"]
+    fig = ridge_plot(hist)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()][::-1] == list(hist.groups)
+    assert len(fig.axes) == 9
+
+
+def test_drift_heatmap_names_both_axes_and_marks_the_noise_floor(results):
     result = results["drift_task"]
     fig = drift_heatmap(result)
     ax = fig.axes[0]
     assert ax.get_gid() == "drift-matrix"
     (image,) = ax.images
     assert np.allclose(image.get_array(), result.matrix)
-    assert image.get_clim()[0] == 0.0
-    labels = [t.get_text() for t in ax.get_yticklabels()]
-    for i, (group, nf, nm) in enumerate(zip(result.groups, result.sizes["n_filters"], result.sizes["n_models"])):
-        assert labels[i].startswith(group) and f"{nm} m" in labels[i] and labels[i].endswith(f"  {i}")
+    assert image.get_clim() == (0.0, pytest.approx(result.matrix.max()))
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(result.groups)
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(result.groups)
     # sorted as in the paper: ascending mean drift to the other groups, outliers last
     means = result.matrix.sum(axis=1) / (len(result.groups) - 1)
     assert list(means) == sorted(means)
     assert len(ax.texts) == len(result.groups) ** 2  # annotated
     assert "drift D" in fig.axes[1].get_ylabel()
+    # a shared scale and noise floors: the diagonal shows the floors, cells not above them are hatched
+    g = result.groups
+    floors = {g[0]: 0.0, g[1]: float(result.matrix.max()) + 1.0, g[2]: 0.0}
+    fig = drift_heatmap(result, vmax=5.0, noise_floor=floors)
+    ax = fig.axes[0]
+    (image,) = ax.images
+    assert image.get_clim() == (0.0, 5.0)
+    assert np.allclose(np.diag(image.get_array()), [floors[x] for x in g])
+    hatched = {(round(p.get_y() + 0.5), round(p.get_x() + 0.5)) for p in ax.patches if p.get_gid() == "within-noise"}
+    assert hatched == {(0, 1), (1, 0), (1, 2), (2, 1)}  # every pair with group 1, whose floor is above them
     depth = drift_heatmap(results["drift_depth"])
-    assert [t.get_text().split("  (")[0] for t in depth.axes[0].get_yticklabels()] == list(
-        results["drift_depth"].groups)
+    assert [t.get_text() for t in depth.axes[0].get_yticklabels()] == list(results["drift_depth"].groups)
 
 
 def test_drift_boxplots_put_the_axes_side_by_side(results):
@@ -161,9 +190,29 @@ def test_drift_boxplots_put_the_axes_side_by_side(results):
     assert ax.get_gid() == "drift-boxplots"
     for label, key in (("task", "drift_task"), ("depth", "drift_depth")):
         (points,) = [c for c in ax.collections if c.get_gid() == f"pairs:{label}"]
-        assert np.allclose(np.sort(points.get_offsets()[:, 1]), np.sort(results[key].upper_triangle()))
-    ticks = [t.get_text() for t in ax.get_xticklabels()]
+        assert np.allclose(np.sort(points.get_offsets()[:, 0]), np.sort(results[key].upper_triangle()))
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
     assert ticks[0].startswith("task\n3 groups · 3 pairs") and ticks[1].startswith("depth\n4 groups · 6 pairs")
+
+
+@pytest.mark.parametrize("name", ["eigen", "ridge", "heatmap", "boxplots", "density", "degeneration"])
+def test_report_figures_keep_text_readable_on_a_phone(results, name):
+    """Each figure is drawn for a phone's width (4.8 in) and no text is below 10 pt: shown at ~360 px,
+    text stays >= 10 px (the browser tests check the page itself)."""
+    from matplotlib.text import Text
+
+    fig = {"eigen": lambda: eigen_images({"all": results["basis"], "blobs": results["blobs"]}),
+           "ridge": lambda: ridge_plot(results["drift_task"]),
+           "heatmap": lambda: drift_heatmap(results["drift_depth"]),
+           "boxplots": lambda: drift_boxplots([results["drift_task"], results["drift_depth"]]),
+           "density": lambda: coefficient_density_map(results["density"]),
+           "degeneration": lambda: degeneration_shares(results["degeneration"])}[name]()
+    import io
+
+    fig.savefig(io.BytesIO(), format="png", dpi=50)
+    assert fig.get_figwidth() <= 4.8
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    assert sizes and min(sizes) >= 10
 
 
 def test_density_map_uses_a_log_scale_and_counts_every_filter(zoo, results):
@@ -181,7 +230,7 @@ def test_density_map_uses_a_log_scale_and_counts_every_filter(zoo, results):
     (mesh,) = [c for c in ax.collections if c.get_gid() == "density:0:1"]
     assert isinstance(mesh.norm, LogNorm)
     assert "log scale" in fig.axes[1].get_ylabel()
-    assert ax.get_xlabel().startswith("coefficient 0 (η") and ax.get_ylabel().startswith("coefficient 1 (η")
+    assert ax.get_xlabel().startswith("coefficient 1 (η") and ax.get_ylabel().startswith("coefficient 2 (η")
 
 
 def test_density_arguments_are_checked(zoo):

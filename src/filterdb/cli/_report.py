@@ -38,10 +38,17 @@ def progress_display(show: bool) -> Any:
 @click.option("--no-models", is_flag=True, help="Leave out the per-model sections (for very large zoos).")
 @click.option("--figures", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Also save the main figures as small PNGs in this folder.")
+@click.option("--per-model", is_flag=True,
+              help="Drift and ridge plots weigh each model of a group equally (the mean of its models' "
+                   "distributions) instead of each filter, so that one large model cannot stand for its group.")
+@click.option("--figure-cache/--no-figure-cache", default=True, show_default=True,
+              help="Reuse the figures of earlier reports whose numbers did not change (kept in filterdb's cache "
+                   "folder, report-figures/, named by a digest of each figure's data and of the drawing code).")
 @click.option("--title", default=None, help="Page heading (default: the store's folder name).")
 @click.option("--progress/--no-progress", default=None, help="Progress display [on when interactive].")
 def report_cmd(store: Path, out: Path, by: tuple[str, ...], shape: str, where: str | None, params: tuple[str, ...],
-               no_models: bool, figures: Path | None, title: str | None, progress: bool | None) -> None:
+               no_models: bool, figures: Path | None, per_model: bool, figure_cache: bool, title: str | None,
+               progress: bool | None) -> None:
     """Write the zoo report of STORE: summary, PCA, drift per axis, degeneration, models."""
     from ..report._zoo_report import write_zoo_report
     from ..store import open_store
@@ -57,7 +64,8 @@ def report_cmd(store: Path, out: Path, by: tuple[str, ...], shape: str, where: s
     try:
         report = write_zoo_report(out, open_store(store), by=list(by) or None, shape=shape, where=where,
                                   params=_params(params), model_sections=not no_models, title=title, progress=update,
-                                  figures_dir=figures)
+                                  figures_dir=figures, per_model=per_model,
+                                  figure_cache="auto" if figure_cache else None)
     finally:
         stop()
     s = report.summary

@@ -19,6 +19,8 @@ from ..types import ConvLayer
 from ._style import (
     FILTER_CMAP,
     HEALTHY,
+    PAGE_FONT,
+    PAGE_WIDTH,
     THRESHOLD,
     VERDICT_COLOURS,
     VERDICT_MARKERS,
@@ -30,21 +32,28 @@ from ._style import (
 
 __all__ = ["layer_filters", "metrics_vs_depth", "rgb_filters"]
 
-# (column, axis label, y-limits floor/ceiling, what the panel says)
+# (column, axis label, y-limits floor/ceiling)
 _PANELS = (
-    ("sparsity", "sparsity\n(share of ~0 filters)", (0.0, 1.0)),
-    ("variance_entropy_norm", "variance entropy\n(normalised, 1 = random)", (0.0, 1.1)),
-    ("orthogonality", "orthogonality\n(1 = orthogonal)", (0.0, 1.0)),
+    ("sparsity", "sparsity", (0.0, 1.0)),
+    ("variance_entropy_norm", "entropy (norm.)", (0.0, 1.1)),
+    ("orthogonality", "orthogonality", (0.0, 1.0)),
 )
+_TITLES = {
+    "sparsity": "sparsity: share of ~0 filters",
+    "variance_entropy_norm": "variance entropy, normalised (1 = random)",
+    "orthogonality": "orthogonality (1 = orthogonal filters)",
+}
 
 
-def metrics_vs_depth(report: ModelReport, *, theme_name: str = "light", width: float = 9.0) -> Any:
+def metrics_vs_depth(report: ModelReport, *, theme_name: str = "light", width: float = PAGE_WIDTH) -> Any:
     """Sparsity, normalised variance entropy and orthogonality of every 2-D layer against its depth.
 
     One panel per metric, sharing the depth axis (``conv_depth``: 0 is the first conv level). Threshold
-    lines are drawn where a verdict uses the metric (sparse; low-diversity and random). Layers with a
-    verdict are drawn with the verdict's colour and marker in every panel; depthwise and grouped layers
-    are hollow. Layers without a value (e.g. entropy of 1×1 layers) are counted in the panel's corner.
+    lines are drawn where a verdict uses the metric (sparse; low-diversity and random) and named in the
+    panel's title, so that no label covers a point. Layers with a verdict are drawn with the verdict's
+    colour and marker in every panel; depthwise and grouped layers are hollow. Layers without a value (e.g.
+    entropy of 1×1 layers) are counted in the panel's title. Text is at least 10 pt on a figure
+    ``width`` inches wide (default: a phone's width, see the report).
 
     Parameters
     ----------
@@ -84,8 +93,16 @@ def metrics_vs_depth(report: ModelReport, *, theme_name: str = "light", width: f
     first_kind = [layer[0].kind if layer else None for layer in verdicts]
     t = report.thresholds
 
-    fig = new_figure(width, 6.2, th)
+    # A fixed layout (margins in inches) instead of the constrained one: a report draws dozens of these.
+    missing = [f"{label}: {int((~np.isfinite(np.asarray(rows[c], dtype=float))).sum())}" for c, label, _ in _PANELS
+               if not np.isfinite(np.asarray(rows[c], dtype=float)).all()]
+    foot = 0.2 * len(missing) * (1 + (width < 6))  # lines of the note under the x label (wrapped when narrow)
+    height = 6.0 + foot
+    fig = new_figure(width, height, th, layout=None)
+    fig.subplots_adjust(left=0.62 / width, right=1 - 0.12 / width, top=1 - 0.78 / height,
+                        bottom=(0.55 + foot) / height, hspace=0.42)
     axes = fig.subplots(len(_PANELS), 1, sharex=True)
+    missing = []
     for ax, (column, label, (lo, hi)) in zip(axes, _PANELS):
         style_axes(ax, th)
         ax.set_gid(column)
@@ -105,33 +122,44 @@ def metrics_vs_depth(report: ModelReport, *, theme_name: str = "light", width: f
                 ax.scatter(depth[sel], values[sel], s=46, marker=VERDICT_MARKERS[kind], zorder=4,
                            facecolors=[("none" if h else colour) for h in hollow[sel]], edgecolors=colour,
                            linewidths=1.3, label=kind, gid=f"verdict-{kind}")
+        title = _TITLES[column]
         if column == "sparsity":
-            _threshold(ax, t.sparse, "sparse", f"sparse ≥ {t.sparse:g}", th)
+            _threshold(ax, t.sparse, "sparse")
+            title += f"; sparse ≥ {t.sparse:g}"
         elif column == "variance_entropy_norm":
-            _threshold(ax, t.random, "random", f"random > {t.random:g}", th)
-            _threshold(ax, t.low_diversity, "low-diversity", f"low diversity < {t.low_diversity:g}", th)
-        top = max(hi, float(np.nanmax(values)) * 1.05) if ok.any() else hi
-        ax.set_ylim(min(lo, float(np.nanmin(values)) - 0.05) if ok.any() else lo, top)
-        ax.set_ylabel(label, fontsize=8.5)
+            _threshold(ax, t.random, "random")
+            _threshold(ax, t.low_diversity, "low-diversity")
+            title = f"entropy (norm.); random > {t.random:g}, low div. < {t.low_diversity:g}"
         n_missing = int((~ok).sum())
         if n_missing:
             why = " (1×1 kernels or too few filters)" if column == "variance_entropy_norm" else ""
-            ax.text(0.995, 0.04, f"{n_missing} of {len(values)} layers without a value{why}",
-                    transform=ax.transAxes, ha="right", va="bottom", fontsize=7.5, color=th.ink, alpha=0.75)
-    axes[-1].set_xlabel("conv depth (rank of the layer's level among 2-D convolutions; 0 = first)", fontsize=8.5)
-    axes[-1].xaxis.get_major_locator().set_params(integer=True)
+            missing.append(f"{label}: {n_missing} of {len(values)} layers without a value{why}")
+        ax.set_title(title, fontsize=PAGE_FONT, color=th.ink, loc="left", pad=3)
+        top = max(hi, float(np.nanmax(values)) * 1.05) if ok.any() else hi
+        ax.set_ylim(min(lo, float(np.nanmin(values)) - 0.05) if ok.any() else lo, top)
+        ax.yaxis.set_major_locator(_ticks(3))
+    axes[-1].set_xlabel("conv depth (0 = first conv level)", fontsize=PAGE_FONT)
+    axes[-1].xaxis.set_major_locator(_ticks(6, integer=True))
+    if missing:
+        chars = int(width * 72 / (PAGE_FONT * 0.55))  # characters of PAGE_FONT text per line
+        fig.text(0.01, 0.01, "\n".join(textwrap.fill(m, chars) for m in missing), fontsize=PAGE_FONT, color=th.ink,
+                 va="bottom", ha="left", alpha=0.8)
     handles, labels = _legend_entries(axes)
-    legend = fig.legend(handles, labels, loc="outside upper center", ncols=min(len(labels), 7), fontsize=8,
-                        frameon=False, labelcolor=th.ink)
+    legend = fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.0, 1.0), ncols=3, fontsize=PAGE_FONT,
+                        frameon=False, labelcolor=th.ink, handletextpad=0.2, columnspacing=0.8, borderaxespad=0.2)
     legend.set_gid("legend")
     return fig
 
 
-def _threshold(ax: Any, value: float, kind: str, text: str, th: Any) -> None:
+def _ticks(n: int, *, integer: bool = False) -> Any:
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(nbins=n, integer=integer)
+
+
+def _threshold(ax: Any, value: float, kind: str) -> None:
     ax.axhline(value, color=THRESHOLD, linestyle="--", linewidth=1.2, zorder=2, gid=f"threshold-{kind}",
                label=f"threshold: {kind}")
-    ax.annotate(text, xy=(0.0, value), xycoords=("axes fraction", "data"), xytext=(3, 2),
-                textcoords="offset points", fontsize=7.5, color=THRESHOLD, va="bottom")
 
 
 def _legend_entries(axes: Sequence[Any]) -> tuple[list[Any], list[str]]:
@@ -148,8 +176,7 @@ def _legend_entries(axes: Sequence[Any]) -> tuple[list[Any], list[str]]:
     if "no verdict" in present:
         add("no verdict", marker="o", color=HEALTHY, markersize=5)
     if "depthwise / grouped" in present:
-        add("depthwise / grouped (hollow)", marker="o", markerfacecolor="none", markeredgecolor=HEALTHY,
-            markersize=5)
+        add("depthwise (hollow)", marker="o", markerfacecolor="none", markeredgecolor=HEALTHY, markersize=5)
     for kind in VERDICT_KINDS:
         if kind in present:
             add(kind, marker=VERDICT_MARKERS[kind], color=VERDICT_COLOURS[kind], markersize=6.5)

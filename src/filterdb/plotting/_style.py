@@ -17,13 +17,17 @@ from ..errors import missing_dependency
 
 __all__ = [
     "FILTER_CMAP",
+    "PAGE_FONT",
+    "PAGE_WIDTH",
     "HEALTHY",
     "THEMES",
     "THRESHOLD",
     "VERDICT_COLOURS",
     "VERDICT_MARKERS",
     "Theme",
+    "group_colours",
     "new_figure",
+    "smallest_text_pt",
     "symmetric_limit",
     "theme",
 ]
@@ -49,6 +53,15 @@ VERDICT_COLOURS: dict[str, str] = {
 VERDICT_MARKERS: dict[str, str] = {"sparse": "s", "low-diversity": "D", "random": "^", "non-finite": "X"}
 THRESHOLD = GREEN  # threshold lines: a hue no data point uses
 FILTER_CMAP = "RdBu_r"  # diverging, blue < 0 < red, white at 0; readable with deuteranopia and protanopia
+
+# Report figures are drawn for a phone's width: a page shows them at PAGE_WIDTH x 100 CSS px at most and
+# shrinks them to ~360 px on a 400 px screen, where PAGE_FONT points still make 10 px text.
+PAGE_WIDTH = 4.8  # inches
+PAGE_FONT = 10.0  # points, the smallest text of a report figure
+
+# Paul Tol's "muted" qualitative scheme: nine hues told apart under the common colour-vision deficiencies.
+_GROUP_COLOURS = ("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255",
+                  "#AA4499")
 
 
 @dataclass(frozen=True)
@@ -85,17 +98,38 @@ def _matplotlib() -> Any:
     return matplotlib, Figure
 
 
-def new_figure(width: float, height: float, th: Theme) -> Any:
+def new_figure(width: float, height: float, th: Theme, *, layout: str | None = "constrained") -> Any:
     """A matplotlib Figure bound to the Agg canvas: no pyplot, no global state, nothing to close.
 
-    A Figure made this way is freed with its last reference; pyplot never tracks it.
+    A Figure made this way is freed with its last reference; pyplot never tracks it. ``layout=None`` leaves
+    the placement to the caller (much faster to draw than the constrained layout).
     """
     _, Figure = _matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    fig = Figure(figsize=(width, height), facecolor=th.paper, layout="constrained")
+    fig = Figure(figsize=(width, height), facecolor=th.paper, layout=layout)
     FigureCanvasAgg(fig)
     return fig
+
+
+def group_colours(n: int) -> list[str]:
+    """``n`` distinct colours for the groups of a figure: Tol's nine muted hues, then tab20's for more."""
+    if n <= len(_GROUP_COLOURS):
+        return list(_GROUP_COLOURS[:n])
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    cmap = colormaps["tab20"]
+    return [to_hex(cmap(i % 20)) for i in range(n)]
+
+
+def smallest_text_pt(fig: Any) -> float:
+    """The size in points of the smallest visible, non-empty text of a drawn figure (ticks, labels, notes)."""
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() for t in fig.findobj(Text)
+             if t.get_visible() and t.get_text().strip() and (t.axes is None or t.axes.get_visible())]
+    return float(min(sizes)) if sizes else float("nan")
 
 
 def style_axes(ax: Any, th: Theme, *, grid: bool = True) -> None:
@@ -104,7 +138,7 @@ def style_axes(ax: Any, th: Theme, *, grid: bool = True) -> None:
     for side, spine in ax.spines.items():
         spine.set_color(th.ink)
         spine.set_visible(side in ("left", "bottom"))
-    ax.tick_params(colors=th.ink, labelcolor=th.ink, labelsize=8)
+    ax.tick_params(colors=th.ink, labelcolor=th.ink, labelsize=PAGE_FONT)
     ax.xaxis.label.set_color(th.ink)
     ax.yaxis.label.set_color(th.ink)
     ax.title.set_color(th.ink)

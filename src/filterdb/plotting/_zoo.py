@@ -14,15 +14,11 @@ from typing import Any
 import numpy as np
 
 from ._style import (
-    BLUE,
     FILTER_CMAP,
-    GREEN,
-    GREY,
-    ORANGE,
-    PURPLE,
-    SKY,
+    PAGE_FONT,
+    PAGE_WIDTH,
     VERDICT_COLOURS,
-    VERMILLION,
+    group_colours,
     new_figure,
     style_axes,
     symmetric_limit,
@@ -32,7 +28,6 @@ from ._style import (
 __all__ = ["coefficient_density_map", "degeneration_shares", "drift_boxplots", "drift_heatmap", "eigen_images",
            "ridge_plot"]
 
-SERIES = (BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, GREY)  # lines of several selections
 DRIFT_CMAP = "viridis"  # sequential, perceptually uniform, readable with colour-vision deficiencies
 DENSITY_CMAP = "magma_r"  # sequential; light at low counts so that empty space stays paper-coloured
 
@@ -65,14 +60,14 @@ def _tile_shape(shape: str, d: int) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------------------------- eigen-images
 def eigen_images(bases: Any, *, n_components: int | None = None, theme_name: str = "light",
-                 tile_inches: float = 0.62) -> Any:
+                 width: float = PAGE_WIDTH) -> Any:
     """The PCA basis of one or several selections as k×k tiles, with the cumulative explained variance.
 
-    One row per selection (label at the left with its number of filters), one tile per principal
-    component in order of explained variance, titled with its ratio η. All tiles share one diverging
-    colour map centred at zero with symmetric limits ±v (v = the largest |loading| shown), so a colour
-    means the same loading in every tile. The right panel draws the cumulative explained-variance ratio of
-    every selection.
+    One row of tiles per selection (its label and number of filters above the row), one tile per principal
+    component in order of explained variance, numbered 1, 2, … as on the cumulative curve's axis, with its
+    share η of the variance (in %) under it. All tiles share one diverging colour map centred at zero with
+    symmetric limits ±v (v = the largest |loading| shown), so a colour means the same loading in every
+    tile. The panel below draws the cumulative explained-variance ratio of every selection.
 
     Parameters
     ----------
@@ -80,12 +75,16 @@ def eigen_images(bases: Any, *, n_components: int | None = None, theme_name: str
     n_components : int, optional
         Tiles per row (default: all d components).
     theme_name : {"light", "dark"}
+    width : float
+        Figure width in inches (text stays 10 pt).
 
     Returns
     -------
     matplotlib.figure.Figure
-        Tile Axes have ``gid`` "eigen:<row>:<component>" (one AxesImage each); the curve panel has ``gid``
-        "cumulative" with one line per selection (``gid`` "cumulative:<row>"); the colour bar Axes "colorbar".
+        One Axes per selection (``gid`` "eigen:<row>") holding the row's tiles as one image (``gid``
+        "tiles:<row>", the components side by side with NaN gaps), the tile numbers and η as texts; the curve
+        panel has ``gid`` "cumulative" with one line per selection (``gid`` "cumulative:<row>"); the colour
+        bar Axes "colorbar".
 
     Examples
     --------
@@ -105,107 +104,104 @@ def eigen_images(bases: Any, *, n_components: int | None = None, theme_name: str
     kh, kw = _tile_shape(pairs[0][1].shape, d)
     limit = symmetric_limit(np.stack([b.components[:k] for _, b in pairs]))
     rows = len(pairs)
-    tile_w = tile_inches * max(1.0, kw / kh) if kh > 1 else tile_inches * 1.6
-    width = min(13.0, max(7.5, 1.6 + k * tile_w + 3.4))
-    height = max(2.4, rows * (tile_inches * (kh / kw if kh > 1 else 0.5) + 0.42) + 0.5)
+    tile = (width - 0.3) / (k + (k - 1) * 0.15)  # inches per tile, gaps of 15 % between tiles
+    row_h = tile * (kh / kw if kh > 1 else 0.5) + 0.95  # label and numbers above, η below
+    height = rows * row_h + 2.75
     fig = new_figure(width, height, th)
-    outer = fig.add_gridspec(1, 2, width_ratios=[k * tile_w + 1.2, 3.0], wspace=0.06)
-    tiles = outer[0].subgridspec(rows, k + 1, width_ratios=[1.3] + [1.0] * k, wspace=0.08, hspace=0.45)
+    grid = fig.add_gridspec(rows + 2, 1, height_ratios=[row_h] * rows + [1.9, 0.35], hspace=0.15)
+    gap = 0.15 * kw  # in tile pixels
     image = None
     for r, (label, basis) in enumerate(pairs):
-        head = fig.add_subplot(tiles[r, 0])
-        head.set_axis_off()
-        head.set_gid(f"eigen-label:{r}")
-        head.text(1.0, 0.5, f"{label or 'all'}\n{basis.n_filters:,} filters", ha="right", va="center",
-                  fontsize=8, color=th.ink, transform=head.transAxes, wrap=True)
+        ax = fig.add_subplot(grid[r])
+        ax.set_gid(f"eigen:{r}")
+        strip = np.full((kh, k * kw + (k - 1) * int(np.ceil(gap))), np.nan)
+        step = kw + int(np.ceil(gap))
         for i in range(k):
-            ax = fig.add_subplot(tiles[r, i + 1])
-            ax.set_gid(f"eigen:{r}:{i}")
-            image = ax.imshow(basis.components[i].reshape(kh, kw), cmap=FILTER_CMAP, vmin=-limit, vmax=limit,
-                              interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_color(th.muted)
-            ax.set_title(f"{i}: {basis.explained_variance_ratio[i]:.3f}", fontsize=7, color=th.ink, pad=2)
-    right = outer[1].subgridspec(2, 1, height_ratios=[4, 1], hspace=0.5)
-    curve = fig.add_subplot(right[0])
+            strip[:, i * step:i * step + kw] = basis.components[i].reshape(kh, kw)
+        image = ax.imshow(strip, cmap=FILTER_CMAP, vmin=-limit, vmax=limit, interpolation="nearest",
+                          gid=f"tiles:{r}")
+        ax.set_axis_off()
+        ax.set_title(f"{label or 'all'}: {basis.n_filters:,} filters", fontsize=PAGE_FONT, color=th.ink, loc="left",
+                     pad=PAGE_FONT * 1.5)
+        for i in range(k):
+            centre = i * step + (kw - 1) / 2
+            ax.text(centre, -0.55, f"{i + 1}", ha="center", va="bottom", fontsize=PAGE_FONT, color=th.ink,
+                    fontweight="bold", gid=f"number:{r}:{i}")
+            ax.text(centre, kh - 0.45, f"{100 * basis.explained_variance_ratio[i]:.0f}%", ha="center", va="top",
+                    fontsize=PAGE_FONT, color=th.ink, gid=f"eta:{r}:{i}")
+    curve = fig.add_subplot(grid[rows])
     style_axes(curve, th)
     curve.set_gid("cumulative")
+    colours = group_colours(rows)
     for r, (label, basis) in enumerate(pairs):
         x = np.arange(1, d + 1)
-        curve.plot(x, basis.cumulative, marker="o", markersize=3, linewidth=1.5, color=SERIES[r % len(SERIES)],
+        curve.plot(x, basis.cumulative, marker="o", markersize=3, linewidth=1.5, color=colours[r],
                    label=label or "all", gid=f"cumulative:{r}")
     curve.set_ylim(0, 1.02)
     curve.set_xlim(0.8, d + 0.2)
-    curve.xaxis.get_major_locator().set_params(integer=True)
-    curve.set_xlabel("components", fontsize=8)
-    curve.set_ylabel("cumulative η", fontsize=8)
-    curve.set_title("cumulative explained variance", fontsize=8, color=th.ink, loc="left")
+    curve.set_xticks(range(1, d + 1))
+    curve.set_xlabel("components (numbered as the tiles)", fontsize=PAGE_FONT)
+    curve.set_ylabel("cumulative η", fontsize=PAGE_FONT)
     if rows > 1:
-        curve.legend(fontsize=7, frameon=False, labelcolor=th.ink, loc="lower right")
-    bar_ax = fig.add_subplot(right[1])
+        curve.legend(fontsize=PAGE_FONT, frameon=False, labelcolor=th.ink, loc="lower right")
+    bar_ax = fig.add_subplot(grid[rows + 1])
     bar_ax.set_gid("colorbar")
     bar = fig.colorbar(image, cax=bar_ax, orientation="horizontal")
-    bar.set_label(f"loading (shared limits ±{limit:.2f})", color=th.ink, fontsize=7.5)
-    bar.ax.tick_params(colors=th.ink, labelsize=7)
+    bar.set_label(f"loading (blue < 0 < red, shared limits ±{limit:.2f})", color=th.ink, fontsize=PAGE_FONT)
+    bar.ax.tick_params(colors=th.ink, labelsize=PAGE_FONT)
     bar.outline.set_edgecolor(th.ink)
     return fig
 
 
 # ------------------------------------------------------------------------------------------------ ridge plots
-def _kde_curve(centres: np.ndarray, weights: np.ndarray, grid: np.ndarray, bin_width: float) -> np.ndarray:
-    """A Gaussian KDE (scipy) of binned data: bin centres weighted by their counts.
-
-    Scott's bandwidth would collapse below the bin width for millions of filters and draw the bins
-    themselves; the bandwidth is kept at least one bin width. Degenerate inputs (all mass in one bin) give
-    a Gaussian bump of one bin width.
-    """
-    from scipy.stats import gaussian_kde
-
-    w = np.asarray(weights, np.float64)
-    total = w.sum()
-    if total <= 0:
-        return np.zeros_like(grid)
-    mean = float((centres * w).sum() / total)
-    std = float(np.sqrt(max((((centres - mean) ** 2) * w).sum() / total, 0.0)))
-    if np.count_nonzero(w) < 2 or std <= 0:
-        return np.exp(-0.5 * ((grid - mean) / bin_width) ** 2)
-    neff = total**2 / (w**2).sum()
-    factor = max(neff ** (-1 / 5), bin_width / std)
-    return gaussian_kde(centres, weights=w, bw_method=factor)(grid)
-
-
 def ridge_plot(hist: Any, *, components: Sequence[int] | int | None = None, theme_name: str = "light",
-               max_groups: int = 24) -> Any:
-    """The density of each PCA coefficient per group: groups as rows, coefficients as columns (the paper's
-    ridge plots).
+               max_groups: int = 24, model_weighting: bool | None = None, width: float = PAGE_WIDTH) -> Any:
+    """The distribution of each PCA coefficient per group (the paper's ridge plots), drawn as the very
+    histograms that drift compares.
 
-    Each cell is a Gaussian kernel density estimate (``scipy.stats.gaussian_kde``) of the group's streamed
-    histogram of that coefficient (bin centres weighted by their counts), scaled to the cell's height so
-    that shapes compare; a column shares its x-range (the central 99.8 % of all groups). Rows are in the
-    order of ``hist.groups``.
+    One panel per coefficient (three per row), one ridge per group inside it, offset vertically in the order
+    of the groups: the group's share of filters per bin as a step line over a light fill, each ridge scaled
+    to its own highest bin so that shapes compare. No smoothing: bins are the drift's bins, so two groups
+    with a visible drift show visibly different ridges. A panel's x-range is the central 99.8 % of all
+    groups. Group labels sit left of the first panel of each row; each group has its own colour.
 
     Parameters
     ----------
-    hist : HistogramResult
-        From :func:`filterdb.analysis.coefficient_histograms` (or a :class:`DriftResult`'s ``histograms``).
+    hist : DriftResult or HistogramResult
+        A :class:`~filterdb.analysis.DriftResult` draws its groups in the matrix's order and with its model
+        weighting; a :class:`~filterdb.analysis.HistogramResult` in its own group order.
     components : int or list of int, optional
         Which coefficients (default: all d up to 9; an int n: the first n).
     max_groups : int
         Draw at most this many groups (the largest by filters), in their given order.
+    model_weighting : bool, optional
+        Each model of a group counts equally (default: the DriftResult's setting; filters count equally
+        for a HistogramResult).
 
     Returns
     -------
     matplotlib.figure.Figure
-        Cell Axes have ``gid`` "ridge:<row>:<component>" with one filled area (``gid`` "kde") each.
+        Panel Axes have ``gid`` "ridge:<component>"; each holds one step line per group (``gid``
+        "ridge:<component>:<row>", heights scaled to a peak of 0.9 above the ridge's baseline, the row).
     """
+    from ..analysis.drift import DriftResult, group_distributions
     from ..analysis.histograms import HistogramResult
 
-    if not isinstance(hist, HistogramResult):
-        raise TypeError(f"hist must be a filterdb.analysis.HistogramResult, got {type(hist).__name__}")
+    names: tuple[str, ...]
+    if isinstance(hist, DriftResult):
+        if hist.histograms is None:
+            raise ValueError("this DriftResult carries no histograms to draw")
+        weighting = hist.model_weighting if model_weighting is None else model_weighting
+        source = hist.histograms
+        position = {g: i for i, g in enumerate(source.groups)}
+        order = [position[g] for g in hist.groups]
+    elif isinstance(hist, HistogramResult):
+        weighting, source = bool(model_weighting), hist
+        order = list(range(len(source.groups)))
+    else:
+        raise TypeError(f"hist must be a filterdb.analysis.DriftResult or HistogramResult, got {type(hist).__name__}")
     th = theme(theme_name)
-    g_all, d, bins = hist.counts.shape
+    g_all, d, bins = source.counts.shape
     if components is None:
         comps = list(range(min(d, 9)))
     elif isinstance(components, (int, np.integer)) and not isinstance(components, bool):
@@ -214,123 +210,150 @@ def ridge_plot(hist: Any, *, components: Sequence[int] | int | None = None, them
         comps = [int(c) for c in components]
     if not comps or any(not 0 <= c < d for c in comps):
         raise ValueError(f"components must be indices in [0, {d - 1}], got {components!r}")
-    order = list(range(g_all))
     if g_all > max_groups:
-        keep = set(np.argsort(-np.asarray(hist.n_filters), kind="stable")[:max_groups].tolist())
+        keep = set(np.argsort(-np.asarray(source.n_filters), kind="stable")[:max_groups].tolist())
         order = [g for g in order if g in keep]
-    edges = np.asarray(hist.edges, np.float64)
-    centres = (edges[:-1] + edges[1:]) / 2
-    width_bin = float(edges[1] - edges[0])
-    eta = np.asarray(hist.basis.explained_variance_ratio) if hist.basis is not None else None
-    rows, cols = len(order), len(comps)
-    fig = new_figure(min(13.0, 1.9 + 1.25 * cols), max(2.4, 0.42 * rows + 1.1), th)
-    grid = fig.add_gridspec(rows, cols, hspace=0.0, wspace=0.08)
-    colour_of = [SERIES[r % len(SERIES)] for r in range(rows)]
-    for c, comp in enumerate(comps):
-        pooled = hist.counts[:, comp].sum(axis=0).astype(np.float64)
+    names = tuple(source.groups[g] for g in order)
+    probs = group_distributions(source, model_weighting=weighting)
+    edges = np.asarray(source.edges, np.float64)
+    eta = np.asarray(source.basis.explained_variance_ratio) if source.basis is not None else None
+    rows, cols = len(order), min(3, len(comps))
+    panel_rows = -(-len(comps) // cols)
+    ridge_h = 0.2
+    height = panel_rows * (rows * ridge_h + 0.65) + 0.3
+    fig = new_figure(width, height, th)
+    grid = fig.add_gridspec(panel_rows, cols, hspace=0.05, wspace=0.06)
+    colours = group_colours(rows)
+    for n, comp in enumerate(comps):
+        ax = fig.add_subplot(grid[n // cols, n % cols])
+        ax.set_gid(f"ridge:{comp}")
+        ax.set_facecolor(th.paper)
+        pooled = source.counts[:, comp].sum(axis=0).astype(np.float64)
         cdf = np.cumsum(pooled) / max(pooled.sum(), 1.0)
-        lo = edges[int(np.searchsorted(cdf, 0.001))]
-        hi = edges[min(int(np.searchsorted(cdf, 0.999)) + 1, bins)]
+        lo = int(np.searchsorted(cdf, 0.001))
+        hi = min(int(np.searchsorted(cdf, 0.999)) + 1, bins)
         if not hi > lo:
-            lo, hi = edges[0], edges[-1]
-        pad = (hi - lo) * 0.05
-        x = np.linspace(lo - pad, hi + pad, 256)
+            lo, hi = 0, bins
+        lo, hi = max(0, lo - 1), min(bins, hi + 1)
+        x = edges[lo:hi + 1]
         for r, g in enumerate(order):
-            ax = fig.add_subplot(grid[r, c])
-            ax.set_gid(f"ridge:{r}:{comp}")
-            ax.set_facecolor(th.paper)
-            y = _kde_curve(centres, hist.counts[g, comp], x, width_bin)
-            peak = float(y.max())
-            y = y / peak if peak > 0 else y
-            ax.fill_between(x, 0, y, color=colour_of[r], alpha=0.55, linewidth=0, gid="kde")
-            ax.plot(x, y, color=colour_of[r], linewidth=0.9)
-            ax.set_xlim(x[0], x[-1])
-            ax.set_ylim(0, 1.08)
-            ax.set_yticks([])
-            for side, spine in ax.spines.items():
-                spine.set_visible(side == "bottom")
-                spine.set_color(th.muted)
-            if r == rows - 1:
-                ax.tick_params(axis="x", colors=th.ink, labelsize=6.5, length=2)
-                ax.set_xlabel(f"c{comp}" + (f" (η {eta[comp]:.2f})" if eta is not None else ""), fontsize=7.5,
-                              color=th.ink)
-            else:
-                ax.set_xticks([])
-            if c == 0:
-                label = hist.groups[g]
-                label = label if len(label) <= 28 else label[:27] + "…"
-                ax.set_ylabel(f"{label}  ", rotation=0, ha="right", va="center", fontsize=7.5, color=th.ink)
+            p = probs[g, comp, lo:hi]
+            peak = float(p.max())
+            y = (p / peak if peak > 0 else p) * 0.9
+            base = rows - 1 - r  # the first group on top
+            ax.fill_between(x, base, base + np.append(y, y[-1]), step="post", color=colours[r], alpha=0.25,
+                            linewidth=0)
+            ax.stairs(base + y, x, baseline=base, color=colours[r], linewidth=1.1, gid=f"ridge:{comp}:{r}")
+        ax.set_xlim(x[0], x[-1])
+        ax.set_ylim(-0.05, rows)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side, spine in ax.spines.items():
+            spine.set_visible(side == "bottom")
+            spine.set_color(th.muted)
+        title = f"{comp + 1}" + (f" · η {100 * eta[comp]:.0f}%" if eta is not None else "")
+        ax.set_title(title, fontsize=PAGE_FONT, color=th.ink, pad=2)
+        if n % cols == 0:
+            ax.set_yticks(np.arange(rows) + 0.35, [_short(names[rows - 1 - i], 18) for i in range(rows)],
+                          fontsize=PAGE_FONT, color=th.ink)
+            ax.tick_params(axis="y", length=0, pad=2)
     return fig
 
 
 # ------------------------------------------------------------------------------------------------------ drift
-def _group_label(name: str, n_filters: int, n_models: int, limit: int = 30) -> str:
-    name = name if len(name) <= limit else name[: limit - 1] + "…"
-    return f"{name}  ({_compact(n_filters)} f · {n_models} m)"
+def _short(name: str, limit: int) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
-def _compact(n: float) -> str:
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
-    return f"{int(n)}"
+def _value(v: float) -> str:
+    """A drift value in three characters where possible: .09, .41, 1.2, 13."""
+    if not np.isfinite(v):
+        return "–"
+    if v < 0.995:
+        return f"{v:.2f}"[1:]
+    return f"{v:.1f}" if v < 9.95 else f"{v:.0f}"
 
 
-def drift_heatmap(result: Any, *, annotate: bool | None = None, theme_name: str = "light") -> Any:
-    """The drift matrix of one axis as a heatmap, rows and columns in the result's display order.
+def drift_heatmap(result: Any, *, annotate: bool | None = None, theme_name: str = "light",
+                  vmax: float | None = None, noise_floor: Mapping[str, float] | None = None,
+                  width: float = PAGE_WIDTH) -> Any:
+    """The drift matrix of one axis as a heatmap, rows and columns in the result's display order, named on
+    both axes.
 
-    Labels carry each group's size (filters "f", models "m"); the colour bar is the drift D (weighted
-    symmetric KL divergence, nats); cells are annotated with their values when there are at most 14 groups.
+    The colour bar is the drift D (weighted symmetric KL divergence, nats) from 0 to ``vmax``: pass the same
+    ``vmax`` to every heatmap of a page so that one colour means one value. Cells are annotated with their
+    values (without the leading zero: .09) when there are at most 12 groups. With ``noise_floor`` (group ->
+    the drift between two random halves of the group), the diagonal shows each group's floor instead of 0,
+    framed, and cells whose drift does not exceed the larger floor of their two groups are hatched: there
+    the matrix cannot tell a shift from sampling noise.
 
     Returns
     -------
     matplotlib.figure.Figure
-        ``fig.axes[0]`` (``gid`` "drift-matrix") holds one AxesImage of the matrix (``gid`` "drift:<by>");
-        ``fig.axes[1]`` is the colour bar.
+        ``fig.axes[0]`` (``gid`` "drift-matrix") holds one AxesImage of the matrix, the diagonal replaced by
+        the noise floors when given (``gid`` "drift:<by>"), hatched cells as rectangles with ``gid``
+        "within-noise"; ``fig.axes[1]`` is the colour bar.
     """
+    from matplotlib.patches import Rectangle
+
     from ..analysis.drift import DriftResult
 
     if not isinstance(result, DriftResult):
         raise TypeError(f"result must be a filterdb.analysis.DriftResult, got {type(result).__name__}")
     th = theme(theme_name)
     g = len(result.groups)
-    annotate = g <= 14 if annotate is None else annotate
-    labels = [_group_label(str(name), nf, nm) for name, nf, nm in
-              zip(result.groups, result.sizes["n_filters"], result.sizes["n_models"])]
-    side = min(11.0, max(4.2, 0.42 * g + 3.2))
-    fig = new_figure(side + 1.4, side, th)
+    annotate = g <= 12 if annotate is None else annotate
+    shown = np.array(result.matrix, dtype=np.float64)
+    floors = np.array([np.nan if noise_floor is None else float(noise_floor.get(str(n), np.nan))
+                       for n in result.groups])
+    if noise_floor is not None:
+        np.fill_diagonal(shown, floors)
+    if vmax is None:
+        top = np.nanmax(shown) if shown.size else 0.0
+        vmax = float(top) if top > 0 else 1.0
+    labels = [_short(str(name), 20) for name in result.groups]
+    longest = max(len(lab) for lab in labels)
+    label_in = min(1.6, 0.09 * longest + 0.2)
+    side = width - label_in - 0.9
+    fig = new_figure(width, side + label_in + 0.45, th)
     ax = fig.add_subplot()
     ax.set_gid("drift-matrix")
     style_axes(ax, th, grid=False)
-    vmax = float(result.matrix.max()) if result.matrix.size and result.matrix.max() > 0 else 1.0
-    image = ax.imshow(result.matrix, cmap=DRIFT_CMAP, vmin=0.0, vmax=vmax, interpolation="nearest",
-                      gid=f"drift:{result.by}")
-    ax.set_xticks(range(g), [str(i) for i in range(g)], fontsize=7.5)
-    ax.set_yticks(range(g), [f"{lab}  {i}" for i, lab in enumerate(labels)], fontsize=7.5)
-    ax.tick_params(length=0)
-    ax.set_xlabel("group (same order as the rows)", fontsize=8)
-    if annotate:
-        from matplotlib.colors import Normalize
+    from matplotlib import colormaps
 
-        norm = Normalize(0.0, vmax)
-        for a in range(g):
-            for b in range(g):
-                v = result.matrix[a, b]
+    cmap = colormaps[DRIFT_CMAP].with_extremes(bad=th.paper)  # a group without a floor: a blank diagonal cell
+    image = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest",
+                      gid=f"drift:{result.by}")
+    ax.set_xticks(range(g), labels, fontsize=PAGE_FONT, rotation=60, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(g), labels, fontsize=PAGE_FONT)
+    ax.tick_params(length=0, pad=2)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    from matplotlib.colors import Normalize
+
+    norm = Normalize(0.0, vmax)
+    for a in range(g):
+        for b in range(g):
+            v = shown[a, b]
+            if a == b and noise_floor is not None:
+                ax.add_patch(Rectangle((b - 0.5, a - 0.5), 1, 1, fill=False, edgecolor=th.ink, linewidth=1.2,
+                                       gid="floor"))
+            elif noise_floor is not None and v <= np.nanmax([floors[a], floors[b], -1.0]):
+                ax.add_patch(Rectangle((b - 0.5, a - 0.5), 1, 1, fill=False, hatch="///", edgecolor="#FFFFFF",
+                                       linewidth=0, alpha=0.7, gid="within-noise"))
+            if annotate and np.isfinite(v):
                 ink = "#FFFFFF" if norm(v) < 0.55 else "#1F2328"  # viridis: dark at low values
-                ax.text(b, a, f"{v:.2f}" if v < 10 else f"{v:.0f}", ha="center", va="center", fontsize=6.5,
-                        color=ink)
-    bar = fig.colorbar(image, ax=ax, shrink=0.8, pad=0.02)
-    bar.set_label("drift D (weighted symmetric KL, nats)", color=th.ink, fontsize=8)
-    bar.ax.tick_params(colors=th.ink, labelsize=7)
+                ax.text(b, a, _value(v), ha="center", va="center", fontsize=PAGE_FONT, color=ink)
+    bar = fig.colorbar(image, ax=ax, shrink=0.8, pad=0.02, aspect=25)
+    bar.set_label("drift D (nats)", color=th.ink, fontsize=PAGE_FONT)
+    bar.ax.tick_params(colors=th.ink, labelsize=PAGE_FONT)
     bar.outline.set_edgecolor(th.ink)
-    ax.set_title(f"drift by {result.by}: {g} groups, {sum(result.sizes['n_filters']):,} filters", fontsize=9,
-                 color=th.ink, loc="left")
     return fig
 
 
-def drift_boxplots(results: Any, *, theme_name: str = "light") -> Any:
-    """Boxplots of the upper triangles of several drift matrices side by side (one per axis), with the pairs
-    drawn as points over the boxes.
+def drift_boxplots(results: Any, *, theme_name: str = "light", width: float = PAGE_WIDTH) -> Any:
+    """Boxplots of the upper triangles of several drift matrices, one row per axis, with the pairs drawn as
+    points over the boxes.
 
     Parameters
     ----------
@@ -341,33 +364,39 @@ def drift_boxplots(results: Any, *, theme_name: str = "light") -> Any:
     -------
     matplotlib.figure.Figure
         ``fig.axes[0]`` has ``gid`` "drift-boxplots"; each axis' points are a collection with ``gid``
-        "pairs:<label>"; the x tick labels name the axes and their number of pairs.
+        "pairs:<label>"; the y tick labels name the axes and their number of groups and pairs.
     """
     from ..analysis.drift import DriftResult
 
     pairs = [(label or str(r.by), r) for label, r in _named(results, DriftResult, "results")]
     th = theme(theme_name)
-    fig = new_figure(min(11.0, max(4.5, 1.6 * len(pairs) + 2.0)), 3.6, th)
+    fig = new_figure(width, 0.75 * len(pairs) + 1.0, th)
     ax = fig.add_subplot()
     ax.set_gid("drift-boxplots")
     style_axes(ax, th)
     data = [r.upper_triangle() for _, r in pairs]
-    boxes = ax.boxplot(data, widths=0.55, patch_artist=True, showfliers=False,
+    colours = group_colours(len(pairs))
+    import matplotlib
+
+    major, minor = (int(x) for x in matplotlib.__version__.split(".")[:2])
+    sideways = {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}  # renamed in 3.10
+    boxes = ax.boxplot(data, widths=0.55, patch_artist=True, showfliers=False, **sideways,
                        medianprops={"color": th.ink, "linewidth": 1.4},
                        whiskerprops={"color": th.ink}, capprops={"color": th.ink},
                        boxprops={"edgecolor": th.ink})
     rng = np.random.default_rng(0)
     for i, ((label, _), values) in enumerate(zip(pairs, data)):
-        boxes["boxes"][i].set_facecolor(SERIES[i % len(SERIES)])
+        boxes["boxes"][i].set_facecolor(colours[i])
         boxes["boxes"][i].set_alpha(0.45)
         jitter = rng.uniform(-0.16, 0.16, len(values))
-        ax.scatter(np.full(len(values), i + 1) + jitter, values, s=9, color=SERIES[i % len(SERIES)],
+        ax.scatter(values, np.full(len(values), i + 1) + jitter, s=10, color=colours[i],
                    edgecolors=th.ink, linewidths=0.3, zorder=3, gid=f"pairs:{label}")
-    ax.set_xticks(range(1, len(pairs) + 1),
-                  [f"{label}\n{len(r.groups)} groups · {len(v)} pairs" for (label, r), v in zip(pairs, data)],
-                  fontsize=7.5)
-    ax.set_ylabel("drift D between two groups (nats)", fontsize=8)
-    ax.set_ylim(bottom=0)
+    ax.set_yticks(range(1, len(pairs) + 1),
+                  [f"{_short(label, 18)}\n{len(r.groups)} groups · {len(v)} pairs" for (label, r), v in zip(pairs, data)],
+                  fontsize=PAGE_FONT)
+    ax.invert_yaxis()
+    ax.set_xlabel("drift D between two groups (nats)", fontsize=PAGE_FONT)
+    ax.set_xlim(left=0)
     return fig
 
 
@@ -394,7 +423,7 @@ def coefficient_density_map(density: Any, *, theme_name: str = "light") -> Any:
     counts = np.asarray(density.counts, np.float64)
     shown = np.ma.masked_less_equal(counts.T, 0)  # rows: y bins
     top = float(counts.max()) if counts.max() > 0 else 1.0
-    fig = new_figure(5.6, 4.6, th)
+    fig = new_figure(PAGE_WIDTH, PAGE_WIDTH * 0.85, th)
     ax = fig.add_subplot()
     ax.set_gid("density")
     style_axes(ax, th, grid=False)
@@ -407,13 +436,12 @@ def coefficient_density_map(density: Any, *, theme_name: str = "light") -> Any:
         ax.set_xlim(density.x_edges[xa], density.x_edges[xb + 1])
         ax.set_ylim(density.y_edges[ya], density.y_edges[yb + 1])
     eta = density.basis.explained_variance_ratio
-    ax.set_xlabel(f"coefficient {density.i} (η {eta[density.i]:.3f})", fontsize=8)
-    ax.set_ylabel(f"coefficient {density.j} (η {eta[density.j]:.3f})", fontsize=8)
-    ax.set_title(f"{density.n_filters:,} filters", fontsize=8.5, color=th.ink, loc="left")
+    ax.set_xlabel(f"coefficient {density.i + 1} (η {100 * eta[density.i]:.0f}%)", fontsize=PAGE_FONT)
+    ax.set_ylabel(f"coefficient {density.j + 1} (η {100 * eta[density.j]:.0f}%)", fontsize=PAGE_FONT)
     ax.set_aspect("equal", adjustable="box")
     bar = fig.colorbar(mesh, ax=ax, shrink=0.85, pad=0.02)
-    bar.set_label("filters per bin (log scale)", color=th.ink, fontsize=8)
-    bar.ax.tick_params(colors=th.ink, labelsize=7, which="both")
+    bar.set_label("filters per bin (log scale)", color=th.ink, fontsize=PAGE_FONT)
+    bar.ax.tick_params(colors=th.ink, labelsize=PAGE_FONT, which="both")
     bar.outline.set_edgecolor(th.ink)
     return fig
 
@@ -452,9 +480,9 @@ def degeneration_shares(result: Any, *, measure: str = "layers", theme_name: str
             frame = frame.nlargest(max_groups, "n_layers")
         panels.append(("degeneration-group", frame, str(result.by)))
     panels.append(("degeneration-depth", result.per_depth, "depth_decile"))
-    n_rows_max = max(len(f) for _, f, _ in panels)
-    fig = new_figure(11.0 if len(panels) == 2 else 6.5, max(3.4, 0.26 * n_rows_max + 1.6), th)
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    heights = [0.36 * len(f) + 0.7 for _, f, _ in panels]
+    fig = new_figure(PAGE_WIDTH, sum(heights) + 0.5, th)
+    axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
     width = 0.8 / len(_KINDS)
     for ax, (gid, frame, key) in zip(axes, panels):
         style_axes(ax, th)
@@ -464,15 +492,16 @@ def degeneration_shares(result: Any, *, measure: str = "layers", theme_name: str
         for k, kind in enumerate(_KINDS):
             ax.barh(y + (k - 1) * width, frame[f"{kind}_{measure}"].to_numpy(float), height=width,
                     color=VERDICT_COLOURS[kind], label=kind, gid=f"bars-{kind}")
-        ax.set_yticks(y, [f"{lab if len(lab) <= 26 else lab[:25] + '…'}  ({int(n)} l)"
-                          for lab, n in zip(labels, frame["n_layers"])], fontsize=7.5)
+        ax.set_yticks(y, [f"{_short(lab, 18)} ({int(n)})" for lab, n in zip(labels, frame["n_layers"])],
+                      fontsize=PAGE_FONT)
         ax.invert_yaxis()
         top = float(np.nanmax(frame[[f"{k}_{measure}" for k in _KINDS]].to_numpy(float))) if len(frame) else 0.0
         ax.set_xlim(0, min(1.0, max(0.1, top * 1.15)))
         ax.set_xlabel(f"share of {'layers flagged' if measure == 'layers' else 'filters in flagged layers'}",
-                      fontsize=8)
-        ax.set_title("per " + ("depth decile (conv_depth_norm)" if key == "depth_decile" else key), fontsize=8.5,
-                     color=th.ink, loc="left")
+                      fontsize=PAGE_FONT)
+        ax.set_title("per " + ("depth decile (layers)" if key == "depth_decile" else f"{key} (layers)"),
+                     fontsize=PAGE_FONT, color=th.ink, loc="left")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside upper center", ncols=3, fontsize=8, frameon=False, labelcolor=th.ink)
+    fig.legend(handles, labels, loc="outside upper center", ncols=3, fontsize=PAGE_FONT, frameon=False,
+               labelcolor=th.ink)
     return fig

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Html", "Page", "esc", "figure_png", "write_html"]
+__all__ = ["Html", "Page", "Rendered", "esc", "figure_png", "render_figure", "write_html"]
+
+CSS_PX_PER_INCH = 100  # a figure is shown at most this many CSS pixels per inch of its width
 
 # Light and dark follow the reader's system setting. Figures keep their own light paper in both, framed
 # as cards, so that one PNG serves both themes.
@@ -51,9 +53,19 @@ color:#fff;white-space:nowrap;margin:1px 2px 1px 0}
 .b-random{background:var(--random)}.b-non-finite{background:var(--non-finite)}.b-ok{background:var(--ok)}
 .note{background:var(--card);border:1px solid var(--line);border-left:4px solid var(--sparse);
 border-radius:6px;padding:8px 12px;margin:8px 0}
-figure{margin:12px 0 18px;background:#ffffff;border:1px solid var(--line);border-radius:8px;padding:10px}
+figure{margin:12px 0 18px;background:#ffffff;border:1px solid var(--line);border-radius:8px;padding:10px;
+color:#1f2328}
 figure img{display:block;max-width:100%;height:auto;margin:0 auto}
-figcaption{color:#59636e;font-size:13px;margin-top:6px}
+figure a.zoom{display:block;cursor:zoom-in}
+figure a.close{display:none}
+figcaption{color:#59636e;font-size:13px;margin-top:6px;overflow-wrap:break-word}
+figure .note{background:#f6f8fa;border-color:#d1d9e0;font-size:13px}
+figure:target{position:fixed;inset:0;z-index:10;margin:0;border-radius:0;overflow:auto;padding:40px 12px 12px}
+figure:target img{max-width:none;width:auto}
+figure:target a.zoom{cursor:default}
+figure:target a.close{display:block;position:fixed;top:8px;right:16px;font-weight:600;color:#0072b2}
+.figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,500px),1fr));gap:0 16px}
+.source{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12.5px;overflow-wrap:anywhere}
 .tablewrap{overflow-x:auto;border:1px solid var(--line);border-radius:8px;background:var(--card);margin:10px 0}
 table{border-collapse:collapse;width:100%;font-size:13.5px}
 th,td{padding:6px 10px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
@@ -65,6 +77,13 @@ td.name{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12.5px;w
 min-width:180px}
 tr.degenerated td.name{font-weight:600}
 details{margin:10px 0}summary{cursor:pointer;color:var(--accent);font-weight:600}
+p,.note,.howto{overflow-wrap:break-word}
+@media (max-width:600px){main{padding:16px 10px 32px}figure{padding:6px}
+table.stack thead{display:none}table.stack,table.stack tbody,table.stack tr,table.stack td{display:block;width:100%}
+table.stack tr{border-bottom:1px solid var(--line);padding:4px 0}table.stack td{border:none;padding:2px 10px;
+text-align:left}table.stack td.num{text-align:left}
+table.stack td[data-label]::before{content:attr(data-label) ": ";color:var(--muted);font-size:12px;
+text-transform:uppercase;letter-spacing:.03em}table.stack td.name{min-width:0}}
 footer{margin-top:40px;border-top:1px solid var(--line);padding-top:10px;color:var(--muted);font-size:13px}
 code{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:.92em}
 """
@@ -79,14 +98,47 @@ def esc(value: Any) -> Html:
     return value if isinstance(value, Html) else Html(html.escape(str(value), quote=True))
 
 
-def figure_png(fig: Any, *, dpi: int = 110) -> str:
-    """Render a matplotlib Figure to a ``data:image/png;base64,...`` URI and release the figure."""
+@dataclass(frozen=True)
+class Rendered:
+    """A figure drawn to PNG, with what the page needs to show it at a readable size."""
+
+    png: bytes
+    width_in: float  # figure width in inches
+    dpi: float
+    smallest_pt: float  # the smallest text of the figure, in points
+
+    @property
+    def uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+
+    @property
+    def text_px(self) -> float:
+        """The smallest text's height in pixels of the PNG."""
+        return self.smallest_pt * self.dpi / 72
+
+    def result(self) -> Rendered:
+        """Itself: a drawn figure answers like one still being drawn."""
+        return self
+
+
+def render_figure(fig: Any, *, dpi: float = 110) -> Rendered:
+    """Draw a matplotlib Figure to PNG (fast zlib level) and release it."""
+    from ..plotting._style import smallest_text_pt
+
     buffer = io.BytesIO()
     try:
-        fig.savefig(buffer, format="png", dpi=dpi, facecolor=fig.get_facecolor())
+        fig.savefig(buffer, format="png", dpi=dpi, facecolor=fig.get_facecolor(),
+                    pil_kwargs={"compress_level": 3})
+        smallest = smallest_text_pt(fig)
+        width = float(fig.get_figwidth())
     finally:
         fig.clear()  # the Figure is not tracked by pyplot; clearing frees its artists now
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return Rendered(buffer.getvalue(), width, float(dpi), smallest)
+
+
+def figure_png(fig: Any, *, dpi: int = 110) -> str:
+    """Render a matplotlib Figure to a ``data:image/png;base64,...`` URI and release the figure."""
+    return render_figure(fig, dpi=dpi).uri
 
 
 @dataclass
@@ -103,7 +155,9 @@ class Page:
     """
 
     title: str
-    parts: list[str] = field(default_factory=list, repr=False)
+    parts: list[Any] = field(default_factory=list, repr=False)  # text, or figures still being drawn
+
+    _figures: int = field(default=0, repr=False)
 
     def __repr__(self) -> str:
         return f"Page(title={self.title!r}, ...)"
@@ -130,11 +184,22 @@ class Page:
         self.parts.append(f'<div class="howto"><b>How to read this.</b> {esc(text)}</div>')
         return self
 
-    def figure(self, fig: Any, *, alt: str, caption: Any = None, dpi: int = 110) -> Page:
-        """Embed a matplotlib Figure as a PNG (the figure is released afterwards)."""
-        uri = figure_png(fig, dpi=dpi)
+    def figure(self, fig: Any, *, alt: str, caption: Any = None, dpi: int = 110, notes: Sequence[Any] = ()) -> Page:
+        """Embed a figure as a PNG: a matplotlib Figure (drawn now and released), a :class:`Rendered`, or
+        anything with ``result()`` giving one (drawn elsewhere; waited for when the page is rendered).
+
+        The image is shown at most 100 CSS px per inch of the figure and shrinks with the page; a click
+        opens it at full size (CSS only: the figure is the link's ``:target``). ``notes`` are shown inside
+        the figure's box, under the caption. The image carries ``data-text-px``, the height of its smallest
+        text in image pixels, so that a test can check the text size at the displayed size.
+        """
+        if not isinstance(fig, Rendered) and not hasattr(fig, "result"):
+            fig = render_figure(fig, dpi=dpi)
+        self._figures += 1
+        ident = f"fig-{self._figures}"
         cap = f"<figcaption>{esc(caption)}</figcaption>" if caption is not None else ""
-        self.parts.append(f'<figure><img src="{uri}" alt="{esc(alt)}">{cap}</figure>')
+        cap += "".join(f'<div class="note">{esc(n)}</div>' for n in notes)
+        self.parts.append(_PendingFigure(fig, ident, esc(alt), Html(cap)))
         return self
 
     def table(self, header: Sequence[Any], rows: Iterable[Sequence[Any]], *, numeric: Sequence[int] = (),
@@ -144,7 +209,7 @@ class Page:
         return self
 
     def render(self) -> str:
-        body = "\n".join(self.parts)
+        body = "\n".join(str(p) for p in self.parts)
         return (
             "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
@@ -157,19 +222,38 @@ class Page:
         )
 
 
+class _PendingFigure:
+    """A figure's HTML, its image resolved when the page is rendered (it may be drawn in another process)."""
+
+    def __init__(self, fig: Any, ident: str, alt: Html, caption: Html) -> None:
+        self.fig, self.ident, self.alt, self.caption = fig, ident, alt, caption
+
+    def __str__(self) -> str:
+        done: Rendered = self.fig if isinstance(self.fig, Rendered) else self.fig.result()
+        css_w = round(done.width_in * CSS_PX_PER_INCH)
+        return (f'<figure id="{self.ident}"><span id="{self.ident}-at"></span><a class="zoom" href="#{self.ident}" '
+                f'title="open full size"><img src="{done.uri}" alt="{self.alt}" width="{css_w}" '
+                f'data-text-px="{done.text_px:.1f}"></a><a class="close" href="#{self.ident}-at">close ×</a>'
+                f"{self.caption}</figure>")
+
+
 def table_html(header: Sequence[Any], rows: Iterable[Sequence[Any]], *, numeric: Sequence[int] = (),
-               name_col: int | None = None, row_classes: Sequence[str] | None = None) -> Html:
-    """A table fragment (see :meth:`Page.table`)."""
+               name_col: int | None = None, row_classes: Sequence[str] | None = None, stack: bool = True) -> Html:
+    """A table fragment (see :meth:`Page.table`). ``stack``: on narrow screens each row becomes a block of
+    "column: value" lines instead of a table that scrolls sideways."""
     numeric_set = set(numeric)
-    out = ['<div class="tablewrap"><table><thead><tr>']
-    out += [f"<th>{esc(h)}</th>" for h in header]
+    labels = [esc(h) for h in header]
+    out = ['<div class="tablewrap"><table class="stack"><thead><tr>' if stack else
+           '<div class="tablewrap"><table><thead><tr>']
+    out += [f"<th>{h}</th>" for h in labels]
     out.append("</tr></thead><tbody>")
     for i, row in enumerate(rows):
         klass = f' class="{esc(row_classes[i])}"' if row_classes and row_classes[i] else ""
         out.append(f"<tr{klass}>")
         for j, cell in enumerate(row):
             cls = "num" if j in numeric_set else ("name" if j == name_col else "")
-            out.append(f'<td class="{cls}">{esc(cell)}</td>' if cls else f"<td>{esc(cell)}</td>")
+            label = f' data-label="{labels[j]}"' if stack and j < len(labels) else ""
+            out.append(f'<td class="{cls}"{label}>{esc(cell)}</td>' if cls else f"<td{label}>{esc(cell)}</td>")
         out.append("</tr>")
     out.append("</tbody></table></div>")
     return Html("".join(out))

@@ -26,6 +26,8 @@ __all__ = ["ZooReport", "build_zoo_report", "default_axes", "write_zoo_report"]
 _EXTRA_CSS = ("<style>a{color:var(--accent)}a.back{font-size:13px;margin-left:8px;font-weight:400}"
               "nav.toc{margin:10px 0 4px;font-size:14px}nav.toc a{margin-right:14px;white-space:nowrap}"
               "section.model{border-top:1px solid var(--line);margin-top:22px}</style>")
+_DPI = 125  # main figures: sharper than the page's 100 px per inch, for high-density screens and full size
+_MODEL_DPI = 100  # one figure per model: lighter
 _CANDIDATE_AXES = ("task", "visual_category", "training_dataset", "architecture", "format")
 
 
@@ -58,7 +60,8 @@ def build_zoo_report(store: Any, by: Sequence[str] | None = None, *, shape: str 
                      params: Sequence[Any] | None = None, pca_groups: int = 3, model_sections: bool = True,
                      max_model_sections: int = 300, title: str | None = None,
                      progress: Callable[[str], None] | None = None,
-                     figures_dir: str | os.PathLike[str] | None = None) -> ZooReport:
+                     figures_dir: str | os.PathLike[str] | None = None, per_model: bool = False,
+                     workers: int | None = None, figure_cache: str | os.PathLike[str] | None = "auto") -> ZooReport:
     """Run the study over a store and build its report page (see the module docstring).
 
     Parameters
@@ -77,218 +80,339 @@ def build_zoo_report(store: Any, by: Sequence[str] | None = None, *, shape: str 
     progress : callable, optional
         Called with a short text before each step.
     figures_dir : path, optional
-        Also save the five main figures there as small PNGs (eigen-images.png, density.png, drift.png of the
+        Also save the five main figures there as PNGs (eigen-images.png, density.png, drift.png of the
         first axis, ridge.png, degeneration.png), e.g. for a README.
+    per_model : bool
+        Drift and ridge plots weigh each model of a group equally (the mean of its models' distributions)
+        instead of each filter, so that one large model cannot stand for its group.
+    workers : int, optional
+        Processes that draw the figures while the analyses run (default: one per CPU, up to 4, on Linux;
+        0 draws everything in this process).
+    figure_cache : path, "auto" or None
+        A folder of figures already drawn (PNG files named by a digest of the figure's data and of the
+        drawing code): a figure whose numbers did not change since an earlier report is read back instead of
+        drawn.
+        "auto": ``report-figures`` in filterdb's cache folder (:func:`filterdb.sources.cache_dir`);
+        None: draw every figure.
     """
     from .. import __version__
-    from ..analysis import AnalysisError, degeneration, drift, fit_pca
-    from ..analysis._density import coefficient_density
     from ..analysis.pca import _as_store
-    from ..plotting._zoo import (
-        coefficient_density_map,
-        degeneration_shares,
-        drift_boxplots,
-        drift_heatmap,
-        eigen_images,
-        ridge_plot,
-    )
+    from ._drawing import Drawer
 
-    step = progress or (lambda text: None)
-    saved: list[Path] = []
-
-    def put(fig: Any, png: str | None, **kwargs: Any) -> None:
-        if figures_dir is not None and png is not None:
-            folder = Path(figures_dir)
-            folder.mkdir(parents=True, exist_ok=True)
-            fig.savefig(folder / png, dpi=72, facecolor=fig.get_facecolor())
-            saved.append(folder / png)
-        page.figure(fig, **kwargs)
     started = time.perf_counter()
-    store = _as_store(store)
+    store = _ColumnsOnce(_as_store(store))
     axes = list(dict.fromkeys(by)) if by else default_axes(store, shape)
     from ..analysis._selection import _group_expression
 
     for axis in axes:  # an unknown column is a user error before any work, not a note in the page
         _group_expression(store, axis)
-    first = next((a for a in axes if a != "depth"), None)
-    root = Path(str(store.root))
-    name = title or root.name
-    page = Page(f"{name} · filterdb zoo report")
-    summary: dict[str, Any] = {"store": str(root), "axes": axes, "shape": shape}
+    if figure_cache == "auto":
+        from ..sources import cache_dir
 
-    step("store summary")
-    stats = store.stats()
-    models = store.models()
-    layers = store.layers()
-    summary.update(n_models=int(stats.n_models), n_layers=int(stats.n_layers), n_filters=int(stats.n_filters))
-    deg_layers = layers[[len(v) > 0 for v in layers["verdicts"]]] if len(layers) else layers
-    summary["degenerated_layers"] = [
-        {"model": r.model, "layer": r.layer, "verdicts": list(r.verdicts)} for r in deg_layers.itertuples()]
-    page.raw(Html(_EXTRA_CSS))
-    n_shape = int(layers.loc[layers["kernel"] == shape, "n_filters"].sum()) if len(layers) else 0
-    summary["n_filters_shape"] = n_shape
-    page.raw(Html(f'<header><div class="kicker">filterdb · zoo report</div><h1>{esc(name)}</h1>'
-                  f'<p class="muted">{esc(str(root))}</p></header>'))
-    toc = [("summary", "Summary"), ("pca", "PCA basis"), ("drift", "Drift"), ("degeneration", "Degeneration"),
-           ("models", "Models")]
-    page.raw(Html('<nav class="toc">' + "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in toc) + "</nav>"))
-    _summary_section(page, stats, models, layers, shape, n_shape)
+        figure_cache = cache_dir() / "report-figures"
+    with Drawer(workers, figure_cache) as drawer:
+        study = _Study(store, axes, shape, where, params, per_model, drawer, progress or (lambda text: None),
+                       figures_dir)
+        page = study.run(title, pca_groups, model_sections, max_model_sections)
+        seconds = time.perf_counter() - started
+        study.summary["seconds"] = seconds
+        study.summary["figures"] = [str(p) for p in study.saved]
+        page.raw(Html("<footer>" + esc(
+            f"filterdb {__version__} · {study.summary['n_models']} models · built in {seconds:.1f} s · drift: "
+            f"70 bins over the analytic bound of the coefficients, component weights η, "
+            + ("each model weighted equally" if per_model else "each filter weighted equally"))
+            + "<br>After Gavrikov &amp; Keuper, “CNN Filter DB: An Empirical Investigation of Trained "
+              "Convolutional Filters”, CVPR 2022.</footer>"))
+        html = page.render()  # waits for the figures still being drawn
+        for path, pending in study.to_save:
+            path.write_bytes(pending.result().png)
+    return ZooReport(html, study.summary)
 
-    # ------------------------------------------------------------------ PCA
-    step("PCA basis")
-    page.heading("PCA basis of the filters (eigen-images)", anchor="pca")
-    page.howto(f"Every {shape} filter is scaled by its largest |weight| and decomposed on the principal "
-               "components of all filters. Each tile is one component (an \"eigen-image\"), blue negative, red "
-               "positive, white zero, with its share η of the variance above it; all tiles share one colour scale. "
-               "Few components carrying most of the variance (a steep cumulative curve on the right) means the "
-               "filters are low-dimensional: trained filters are smooth and repeat a few patterns (the first "
-               "component is typically a blob, the next ones edges). Rows are different selections of filters: "
-               "similar tiles mean the selections share one basis.")
-    pca_notes: list[str] = []
-    basis = None
-    try:
-        basis = fit_pca(store, shape, where, params)
-        bases: list[tuple[str, Any]] = [("all filters", basis)]
-        if first is not None and pca_groups > 0:
-            for group in _largest_groups(store, first, shape, where, params, pca_groups):
-                cond = f'("{first}" = ?)' if _is_column(store, first) else None
-                if cond is None:
-                    break
-                w = f"({where}) AND {cond}" if where else cond
-                try:
-                    bases.append((f"{first} = {group}", fit_pca(store, shape, w, [*(params or []), group])))
-                except AnalysisError as e:
-                    pca_notes.append(str(e))
-        summary["explained_variance_ratio"] = [float(v) for v in basis.explained_variance_ratio]
-        put(eigen_images(bases), "eigen-images.png",
-            alt="eigen-images: the principal components of the filters as tiles, one row per selection, and the cumulative explained variance",
-                    caption=f"{basis.n_filters:,} {shape} filters from {basis.n_models} models; the first "
-                            f"{_k_for(basis.cumulative, 0.9)} components explain 90 % of their variance.")
-        for note in pca_notes:
-            page.raw(Html(f'<div class="note">{esc(note)}</div>'))
-    except AnalysisError as e:
-        page.raw(Html(f'<div class="note">{esc(e)}</div>'))
 
-    if basis is not None and basis.d >= 2:
-        step("2-D coefficient density")
-        page.heading("Density of the first two coefficients", level=3, anchor="density")
-        page.howto("Each filter is one point at its first two PCA coefficients; the colour counts the filters per "
-                   "bin on a log scale, so that rare filters at the rim stay visible next to the dense centre. "
-                   "Trained filters fill a compact, often lopsided cloud; a spike or a separate blob is a group of "
-                   "identical filters (e.g. all-zero filters of sparse layers sit at one point).")
-        density = coefficient_density(store, 0, 1, shape, where, params, basis=basis)
-        put(coefficient_density_map(density), "density.png", alt="2-D density of the first two PCA coefficients",
-                    caption=f"{density.n_filters:,} filters, {density.counts.shape[0]}² bins over the bound "
-                            f"±{basis.bound():.2f} of the coefficients.")
+class _ColumnsOnce:
+    """The store, with the columns of the ``layers`` view looked up once per report: every analysis asks for
+    them, and each catalog query opens a DuckDB connection (tens of milliseconds)."""
 
-    # ------------------------------------------------------------------ drift
-    page.heading("Drift between groups of filters", anchor="drift")
-    page.howto("Drift D measures how different the filter distributions of two groups are: for each PCA "
-               "coefficient, the symmetric Kullback–Leibler divergence between the two groups' histograms, "
-               "weighted by the coefficient's share η of the variance (Gavrikov & Keuper 2022). 0 means the "
-               "same distribution; larger is more different. In the heatmaps, rows and columns are the groups "
-               "(with their numbers of filters \"f\" and models \"m\"), sorted by their mean drift to the others, "
-               "so that outlying groups gather at the bottom right (depth deciles keep their order). Groups of "
-               "few filters or one model give noisier values. The boxplots compare the axes: an axis with high "
-               "drift explains much of how filters differ.")
-    drifts: dict[str, Any] = {}
-    summary["drift"] = {}
-    for axis in axes:
-        step(f"drift by {axis}")
-        page.heading(f"Drift by {axis}", level=3, anchor=f"drift-{_slug(axis)}")
-        try:
-            result = drift(store, axis, shape, where, params)
-        except AnalysisError as e:
-            page.raw(Html(f'<div class="note">{esc(e)}</div>'))
-            continue
-        drifts[axis] = result
-        s = result.summary()
-        top = sorted(s["group_mean"].items(), key=lambda kv: -kv[1])[:3]
-        summary["drift"][axis] = {"n_groups": s["n_groups"], "mean": s["mean"], "median": s["median"],
-                                  "max": s["max"], "max_pair": s["max_pair"], "most_shifted": top}
-        put(drift_heatmap(result), None if drifts.keys() - {axis} else "drift.png", alt=f"drift matrix by {axis}",
-                    caption=f"{s['n_groups']} groups; pairwise drift mean {s['mean']:.3f}, median {s['median']:.3f}, "
-                            f"max {s['max']:.3f} between {s['max_pair'][0]} and {s['max_pair'][1]}. Most shifted "
-                            "groups (mean drift to the others): "
-                            + ", ".join(f"{g} {v:.3f}" for g, v in top) + ".")
-        for note in result.notes:
-            page.paragraph(note, cls="muted")
-    if len(drifts) >= 2:
-        step("drift comparison")
-        page.heading("Drift of the axes side by side", level=3, anchor="drift-axes")
-        put(drift_boxplots(list(drifts.values())), None,
-            alt="boxplots of the pairwise drift of each axis",
-                    caption="Each point is one pair of groups of that axis; boxes span the middle half, the line is "
-                            "the median.")
-    ridge_axis = next((a for a in axes if a in drifts and a != "depth"), next(iter(drifts), None))
-    if ridge_axis is not None and drifts[ridge_axis].histograms is not None:
-        step("ridge plots")
-        page.heading(f"Coefficient distributions by {ridge_axis} (ridge plots)", level=3, anchor="ridge")
-        page.howto("One row per group, one column per PCA coefficient (its share η of the variance below): the "
-                   "smoothed distribution (a Gaussian kernel density of the streamed histogram) of that "
-                   "coefficient over the group's filters, each curve scaled to its own height. Where the rows of a "
-                   "column differ in shape or position, the groups use that component differently — that is what "
-                   "the drift above adds up.")
-        put(ridge_plot(drifts[ridge_axis].histograms), "ridge.png",
-            alt=f"ridge plots of the coefficients by {ridge_axis}",
-                    caption=f"Groups in the order of the drift matrix by {ridge_axis}.")
+    _QUERY = "SELECT * FROM layers LIMIT 0"
 
-    # ------------------------------------------------------------------ degeneration
-    step("degeneration")
-    page.heading("Degenerated layers", anchor="degeneration")
-    page.howto("Layer verdicts of filterdb check, over the whole zoo: sparse (many filters near zero: wasted "
-               "capacity or a pruned model), low-diversity (the filters repeat each other: typical of deep layers "
-               "of over-parameterised networks) and random (the layer looks untrained). Bars give the share of "
-               "layers with each verdict, per group and per depth decile (0 = input side, 1 = output side). "
-               "A verdict is a prompt to look, not a proof of a bug.")
-    deg_axis = first
-    try:
-        deg = degeneration(store, deg_axis, where, params)
-        summary["degeneration"] = deg.overall
-        put(degeneration_shares(deg), "degeneration.png",
-            alt="shares of degenerated layers per group and per depth decile",
-                    caption=f"{int(deg.overall['n_layers'])} layers with 2-D kernels; "
-                            f"{deg.overall['any_layers']:.1%} of them have a verdict, holding "
-                            f"{deg.overall['any_filters']:.1%} of the filters.")
-        if deg.per_group is not None:
-            _deg_table(page, deg.per_group, deg_axis)
-        for note in deg.notes:
-            page.paragraph(note, cls="muted")
-    except AnalysisError as e:
-        page.raw(Html(f'<div class="note">{esc(e)}</div>'))
-    if len(deg_layers):
-        ids = {int(m): True for m in models["model_id"]}
-        rows = []
-        for r in deg_layers.head(200).itertuples():
-            link = Html(f'<a href="#model-{int(r.model_id)}">{esc(r.model)}</a>') if int(r.model_id) in ids \
-                else esc(r.model)
-            rows.append([link, _name_cell(r.layer), _fmt(r.conv_depth_norm, 2), f"{int(r.n_filters):,}",
-                         _fmt(r.sparsity), _fmt(r.variance_entropy_norm), _badges(r.verdicts)])
-        page.raw(Html(f"<details><summary>{len(deg_layers)} degenerated layer(s)"
-                      + (" (first 200)" if len(deg_layers) > 200 else "") + "</summary>"
-                      + table_html(["model", "layer", "depth", "filters", "sparsity", "ve_norm", "verdicts"], rows,
-                                   numeric=(2, 3, 4, 5), name_col=1) + "</details>"))
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._empty: Any = None
 
-    # ------------------------------------------------------------------ models
-    step("models")
-    _models_section(page, models, layers, model_sections)
-    if model_sections:
-        shown = models.head(max_model_sections)
+    def sql(self, query: str, params: Any = None) -> Any:
+        if query == self._QUERY and params is None:
+            if self._empty is None:
+                self._empty = self._store.sql(query)
+            return self._empty.copy()
+        return self._store.sql(query, params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+class _Study:
+    """The report's steps, in page order; figures go to the drawer as soon as their numbers exist."""
+
+    def __init__(self, store: Any, axes: list[str], shape: str, where: str | None, params: Sequence[Any] | None,
+                 per_model: bool, drawer: Any, step: Callable[[str], None],
+                 figures_dir: str | os.PathLike[str] | None) -> None:
+        self.store, self.axes, self.shape, self.where, self.params = store, axes, shape, where, params
+        self.per_model, self.drawer, self.step = per_model, drawer, step
+        self.first = next((a for a in axes if a != "depth"), None)
+        self.folder = Path(figures_dir) if figures_dir is not None else None
+        self.saved: list[Path] = []
+        self.to_save: list[tuple[Path, Any]] = []
+        self.summary: dict[str, Any] = {"store": str(store.root), "axes": axes, "shape": shape}
+
+    def draw(self, make: Callable[..., Any], *args: Any, png: str | None = None, **kwargs: Any) -> Any:
+        import hashlib
+        import pickle
+
+        # the results drawn are plain data: their pickle names the figure (a store unchanged since the last
+        # report gives the same numbers, so the same figure)
+        key = hashlib.sha256(pickle.dumps((make.__qualname__, args, sorted(kwargs.items())))).hexdigest()
+        pending = self.drawer.submit(make, *args, dpi=_DPI, key=key, **kwargs)
+        if self.folder is not None and png is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.to_save.append((self.folder / png, pending))
+            self.saved.append(self.folder / png)
+        return pending
+
+    def run(self, title: str | None, pca_groups: int, model_sections: bool, max_model_sections: int) -> Page:
+        store, shape = self.store, self.shape
+        root = Path(str(store.root))
+        name = title or root.name
+        page = Page(f"{name} · filterdb zoo report")
+        self.step("store summary")
+        stats, models, layers = store.stats(), store.models(), store.layers()
+        shown = models.head(max_model_sections) if model_sections else models.head(0)
+        model_figures = {}
+        for row in shown.itertuples():  # the slowest figures go first: drawn while the analyses run
+            part = layers[layers["model_id"] == row.model_id]
+            if _has_2d_metrics(part):
+                columns = _figure_columns(part)
+                key = columns.to_json(orient="split", default_handler=str)
+                model_figures[int(row.model_id)] = self.drawer.submit(_model_figure, columns, dpi=_MODEL_DPI, key=key)
+        s = self.summary
+        s.update(n_models=int(stats.n_models), n_layers=int(stats.n_layers), n_filters=int(stats.n_filters))
+        deg_layers = layers[[len(v) > 0 for v in layers["verdicts"]]] if len(layers) else layers
+        s["degenerated_layers"] = [{"model": r.model, "layer": r.layer, "verdicts": list(r.verdicts)}
+                                   for r in deg_layers.itertuples()]
+        page.raw(Html(_EXTRA_CSS))
+        n_shape = int(layers.loc[layers["kernel"] == shape, "n_filters"].sum()) if len(layers) else 0
+        s["n_filters_shape"] = n_shape
+        page.raw(Html(f'<header><div class="kicker">filterdb · zoo report</div><h1>{esc(name)}</h1>'
+                      f'<p class="muted source">{esc(str(root))}</p></header>'))
+        toc = [("summary", "Summary"), ("pca", "PCA basis"), ("drift", "Drift"), ("degeneration", "Degeneration"),
+               ("models", "Models")]
+        page.raw(Html('<nav class="toc">' + "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in toc) + "</nav>"))
+        _summary_section(page, stats, models, layers, shape, n_shape)
+        names = {int(m): str(n) for m, n in zip(models["model_id"], models["model"])}
+        basis = self._pca_section(page, pca_groups)
+        self._drift_sections(page, basis, names)
+        self._degeneration_section(page, models, deg_layers)
+        self.step("models")
+        _models_section(page, models, layers, model_sections)
         for k, row in enumerate(shown.itertuples()):
-            step(f"model {k + 1}/{len(shown)}: {row.model}")
-            _model_section(page, row, layers[layers["model_id"] == row.model_id])
-        if len(models) > len(shown):
+            self.step(f"model {k + 1}/{len(shown)}: {row.model}")
+            _model_section(page, row, layers[layers["model_id"] == row.model_id], model_figures.get(int(row.model_id)))
+        if model_sections and len(models) > len(shown):
             page.paragraph(f"{len(models) - len(shown)} more models have no section (max_model_sections).",
                            cls="muted")
-    seconds = time.perf_counter() - started
-    summary["seconds"] = seconds
-    summary["figures"] = [str(p) for p in saved]
-    page.raw(Html("<footer>" + esc(f"filterdb {__version__} · {stats.n_models} models · built in {seconds:.1f} s · "
-                                   f"drift: {70} bins over the analytic bound of the coefficients, component "
-                                   "weights η")
-                  + "<br>After Gavrikov &amp; Keuper, “CNN Filter DB: An Empirical Investigation of Trained "
-                    "Convolutional Filters”, CVPR 2022.</footer>"))
-    return ZooReport(page.render(), summary)
+        return page
+
+    # -------------------------------------------------------------------------------------------- PCA
+    def _pca_section(self, page: Page, pca_groups: int) -> Any:
+        from ..analysis import AnalysisError, fit_pca
+        from ..analysis._density import coefficient_density
+        from ..plotting._zoo import coefficient_density_map, eigen_images
+        from ._drift_section import largest_model
+
+        store, shape, where, params, first = self.store, self.shape, self.where, self.params, self.first
+        self.step("PCA basis")
+        page.heading("PCA basis of the filters (eigen-images)", anchor="pca")
+        page.howto(f"Every {shape} filter is scaled by its largest |weight| and decomposed on the principal "
+                   "components of all filters. Each tile is one component (an \"eigen-image\"), numbered 1, 2, … "
+                   "as on the axis of the cumulative curve, blue negative, red positive, white zero, with its share "
+                   "η of the variance under it; all tiles share one colour scale. Few components carrying most of "
+                   "the variance (a steep cumulative curve) means the filters are low-dimensional: trained filters "
+                   "are smooth and repeat a few patterns (the first component is typically a blob, the next ones "
+                   "edges). Rows are different selections of filters: similar tiles mean the selections share one "
+                   "basis. Click a figure to open it at full size.")
+        try:
+            basis = fit_pca(store, shape, where, params, sign_rule="u-based")
+        except AnalysisError as e:
+            page.raw(Html(f'<div class="note">{esc(e)}</div>'))
+            return None
+        bases: list[tuple[str, Any]] = [("all filters", basis)]
+        notes: list[str] = []
+        if first is not None and pca_groups > 0 and _is_column(store, first):
+            for group in _largest_groups(store, first, shape, where, params, pca_groups):
+                w = f'({where}) AND ("{first}" = ?)' if where else f'("{first}" = ?)'
+                try:
+                    group_basis = fit_pca(store, shape, w, [*(params or []), group], sign_rule="u-based")
+                    bases.append((f"{first} = {group}", group_basis))
+                except AnalysisError as e:
+                    notes.append(str(e))
+        self.summary["explained_variance_ratio"] = [float(v) for v in basis.explained_variance_ratio]
+        top, share = largest_model(store, shape, where, params)
+        self.summary["largest_model"] = {"model": top, "share": share}
+        caption = (f"{basis.n_filters:,} {shape} filters from {basis.n_models} models; the first "
+                   f"{_k_for(basis.cumulative, 0.9)} components explain 90 % of their variance.")
+        if share > 0.5:
+            notes.insert(0, f"One model dominates: {top} holds {share:.0%} of these filters, so the basis of all "
+                            "filters is mostly its basis (compare the rows below it).")
+        page.figure(self.draw(eigen_images, bases, png="eigen-images.png"),
+                    alt="eigen-images: the principal components of the filters as tiles, one row per selection, "
+                        "and the cumulative explained variance", caption=caption, notes=notes)
+        self.n_pca = basis.n_filters
+        if basis.d >= 2:
+            self.step("2-D coefficient density")
+            page.heading("Density of the first two coefficients", level=3, anchor="density")
+            page.howto("Each filter is one point at its first two PCA coefficients; the colour counts the filters "
+                       "per bin on a log scale, so that rare filters at the rim stay visible next to the dense "
+                       "centre. Trained filters fill a compact, often lopsided cloud; a spike or a separate blob is "
+                       "a group of identical filters (e.g. all-zero filters of sparse layers sit at one point).")
+            density = coefficient_density(store, 0, 1, shape, where, params, basis=basis)
+            page.figure(self.draw(coefficient_density_map, density, png="density.png"),
+                        alt="2-D density of the first two PCA coefficients",
+                        caption=f"{density.n_filters:,} filters, {density.counts.shape[0]}² bins over the bound "
+                                f"±{basis.bound():.2f} of the coefficients.")
+        return basis
+
+    # -------------------------------------------------------------------------------------------- drift
+    def _drift_sections(self, page: Page, basis: Any, names: dict[int, str]) -> None:
+        from ..analysis import AnalysisError
+        from ..plotting._zoo import drift_boxplots, drift_heatmap, ridge_plot
+        from ._drift_section import AxisDrift, axis_drift
+
+        page.heading("Drift between groups of filters", anchor="drift")
+        weighting = ("each model of a group counts equally (the mean of its models' distributions)"
+                     if self.per_model else "each filter counts equally, so a large model weighs more than a "
+                     "small one (filterdb report --per-model weighs models equally)")
+        page.howto("Drift D measures how different the filter distributions of two groups are: for each PCA "
+                   "coefficient, the symmetric Kullback–Leibler divergence between the two groups' histograms, "
+                   "weighted by the coefficient's share η of the variance (Gavrikov & Keuper 2022); here "
+                   f"{weighting}. 0 means the same distribution; larger is more different. In the heatmaps, rows "
+                   "and columns are the groups, sorted by their mean drift to the others, so that outlying groups "
+                   "gather at the bottom right (depth deciles keep their order); every heatmap uses the same colour "
+                   "scale and the same PCA basis (of all filters above), so colours compare across axes. The "
+                   "diagonal shows each group's noise floor: the drift between two random halves of its own "
+                   "layers, what sampling alone gives. A pair differs beyond noise only where its drift exceeds "
+                   "the larger floor of its two groups; hatched cells do not. Small groups, and groups of one or "
+                   "two models, have high floors.")
+        if basis is None:
+            return
+        done: list[AxisDrift] = []
+        failed: dict[str, str] = {}
+        for axis in self.axes:
+            self.step(f"drift by {axis}")
+            try:
+                done.append(axis_drift(self.store, axis, self.shape, self.where, self.params, basis=basis,
+                                       per_model=self.per_model, model_names=names))
+            except AnalysisError as e:
+                failed[axis] = str(e)
+        vmax = max([float(np.nanmax([d.result.matrix.max(), *d.floors.values(), 0.0])) for d in done] + [1e-9])
+        self.summary["drift"] = {}
+        self.summary["drift_scale_max"] = vmax
+        for axis in self.axes:
+            page.heading(f"Drift by {axis}", level=3, anchor=f"drift-{_slug(axis)}")
+            if axis in failed:
+                page.raw(Html(f'<div class="note">{esc(failed[axis])}</div>'))
+                continue
+            d = next(x for x in done if x.axis == axis)
+            self._drift_axis(page, d, vmax, drift_heatmap, first=d is done[0])
+        results = [d.result for d in done]
+        if len(results) >= 2:
+            self.step("drift comparison")
+            page.heading("Drift of the axes side by side", level=3, anchor="drift-axes")
+            page.figure(self.draw(drift_boxplots, results), alt="boxplots of the pairwise drift of each axis",
+                        caption="Each point is one pair of groups of that axis; boxes span the middle half, the "
+                                "line is the median.")
+        ridge = next((d for d in done if d.axis != "depth"), done[0] if done else None)
+        if ridge is not None:
+            self.step("ridge plots")
+            page.heading(f"Coefficient distributions by {ridge.axis} (ridge plots)", level=3, anchor="ridge")
+            page.howto("One panel per PCA coefficient (numbered as the eigen-images, with its share η of the "
+                       "variance), one ridge per group: the histogram of that coefficient over the group's filters, "
+                       "in the very bins the drift compares (no smoothing), each ridge scaled to its own highest "
+                       "bin. Where the ridges of a panel differ in shape or position, the groups use that "
+                       "component differently — that is what the drift adds up, weighted by η.")
+            page.figure(self.draw(ridge_plot, ridge.result, png="ridge.png"),
+                        alt=f"ridge plots of the coefficients by {ridge.axis}",
+                        caption=f"Groups from top to bottom in the order of the drift matrix by {ridge.axis}.")
+
+    def _drift_axis(self, page: Page, d: Any, vmax: float, heatmap: Any, first: bool) -> None:
+        result = d.result
+        s = result.summary()
+        shifted = d.shifted()
+        floors = {g: (None if np.isnan(v) else v) for g, v in d.floors.items()}
+        self.summary["drift"][d.axis] = {
+            "n_groups": s["n_groups"], "mean": s["mean"], "median": s["median"], "max": s["max"],
+            "max_pair": s["max_pair"], "most_shifted": shifted[:3], "noise_floor": floors,
+            "left_out": d.left_out, "dominant": {g: {"model": m, "share": v} for g, (m, v) in d.dominant.items()}}
+        n_pca = getattr(self, "n_pca", d.n_filters)
+        missing = n_pca - d.n_filters
+        count = (f"all {d.n_filters:,} {self.shape} filters of the PCA above" if not missing else
+                 f"{d.n_filters:,} of the {n_pca:,} {self.shape} filters of the PCA above ({missing:,} are in the "
+                 "groups left out below" + (" or have no value" if result.notes else "") + ")")
+        above = (", ".join(f"{g} {v:.2f}" for g, v in shifted[:3]) if shifted else
+                 "none: every group's mean drift is within its noise floor")
+        caption = (f"{s['n_groups']} groups, {count}. Pairwise drift median {s['median']:.2f}, max {s['max']:.2f} "
+                   f"between {s['max_pair'][0]} and {s['max_pair'][1]}. Most shifted groups beyond their noise "
+                   f"floor (mean drift to the others): {above}.")
+        notes = list(d.left_out) + [str(n) for n in result.notes]
+        for group, (model, share) in d.dominant.items():
+            notes.append(f"One model dominates {group}: {model} holds {share:.0%} of its filters."
+                         + ("" if self.per_model else " filterdb report --per-model weighs each model equally."))
+        page.figure(self.draw(heatmap, result, vmax=vmax, noise_floor=d.floors, png="drift.png" if first else None),
+                    alt=f"drift matrix by {d.axis}", caption=caption, notes=notes)
+        sizes = result.sizes
+        means = d.group_means()
+        dominant = {g: f"{m} {v:.0%}" for g, (m, v) in d.dominant.items()}
+        rows = [[g, f"{nf:,}", f"{nm}", dominant.get(g, "–"), _fmt(floors.get(g), 2), _fmt(means.get(g), 2)]
+                for g, nf, nm in zip(result.groups, sizes["n_filters"], sizes["n_models"])]
+        page.raw(Html(f"<details><summary>The numbers per {esc(d.axis)}</summary>" + table_html(
+            [d.axis, "filters", "models", "largest model", "noise floor", "mean drift"], rows,
+            numeric=(1, 2, 4, 5)) + "</details>"))
+
+    # -------------------------------------------------------------------------------------------- degeneration
+    def _degeneration_section(self, page: Page, models: Any, deg_layers: Any) -> None:
+        from ..analysis import AnalysisError, degeneration
+        from ..plotting._zoo import degeneration_shares
+
+        self.step("degeneration")
+        page.heading("Degenerated layers", anchor="degeneration")
+        page.howto("Layer verdicts of filterdb check, over the whole zoo: sparse (many filters near zero: wasted "
+                   "capacity or a pruned model), low-diversity (the filters repeat each other: typical of deep "
+                   "layers of over-parameterised networks) and random (the layer looks untrained). Bars give the "
+                   "share of layers with each verdict, per group (number of layers in brackets) and per depth "
+                   "decile (0 = input side, 1 = output side). A verdict is a prompt to look, not a proof of a bug.")
+        try:
+            deg = degeneration(self.store, self.first, self.where, self.params)
+        except AnalysisError as e:
+            page.raw(Html(f'<div class="note">{esc(e)}</div>'))
+        else:
+            self.summary["degeneration"] = deg.overall
+            page.figure(self.draw(degeneration_shares, deg, png="degeneration.png"),
+                        alt="shares of degenerated layers per group and per depth decile",
+                        caption=f"{int(deg.overall['n_layers'])} layers with 2-D kernels; "
+                                f"{deg.overall['any_layers']:.1%} of them have a verdict, holding "
+                                f"{deg.overall['any_filters']:.1%} of the filters.", notes=list(deg.notes))
+            if deg.per_group is not None:
+                _deg_table(page, deg.per_group, self.first)
+        if len(deg_layers):
+            ids = {int(m) for m in models["model_id"]}
+            rows = []
+            for r in deg_layers.head(200).itertuples():
+                link = Html(f'<a href="#model-{int(r.model_id)}">{esc(r.model)}</a>') if int(r.model_id) in ids \
+                    else esc(r.model)
+                rows.append([link, _name_cell(r.layer), _fmt(r.conv_depth_norm, 2), f"{int(r.n_filters):,}",
+                             _fmt(r.sparsity), _fmt(r.variance_entropy_norm), _badges(r.verdicts)])
+            page.raw(Html(f"<details><summary>{len(deg_layers)} degenerated layer(s)"
+                          + (" (first 200)" if len(deg_layers) > 200 else "") + "</summary>"
+                          + table_html(["model", "layer", "depth", "filters", "sparsity", "ve_norm", "verdicts"],
+                                       rows, numeric=(2, 3, 4, 5), name_col=1) + "</details>"))
 
 
 def write_zoo_report(path: str | os.PathLike[str], store: Any, **options: Any) -> ZooReport:
@@ -352,9 +476,7 @@ def _models_section(page: Page, models: Any, layers: Any, with_links: bool) -> N
                row_classes=classes)
 
 
-def _model_section(page: Page, row: Any, part: Any) -> None:
-    from ..plotting import metrics_vs_depth
-
+def _model_section(page: Page, row: Any, part: Any, figure: Any) -> None:
     anchor = f"model-{int(row.model_id)}"
     page.raw(Html(f'<section class="model" id="{anchor}"><h3>{esc(row.model)}'
                   f'<a class="back" href="#models">↑ models</a></h3>'))
@@ -366,15 +488,13 @@ def _model_section(page: Page, row: Any, part: Any) -> None:
     if row.n_parameters:
         bits.append(f"{int(row.n_parameters):,} parameters")
     page.paragraph(" · ".join(bits), cls="muted")
-    page.paragraph(str(row.source), cls="muted")
-    report = _report_from_layers(part)
-    if report is None:
+    page.paragraph(str(row.source), cls="muted source")
+    if figure is None:
         page.raw(Html('<div class="note">' + esc("No conv layer of this model has 2-D kernels with stored metrics: "
                                                   "nothing to plot.") + "</div>"))
     else:
-        page.figure(metrics_vs_depth(report, width=8.0), dpi=80,
-                    alt=f"{row.model}: sparsity, normalised variance entropy and orthogonality against depth",
-                    caption="Layer metrics against depth, with the verdict thresholds (dashed).")
+        page.figure(figure, alt=f"{row.model}: sparsity, normalised variance entropy and orthogonality against depth",
+                    caption="Layer metrics against depth; dashed: the verdict thresholds named in each panel's title.")
         bad = part[[len(v) > 0 for v in part["verdicts"]]]
         if len(bad):
             rows = [[_name_cell(r.layer), _fmt(r.conv_depth, 0), "×".join(str(int(x)) for x in r.shape),
@@ -382,6 +502,29 @@ def _model_section(page: Page, row: Any, part: Any) -> None:
             page.raw(Html(table_html(["layer", "depth", "weight shape", "sparsity", "ve_norm", "verdicts"], rows,
                                      numeric=(1, 3, 4), name_col=0)))
     page.raw(Html("</section>"))
+
+
+_FIGURE_COLUMNS = ("layer", "kernel", "conv_depth", "sparsity", "variance_entropy_norm", "orthogonality", "verdicts",
+                   "kind", "n_nonfinite")
+
+
+def _figure_columns(part: Any) -> Any:
+    """The catalog columns the metrics figure needs (sent to a drawing process)."""
+    return part[[c for c in _FIGURE_COLUMNS if c in part.columns]].copy()
+
+
+def _has_2d_metrics(part: Any) -> bool:
+    if not len(part):
+        return False
+    is_2d = np.array(["x" in str(k) and len(str(k).split("x")) == 2 for k in part["kernel"]])
+    return bool(is_2d.any()) and not part.loc[is_2d, "sparsity"].isna().all()
+
+
+def _model_figure(part: Any) -> Any:
+    """The metrics-against-depth figure of one model from its catalog rows."""
+    from ..plotting import metrics_vs_depth
+
+    return metrics_vs_depth(_report_from_layers(part))
 
 
 def _report_from_layers(part: Any) -> Any:
