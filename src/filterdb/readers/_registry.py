@@ -40,6 +40,7 @@ class ReadOptions:
 
     trust_pickle: bool = False  # allow formats that run pickle code on load (joblib, plain pickle, full torch pickles)
     format: str | None = None  # force a reader by name instead of detecting it
+    max_memory: int | str | None = None  # bytes ("4G") a read may allocate; None: $FILTERDB_MAX_MEMORY or 4x file + 512M
 
 
 @runtime_checkable
