@@ -7,14 +7,15 @@ A new format is a new module with a class that satisfies :class:`Reader` and one
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
 from .._hashing import file_sha256
-from ..errors import FilterDBError, ModelFormatError, ModelNotFoundError, UnsupportedFormatError
+from ..errors import FilterDBError, MemoryBudgetError, ModelFormatError, ModelNotFoundError, UnsupportedFormatError
 from ..types import ConvLayer, LayerKind, ModelRecord
 
 __all__ = [
@@ -69,6 +70,115 @@ class ObjectReader(Protocol):
     def accepts(self, obj: Any) -> bool: ...
 
     def read_object(self, obj: Any, options: ReadOptions) -> ModelRecord: ...
+
+
+_READERS: dict[str, Reader] = {}
+_OBJECT_READERS: dict[str, ObjectReader] = {}
+
+
+def register_reader(reader: Reader) -> Reader:
+    """Add a file reader to the registry (a later registration of the same format replaces it)."""
+    _READERS[reader.format] = reader
+    return reader
+
+
+def register_object_reader(reader: ObjectReader) -> ObjectReader:
+    """Add a reader of live model objects to the registry."""
+    _OBJECT_READERS[reader.format] = reader
+    return reader
+
+
+def registered_readers() -> dict[str, Reader]:
+    """The registered file readers by format name."""
+    return dict(_READERS)
+
+
+def _supported_extensions() -> str:
+    return ", ".join(sorted({ext for r in _READERS.values() for ext in r.extensions}))
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise ModelNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise ModelFormatError(f"{path}: is a directory, expected a model file")
+    if not path.is_file():
+        raise ModelFormatError(f"{path}: is not a regular file")
+    if path.stat().st_size == 0:
+        raise ModelFormatError(f"{path}: the file is empty (0 bytes)")
+
+
+def reader_for_path(path: Path, options: ReadOptions = ReadOptions()) -> Reader:
+    """The reader for a file: by its first bytes, else by its extension."""
+    _check_file(path)
+    if options.format is not None:
+        try:
+            return _READERS[options.format]
+        except KeyError:
+            raise UnsupportedFormatError(
+                f"unknown format {options.format!r}; known formats: {', '.join(sorted(_READERS))}"
+            ) from None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEAD_BYTES)
+    except OSError as e:
+        raise ModelFormatError(f"{path}: cannot open the file: {e.strerror or e}") from e
+    for reader in _READERS.values():
+        if reader.sniff(path, head):
+            return reader
+    suffix = path.suffix.lower()
+    for reader in _READERS.values():
+        if suffix in reader.extensions:
+            return reader
+    raise UnsupportedFormatError(
+        f"{path}: not a model file filterdb can read (content not recognised, extension {suffix or 'none'!r}); "
+        f"supported: {_supported_extensions()}"
+    )
+
+
+def read_path(
+    path: Path | str, options: ReadOptions = ReadOptions(), *, source: str | None = None, sha256: str | None = None
+) -> ModelRecord:
+    """Read a local model file with the reader its content calls for.
+
+    Any unexpected exception while sniffing or reading becomes a :class:`ModelFormatError` that names the
+    file: corrupt input must end in a clear message, never in a traceback from a parsing library. ``sha256``:
+    the file's hash when the caller already has it (ingest hashes before reading), so it is not computed twice.
+    """
+    path = Path(os.fspath(path))
+    with _reader_errors(path, "model"):
+        reader = reader_for_path(path, options)
+    with _reader_errors(path, reader.format):
+        record = reader.read(path, options)
+    info = replace(
+        record.info,
+        source=source or record.info.source or str(path),
+        path=str(path),
+        sha256=sha256 or record.info.sha256 or file_sha256(path),
+        size_bytes=path.stat().st_size,
+    )
+    return ModelRecord(info=info, layers=record.layers)
+
+
+@contextmanager
+def _reader_errors(path: Path, what: str) -> Iterator[None]:
+    """Turn what a parsing library raises on corrupt bytes into a ModelFormatError naming the file."""
+    try:
+        yield
+    except FilterDBError:
+        raise
+    except MemoryError as e:
+        raise MemoryBudgetError(f"{path}: ran out of memory while reading it as {what}; the file declares more "
+                                "data than fits (lower --max-memory to refuse such files before allocating)") from e
+    except RecursionError as e:
+        raise ModelFormatError(f"{path}: not a readable {what} file (nested too deeply)") from e
+    except Exception as e:  # noqa: BLE001 - third-party parsers raise anything on corrupt bytes
+        text = str(e).strip()
+        detail = text.splitlines()[0][:300] if text else type(e).__name__
+        raise ModelFormatError(f"{path}: not a readable {what} file ({detail})") from e
+
+
+def read_object(self, obj: Any, options: ReadOptions) -> ModelRecord: ...
 
 
 _READERS: dict[str, Reader] = {}
