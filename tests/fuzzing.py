@@ -118,7 +118,7 @@ def onnx_chain(path: Path, depth: int = 30) -> Path:
 
 
 def onnx_conv(path: Path, *, dims=(4, 3, 3, 3), group: int | None = None, node_name: bytes = b"conv") -> Path:
-    """One Conv; its weight's declared dims, its group and its name (raw bytes) as given."""
+    """One Conv; its weight's declared dims, its group and its 4-byte name (raw bytes, any encoding) as given."""
     from onnx import TensorProto, helper
 
     n = int(np.prod([abs(d) for d in dims]))
@@ -128,7 +128,8 @@ def onnx_conv(path: Path, *, dims=(4, 3, 3, 3), group: int | None = None, node_n
     attrs = {} if group is None else {"group": group}
     node = helper.make_node("Conv", ["x", "w"], ["y"], name="NAME", **attrs)
     data = onnx_model([node], [w]).SerializeToString()
-    path.write_bytes(data.replace(b"NAME", node_name) if node_name != b"NAME" else data)
+    assert len(node_name) == 4  # replaced in place: protobuf length prefixes stay right
+    path.write_bytes(data.replace(b"NAME", node_name))
     return path
 
 
@@ -249,7 +250,7 @@ def safetensors_empty_tensors(path: Path, n: int) -> Path:
 
 # The worker: reads each path it is given, prints one JSON line per file, and at the end its peak RSS.
 _WORKER = r"""
-import json, resource, sys, time
+import json, os, resource, sys, time
 from filterdb.errors import FilterDBError
 from filterdb.readers import ReadOptions, read_path
 limit = int(sys.argv[1])
@@ -258,6 +259,8 @@ if limit:
 for line in sys.stdin:
     path = line.rstrip("\n")
     print(json.dumps({"start": path}), flush=True)
+    if os.environ.get("FILTERDB_FUZZ_CRASH_ON") == path:  # lets the tests check the harness itself
+        os.abort()
     t = time.perf_counter()
     try:
         read_path(path, ReadOptions())

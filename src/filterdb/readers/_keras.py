@@ -231,23 +231,25 @@ def _refuse_outside_data(path: Path, f: Any) -> None:
     """
     h5py = _h5py()
 
-    def refuse(name: str, why: str) -> None:
-        raise UnsafeFormatError(f"{path}: {name!r} {why}; filterdb reads only data stored inside the model "
-                                "file, so it was refused (re-save the model with its weights in the file)")
-
-    def link(name: str, value: Any) -> None:
+    # The visitors return a finding, which stops the visit (raising inside an h5py callback loses the message).
+    def link(name: str, value: Any) -> tuple[str, str] | None:
         if isinstance(value, h5py.ExternalLink):
-            refuse(name, f"is an external link to {value.filename!r}")
+            return name, f"is an external link to {value.filename!r}"
+        return None
 
-    def obj(name: str, value: Any) -> None:
+    def obj(name: str, value: Any) -> tuple[str, str] | None:
         if isinstance(value, h5py.Dataset):
             if value.external:
-                refuse(name, "keeps its data in an external file")
+                return name, "keeps its data in an external file"
             if value.is_virtual:
-                refuse(name, "is a virtual dataset mapping other files")
+                return name, "is a virtual dataset mapping other files"
+        return None
 
-    f.visititems_links(link)
-    f.visititems(obj)
+    found = f.visititems_links(link) or f.visititems(obj)
+    if found:
+        name, why = found
+        raise UnsafeFormatError(f"{path}: {name!r} {why}; filterdb reads only data stored inside the model "
+                                "file, so it was refused (re-save the model with its weights in the file)")
 
 
 def _keras2_roles(root: Any, path: tuple[str, ...], budget: MemoryBudget) -> dict[str, np.ndarray]:

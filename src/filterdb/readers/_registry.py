@@ -165,8 +165,10 @@ def _reader_errors(path: Path, what: str) -> Iterator[None]:
     """Turn what a parsing library raises on corrupt bytes into a ModelFormatError naming the file."""
     try:
         yield
-    except FilterDBError:
-        raise
+    except FilterDBError as e:
+        if str(path) in str(e):
+            raise
+        raise type(e)(f"{path}: {e}") from e  # every message names the file
     except MemoryError as e:
         raise MemoryBudgetError(f"{path}: ran out of memory while reading it as {what}; the file declares more "
                                 "data than fits (lower --max-memory to refuse such files before allocating)") from e
@@ -176,103 +178,6 @@ def _reader_errors(path: Path, what: str) -> Iterator[None]:
         text = str(e).strip()
         detail = text.splitlines()[0][:300] if text else type(e).__name__
         raise ModelFormatError(f"{path}: not a readable {what} file ({detail})") from e
-
-
-def read_object(self, obj: Any, options: ReadOptions) -> ModelRecord: ...
-
-
-_READERS: dict[str, Reader] = {}
-_OBJECT_READERS: dict[str, ObjectReader] = {}
-
-
-def register_reader(reader: Reader) -> Reader:
-    """Add a file reader to the registry (a later registration of the same format replaces it)."""
-    _READERS[reader.format] = reader
-    return reader
-
-
-def register_object_reader(reader: ObjectReader) -> ObjectReader:
-    """Add a reader of live model objects to the registry."""
-    _OBJECT_READERS[reader.format] = reader
-    return reader
-
-
-def registered_readers() -> dict[str, Reader]:
-    """The registered file readers by format name."""
-    return dict(_READERS)
-
-
-def _supported_extensions() -> str:
-    return ", ".join(sorted({ext for r in _READERS.values() for ext in r.extensions}))
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise ModelNotFoundError(f"{path}: no such file")
-    if path.is_dir():
-        raise ModelFormatError(f"{path}: is a directory, expected a model file")
-    if not path.is_file():
-        raise ModelFormatError(f"{path}: is not a regular file")
-    if path.stat().st_size == 0:
-        raise ModelFormatError(f"{path}: the file is empty (0 bytes)")
-
-
-def reader_for_path(path: Path, options: ReadOptions = ReadOptions()) -> Reader:
-    """The reader for a file: by its first bytes, else by its extension."""
-    _check_file(path)
-    if options.format is not None:
-        try:
-            return _READERS[options.format]
-        except KeyError:
-            raise UnsupportedFormatError(
-                f"unknown format {options.format!r}; known formats: {', '.join(sorted(_READERS))}"
-            ) from None
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(HEAD_BYTES)
-    except OSError as e:
-        raise ModelFormatError(f"{path}: cannot open the file: {e.strerror or e}") from e
-    for reader in _READERS.values():
-        if reader.sniff(path, head):
-            return reader
-    suffix = path.suffix.lower()
-    for reader in _READERS.values():
-        if suffix in reader.extensions:
-            return reader
-    raise UnsupportedFormatError(
-        f"{path}: not a model file filterdb can read (content not recognised, extension {suffix or 'none'!r}); "
-        f"supported: {_supported_extensions()}"
-    )
-
-
-def read_path(
-    path: Path | str, options: ReadOptions = ReadOptions(), *, source: str | None = None, sha256: str | None = None
-) -> ModelRecord:
-    """Read a local model file with the reader its content calls for.
-
-    Any unexpected exception inside a reader becomes a :class:`ModelFormatError` that names the file:
-    corrupt input must end in a clear message, never in a traceback from a parsing library. ``sha256``: the
-    file's hash when the caller already has it (ingest hashes before reading), so it is not computed twice.
-    """
-    path = Path(os.fspath(path))
-    reader = reader_for_path(path, options)
-    try:
-        record = reader.read(path, options)
-    except FilterDBError:
-        raise
-    except MemoryError as e:
-        raise ModelFormatError(f"{path}: ran out of memory while reading it as {reader.format}") from e
-    except Exception as e:  # noqa: BLE001 - third-party parsers raise anything on corrupt bytes
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelFormatError(f"{path}: not a readable {reader.format} file ({detail})") from e
-    info = replace(
-        record.info,
-        source=source or record.info.source or str(path),
-        path=str(path),
-        sha256=sha256 or record.info.sha256 or file_sha256(path),
-        size_bytes=path.stat().st_size,
-    )
-    return ModelRecord(info=info, layers=record.layers)
 
 
 def read_object(obj: Any, options: ReadOptions = ReadOptions()) -> ModelRecord | None:
