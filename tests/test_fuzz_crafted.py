@@ -277,3 +277,24 @@ def test_corrupt_containers_end_in_model_format_error(tmp_path, name, data):
     path.write_bytes(data)
     with pytest.raises(ModelFormatError, match=name):
         read_path(path, ReadOptions())
+
+
+# --------------------------------------------------------------------------------------------------------
+# pickle refusals: one line, the path named once
+
+
+@pytest.mark.parametrize("kind", ["plain-pickle", "checkpoint-with-objects"])
+def test_pickle_refusal_names_the_path_once(cli, tmp_path, kind):
+    import argparse
+    import pickle
+
+    if kind == "plain-pickle":
+        path = tmp_path / "model.pkl"
+        path.write_bytes(pickle.dumps({"conv.weight": np.ones((2, 3, 3, 3), np.float32)}))
+    else:
+        import torch
+
+        path = tmp_path / "checkpoint.pt"
+        torch.save({"args": argparse.Namespace(lr=0.1), "state_dict": {"conv.weight": torch.ones(2, 3, 3, 3)}}, path)
+    run = cli("check", str(path))
+    assert_refused(run, path, "--trust-pickle")
