@@ -370,3 +370,19 @@ def test_random_bytes_with_torch_extension(tmp_path, name):
 def test_empty_file(tmp_path):
     with pytest.raises(ModelFormatError, match=r"empty\.pt: the file is empty"):
         read_path(_write(tmp_path / "empty.pt", b""))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning", "ignore::FutureWarning")
+def test_torchscript_trusted_load_takes_depth_from_the_graph(tmp_path):
+    """Two parallel branches: module order says depths 0, 1, 2; the graph (trusted load only) says 0, 0, 1."""
+    torch.manual_seed(0)
+    path = tmp_path / "branching.pt"
+    torch.jit.script(Branching()).save(str(path))
+    safe = read_path(path)
+    trusted = read_path(path, ReadOptions(trust_pickle=True))
+    assert [lr.conv_depth for lr in safe.layers] == [0, 1, 2]
+    assert {lr.depth_source for lr in safe.layers} == {"order"}
+    assert {lr.name: lr.conv_depth for lr in trusted.layers} == {"left": 0, "right": 0, "head": 1}
+    assert any("torch.jit.load" in note for note in trusted.info.notes)
+    for a, b in zip(sorted(safe.layers, key=lambda lr: lr.name), sorted(trusted.layers, key=lambda lr: lr.name)):
+        assert a.name == b.name and np.array_equal(a.weight, b.weight) and a.groups == b.groups
