@@ -30,12 +30,17 @@ _WRAPPER = (
 )
 
 
-def measure(path: Path, repeat: int) -> tuple[float, float]:
-    """(best wall seconds, peak RSS MiB) of ``python -m filterdb check --json PATH`` over ``repeat`` runs."""
+_READ_ONLY = "import sys; from filterdb import read_model; read_model(sys.argv[1])"
+
+
+def measure(path: Path, repeat: int, read_only: bool = False) -> tuple[float, float]:
+    """(best wall seconds, peak RSS MiB) of ``python -m filterdb check --json PATH`` over ``repeat`` runs
+    (with ``read_only``: of a process that imports filterdb and reads the model, no metrics)."""
     best, peak = float("inf"), 0.0
+    command = ["-c", _READ_ONLY, str(path)] if read_only else ["-m", "filterdb", "check", "--json", str(path)]
     for _ in range(repeat):
-        out = subprocess.run([sys.executable, "-c", _WRAPPER, sys.executable, "-m", "filterdb", "check", "--json",
-                              str(path)], capture_output=True, text=True, env=os.environ, check=True).stdout.split()
+        out = subprocess.run([sys.executable, "-c", _WRAPPER, sys.executable, *command],
+                             capture_output=True, text=True, env=os.environ, check=True).stdout.split()
         seconds, rss_kib, rc = float(out[0]), int(out[1]), int(out[2])
         if rc not in (0, 3):
             raise SystemExit(f"check of {path} exited with {rc}")
@@ -49,11 +54,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     print(f"Python {sys.version.split()[0]}, best of {args.repeat}\n")
-    print("| model | size (KiB) | whole process (s) | peak RSS (MiB) |\n|---|---|---|---|")
+    print("| model | size (KiB) | check, whole process (s) | peak RSS (MiB) | read only, whole process (s) | "
+          "peak RSS (MiB) |\n|---|---|---|---|---|---|")
     for key in args.keys:
         path = resolve_source(CORPUS[key].spec).path
         seconds, peak = measure(path, args.repeat)
-        print(f"| {key} | {path.stat().st_size / 1024:,.0f} | {seconds:.2f} | {peak:,.0f} |")
+        read_seconds, read_peak = measure(path, args.repeat, read_only=True)
+        print(f"| {key} | {path.stat().st_size / 1024:,.0f} | {seconds:.2f} | {peak:,.0f} | {read_seconds:.2f} | "
+              f"{read_peak:,.0f} |")
 
 
 if __name__ == "__main__":

@@ -298,3 +298,23 @@ def test_pickle_refusal_names_the_path_once(cli, tmp_path, kind):
         torch.save({"args": argparse.Namespace(lr=0.1), "state_dict": {"conv.weight": torch.ones(2, 3, 3, 3)}}, path)
     run = cli("check", str(path))
     assert_refused(run, path, "--trust-pickle")
+
+
+# --------------------------------------------------------------------------------------------------------
+# ingest --keep-going skips what cannot be read, whatever failed
+
+
+def test_ingest_keep_going_skips_corrupt_containers(cli, tmp_path):
+    good = fuzzing.onnx_conv(tmp_path / "good.onnx")
+    bad_h5 = tmp_path / "flipped.h5"
+    bad_h5.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 8)
+    bad_zip = tmp_path / "flipped.keras"
+    bad_zip.write_bytes(b"PK\x03\x04" + b"\xff" * 2000)
+    lie = fuzzing.onnx_conv(tmp_path / "lie.onnx", group=0)
+    store = tmp_path / "store"
+    run = cli("ingest", str(store), str(bad_h5), str(bad_zip), str(good), str(lie), "--init", "--keep-going",
+              "--require", "", "--no-progress", "--max-memory", "1G")
+    assert "ingested 1 model" in run.out + run.err, run.out + run.err
+    assert "Traceback" not in run.err and "unexpected" not in run.err
+    for path in (bad_h5, bad_zip, lie):
+        assert path.name in run.err
