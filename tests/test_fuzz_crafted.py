@@ -318,3 +318,46 @@ def test_ingest_keep_going_skips_corrupt_containers(cli, tmp_path):
     assert "Traceback" not in run.err and "unexpected" not in run.err
     for path in (bad_h5, bad_zip, lie):
         assert path.name in run.err
+
+
+# --------------------------------------------------------------------------------------------------------
+# native parsers run in a child process: their crash is an error, not the end of filterdb
+
+
+def test_a_crash_in_the_isolated_reader_is_an_error(tmp_path):
+    import signal
+
+    from filterdb.readers._isolated import read_isolated
+
+    def crash():
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+    with pytest.raises(ModelFormatError, match=r"model\.h5: the HDF5 parser crashed on this file \(signal SIGSEGV\)"):
+        read_isolated(tmp_path / "model.h5", "HDF5", crash)
+
+
+def test_the_isolated_reader_returns_the_same_record(tmp_path):
+    from filterdb.readers._isolated import read_isolated
+    from filterdb.types import ConvLayer, ModelInfo, ModelRecord
+
+    weight = np.random.default_rng(0).standard_normal((4, 2, 3, 3)).astype(np.float32)
+    record = ModelRecord(
+        info=ModelInfo(source="s", format="keras", op_counts={"Conv2D": 1}, n_parameters=72, notes=("n",)),
+        layers=(ConvLayer("c\u00e9", "Conv2D", "conv", weight, groups=1, stride=(1, 2), conv_depth=0,
+                          conv_depth_norm=0.0, notes=("x",)),))
+    back = read_isolated(tmp_path / "m.h5", "HDF5", lambda: record)
+    assert (back.info.source, back.info.format, back.info.n_parameters) == ("s", "keras", 72)
+    assert dict(back.info.op_counts) == {"Conv2D": 1} and back.info.notes == ("n",)
+    (layer,) = back.layers
+    assert (layer.name, layer.stride, layer.dilation, layer.notes, layer.conv_depth) == ("c\u00e9", (1, 2), None, ("x",), 0)
+    assert np.array_equal(layer.weight, weight) and layer.weight.dtype == np.float32
+
+
+def test_an_error_in_the_isolated_reader_keeps_its_class(tmp_path):
+    from filterdb.readers._isolated import read_isolated
+
+    def refuse():
+        raise MemoryBudgetError("m.h5: too big")
+
+    with pytest.raises(MemoryBudgetError, match="m.h5: too big"):
+        read_isolated(tmp_path / "m.h5", "HDF5", refuse)

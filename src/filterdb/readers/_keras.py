@@ -24,6 +24,7 @@ from ..depth import longest_path_levels, with_graph_depth, with_order_depth
 from ..errors import ModelFormatError, UnsafeFormatError
 from ..types import ConvLayer, ModelInfo, ModelRecord
 from ._keras_config import LayerSpec, parse_model_config, snake_case
+from ._isolated import read_isolated
 from ._registry import ReadOptions, make_layer, register_reader
 from ._torchfree import read_member
 
@@ -394,14 +395,6 @@ def _is_keras_zip(path: Path) -> bool:
     return {"config.json", "model.weights.h5"} <= names
 
 
-def _is_keras_hdf5(path: Path) -> bool:
-    try:
-        with _h5py().File(path, "r") as f:
-            return _has_keras_weights(f) or "keras_version" in f.attrs
-    except Exception:  # noqa: BLE001 - h5py raises RuntimeError, KeyError, ... on corrupt files: not Keras then
-        return False
-
-
 class KerasReader:
     """Keras 2 HDF5 models and weight files, and Keras 3 ``.keras`` archives."""
 
@@ -410,9 +403,10 @@ class KerasReader:
     description: str = "Keras model (HDF5 .h5/.hdf5 from Keras 2, .keras zip from Keras 3)"
 
     def sniff(self, path: Path, head: bytes) -> bool:
-        """HDF5 with Keras content, or a zip holding config.json and model.weights.h5."""
+        """Any HDF5 file (the only HDF5 reader: not opened here, so the HDF5 library never parses bytes outside
+        the isolated read), or a zip holding config.json and model.weights.h5."""
         if _is_hdf5(head):
-            return _is_keras_hdf5(path)
+            return True
         if head.startswith(ZIP_MAGIC):
             return _is_keras_zip(path)
         return False
@@ -422,10 +416,11 @@ class KerasReader:
         with open(path, "rb") as fh:
             head = fh.read(4096)
         budget = MemoryBudget.for_file(path, options.max_memory)
+        # The HDF5 C library parses the bytes: run it in a child process, so a crash there is an error line.
         if head.startswith(ZIP_MAGIC):
-            return _read_keras3(path, budget)
+            return read_isolated(path, "HDF5", lambda: _read_keras3(path, budget))
         if _is_hdf5(head):
-            return _read_keras2(path, budget)
+            return read_isolated(path, "HDF5", lambda: _read_keras2(path, budget))
         raise ModelFormatError(f"{path}: neither an HDF5 file nor a .keras zip archive: not a Keras model")
 
 
