@@ -22,6 +22,7 @@ from ..depth import longest_path_levels, with_graph_depth, with_order_depth
 from ..errors import ModelFormatError, UnsafeFormatError, missing_dependency
 from ..types import ConvLayer, ModelInfo, ModelRecord
 from . import _torchfree
+from ._isolated import read_isolated
 from ._registry import ReadOptions, make_layer, register_object_reader, register_reader
 from ._torchscript import ZIP_MAGIC, is_torchscript, verify_zip, zip_names
 from ._statedict import (
@@ -42,11 +43,10 @@ TRUST_HINT = "pass --trust-pickle on the command line or trust_pickle=True in Py
 
 
 def _has_torch() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether torch is installed, without importing it (the import alone costs hundreds of MB)."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
 
 
 def _is_state_zip(names: list[str]) -> bool:
@@ -155,16 +155,17 @@ def _unsupported_global(e: BaseException) -> str:
     return "weights_only=True refused it"
 
 
-def _load(path: Path, options: ReadOptions) -> Any:
-    """The checkpoint's object tree: torch-free when it is plain data, else through torch (see module doc)."""
-    try:
-        return _torchfree.load(path, MemoryBudget.for_file(path, options.max_memory))
-    except UnsafeFormatError as e:
-        if _has_torch():
-            return _torch_load(path, options)
-        if options.trust_pickle:
-            raise missing_dependency("torch", f"{path}: fully loading this pickled checkpoint", "torch") from e
-        raise
+def _record(path: Path, obj: Any, options: ReadOptions, fmt: str) -> ModelRecord:
+    found = find_weights(obj, lambda o: _is_module(o) or is_tensor_mapping(o, _is_tensor))
+    if found is None:
+        raise ModelFormatError(f"{path}: no state_dict (a mapping of names to tensors) found in the checkpoint")
+    weights, where = found
+    if _is_module(weights):
+        record = module_record(weights, ReadOptions(trust_pickle=options.trust_pickle))
+        info = ModelInfo(**{**record.info.__dict__, "source": str(path), "path": str(path),
+                            "notes": record.info.notes + ("a pickled nn.Module (full load)",)})
+        return ModelRecord(info=info, layers=record.layers)
+    return _state_dict_record(weights, where, path, fmt)
 
 
 def _is_module(obj: Any) -> bool:
@@ -187,18 +188,19 @@ class PyTorchReader:
         return names is not None and _is_state_zip(names)
 
     def read(self, path: Path, options: ReadOptions) -> ModelRecord:
+        """Torch-free when the file is plain data; else torch.load in a child process (see the module doc)."""
         _check_container(path)
-        obj = _load(path, options)
-        found = find_weights(obj, lambda o: _is_module(o) or is_tensor_mapping(o, _is_tensor))
-        if found is None:
-            raise ModelFormatError(f"{path}: no state_dict (a mapping of names to tensors) found in the checkpoint")
-        weights, where = found
-        if _is_module(weights):
-            record = module_record(weights, ReadOptions(trust_pickle=options.trust_pickle))
-            info = ModelInfo(**{**record.info.__dict__, "source": str(path), "path": str(path),
-                                "notes": record.info.notes + ("a pickled nn.Module (full load)",)})
-            return ModelRecord(info=info, layers=record.layers)
-        return _state_dict_record(weights, where, path, self.format)
+        try:
+            obj = _torchfree.load(path, MemoryBudget.for_file(path, options.max_memory))
+        except UnsafeFormatError as e:
+            if not _has_torch():
+                if options.trust_pickle:
+                    raise missing_dependency("torch", f"{path}: fully loading this pickled checkpoint", "torch") from e
+                raise
+            # torch's native reader (and, with trust, the file's own code) runs where a crash cannot reach us
+            return read_isolated(path, "torch", lambda: _record(path, _torch_load(path, options), options,
+                                                                self.format))
+        return _record(path, obj, options, self.format)
 
 
 # ----------------------------------------------------------------------------------------------------------

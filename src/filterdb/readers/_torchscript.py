@@ -29,6 +29,7 @@ from ..depth import longest_path_levels, with_graph_depth, with_order_depth
 from ..errors import ModelFormatError, missing_dependency
 from ..types import ConvLayer, ModelInfo, ModelRecord
 from . import _torchfree
+from ._isolated import read_isolated
 from ._registry import ReadOptions, make_layer, register_reader
 from ._statedict import count_ops
 
@@ -358,10 +359,11 @@ class TorchScriptReader:
 
     def read(self, path: Path, options: ReadOptions) -> ModelRecord:
         verify_zip(path, "TorchScript archive")
-        if options.trust_pickle:
-            layers, n_params, notes = _trusted_layers(path)
-        else:
-            layers, n_params, notes = _safe_layers(path, MemoryBudget.for_file(path, options.max_memory))
+        if options.trust_pickle:  # the archive's code runs: in a child process, where a crash cannot reach us
+            return read_isolated(path, "TorchScript", lambda: self._record(path, *_trusted_layers(path)))
+        return self._record(path, *_safe_layers(path, MemoryBudget.for_file(path, options.max_memory)))
+
+    def _record(self, path: Path, layers: tuple[ConvLayer, ...], n_params: int, notes: tuple[str, ...]) -> ModelRecord:
         info = ModelInfo(source=str(path), format=self.format, path=str(path), producer="torch.jit",
                          op_counts=count_ops(layers), n_parameters=n_params, notes=notes)
         return ModelRecord(info=info, layers=layers)
