@@ -44,6 +44,7 @@ _SCRIPT_CONV_OPS: dict[str, tuple[int, int, int, bool | int]] = {
     "aten::conv_transpose3d": (3, 7, 6, True), "aten::_convolution": (3, 5, 8, 6),
 }
 _CALL = re.compile(r"torch\.(_convolution|conv[123]d|conv_transpose[123]d)\((.*)\)")
+_PARAMETERS = re.compile(r"^\s+__parameters__\s*=\s*\[(.*)\]\s*$", re.M)
 _FINAL = re.compile(r"^\s+(groups|stride|dilation)\s*:\s*Final\[[^\]\n]*\]*\s*=\s*(.{1,200})$")
 _MAX_CODE_BYTES = 8 * 2**20  # one class file's source; real ones are kilobytes
 ORDER_NOTE = ("TorchScript read without running its code: conv_depth is the module order "
@@ -190,9 +191,18 @@ def _modules(root: Any) -> Iterator[tuple[str, Any]]:
         stack.extend(reversed(children))
 
 
-def _tensors(root: Any) -> Iterator[Any]:
+def _n_parameters(root: Any, archive: _Archive) -> int:
+    """Values in the modules' parameters (as ``module.parameters()`` counts them: buffers excluded).
+
+    A class's ``__parameters__`` line in its source names them; without one, every tensor counts.
+    """
+    total = 0
     for _, module in _modules(root):
-        yield from (v for v in module.state.values() if isinstance(v, _torchfree.StoredTensor))
+        listed = _PARAMETERS.search(archive.class_source(module.qualname))
+        names = {n.strip().strip("'\"") for n in listed.group(1).split(",")} if listed else None
+        total += sum(int(v.array.size) for k, v in module.state.items()
+                     if isinstance(v, _torchfree.StoredTensor) and (names is None or k in names))
+    return total
 
 
 def _safe_layers(path: Path, budget: MemoryBudget) -> tuple[tuple[ConvLayer, ...], int, tuple[str, ...]]:
@@ -216,7 +226,7 @@ def _safe_layers(path: Path, budget: MemoryBudget) -> tuple[tuple[ConvLayer, ...
                                      transposed=bool(params["transposed"]), storage_dtype=weight.dtype,
                                      stride=_ints(params.get("stride")), dilation=_ints(params.get("dilation")),
                                      notes=layer_notes))
-    n_params = sum(int(t.array.size) for t in _tensors(root))
+        n_params = _n_parameters(root, archive)
     if layers:
         notes.append(ORDER_NOTE)
     return with_order_depth(layers), n_params, tuple(notes)
