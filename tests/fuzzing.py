@@ -256,7 +256,7 @@ from filterdb.readers import ReadOptions, read_path
 limit = int(sys.argv[1])
 if limit:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-for line in sys.stdin:
+for line in open(sys.argv[2], encoding="utf-8"):
     path = line.rstrip("\n")
     print(json.dumps({"start": path}), flush=True)
     if os.environ.get("FILTERDB_FUZZ_CRASH_ON") == path:  # lets the tests check the harness itself
@@ -289,13 +289,14 @@ def run_cases(paths: list[Path], *, case_timeout: float = 60.0, address_limit: i
     """Read every path in worker processes; a crash or hang is charged to the file being read."""
     todo = [str(p) for p in paths]
     results: list[Outcome] = []
+    listing = Path(paths[0]).parent / ".fuzz-cases.txt" if paths else None
     while todo:
-        proc = subprocess.Popen([sys.executable, "-c", _WORKER, str(address_limit)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                env=env or dict(os.environ))
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write("".join(p + "\n" for p in todo))
-        proc.stdin.close()
+        assert listing is not None
+        listing.write_text("".join(p + "\n" for p in todo), encoding="utf-8")  # a file: no pipe to deadlock on
+        proc = subprocess.Popen([sys.executable, "-c", _WORKER, str(address_limit), str(listing)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True, env=env or dict(os.environ))
+        assert proc.stdout is not None
         current, started = None, time.monotonic()
         done_here = 0
         import selectors
@@ -335,6 +336,8 @@ def run_cases(paths: list[Path], *, case_timeout: float = 60.0, address_limit: i
             proc.kill()
             proc.wait()
         todo = todo[done_here:]
+    if listing is not None:
+        listing.unlink(missing_ok=True)
     return results
 
 
