@@ -9,7 +9,6 @@ import os
 import resource
 import subprocess
 import sys
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
