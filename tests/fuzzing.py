@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import resource
 import struct
 import subprocess
 import sys
@@ -269,7 +268,7 @@ for line in open(sys.argv[2], encoding="utf-8"):
         outcome, detail = "refused", type(e).__name__ + ": " + str(e)[:200]
     except BaseException as e:
         outcome, detail = "unexpected", type(e).__name__ + ": " + str(e)[:200]
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     print(json.dumps({"path": path, "outcome": outcome, "detail": detail, "seconds": time.perf_counter() - t,
                       "rss_kib": rss}), flush=True)
 """
@@ -339,7 +338,3 @@ def run_cases(paths: list[Path], *, case_timeout: float = 60.0, address_limit: i
     if listing is not None:
         listing.unlink(missing_ok=True)
     return results
-
-
-def own_peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
