@@ -1,7 +1,7 @@
 """Reader for Keras models: Keras 2 HDF5 (full models and weight-only files) and Keras 3 ``.keras`` zips.
 
 Only ``h5py`` is needed, never TensorFlow. Keras kernels are channels-last (HWIO); they are turned into the
-canonical PyTorch layout of REFERENCE §1 here. Depth comes from the model config's graph where there is
+canonical PyTorch layout of docs/reference.md §1 here. Depth comes from the model config's graph where there is
 one, else from the order of the layers.
 """
 

@@ -2,7 +2,7 @@
 
 Convolution weights may be stored as float32 constants, float16 constants behind a DEQUANTIZE op,
 int8/uint8 quantised constants (per tensor or per channel), or sparse constants behind DENSIFY; all of them
-end up as float32 in the canonical PyTorch layout of REFERENCE §1. Depth comes from the operator graph.
+end up as float32 in the canonical PyTorch layout of docs/reference.md §1. Depth comes from the operator graph.
 """
 
 from __future__ import annotations

