@@ -74,6 +74,11 @@ class MemoryBudget:
         size = path.stat().st_size if path.exists() else 0
         return cls(path, DEFAULT_FACTOR * size + DEFAULT_FLOOR, False)
 
+    def add_file(self, nbytes_on_disk: int) -> None:
+        """Data of the model stored in another file (ONNX external data) raises a default limit accordingly."""
+        if not self.explicit:
+            self.limit += DEFAULT_FACTOR * nbytes_on_disk
+
     def check(self, nbytes: int, what: str) -> None:
         """Refuse a transient allocation of ``nbytes`` (for ``what``: "tensor 'conv1.weight' (64, 3, 7, 7)")."""
         if nbytes < 0:

@@ -139,7 +139,7 @@ class OnnxReader:
         64
         """
         budget = MemoryBudget.for_file(path, options.max_memory)
-        model = _load_model(path)
+        model = _load_model(path, budget)
         walk = _Walk()
         _walk_graph(model.graph, None, 0, walk, context="", budget=budget)
         info = ModelInfo(
@@ -167,7 +167,7 @@ def _import_onnx() -> Any:
     return onnx
 
 
-def _load_model(path: Path) -> onnx.ModelProto:
+def _load_model(path: Path, budget: MemoryBudget) -> onnx.ModelProto:
     """Parse the protobuf, check it holds a graph, then pull in external data from the model's folder."""
     try:
         model = model_proto()()
@@ -183,11 +183,11 @@ def _load_model(path: Path) -> onnx.ModelProto:
             f"{path}: the ONNX model has no graph, so there are no layers to read; "
             "the file is not a complete ONNX model (export it again with its graph)"
         )
-    _load_external_data(model, path)
+    _load_external_data(model, path, budget)
     return model
 
 
-def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
+def _load_external_data(model: onnx.ModelProto, path: Path, budget: MemoryBudget) -> None:
     """Load tensors stored next to the model; a missing file is named in the error."""
     external = [t for t in _iter_tensors(model.graph) if t.data_location == 1]  # TensorProto.EXTERNAL
     if not external:
@@ -196,7 +196,9 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
     from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model
 
     base = path.parent
-    budget = MemoryBudget.for_file(path)
+    for location in {ExternalDataInfo(t).location for t in external}:
+        if (base / location).is_file():
+            budget.add_file((base / location).stat().st_size)
     for tensor in external:
         location = ExternalDataInfo(tensor).location
         if not (base / location).is_file():
@@ -206,7 +208,7 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
             )
         dims = dims_of(tensor, f"tensor {text(tensor.name)!r}", path)
         itemsize = np.dtype(NP_DTYPES[tensor.data_type][0]).itemsize if tensor.data_type in NP_DTYPES else 16
-        budget.check(int(np.prod(dims, dtype=object)) * itemsize, f"external tensor {text(tensor.name)!r} {dims}")
+        budget.claim(int(np.prod(dims, dtype=object)) * itemsize, f"external tensor {text(tensor.name)!r} {dims}")
     try:
         load_external_data_for_model(model, str(base))
     except (OSError, ValueError, onnx.checker.ValidationError) as e:
