@@ -338,3 +338,23 @@ def run_cases(paths: list[Path], *, case_timeout: float = 60.0, address_limit: i
     if listing is not None:
         listing.unlink(missing_ok=True)
     return results
+
+
+def tflite_lying_dense_levels(src: Path, dst: Path, size: int = 0x7FFFFFFF) -> Path:
+    """A copy of a sparse TFLite model whose first sparse tensor's DENSE levels each declare ``size`` entries."""
+    import tflite
+
+    data = bytearray(src.read_bytes())
+    graph = tflite.Model.GetRootAsModel(bytes(data), 0).Subgraphs(0)
+    for t in range(graph.TensorsLength()):
+        sparsity = graph.Tensors(t).Sparsity()
+        if sparsity is None:
+            continue
+        for level in range(sparsity.DimMetadataLength()):
+            meta = sparsity.DimMetadata(level)
+            field = meta._tab.Offset(6)  # DimensionMetadata.dense_size
+            if meta.Format() == 0 and field:
+                data[meta._tab.Pos + field:meta._tab.Pos + field + 4] = struct.pack("<i", size)
+        break
+    dst.write_bytes(bytes(data))
+    return dst

@@ -361,3 +361,11 @@ def test_an_error_in_the_isolated_reader_keeps_its_class(tmp_path):
 
     with pytest.raises(MemoryBudgetError, match="m.h5: too big"):
         read_isolated(tmp_path / "m.h5", "HDF5", refuse)
+
+
+@pytest.mark.corpus
+def test_tflite_sparse_levels_that_lie(cli, corpus_path, tmp_path):
+    """The real sparse face detector with its dense levels rewritten to 2^31 - 1 entries each."""
+    path = fuzzing.tflite_lying_dense_levels(corpus_path("face_detection_full_range_sparse.tflite"),
+                                             tmp_path / "levels.tflite")
+    assert_refused(cli("check", "--json", str(path)), path, "addresses more entries")
