@@ -43,9 +43,10 @@ _SCRIPT_CONV_OPS: dict[str, tuple[int, int, int, bool | int]] = {
     "aten::conv_transpose1d": (3, 7, 6, True), "aten::conv_transpose2d": (3, 7, 6, True),
     "aten::conv_transpose3d": (3, 7, 6, True), "aten::_convolution": (3, 5, 8, 6),
 }
-_CALL = re.compile(r"torch\.(_convolution|conv[123]d|conv_transpose[123]d)\((.*)\)")
-_PARAMETERS = re.compile(r"^\s+__parameters__\s*=\s*\[(.*)\]\s*$", re.M)
-_FINAL = re.compile(r"^\s+(groups|stride|dilation)\s*:\s*Final\[[^\]\n]*\]*\s*=\s*(.{1,200})$")
+_CALL = re.compile(r"torch\.(_convolution|conv[123]d|conv_transpose[123]d)\(")
+_PARAMETERS = re.compile(r"[ \t]+__parameters__[ \t]*=[ \t]*\[(.*)\][ \t]*")
+_FINAL = re.compile(r"[ \t]+(groups|stride|dilation)[ \t]*:[ \t]*Final\[[^\]\n]*\]*[ \t]*=[ \t]*(.{1,200})")
+_MAX_LINE = 4096  # longer source lines are never looked at (real ones are short; regexes stay linear)
 _MAX_CODE_BYTES = 8 * 2**20  # one class file's source; real ones are kilobytes
 ORDER_NOTE = ("TorchScript read without running its code: conv_depth is the module order "
               "(pass --trust-pickle to load it with torch.jit.load and take depth from its graph)")
@@ -111,30 +112,34 @@ def _split_args(text: str) -> list[str]:
     return [a.strip() for a in args if a.strip()]
 
 
-def _class_source(code: str, name: str) -> str:
-    """The text of ``class <name>(...)`` in a TorchScript source file (classes are top-level, unindented)."""
-    out, inside = [], False
+def _class_sources(code: str) -> dict[str, list[str]]:
+    """The body lines of each ``class <name>(...)`` of a TorchScript source file (classes are top-level),
+    in one pass; lines longer than _MAX_LINE are dropped."""
+    classes: dict[str, list[str]] = {}
+    body: list[str] | None = None
     for line in code.splitlines():
         if line and not line[0].isspace():
-            inside = line.startswith(f"class {name}(")
-        elif inside:
-            out.append(line)
-    return "\n".join(out)
+            match = re.match(r"class (\w+)\(", line[:_MAX_LINE])
+            body = classes.setdefault(match.group(1), []) if match else None
+        elif body is not None and len(line) <= _MAX_LINE:
+            body.append(line)
+    return classes
 
 
-def _conv_hyperparameters(source: str, transposed_default: bool) -> dict[str, Any]:
+def _conv_hyperparameters(source: list[str], transposed_default: bool) -> dict[str, Any]:
     """groups / stride / dilation / transposed from a conv class's source: the conv call, else Final constants."""
     found: dict[str, Any] = {}
-    for line in source.splitlines():
-        final = _FINAL.match(line)
+    for line in source:
+        final = _FINAL.fullmatch(line)
         if final:
             found.setdefault(final.group(1), _literal(final.group(2)))
-    for line in source.splitlines():
+    for line in source:
         call = _CALL.search(line)
-        if not call:
+        close = line.rfind(")")
+        if not call or close < call.end():
             continue
         stride_at, dilation_at, groups_at, transposed_at = _SCRIPT_CONV_OPS["aten::" + call.group(1)]
-        args = _split_args(call.group(2))
+        args = _split_args(line[call.end():close])
         if len(args) < 2 or args[1] != "weight":
             continue
         pick = {"stride": stride_at, "dilation": dilation_at, "groups": groups_at}
@@ -158,9 +163,23 @@ class _Archive:
         self.zf, self.path, self.budget = zf, path, budget
         names = zf.namelist()
         self.prefix = next((n[: -len("data.pkl")] for n in names if n.endswith("data.pkl") and n.count("/") <= 1), "")
-        self.files: dict[str, str] = {}
+        self.files: dict[str, dict[str, list[str]]] = {}  # member -> class name -> body lines
+        self.conv_params: dict[str, dict[str, Any]] = {}  # class qualname -> its conv hyper-parameters
+        self.params: dict[str, set[str] | None] = {}  # class qualname -> its __parameters__, None if unsaid
 
-    def class_source(self, qualname: str) -> str:
+    def parameter_names(self, qualname: str) -> set[str] | None:
+        if qualname not in self.params:
+            listed = next((m for m in map(_PARAMETERS.fullmatch, self.class_source(qualname)) if m), None)
+            self.params[qualname] = {n.strip().strip("'\"") for n in listed.group(1).split(",")} if listed else None
+        return self.params[qualname]
+
+    def conv_hyperparameters(self, qualname: str, transposed_default: bool) -> dict[str, Any]:
+        if qualname not in self.conv_params:  # many modules share a class: parse it once
+            self.conv_params[qualname] = _conv_hyperparameters(self.class_source(qualname), transposed_default)
+        return self.conv_params[qualname]
+
+    def class_source(self, qualname: str) -> list[str]:
+        """The body lines of a class of the archive (empty when its source is missing or oversized)."""
         module, _, name = qualname.rpartition(".")
         member = f"{self.prefix}code/{module.replace('.', '/')}.py"
         if member not in self.files:
@@ -169,11 +188,11 @@ class _Archive:
             except KeyError:
                 size = -1
             if not 0 <= size <= _MAX_CODE_BYTES:
-                self.files[member] = ""
+                self.files[member] = {}
             else:
                 data = _torchfree.read_member(self.zf, member, self.path, self.budget)
-                self.files[member] = data.decode("utf-8", "replace")
-        return _class_source(self.files[member], name)
+                self.files[member] = _class_sources(data.decode("utf-8", "replace"))
+        return self.files[member].get(name, [])
 
 
 def _modules(root: Any) -> Iterator[tuple[str, Any]]:
@@ -198,8 +217,7 @@ def _n_parameters(root: Any, archive: _Archive) -> int:
     """
     total = 0
     for _, module in _modules(root):
-        listed = _PARAMETERS.search(archive.class_source(module.qualname))
-        names = {n.strip().strip("'\"") for n in listed.group(1).split(",")} if listed else None
+        names = archive.parameter_names(module.qualname)
         total += sum(int(v.array.size) for k, v in module.state.items()
                      if isinstance(v, _torchfree.StoredTensor) and (names is None or k in names))
     return total
@@ -218,7 +236,7 @@ def _safe_layers(path: Path, budget: MemoryBudget) -> tuple[tuple[ConvLayer, ...
             weight = module.state.get("weight")
             if cls not in _CONV_NAMES or not isinstance(weight, _torchfree.StoredTensor):
                 continue
-            params = _conv_hyperparameters(archive.class_source(module.qualname), "Transpose" in cls)
+            params = archive.conv_hyperparameters(module.qualname, "Transpose" in cls)
             groups = params.get("groups")
             layer_notes = () if isinstance(groups, int) and groups > 0 else (
                 "groups not found in the archive's code: assumed 1",)
