@@ -104,6 +104,7 @@ class _Walk:
     n_parameters: int = 0
     notes: list[str] = field(default_factory=list)
     used_names: set[str] = field(default_factory=set)
+    next_suffix: dict[str, int] = field(default_factory=dict)  # per base name: where _unique resumes counting
 
 
 class OnnxReader:
@@ -368,7 +369,7 @@ def _conv_layer(node: Any, scope: _Scope, walk: _Walk, context: str) -> ConvLaye
         return None
     attrs = {a.name: a for a in node.attribute}
     ndim = const.array.ndim - 2
-    name = _unique(label, walk.used_names)
+    name = _unique(label, walk.used_names, walk.next_suffix)
     notes = const.notes + ((f"in {context}",) if context else ())
     try:
         return make_layer(
@@ -562,11 +563,16 @@ def _runtime_weight_note(node: Any, label: str, weight_name: str, scope: _Scope)
             f"runtime by {origin}, not stored as a constant")
 
 
-def _unique(name: str, used: set[str]) -> str:
-    candidate, n = name, 1
-    while candidate in used:
+def _unique(name: str, used: set[str], next_suffix: dict[str, int]) -> str:
+    """``name``, else ``name_1``, ``name_2``, ...: counting resumes where it stopped, so 10^5 nodes sharing one
+    name cost linear time."""
+    candidate, n = name, next_suffix.get(name, 1)
+    if candidate in used:
         candidate = f"{name}_{n}"
-        n += 1
+        while candidate in used:
+            n += 1
+            candidate = f"{name}_{n}"
+        next_suffix[name] = n + 1
     used.add(candidate)
     return candidate
 
