@@ -370,3 +370,37 @@ def test_random_bytes_with_torch_extension(tmp_path, name):
 def test_empty_file(tmp_path):
     with pytest.raises(ModelFormatError, match=r"empty\.pt: the file is empty"):
         read_path(_write(tmp_path / "empty.pt", b""))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning", "ignore::FutureWarning")
+def test_torchscript_trusted_load_takes_depth_from_the_graph(tmp_path):
+    """Two parallel branches: module order says depths 0, 1, 2; the graph (trusted load only) says 0, 0, 1."""
+    torch.manual_seed(0)
+    path = tmp_path / "branching.pt"
+    torch.jit.script(Branching()).save(str(path))
+    safe = read_path(path)
+    trusted = read_path(path, ReadOptions(trust_pickle=True))
+    assert [lr.conv_depth for lr in safe.layers] == [0, 1, 2]
+    assert {lr.depth_source for lr in safe.layers} == {"order"}
+    assert {lr.name: lr.conv_depth for lr in trusted.layers} == {"left": 0, "right": 0, "head": 1}
+    assert any("torch.jit.load" in note for note in trusted.info.notes)
+    for a, b in zip(sorted(safe.layers, key=lambda lr: lr.name), sorted(trusted.layers, key=lambda lr: lr.name)):
+        assert a.name == b.name and np.array_equal(a.weight, b.weight) and a.groups == b.groups
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_torchscript_of_a_real_architecture_read_as_data(tmp_path, how):
+    """MobileNetV3 (nested blocks, depthwise convs, squeeze-excitation, BatchNorm buffers) read without running the
+    archive: names, groups, strides, dilations, kinds, weights and parameter count equal the live module's."""
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.mobilenet_v3_small().eval()
+    compiled = torch.jit.script(model) if how == "script" else torch.jit.trace(model, torch.randn(1, 3, 64, 64))
+    path = tmp_path / f"{how}.pt"
+    compiled.save(str(path))
+    record, live = read_path(path), read_model(model)
+    assert [(lr.name, lr.groups, lr.stride, lr.dilation, lr.kind) for lr in record.layers] == [
+        (lr.name, lr.groups, lr.stride, lr.dilation, lr.kind) for lr in live.layers]
+    assert all(np.array_equal(a.weight, b.weight) for a, b in zip(record.layers, live.layers))
+    assert record.info.n_parameters == live.info.n_parameters

@@ -47,3 +47,17 @@ def test_missing_member_lists_the_model_files_of_the_wheel(corpus_path):
     corpus_path("pnet.pt")  # make sure the wheel is cached
     with pytest.raises(ModelNotFoundError, match="facenet_pytorch/data/onet.pt"):
         resolve_source("pypi:facenet-pytorch==2.6.0#facenet_pytorch/data/nope.pt")
+
+
+def test_failed_download_leaves_no_empty_cache_folders(tmp_path, monkeypatch):
+    index = tmp_path / "empty-index"  # a package index that holds nothing: pip fails at once, offline
+    index.mkdir()
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("PIP_INDEX_URL", index.as_uri())
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FILTERDB_CACHE_DIR", str(cache))
+    with pytest.raises(SourceError, match=r"pypi:no-such-package==1\.0: download failed"):
+        resolve_source("pypi:no-such-package==1.0#model.onnx")
+    assert not cache.exists()

@@ -168,12 +168,25 @@ def test_hf_named_file_and_revision(hf_cache, onet_safetensors, corpus_path):
 
 
 def test_hf_not_cached_offline_says_how_to_fix(hf_cache):
-    with pytest.raises(SourceError, match=r"^hf:org/absent/model.onnx: cannot get org/absent/model.onnx: the Hub "
-                                          r"could not be reached .*HF_HUB_OFFLINE=1"):
+    with pytest.raises(SourceError, match=r"^hf:org/absent/model.onnx: cannot get org/absent/model.onnx "
+                                          r"\(HF_HUB_OFFLINE is set\): the Hub could not be reached .*HF_HUB_OFFLINE=1"):
         resolve_source("hf:org/absent/model.onnx")
     with pytest.raises(SourceError, match=r"^hf:org/absent: cannot list the files of org/absent "
                                           r"\(HF_HUB_OFFLINE is set\): the Hub could not be reached"):
         resolve_source("hf:org/absent")
+
+
+@pytest.mark.parametrize("spec", ["hf:org/absent", "hf:org/absent/model.onnx"])
+def test_hf_unreachable_hub_fails_fast_with_the_reason(hf_cache, monkeypatch, spec):
+    """No network: one refused connection decides it (the Hub client would retry for ~25 s), and says so."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(SourceError, match=r"127\.0\.0\.1:9 is unreachable \(ConnectionRefusedError"):
+        resolve_source(spec)
 
 
 def test_hf_cached_repo_without_model_file(hf_cache):

@@ -13,7 +13,8 @@ from .types import ModelRecord
 __all__ = ["read_model"]
 
 
-def read_model(model: Any, *, trust_pickle: bool = False, format: str | None = None) -> ModelRecord:
+def read_model(model: Any, *, trust_pickle: bool = False, format: str | None = None,
+               max_memory: int | str | None = None) -> ModelRecord:
     """Read a model into a :class:`~filterdb.ModelRecord` with all its convolution layers.
 
     Parameters
@@ -24,6 +25,10 @@ def read_model(model: Any, *, trust_pickle: bool = False, format: str | None = N
         Allow formats whose loading runs pickle code (joblib, plain pickle). Only for files you trust.
     format : str, optional
         Force a reader ("onnx", "pytorch", ...) instead of detecting the format from the content.
+    max_memory : int or str, optional
+        Bytes (or "4G", "512M") the read may allocate; a file declaring more is refused with
+        :class:`~filterdb.errors.MemoryBudgetError` before anything is allocated. Default: the
+        ``FILTERDB_MAX_MEMORY`` environment variable, else 4 x the file size + 512 MiB.
 
     Examples
     --------
@@ -31,7 +36,7 @@ def read_model(model: Any, *, trust_pickle: bool = False, format: str | None = N
     >>> [layer.kernel for layer in record.layers]  # doctest: +SKIP
     [(3, 3), (3, 3), (3, 3), (1, 1), (1, 1)]
     """
-    options = ReadOptions(trust_pickle=trust_pickle, format=format)
+    options = ReadOptions(trust_pickle=trust_pickle, format=format, max_memory=max_memory)
     if isinstance(model, (str, os.PathLike)):
         spec = os.fspath(model)
         resolved = resolve_source(spec)

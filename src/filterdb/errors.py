@@ -20,6 +20,7 @@ __all__ = [
     "MissingDependencyError",
     "SourceError",
     "UsageError",
+    "MemoryBudgetError",
     "suggest",
 ]
 
@@ -42,6 +43,13 @@ class UnsupportedFormatError(ModelFormatError):
 
 class UnsafeFormatError(FilterDBError, PermissionError):
     """Reading the file would execute untrusted code (pickle) and the user did not allow it."""
+
+
+class MemoryBudgetError(ModelFormatError, MemoryError):
+    """A model file declares more data than it can hold or than the memory budget allows (``--max-memory``).
+
+    Raised before allocating, so a small hostile file cannot make filterdb allocate gigabytes.
+    """
 
 
 class MissingDependencyError(FilterDBError, ImportError):

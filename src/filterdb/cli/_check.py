@@ -15,7 +15,8 @@ from rich.markup import escape
 
 from ..check import VERDICT_KINDS, Thresholds, check_model, failing
 from ._app import abort, app, console, err_console
-from ._common import NAME_MIN_WIDTH, fmt, json_safe, print_layers, producer_text, read_with_progress
+from ._common import (NAME_MIN_WIDTH, fmt, json_safe, max_memory_option, print_layers, producer_text,
+                      read_with_progress)
 
 EXIT_FAILED_CHECK = 3
 _T = Thresholds()  # the documented defaults, shown in --help
@@ -146,6 +147,7 @@ def _print_summary(summary: dict, thresholds: Thresholds) -> None:
 @click.option("--min-filters", type=click.IntRange(1, None), default=None,
               help=f"Entropy verdicts need at least this many filters in a layer [default: {_T.min_filters}].")
 @click.option("--trust-pickle", is_flag=True, help="Allow pickle-based files (loading them runs code from the file!).")
+@max_memory_option
 @click.option("--format", "format_", default=None, help="Force a reader (onnx, pytorch, keras, tflite, ...).")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the model report card (a self-contained HTML page with figures) to this file.")

@@ -4,18 +4,38 @@ layer listing that fits the terminal (a table when wide enough, one block per la
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
+import click
 from rich.markup import escape
 from rich.table import Table
 
+from .._budget import ENV_VAR, parse_size
 from .._read import read_model
 from ..types import ModelRecord
 from ._app import err_console
 
-__all__ = ["read_with_progress", "fmt", "json_safe", "shape_key", "print_layers", "producer_text", "NAME_MIN_WIDTH"]
+__all__ = ["read_with_progress", "fmt", "json_safe", "shape_key", "print_layers", "producer_text", "NAME_MIN_WIDTH",
+           "max_memory_option"]
 
 NAME_MIN_WIDTH = 28  # below this a table folds layer names into unreadable slivers: one block per layer instead
+
+
+def _set_max_memory(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Put --max-memory in the environment for this command (reader worker processes inherit it)."""
+    if value is None:
+        return
+    parse_size(value)  # a UsageError (exit 2) names the bad value
+    previous = os.environ.get(ENV_VAR)
+    os.environ[ENV_VAR] = value
+    ctx.call_on_close(lambda: os.environ.pop(ENV_VAR) if previous is None else os.environ.update({ENV_VAR: previous}))
+
+
+max_memory_option = click.option(
+    "--max-memory", metavar="SIZE", callback=_set_max_memory, expose_value=False,
+    help="Refuse model files that declare more data than SIZE (e.g. 2G, 512M) before allocating it "
+         f"[default: ${ENV_VAR}, else 4 x the file size + 512M].")
 
 
 def read_with_progress(model: str, *, trust_pickle: bool, format: str | None) -> ModelRecord:

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ._app import abort, app, console, err_console
+from ._common import max_memory_option
 
 
 @app.command("ingest")
@@ -22,6 +23,7 @@ from ._app import abort, app, console, err_console
 @click.option("--keep-going", is_flag=True, help="Skip models that cannot be read instead of stopping.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Processes reading files [cores].")
 @click.option("--trust-pickle", is_flag=True, help="Allow formats that run pickle code (only for trusted files).")
+@max_memory_option
 @click.option("--init", "create", is_flag=True, help="Create STORE if it does not exist.")
 @click.option("--wait", type=float, default=600.0, show_default=True,
               help="Seconds to wait for another writer of STORE.")

@@ -11,7 +11,8 @@ from rich.table import Table
 
 from ..types import ModelRecord
 from ._app import app, console
-from ._common import NAME_MIN_WIDTH, fmt, json_safe, print_layers, producer_text, read_with_progress, shape_key
+from ._common import (NAME_MIN_WIDTH, fmt, json_safe, max_memory_option, print_layers, producer_text,
+                      read_with_progress, shape_key)
 
 
 def inspect_dict(record: ModelRecord) -> dict:
@@ -45,6 +46,7 @@ def inspect_dict(record: ModelRecord) -> dict:
 @click.argument("model")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option("--trust-pickle", is_flag=True, help="Allow pickle-based files (runs code from the file!).")
+@max_memory_option
 @click.option("--format", "format_", default=None, help="Force a reader (onnx, pytorch, keras, tflite, ...).")
 def inspect_command(model: str, as_json: bool, trust_pickle: bool, format_: str | None) -> None:
     """List the convolution layers of MODEL and its facts, without metrics.

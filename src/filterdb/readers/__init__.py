@@ -8,7 +8,7 @@ from __future__ import annotations
 
 # Sniffing tries readers in registration order: formats with an exact magic number first, ONNX (a bare
 # protobuf, recognised by a heuristic) last.
-from . import _tflite, _keras, _keras_live, _torch, _safetensors, _pickle, _onnx  # noqa: F401,I001  (registration)
+from . import _tflite, _keras, _keras_live, _torchscript, _torch, _safetensors, _pickle, _onnx  # noqa: F401,I001  (registration)
 from ._registry import (
     ObjectReader,
     Reader,

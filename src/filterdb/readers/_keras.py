@@ -1,7 +1,7 @@
 """Reader for Keras models: Keras 2 HDF5 (full models and weight-only files) and Keras 3 ``.keras`` zips.
 
 Only ``h5py`` is needed, never TensorFlow. Keras kernels are channels-last (HWIO); they are turned into the
-canonical PyTorch layout of REFERENCE §1 here. Depth comes from the model config's graph where there is
+canonical PyTorch layout of docs/reference.md §1 here. Depth comes from the model config's graph where there is
 one, else from the order of the layers.
 """
 
@@ -19,11 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from .._budget import MemoryBudget
 from ..depth import longest_path_levels, with_graph_depth, with_order_depth
-from ..errors import ModelFormatError
+from ..errors import ModelFormatError, UnsafeFormatError
 from ..types import ConvLayer, ModelInfo, ModelRecord
 from ._keras_config import LayerSpec, parse_model_config, snake_case
+from ._isolated import read_isolated
 from ._registry import ReadOptions, make_layer, register_reader
+from ._torchfree import read_member
 
 __all__ = ["KerasReader", "keras_depthwise_to_canonical", "keras_kernel_to_canonical"]
 
@@ -213,7 +216,44 @@ def _keras2_weights(group: Any) -> list[tuple[str, Any]]:
     return found
 
 
-def _keras2_roles(root: Any, path: tuple[str, ...]) -> dict[str, np.ndarray]:
+def _values(dataset: Any, budget: MemoryBudget) -> np.ndarray:
+    """A dataset's values, its declared size checked against the budget before h5py allocates it."""
+    dtype = dataset.dtype
+    if dtype.kind not in "fiub":
+        raise ModelFormatError(f"{budget.path}: dataset {dataset.name!r} holds {dtype}, not numbers")
+    budget.claim(int(dataset.size) * max(dtype.itemsize, 1), f"dataset {dataset.name!r} of shape {dataset.shape}")
+    return dataset[()]
+
+
+def _refuse_outside_data(path: Path, f: Any) -> None:
+    """Refuse external links, external storage and virtual datasets: their bytes live in other files.
+
+    A hostile .h5 could otherwise make filterdb read (and ``export`` return) any file on the machine.
+    """
+    h5py = _h5py()
+
+    # The visitors return a finding, which stops the visit (raising inside an h5py callback loses the message).
+    def link(name: str, value: Any) -> tuple[str, str] | None:
+        if isinstance(value, h5py.ExternalLink):
+            return name, f"is an external link to {value.filename!r}"
+        return None
+
+    def obj(name: str, value: Any) -> tuple[str, str] | None:
+        if isinstance(value, h5py.Dataset):
+            if value.external:
+                return name, "keeps its data in an external file"
+            if value.is_virtual:
+                return name, "is a virtual dataset mapping other files"
+        return None
+
+    found = f.visititems_links(link) or f.visititems(obj)
+    if found:
+        name, why = found
+        raise UnsafeFormatError(f"{path}: {name!r} {why}; filterdb reads only data stored inside the model "
+                                "file, so it was refused (re-save the model with its weights in the file)")
+
+
+def _keras2_roles(root: Any, path: tuple[str, ...], budget: MemoryBudget) -> dict[str, np.ndarray]:
     """Variables of a layer in a Keras 2 weights group; ``path`` is (layer,) or (nested model, ..., layer)."""
     if path[0] not in root:
         return {}
@@ -224,7 +264,7 @@ def _keras2_roles(root: Any, path: tuple[str, ...]) -> dict[str, np.ndarray]:
         inner = path[-1]
         exact = [(n, d) for n, d in weights if inner in n.split("/")[:-1]]
         weights = exact or [(n, d) for n, d in weights if any(c.startswith(inner + "_") for c in n.split("/")[:-1])]
-    return {_role(name): dataset[()] for name, dataset in weights}
+    return {_role(name): _values(dataset, budget) for name, dataset in weights}
 
 
 def _open_h5(path: Path, source: Any = None) -> Any:
@@ -239,8 +279,9 @@ def _has_keras_weights(f: Any) -> bool:
 
 
 # ------------------------------------------------------------------------------------------ Keras 2
-def _read_keras2(path: Path) -> ModelRecord:
+def _read_keras2(path: Path, budget: MemoryBudget) -> ModelRecord:
     with _open_h5(path) as f:
+        _refuse_outside_data(path, f)
         if not _has_keras_weights(f):
             raise ModelFormatError(
                 f"{path}: HDF5 file without Keras model weights (no 'model_weights' group and no 'layer_names' "
@@ -251,12 +292,12 @@ def _read_keras2(path: Path) -> ModelRecord:
         version = root.attrs.get("keras_version", f.attrs.get("keras_version"))
         if raw_config is not None:
             specs = parse_model_config(json.loads(_text(raw_config)))
-            layers = _graph_layers(specs, lambda spec: _keras2_roles(root, spec.path))
+            layers = _graph_layers(specs, lambda spec: _keras2_roles(root, spec.path, budget))
             op_counts = Counter(spec.class_name for spec in specs)
             notes: tuple[str, ...] = ()
         else:
             names = [_text(n) for n in root.attrs.get("layer_names", [])]
-            layers = _order_layers((name, _keras2_roles(root, (name,))) for name in names)
+            layers = _order_layers((name, _keras2_roles(root, (name,), budget)) for name in names)
             op_counts = Counter()
             notes = ("weights only: no model config, depth from layer order",)
         info = ModelInfo(source=str(path), format="keras", path=str(path), producer="keras",
@@ -298,36 +339,40 @@ def _class_names(specs: list[LayerSpec]) -> dict[tuple[str, ...], str]:
     return names
 
 
-def _keras3_roles(layers_group: Any, spec: LayerSpec, fallback: Mapping[tuple[str, ...], str]) -> dict[str, Any]:
+def _keras3_roles(layers_group: Any, spec: LayerSpec, fallback: Mapping[tuple[str, ...], str],
+                  budget: MemoryBudget) -> dict[str, Any]:
     group = _keras3_layer_group(layers_group, spec, fallback)
     if group is None or "vars" not in group:
         return {}
     variables = group["vars"]
     order = _KERAS3_ROLES.get(spec.class_name, ("kernel", "bias"))
-    return {role: variables[str(i)][()] for i, role in enumerate(order) if str(i) in variables}
+    return {role: _values(variables[str(i)], budget) for i, role in enumerate(order) if str(i) in variables}
 
 
-def _zip_member(path: Path, zf: zipfile.ZipFile, name: str) -> bytes:
-    try:
-        return zf.read(name)
-    except KeyError:
-        raise ModelFormatError(f"{path}: .keras archive without {name}") from None
+def _zip_member(path: Path, zf: zipfile.ZipFile, name: str, budget: MemoryBudget) -> bytes:
+    if name not in zf.namelist():
+        raise ModelFormatError(f"{path}: .keras archive without {name}")
+    return read_member(zf, name, path, budget)  # bounded by the declared size, CRC-32 checked
 
 
-def _read_keras3(path: Path) -> ModelRecord:
+def _read_keras3(path: Path, budget: MemoryBudget) -> ModelRecord:
     try:
         with zipfile.ZipFile(path) as zf:
-            config = json.loads(_zip_member(path, zf, "config.json"))
-            weights = _zip_member(path, zf, "model.weights.h5")
-            metadata = json.loads(zf.read("metadata.json")) if "metadata.json" in zf.namelist() else {}
-    except zipfile.BadZipFile as e:
+            config = json.loads(_zip_member(path, zf, "config.json", budget))
+            weights = _zip_member(path, zf, "model.weights.h5", budget)
+            metadata = (json.loads(_zip_member(path, zf, "metadata.json", budget))
+                        if "metadata.json" in zf.namelist() else {})
+    except (zipfile.BadZipFile, UnicodeDecodeError, NotImplementedError, EOFError) as e:
         raise ModelFormatError(f"{path}: not a readable .keras zip archive (truncated or corrupt?): {e}") from e
+    except json.JSONDecodeError as e:
+        raise ModelFormatError(f"{path}: the .keras archive's JSON is corrupt: {e}") from e
     specs = parse_model_config(config)
     fallback = _class_names(specs)
     with _open_h5(path, io.BytesIO(weights)) as f:
+        _refuse_outside_data(path, f)
         if "layers" not in f:
             raise ModelFormatError(f"{path}: model.weights.h5 has no 'layers' group: not a Keras 3 weights file")
-        layers = _graph_layers(specs, lambda spec: _keras3_roles(f["layers"], spec, fallback))
+        layers = _graph_layers(specs, lambda spec: _keras3_roles(f["layers"], spec, fallback, budget))
         n_parameters = _n_values(f["layers"])  # the file's "optimizer" group is not the model's
     info = ModelInfo(source=str(path), format="keras", path=str(path), producer="keras",
                      producer_version=metadata.get("keras_version"),
@@ -345,17 +390,9 @@ def _is_keras_zip(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
-    except (zipfile.BadZipFile, OSError):
+    except (zipfile.BadZipFile, OSError, ValueError, UnicodeDecodeError, NotImplementedError, EOFError):
         return False
     return {"config.json", "model.weights.h5"} <= names
-
-
-def _is_keras_hdf5(path: Path) -> bool:
-    try:
-        with _h5py().File(path, "r") as f:
-            return _has_keras_weights(f) or "keras_version" in f.attrs
-    except (OSError, ValueError):
-        return False
 
 
 class KerasReader:
@@ -366,9 +403,10 @@ class KerasReader:
     description: str = "Keras model (HDF5 .h5/.hdf5 from Keras 2, .keras zip from Keras 3)"
 
     def sniff(self, path: Path, head: bytes) -> bool:
-        """HDF5 with Keras content, or a zip holding config.json and model.weights.h5."""
+        """Any HDF5 file (the only HDF5 reader: not opened here, so the HDF5 library never parses bytes outside
+        the isolated read), or a zip holding config.json and model.weights.h5."""
         if _is_hdf5(head):
-            return _is_keras_hdf5(path)
+            return True
         if head.startswith(ZIP_MAGIC):
             return _is_keras_zip(path)
         return False
@@ -377,10 +415,12 @@ class KerasReader:
         """Read a Keras file; raises ModelFormatError naming the file when it is not a Keras model."""
         with open(path, "rb") as fh:
             head = fh.read(4096)
+        budget = MemoryBudget.for_file(path, options.max_memory)
+        # The HDF5 C library parses the bytes: run it in a child process, so a crash there is an error line.
         if head.startswith(ZIP_MAGIC):
-            return _read_keras3(path)
+            return read_isolated(path, "HDF5", lambda: _read_keras3(path, budget))
         if _is_hdf5(head):
-            return _read_keras2(path)
+            return read_isolated(path, "HDF5", lambda: _read_keras2(path, budget))
         raise ModelFormatError(f"{path}: neither an HDF5 file nor a .keras zip archive: not a Keras model")
 
 

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
+from .._budget import MemoryBudget
 from ..depth import longest_path_levels, with_graph_depth
 from ..errors import ModelFormatError, missing_dependency
 from ..types import ConvLayer, ModelInfo, ModelRecord
+from ._onnx_proto import NP_DTYPES, dims_of, model_proto, text, to_array
 from ._registry import ReadOptions, make_layer, register_reader
 
 if TYPE_CHECKING:
@@ -37,7 +39,7 @@ _CONV_OPS: dict[str, tuple[int, bool, str | None]] = {
 _PASS_THROUGH = {"Identity", "Cast", "DequantizeLinear"}  # weight producers we follow to a constant
 # Nodes whose output is not a function of their inputs: never constant, even on constant inputs.
 _NONDETERMINISTIC = {"RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial"}
-_MAX_CHAIN = 32  # longest Identity/Cast/DequantizeLinear chain we follow (guards against cycles)
+_MAX_CHAIN = 32  # longest Identity/Cast/DequantizeLinear chain we follow (guards against cycles and bombs)
 # ModelProto field tags that may follow ir_version: producer_name, producer_version, domain,
 # model_version (a varint, hence 0x28), doc_string, graph, opset_import, metadata_props.
 _NEXT_TAGS = {0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72}
@@ -59,9 +61,11 @@ class _Scope:
 
     graph: onnx.GraphProto
     parent: _Scope | None
+    budget: MemoryBudget
     initializers: dict[str, Any] = field(init=False)
     producers: dict[str, Any] = field(init=False)  # output name -> NodeProto
     constants: set[str] = field(init=False)  # names whose value is known without running the model
+    resolved: dict[str, _Const | None] = field(init=False, default_factory=dict)  # memo of _resolve
 
     def __post_init__(self) -> None:
         self.initializers = {t.name: t for t in self.graph.initializer}
@@ -100,6 +104,7 @@ class _Walk:
     n_parameters: int = 0
     notes: list[str] = field(default_factory=list)
     used_names: set[str] = field(default_factory=set)
+    next_suffix: dict[str, int] = field(default_factory=dict)  # per base name: where _unique resumes counting
 
 
 class OnnxReader:
@@ -126,7 +131,7 @@ class OnnxReader:
         path : Path
             The ``.onnx`` file; external data files are looked up in its directory.
         options : ReadOptions
-            Unused: ONNX loading runs no untrusted code.
+            ``max_memory`` bounds what the declared tensors may allocate (ONNX loading runs no code).
 
         Examples
         --------
@@ -134,15 +139,16 @@ class OnnxReader:
         >>> len(record.layers_2d)  # doctest: +SKIP
         64
         """
-        model = _load_model(path)
+        budget = MemoryBudget.for_file(path, options.max_memory)
+        model = _load_model(path, budget)
         walk = _Walk()
-        _walk_graph(model.graph, None, 0, walk, context="")
+        _walk_graph(model.graph, None, 0, walk, context="", budget=budget)
         info = ModelInfo(
             source=str(path),
             format=self.format,
             path=str(path),
-            producer=model.producer_name or None,
-            producer_version=model.producer_version or None,
+            producer=text(model.producer_name) or None,
+            producer_version=text(model.producer_version) or None,
             opset=_default_opset(model),
             op_counts=dict(walk.op_counts),
             n_parameters=walk.n_parameters,
@@ -162,12 +168,12 @@ def _import_onnx() -> Any:
     return onnx
 
 
-def _load_model(path: Path) -> onnx.ModelProto:
+def _load_model(path: Path, budget: MemoryBudget) -> onnx.ModelProto:
     """Parse the protobuf, check it holds a graph, then pull in external data from the model's folder."""
-    onnx = _import_onnx()
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError; onnx adds its own errors
+        model = model_proto()()
+        model.ParseFromString(path.read_bytes())
+    except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError (and, in some builds, others)
         detail = f"{type(e).__name__}: {str(e).strip() or 'no detail'}"
         raise ModelFormatError(
             f"{path}: not a valid ONNX file, the protobuf could not be parsed ({detail}); "
@@ -178,26 +184,32 @@ def _load_model(path: Path) -> onnx.ModelProto:
             f"{path}: the ONNX model has no graph, so there are no layers to read; "
             "the file is not a complete ONNX model (export it again with its graph)"
         )
-    _load_external_data(model, path)
+    _load_external_data(model, path, budget)
     return model
 
 
-def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
+def _load_external_data(model: onnx.ModelProto, path: Path, budget: MemoryBudget) -> None:
     """Load tensors stored next to the model; a missing file is named in the error."""
-    onnx = _import_onnx()
-    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model, uses_external_data
-
-    external = [t for t in _iter_tensors(model.graph) if uses_external_data(t)]
+    external = [t for t in _iter_tensors(model.graph) if t.data_location == 1]  # TensorProto.EXTERNAL
     if not external:
         return
+    onnx = _import_onnx()  # the full package only for this rare case
+    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model
+
     base = path.parent
+    for location in {ExternalDataInfo(t).location for t in external}:
+        if (base / location).is_file():
+            budget.add_file((base / location).stat().st_size)
     for tensor in external:
         location = ExternalDataInfo(tensor).location
         if not (base / location).is_file():
             raise ModelFormatError(
-                f"{path}: tensor {tensor.name!r} is stored in the external data file {location!r}, which is "
+                f"{path}: tensor {text(tensor.name)!r} is stored in the external data file {location!r}, which is "
                 f"missing from {base}; copy it next to the model file"
             )
+        dims = dims_of(tensor, f"tensor {text(tensor.name)!r}", path)
+        itemsize = np.dtype(NP_DTYPES[tensor.data_type][0]).itemsize if tensor.data_type in NP_DTYPES else 16
+        budget.claim(int(np.prod(dims, dtype=object)) * itemsize, f"external tensor {text(tensor.name)!r} {dims}")
     try:
         load_external_data_for_model(model, str(base))
     except (OSError, ValueError, onnx.checker.ValidationError) as e:
@@ -291,38 +303,46 @@ def _graph_levels(graph: Any, scope: _Scope) -> list[int]:
     return [int(levels[idx]) for idx in range(len(graph.node))]
 
 
-def _walk_graph(graph: Any, parent: _Scope | None, base_level: int, walk: _Walk, context: str) -> None:
+def _walk_graph(graph: Any, parent: _Scope | None, base_level: int, walk: _Walk, context: str,
+                budget: MemoryBudget) -> None:
     """Collect layers, op counts and parameter counts of a graph and, recursively, of its subgraphs.
 
     A node inside a subgraph gets level = level of the node that holds the subgraph + its own level
     inside the subgraph: the body runs where its parent node runs, and its own chain adds depth on top.
     """
-    scope = _Scope(graph, parent)
-    walk.n_parameters += sum(_n_values(t) for t in graph.initializer)
-    walk.n_parameters += sum(_n_values(t.values) for t in graph.sparse_initializer)
+    scope = _Scope(graph, parent, budget)
+    walk.n_parameters += sum(_n_values(t, budget.path) for t in graph.initializer)
+    walk.n_parameters += sum(_n_values(t.values, budget.path) for t in graph.sparse_initializer)
     for node, level in zip(graph.node, _graph_levels(graph, scope)):
         level += base_level
-        walk.op_counts[node.op_type] += 1
+        walk.op_counts[text(node.op_type)] += 1
         if node.op_type == "Constant":
-            walk.n_parameters += _constant_node_size(node)
+            walk.n_parameters += _constant_node_size(node, budget.path)
         if node.op_type in _CONV_OPS:
             layer = _conv_layer(node, scope, walk, context)
             if layer is not None:
                 walk.layers.append(layer)
                 walk.levels.append(level)
         for attr_name, sub in _subgraphs(node):
-            where = f"subgraph {attr_name!r} of {node.op_type} node {node.name or node.output[0]!r}"
-            _walk_graph(sub, scope, level, walk, context=where)
+            where = f"subgraph {text(attr_name)!r} of {text(node.op_type)} node {_label(node)!r}"
+            _walk_graph(sub, scope, level, walk, context=where, budget=budget)
 
 
-def _n_values(tensor: Any) -> int:
-    return int(np.prod(tensor.dims, dtype=np.int64))
+def _label(node: Any) -> str:
+    return text(node.name or (node.output[0] if node.output else "?"))
 
 
-def _constant_node_size(node: Any) -> int:
+def _n_values(tensor: Any, path: Path) -> int:
+    n = 1
+    for d in dims_of(tensor, f"tensor {text(tensor.name)!r}", path):
+        n *= d
+    return n
+
+
+def _constant_node_size(node: Any, path: Path) -> int:
     for attr in node.attribute:
         if attr.name in ("value", "sparse_value"):
-            return _n_values(attr.t if attr.name == "value" else attr.sparse_tensor.values)
+            return _n_values(attr.t if attr.name == "value" else attr.sparse_tensor.values, path)
         if attr.name in ("value_floats", "value_ints", "value_strings"):
             return len(attr.floats) + len(attr.ints) + len(attr.strings)
         if attr.name in ("value_float", "value_int", "value_string"):
@@ -336,11 +356,12 @@ def _constant_node_size(node: Any) -> int:
 def _conv_layer(node: Any, scope: _Scope, walk: _Walk, context: str) -> ConvLayer | None:
     """The layer of one conv node, or None (with a model note) when its weight is not a constant."""
     weight_index, transposed, quant = _CONV_OPS[node.op_type]
-    label = node.name or (node.input[weight_index] if len(node.input) > weight_index else node.output[0])
+    label = text(node.name or (node.input[weight_index] if len(node.input) > weight_index else
+                               (node.output[0] if node.output else "?")))
     if len(node.input) <= weight_index or not node.input[weight_index]:
         raise ModelFormatError(f"{node.op_type} node {label!r} has no weight input; the graph is malformed")
     weight_name = node.input[weight_index]
-    const = _resolve(weight_name, scope)
+    const = _resolve_top(weight_name, scope, walk, label)
     if const is not None and quant is not None:
         const = _dequantise_conv_input(node, scope, const, quant)
     if const is None:
@@ -348,7 +369,7 @@ def _conv_layer(node: Any, scope: _Scope, walk: _Walk, context: str) -> ConvLaye
         return None
     attrs = {a.name: a for a in node.attribute}
     ndim = const.array.ndim - 2
-    name = _unique(label, walk.used_names)
+    name = _unique(label, walk.used_names, walk.next_suffix)
     notes = const.notes + ((f"in {context}",) if context else ())
     try:
         return make_layer(
@@ -364,38 +385,74 @@ def _conv_layer(node: Any, scope: _Scope, walk: _Walk, context: str) -> ConvLaye
         raise ModelFormatError(f"{node.op_type} node {label!r}: {e}") from e
 
 
+class _TooDeep(Exception):
+    """A pass-through chain longer than _MAX_CHAIN: abandon this weight (nothing on the way is memoised)."""
+
+
+def _resolve_top(name: str, scope: _Scope, walk: _Walk, label: str) -> _Const | None:
+    try:
+        return _resolve(name, scope)
+    except _TooDeep:
+        walk.notes.append(f"node {label!r} skipped: its weight sits behind more than {_MAX_CHAIN} "
+                          "Identity/Cast/DequantizeLinear nodes")
+        return None
+
+
 def _resolve(name: str, scope: _Scope, hops: int = 0) -> _Const | None:
-    """The constant value behind a tensor name, following Identity/Cast/DequantizeLinear; None if runtime."""
-    found = scope.find(name) if name and hops <= _MAX_CHAIN else None
+    """The constant value behind a tensor name, following Identity/Cast/DequantizeLinear; None if runtime.
+
+    Memoised per scope: each value is computed once, so shared chains (a DequantizeLinear whose scale,
+    zero point and input all lead back through the same nodes) cost time linear in the graph, not 3^depth.
+    """
+    if not name:
+        return None
+    if hops > _MAX_CHAIN:
+        raise _TooDeep
+    owner: _Scope | None = scope
+    while owner is not None and name not in owner.initializers and name not in owner.producers:
+        owner = owner.parent
+    if owner is None:
+        return None
+    if name not in owner.resolved:
+        owner.resolved[name] = _compute(name, owner, hops)
+    return owner.resolved[name]
+
+
+def _compute(name: str, scope: _Scope, hops: int) -> _Const | None:
+    found = scope.find(name)
     if found is None:
         return None
     tensor, node = found
     if tensor is not None:
-        array = _tensor_to_array(tensor)
-        return _Const(array, str(array.dtype))
+        array, dtype = _tensor_to_array(tensor, scope.budget, f"initializer {text(name)!r}")
+        return _Const(array, dtype)
     if node.op_type == "Constant":
-        array = _constant_node_value(node)
-        return None if array is None else _Const(array, str(array.dtype))
+        value = _constant_node_value(node, scope.budget)
+        return None if value is None else _Const(*value)
     if node.op_type not in _PASS_THROUGH or not node.input:
         return None
     source = _resolve(node.input[0], scope, hops + 1)
     if source is None or node.op_type == "Identity":
         return source
     if node.op_type == "Cast":
-        return _cast(source, node)
+        return _cast(source, node, scope.budget)
     scale = _resolve(node.input[1], scope, hops + 1) if len(node.input) > 1 else None
     if scale is None:
         return None
     zero = _resolve(node.input[2], scope, hops + 1) if len(node.input) > 2 and node.input[2] else None
     attrs = {a.name: a for a in node.attribute}
-    return _dequantise(source, scale, zero, _int_attr(attrs, "axis", 1), _int_attr(attrs, "block_size", 0))
+    return _dequantise(source, scale, zero, _int_attr(attrs, "axis", 1), _int_attr(attrs, "block_size", 0),
+                       scope.budget, f"DequantizeLinear node {_label(node)!r}")
 
 
-def _cast(source: _Const, node: Any) -> _Const:
-    from onnx.helper import tensor_dtype_to_np_dtype
-
+def _cast(source: _Const, node: Any, budget: MemoryBudget) -> _Const | None:
     to = next((a.i for a in node.attribute if a.name == "to"), None)
-    array = source.array if to is None else source.array.astype(tensor_dtype_to_np_dtype(to))
+    if to is not None and to not in NP_DTYPES:
+        return None  # a cast to float8 / int4 / string: not a weight we can read
+    target = np.float32 if to == 16 else (None if to is None else np.dtype(NP_DTYPES[to][0]))  # bf16 -> float32
+    if target is not None:
+        budget.claim(source.array.size * np.dtype(target).itemsize, f"Cast node {_label(node)!r}")
+    array = source.array if target is None else source.array.astype(target)
     note = f"cast from {source.storage_dtype}" if str(array.dtype) != source.storage_dtype else ""
     return _Const(array, source.storage_dtype, source.notes + ((note,) if note else ()))
 
@@ -411,17 +468,26 @@ def _dequantise_conv_input(node: Any, scope: _Scope, weight: _Const, quant: str)
         one = np.ones((), np.float32)
         scale = _Const(one, "float32")
         zero = _resolve(node.input[3], scope) if len(node.input) > 3 and node.input[3] else None
-    const = _dequantise(weight, scale, zero, axis=0, block_size=0)
+    const = _dequantise(weight, scale, zero, axis=0, block_size=0, budget=scope.budget,
+                        what=f"{text(node.op_type)} node {_label(node)!r}")
     if const is not None and quant == "integer":
         note = "ConvInteger: zero point removed, no scale (the node carries none)"
         const = _Const(const.array, const.storage_dtype, const.notes + (note,))
     return const
 
 
-def _dequantise(weight: _Const, scale: _Const, zero: _Const | None, axis: int, block_size: int) -> _Const | None:
+def _dequantise(weight: _Const, scale: _Const, zero: _Const | None, axis: int, block_size: int,
+                budget: MemoryBudget, what: str) -> _Const | None:
     """(w - zero_point) * scale, per tensor, per channel along ``axis`` or per block (opset 21)."""
     w = weight.array
-    axis = axis % max(w.ndim, 1)
+    if w.ndim == 0 or not -w.ndim <= axis < w.ndim or block_size < 0:
+        return None
+    axis = axis % w.ndim
+    if block_size and (scale.array.ndim != w.ndim or scale.array.shape[axis] * block_size < w.shape[axis]
+                       or block_size > w.shape[axis]):
+        raise ModelFormatError(f"{budget.path}: {what}: block_size {block_size} does not match the weight shape "
+                               f"{w.shape} and scale shape {scale.array.shape} on axis {axis}; the file is corrupt")
+    budget.claim(3 * w.size * 4, f"{what} (dequantising a weight of shape {w.shape})")
     s = _broadcast_param(scale.array, w, axis, block_size)
     z = _broadcast_param(zero.array, w, axis, block_size) if zero is not None else np.zeros((), np.float32)
     if s is None or z is None:
@@ -445,34 +511,46 @@ def _broadcast_param(param: np.ndarray, w: np.ndarray, axis: int, block_size: in
     return None
 
 
-def _tensor_to_array(tensor: Any) -> np.ndarray:
-    from onnx.numpy_helper import to_array
-
+def _tensor_to_array(tensor: Any, budget: MemoryBudget, what: str) -> tuple[np.ndarray, str]:
     if hasattr(tensor, "values"):  # SparseTensorProto
-        return _sparse_to_array(tensor)
-    return to_array(tensor)
+        return _sparse_to_array(tensor, budget, what)
+    return to_array(tensor, budget, what)
 
 
-def _sparse_to_array(sparse: Any) -> np.ndarray:
-    from onnx.numpy_helper import to_array
+def _sparse_to_array(sparse: Any, budget: MemoryBudget, what: str) -> tuple[np.ndarray, str]:
+    """Densify a SparseTensorProto after checking its dense size against the budget and its indices' range."""
+    dims = dims_of(sparse, what, budget.path)
+    numel = 1
+    for d in dims:
+        numel *= d
+    values, dtype = to_array(sparse.values, budget, f"{what} (values)")
+    budget.claim(numel * values.dtype.itemsize, f"{what}: densifying a sparse tensor of shape {dims}")
+    indices, _ = to_array(sparse.indices, budget, f"{what} (indices)")
+    indices = indices.astype(np.int64, copy=False)
+    if indices.ndim == 2 and indices.shape[1] == len(dims) and all(d > 0 for d in dims):
+        bad = (indices < 0) | (indices >= np.asarray(dims, np.int64))
+        indices = indices if bad.any() else np.ravel_multi_index(tuple(indices.T), dims)
+    if indices.ndim != 1 or indices.shape[0] != values.size or (indices.size and (
+            indices.min() < 0 or indices.max() >= numel)):
+        raise ModelFormatError(f"{budget.path}: {what}: the sparse tensor's indices do not fit its shape {dims}; "
+                               "the file is corrupt")
+    dense = np.zeros(numel, dtype=values.dtype)
+    dense[indices] = values.reshape(-1)
+    return dense.reshape(dims), dtype
 
-    values, indices, dims = to_array(sparse.values), to_array(sparse.indices), tuple(sparse.dims)
-    dense = np.zeros(int(np.prod(dims, dtype=np.int64)), dtype=values.dtype)
-    flat = indices if indices.ndim == 1 else np.ravel_multi_index(tuple(indices.T), dims)
-    dense[flat] = values
-    return dense.reshape(dims)
 
-
-def _constant_node_value(node: Any) -> np.ndarray | None:
-    from onnx.helper import get_attribute_value
-
+def _constant_node_value(node: Any, budget: MemoryBudget) -> tuple[np.ndarray, str] | None:
+    what = f"Constant node {_label(node)!r}"
     for attr in node.attribute:
         if attr.name == "value":
-            return _tensor_to_array(attr.t)
+            return _tensor_to_array(attr.t, budget, what)
         if attr.name == "sparse_value":
-            return _sparse_to_array(attr.sparse_tensor)
+            return _sparse_to_array(attr.sparse_tensor, budget, what)
         if attr.name in ("value_float", "value_floats", "value_int", "value_ints"):
-            return np.asarray(get_attribute_value(attr))
+            raw = {"value_float": attr.f, "value_floats": list(attr.floats), "value_int": attr.i,
+                   "value_ints": list(attr.ints)}[attr.name]
+            array = np.asarray(raw, np.float32 if "float" in attr.name else np.int64)
+            return array, str(array.dtype)
     return None
 
 
@@ -480,16 +558,21 @@ def _runtime_weight_note(node: Any, label: str, weight_name: str, scope: _Scope)
     found = scope.find(weight_name)
     origin = "a graph input"
     if found is not None and found[1] is not None:
-        origin = f"a {found[1].op_type} node"
-    return (f"{node.op_type} node {label!r} skipped: its weight {weight_name!r} is computed at runtime by "
-            f"{origin}, not stored as a constant")
+        origin = f"a {text(found[1].op_type)} node"
+    return (f"{text(node.op_type)} node {label!r} skipped: its weight {text(weight_name)!r} is computed at "
+            f"runtime by {origin}, not stored as a constant")
 
 
-def _unique(name: str, used: set[str]) -> str:
-    candidate, n = name, 1
-    while candidate in used:
+def _unique(name: str, used: set[str], next_suffix: dict[str, int]) -> str:
+    """``name``, else ``name_1``, ``name_2``, ...: counting resumes where it stopped, so 10^5 nodes sharing one
+    name cost linear time."""
+    candidate, n = name, next_suffix.get(name, 1)
+    if candidate in used:
         candidate = f"{name}_{n}"
-        n += 1
+        while candidate in used:
+            n += 1
+            candidate = f"{name}_{n}"
+        next_suffix[name] = n + 1
     used.add(candidate)
     return candidate
 

@@ -7,14 +7,15 @@ A new format is a new module with a class that satisfies :class:`Reader` and one
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
 from .._hashing import file_sha256
-from ..errors import FilterDBError, ModelFormatError, ModelNotFoundError, UnsupportedFormatError
+from ..errors import FilterDBError, MemoryBudgetError, ModelFormatError, ModelNotFoundError, UnsupportedFormatError
 from ..types import ConvLayer, LayerKind, ModelRecord
 
 __all__ = [
@@ -40,6 +41,7 @@ class ReadOptions:
 
     trust_pickle: bool = False  # allow formats that run pickle code on load (joblib, plain pickle, full torch pickles)
     format: str | None = None  # force a reader by name instead of detecting it
+    max_memory: int | str | None = None  # bytes ("4G") a read may allocate; None: $FILTERDB_MAX_MEMORY or 4x file + 512M
 
 
 @runtime_checkable
@@ -139,21 +141,15 @@ def read_path(
 ) -> ModelRecord:
     """Read a local model file with the reader its content calls for.
 
-    Any unexpected exception inside a reader becomes a :class:`ModelFormatError` that names the file:
-    corrupt input must end in a clear message, never in a traceback from a parsing library. ``sha256``: the
-    file's hash when the caller already has it (ingest hashes before reading), so it is not computed twice.
+    Any unexpected exception while sniffing or reading becomes a :class:`ModelFormatError` that names the
+    file: corrupt input must end in a clear message, never in a traceback from a parsing library. ``sha256``:
+    the file's hash when the caller already has it (ingest hashes before reading), so it is not computed twice.
     """
     path = Path(os.fspath(path))
-    reader = reader_for_path(path, options)
-    try:
+    with _reader_errors(path, "model"):
+        reader = reader_for_path(path, options)
+    with _reader_errors(path, reader.format):
         record = reader.read(path, options)
-    except FilterDBError:
-        raise
-    except MemoryError as e:
-        raise ModelFormatError(f"{path}: ran out of memory while reading it as {reader.format}") from e
-    except Exception as e:  # noqa: BLE001 - third-party parsers raise anything on corrupt bytes
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelFormatError(f"{path}: not a readable {reader.format} file ({detail})") from e
     info = replace(
         record.info,
         source=source or record.info.source or str(path),
@@ -162,6 +158,26 @@ def read_path(
         size_bytes=path.stat().st_size,
     )
     return ModelRecord(info=info, layers=record.layers)
+
+
+@contextmanager
+def _reader_errors(path: Path, what: str) -> Iterator[None]:
+    """Turn what a parsing library raises on corrupt bytes into a ModelFormatError naming the file."""
+    try:
+        yield
+    except FilterDBError as e:
+        if str(path) in str(e):
+            raise
+        raise type(e)(f"{path}: {e}") from e  # every message names the file
+    except MemoryError as e:
+        raise MemoryBudgetError(f"{path}: ran out of memory while reading it as {what}; the file declares more "
+                                "data than fits (lower --max-memory to refuse such files before allocating)") from e
+    except RecursionError as e:
+        raise ModelFormatError(f"{path}: not a readable {what} file (nested too deeply)") from e
+    except Exception as e:  # noqa: BLE001 - third-party parsers raise anything on corrupt bytes
+        text = str(e).strip()
+        detail = text.splitlines()[0][:300] if text else type(e).__name__
+        raise ModelFormatError(f"{path}: not a readable {what} file ({detail})") from e
 
 
 def read_object(obj: Any, options: ReadOptions = ReadOptions()) -> ModelRecord | None:
@@ -202,6 +218,10 @@ def make_layer(
     array = np.ascontiguousarray(array, dtype=np.float32)
     if array.ndim < 3:
         raise ValueError(f"layer {name!r}: a convolution weight needs >= 3 dimensions, got shape {array.shape}")
+    # The weight's first axis (out channels; in channels when transposed) is split into `groups` groups.
+    if not 1 <= int(groups) <= max(array.shape[0], 1) or array.shape[0] % int(groups):
+        raise ValueError(f"layer {name!r}: groups={int(groups)} cannot split a weight of shape {array.shape} "
+                         f"(it must be >= 1 and divide {array.shape[0]}); the file is corrupt")
     return ConvLayer(
         name=name,
         op_type=op_type,

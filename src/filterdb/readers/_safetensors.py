@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .._budget import MemoryBudget
 from ..errors import ModelFormatError, missing_dependency
 from ..types import ModelInfo, ModelRecord
 from ._registry import ReadOptions, register_reader
@@ -40,7 +41,12 @@ def _natural_key(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in _DIGITS.split(name)]
 
 
-def read_header(path: Path) -> tuple[dict[str, Any], int]:
+# Python objects per byte of JSON header when it is parsed (measured ~20 for headers of empty tensors): a
+# header is checked against the memory budget before it is parsed, so 10^6 empty entries cannot cost gigabytes.
+HEADER_EXPANSION = 24
+
+
+def read_header(path: Path, budget: MemoryBudget | None = None) -> tuple[dict[str, Any], int]:
     """The JSON header (without ``__metadata__``) and the byte offset where tensor data starts.
 
     Raises
@@ -56,6 +62,7 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
         (n,) = struct.unpack("<Q", prefix)
         if n > MAX_HEADER or 8 + n > size:
             raise ModelFormatError(f"{path}: not a readable safetensors file (header length {n} exceeds the file)")
+        (budget or MemoryBudget.for_file(path)).check(n * HEADER_EXPANSION, f"the JSON header ({n:,} bytes) parsed")
         raw = fh.read(n)
     try:
         header = json.loads(raw)
@@ -110,7 +117,8 @@ class SafetensorsReader:
             from safetensors import safe_open
         except ImportError as e:
             raise missing_dependency("safetensors", "reading .safetensors files", "safetensors") from e
-        header, data_start = read_header(path)
+        budget = MemoryBudget.for_file(path, options.max_memory)
+        header, data_start = read_header(path, budget)
         renamed = strip_wrapper_prefixes(header)
         original = {v: k for k, v in renamed.items()}
         entries = [TensorEntry(renamed[e.name], e.shape, e.dtype) for e in _entries(header, path)]
@@ -118,6 +126,8 @@ class SafetensorsReader:
 
             def load(name: str) -> np.ndarray:
                 key = original[name]
+                start, end = header[key]["data_offsets"]
+                budget.claim(2 * (end - start) if header[key]["dtype"] == "BF16" else end - start, f"tensor {key!r}")
                 if header[key]["dtype"] == "BF16":
                     return _read_bfloat16(path, header[key], data_start)
                 return fh.get_tensor(key)

@@ -95,8 +95,8 @@ def _split_name(name: str) -> tuple[str, str]:
 
 def plan_conv(entry: TensorEntry) -> ConvPlan | None:
     """The conv plan for a tensor, or None when the tensor is not a conv weight (rule in the module doc)."""
-    if entry.dtype not in FLOAT_DTYPES or not 3 <= len(entry.shape) <= 5:
-        return None
+    if entry.dtype not in FLOAT_DTYPES or not 3 <= len(entry.shape) <= 5 or min(entry.shape) <= 0:
+        return None  # an empty weight holds no filter: never a layer (a file of 10^6 of them stays cheap)
     module, last = _split_name(entry.name)
     layouts = {"weight": "channels_first", "kernel": "channels_last", "depthwise_kernel": "keras_depthwise"}
     layout = layouts.get(last)
@@ -239,7 +239,8 @@ def is_tensor_mapping(obj: Any, is_tensor: Callable[[Any], bool]) -> bool:
 
 def count_parameters(entries: Iterable[TensorEntry]) -> int:
     """Number of values in the floating-point tensors (integer buffers such as step counters excluded)."""
-    return int(sum(int(np.prod(e.shape, dtype=np.int64)) for e in entries if e.dtype in FLOAT_DTYPES))
+    return int(sum(int(np.prod(e.shape, dtype=object)) for e in entries
+                   if e.dtype in FLOAT_DTYPES and all(d >= 0 for d in e.shape)))
 
 
 def count_ops(layers: Iterable[ConvLayer]) -> Mapping[str, int]:

@@ -2,7 +2,7 @@
 
 Convolution weights may be stored as float32 constants, float16 constants behind a DEQUANTIZE op,
 int8/uint8 quantised constants (per tensor or per channel), or sparse constants behind DENSIFY; all of them
-end up as float32 in the canonical PyTorch layout of REFERENCE §1. Depth comes from the operator graph.
+end up as float32 in the canonical PyTorch layout of docs/reference.md §1. Depth comes from the operator graph.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .._budget import MemoryBudget
 from ..depth import longest_path_levels, with_graph_depth
 from ..errors import ModelFormatError, missing_dependency
 from ..types import ConvLayer, ModelInfo, ModelRecord
@@ -70,8 +71,9 @@ class _Weight:
 class _Graph:
     """One subgraph of a parsed model, with the lookups the reader needs."""
 
-    def __init__(self, model: Any, data: bytes, index: int, op_names: list[str]) -> None:
+    def __init__(self, model: Any, data: bytes, index: int, op_names: list[str], budget: MemoryBudget) -> None:
         self.model, self.data, self.graph = model, data, model.Subgraphs(index)
+        self.budget = budget
         self.op_names = op_names
         self.ops = [self.graph.Operators(i) for i in range(self.graph.OperatorsLength())]
         self.producer: dict[int, int] = {}
@@ -158,20 +160,29 @@ def _decode_constant(g: _Graph, index: int) -> _Weight:
         raise ModelFormatError(f"tensor {tensor.Name()!r}: unsupported weight type {_type_name(tensor.Type())}")
     values: np.ndarray = np.frombuffer(g.buffer_bytes(tensor), dtype=dtype)
     shape, notes = _shape(tensor), []
+    if any(s < 0 for s in shape):
+        raise ModelFormatError(f"tensor {_text(tensor.Name())!r}: negative dimension in its shape {shape}")
     sparsity = tensor.Sparsity()
     if sparsity is not None:
         order = [int(t) for t in np.atleast_1d(sparsity.TraversalOrderAsNumpy())]
         block_map = [int(b) for b in np.atleast_1d(sparsity.BlockMapAsNumpy())] if sparsity.BlockMapLength() else []
-        values = densify(values, shape, order, block_map, _sparse_dims(sparsity))
+        what = f"tensor {_text(tensor.Name())!r}: "
+        values = densify(values, shape, order, block_map, _sparse_dims(sparsity),
+                         check=lambda n, why: g.budget.check(n, what + why))
         notes.append("densified from sparse")
     else:
         values = values.reshape(shape)
+    g.budget.claim(values.size * 4, f"tensor {_text(tensor.Name())!r} {shape} as float32")
     quant = tensor.Quantization()
     if quant is not None and quant.ScaleLength() and np.issubdtype(values.dtype, np.integer):
         scales, zeros = quant.ScaleAsNumpy(), quant.ZeroPointAsNumpy()
         values, note = dequantize(values, scales, zeros if isinstance(zeros, np.ndarray) else None,
                                   int(quant.QuantizedDimension()))
         notes.append(note)
+    elif np.issubdtype(values.dtype, np.integer):
+        # Without scales the integers are not the weights' values: their scale (norms) is off by 1/scale.
+        notes.append(f"{np.dtype(dtype).name} weights without quantisation scales: read as the raw integers, "
+                     "so magnitudes (norms) are not the model's")
     elif values.dtype == np.float16:
         notes.append("float16 widened to float32")
     return _Weight(values.astype(np.float32), np.dtype(dtype).name, tuple(notes))
@@ -310,8 +321,9 @@ def _n_parameters(model: Any, data: bytes) -> int:
         graph = model.Subgraphs(s)
         for t in range(graph.TensorsLength()):
             tensor = graph.Tensors(t)
-            if _buffer_bytes(model, data, tensor.Buffer()):
-                sizes[tensor.Buffer()] = max(sizes.get(tensor.Buffer(), 0), int(np.prod(_shape(tensor), dtype=np.int64)))
+            shape = _shape(tensor)
+            if _buffer_bytes(model, data, tensor.Buffer()) and all(d >= 0 for d in shape):
+                sizes[tensor.Buffer()] = max(sizes.get(tensor.Buffer(), 0), int(np.prod(shape, dtype=object)))
     return sum(sizes.values())
 
 
@@ -329,10 +341,14 @@ def _parse(path: Path, data: bytes) -> Any:
     return model
 
 
-def _read(path: Path, data: bytes) -> ModelRecord:
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _read(path: Path, data: bytes, budget: MemoryBudget) -> ModelRecord:
     model = _parse(path, data)
     op_names = _op_names(model)
-    graph = _Graph(model, data, 0, op_names)
+    graph = _Graph(model, data, 0, op_names, budget)
     layers = _read_layers(graph)
     op_counts: Counter[str] = Counter()
     for s in range(model.SubgraphsLength()):
@@ -369,7 +385,7 @@ class TFLiteReader:
         """Read a .tflite file; raises ModelFormatError naming the file when it is truncated or corrupt."""
         data = path.read_bytes()
         try:
-            return _read(path, data)
+            return _read(path, data, MemoryBudget.for_file(path, options.max_memory))
         except ModelFormatError as e:
             if str(path) in str(e):
                 raise

@@ -9,7 +9,7 @@ dimension ``n + b`` subdivides.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,19 +30,27 @@ class DimMeta:
     indices: np.ndarray | None = None  # SPARSE_CSR: coordinate of each stored entry along this level
 
 
-def _expand_dense(prev: np.ndarray, coords: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _expand_dense(prev: np.ndarray, coords: np.ndarray, size: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    if size < 0 or len(prev) * size > limit:
+        raise ValueError(f"sparse tensor: a dense level of size {size} addresses more entries than the tensor's "
+                         f"{limit} values")
     new_prev = (prev[:, None] * size + np.arange(size)[None, :]).ravel()
     new_coords = np.concatenate([np.repeat(coords, size, axis=0), np.tile(np.arange(size), len(prev))[:, None]], 1)
     return new_prev, new_coords
 
 
-def _expand_csr(prev: np.ndarray, coords: np.ndarray, meta: DimMeta) -> tuple[np.ndarray, np.ndarray]:
+def _expand_csr(prev: np.ndarray, coords: np.ndarray, meta: DimMeta, limit: int) -> tuple[np.ndarray, np.ndarray]:
     segments = np.asarray(meta.segments, dtype=np.int64)
     indices = np.asarray(meta.indices, dtype=np.int64)
     if prev.size and prev.max() + 1 >= len(segments):
         raise ValueError(f"sparse tensor: array_segments has {len(segments)} entries, needs {prev.max() + 2}")
+    if indices.size and indices.min() < 0:
+        raise ValueError(f"sparse tensor: array_indices holds the negative index {indices.min()}")
     starts, ends = segments[prev], segments[prev + 1]
     counts = ends - starts
+    if counts.size and (counts.min() < 0 or starts.min() < 0 or counts.sum() > limit):
+        raise ValueError("sparse tensor: array_segments are not increasing or address more entries than the "
+                         f"tensor's {limit} values")
     # Positions starts[j] .. ends[j]-1 for every parent j, in parent order (depth-first order of TFLite).
     offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     positions = np.repeat(starts, counts) + offsets
@@ -63,6 +71,7 @@ def densify(
     traversal_order: Sequence[int],
     block_map: Sequence[int],
     dims: Sequence[DimMeta],
+    check: Callable[[int, str], None] | None = None,
 ) -> np.ndarray:
     """Rebuild the dense tensor of a TFLite sparse tensor.
 
@@ -76,6 +85,9 @@ def densify(
         From the tensor's ``SparsityParameters``.
     dims : sequence of DimMeta
         One per traversal level.
+    check : callable, optional
+        ``check(nbytes, what)`` raises when the dense result would not fit the memory budget; called before
+        anything is allocated. Every level is also bounded by the dense size, so a lying level costs nothing.
 
     Returns
     -------
@@ -92,6 +104,14 @@ def densify(
            [6., 0., 7.]])
     """
     n = len(shape)
+    if any(int(s) < 0 for s in shape):
+        raise ValueError(f"sparse tensor: negative dimension in its shape {tuple(shape)}")
+    limit = 1
+    for s in shape:
+        limit *= int(s)
+    if check is not None:  # the dense result, and the coordinates of every entry while rebuilding it
+        check(limit * (np.asarray(values).dtype.itemsize + 8 * (len(traversal_order) + n)),
+              f"densifying a sparse tensor of shape {tuple(int(s) for s in shape)}")
     if len(traversal_order) != len(dims) or len(traversal_order) != n + len(block_map):
         raise ValueError(
             f"sparse tensor: {len(traversal_order)} traversal levels, {len(dims)} dim_metadata entries, "
@@ -101,9 +121,9 @@ def densify(
     coords = np.zeros((1, 0), dtype=np.int64)
     for meta in dims:
         if meta.format == DENSE:
-            prev, coords = _expand_dense(prev, coords, int(meta.dense_size))
+            prev, coords = _expand_dense(prev, coords, int(meta.dense_size), limit)
         else:
-            prev, coords = _expand_csr(prev, coords, meta)
+            prev, coords = _expand_csr(prev, coords, meta, limit)
     values = np.asarray(values).ravel()
     if len(coords) != len(values):
         raise ValueError(f"sparse tensor: the metadata addresses {len(coords)} values, the buffer holds {len(values)}")
@@ -114,6 +134,8 @@ def densify(
         b = int(traversal_order[level]) - n
         dim = int(block_map[b])
         original[:, dim] = original[:, dim] * blocks[b] + coords[:, level]
+    if len(original) and ((original < 0).any() or (original >= np.asarray(shape, np.int64)).any()):
+        raise ValueError(f"sparse tensor: a stored coordinate lies outside the shape {tuple(shape)}")
     dense = np.zeros(tuple(int(s) for s in shape), dtype=values.dtype)
     dense[tuple(original.T)] = values
     return dense

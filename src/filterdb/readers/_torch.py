@@ -1,27 +1,30 @@
 """PyTorch readers: state_dict / checkpoint files ("pytorch"), TorchScript archives ("torchscript") and
 live ``torch.nn.Module`` objects.
 
-Safety: files are loaded with ``torch.load(weights_only=True)`` only. When that refuses a file (it pickles
-arbitrary objects), the reader raises :class:`UnsafeFormatError` unless the user passed ``trust_pickle``.
-Without torch installed, state_dict files are still read by the restricted unpickler of :mod:`._torchfree`,
-which allows only the globals a state_dict needs.
+Safety: files are first read by the restricted unpickler of :mod:`._torchfree` (no torch import, only the
+globals a state_dict needs, every size checked against the memory budget, zip CRCs verified). A checkpoint
+it refuses goes to ``torch.load(weights_only=True)`` when torch is installed (after the zip's CRCs are
+verified, so torch's native reader never sees damaged members), and to a full ``torch.load`` only with
+``trust_pickle``. TorchScript archives have their own reader (:mod:`._torchscript`).
 """
 
 from __future__ import annotations
 
 import pickle
-import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
+from .._budget import MemoryBudget
 from ..depth import longest_path_levels, with_graph_depth, with_order_depth
 from ..errors import ModelFormatError, UnsafeFormatError, missing_dependency
 from ..types import ConvLayer, ModelInfo, ModelRecord
 from . import _torchfree
+from ._isolated import read_isolated
 from ._registry import ReadOptions, make_layer, register_object_reader, register_reader
+from ._torchscript import ZIP_MAGIC, is_torchscript, verify_zip, zip_names
 from ._statedict import (
     TensorEntry,
     conv_layers,
@@ -32,45 +35,22 @@ from ._statedict import (
     strip_wrapper_prefixes,
 )
 
-__all__ = ["PyTorchReader", "TorchScriptReader", "TorchModuleReader"]
+__all__ = ["PyTorchReader", "TorchModuleReader"]
 
-ZIP_MAGIC = b"PK\x03\x04"
 # The legacy (pre-1.6) format starts with the pickled magic number 0x1950a86a20f9469cfc6c.
 LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"
 TRUST_HINT = "pass --trust-pickle on the command line or trust_pickle=True in Python to allow a full load"
 
 
-def _import_torch(purpose: str) -> Any:
-    try:
-        import torch
-    except ImportError as e:
-        raise missing_dependency("torch", purpose, "torch") from e
-    return torch
-
-
 def _has_torch() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether torch is installed, without importing it (the import alone costs hundreds of MB)."""
+    import importlib.util
 
-
-def _zip_names(path: Path) -> list[str] | None:
-    """Entry names of a zip archive, None when the file is not a readable zip."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return None
-
-
-def _is_torchscript(names: list[str]) -> bool:
-    return any(n.endswith("constants.pkl") or "/code/" in n for n in names)
+    return importlib.util.find_spec("torch") is not None
 
 
 def _is_state_zip(names: list[str]) -> bool:
-    return any(n.endswith("data.pkl") for n in names) and not _is_torchscript(names)
+    return any(n.endswith("data.pkl") for n in names) and not is_torchscript(names)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -128,7 +108,7 @@ def _check_container(path: Path) -> None:
     with open(path, "rb") as fh:
         head = fh.read(len(LEGACY_MAGIC))
     if head.startswith(ZIP_MAGIC):
-        if _zip_names(path) is None:
+        if zip_names(path) is None:
             raise ModelFormatError(f"{path}: not a readable PyTorch file (truncated or corrupt zip archive)")
         return
     if not head.startswith(LEGACY_MAGIC):
@@ -148,6 +128,8 @@ def _torch_load(path: Path, options: ReadOptions) -> Any:
     """torch.load with weights_only=True; a full load only when the user trusts pickles."""
     import torch
 
+    if zipfile.is_zipfile(path):
+        verify_zip(path, "PyTorch file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (EOFError, RuntimeError) as e:  # torch's words for a truncated storage section or zip member
@@ -173,13 +155,17 @@ def _unsupported_global(e: BaseException) -> str:
     return "weights_only=True refused it"
 
 
-def _load_without_torch(path: Path, options: ReadOptions) -> Any:
-    try:
-        return _torchfree.load(path)
-    except UnsafeFormatError as e:
-        if options.trust_pickle:
-            raise missing_dependency("torch", f"{path}: fully loading this pickled checkpoint", "torch") from e
-        raise
+def _record(path: Path, obj: Any, options: ReadOptions, fmt: str) -> ModelRecord:
+    found = find_weights(obj, lambda o: _is_module(o) or is_tensor_mapping(o, _is_tensor))
+    if found is None:
+        raise ModelFormatError(f"{path}: no state_dict (a mapping of names to tensors) found in the checkpoint")
+    weights, where = found
+    if _is_module(weights):
+        record = module_record(weights, ReadOptions(trust_pickle=options.trust_pickle))
+        info = ModelInfo(**{**record.info.__dict__, "source": str(path), "path": str(path),
+                            "notes": record.info.notes + ("a pickled nn.Module (full load)",)})
+        return ModelRecord(info=info, layers=record.layers)
+    return _state_dict_record(weights, where, path, fmt)
 
 
 def _is_module(obj: Any) -> bool:
@@ -198,159 +184,23 @@ class PyTorchReader:
             return True
         if not head.startswith(ZIP_MAGIC):
             return False
-        names = _zip_names(path)
+        names = zip_names(path)
         return names is not None and _is_state_zip(names)
 
     def read(self, path: Path, options: ReadOptions) -> ModelRecord:
+        """Torch-free when the file is plain data; else torch.load in a child process (see the module doc)."""
         _check_container(path)
-        obj = _torch_load(path, options) if _has_torch() else _load_without_torch(path, options)
-        found = find_weights(obj, lambda o: _is_module(o) or is_tensor_mapping(o, _is_tensor))
-        if found is None:
-            raise ModelFormatError(f"{path}: no state_dict (a mapping of names to tensors) found in the checkpoint")
-        weights, where = found
-        if _is_module(weights):
-            record = module_record(weights, ReadOptions(trust_pickle=options.trust_pickle))
-            info = ModelInfo(**{**record.info.__dict__, "source": str(path), "path": str(path),
-                                "notes": record.info.notes + ("a pickled nn.Module (full load)",)})
-            return ModelRecord(info=info, layers=record.layers)
-        return _state_dict_record(weights, where, path, self.format)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# TorchScript
-
-
-_SCRIPT_CONV_OPS = {  # op -> (stride, dilation, groups, transposed) argument positions
-    "aten::conv1d": (3, 5, 6, False), "aten::conv2d": (3, 5, 6, False), "aten::conv3d": (3, 5, 6, False),
-    "aten::conv_transpose1d": (3, 7, 6, True), "aten::conv_transpose2d": (3, 7, 6, True),
-    "aten::conv_transpose3d": (3, 7, 6, True), "aten::_convolution": (3, 5, 8, 6),
-}
-
-
-def _constant(value: Any) -> Any:
-    """Python value of a TorchScript graph value built from constants, else None."""
-    node = value.node()
-    if node.kind() == "prim::Constant":
-        return value.toIValue()
-    if node.kind() == "prim::ListConstruct":
-        items = [_constant(v) for v in node.inputs()]
-        return None if any(i is None for i in items) else items
-    return None
-
-
-def _attr_path(value: Any) -> str | None:
-    """Dotted module path of a ``prim::GetAttr`` chain ending in a weight, e.g. "features.0"."""
-    parts: list[str] = []
-    node = value.node()
-    while node.kind() == "prim::GetAttr":
-        parts.append(node.s("name"))
-        node = next(iter(node.inputs())).node()
-    if node.kind() != "prim::Param" or not parts or parts[0] != "weight":
-        return None
-    return ".".join(reversed(parts[1:]))
-
-
-def _all_nodes(block: Any) -> Iterator[Any]:
-    """Nodes of a graph or block, including those inside If/Loop sub-blocks."""
-    for node in block.nodes():
-        yield node
-        for sub in node.blocks():
-            yield from _all_nodes(sub)
-
-
-def _script_conv_nodes(graph: Any) -> tuple[list[tuple[Any, str]], dict[Any, int]]:
-    """Conv nodes of an inlined TorchScript graph with their module paths, and every node's level."""
-    nodes = list(_all_nodes(graph))
-    index = {node: i for i, node in enumerate(nodes)}
-    preds = {i: [index[v.node()] for v in node.inputs() if v.node() in index] for i, node in enumerate(nodes)}
-    levels = longest_path_levels(preds)
-    convs = []
-    for node in nodes:
-        if node.kind() in _SCRIPT_CONV_OPS:
-            inputs = list(node.inputs())
-            path = _attr_path(inputs[1])
-            if path is not None:
-                convs.append((node, path))
-    return convs, {node: levels[index[node]] for node in nodes}
-
-
-def _script_layer(module: Any, node: Any, path: str) -> ConvLayer:
-    sub = module
-    for part in filter(None, path.split(".")):
-        sub = getattr(sub, part)
-    inputs = list(node.inputs())
-    stride_at, dilation_at, groups_at, transposed_at = _SCRIPT_CONV_OPS[node.kind()]
-    transposed = transposed_at if isinstance(transposed_at, bool) else bool(_constant(inputs[transposed_at]))
-    groups = _constant(inputs[groups_at]) or 1
-    weight = sub.weight
-    name = f"{'ConvTranspose' if transposed else 'Conv'}{weight.dim() - 2}d"
-    return make_layer(path, name, _to_numpy(weight), groups=int(groups), transposed=transposed,
-                      storage_dtype=_dtype_name(weight), stride=_constant(inputs[stride_at]),
-                      dilation=_constant(inputs[dilation_at]))
-
-
-def _script_graph_layers(module: Any) -> tuple[ConvLayer, ...]:
-    """Conv layers from the conv ops of the inlined graph, with graph depth and groups from the op arguments."""
-    convs, levels = _script_conv_nodes(module.inlined_graph)
-    seen: dict[str, ConvLayer] = {}
-    layer_levels: dict[str, int] = {}
-    for node, name in convs:  # a module called twice keeps its first (shallowest) call
-        if name not in seen:
-            seen[name] = _script_layer(module, node, name)
-            layer_levels[name] = levels[node]
-    return with_graph_depth(list(seen.values()), [layer_levels[n] for n in seen])
-
-
-_CONV_NAMES = {f"Conv{t}{n}d" for t in ("", "Transpose") for n in (1, 2, 3)}
-
-
-def _script_module_layers(module: Any) -> tuple[ConvLayer, ...]:
-    """Fallback: conv submodules by their original class name, in module order (traced modules lack groups)."""
-    layers = []
-    for name, sub in module.named_modules():
-        if getattr(sub, "original_name", None) in _CONV_NAMES and hasattr(sub, "weight"):
-            groups = getattr(sub, "groups", None)
-            notes = () if groups is not None else ("groups not recorded in the archive: assumed 1",)
-            layers.append(make_layer(name, sub.original_name, _to_numpy(sub.weight), groups=groups or 1,
-                                     transposed="Transpose" in sub.original_name,
-                                     storage_dtype=_dtype_name(sub.weight), notes=notes))
-    return with_order_depth(layers)
-
-
-class TorchScriptReader:
-    """TorchScript archives written by ``torch.jit.save`` (a zip with ``code/`` and ``constants.pkl``)."""
-
-    format = "torchscript"
-    extensions = (".torchscript", ".ptl", ".jit")
-    description = "TorchScript archive (torch.jit.save; needs torch)"
-
-    def sniff(self, path: Path, head: bytes) -> bool:
-        if not head.startswith(ZIP_MAGIC):
-            return False
-        names = _zip_names(path)
-        return names is not None and _is_torchscript(names)
-
-    def read(self, path: Path, options: ReadOptions) -> ModelRecord:
-        if _zip_names(path) is None:
-            raise ModelFormatError(f"{path}: not a readable TorchScript archive (truncated or corrupt zip archive)")
-        torch = _import_torch("reading TorchScript archives")
-        with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript; reading old archives stays useful
-            warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(str(path), map_location="cpu")
-        notes: tuple[str, ...] = ()
         try:
-            layers = _script_graph_layers(module)
-        except Exception as e:  # noqa: BLE001 - TorchScript graphs vary by torch version; fall back to modules
-            layers = ()
-            notes = (f"TorchScript graph not understood ({type(e).__name__}: {_first_line(e)})",)
-        if not layers:
-            layers = _script_module_layers(module)
-            if layers:
-                notes += ("conv ops not found in the TorchScript graph: conv_depth is the module order",)
-        n_params = sum(int(p.numel()) for p in module.parameters())
-        info = ModelInfo(source=str(path), format=self.format, path=str(path), producer="torch.jit",
-                         op_counts=count_ops(layers), n_parameters=n_params, notes=notes)
-        return ModelRecord(info=info, layers=layers)
+            obj = _torchfree.load(path, MemoryBudget.for_file(path, options.max_memory))
+        except UnsafeFormatError as e:
+            if not _has_torch():
+                if options.trust_pickle:
+                    raise missing_dependency("torch", f"{path}: fully loading this pickled checkpoint", "torch") from e
+                raise
+            # torch's native reader (and, with trust, the file's own code) runs where a crash cannot reach us
+            return read_isolated(path, "torch", lambda: _record(path, _torch_load(path, options), options,
+                                                                self.format))
+        return _record(path, obj, options, self.format)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -455,6 +305,5 @@ class TorchModuleReader:
         return module_record(obj, options)
 
 
-register_reader(TorchScriptReader())  # before "pytorch": both are zip archives, TorchScript has code/
 register_reader(PyTorchReader())
 register_object_reader(TorchModuleReader())

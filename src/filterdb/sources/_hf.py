@@ -9,7 +9,9 @@ cannot be reached or ``HF_HUB_OFFLINE=1``, from the cached snapshot) in the orde
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
@@ -83,6 +85,33 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+_PROBE_TIMEOUT_S = 3.0  # one TCP connect: answers "offline" in seconds where the Hub client retries for ~25 s
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _unreachable(hub: Any) -> str | None:
+    """Why the Hub cannot be reached, found within a few seconds; None when it may be reachable.
+
+    Behind a proxy a direct connection proves nothing, so no probe is made there.
+    """
+    if hub.constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    if any(os.environ.get(var) for var in _PROXY_VARS):
+        return None
+    from urllib.parse import urlsplit
+
+    endpoint = urlsplit(hub.constants.ENDPOINT)
+    host = endpoint.hostname
+    if not host:
+        return None
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S).close()
+    except OSError as e:
+        return f"{host}:{port} is unreachable ({type(e).__name__}: {e.strerror or e})"
+    return None
+
+
 def _where(repo_id: str, filename: str | None, revision: str | None) -> str:
     return f"{repo_id}{'/' + filename if filename else ''}{'@' + revision if revision else ''}"
 
@@ -96,8 +125,9 @@ def hf_file(spec: str, repo_id: str, filename: str, revision: str | None = None)
     hub = _hub()
     errors = hub.errors
     where = _where(repo_id, filename, revision)
+    offline = _unreachable(hub)
     try:
-        return Path(hub.hf_hub_download(repo_id, filename, revision=revision))
+        return Path(hub.hf_hub_download(repo_id, filename, revision=revision, local_files_only=offline is not None))
     except errors.GatedRepoError as e:
         raise SourceError(f"{spec}: {repo_id} is a gated repository; accept its terms on the Hub and log in "
                           "(hf auth login, or HF_TOKEN)") from e
@@ -106,7 +136,8 @@ def hf_file(spec: str, repo_id: str, filename: str, revision: str | None = None)
     except errors.RevisionNotFoundError as e:
         raise ModelNotFoundError(f"{spec}: {repo_id} has no revision {revision!r}") from e
     except errors.LocalEntryNotFoundError as e:
-        raise SourceError(f"{spec}: cannot get {where}: {_OFFLINE_HINT}") from e
+        why = f" ({offline})" if offline else ""
+        raise SourceError(f"{spec}: cannot get {where}{why}: {_OFFLINE_HINT}") from e
     except errors.EntryNotFoundError as e:
         raise ModelNotFoundError(
             f"{spec}: {repo_id} has no file {filename!r}; name one of its files after the repo") from e
@@ -140,8 +171,9 @@ def resolve_hf(spec_text: str) -> ResolvedSource:
     hub = _hub()
     errors = hub.errors
     listed: list[str] | None = None
-    reason = "HF_HUB_OFFLINE is set"
-    if not hub.constants.HF_HUB_OFFLINE:
+    offline = _unreachable(hub)
+    reason = offline or ""
+    if offline is None:
         try:
             listed = list(hub.list_repo_files(spec.repo_id, revision=spec.revision))
         except errors.GatedRepoError:

