@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from ._app import abort, app, console, err_console
 from ._common import max_memory_option
@@ -68,7 +69,9 @@ def ingest_cmd(store: Path, sources: tuple[str, ...], manifest: Path | None, req
         for line in report.match.problems():
             err_console.print(f"[yellow]warning:[/] {line}", soft_wrap=True)
     for spec, error in report.failed:
-        err_console.print(f"[yellow]failed:[/] {spec}: {error}", soft_wrap=True, markup=True, highlight=False)
+        # reader errors already name their file: print the source only when the message does not
+        text = error if spec in error else f"{spec}: {error}"
+        err_console.print(f"[yellow]failed:[/] {escape(text)}", soft_wrap=True, markup=True, highlight=False)
     mb = report.bytes_read / 1e6
     console.print(
         f"ingested {len(report.ingested)} model(s), {report.n_filters:,} filters; "
