@@ -3,7 +3,7 @@
 Measures wall time, model MB/s, filters/s, peak memory, bytes per filter on disk, time to open a store and
 answer a metadata query, and (for reference) a full streaming pass over the store's filters.
 
-    .venv/bin/python bench/bench_ingest.py corpus                 # the CORPUS.md files (fetched, cached)
+    .venv/bin/python bench/bench_ingest.py corpus                 # the corpus files (docs/corpus.md) (fetched, cached)
     .venv/bin/python bench/bench_ingest.py synthetic --filters 100e6 --dir /tmp/fdb-bench
     .venv/bin/python bench/bench_ingest.py all
 

@@ -3,7 +3,7 @@
 What is "realistic" here (and where the numbers come from):
 
 - Filters are correlated Gaussian 3x3 filters whose covariance has the published spectrum of trained
-  filters (REFERENCE §4: cumulative explained variance 0.40, 0.56, 0.66, 0.76, 0.83, 0.89, 0.93, 0.965, 1.0)
+  filters (docs/reference.md §4: cumulative explained variance 0.40, 0.56, 0.66, 0.76, 0.83, 0.89, 0.93, 0.965, 1.0)
   with smooth, image-like eigen-images (constant, horizontal and vertical gradients, ... : a 2-D DCT basis,
   which is what the paper's eigen-images look like), a per-filter log-normal magnitude, and 2 % all-zero
   (pruned) filters.

@@ -12,7 +12,7 @@ from filterdb.ingest import IngestError, expand_sources, ingest
 from filterdb.manifest import load_manifest
 from filterdb.store import ManifestError, init_store, open_store
 
-FACENET = {"pnet.pt": 702, "rnet.pt": 1428, "onet.pt": 6240}  # 3x3 filters (CORPUS.md)
+FACENET = {"pnet.pt": 702, "rnet.pt": 1428, "onet.pt": 6240}  # 3x3 filters (docs/corpus.md)
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""The whole real corpus (CORPUS.md) ingested with a manifest; the store's counts equal the files' counts."""
+"""The whole real corpus (docs/corpus.md) ingested with a manifest; the store's counts equal the files' counts."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_whole_corpus_with_manifest(tmp_path, corpus_path):
     for key, entry in CORPUS.items():
         task, category, data = _taxonomy(key)
         rows.append({"file": entry.spec, "Name": f"{entry.format}/{key}", "Task": task, "Visual Category": category,
-                     "Training-Dataset": data, "Framework": entry.format, "License": "see CORPUS.md"})
+                     "Training-Dataset": data, "Framework": entry.format, "License": "see docs/corpus.md"})
     manifest = write_manifest(tmp_path / "corpus.yaml", rows)
     report = ingest(tmp_path / "zoo", manifest=manifest, trust_pickle=True, create=True, jobs=2)
     assert len(report.ingested) == len(CORPUS) and not report.failed

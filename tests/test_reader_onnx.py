@@ -1,4 +1,4 @@
-"""The ONNX reader: hand-built graphs with known answers, the real ONNX files of CORPUS.md, bad input."""
+"""The ONNX reader: hand-built graphs with known answers, the real ONNX files of the corpus (docs/corpus.md), bad input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Layer depth from a model graph (REFERENCE §2).
+"""Layer depth from a model graph (docs/reference.md §2).
 
 Readers build a small predecessor map of their graph; these helpers turn it into longest-path levels
 and then into ``conv_depth`` / ``conv_depth_norm`` for the conv layers.

@@ -1,7 +1,7 @@
 """Records that flow from readers to checks, the store and analyses.
 
 A reader turns a model into a :class:`ModelRecord`: facts about the model (:class:`ModelInfo`) and one
-:class:`ConvLayer` per convolution, with its weight in the canonical PyTorch layout (REFERENCE §1).
+:class:`ConvLayer` per convolution, with its weight in the canonical PyTorch layout (docs/reference.md §1).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class ConvLayer:
     groups: int = 1  # convolution groups
     stride: tuple[int, ...] | None = None  # None where the format does not say
     dilation: tuple[int, ...] | None = None  # None where the format does not say
-    conv_depth: int | None = None  # rank of the layer's graph level among 2-D conv levels (REFERENCE §2)
+    conv_depth: int | None = None  # rank of the layer's graph level among 2-D conv levels (docs/reference.md §2)
     conv_depth_norm: float | None = None  # conv_depth / (L - 1); 0 when L == 1
     depth_source: DepthSource = "graph"  # "order" where the format has no graph (bare state_dict)
     storage_dtype: str = "float32"  # dtype of the weight as stored in the file, before dequantisation
