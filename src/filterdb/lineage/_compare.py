@@ -292,7 +292,7 @@ def _rounds_to(high: np.ndarray, low: np.ndarray) -> bool:
 
     Each channel of ``high`` is scaled onto ``low`` by least squares; then at least 99 % of the weights must lie
     within the rounding error of their format: half a bfloat16 ulp (2^-8 relative), 2^-10 of the layer's
-    largest weight (float16 stores), or half the 8-bit grid step where ``low`` sits on such a grid.
+    largest weight (float16 stores), or three quarters of the 8-bit grid step (half a step plus the error of the fitted scale) where ``low`` sits on such a grid.
     """
     h = high.reshape(high.shape[0], -1).astype(np.float64)
     lo = low.reshape(low.shape[0], -1).astype(np.float64)
@@ -308,7 +308,7 @@ def _rounds_to(high: np.ndarray, low: np.ndarray) -> bool:
     within = []
     # a least-squares scale absorbs folded batch norm, but coarse rounding of a small channel skews it: try 1 too
     for alpha in (np.ones_like(fitted), fitted):
-        grids = 0.55 * (step_low + np.abs(alpha) * step_high)  # both may be rounded copies of one original
+        grids = 0.75 * (step_low + np.abs(alpha) * step_high)  # half a step, plus the scale fit's error
         within.append(np.abs(alpha[:, None] * h - lo) <= np.maximum(tolerance, grids[:, None]) + 1e-12)
     residual_ok = np.where(within[0].mean(axis=1, keepdims=True) >= within[1].mean(axis=1, keepdims=True),
                            within[0], within[1])
@@ -370,14 +370,14 @@ def _direction(relation: Relation, wa: ModelWeights, wb: ModelWeights, pairs: li
     for (i, j), m in zip(pairs, matches):
         if m.exact:
             continue  # frozen layers say nothing about direction
-        votes.append(_kurtosis(wb.layers[j].weight) - _kurtosis(wa.layers[i].weight))
+        votes.append(_norm(wb.layers[j].weight) - _norm(wa.layers[i].weight))
     if not votes:
         return None, 0.5, []
-    ahead = float(np.mean(np.sign(votes)))  # > 0: B further from initialisation
+    ahead = float(np.mean(np.sign(votes)))  # > 0: B's weights grew more: trained further
     confidence = 0.5 + 0.5 * abs(ahead)
     parent: Literal["a", "b"] = "a" if ahead > 0 else "b"
     child_name = wb.name if parent == "a" else wa.name
-    return parent, confidence, [f"{child_name} looks trained further (weight kurtosis higher in "
+    return parent, confidence, [f"{child_name} looks trained further (larger weight norm in "
                                 f"{sum(np.sign(votes) == (1 if parent == 'a' else -1))} of {len(votes)} changed layers)"]
 
 
@@ -385,17 +385,11 @@ def _other(side: str) -> Literal["a", "b"]:
     return "b" if side == "a" else "a"
 
 
-def _kurtosis(weight: np.ndarray) -> float:
-    w = weight.astype(np.float64).ravel()
-    w = w[np.isfinite(w)]
-    if w.size < 4:
-        return 0.0
-    centred = w - w.mean()
-    var = float(np.mean(centred**2))
-    return float(np.mean(centred**4) / var**2) if var > 0 else 0.0
+def _norm(weight: np.ndarray) -> float:
+    """L2 norm of a layer. Training grows the weights of a convolution followed by normalisation (its output
+    is scale-invariant, so gradient steps only add to the norm): the model trained further has the larger
+    norms. Measured on the family benchmark; weight decay in the fine-tune would weaken this sign."""
+    w = weight[np.isfinite(weight)].astype(np.float64)
+    return float(np.sqrt(np.sum(w * w)))
 
 
-def _check_names(*models: ModelWeights) -> None:
-    for model in models:
-        if not model.layers:
-            raise LineageError(f"{model.name}: no convolution layers")
