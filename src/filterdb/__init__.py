@@ -28,6 +28,10 @@ def __getattr__(name: str):  # noqa: ANN202 - lazy re-exports keep `import filte
         from . import store
 
         return getattr(store, name)
+    if name in ("compare", "similar", "lineage"):  # model similarity and lineage (docs/lineage.md)
+        from . import lineage as _lineage_pkg
+
+        return getattr(_lineage_pkg, name)
     raise AttributeError(f"module 'filterdb' has no attribute {name!r}")
 
 
@@ -40,6 +44,9 @@ __all__ = [
     "StoreError",
     "Thresholds",
     "check_model",
+    "compare",
+    "lineage",
+    "similar",
     "failing",
     "init_store",
     "layer_metrics",

@@ -22,6 +22,7 @@ app.lazy_commands.update({
     "analyze": "._analyze",  # analyze STORE pca | drift | degeneration
     "report": "._report",
     "demo": "._demo",
+    "compare": "._compare", "similar": "._similar", "lineage": "._lineage",  # model lineage from weights
 })
 
 __all__ = ["app", "main"]
