@@ -195,7 +195,7 @@ def similar_in(query: Fingerprint, stack: FingerprintStack, *, top: int | None =
                include_unrelated: bool = False) -> Similar:
     """:func:`similar` against fingerprints already loaded (the query itself, by name and hash, is left out)."""
     scores = score_stack(query, stack)
-    rank = np.lexsort((-scores.score, -scores.closeness, ~scores.identical))
+    rank = np.lexsort((-scores.score, ~scores.identical))
     matches = []
     for j in rank:
         if stack.names[j] == query.name and stack.shas[j] == query.sha256:
@@ -232,45 +232,62 @@ def lineage(store: Any, *, progress: Progress | None = None) -> Lineage:
 
 
 def lineage_of(prints: list[Fingerprint]) -> Lineage:
-    """:func:`lineage` on fingerprints already computed."""
+    """:func:`lineage` on fingerprints already computed.
+
+    Copies first: models that are identical or same-weights form one class, whose representative is the copy
+    of highest precision (ties: the first by name); each other copy hangs under it. The classes are then joined
+    by a maximum spanning tree of their derived scores, each edge pointing from the likely parent.
+    """
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
     stack = FingerprintStack.of(prints)
     n = len(stack)
-    strength = np.zeros((n, n))
+    relation = np.full((n, n), "unrelated", dtype=object)
     raw = np.zeros((n, n))
-    relation = np.empty((n, n), dtype=object)
     side = np.zeros((n, n), dtype=np.int8)
     confidence = np.full((n, n), 0.5)
     for i, fp in enumerate(prints):
         scores = score_stack(fp, stack)
         for j in range(n):
-            if i == j:
-                continue
-            rel = _relation(scores, j)
-            relation[i, j] = rel
-            side[i, j] = scores.parent[j]
-            confidence[i, j] = scores.parent_confidence[j]
-            raw[i, j] = float(scores.score[j])
-            if rel != "unrelated":
-                bonus = {"identical": 2.0, "same-weights": 1.5}.get(rel, 0.0)
-                strength[i, j] = max(strength[i, j], float(scores.score[j]) + bonus)
-    strength = np.maximum(strength, strength.T)
-    raw = np.maximum(raw, raw.T)
-    n_families, label = connected_components(csr_matrix(strength > 0), directed=False)
-    families = [tuple(stack.names[k] for k in np.flatnonzero(label == f)) for f in range(n_families)]
-    # maximum spanning tree = minimum spanning tree of (cap - strength) over the related pairs
-    cost = np.where(strength > 0, 4.0 - strength, 0.0)
-    tree = minimum_spanning_tree(csr_matrix(cost)).tocoo()
+            if i != j:
+                relation[i, j] = _relation(scores, j)
+                raw[i, j] = 1.0 if relation[i, j] == "identical" else float(scores.score[j])
+                side[i, j] = scores.parent[j]
+                confidence[i, j] = scores.parent_confidence[j]
+    copy = np.isin(relation, ["identical", "same-weights"])
+    copy = copy | copy.T
+    related = copy | (relation != "unrelated") | (relation.T != "unrelated")
+    n_families, family_label = connected_components(csr_matrix(related), directed=False)
+    n_classes, class_label = connected_components(csr_matrix(copy), directed=False)
+    bits = np.where(stack.bits > 0, stack.bits, 255).min(axis=1)
+    reps = [min(np.flatnonzero(class_label == c), key=lambda k: (-int(bits[k]), stack.names[k])) for c in range(n_classes)]
     edges = []
-    for i, j in zip(tree.row, tree.col):
-        parent_side = side[i, j]  # +1: i (the query) is the parent
-        p, c = (i, j) if parent_side >= 0 else (j, i)
-        rel = str(relation[i, j])
-        edges.append(Edge(stack.names[p], stack.names[c], rel,
-                          1.0 if rel == "identical" else round(float(raw[i, j]), 4),
-                          round(float(confidence[i, j]), 3)))
-    edges.sort(key=lambda e: (label[stack.names.index(e.parent)], e.parent, e.child))
+    for c, rep in enumerate(reps):
+        for k in np.flatnonzero(class_label == c):
+            if k != rep:
+                edges.append(Edge(stack.names[rep], stack.names[k], str(relation[rep, k]) if relation[rep, k] in
+                                  ("identical", "same-weights") else "same-weights", round(float(raw[rep, k]), 4),
+                                  round(float(confidence[rep, k]), 3)))
+    # derived edges between classes: the strongest score between their members
+    strength = np.zeros((n_classes, n_classes))
+    for i in range(n):
+        for j in range(n):
+            ci, cj = class_label[i], class_label[j]
+            if ci != cj and relation[i, j] == "derived" and raw[i, j] > strength[ci, cj]:
+                strength[ci, cj] = raw[i, j]
+    strength = np.maximum(strength, strength.T)
+    tree = minimum_spanning_tree(csr_matrix(np.where(strength > 0, 2.0 - strength, 0.0))).tocoo()
+    for ci, cj in zip(tree.row, tree.col):
+        i, j = reps[ci], reps[cj]
+        # direction: the vote of every member pair, so that one odd copy (folded batch norm) cannot flip it
+        votes = side[np.ix_(class_label == ci, class_label == cj)].astype(float)
+        lean = float(votes.mean()) if votes.size else 0.0
+        p, c = (i, j) if lean >= 0 else (j, i)
+        edges.append(Edge(stack.names[p], stack.names[c], "derived", round(float(strength[ci, cj]), 4),
+                          round(0.5 + 0.5 * abs(lean), 3)))
+    index = {name: k for k, name in enumerate(stack.names)}
+    families = [tuple(stack.names[k] for k in np.flatnonzero(family_label == f)) for f in range(n_families)]
     families.sort(key=lambda f: (-len(f), f))
+    edges.sort(key=lambda e: (family_label[index[e.parent]], e.relation != "derived", e.parent, e.child))
     return Lineage(tuple(families), tuple(edges))

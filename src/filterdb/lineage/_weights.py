@@ -81,7 +81,10 @@ def weights_from_store(store: Any, model: str | int) -> ModelWeights:
                      "ORDER BY layer_index", [model_id])
     weights: dict[int, list[np.ndarray]] = {}
     for kernel in sorted(set(rows["kernel"])):
-        for batch, ids in store.iter_filters(kernel, "model_id = ?", [model_id], scaled=False, with_layer_ids=True):
+        layer_ids = [int(i) for i in rows["layer_id"][rows["kernel"] == kernel]]
+        # layer_id is the one column the store's filter query cannot find ambiguous
+        for batch, ids in store.iter_filters(kernel, "list_contains(?, layer_id)", [layer_ids], scaled=False,
+                                             with_layer_ids=True):
             for layer_id in np.unique(ids):
                 weights.setdefault(int(layer_id), []).append(batch[ids == layer_id])
     layers = []
