@@ -107,7 +107,7 @@ def compare(a: Any, b: Any, *, trust_pickle: bool = False, thresholds: Threshold
 
 def compare_weights(wa: ModelWeights, wb: ModelWeights, thresholds: Thresholds = THRESHOLDS) -> Comparison:
     """:func:`compare` on weights already read."""
-    pairs = pair_layers([w.weight.shape for w in wa.layers], [w.weight.shape for w in wb.layers])
+    pairs = pair_by_content(wa, wb)
     if not pairs:
         return Comparison(wa.name, wb.name, "unrelated", 0.0, None, 0.5, (), len(wa.layers), len(wb.layers),
                           ("no convolution of A has a counterpart in B (no kernel shape / channel count in common)",))
@@ -168,6 +168,44 @@ def pair_layers(shapes_a: list[tuple[int, ...]], shapes_b: list[tuple[int, ...]]
         else:
             j -= 1
     return pairs[::-1]
+
+
+def _aligned_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean |cos| of channel i of a with channel i of b (same shapes): ~1 for the same layer in any copy."""
+    ra, rb = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
+    na, nb = np.linalg.norm(ra, axis=1), np.linalg.norm(rb, axis=1)
+    live = (na > 0) & (nb > 0) & np.isfinite(na) & np.isfinite(nb)
+    if not live.any():
+        return 0.0
+    return float(np.mean(np.abs(np.einsum("ij,ij->i", ra[live], rb[live])) / (na[live] * nb[live])))
+
+
+def pair_by_content(wa: ModelWeights, wb: ModelWeights, anchor: float = 0.9) -> list[tuple[int, int]]:
+    """Corresponding convolutions: first by content among layers of equal shape, then by order.
+
+    Formats list layers in different orders (graph order, name order, parallel branches swapped), so layers
+    of one shape are first matched to each other by the similarity of their channels (an assignment per
+    shape; pairs above ``anchor`` are kept). The layers left (pruned or changed ones) are aligned by order.
+    """
+    groups: dict[tuple[int, ...], tuple[list[int], list[int]]] = {}
+    for i, layer in enumerate(wa.layers):
+        groups.setdefault(tuple(layer.weight.shape), ([], []))[0].append(i)
+    for j, layer in enumerate(wb.layers):
+        groups.setdefault(tuple(layer.weight.shape), ([], []))[1].append(j)
+    anchored: list[tuple[int, int]] = []
+    for ia, ib in groups.values():
+        if not ia or not ib:
+            continue
+        sims = np.array([[_aligned_similarity(wa.layers[i].weight, wb.layers[j].weight) for j in ib] for i in ia])
+        from scipy.optimize import linear_sum_assignment
+
+        rows, cols = linear_sum_assignment(sims, maximize=True)
+        anchored += [(ia[r], ib[c]) for r, c in zip(rows, cols) if sims[r, c] >= anchor]
+    used_a, used_b = {i for i, _ in anchored}, {j for _, j in anchored}
+    rest_a = [i for i in range(len(wa.layers)) if i not in used_a]
+    rest_b = [j for j in range(len(wb.layers)) if j not in used_b]
+    by_order = pair_layers([wa.layers[i].weight.shape for i in rest_a], [wb.layers[j].weight.shape for j in rest_b])
+    return sorted(anchored + [(rest_a[i], rest_b[j]) for i, j in by_order])
 
 
 # ---- channel matching ----------------------------------------------------------------------------------------
