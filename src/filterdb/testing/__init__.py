@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ._family import FAMILY_VERSION, FamilyMember, FamilyPair, family_pairs, load_family, make_family
+from ._family import CHILDREN, FAMILY_VERSION, FamilyMember, FamilyPair, family_pairs, load_family, make_family
 
-__all__ = ["FAMILY_VERSION", "FamilyMember", "FamilyPair", "family_pairs", "load_family", "make_family"]
+__all__ = ["CHILDREN", "FAMILY_VERSION", "FamilyMember", "FamilyPair", "family_pairs", "load_family", "make_family"]

@@ -27,11 +27,12 @@ from typing import Any
 
 from ..errors import missing_dependency
 
-__all__ = ["FamilyMember", "FamilyPair", "make_family", "load_family", "family_pairs", "FAMILY_VERSION"]
+__all__ = ["CHILDREN", "FamilyMember", "FamilyPair", "make_family", "load_family", "family_pairs", "FAMILY_VERSION"]
 
 FAMILY_VERSION = "1"  # the recipe's version: a cache of another version is rebuilt
 
 _BATCH = 64
+CHILDREN = ("ft-short", "ft-long", "ft-frozen", "rehead", "pruned", "ft-long-ft")
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,8 @@ def _onnx_equals(path: Path, folded: dict[str, Any]) -> bool:
 
 
 def make_family(out_dir: str | os.PathLike[str], *, n_parents: int = 4, epochs: float = 6.0,
-                copies: bool = True, threads: int | None = 2, width: int = 1) -> list[FamilyMember]:
+                copies: bool = True, threads: int | None = 2, width: int = 1,
+                children: tuple[str, ...] = CHILDREN) -> list[FamilyMember]:
     """Train the family into ``out_dir`` and return its members (parents, copies, children).
 
     Parameters
@@ -230,6 +232,8 @@ def make_family(out_dir: str | os.PathLike[str], *, n_parents: int = 4, epochs: 
         torch threads while training (restored afterwards).
     width : int
         Channel multiplier (16·w, 32·w, 64·w channels).
+    children : tuple of str
+        Which children to make (default all of :data:`CHILDREN`; "ft-long-ft" needs "ft-long").
     """
     torch = _torch()
     out = Path(out_dir)
@@ -264,24 +268,30 @@ def make_family(out_dir: str | os.PathLike[str], *, n_parents: int = 4, epochs: 
                 _fit(torch, model, x, y, epochs=epochs_, seed=base + seed, lr=lr, **kw)
                 return model
 
-            save(f"{pname}-ft-short", child("short", epochs_=epochs / 6, lr=1e-3, seed=11), pname)
-            long = child("long", epochs_=epochs * 1.5, lr=3e-3, seed=12)
-            save(f"{pname}-ft-long", long, pname)
-            save(f"{pname}-ft-frozen", child("frozen", epochs_=epochs / 2, lr=3e-3, seed=13,
-                                             frozen=("conv1", "bn1", "conv2", "bn2")), pname)
-            rehead = _net(torch, widths)
-            rehead.load_state_dict(_state(parent))
-            torch.manual_seed(base + 14)
-            rehead.fc.reset_parameters()
-            _fit(torch, rehead, x, (y + 3) % 10, epochs=epochs / 2, seed=base + 14, lr=2e-3)
-            save(f"{pname}-rehead", rehead, pname)
-            pruned = _prune(torch, parent, 0.3)
-            _fit(torch, pruned, x, y, epochs=epochs / 2, seed=base + 15, lr=2e-3)
-            save(f"{pname}-pruned", pruned, pname)
-            grand = _net(torch, widths)
-            grand.load_state_dict(_state(long))
-            _fit(torch, grand, x, y, epochs=epochs / 2, seed=base + 16, lr=2e-3)
-            save(f"{pname}-ft-long-ft", grand, f"{pname}-ft-long")
+            if "ft-short" in children:
+                save(f"{pname}-ft-short", child("short", epochs_=epochs / 6, lr=1e-3, seed=11), pname)
+            if "ft-long" in children:
+                long = child("long", epochs_=epochs * 1.5, lr=3e-3, seed=12)
+                save(f"{pname}-ft-long", long, pname)
+            if "ft-frozen" in children:
+                save(f"{pname}-ft-frozen", child("frozen", epochs_=epochs / 2, lr=3e-3, seed=13,
+                                                 frozen=("conv1", "bn1", "conv2", "bn2")), pname)
+            if "rehead" in children:
+                rehead = _net(torch, widths)
+                rehead.load_state_dict(_state(parent))
+                torch.manual_seed(base + 14)
+                rehead.fc.reset_parameters()
+                _fit(torch, rehead, x, (y + 3) % 10, epochs=epochs / 2, seed=base + 14, lr=2e-3)
+                save(f"{pname}-rehead", rehead, pname)
+            if "pruned" in children:
+                pruned = _prune(torch, parent, 0.3)
+                _fit(torch, pruned, x, y, epochs=epochs / 2, seed=base + 15, lr=2e-3)
+                save(f"{pname}-pruned", pruned, pname)
+            if "ft-long-ft" in children and "ft-long" in children:
+                grand = _net(torch, widths)
+                grand.load_state_dict(_state(long))
+                _fit(torch, grand, x, y, epochs=epochs / 2, seed=base + 16, lr=2e-3)
+                save(f"{pname}-ft-long-ft", grand, f"{pname}-ft-long")
     finally:
         torch.set_num_threads(before)
         torch.set_flush_denormal(False)
