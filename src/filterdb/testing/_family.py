@@ -214,7 +214,7 @@ def _onnx_equals(path: Path, folded: dict[str, Any]) -> bool:
 
 
 def make_family(out_dir: str | os.PathLike[str], *, n_parents: int = 4, epochs: float = 6.0,
-                copies: bool = True, threads: int | None = 2, width: int = 1,
+                copies: bool = True, threads: int | None = 1, width: int = 1,
                 children: tuple[str, ...] = CHILDREN) -> list[FamilyMember]:
     """Train the family into ``out_dir`` and return its members (parents, copies, children).
 
@@ -229,7 +229,8 @@ def make_family(out_dir: str | os.PathLike[str], *, n_parents: int = 4, epochs: 
     copies : bool
         Write the format/precision copies of each parent.
     threads : int or None
-        torch threads while training (restored afterwards).
+        torch threads while training (restored afterwards); 1 by default: tiny convolutions gain nothing from
+        more, and on a busy machine the threads of a parallel region wait for each other.
     width : int
         Channel multiplier (16·w, 32·w, 64·w channels).
     children : tuple of str
