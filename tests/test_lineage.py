@@ -203,13 +203,13 @@ def test_similar_and_lineage_on_a_store(family, family_store):
 
     store = open_store(family_store)
     calls = []
-    result = similar(store, family_store.parent / "nothing" if False else next(m.path for m in family if m.name == "p0-ft-long"),
-                     top=None, progress=lambda done, total, name: calls.append((done, total)))
+    query = next(m.path for m in family if m.name == "p0-ft-long")
+    result = similar(store, query, top=None, progress=lambda done, total, name: calls.append((done, total)))
     assert calls and calls[-1][0] == calls[-1][1]  # fingerprints computed once, with progress
     assert len(list((family_store / "lineage").glob("*.npz"))) == len(family)
-    related = {m.model.split(".")[0].removesuffix("-int8pc").removesuffix("-int8").removesuffix("-bnfold")
-               .removesuffix("-fp16") for m in result.matches}
-    assert all(name.startswith("p0") for name in related), related  # nothing from the other parent
+    family_of = {Path(m.path).name: m.root for m in family}
+    assert {family_of[m.model] for m in result.matches} == {0}  # all of p0's family, nothing from p1's
+    assert len(result.matches) == sum(r == 0 for r in family_of.values())
     assert result.matches[0].relation == "identical"
     again: list = []
     similar(store, next(m.path for m in family if m.name == "p1"), progress=lambda *a: again.append(a))
@@ -280,3 +280,11 @@ def test_cli(family, family_store, tmp_path):
     assert run.returncode == 1 and "no model 'nope'" in run.stderr and "Traceback" not in run.stderr
     run = _cli("compare", "--store", str(family_store), "p0.pt", "p0-pruned.pt", "--json")
     assert run.returncode == 0 and json.loads(run.stdout)["relation"] == "derived"
+
+
+def test_empty_store(tmp_path):
+    from filterdb import init_store
+
+    store = init_store(tmp_path / "empty.fdb")
+    with pytest.raises(LineageError, match="holds no models"):
+        lineage(store)
