@@ -132,7 +132,7 @@ class FingerprintStack:
     hashes: np.ndarray  # (N, MAX_LAYERS)
     norms: np.ndarray
     bits: np.ndarray
-    channels: np.ndarray  # (N, MAX_LAYERS, CHANNELS, INPUTS * TAPS) float16
+    channels: np.ndarray  # (N, MAX_LAYERS, CHANNELS, INPUTS * TAPS) float32
     means: np.ndarray
     n_layers: np.ndarray  # (N,)
 
@@ -149,7 +149,8 @@ class FingerprintStack:
 
         return cls([p.name for p in prints], [p.sha256 for p in prints], pad("shapes", (3,), np.int32),
                    pad("hashes", (), np.uint64), pad("norms", (), np.float32), pad("bits", (), np.uint8),
-                   pad("channels", (CHANNELS, INPUTS * TAPS), np.float16), pad("means", (CHANNELS, TAPS), np.float16),
+                   # float32 in memory: a query then multiplies without converting (≈ 12 KB per model)
+                   pad("channels", (CHANNELS, INPUTS * TAPS), np.float32), pad("means", (CHANNELS, TAPS), np.float32),
                    np.array([p.n_layers for p in prints], dtype=np.int32))
 
     def __len__(self) -> int:
@@ -168,46 +169,39 @@ class FingerprintScores:
     parent_confidence: np.ndarray  # (N,)
 
 
-def _best_match(query: np.ndarray, rows: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """Per slot: mean over the query's live channels of its best |cos| among the model's channels.
+def _slot_match(query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Mean over the query's live channels of its best |cos| among each model's channels, for one layer slot.
 
-    query (L, C, D), rows (N, L, C, D) → (N, L). One matrix product per slot (BLAS), in chunks of models.
+    query (C, D), rows (N, C, D) → (N,): one matrix product (BLAS) for all models.
     """
-    n, n_slots, c, _ = rows.shape
-    out = np.zeros((n, n_slots), dtype=np.float32)
-    live = np.abs(query).sum(axis=-1) > 0  # (L, C)
-    for start in range(0, n, chunk):
-        block = rows[start : start + chunk].astype(np.float32)
-        for slot in range(n_slots):
-            q = query[slot].astype(np.float32)
-            if not live[slot].any():
-                continue
-            sims = np.abs(block[:, slot].reshape(-1, q.shape[1]) @ q.T).reshape(len(block), c, -1)  # (n, Cm, Cq)
-            best = sims.max(axis=1)[:, live[slot]]
-            out[start : start + len(block), slot] = best.mean(axis=1)
-    return out
+    live = np.abs(query).sum(axis=-1) > 0
+    if not live.any():
+        return np.zeros(rows.shape[0], dtype=np.float32)
+    q = query[live].astype(np.float32)
+    flat = rows.reshape(-1, rows.shape[-1])
+    sims = np.abs(flat.astype(np.float32, copy=False) @ q.T).reshape(rows.shape[0], rows.shape[1], -1)
+    return sims.max(axis=1).mean(axis=1)
 
 
 _ROT90 = np.array([2, 5, 8, 1, 4, 7, 0, 3, 6])  # a 3x3 kernel's taps turned by 90 degrees
 
 
-def _null(rows: np.ndarray, shapes: np.ndarray) -> np.ndarray:
-    """Channels made unrelated to the query's: kept inputs shifted by one, or (a single input) kernels turned.
+def _null(rows: np.ndarray, n_inputs: np.ndarray) -> np.ndarray:
+    """One slot's channels made unrelated to the query's: kept inputs shifted by one, or kernels turned.
 
-    rows (N, L, C, k·TAPS), shapes (N, L, 3): the same null as :func:`filterdb.lineage.compare`'s chance level.
+    rows (N, C, k·TAPS), n_inputs (N,): the same null as :func:`filterdb.lineage.compare`'s chance level
+    (a model whose slot has a single input gets its kernels turned by 90 degrees instead).
     """
     inputs = rows.shape[-1] // TAPS
     shaped = rows.reshape(*rows.shape[:-1], inputs, TAPS)
-    turned = shaped[..., _ROT90]
-    if inputs == 1:
-        return turned.reshape(rows.shape)
-    out = turned.copy()
-    kept = np.minimum(shapes[:, :, 1], inputs)  # (N, L)
-    for k in range(2, inputs + 1):
-        where = kept == k
-        if where.any():
-            block = shaped[where]
-            out[where] = np.concatenate([np.roll(block[:, :, :k], 1, axis=-2), block[:, :, k:]], axis=-2)
+    out = shaped[..., _ROT90]
+    if inputs > 1:
+        kept = np.minimum(n_inputs, inputs)
+        for k in range(2, inputs + 1):
+            where = kept == k
+            if where.any():
+                block = shaped[where]
+                out[where] = np.concatenate([np.roll(block[:, :, :k], 1, axis=-2), block[:, :, k:]], axis=-2)
     return out.reshape(rows.shape)
 
 
@@ -225,10 +219,18 @@ def score_stack(query: Fingerprint, stack: FingerprintStack, progress: Callable[
     q_means = np.zeros((MAX_LAYERS, CHANNELS, TAPS), dtype=np.float16)
     q_means[:n_slots] = query.means[:n_slots]
 
-    full = _best_match(q_channels, stack.channels)
-    full_null = _best_match(q_channels, _null(stack.channels, stack.shapes))
-    mean = _best_match(q_means, stack.means)
-    mean_null = _best_match(q_means, _null(stack.means, stack.shapes))
+    n = len(stack)
+    full, full_null, mean, mean_null = (np.zeros((n, MAX_LAYERS), dtype=np.float32) for _ in range(4))
+    for slot in range(n_slots):  # only the query's layers: the rest score 0
+        users = np.flatnonzero(same_taps[:, slot])
+        if not len(users):
+            continue
+        rows, inputs = stack.channels[users, slot], stack.shapes[users, slot, 1]
+        full[users, slot] = _slot_match(q_channels[slot], rows)
+        full_null[users, slot] = _slot_match(q_channels[slot], _null(rows, inputs))
+        rows = stack.means[users, slot]
+        mean[users, slot] = _slot_match(q_means[slot], rows)
+        mean_null[users, slot] = _slot_match(q_means[slot], _null(rows, np.ones_like(inputs)))
     with np.errstate(invalid="ignore", divide="ignore"):
         excess_full = np.clip((full - full_null) / np.maximum(1e-6, 1 - full_null), 0, 1)
         excess_mean = np.clip((mean - mean_null) / np.maximum(1e-6, 1 - mean_null), 0, 1)
