@@ -101,20 +101,26 @@ def family_accuracy(members: list, corpus: dict[str, object]) -> dict[str, objec
 
 
 def fingerprint_cost(members: list) -> dict[str, float]:
-    sizes, fp_time, read_time = [], [], []
+    """Fingerprint size, and its time against a real ingest of the same files (read, metrics, store write)."""
+    from filterdb.ingest import ingest
+
+    sizes, fp_time = [], []
     with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        ingest(Path(tmp) / "zoo.fdb", [m.path for m in members], create=True)
+        ingest_seconds = time.perf_counter() - start
         for m in members:
-            start = time.perf_counter()
             w = weights_of(m.path)
-            read_time.append(time.perf_counter() - start)
             start = time.perf_counter()
             fp = fingerprint(w)
             fp_time.append(time.perf_counter() - start)
             path = Path(tmp) / "fp.npz"
+            start = time.perf_counter()
             fp.save(path)
+            fp_time[-1] += time.perf_counter() - start
             sizes.append(path.stat().st_size)
     return {"max_bytes": max(sizes), "fingerprint_seconds": float(np.sum(fp_time)),
-            "read_seconds": float(np.sum(read_time)), "share_of_read": float(np.sum(fp_time) / np.sum(read_time))}
+            "ingest_seconds": ingest_seconds, "share_of_ingest": float(np.sum(fp_time) / ingest_seconds)}
 
 
 def similar_at_scale(members: list, n: int = 10_000) -> dict[str, float]:
@@ -131,12 +137,14 @@ def similar_at_scale(members: list, n: int = 10_000) -> dict[str, float]:
     start = time.perf_counter()
     stack = FingerprintStack.of(zoo)
     build = time.perf_counter() - start
-    times = []
+    times, cpu = [], []
     for query in base[:3]:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         similar_in(query, stack, top=10)
         times.append(time.perf_counter() - start)
-    return {"models": n, "stack_seconds": build, "query_seconds": float(np.median(times))}
+        cpu.append(time.process_time() - start_cpu)
+    return {"models": n, "query_layers": int(base[0].n_layers), "stack_seconds": build,
+            "query_seconds": float(np.median(times)), "query_cpu_seconds": float(np.median(cpu))}
 
 
 def compare_big(tmp: Path) -> dict[str, float]:
@@ -150,11 +158,16 @@ def compare_big(tmp: Path) -> dict[str, float]:
     save_file(a, str(tmp / "a.safetensors"))
     save_file(b, str(tmp / "b.safetensors"))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", "filterdb", "compare", str(tmp / "a.safetensors"),
                           str(tmp / "b.safetensors"), "--json"], capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
-    return {"filters": int(sum(s[0] * s[1] for s in shapes)), "seconds": seconds,
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"filters": int(sum(s[0] * s[1] for s in shapes)), "seconds": seconds, "cpu_seconds": cpu,
             "relation": json.loads(run.stdout)["relation"] if run.returncode == 0 else run.stderr[-200:]}
 
 

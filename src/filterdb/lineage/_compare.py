@@ -245,7 +245,9 @@ def _match_layer(la: ConvWeight, lb: ConvWeight, previous: tuple[int, int, np.nd
                  thresholds: Thresholds) -> tuple[LayerMatch, tuple[np.ndarray, np.ndarray]]:
     a, b = la.weight, lb.weight
     exact = a.shape == b.shape and np.array_equal(a, b)
-    rounded = exact or (a.shape == b.shape and (_rounds_to(a, b) or _rounds_to(b, a)))
+    # rounding keeps every channel where it was: test it only where aligned channels are that close already
+    rounded = exact or (a.shape == b.shape and _aligned_similarity(a, b) >= 0.98
+                        and (_rounds_to(a, b) or _rounds_to(b, a)))
     if a.shape[1] == b.shape[1]:
         xa, xb, inputs = _rows(a, None), _rows(b, None), "same"
         n_in = a.shape[1]
