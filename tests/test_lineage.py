@@ -235,7 +235,7 @@ def test_similar_and_lineage_on_a_store(family, family_store):
 def test_name_not_in_store(family_store):
     from filterdb import open_store
 
-    with pytest.raises(LineageError, match="no model 'nope'"):
+    with pytest.raises(LineageError, match="neither a model file nor a model of the store.*no model 'nope'"):
         similar(open_store(family_store), "nope")
 
 

@@ -321,6 +321,8 @@ def _grid_step(weight: np.ndarray) -> np.ndarray:
         (peak / 127.0, np.zeros_like(peak)),  # symmetric per channel
         (np.full_like(peak, (rows.max() - rows.min()) / 255.0), np.full_like(peak, rows.min())),  # uint8 per tensor
     ]
+    if not any(on_grid(rows[:1], step[:1], offset[:1])[0] for step, offset in candidates):
+        return steps  # the first channel is on no grid: a float tensor (the common case, decided cheaply)
     for step, offset in candidates:
         hit = on_grid(rows, step, offset) & (steps == 0)
         steps[hit] = step[hit, 0]

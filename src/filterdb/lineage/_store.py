@@ -162,7 +162,10 @@ def _query_fingerprint(store: Any, model: Any, trust_pickle: bool) -> Fingerprin
     if isinstance(model, Fingerprint):
         return model
     if isinstance(model, str) and not os.path.exists(model) and ":" not in model:
-        return fingerprint(weights_from_store(store, model))  # a name of the store
+        try:
+            return fingerprint(weights_from_store(store, model))  # a name of the store
+        except LineageError as e:
+            raise LineageError(f"{model!r} is neither a model file nor a model of the store: {e}") from e
     return fingerprint(weights_of(model, trust_pickle=trust_pickle))
 
 
