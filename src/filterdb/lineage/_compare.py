@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._weights import ConvWeight, LineageError, ModelWeights, weights_of
+from ._weights import ConvWeight, ModelWeights, weights_of
 
 __all__ = ["Comparison", "LayerMatch", "Relation", "compare", "THRESHOLDS"]
 

@@ -17,7 +17,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -205,8 +205,7 @@ def _null(rows: np.ndarray, n_inputs: np.ndarray) -> np.ndarray:
     return out.reshape(rows.shape)
 
 
-def score_stack(query: Fingerprint, stack: FingerprintStack, progress: Callable[[int], None] | None = None
-                ) -> FingerprintScores:
+def score_stack(query: Fingerprint, stack: FingerprintStack) -> FingerprintScores:
     """Score one fingerprint against every fingerprint of a stack (vectorised)."""
     n_slots = min(query.n_layers, MAX_LAYERS)
     q_shapes = np.zeros((MAX_LAYERS, 3), dtype=np.int32)
