@@ -241,6 +241,8 @@ def score_stack(query: Fingerprint, stack: FingerprintStack) -> FingerprintScore
     q_hashes = np.zeros(MAX_LAYERS, dtype=np.uint64)
     q_hashes[:n_slots] = query.hashes[:n_slots]
     identical &= np.all((stack.hashes == q_hashes[None]) | ~present, axis=1)
+    # the same layers listed in another order (formats order layers differently): the same sorted hashes
+    identical |= (stack.n_layers == query.n_layers) & np.all(np.sort(stack.hashes, axis=1) == np.sort(q_hashes), axis=1)
     identical |= np.array([bool(query.sha256) and s == query.sha256 for s in stack.shas])
     same_shapes = np.all((stack.shapes == q_shapes[None]), axis=(1, 2))
     closeness = np.where(same_inputs, full, 2.0).min(axis=1)
