@@ -43,7 +43,8 @@ def lineage_figure(result: Any, *, theme: str = "light", max_families: int = 12)
     th = get_theme(theme)
     families = [f for f in result.families if len(f) > 1][:max_families]
     n = max(1, len(families))
-    fig = new_figure(min(4.0 * n, 16.0), 3.6, th)
+    depth = max((len(f) for f in families), default=1)
+    fig = new_figure(min(5.0 * n, 16.0), min(2.5 + 0.5 * depth, 8.0), th)
     axes = fig.subplots(1, n, squeeze=False)[0]
     if not families:
         axes[0].text(0.5, 0.5, "no two models of the store share weights", ha="center", va="center", color=th.ink)
@@ -57,14 +58,15 @@ def lineage_figure(result: Any, *, theme: str = "light", max_families: int = 12)
             ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
                         arrowprops=dict(arrowstyle="-|>", color=_COLOURS.get(e.relation, GREY), lw=1.4,
                                         shrinkA=9, shrinkB=9))
-            ax.text((x0 + x1) / 2, (y0 + y1) / 2, f"{e.score:.2f}", fontsize=6, color=th.ink, ha="center")
+            if e.relation == "derived":  # copies score 1: their colour says it
+                ax.text((x0 + x1) / 2 + 0.08, (y0 + y1) / 2, f"{e.score:.2f}", fontsize=6, color=th.ink, ha="left")
         for model, (x, y) in pos.items():
             ax.plot([x], [y], "o", color=th.ink, markersize=5)
-            ax.text(x, y - 0.18, model, fontsize=7, color=th.ink, ha="center", va="top", rotation=20)
+            ax.text(x + 0.1, y + 0.1, model, fontsize=6, color=th.ink, ha="left", va="bottom", rotation=35)
         xs = [p[0] for p in pos.values()]
         ys = [p[1] for p in pos.values()]
         ax.set_xlim(min(xs) - 0.8, max(xs) + 0.8)
-        ax.set_ylim(min(ys) - 0.8, max(ys) + 0.4)
+        ax.set_ylim(min(ys) - 0.4, max(ys) + 1.0)
         ax.set_axis_off()
         ax.set_facecolor(th.paper)
     fig.suptitle("model families (arrows parent → child; blue identical, orange same weights, red derived)",
