@@ -217,7 +217,10 @@ def test_similar_and_lineage_on_a_store(family, family_store):
     similar(store, next(m.path for m in family if m.name == "p1"), progress=lambda *a: again.append(a))
     assert len(again) == len(calls)  # cached: progress still counts the models, nothing is recomputed
 
-    forest = lineage(store)
+    import filterdb
+
+    forest = filterdb.lineage(store)  # the package, imported above, is callable as the function
+    assert filterdb.compare is compare and filterdb.similar is similar
     roots = {}
     for k, fam in enumerate(forest.families):
         for model in fam:

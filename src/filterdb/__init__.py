@@ -29,9 +29,11 @@ def __getattr__(name: str):  # noqa: ANN202 - lazy re-exports keep `import filte
 
         return getattr(store, name)
     if name in ("compare", "similar", "lineage"):  # model similarity and lineage (docs/lineage.md)
-        from . import lineage as _lineage_pkg
+        import importlib
 
-        return getattr(_lineage_pkg, name)
+        package = importlib.import_module(".lineage", __name__)
+        # filterdb.lineage is the package itself, callable as the lineage() function
+        return package if name == "lineage" else getattr(package, name)
     raise AttributeError(f"module 'filterdb' has no attribute {name!r}")
 
 

@@ -5,6 +5,8 @@ See docs/lineage.md for the method, its limits and its measured accuracy.
 
 from __future__ import annotations
 
+import sys
+
 from ._compare import THRESHOLDS, Comparison, LayerMatch, Thresholds, compare, compare_weights
 from ._fingerprint import Fingerprint, fingerprint
 from ._figure import lineage_figure, lineage_html
@@ -44,3 +46,17 @@ __all__ = [
     "weights_from_store",
     "weights_of",
 ]
+
+
+class _CallableModule(type(sys.modules[__name__])):  # type: ignore[misc]
+    """``filterdb.lineage`` is this package and, called, the :func:`lineage` function.
+
+    Importing the package makes Python set ``filterdb.lineage`` to the module, which would shadow the
+    function that ``filterdb.lineage(store)`` promises; a callable module keeps both spellings working.
+    """
+
+    def __call__(self, store, **kwargs):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN003
+        return lineage(store, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
