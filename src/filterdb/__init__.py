@@ -36,6 +36,12 @@ def __getattr__(name: str):  # noqa: ANN202 - lazy re-exports keep `import filte
         from . import store
 
         return getattr(store, name)
+    if name in ("compare", "similar", "lineage"):  # model similarity and lineage (docs/lineage.md)
+        import importlib
+
+        package = importlib.import_module(".lineage", __name__)
+        # filterdb.lineage is the package itself, callable as the lineage() function
+        return package if name == "lineage" else getattr(package, name)
     raise AttributeError(f"module 'filterdb' has no attribute {name!r}")
 
 
@@ -48,6 +54,9 @@ __all__ = [
     "StoreError",
     "Thresholds",
     "check_model",
+    "compare",
+    "lineage",
+    "similar",
     "failing",
     "init_store",
     "layer_metrics",

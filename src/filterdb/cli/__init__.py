@@ -24,6 +24,7 @@ app.lazy_commands.update({
     "report": "._report",
     "demo": "._demo",
     "monitor": "._monitor",  # monitor LOG: the log of filterdb.Monitor during training
+    "compare": "._compare", "similar": "._similar", "lineage": "._lineage",  # model lineage from weights
 })
 
 __all__ = ["app", "main"]

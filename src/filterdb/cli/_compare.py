@@ -1,0 +1,68 @@
+"""filterdb compare A B: the relation of two models (identical / same-weights / derived / unrelated)."""
+
+from __future__ import annotations
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from ._app import app, console, err_console
+
+_COLOURS = {"identical": "blue", "same-weights": "yellow", "derived": "red", "unrelated": "green"}
+
+
+def _weights(spec: str, store: str | None, trust_pickle: bool):  # type: ignore[no-untyped-def]
+    from ..lineage import weights_from_store, weights_of
+
+    if store is not None:
+        from ..store import open_store
+
+        return weights_from_store(open_store(store), spec)
+    if not err_console.is_terminal:
+        return weights_of(spec, name=spec, trust_pickle=trust_pickle)
+    with err_console.status(f"reading {escape(spec)} ...", spinner="dots"):
+        return weights_of(spec, name=spec, trust_pickle=trust_pickle)
+
+
+@app.command("compare")
+@click.argument("a")
+@click.argument("b")
+@click.option("--store", "store", default=None, metavar="STORE",
+              help="A and B are models of this store (a name, a model id or a sha256 prefix), not files.")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print one JSON object: {"relation", "score", "parent", "parent_confidence", "layers": [...]}.')
+@click.option("--trust-pickle", is_flag=True, help="Allow formats whose loading runs pickle code (trusted files only).")
+def compare_command(a: str, b: str, store: str | None, as_json: bool, trust_pickle: bool) -> None:
+    """Tell whether model B is model A, a copy of its weights, derived from it, or unrelated.
+
+    A and B are anything `filterdb check` takes (files in any format filterdb reads, pypi:... names), or models
+    of a store with --store. Relations: identical (the same tensors bit for bit), same-weights (equal up to
+    float16/bfloat16/int8 rounding, layout, format, batch-norm folding), derived (fine-tuned, pruned,
+    re-headed or sharing a parent), unrelated (independently trained). For related models the likely parent is
+    named with a confidence. The method and its measured accuracy: docs/lineage.md.
+    """
+    from ..lineage import compare_weights
+
+    result = compare_weights(_weights(a, store, trust_pickle), _weights(b, store, trust_pickle))
+    if as_json:
+        click.echo(result.to_json())
+        return
+    colour = _COLOURS[result.relation]
+    console.print(f"[bold {colour}]{result.relation}[/]  score {result.score:.3f}   "
+                  f"A = {escape(result.a)}   B = {escape(result.b)}", soft_wrap=True)
+    if result.parent is not None:
+        parent, child = (result.a, result.b) if result.parent == "a" else (result.b, result.a)
+        console.print(f"parent: {escape(parent)} → {escape(child)} (confidence {result.parent_confidence:.2f})",
+                      soft_wrap=True)
+    for line in result.evidence:
+        console.print(f"  · {escape(line)}", soft_wrap=True)
+    if result.layers:
+        table = Table(title=f"layer matching ({len(result.layers)} paired; unpaired: A {result.unpaired_a}, "
+                            f"B {result.unpaired_b})", title_justify="left")
+        for column in ("layer A", "layer B", "kernel", "channels", "matched", "similarity", "chance", "same"):
+            table.add_column(column, justify="right" if column in ("matched", "similarity", "chance") else "left")
+        for m in result.layers:
+            same = "exact" if m.exact else ("rounded" if m.rounded else "")
+            table.add_row(escape(m.layer_a), escape(m.layer_b), m.kernel, f"{m.channels_a}/{m.channels_b}",
+                          f"{m.share:.0%}", f"{m.similarity:.4f}", f"{m.chance:.3f}", same)
+        console.print(table)

@@ -1,0 +1,62 @@
+"""Model similarity and lineage from weights alone: ``compare``, ``similar``, ``lineage``.
+
+See docs/lineage.md for the method, its limits and its measured accuracy.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ._compare import THRESHOLDS, Comparison, LayerMatch, Thresholds, compare, compare_weights
+from ._fingerprint import Fingerprint, fingerprint
+from ._figure import lineage_figure, lineage_html
+from ._store import (
+    Edge,
+    Lineage,
+    Match,
+    Similar,
+    fingerprint_model,
+    lineage,
+    similar,
+    store_fingerprints,
+)
+from ._weights import LineageError, ModelWeights, weights_from_store, weights_of
+
+__all__ = [
+    "THRESHOLDS",
+    "Comparison",
+    "Edge",
+    "Fingerprint",
+    "LayerMatch",
+    "Lineage",
+    "LineageError",
+    "Match",
+    "ModelWeights",
+    "Similar",
+    "Thresholds",
+    "compare",
+    "compare_weights",
+    "fingerprint",
+    "fingerprint_model",
+    "lineage",
+    "lineage_figure",
+    "lineage_html",
+    "similar",
+    "store_fingerprints",
+    "weights_from_store",
+    "weights_of",
+]
+
+
+class _CallableModule(type(sys.modules[__name__])):  # type: ignore[misc]
+    """``filterdb.lineage`` is this package and, called, the :func:`lineage` function.
+
+    Importing the package makes Python set ``filterdb.lineage`` to the module, which would shadow the
+    function that ``filterdb.lineage(store)`` promises; a callable module keeps both spellings working.
+    """
+
+    def __call__(self, store, **kwargs):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN003
+        return lineage(store, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

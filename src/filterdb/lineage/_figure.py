@@ -1,0 +1,91 @@
+"""The lineage figure: each family a small tree, parents above children, edges coloured by relation."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+from ..plotting._style import BLUE, GREY, ORANGE, VERMILLION, new_figure, theme as get_theme
+
+__all__ = ["lineage_figure", "lineage_html"]
+
+_COLOURS = {"identical": BLUE, "same-weights": ORANGE, "derived": VERMILLION}
+
+
+def _layout(family: tuple[str, ...], edges: list[Any]) -> dict[str, tuple[float, float]]:
+    """Depth from the roots (models with no parent) down; siblings spread evenly."""
+    children: dict[str, list[str]] = {m: [] for m in family}
+    has_parent = set()
+    for e in edges:
+        children[e.parent].append(e.child)
+        has_parent.add(e.child)
+    roots = [m for m in family if m not in has_parent] or [family[0]]
+    depth: dict[str, int] = {}
+    queue = [(r, 0) for r in roots]
+    while queue:  # breadth first: each model visited once, so linear in the family
+        model, d = queue.pop(0)
+        if model in depth:
+            continue
+        depth[model] = d
+        queue.extend((c, d + 1) for c in children[model])
+    for m in family:
+        depth.setdefault(m, 0)
+    rows: dict[int, list[str]] = {}
+    for m in family:
+        rows.setdefault(depth[m], []).append(m)
+    return {m: (i - (len(ms) - 1) / 2, -d) for d, ms in rows.items() for i, m in enumerate(ms)}
+
+
+def lineage_figure(result: Any, *, theme: str = "light", max_families: int = 12):  # type: ignore[no-untyped-def]
+    """A matplotlib Figure of the first ``max_families`` families with more than one model."""
+    th = get_theme(theme)
+    families = [f for f in result.families if len(f) > 1][:max_families]
+    n = max(1, len(families))
+    depth = max((len(f) for f in families), default=1)
+    fig = new_figure(min(5.0 * n, 16.0), min(2.5 + 0.5 * depth, 8.0), th)
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    if not families:
+        axes[0].text(0.5, 0.5, "no two models of the store share weights", ha="center", va="center", color=th.ink)
+        axes[0].set_axis_off()
+        return fig
+    for ax, family in zip(axes, families):
+        edges = [e for e in result.edges if e.parent in family]
+        pos = _layout(family, edges)
+        for e in edges:
+            (x0, y0), (x1, y1) = pos[e.parent], pos[e.child]
+            ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                        arrowprops=dict(arrowstyle="-|>", color=_COLOURS.get(e.relation, GREY), lw=1.4,
+                                        shrinkA=9, shrinkB=9))
+            if e.relation == "derived":  # copies score 1: their colour says it
+                ax.text((x0 + x1) / 2 + 0.08, (y0 + y1) / 2, f"{e.score:.2f}", fontsize=6, color=th.ink, ha="left")
+        for model, (x, y) in pos.items():
+            ax.plot([x], [y], "o", color=th.ink, markersize=5)
+            ax.text(x + 0.1, y + 0.1, model, fontsize=6, color=th.ink, ha="left", va="bottom", rotation=35)
+        xs = [p[0] for p in pos.values()]
+        ys = [p[1] for p in pos.values()]
+        ax.set_xlim(min(xs) - 0.8, max(xs) + 0.8)
+        ax.set_ylim(min(ys) - 0.4, max(ys) + 1.0)
+        ax.set_axis_off()
+        ax.set_facecolor(th.paper)
+    fig.suptitle("model families (arrows parent → child; blue identical, orange same weights, red derived)",
+                 fontsize=8, color=th.ink)
+    return fig
+
+
+def lineage_html(result: Any, *, theme: str = "light") -> str:
+    """An HTML fragment (figure as an inline PNG + the edge table) for a report section or a page."""
+    fig = lineage_figure(result, theme=theme)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, facecolor=fig.get_facecolor())
+    image = base64.b64encode(buffer.getvalue()).decode("ascii")
+    rows = "".join(f"<tr><td>{html.escape(e.parent)}</td><td>{html.escape(e.child)}</td>"
+                   f"<td>{html.escape(e.relation)}</td><td>{e.score:.3f}</td><td>{e.confidence:.2f}</td></tr>"
+                   for e in result.edges)
+    n_multi = sum(len(f) > 1 for f in result.families)
+    return (f'<section class="lineage"><h2>Model families</h2><p>{n_multi} families of related models, '
+            f'{len(result.families)} groups in all (a model without relatives is a group of one).</p>'
+            f'<img alt="model families" src="data:image/png;base64,{image}">'
+            "<table><thead><tr><th>parent</th><th>child</th><th>relation</th><th>score</th>"
+            f"<th>direction confidence</th></tr></thead><tbody>{rows}</tbody></table></section>")
