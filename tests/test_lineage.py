@@ -235,6 +235,33 @@ def test_similar_and_lineage_on_a_store(family, family_store):
     assert set(data) == {"families", "edges"} and {"parent", "child", "relation", "score"} <= set(data["edges"][0])
 
 
+def test_ingest_writes_fingerprints_that_agree_with_the_stored_filters(family, tmp_path):
+    """Fingerprints made at ingest from the read weights rank a query like those rebuilt from the float16 shards."""
+    import shutil
+
+    from filterdb import open_store
+    from filterdb.ingest import ingest
+
+    members = [m for m in family if m.root == 0][:4] + [m for m in family if m.root == 1][:2]
+    root = tmp_path / "zoo.fdb"
+    ingest(root, [m.path for m in members], create=True)
+    assert len(list((root / "lineage").glob("*.npz"))) == len(members)  # before any `similar` ran
+    query = members[1].path
+    at_ingest = similar(open_store(root), query, top=None)
+    shutil.rmtree(root / "lineage")
+    computed: list = []
+    from_shards = similar(open_store(root), query, top=None, progress=lambda *a: computed.append(a))
+    assert len(computed) == len(members)
+    # the same relation for every model, except that float16 shards can no longer prove bit-identity: a copy
+    # that ingest (reading the file's float32 weights) calls identical is same-weights when rebuilt from them
+    rel_ingest = {m.model: m.relation for m in at_ingest.matches}
+    rel_shards = {m.model: m.relation for m in from_shards.matches}
+    assert rel_ingest.keys() == rel_shards.keys()
+    for model, relation in rel_ingest.items():
+        assert relation == rel_shards[model] or (relation, rel_shards[model]) == ("identical", "same-weights")
+    assert "identical" in rel_ingest.values()
+
+
 def test_name_not_in_store(family_store):
     from filterdb import open_store
 

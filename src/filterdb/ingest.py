@@ -127,7 +127,20 @@ def _read_and_prepare(spec: str, path: str, metadata: Mapping[str, Any], dtype: 
     from .readers import ReadOptions, read_path
 
     record = read_path(Path(path), ReadOptions(trust_pickle=trust_pickle), source=spec, sha256=sha256)
-    return prepare_model(record, metadata, dtype=dtype)
+    prepared = prepare_model(record, metadata, dtype=dtype)
+    prepared.fingerprint = _fingerprint(record)
+    return prepared
+
+
+def _fingerprint(record: Any) -> Any:
+    """The lineage fingerprint (docs/lineage.md), computed while the weights are in memory: `filterdb similar`
+    and `filterdb lineage` then never re-read the model's shards."""
+    from .lineage import LineageError, fingerprint, weights_of
+
+    try:
+        return fingerprint(weights_of(record))
+    except LineageError:  # no convolution layers: nothing to fingerprint
+        return None
 
 
 def _pool(jobs: int) -> ProcessPoolExecutor:
@@ -269,6 +282,13 @@ def ingest(
         except StoreWriteError as e:  # a full disk stops the run (--keep-going skips bad files, not bad disks)
             raise StoreWriteError(f"{item.spec}: {e}; {len(report.ingested)} model(s) ingested before it stay in "
                                   "the store, run the ingest again to continue") from e
+        if prepared.fingerprint is not None and not result.skipped:
+            from .lineage import fingerprint_model
+
+            try:
+                fingerprint_model(target, prepared.fingerprint)
+            except OSError:  # only a cache: `filterdb similar` computes a missing fingerprint from the shards
+                pass
         report.results.append(result)
         if progress:
             progress(IngestEvent("skipped" if result.skipped else "done", i, total, item.spec, result))

@@ -104,9 +104,9 @@ def _fingerprint_path(store: Any, sha256: str) -> Path:
     return Path(store.root) / FINGERPRINT_DIR / f"{sha256}.npz"
 
 
-def fingerprint_model(store: Any, weights: ModelWeights | Any) -> Fingerprint:
-    """Compute and cache the fingerprint of a model of the store (the hook for ingest to call per model)."""
-    fp = fingerprint(weights_of(weights))
+def fingerprint_model(store: Any, weights: Fingerprint | ModelWeights | Any) -> Fingerprint:
+    """Cache the fingerprint of a model of the store, computing it unless one is given (ingest's hook)."""
+    fp = weights if isinstance(weights, Fingerprint) else fingerprint(weights_of(weights))
     if fp.sha256:
         fp.save(_fingerprint_path(store, fp.sha256))
     return fp

@@ -44,6 +44,7 @@ class PreparedModel:
     layer_rows: list[dict[str, Any]]  # t_layers columns (without ids / shard / row_offset)
     filters: dict[str, np.ndarray] = field(default_factory=dict)  # kernel key -> (n, k) stored values
     layer_kernel: list[str] = field(default_factory=list)  # kernel key of each layer row
+    fingerprint: Any = None  # the model's lineage fingerprint (docs/lineage.md), saved next to the catalog
 
     @property
     def n_filters(self) -> int:
