@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ._selection import AnalysisError, shape_width
-from .pca import PCAResult, _as_store, fit_pca
+from .pca import PCAResult, as_store, fit_pca
 
 __all__ = ["DensityResult", "coefficient_density"]
 
@@ -68,7 +68,7 @@ def coefficient_density(store: Any, i: int = 0, j: int = 1, shape: str = "3x3", 
         raise ValueError(f"i and j must be different components, got {i} twice")
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
         raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
-    store = _as_store(store)
+    store = as_store(store)
     if basis is None:
         basis = fit_pca(store, shape, where, params)
     if basis.d != d:
