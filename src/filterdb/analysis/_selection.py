@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UsageError, suggest
+from ..errors import suggest
 from ._settings import AnalysisError, Selection, SelectionError, shape_width
 
 __all__ = ["AnalysisError", "SelectionError", "Plan", "Task", "make_plan", "plan_for", "shape_width", "DEPTH_LABELS"]
@@ -182,7 +182,7 @@ def plan_for(store: Any, selection: Selection) -> Plan:
     """
     shape, where, params, by, groups = (selection.shape, selection.where, selection.params, selection.by,
                                         selection.groups)
-    d = selection.d
+    shape, d = selection.shape_key, selection.d
     expr, is_depth = _group_expression(store, by)
     extra = f" AND ({where})" if where else ""
     # layers known to hold NaN / inf weights (counted at ingest) are left out of every distribution analysis
@@ -214,7 +214,8 @@ def plan_for(store: Any, selection: Selection) -> Plan:
         missing = np.isnan(depth)
         dec = np.searchsorted(_DEPTH_EDGES, np.clip(depth, 0.0, 1.0), side="left")
         labels = np.array(DEPTH_LABELS, dtype=object)[np.where(missing, 0, dec)]
-        frame["_group"] = np.where(missing, None, labels)
+        labels[missing] = None
+        frame["_group"] = labels
     nulls = frame["_group"].isna()
     if nulls.any():
         notes.append(f"{int(nulls.sum())} layer(s) with {int(frame.loc[nulls, 'n_filters'].sum())} filters have no "

@@ -46,7 +46,8 @@ def shape_width(shape: str) -> int:
 
 def one_of(name: str, value: Any, choices: Sequence[str]) -> str:
     """The message for a parameter outside its choices: names it, lists them, suggests the closest."""
-    allowed = ", ".join(f"'{c}'" for c in choices[:-1]) + f" or '{choices[-1]}'" if len(choices) > 1 else f"'{choices[0]}'"
+    quoted = [f"'{c}'" for c in choices]
+    allowed = ", ".join(quoted[:-1]) + f" or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
     close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)
     return f"{name} must be {allowed}, got {value!r}" + (f" (did you mean '{close[0]}'?)" if close else "")
 
@@ -130,11 +131,16 @@ class Selection:
             set_(self, "groups", tuple(str(g) for g in self.groups))
 
     @property
-    def d(self) -> int:
-        """Values per filter of ``shape``."""
+    def shape_key(self) -> str:
+        """``shape``, for analyses that need one (a UsageError when it is None)."""
         if self.shape is None:
             raise UsageError("this analysis needs a kernel shape (e.g. shape='3x3'), the selection has none")
-        return shape_width(self.shape)
+        return self.shape
+
+    @property
+    def d(self) -> int:
+        """Values per filter of ``shape``."""
+        return shape_width(self.shape_key)
 
     @property
     def bound_params(self) -> list[Any] | None:

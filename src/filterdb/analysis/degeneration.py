@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._selection import DEPTH_LABELS, _DEPTH_EDGES, AnalysisError, _group_expression
+from ._selection import _DEPTH_EDGES, DEPTH_LABELS, AnalysisError, _group_expression
 from ._settings import Selection
 from .pca import as_store, selection_of
 

@@ -29,7 +29,8 @@ from .histograms import HistogramResult, check_bins, check_range, histograms_fro
 from .pca import PCAResult, as_store, execution_of, selection_of
 from .presets import resolve_settings
 
-__all__ = ["DriftResult", "DriftSettings", "drift", "run_drift", "drift_from_coefficients", "drift_matrix", "group_distributions", "sym_kl", "EPS",
+__all__ = ["DriftResult", "DriftSettings", "drift", "run_drift", "drift_from_coefficients", "drift_matrix",
+           "group_distributions", "sym_kl", "EPS",
            "EMPTY_BINS"]
 
 EPS = float(np.finfo(np.float32).eps)  # the probability given to empty bins (the paper's code)
@@ -337,8 +338,9 @@ def run_drift(store: Any, selection: Selection, settings: DriftSettings | None =
     plan = plan.restrict(keep, notes)
     whole = selection.replace(by=None, groups=None)
     fit_plan = plan_for(store, whole) if cfg.fit_on == "selection" else None
-    hist = histograms_from_plan(plan, execution, basis=resolve_basis(cfg.basis, plan.d, plan.shape), bins=cfg.bins,
-                                range=cfg.range, selection=selection, fit_plan=fit_plan, sign_rule=str(cfg.sign_rule))
+    hist = histograms_from_plan(plan, execution, basis=resolve_basis(cfg.basis, plan.d, plan.shape),
+                                bins=check_bins(cfg.bins), range=cfg.range, selection=selection, fit_plan=fit_plan,
+                                sign_rule=str(cfg.sign_rule))
     w = (np.asarray(hist.basis.explained_variance_ratio, np.float64) if cfg.weights == "explained"
          else np.full(plan.d, 1.0 / plan.d))
     distributions = group_distributions(hist, model_weighting=bool(cfg.model_weighting),

@@ -118,8 +118,10 @@ def histograms_from_plan(plan: Plan, execution: Execution, *, basis: PCAResult |
     if basis is None:  # the basis of the selection (and its coefficients' extremes when needed)
         basis, extremes = fit_basis(fit_plan, execution, sign_rule=sign_rule, want_extremes=range == "minmax",
                                     selection=selection, engine=eng)
-    mode, lo, hi = histogram_range(range, basis)
-    if mode == "minmax":  # the paper's global min / max over all coefficients
+    mode, fixed_lo, fixed_hi = histogram_range(range, basis)
+    if fixed_lo is not None and fixed_hi is not None:
+        lo, hi = fixed_lo, fixed_hi
+    else:  # "minmax": the paper's global min / max over all coefficients
         if extremes is None:
             mm = run_pass(fit_plan, PassSpec(d=plan.d, gram=False, minmax=True, components=basis.components,
                                              mean=basis.mean, kernel=kname), eng, task_rows)
@@ -128,7 +130,7 @@ def histograms_from_plan(plan: Plan, execution: Execution, *, basis: PCAResult |
         if not lo < hi:
             hi = lo + 1.0
     spec = PassSpec(d=plan.d, gram=False, hist=True, components=basis.components, mean=basis.mean,
-                    lo=float(lo), hi=float(hi), nbins=int(bins), kernel=kname)  # type: ignore[arg-type]
+                    lo=float(lo), hi=float(hi), nbins=int(bins), kernel=kname)
     total = run_pass(plan, spec, eng, task_rows)
     g = len(plan.groups)
     counts = np.zeros((g, plan.d, bins), np.int64)

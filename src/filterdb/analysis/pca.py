@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ._selection import AnalysisError, Plan, plan_for
 from ..errors import UsageError
+from ._selection import AnalysisError, Plan, plan_for
 from ._settings import DEFAULT_TASK_ROWS, Execution, Selection, one_of
 from .kernels import PassSpec, resolve_kernel, run_rows
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from ..analysis import Execution, Selection
+    from ..analysis import Selection
 
 __all__ = ["selection_options", "execution_options", "parse_params", "make_selection", "WHERE_HELP", "PARAM_HELP"]
 
