@@ -21,8 +21,18 @@ from ..errors import FilterDBError, UsageError
 if TYPE_CHECKING:
     from ..engine import Engine
 
-__all__ = ["AnalysisError", "SelectionError", "Selection", "Execution", "KERNELS", "DEFAULT_TASK_ROWS", "shape_width",
-           "one_of"]
+__all__ = [
+    "DEFAULT_TASK_ROWS",
+    "KERNELS",
+    "AnalysisError",
+    "Execution",
+    "Selection",
+    "SelectionError",
+    "execution_of",
+    "one_of",
+    "selection_of",
+    "shape_width",
+]
 
 KERNELS = ("auto", "numba", "numpy")
 DEFAULT_TASK_ROWS = 4_000_000
@@ -211,3 +221,31 @@ class Execution:
     def replace(self, **changes: Any) -> Execution:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+def selection_of(selection: Selection | None, **loose: Any) -> Selection:
+    """``selection``, or one built from the loose keywords of the older API; both at once is a usage error."""
+    defaults = {"shape": "3x3", "where": None, "params": None, "by": None, "groups": None}
+    if selection is None:
+        if loose.get("params") is not None:
+            loose["params"] = tuple(loose["params"])
+        return Selection(**loose)
+    if not isinstance(selection, Selection):
+        raise UsageError(f"selection must be a filterdb.analysis.Selection, got {type(selection).__name__}")
+    clash = [k for k, v in loose.items() if v != defaults.get(k) and not (k == "params" and not v)]
+    if clash:
+        raise UsageError(f"give either selection= or {', '.join(clash)}=, not both (put them in the Selection)")
+    return selection
+
+
+def execution_of(execution: Execution | None, **loose: Any) -> Execution:
+    """``execution``, or one built from the loose keywords of the older API; both at once is a usage error."""
+    defaults = {"engine": None, "kernel": "auto", "threads": None, "task_rows": DEFAULT_TASK_ROWS}
+    if execution is None:
+        return Execution(**loose)
+    if not isinstance(execution, Execution):
+        raise UsageError(f"execution must be a filterdb.analysis.Execution, got {type(execution).__name__}")
+    clash = [k for k, v in loose.items() if v is not defaults[k] and v != defaults[k]]
+    if clash:
+        raise UsageError(f"give either execution= or {', '.join(clash)}=, not both (put them in the Execution)")
+    return execution

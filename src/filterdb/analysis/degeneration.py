@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from ._selection import _DEPTH_EDGES, DEPTH_LABELS, AnalysisError, _group_expression
-from ._settings import Selection
-from .pca import as_store, selection_of
+from ._settings import Selection, selection_of
+from .pca import as_store
 
 __all__ = ["DegenerationResult", "degeneration", "KINDS"]
 

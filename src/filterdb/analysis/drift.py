@@ -24,9 +24,9 @@ import numpy as np
 
 from ..errors import UsageError
 from ._selection import AnalysisError, plan_for
-from ._settings import DEFAULT_TASK_ROWS, Execution, Selection, one_of
+from ._settings import DEFAULT_TASK_ROWS, Execution, Selection, execution_of, one_of, selection_of
 from .histograms import HistogramResult, check_bins, check_range, histograms_from_plan, resolve_basis
-from .pca import PCAResult, as_store, execution_of, selection_of
+from .pca import PCAResult, as_store
 from .presets import resolve_settings
 
 __all__ = ["DriftResult", "DriftSettings", "drift", "run_drift", "drift_from_coefficients", "drift_matrix",

@@ -15,9 +15,9 @@ import numpy as np
 
 from ..errors import UsageError
 from ._selection import AnalysisError, Plan, plan_for
-from ._settings import DEFAULT_TASK_ROWS, Execution, Selection
+from ._settings import DEFAULT_TASK_ROWS, Execution, Selection, execution_of, selection_of
 from .kernels import PassSpec
-from .pca import PCAResult, as_store, execution_of, fit_basis, selection_of
+from .pca import PCAResult, as_store, fit_basis
 
 __all__ = ["HistogramResult", "coefficient_histograms", "RangeMode", "resolve_basis", "histogram_range", "MAX_BINS"]
 

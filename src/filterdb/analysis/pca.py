@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ._selection import AnalysisError, Plan, plan_for
-from ._settings import DEFAULT_TASK_ROWS, Execution, Selection, one_of
+from ._settings import DEFAULT_TASK_ROWS, Execution, Selection, execution_of, one_of, selection_of
 from .kernels import PassSpec, resolve_kernel, run_rows
 
 __all__ = ["PCAResult", "StreamingPCA", "fit_pca", "pca_from_moments", "flip_signs", "flip_signs_u_based",
@@ -392,34 +392,6 @@ def fit_pca(store: Any, shape: str = "3x3", where: str | None = None, params: Se
     plan = plan_for(as_store(store), sel.replace(by=None, groups=None))
     basis, _ = fit_basis(plan, exe, sign_rule=settings["sign_rule"], selection=sel)
     return basis
-
-
-def selection_of(selection: Selection | None, **loose: Any) -> Selection:
-    """``selection``, or one built from the loose keywords of the older API; both at once is a usage error."""
-    defaults = {"shape": "3x3", "where": None, "params": None, "by": None, "groups": None}
-    if selection is None:
-        if loose.get("params") is not None:
-            loose["params"] = tuple(loose["params"])
-        return Selection(**loose)
-    if not isinstance(selection, Selection):
-        raise UsageError(f"selection must be a filterdb.analysis.Selection, got {type(selection).__name__}")
-    clash = [k for k, v in loose.items() if v != defaults.get(k) and not (k == "params" and not v)]
-    if clash:
-        raise UsageError(f"give either selection= or {', '.join(clash)}=, not both (put them in the Selection)")
-    return selection
-
-
-def execution_of(execution: Execution | None, **loose: Any) -> Execution:
-    """``execution``, or one built from the loose keywords of the older API; both at once is a usage error."""
-    defaults = {"engine": None, "kernel": "auto", "threads": None, "task_rows": DEFAULT_TASK_ROWS}
-    if execution is None:
-        return Execution(**loose)
-    if not isinstance(execution, Execution):
-        raise UsageError(f"execution must be a filterdb.analysis.Execution, got {type(execution).__name__}")
-    clash = [k for k, v in loose.items() if v is not defaults[k] and v != defaults[k]]
-    if clash:
-        raise UsageError(f"give either execution= or {', '.join(clash)}=, not both (put them in the Execution)")
-    return execution
 
 
 def fit_basis(plan: Plan, execution: Execution, *, sign_rule: str = "loadings", want_extremes: bool = False,

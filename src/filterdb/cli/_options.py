@@ -22,7 +22,7 @@ import click
 if TYPE_CHECKING:
     from ..analysis import Selection
 
-__all__ = ["selection_options", "execution_options", "parse_params", "make_selection", "WHERE_HELP", "PARAM_HELP"]
+__all__ = ["PARAM_HELP", "WHERE_HELP", "execution_options", "make_selection", "parse_params", "selection_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
