@@ -180,9 +180,8 @@ def plan_for(store: Any, selection: Selection) -> Plan:
     ``selection.groups`` restricts and orders the groups (values of ``by`` as text); a listed group with
     no filters is reported in ``notes``.
     """
-    shape, where, params, by, groups = (selection.shape, selection.where, selection.params, selection.by,
-                                        selection.groups)
     shape, d = selection.shape_key, selection.d
+    where, params, by, groups = selection.where, selection.params, selection.by, selection.groups
     expr, is_depth = _group_expression(store, by)
     extra = f" AND ({where})" if where else ""
     # layers known to hold NaN / inf weights (counted at ingest) are left out of every distribution analysis
