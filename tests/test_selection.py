@@ -236,3 +236,18 @@ def test_analyze_usage_errors_from_the_selection(zoo, capsys):
             main(["analyze", str(zoo.root), *args])
         err = capsys.readouterr().err
         assert e.value.code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_parameter_checks_of_the_analysis_layer_are_usage_errors(zoo):
+    from filterdb.analysis._density import coefficient_density
+    from filterdb.analysis.kernels import resolve_kernel
+    from filterdb.engine import LocalEngine
+
+    with pytest.raises(UsageError, match="i and j must be different components, got 0 twice"):
+        coefficient_density(zoo, 0, 0)
+    with pytest.raises(UsageError, match="j must be a component index in \\[0, 8\\], got 9"):
+        coefficient_density(zoo, 0, 9)
+    with pytest.raises(UsageError, match="n_threads must be an integer >= 1, got 0"):
+        LocalEngine(0)
+    with pytest.raises(UsageError, match="kernel must be 'auto', 'numba' or 'numpy', got 'fast'"):
+        resolve_kernel("fast")

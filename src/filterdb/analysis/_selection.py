@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import suggest
+from ..errors import UsageError, suggest
 from ._settings import AnalysisError, Selection, SelectionError, shape_width
 
 __all__ = ["AnalysisError", "SelectionError", "Plan", "Task", "make_plan", "plan_for", "shape_width", "DEPTH_LABELS"]
@@ -90,7 +90,7 @@ class Plan:
     def tasks(self, task_rows: int = 4_000_000) -> list[Task]:
         """Cut the plan into tasks of about ``task_rows`` rows (segments ordered by shard and offset)."""
         if task_rows < 1:
-            raise ValueError(f"task_rows must be >= 1, got {task_rows}")
+            raise UsageError(f"task_rows must be >= 1, got {task_rows}")
         frame = self.layers
         shards = frame["shard"].to_numpy()
         starts = frame["row_offset"].to_numpy(np.int64)

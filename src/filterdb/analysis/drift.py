@@ -375,7 +375,7 @@ def drift_from_coefficients(coefficients: np.ndarray, groups: Sequence[Any], *, 
     """
     c = np.asarray(coefficients, np.float64)
     if c.ndim != 2 or len(c) != len(groups):
-        raise ValueError(f"coefficients must be (n, d) with one group per row; got {c.shape} and {len(groups)} groups")
+        raise UsageError(f"coefficients must be (n, d) with one group per row; got {c.shape} and {len(groups)} groups")
     lo, hi = (float(c.min()), float(c.max())) if range is None else (float(range[0]), float(range[1]))
     labels = list(dict.fromkeys(groups))
     index = {g: i for i, g in enumerate(labels)}

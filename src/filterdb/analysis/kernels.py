@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..errors import UsageError
+
 __all__ = ["HAVE_NUMBA", "KernelName", "Partial", "PassSpec", "resolve_kernel", "run_rows", "f16_to_f32"]
 
 KernelName = Literal["auto", "numba", "numpy"]
@@ -51,11 +53,11 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
 def resolve_kernel(kernel: str = "auto") -> str:
     """'numba' or 'numpy' for a requested kernel name; FILTERDB_KERNEL overrides 'auto'."""
     if kernel not in ("auto", "numba", "numpy"):
-        raise ValueError(f"kernel must be 'auto', 'numba' or 'numpy', got {kernel!r}")
+        raise UsageError(f"kernel must be 'auto', 'numba' or 'numpy', got {kernel!r}")
     if kernel == "auto":
         kernel = os.environ.get("FILTERDB_KERNEL", "auto") or "auto"
         if kernel not in ("auto", "numba", "numpy"):
-            raise ValueError(f"FILTERDB_KERNEL must be 'numba' or 'numpy', got {kernel!r}")
+            raise UsageError(f"FILTERDB_KERNEL must be 'numba' or 'numpy', got {kernel!r}")
         if kernel == "auto":
             return "numba" if HAVE_NUMBA else "numpy"
     if kernel == "numba" and not HAVE_NUMBA:
@@ -589,7 +591,7 @@ class _Accumulator:
         spec = self.spec
         d = spec.d
         if rows.ndim != 2 or rows.shape[1] != d:
-            raise ValueError(f"rows must have shape (n, {d}), got {rows.shape}")
+            raise UsageError(f"rows must have shape (n, {d}), got {rows.shape}")
         hunits = units if spec.hist else np.zeros_like(units)
         if spec.kernel != "numba":
             _numpy_rows(rows, starts, counts, hunits, spec, self.comps, self.offset, self.gram, self.sums, self.h,

@@ -248,15 +248,15 @@ class StreamingPCA:
     def _validate(self, x: Any) -> np.ndarray:
         x = np.asarray(x)
         if x.ndim != 2:
-            raise ValueError(f"X must be 2-D (n_filters, d), got shape {x.shape}")
+            raise UsageError(f"X must be 2-D (n_filters, d), got shape {x.shape}")
         if x.dtype not in (np.float16, np.float32):
             x = x.astype(np.float32)
         if hasattr(self, "n_features_in_") and x.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {x.shape[1]} features, the PCA was fitted with {self.n_features_in_}")
+            raise UsageError(f"X has {x.shape[1]} features, the PCA was fitted with {self.n_features_in_}")
         if self.n_components is not None and not 1 <= self.n_components <= x.shape[1]:
-            raise ValueError(f"n_components must be in [1, {x.shape[1]}], got {self.n_components}")
+            raise UsageError(f"n_components must be in [1, {x.shape[1]}], got {self.n_components}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+            raise UsageError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
         return np.ascontiguousarray(x)
 
     def partial_fit(self, X: Any, y: Any = None) -> StreamingPCA:
