@@ -1,25 +1,32 @@
 """Analyses of the filter distributions of a store: PCA basis, coefficient histograms, drift, degeneration.
 
 All of them read the store in batches with bounded memory, on threads (default) or on Dask, with one
-fused kernel per pass (numba when installed, numpy otherwise). See docs/analysis.md.
+fused kernel per pass (numba when installed, numpy otherwise). What an analysis reads is one frozen
+:class:`Selection` (shape, where, params, by, groups), how it runs one frozen :class:`Execution` (engine,
+kernel, threads, task size); the keyword arguments of each function build them. See docs/analysis.md.
 """
 
 from __future__ import annotations
 
-from ._selection import AnalysisError, Plan, make_plan
+from ._selection import AnalysisError, Plan, make_plan, plan_for
+from ._settings import Execution, Selection
 from .degeneration import DegenerationResult, degeneration
-from .drift import DriftResult, drift, drift_matrix, group_distributions, sym_kl
+from .drift import DriftResult, DriftSettings, drift, drift_matrix, group_distributions, run_drift, sym_kl
 from .histograms import HistogramResult, coefficient_histograms
-from .pca import PCAResult, StreamingPCA, fit_pca
+from .pca import PCAResult, StreamingPCA, as_store, fit_pca
 
 __all__ = [
     "AnalysisError",
     "DegenerationResult",
     "DriftResult",
+    "DriftSettings",
+    "Execution",
     "HistogramResult",
     "PCAResult",
     "Plan",
+    "Selection",
     "StreamingPCA",
+    "as_store",
     "coefficient_histograms",
     "degeneration",
     "drift",
@@ -27,5 +34,7 @@ __all__ = [
     "fit_pca",
     "group_distributions",
     "make_plan",
+    "plan_for",
+    "run_drift",
     "sym_kl",
 ]

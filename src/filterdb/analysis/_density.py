@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UsageError
 from ._selection import AnalysisError, shape_width
-from .pca import PCAResult, _as_store, fit_pca
+from .pca import PCAResult, as_store, fit_pca
 
 __all__ = ["DensityResult", "coefficient_density"]
 
@@ -63,12 +64,12 @@ def coefficient_density(store: Any, i: int = 0, j: int = 1, shape: str = "3x3", 
     d = shape_width(shape)
     for name, value in (("i", i), ("j", j)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < d:
-            raise ValueError(f"{name} must be a component index in [0, {d - 1}], got {value!r}")
+            raise UsageError(f"{name} must be a component index in [0, {d - 1}], got {value!r}")
     if i == j:
-        raise ValueError(f"i and j must be different components, got {i} twice")
+        raise UsageError(f"i and j must be different components, got {i} twice")
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
-        raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
-    store = _as_store(store)
+        raise UsageError(f"bins must be an integer >= 2, got {bins!r}")
+    store = as_store(store)
     if basis is None:
         basis = fit_pca(store, shape, where, params)
     if basis.d != d:
@@ -79,7 +80,7 @@ def coefficient_density(store: Any, i: int = 0, j: int = 1, shape: str = "3x3", 
     else:
         lo, hi = float(range[0]), float(range[1])
         if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-            raise ValueError(f"range must satisfy lo < hi (finite), got {range!r}")
+            raise UsageError(f"range must satisfy lo < hi (finite), got {range!r}")
     edges = np.linspace(lo, hi, bins + 1)
     proj = basis.components[[i, j]].T.astype(np.float32)  # (d, 2)
     mean = basis.mean.astype(np.float32)

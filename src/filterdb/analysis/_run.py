@@ -85,6 +85,9 @@ class _ReadAhead:
         self._queue.put((root, shard, first, end))
 
     def _run(self) -> None:
+        advice = _WILLNEED
+        if advice is None:  # no posix_fadvise here: hints are never queued (run_task checks), nothing to do
+            return
         while True:
             root, shard, first, end = self._queue.get()
             try:
@@ -97,7 +100,7 @@ class _ReadAhead:
                     hi = offset + max(0, min(end, n)) * row
                     while lo < hi:
                         step = min(_HINT_CHUNK, hi - lo)
-                        os.posix_fadvise(fd, lo, step, _WILLNEED)
+                        os.posix_fadvise(fd, lo, step, advice)
                         lo += step
                 finally:
                     os.close(fd)

@@ -12,7 +12,6 @@ tasks unless one shard alone is bigger than that.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,29 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FilterDBError, UsageError, suggest
+from ..errors import UsageError, suggest
+from ._settings import AnalysisError, Selection, SelectionError, shape_width
 
-__all__ = ["AnalysisError", "SelectionError", "Plan", "Task", "make_plan", "shape_width", "DEPTH_LABELS"]
+__all__ = ["AnalysisError", "SelectionError", "Plan", "Task", "make_plan", "plan_for", "shape_width", "DEPTH_LABELS"]
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SHAPE = re.compile(r"^[1-9][0-9]*(x[1-9][0-9]*)*$")
 DEPTH_LABELS = tuple(["[0.0, 0.1]"] + [f"({i / 10:.1f}, {(i + 1) / 10:.1f}]" for i in range(1, 10)])
 _DEPTH_EDGES = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
-
-
-class AnalysisError(FilterDBError, ValueError):
-    """An analysis cannot run on this selection: nothing selected, an unknown column, too few groups."""
-
-
-class SelectionError(AnalysisError, UsageError):
-    """The selection itself is misspelt (an unknown column, a malformed kernel shape): a usage error."""
-
-
-def shape_width(shape: str) -> int:
-    """'3x3' -> 9 values per filter."""
-    if not isinstance(shape, str) or not _SHAPE.match(shape):
-        raise SelectionError(f"shape must look like '3x3' (kernel sizes joined by 'x'), got {shape!r}")
-    return math.prod(int(k) for k in shape.split("x"))
 
 
 @dataclass(frozen=True)
@@ -106,7 +90,7 @@ class Plan:
     def tasks(self, task_rows: int = 4_000_000) -> list[Task]:
         """Cut the plan into tasks of about ``task_rows`` rows (segments ordered by shard and offset)."""
         if task_rows < 1:
-            raise ValueError(f"task_rows must be >= 1, got {task_rows}")
+            raise UsageError(f"task_rows must be >= 1, got {task_rows}")
         frame = self.layers
         shards = frame["shard"].to_numpy()
         starts = frame["row_offset"].to_numpy(np.int64)
@@ -185,12 +169,19 @@ def _group_expression(store: Any, by: str | None) -> tuple[str, bool]:
 
 def make_plan(store: Any, shape: str = "3x3", where: str | None = None, params: Sequence[Any] | None = None,
               by: str | None = None, *, groups: Sequence[str] | None = None) -> Plan:
+    """:func:`plan_for` with the selection given as keywords (kept for existing callers)."""
+    return plan_for(store, Selection(shape, where, tuple(params or ()), by,
+                                     None if groups is None else tuple(groups)))
+
+
+def plan_for(store: Any, selection: Selection) -> Plan:
     """Snapshot the selection: segments, groups (``by``) and histogram units. See the module docstring.
 
-    ``groups`` restricts and orders the groups (values of ``by`` as text); a listed group with no
-    filters is reported in ``notes``.
+    ``selection.groups`` restricts and orders the groups (values of ``by`` as text); a listed group with
+    no filters is reported in ``notes``.
     """
-    d = shape_width(shape)
+    shape, d = selection.shape_key, selection.d
+    where, params, by, groups = selection.where, selection.params, selection.by, selection.groups
     expr, is_depth = _group_expression(store, by)
     extra = f" AND ({where})" if where else ""
     # layers known to hold NaN / inf weights (counted at ingest) are left out of every distribution analysis
@@ -222,7 +213,8 @@ def make_plan(store: Any, shape: str = "3x3", where: str | None = None, params: 
         missing = np.isnan(depth)
         dec = np.searchsorted(_DEPTH_EDGES, np.clip(depth, 0.0, 1.0), side="left")
         labels = np.array(DEPTH_LABELS, dtype=object)[np.where(missing, 0, dec)]
-        frame["_group"] = np.where(missing, None, labels)
+        labels[missing] = None
+        frame["_group"] = labels
     nulls = frame["_group"].isna()
     if nulls.any():
         notes.append(f"{int(nulls.sum())} layer(s) with {int(frame.loc[nulls, 'n_filters'].sum())} filters have no "

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ._selection import DEPTH_LABELS, _DEPTH_EDGES, AnalysisError, _group_expression
-from .pca import _as_store
+from ._selection import _DEPTH_EDGES, DEPTH_LABELS, AnalysisError, _group_expression
+from ._settings import Selection, selection_of
+from .pca import as_store
 
 __all__ = ["DegenerationResult", "degeneration", "KINDS"]
 
@@ -94,7 +95,8 @@ def _table(frame: Any, key: str) -> Any:
 
 
 def degeneration(store: Any, by: str | None = None, where: str | None = None, params: Sequence[Any] | None = None,
-                 *, shape: str | None = None, thresholds: Any = None) -> DegenerationResult:
+                 *, shape: str | None = None, thresholds: Any = None,
+                 selection: Selection | None = None) -> DegenerationResult:
     """Shares of sparse / low-diversity / random layers and of their filters (docs/reference.md §7).
 
     Parameters
@@ -107,6 +109,9 @@ def degeneration(store: Any, by: str | None = None, where: str | None = None, pa
         Only layers of this kernel shape (default: every 2-D conv layer).
     thresholds : filterdb.check.Thresholds, optional
         Cut-offs (default: the ones of ``filterdb check``).
+    selection : Selection, optional
+        ``by``, ``where``, ``params`` and ``shape`` as one object (its ``shape`` may be None: every 2-D
+        kernel shape); leave the loose keywords at their defaults.
 
     Examples
     --------
@@ -115,8 +120,13 @@ def degeneration(store: Any, by: str | None = None, where: str | None = None, pa
     """
     from ..check import Thresholds
 
+    if selection is None:
+        sel = Selection(shape, where, tuple(params or ()), by)
+    else:
+        sel = selection_of(selection, by=by, where=where, params=params, shape=shape if shape is not None else "3x3")
+    by, where, params, shape = sel.by, sel.where, sel.params, sel.shape
     t = thresholds or Thresholds()
-    store = _as_store(store)
+    store = as_store(store)
     expr, is_depth = _group_expression(store, by) if by is not None else ("NULL", False)
     conds = ["spatial_ndim = 2"]
     bound: list[Any] = []

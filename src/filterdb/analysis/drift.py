@@ -17,22 +17,27 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import UsageError, suggest
-from ._selection import AnalysisError, make_plan
+from ..errors import UsageError
+from ._selection import AnalysisError, plan_for
+from ._settings import DEFAULT_TASK_ROWS, Execution, Selection, execution_of, one_of, selection_of
 from .histograms import HistogramResult, check_bins, check_range, histograms_from_plan, resolve_basis
+from .pca import PCAResult, as_store
 from .presets import resolve_settings
-from .pca import PCAResult, _as_store
 
-__all__ = ["DriftResult", "drift", "drift_from_coefficients", "drift_matrix", "group_distributions", "sym_kl", "EPS",
+__all__ = ["DriftResult", "DriftSettings", "drift", "run_drift", "drift_from_coefficients", "drift_matrix",
+           "group_distributions", "sym_kl", "EPS",
            "EMPTY_BINS"]
 
 EPS = float(np.finfo(np.float32).eps)  # the probability given to empty bins (the paper's code)
 Order = Literal["mean", "name", "size", "none"]
+ORDERS = ("mean", "name", "size", "none")
+WEIGHTS = ("explained", "uniform")
+FIT_ON = ("groups", "selection")
 
 
 EMPTY_BINS = ("density", "count")
@@ -56,7 +61,7 @@ def group_distributions(hist: HistogramResult, *, model_weighting: bool = False,
                         empty_bins: str = "density") -> np.ndarray:
     """(g, d, bins) probabilities per group: pooled filters, or the mean of the group's models."""
     if empty_bins not in EMPTY_BINS:
-        raise UsageError(suggest(str(empty_bins), EMPTY_BINS, "empty_bins rule"))
+        raise UsageError(one_of("empty_bins", empty_bins, EMPTY_BINS))
     width = float(hist.edges[1] - hist.edges[0]) if empty_bins == "density" else None
     if not model_weighting:
         return _probabilities(hist.counts, width)
@@ -176,17 +181,72 @@ def _order(matrix: np.ndarray, groups: Sequence[str], n_filters: np.ndarray, ord
     return np.argsort(matrix.sum(axis=1) / (g - 1), kind="stable")
 
 
-def drift(store: Any, by: str, shape: str = "3x3", where: str | None = None, params: Sequence[Any] | None = None,
-          *, preset: str | None = None, bins: int | None = None, range: Any = None,
-          weights: Literal["explained", "uniform"] | None = None, basis: Any = None,
+@dataclass(frozen=True)
+class DriftSettings:
+    """How :func:`drift` turns the selected groups into a matrix; every field left at None comes from
+    ``preset``, else from filterdb's defaults (:func:`filterdb.analysis.presets.resolve_settings`).
+
+    The fields are the keywords of :func:`drift`, documented there. :meth:`resolved` fills in the
+    preset and checks every value (a :class:`filterdb.errors.UsageError` naming the field and what it
+    allows).
+
+    Examples
+    --------
+    >>> DriftSettings(preset="paper").resolved().range
+    'minmax'
+    """
+
+    preset: str | None = None
+    bins: int | None = None
+    range: Any = None
+    weights: str | None = None
+    basis: Any = None
+    model_weighting: bool | None = None
+    min_filters: int | None = None
+    min_models: int | None = None
+    order: str = "mean"
+    fit_on: str | None = None
+    sign_rule: str | None = None
+    empty_bins: str | None = None
+
+    def resolved(self) -> DriftSettings:
+        """A copy with the preset applied and every value checked."""
+        cfg = resolve_settings(self.preset, bins=self.bins, range=self.range, weights=self.weights,
+                               model_weighting=self.model_weighting, min_filters=self.min_filters,
+                               min_models=self.min_models, fit_on=self.fit_on, sign_rule=self.sign_rule,
+                               empty_bins=self.empty_bins)
+        for name, value, choices in (("weights", cfg["weights"], WEIGHTS), ("order", self.order, ORDERS),
+                                     ("fit_on", cfg["fit_on"], FIT_ON), ("empty_bins", cfg["empty_bins"], EMPTY_BINS)):
+            if value not in choices:
+                raise UsageError(one_of(name, value, choices))
+        for name in ("min_filters", "min_models"):
+            value = cfg[name]
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise UsageError(f"{name} must be an integer >= 0, got {value!r}")
+        check_bins(cfg["bins"])
+        if cfg["range"] not in ("bound", "minmax"):
+            cfg["range"] = check_range(cfg["range"])
+        from .pca import check_sign_rule
+
+        check_sign_rule(cfg["sign_rule"])
+        cfg["model_weighting"] = bool(cfg["model_weighting"])
+        return replace(self, **cfg)
+
+
+def drift(store: Any, by: str | None = None, shape: str = "3x3", where: str | None = None,
+          params: Sequence[Any] | None = None, *, preset: str | None = None, bins: int | None = None,
+          range: Any = None, weights: Literal["explained", "uniform"] | None = None, basis: Any = None,
           model_weighting: bool | None = None, min_filters: int | None = None, min_models: int | None = None,
           groups: Sequence[str] | None = None, order: Order = "mean", fit_on: str | None = None,
           sign_rule: str | None = None, empty_bins: str | None = None, engine: Any = None, kernel: str = "auto",
-          task_rows: int = 4_000_000) -> DriftResult:
+          task_rows: int = DEFAULT_TASK_ROWS, selection: Selection | None = None,
+          execution: Execution | None = None, settings: DriftSettings | None = None) -> DriftResult:
     """The drift matrix between all groups of ``by`` (docs/reference.md §5).
 
     Every setting left at None comes from ``preset``, else from filterdb's defaults (in brackets); a setting
-    given explicitly overrides the preset.
+    given explicitly overrides the preset. The keywords are grouped in three objects that can be passed
+    instead: ``selection`` (by, shape, where, params, groups), ``execution`` (engine, kernel, task_rows)
+    and ``settings`` (:class:`DriftSettings`: everything else); :func:`run_drift` takes only those.
 
     Parameters
     ----------
@@ -221,32 +281,44 @@ def drift(store: Any, by: str, shape: str = "3x3", where: str | None = None, par
         Component signs of a fitted basis ["loadings"]; see :mod:`filterdb.analysis.pca`.
     empty_bins : "density" | "count"
         Where float32 eps goes in an empty bin: on the density (the notebook) ["density"], or on counts / n.
+    selection, execution, settings : optional
+        The same settings as objects (:class:`Selection`, :class:`Execution`, :class:`DriftSettings`);
+        give either an object or its loose keywords.
 
     Examples
     --------
     >>> result = drift("zoo.fdb", by="visual_category", preset="paper")  # doctest: +SKIP
     >>> result.to_frame().round(2)  # doctest: +SKIP
     """
-    cfg = resolve_settings(preset, bins=bins, range=range, weights=weights, model_weighting=model_weighting,
-                           min_filters=min_filters, min_models=min_models, fit_on=fit_on, sign_rule=sign_rule,
-                           empty_bins=empty_bins)
-    weights, min_filters, min_models = cfg["weights"], cfg["min_filters"], cfg["min_models"]
-    if weights not in ("explained", "uniform"):
-        raise UsageError(f"weights must be 'explained' or 'uniform', got {weights!r}")
-    if order not in ("mean", "name", "size", "none"):
-        raise UsageError(f"order must be 'mean', 'name', 'size' or 'none', got {order!r}")
-    if cfg["fit_on"] not in ("groups", "selection"):
-        raise UsageError(f"fit_on must be 'groups' or 'selection', got {cfg['fit_on']!r}")
-    if cfg["empty_bins"] not in EMPTY_BINS:
-        raise UsageError(suggest(str(cfg["empty_bins"]), EMPTY_BINS, "empty_bins rule"))
-    for name, value in (("min_filters", min_filters), ("min_models", min_models)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise UsageError(f"{name} must be an integer >= 0, got {value!r}")
-    check_bins(cfg["bins"])
-    if cfg["range"] not in ("bound", "minmax"):
-        cfg["range"] = check_range(cfg["range"])
-    store = _as_store(store)
-    plan = make_plan(store, shape, where, params, by, groups=groups)
+    sel = selection_of(selection, by=by, shape=shape, where=where, params=params,
+                       groups=None if groups is None else tuple(groups))
+    exe = execution_of(execution, engine=engine, kernel=kernel, task_rows=task_rows)
+    loose = DriftSettings(preset=preset, bins=bins, range=range, weights=weights, basis=basis,
+                          model_weighting=model_weighting, min_filters=min_filters, min_models=min_models,
+                          order=order, fit_on=fit_on, sign_rule=sign_rule, empty_bins=empty_bins)
+    if settings is None:
+        settings = loose
+    elif loose != DriftSettings():
+        raise UsageError("give either settings= or the drift keywords (preset, bins, ...), not both")
+    return run_drift(store, sel, settings, exe)
+
+
+def run_drift(store: Any, selection: Selection, settings: DriftSettings | None = None,
+              execution: Execution | None = None) -> DriftResult:
+    """The drift matrix between all groups of ``selection.by``: :func:`drift` with its settings as objects.
+
+    Examples
+    --------
+    >>> run_drift("zoo.fdb", Selection(by="task"), DriftSettings(preset="paper"))  # doctest: +SKIP
+    """
+    by = selection.by
+    if by is None:
+        raise UsageError("drift needs a grouping axis: by= a column of the layers view, 'depth' or an SQL expression")
+    cfg = (settings or DriftSettings()).resolved()
+    execution = execution or Execution()
+    min_filters, min_models = int(cfg.min_filters or 0), int(cfg.min_models or 0)
+    store = as_store(store)
+    plan = plan_for(store, selection)
     n_f, n_m = plan.group_sizes()
     keep, dropped = [], {}
     for i, grp in enumerate(plan.groups):
@@ -264,22 +336,24 @@ def drift(store: Any, by: str, shape: str = "3x3", where: str | None = None, par
             + "); lower --min-filters / --min-models or select more data"
         )
     plan = plan.restrict(keep, notes)
-    fit_plan = make_plan(store, shape, where, params) if cfg["fit_on"] == "selection" else None
-    hist = histograms_from_plan(plan, basis=resolve_basis(basis, plan.d, shape), bins=cfg["bins"],
-                                range=cfg["range"], engine=engine, kernel=kernel, task_rows=task_rows, where=where,
-                                params=params, by=by, fit_plan=fit_plan, sign_rule=cfg["sign_rule"])
-    w = (np.asarray(hist.basis.explained_variance_ratio, np.float64) if weights == "explained"
+    whole = selection.replace(by=None, groups=None)
+    fit_plan = plan_for(store, whole) if cfg.fit_on == "selection" else None
+    hist = histograms_from_plan(plan, execution, basis=resolve_basis(cfg.basis, plan.d, plan.shape),
+                                bins=check_bins(cfg.bins), range=cfg.range, selection=selection, fit_plan=fit_plan,
+                                sign_rule=str(cfg.sign_rule))
+    w = (np.asarray(hist.basis.explained_variance_ratio, np.float64) if cfg.weights == "explained"
          else np.full(plan.d, 1.0 / plan.d))
-    distributions = group_distributions(hist, model_weighting=cfg["model_weighting"], empty_bins=cfg["empty_bins"])
+    distributions = group_distributions(hist, model_weighting=bool(cfg.model_weighting),
+                                        empty_bins=str(cfg.empty_bins))
     matrix = drift_matrix(distributions, w)
-    perm = _order(matrix, hist.groups, hist.n_filters, order, natural=by == "depth")
+    perm = _order(matrix, hist.groups, hist.n_filters, cfg.order, natural=by == "depth")
     return DriftResult(
         by=by, groups=tuple(hist.groups[i] for i in perm), matrix=matrix[np.ix_(perm, perm)],
         sizes={"n_filters": hist.n_filters[perm].tolist(), "n_models": hist.n_models[perm].tolist()},
-        component_weights=w, weights=weights, model_weighting=bool(cfg["model_weighting"]), bins=int(cfg["bins"]),
-        range=(float(hist.edges[0]), float(hist.edges[-1])), range_mode=hist.range_mode, order=order,
-        basis=hist.basis, histograms=hist, dropped=dropped, notes=hist.notes, preset=preset,
-        empty_bins=cfg["empty_bins"], fit_on=cfg["fit_on"],
+        component_weights=w, weights=str(cfg.weights), model_weighting=bool(cfg.model_weighting),
+        bins=int(cfg.bins or 0), range=(float(hist.edges[0]), float(hist.edges[-1])), range_mode=hist.range_mode,
+        order=cfg.order, basis=hist.basis, histograms=hist, dropped=dropped, notes=hist.notes, preset=cfg.preset,
+        empty_bins=str(cfg.empty_bins), fit_on=str(cfg.fit_on),
     )
 
 
@@ -301,7 +375,7 @@ def drift_from_coefficients(coefficients: np.ndarray, groups: Sequence[Any], *, 
     """
     c = np.asarray(coefficients, np.float64)
     if c.ndim != 2 or len(c) != len(groups):
-        raise ValueError(f"coefficients must be (n, d) with one group per row; got {c.shape} and {len(groups)} groups")
+        raise UsageError(f"coefficients must be (n, d) with one group per row; got {c.shape} and {len(groups)} groups")
     lo, hi = (float(c.min()), float(c.max())) if range is None else (float(range[0]), float(range[1]))
     labels = list(dict.fromkeys(groups))
     index = {g: i for i, g in enumerate(labels)}

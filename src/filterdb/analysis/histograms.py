@@ -14,9 +14,10 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import UsageError
-from ._selection import AnalysisError, Plan, make_plan
-from .kernels import PassSpec, resolve_kernel
-from .pca import PCAResult, _as_store, fit_basis
+from ._selection import AnalysisError, Plan, plan_for
+from ._settings import DEFAULT_TASK_ROWS, Execution, Selection, execution_of, selection_of
+from .kernels import PassSpec
+from .pca import PCAResult, as_store, fit_basis
 
 __all__ = ["HistogramResult", "coefficient_histograms", "RangeMode", "resolve_basis", "histogram_range", "MAX_BINS"]
 
@@ -97,28 +98,30 @@ def check_bins(bins: Any) -> int:
     return int(bins)
 
 
-def histograms_from_plan(plan: Plan, *, basis: PCAResult | None = None, bins: int = 70, range: Any = "bound",
-                         engine: Any = None, kernel: str = "auto", task_rows: int = 4_000_000,
-                         where: Any = None, params: Any = None, by: str | None = None,
-                         fit_plan: Plan | None = None, sign_rule: str = "loadings") -> HistogramResult:
+def histograms_from_plan(plan: Plan, execution: Execution, *, basis: PCAResult | None = None, bins: int = 70,
+                         range: Any = "bound", selection: Selection | None = None, fit_plan: Plan | None = None,
+                         sign_rule: str = "loadings") -> HistogramResult:
     """The passes behind :func:`coefficient_histograms` over an existing plan.
 
     The basis (when not given) and a "minmax" range come from the filters of ``fit_plan`` (default: ``plan``);
-    the histograms from those of ``plan``.
+    the histograms from those of ``plan``. ``selection`` is what ``plan`` was made from (recorded with a
+    fitted basis).
     """
-    from ..engine import get_engine
     from ._run import run_pass
 
     bins = check_bins(bins)
-    eng = get_engine(engine)
-    kname = resolve_kernel(kernel)
+    eng = execution.make_engine()
+    kname = execution.kernel_name()
+    task_rows = execution.task_rows
     fit_plan = fit_plan or plan
     extremes = None
     if basis is None:  # the basis of the selection (and its coefficients' extremes when needed)
-        basis, extremes = fit_basis(fit_plan, eng, kname, task_rows, sign_rule=sign_rule,
-                                    want_extremes=range == "minmax", where=where, params=params)
-    mode, lo, hi = histogram_range(range, basis)
-    if mode == "minmax":  # the paper's global min / max over all coefficients
+        basis, extremes = fit_basis(fit_plan, execution, sign_rule=sign_rule, want_extremes=range == "minmax",
+                                    selection=selection, engine=eng)
+    mode, fixed_lo, fixed_hi = histogram_range(range, basis)
+    if fixed_lo is not None and fixed_hi is not None:
+        lo, hi = fixed_lo, fixed_hi
+    else:  # "minmax": the paper's global min / max over all coefficients
         if extremes is None:
             mm = run_pass(fit_plan, PassSpec(d=plan.d, gram=False, minmax=True, components=basis.components,
                                              mean=basis.mean, kernel=kname), eng, task_rows)
@@ -127,7 +130,7 @@ def histograms_from_plan(plan: Plan, *, basis: PCAResult | None = None, bins: in
         if not lo < hi:
             hi = lo + 1.0
     spec = PassSpec(d=plan.d, gram=False, hist=True, components=basis.components, mean=basis.mean,
-                    lo=float(lo), hi=float(hi), nbins=int(bins), kernel=kname)  # type: ignore[arg-type]
+                    lo=float(lo), hi=float(hi), nbins=int(bins), kernel=kname)
     total = run_pass(plan, spec, eng, task_rows)
     g = len(plan.groups)
     counts = np.zeros((g, plan.d, bins), np.int64)
@@ -136,6 +139,7 @@ def histograms_from_plan(plan: Plan, *, basis: PCAResult | None = None, bins: in
     n_models = np.bincount(plan.unit_group, minlength=g).astype(np.int64)
     notes = plan.notes + ((f"{total.skipped} filter(s) holding NaN or infinite values were left out",)
                           if total.skipped else ())
+    by = selection.by if selection is not None else None
     return HistogramResult(plan.groups, np.linspace(lo, hi, bins + 1), counts, n_filters, n_models, total.hist,
                            plan.unit_group, plan.unit_model, total.unit_rows, basis, mode, by, notes)
 
@@ -143,7 +147,9 @@ def histograms_from_plan(plan: Plan, *, basis: PCAResult | None = None, bins: in
 def coefficient_histograms(store: Any, by: str | None = None, shape: str = "3x3", where: str | None = None,
                            params: Sequence[Any] | None = None, *, basis: Any = None, bins: int = 70,
                            range: Any = "bound", engine: Any = None, kernel: str = "auto",
-                           task_rows: int = 4_000_000, sign_rule: str = "loadings") -> HistogramResult:
+                           task_rows: int = DEFAULT_TASK_ROWS, sign_rule: str = "loadings",
+                           selection: Selection | None = None, execution: Execution | None = None
+                           ) -> HistogramResult:
     """Histograms of each PCA coefficient of the selected filters, per group of ``by``.
 
     Parameters
@@ -160,6 +166,10 @@ def coefficient_histograms(store: Any, by: str | None = None, shape: str = "3x3"
         medical follow-up's (−3, 3); values outside go to the end bins.
     sign_rule : "loadings" | "u-based"
         Component signs of a basis fitted here (see :mod:`filterdb.analysis.pca`).
+    selection : Selection, optional
+        ``by``, ``shape``, ``where`` and ``params`` as one object (leave those at their defaults).
+    execution : Execution, optional
+        ``engine``, ``kernel`` and ``task_rows`` as one object.
 
     Examples
     --------
@@ -167,8 +177,8 @@ def coefficient_histograms(store: Any, by: str | None = None, shape: str = "3x3"
     >>> h.counts.shape  # doctest: +SKIP
     (5, 9, 70)
     """
-    store = _as_store(store)
-    plan = make_plan(store, shape, where, params, by)
-    return histograms_from_plan(plan, basis=resolve_basis(basis, plan.d, shape), bins=bins, range=range,
-                                engine=engine, kernel=kernel, task_rows=task_rows, where=where, params=params, by=by,
-                                sign_rule=sign_rule)
+    sel = selection_of(selection, by=by, shape=shape, where=where, params=params)
+    exe = execution_of(execution, engine=engine, kernel=kernel, task_rows=task_rows)
+    plan = plan_for(as_store(store), sel)
+    return histograms_from_plan(plan, exe, basis=resolve_basis(basis, plan.d, plan.shape), bins=bins, range=range,
+                                selection=sel, sign_rule=sign_rule)

@@ -23,10 +23,12 @@ and is used when numba is not installed (the ``fast`` extra) or when asked for w
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+
+from ..errors import UsageError
 
 __all__ = ["HAVE_NUMBA", "KernelName", "Partial", "PassSpec", "resolve_kernel", "run_rows", "f16_to_f32"]
 
@@ -51,11 +53,11 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
 def resolve_kernel(kernel: str = "auto") -> str:
     """'numba' or 'numpy' for a requested kernel name; FILTERDB_KERNEL overrides 'auto'."""
     if kernel not in ("auto", "numba", "numpy"):
-        raise ValueError(f"kernel must be 'auto', 'numba' or 'numpy', got {kernel!r}")
+        raise UsageError(f"kernel must be 'auto', 'numba' or 'numpy', got {kernel!r}")
     if kernel == "auto":
         kernel = os.environ.get("FILTERDB_KERNEL", "auto") or "auto"
         if kernel not in ("auto", "numba", "numpy"):
-            raise ValueError(f"FILTERDB_KERNEL must be 'numba' or 'numpy', got {kernel!r}")
+            raise UsageError(f"FILTERDB_KERNEL must be 'numba' or 'numpy', got {kernel!r}")
         if kernel == "auto":
             return "numba" if HAVE_NUMBA else "numpy"
     if kernel == "numba" and not HAVE_NUMBA:
@@ -96,13 +98,14 @@ class Partial:
     d: int
     nbins: int
     n: int = 0
-    gram: np.ndarray = field(default=None)  # type: ignore[assignment]  # (d, d) float64
-    sums: np.ndarray = field(default=None)  # type: ignore[assignment]  # (d,) float64
-    units: np.ndarray = field(default=None)  # type: ignore[assignment]  # (u,) int64 global unit ids
-    hist: np.ndarray = field(default=None)  # type: ignore[assignment]  # (u, d, nbins) int64
-    unit_rows: np.ndarray = field(default=None)  # type: ignore[assignment]  # (u,) rows per unit
-    cmin: np.ndarray = field(default=None)  # type: ignore[assignment]  # (d,) float64
-    cmax: np.ndarray = field(default=None)  # type: ignore[assignment]
+    # the arrays default to None and are made in __post_init__ (their sizes depend on d and nbins)
+    gram: np.ndarray = None  # type: ignore[assignment]  # (d, d) float64
+    sums: np.ndarray = None  # type: ignore[assignment]  # (d,) float64
+    units: np.ndarray = None  # type: ignore[assignment]  # (u,) int64 global unit ids
+    hist: np.ndarray = None  # type: ignore[assignment]  # (u, d, nbins) int64
+    unit_rows: np.ndarray = None  # type: ignore[assignment]  # (u,) rows per unit
+    cmin: np.ndarray = None  # type: ignore[assignment]  # (d,) float64
+    cmax: np.ndarray = None  # type: ignore[assignment]
     skipped: int = 0  # filters left out because they hold a NaN or an infinity (not in n)
 
     def __post_init__(self) -> None:
@@ -304,15 +307,15 @@ if HAVE_NUMBA:
     from numba.extending import intrinsic as _intrinsic
 
     @_intrinsic
-    def _u32_as_f32(typingctx, x):  # type: ignore[no-untyped-def]
-        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def _u32_as_f32(typingctx, x):
+        def codegen(context, builder, signature, args):
             return builder.bitcast(args[0], _ir.FloatType())
 
         return _types.float32(_types.uint32), codegen
 
     @_intrinsic
-    def _f32_as_u32(typingctx, x):  # type: ignore[no-untyped-def]
-        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def _f32_as_u32(typingctx, x):
+        def codegen(context, builder, signature, args):
             return builder.bitcast(args[0], _ir.IntType(32))
 
         return _types.uint32(_types.float32), codegen
@@ -507,7 +510,7 @@ def f16_to_f32(values: np.ndarray) -> np.ndarray:
 _NP_CHUNK = 65536  # rows per numpy step: temporaries stay in L2
 
 
-def _numpy_rows(rows, starts, counts, units, spec, comps, offset, g, s, h, mn, mx, sk):  # type: ignore[no-untyped-def]
+def _numpy_rows(rows, starts, counts, units, spec, comps, offset, g, s, h, mn, mx, sk):
     d = spec.d
     lo = np.float32(spec.lo)
     invw = np.float32(spec.nbins / (spec.hi - spec.lo))
@@ -588,7 +591,7 @@ class _Accumulator:
         spec = self.spec
         d = spec.d
         if rows.ndim != 2 or rows.shape[1] != d:
-            raise ValueError(f"rows must have shape (n, {d}), got {rows.shape}")
+            raise UsageError(f"rows must have shape (n, {d}), got {rows.shape}")
         hunits = units if spec.hist else np.zeros_like(units)
         if spec.kernel != "numba":
             _numpy_rows(rows, starts, counts, hunits, spec, self.comps, self.offset, self.gram, self.sums, self.h,

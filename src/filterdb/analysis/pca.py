@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from ._selection import AnalysisError, make_plan
+from ..errors import UsageError
+from ._selection import AnalysisError, Plan, plan_for
+from ._settings import DEFAULT_TASK_ROWS, Execution, Selection, execution_of, one_of, selection_of
 from .kernels import PassSpec, resolve_kernel, run_rows
 
 __all__ = ["PCAResult", "StreamingPCA", "fit_pca", "pca_from_moments", "flip_signs", "flip_signs_u_based",
@@ -33,9 +35,7 @@ SIGN_RULES = ("loadings", "u-based")
 
 def check_sign_rule(sign_rule: str) -> str:
     if sign_rule not in SIGN_RULES:
-        from ..errors import UsageError, suggest
-
-        raise UsageError(suggest(str(sign_rule), SIGN_RULES, "sign rule"))
+        raise UsageError(one_of("sign_rule", sign_rule, SIGN_RULES))
     return sign_rule
 
 
@@ -248,15 +248,15 @@ class StreamingPCA:
     def _validate(self, x: Any) -> np.ndarray:
         x = np.asarray(x)
         if x.ndim != 2:
-            raise ValueError(f"X must be 2-D (n_filters, d), got shape {x.shape}")
+            raise UsageError(f"X must be 2-D (n_filters, d), got shape {x.shape}")
         if x.dtype not in (np.float16, np.float32):
             x = x.astype(np.float32)
         if hasattr(self, "n_features_in_") and x.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {x.shape[1]} features, the PCA was fitted with {self.n_features_in_}")
+            raise UsageError(f"X has {x.shape[1]} features, the PCA was fitted with {self.n_features_in_}")
         if self.n_components is not None and not 1 <= self.n_components <= x.shape[1]:
-            raise ValueError(f"n_components must be in [1, {x.shape[1]}], got {self.n_components}")
+            raise UsageError(f"n_components must be in [1, {x.shape[1]}], got {self.n_components}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+            raise UsageError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
         return np.ascontiguousarray(x)
 
     def partial_fit(self, X: Any, y: Any = None) -> StreamingPCA:
@@ -351,8 +351,9 @@ class StreamingPCA:
 
 
 def fit_pca(store: Any, shape: str = "3x3", where: str | None = None, params: Sequence[Any] | None = None, *,
-            engine: Any = None, kernel: str = "auto", task_rows: int = 4_000_000,
-            n_threads: int | None = None, sign_rule: str | None = None, preset: str | None = None) -> PCAResult:
+            engine: Any = None, kernel: str = "auto", task_rows: int = DEFAULT_TASK_ROWS,
+            n_threads: int | None = None, sign_rule: str | None = None, preset: str | None = None,
+            selection: Selection | None = None, execution: Execution | None = None) -> PCAResult:
     """Fit the PCA basis of the selected filters of a store (scaled per filter), in one pass.
 
     Parameters
@@ -371,37 +372,47 @@ def fit_pca(store: Any, shape: str = "3x3", where: str | None = None, params: Se
         Default: the preset's, else "loadings".
     preset : "paper" | "medical", optional
         The authors' settings (docs/analysis.md): both fit every selected filter with "u-based" signs.
+    selection : Selection, optional
+        The filters to fit, as one object; replaces ``shape``, ``where`` and ``params`` (leave those
+        at their defaults). Its ``by`` is ignored: a basis is fitted on every selected filter.
+    execution : Execution, optional
+        Where and how to compute, as one object; replaces ``engine``, ``kernel``, ``task_rows`` and
+        ``n_threads``.
 
     Examples
     --------
     >>> basis = fit_pca("zoo.fdb", where="task = ?", params=["Classification"])  # doctest: +SKIP
     >>> basis.explained_variance_ratio[:4]  # doctest: +SKIP
     """
-    from ..engine import get_engine
     from .presets import resolve_settings
 
+    sel = selection_of(selection, shape=shape, where=where, params=params)
+    exe = execution_of(execution, engine=engine, kernel=kernel, task_rows=task_rows, threads=n_threads)
     settings = resolve_settings(preset, sign_rule=sign_rule)
-    store = _as_store(store)
-    plan = make_plan(store, shape, where, params)
-    basis, _ = fit_basis(plan, get_engine(engine, n_threads=n_threads), resolve_kernel(kernel), task_rows,
-                         sign_rule=settings["sign_rule"], where=where, params=params)
+    plan = plan_for(as_store(store), sel.replace(by=None, groups=None))
+    basis, _ = fit_basis(plan, exe, sign_rule=settings["sign_rule"], selection=sel)
     return basis
 
 
-def fit_basis(plan: Any, engine: Any, kernel: str, task_rows: int, *, sign_rule: str = "loadings",
-              want_extremes: bool = False, where: Any = None, params: Any = None
+def fit_basis(plan: Plan, execution: Execution, *, sign_rule: str = "loadings", want_extremes: bool = False,
+              selection: Selection | None = None, engine: Any = None
               ) -> tuple[PCAResult, tuple[np.ndarray, np.ndarray] | None]:
     """The basis of every filter of ``plan`` (one pass) and, for "u-based" signs or when asked, the min / max of
-    each coefficient over the same filters (one more pass): (basis, (cmin, cmax) or None)."""
+    each coefficient over the same filters (one more pass): (basis, (cmin, cmax) or None).
+
+    ``engine``: an Engine already made from ``execution`` (so that one analysis uses one engine).
+    """
     from ._run import run_pass
 
     check_sign_rule(sign_rule)
-    total = run_pass(plan, PassSpec(d=plan.d, kernel=kernel), engine, task_rows)
-    basis = _result_from(plan, total, where, params)
+    eng = engine if engine is not None else execution.make_engine()
+    kernel = execution.kernel_name()
+    total = run_pass(plan, PassSpec(d=plan.d, kernel=kernel), eng, execution.task_rows)
+    basis = _result_from(plan, total, selection)
     if sign_rule == "loadings" and not want_extremes:
         return basis, None
     mm = run_pass(plan, PassSpec(d=plan.d, gram=False, minmax=True, components=basis.components, mean=basis.mean,
-                                 kernel=kernel), engine, task_rows)
+                                 kernel=kernel), eng, execution.task_rows)
     cmin, cmax = mm.cmin, mm.cmax
     if sign_rule == "u-based":
         comps, cmin, cmax = flip_signs_u_based(basis.components, cmin, cmax)
@@ -409,19 +420,25 @@ def fit_basis(plan: Any, engine: Any, kernel: str, task_rows: int, *, sign_rule:
     return basis, (cmin, cmax)
 
 
-def _result_from(plan: Any, total: Any, where: Any, params: Any) -> PCAResult:
+def _result_from(plan: Plan, total: Any, selection: Selection | None) -> PCAResult:
     mean, comps, var, ratio = pca_from_moments(total.gram, total.sums, total.n)
-    selection: dict[str, Any] = {"store": plan.root, "where": where, "params": list(params) if params else None}
+    params = selection.bound_params if selection is not None else None
+    where = selection.where if selection is not None else None
+    info: dict[str, Any] = {"store": plan.root, "where": where, "params": params}
     if plan.notes or total.skipped:
-        selection["notes"] = list(plan.notes) + ([f"{total.skipped} filter(s) holding NaN or infinite values were "
-                                                  "left out"] if total.skipped else [])
+        info["notes"] = list(plan.notes) + ([f"{total.skipped} filter(s) holding NaN or infinite values were "
+                                             "left out"] if total.skipped else [])
     return PCAResult(plan.shape, mean, comps, var, ratio, int(total.n), int(len(plan.layers)),
-                     int(plan.layers["model_id"].nunique()), selection)
+                     int(plan.layers["model_id"].nunique()), info)
 
 
-def _as_store(store: Any) -> Any:
+def as_store(store: Any) -> Any:
+    """A Store as is; a path opened read-only."""
     if hasattr(store, "sql") and hasattr(store, "root"):
         return store
     from ..store import open_store
 
     return open_store(store)
+
+
+_as_store = as_store  # the name other modules import today (report, density)

@@ -4,43 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ._app import app, console, err_console
+from ._options import execution_options, selection_options
 
-_COMMON = [
-    click.option("--where", default=None, help="SQL predicate over the layers view, e.g. \"task = ?\"."),
-    click.option("-p", "--param", "params", multiple=True, help="A value for a '?' in --where (repeat; bound)."),
-    click.option("--scheduler", default=None, metavar="ADDRESS",
-                 help="Run on a Dask cluster (tcp://host:8786); default: threads on this machine."),
-    click.option("--threads", type=click.IntRange(1), default=None, help="Local threads (default: one per core)."),
-    click.option("--kernel", type=click.Choice(["auto", "numba", "numpy"]), default="auto", show_default=True,
-                 help="Compute kernel: auto (numba when installed), numba or numpy (same numbers to float32 "
-                      "rounding)."),
-    click.option("--task-rows", type=click.IntRange(1), default=4_000_000, show_default=True,
-                 help="Filters per task: bounds memory and sets the scheduling granularity."),
-    click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of tables."),
-]
+if TYPE_CHECKING:
+    from ..analysis import Execution, Selection
 
-
-def _common(fn: Any) -> Any:
-    for option in reversed(_COMMON):
-        fn = option(fn)
-    return fn
-
-
-def _params(params: tuple[str, ...]) -> list[Any] | None:
-    from ._store import _params as convert
-
-    return convert(params)
-
-
-def _engine(scheduler: str | None, threads: int | None) -> Any:
-    from ..engine import get_engine
-
-    return get_engine(scheduler, n_threads=threads)
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of tables.")
 
 
 def _store(ctx: click.Context) -> Any:
@@ -78,24 +52,23 @@ _SIGN_RULE = click.option(
 
 
 @analyze.command("pca")
-@click.option("--shape", default="3x3", show_default=True, help="Kernel shape, e.g. 3x3, 5x5, 1x7.")
+@selection_options(shape_help="Kernel shape, e.g. 3x3, 5x5, 1x7.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Save the basis: .npz (reusable with drift --basis) or .json.")
 @_PRESET
 @_SIGN_RULE
-@_common
+@execution_options
+@_JSON
 @click.pass_context
-def pca_cmd(ctx: click.Context, shape: str, out: Path | None, preset: str | None, sign_rule: str | None,
-            where: str | None, params: tuple[str, ...], scheduler: str | None, threads: int | None, kernel: str,
-            task_rows: int, as_json: bool) -> None:
+def pca_cmd(ctx: click.Context, selection: Selection, out: Path | None, preset: str | None, sign_rule: str | None,
+            execution: Execution, as_json: bool) -> None:
     """The PCA basis of the selected filters (each scaled by its max |w|); docs/reference.md §4."""
     import time
 
     from ..analysis import fit_pca
 
     t0 = time.perf_counter()
-    result = fit_pca(_store(ctx), shape, where, _params(params), engine=_engine(scheduler, threads), kernel=kernel,
-                     task_rows=task_rows, sign_rule=sign_rule, preset=preset)
+    result = fit_pca(_store(ctx), selection=selection, execution=execution, sign_rule=sign_rule, preset=preset)
     seconds = time.perf_counter() - t0
     if out is not None:
         result.to_json(out) if out.suffix == ".json" else result.save(out)
@@ -104,7 +77,7 @@ def pca_cmd(ctx: click.Context, shape: str, out: Path | None, preset: str | None
         return
     from rich.table import Table
 
-    table = Table(title=f"PCA of {result.n_filters:,} {shape} filters ({result.n_layers} layers, "
+    table = Table(title=f"PCA of {result.n_filters:,} {selection.shape} filters ({result.n_layers} layers, "
                         f"{result.n_models} models) in {seconds:.1f} s")
     table.add_column("component", justify="right")
     table.add_column("explained", justify="right")
@@ -121,11 +94,8 @@ def pca_cmd(ctx: click.Context, shape: str, out: Path | None, preset: str | None
 
 
 @analyze.command("drift")
-@click.option("--by", required=True,
-              help="Group by: a column of the layers view (task, visual_category, ...), 'depth' (deciles of "
-                   "conv_depth_norm) or an SQL expression over those columns.")
+@selection_options(by="required", shape_help="Kernel shape of the filters analysed, e.g. 5x5.")
 @_PRESET
-@click.option("--shape", default="3x3", show_default=True, help="Kernel shape of the filters analysed, e.g. 5x5.")
 @click.option("--bins", type=int, default=None, metavar="N",
               help="Histogram bins per PCA coefficient, 1 to 10,000 [70].")
 @click.option("--range", "range_", default=None, metavar="bound|minmax|LO,HI",
@@ -149,17 +119,17 @@ def pca_cmd(ctx: click.Context, shape: str, out: Path | None, preset: str | None
               help="Row order: mean (ascending mean drift, outliers last; depth keeps decile order), name, size "
                    "(most filters first) or none (first seen).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the result as JSON.")
-@_common
+@execution_options
+@_JSON
 @click.pass_context
-def drift_cmd(ctx: click.Context, by: str, preset: str | None, shape: str, bins: int | None, range_: str | None,
+def drift_cmd(ctx: click.Context, selection: Selection, preset: str | None, bins: int | None, range_: str | None,
               weights: str | None, basis: Path | None, per_model: bool, min_filters: int | None,
               min_models: int | None, fit_on: str | None, sign_rule: str | None, order: str, out: Path | None,
-              where: str | None, params: tuple[str, ...], scheduler: str | None, threads: int | None, kernel: str,
-              task_rows: int, as_json: bool) -> None:
+              execution: Execution, as_json: bool) -> None:
     """The drift matrix between all groups of --by (docs/reference.md §5)."""
     import time
 
-    from ..analysis import drift
+    from ..analysis import DriftSettings, run_drift
     from ..errors import UsageError
 
     rng: Any = range_
@@ -171,11 +141,11 @@ def drift_cmd(ctx: click.Context, by: str, preset: str | None, shape: str, bins:
         if len(rng) != 2:
             raise UsageError(f"--range LO,HI needs exactly two numbers (e.g. -3,3), got {range_!r}")
     t0 = time.perf_counter()
-    result = drift(_store(ctx), by, shape, where, _params(params), preset=preset, bins=bins, range=rng,
-                   weights=weights, basis=basis,  # type: ignore[arg-type]
-                   model_weighting=per_model or None, min_filters=min_filters, min_models=min_models,
-                   fit_on=fit_on, sign_rule=sign_rule, order=order,  # type: ignore[arg-type]
-                   engine=_engine(scheduler, threads), kernel=kernel, task_rows=task_rows)
+    settings = DriftSettings(preset=preset, bins=bins, range=rng, weights=weights, basis=basis,
+                             model_weighting=per_model or None, min_filters=min_filters, min_models=min_models,
+                             fit_on=fit_on, sign_rule=sign_rule, order=order)
+    result = run_drift(_store(ctx), selection, settings, execution)
+    by = selection.by
     seconds = time.perf_counter() - t0
     if out is not None:
         result.to_json(out)
@@ -206,19 +176,17 @@ def drift_cmd(ctx: click.Context, by: str, preset: str | None, shape: str, bins:
 
 
 @analyze.command("degeneration")
-@click.option("--by", default=None, help="Group by a layers column, 'depth' or an SQL expression.")
-@click.option("--shape", default=None, help="Only layers of this kernel shape (default: all 2-D).")
+@selection_options(shape=None, by="optional", shape_help="Only layers of this kernel shape (default: all 2-D).",
+                   by_help="Group by a layers column, 'depth' or an SQL expression.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the result as JSON.")
-@click.option("--where", default=None, help="SQL predicate over the layers view.")
-@click.option("-p", "--param", "params", multiple=True, help="A value for a '?' in --where (repeat).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of tables.")
+@_JSON
 @click.pass_context
-def degeneration_cmd(ctx: click.Context, by: str | None, shape: str | None, out: Path | None, where: str | None,
-                     params: tuple[str, ...], as_json: bool) -> None:
+def degeneration_cmd(ctx: click.Context, selection: Selection, out: Path | None, as_json: bool) -> None:
     """Share of sparse / low-diversity / random layers and of the filters in them."""
     from ..analysis import degeneration
 
-    result = degeneration(_store(ctx), by, where, _params(params), shape=shape)
+    by = selection.by
+    result = degeneration(_store(ctx), selection=selection)
     if out is not None:
         result.to_json(out)
     if as_json:

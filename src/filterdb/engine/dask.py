@@ -61,7 +61,7 @@ class DaskEngine(Engine):
     def map(self, fn: Callable[..., Any], items: Iterable[Any], *args: Any) -> Iterator[Any]:
         items = list(items)
         extra = [[a] * len(items) for a in args]
-        futures = self.client.map(fn, items, *extra, pure=False)
+        futures: list[Any] = self.client.map(fn, items, *extra, pure=False)
         try:
             for i, future in enumerate(futures):
                 yield future.result()

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..errors import UsageError
+
 __all__ = ["Engine", "LocalEngine"]
 
 
@@ -44,7 +46,7 @@ class LocalEngine(Engine):
 
     def __init__(self, n_threads: int | None = None) -> None:
         if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
-            raise ValueError(f"n_threads must be an integer >= 1, got {n_threads!r}")
+            raise UsageError(f"n_threads must be an integer >= 1, got {n_threads!r}")
         self.n_threads = n_threads or _cpu_count()
 
     def map(self, fn: Callable[..., Any], items: Iterable[Any], *args: Any) -> Iterator[Any]:
