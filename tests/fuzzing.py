@@ -252,6 +252,16 @@ _WORKER = r"""
 import json, os, resource, sys, time
 from filterdb.errors import FilterDBError
 from filterdb.readers import ReadOptions, read_path
+def _peak_kib():
+    # VmHWM: the peak RSS of this process image since exec. ru_maxrss(RUSAGE_SELF) would not do: Linux carries
+    # the RSS of the process that forked us across exec, so a child of a 1.7 GB pytest reports >= 1.7 GB.
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        with open("/proc/self/status") as f:
+            own = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        pass
+    return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 limit = int(sys.argv[1])
 if limit:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -268,7 +278,7 @@ for line in open(sys.argv[2], encoding="utf-8"):
         outcome, detail = "refused", type(e).__name__ + ": " + str(e)[:200]
     except BaseException as e:
         outcome, detail = "unexpected", type(e).__name__ + ": " + str(e)[:200]
-    rss = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    rss = _peak_kib()
     print(json.dumps({"path": path, "outcome": outcome, "detail": detail, "seconds": time.perf_counter() - t,
                       "rss_kib": rss}), flush=True)
 """

@@ -24,12 +24,22 @@ HANG_GUARD_S = 180  # far above any of these reads; only a hang reaches it
 PEAK_MIB = 1024  # a refused bomb costs the interpreter and its imports, not the declared gigabytes
 ADDRESS_LIMIT = 8 * 2**30  # protects the machine should a guard fail; the RSS bound is what is asserted
 
-# Runs the CLI in this very process and writes its peak RSS (KiB) to $FDB_RSS_OUT at exit (the larger of its own
-# and its children's: readers fork a child for native parsers).
+# Runs the CLI in this very process and writes its peak RSS (KiB) to $FDB_RSS_OUT at exit (the larger of its own,
+# since exec, and its children's: readers fork a child for native parsers).
 _WRAPPER = (
     "import atexit, os, resource, runpy, sys\n"
-    "atexit.register(lambda: open(os.environ['FDB_RSS_OUT'], 'w').write("
-    "str(max(resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))))\n"
+    + """def _peak_kib():
+    # VmHWM: the peak RSS of this process image since exec. ru_maxrss(RUSAGE_SELF) would not do: Linux carries
+    # the RSS of the process that forked us across exec, so a child of a 1.7 GB pytest reports >= 1.7 GB.
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        with open('/proc/self/status') as f:
+            own = next(int(line.split()[1]) for line in f if line.startswith('VmHWM:'))
+    except (OSError, StopIteration):
+        pass
+    return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+    "atexit.register(lambda: open(os.environ['FDB_RSS_OUT'], 'w').write(str(_peak_kib())))\n"
     "sys.argv = ['filterdb'] + sys.argv[1:]\n"
     "runpy.run_module('filterdb', run_name='__main__', alter_sys=True)\n"
 )
