@@ -18,7 +18,7 @@ from filterdb.analysis import AnalysisError
 from filterdb.cli import main
 from filterdb.report import build_zoo_report, write_zoo_report
 
-SECTIONS = ("summary", "pca", "density", "drift", "ridge", "degeneration", "models")
+SECTIONS = ("summary", "pca", "density", "drift", "ridge", "degeneration", "lineage", "models")
 
 
 class _Anchors(HTMLParser):
@@ -73,7 +73,7 @@ def test_report_has_every_section_and_its_explanation(report, zoo):
     for section in SECTIONS:
         assert section in page.ids
     assert {"drift-task", "drift-depth", "drift-axes"} <= page.ids
-    assert text.count("How to read this.") == 6  # pca, density, drift, ridge, degeneration, models
+    assert text.count("How to read this.") == 7  # pca, density, drift, ridge, degeneration, families, models
     assert text.count('class="zoom"') == len(page.images)  # every figure opens at full size
     models = zoo.models()
     for model_id, name in zip(models["model_id"], models["model"]):
@@ -81,7 +81,8 @@ def test_report_has_every_section_and_its_explanation(report, zoo):
         assert f'<a href="#model-{model_id}">{html.escape(name)}</a>' in text
     # figures: eigen-images, density, 2 drift heatmaps, boxplots, ridge, degeneration, one per model
     alts = [img["alt"] for img in page.images]
-    assert len(alts) == 7 + len(models)
+    families = result.summary["families"]
+    assert len(alts) == 7 + len(models) + (1 if families else 0)  # + the families' figure when there are any
     assert alts[0].startswith("eigen-images") and "drift matrix by task" in alts and "drift matrix by depth" in alts
     assert all(img["src"].startswith("data:image/png;base64,") for img in page.images)
     assert steps[0] == "store summary" and "drift by depth" in steps and steps[-1].startswith("model 6/6")
@@ -237,6 +238,31 @@ def test_model_names_are_escaped(tmp_path):
     assert "<script>b" not in text and "<img src=x" not in text and "<b>conv" not in text
     assert "<script" not in text
     assert html.escape('<img src=x onerror="alert(1)">') in text
+
+
+def test_families_section_names_the_models_that_share_weights(tmp_path):
+    """A model, its float16 copy and a pruned fine-tune of it form one family; an independent model stands apart."""
+    import numpy as np
+
+    from filterdb.readers._registry import make_layer
+    from filterdb.store import init_store, open_store
+    from filterdb.types import ModelInfo, ModelRecord
+
+    rng = np.random.default_rng(7)
+    base = [rng.standard_normal((48, 16, 3, 3)), rng.standard_normal((64, 48, 3, 3))]
+    pruned = [base[0][:40] + 0.05 * rng.standard_normal((40, 16, 3, 3)),
+              base[1][:, :40] + 0.05 * rng.standard_normal((64, 40, 3, 3))]
+    models = {"parent": base, "parent-fp16": [w.astype(np.float16).astype(np.float64) for w in base],
+              "child-pruned": pruned, "stranger": [rng.standard_normal(w.shape) for w in base]}
+    init_store(tmp_path / "s.fdb")
+    store = open_store(tmp_path / "s.fdb", "a")
+    for name, weights in models.items():
+        layers = tuple(make_layer(f"conv{i}", "Conv", w) for i, w in enumerate(weights))
+        store.ingest(ModelRecord(ModelInfo(source=f"{name}.onnx", format="onnx"), layers), {"Name": name})
+    result = build_zoo_report(open_store(tmp_path / "s.fdb"), model_sections=False)
+    (family,) = result.summary["families"]
+    assert sorted(family) == ["child-pruned", "parent", "parent-fp16"]
+    assert 'id="lineage"' in result.html and 'alt="model families as trees"' in result.html
 
 
 def test_cli_writes_the_report_and_prints_its_path(zoo, tmp_path, capsys):

@@ -39,38 +39,44 @@ def _layout(family: tuple[str, ...], edges: list[Any]) -> dict[str, tuple[float,
 
 
 def lineage_figure(result: Any, *, theme: str = "light", max_families: int = 12):  # type: ignore[no-untyped-def]
-    """A matplotlib Figure of the first ``max_families`` families with more than one model."""
+    """A matplotlib Figure of the first ``max_families`` families with more than one model.
+
+    One row per family, parents above children, 4.8 in wide with 10 pt text (the report's rule: readable on a
+    phone); arrows are coloured by relation (blue identical, orange same weights, vermillion derived).
+    """
     th = get_theme(theme)
     families = [f for f in result.families if len(f) > 1][:max_families]
-    n = max(1, len(families))
-    depth = max((len(f) for f in families), default=1)
-    fig = new_figure(min(5.0 * n, 16.0), min(2.5 + 0.5 * depth, 8.0), th)
-    axes = fig.subplots(1, n, squeeze=False)[0]
-    if not families:
-        axes[0].text(0.5, 0.5, "no two models of the store share weights", ha="center", va="center", color=th.ink)
-        axes[0].set_axis_off()
-        return fig
-    for ax, family in zip(axes, families):
+    rows = []
+    for family in families:
         edges = [e for e in result.edges if e.parent in family]
         pos = _layout(family, edges)
+        rows.append((family, edges, pos, 1 + max(-y for _, y in pos.values())))
+    heights = [0.9 + 0.75 * levels for *_, levels in rows] or [1.2]
+    fig = new_figure(4.8, min(sum(heights), 40.0), th)
+    axes = fig.subplots(max(1, len(rows)), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    if not rows:
+        axes[0].text(0.5, 0.5, "no two models of the store share weights", ha="center", va="center",
+                     fontsize=10, color=th.ink)
+        axes[0].set_axis_off()
+        return fig
+    for ax, (family, edges, pos, _) in zip(axes, rows):
         for e in edges:
             (x0, y0), (x1, y1) = pos[e.parent], pos[e.child]
             ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
                         arrowprops=dict(arrowstyle="-|>", color=_COLOURS.get(e.relation, GREY), lw=1.4,
-                                        shrinkA=9, shrinkB=9))
+                                        shrinkA=7, shrinkB=7))
             if e.relation == "derived":  # copies score 1: their colour says it
-                ax.text((x0 + x1) / 2 + 0.08, (y0 + y1) / 2, f"{e.score:.2f}", fontsize=6, color=th.ink, ha="left")
+                ax.text((x0 + x1) / 2 + 0.06, (y0 + y1) / 2, f"{e.score:.2f}", fontsize=10, color=th.ink,
+                        ha="left", va="center")
         for model, (x, y) in pos.items():
             ax.plot([x], [y], "o", color=th.ink, markersize=5)
-            ax.text(x + 0.1, y + 0.1, model, fontsize=6, color=th.ink, ha="left", va="bottom", rotation=35)
+            ax.text(x, y + 0.18, model, fontsize=10, color=th.ink, ha="center", va="bottom")
         xs = [p[0] for p in pos.values()]
         ys = [p[1] for p in pos.values()]
-        ax.set_xlim(min(xs) - 0.8, max(xs) + 0.8)
-        ax.set_ylim(min(ys) - 0.4, max(ys) + 1.0)
+        ax.set_xlim(min(xs) - 0.9, max(xs) + 0.9)
+        ax.set_ylim(min(ys) - 0.3, max(ys) + 0.6)
         ax.set_axis_off()
         ax.set_facecolor(th.paper)
-    fig.suptitle("model families (arrows parent → child; blue identical, orange same weights, red derived)",
-                 fontsize=8, color=th.ink)
     return fig
 
 
@@ -86,6 +92,8 @@ def lineage_html(result: Any, *, theme: str = "light") -> str:
     n_multi = sum(len(f) > 1 for f in result.families)
     return (f'<section class="lineage"><h2>Model families</h2><p>{n_multi} families of related models, '
             f'{len(result.families)} groups in all (a model without relatives is a group of one).</p>'
+            "<p>Arrows point from parent to child: blue identical, orange same weights, vermillion derived "
+            "(with its score).</p>"
             f'<img alt="model families" src="data:image/png;base64,{image}">'
             "<table><thead><tr><th>parent</th><th>child</th><th>relation</th><th>score</th>"
             f"<th>direction confidence</th></tr></thead><tbody>{rows}</tbody></table></section>")

@@ -204,13 +204,14 @@ class _Study:
         page.raw(Html(f'<header><div class="kicker">filterdb · zoo report</div><h1>{esc(name)}</h1>'
                       f'<p class="muted source">{esc(str(root))}</p></header>'))
         toc = [("summary", "Summary"), ("pca", "PCA basis"), ("drift", "Drift"), ("degeneration", "Degeneration"),
-               ("models", "Models")]
-        page.raw(Html('<nav class="toc">' + "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in toc) + "</nav>"))
+               ("lineage", "Families"), ("models", "Models")]
+        page.raw(Html('<nav class="toc">' + " ".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in toc) + "</nav>"))
         _summary_section(page, stats, models, layers, shape, n_shape)
         names = {int(m): str(n) for m, n in zip(models["model_id"], models["model"])}
         basis = self._pca_section(page, pca_groups)
         self._drift_sections(page, basis, names)
         self._degeneration_section(page, models, deg_layers)
+        self._lineage_section(page)
         self.step("models")
         _models_section(page, models, layers, model_sections)
         for k, row in enumerate(shown.itertuples()):
@@ -413,6 +414,35 @@ class _Study:
                           + (" (first 200)" if len(deg_layers) > 200 else "") + "</summary>"
                           + table_html(["model", "layer", "depth", "filters", "sparsity", "ve_norm", "verdicts"],
                                        rows, numeric=(2, 3, 4, 5), name_col=1) + "</details>"))
+
+
+    def _lineage_section(self, page: Page) -> None:
+        from ..lineage import LineageError, lineage, lineage_figure
+
+        self.step("model families")
+        page.heading("Model families", anchor="lineage")
+        page.howto("Models that share weights, found from the convolution weights alone (docs/lineage.md): "
+                   "identical copies, the same weights in another format or precision, and models derived from "
+                   "one another (fine-tuned, pruned, re-headed). Arrows point from the likely parent to the child. "
+                   "Related models are not independent samples: a family inflates its group in the drift "
+                   "matrices above.")
+        try:
+            result = lineage(self.store)
+        except LineageError as e:
+            page.raw(Html(f'<div class="note">{esc(e)}</div>'))
+            return
+        families = [f for f in result.families if len(f) > 1]
+        self.summary["families"] = [list(f) for f in families]
+        if not families:
+            page.paragraph("No two models of the store share weights.", cls="muted")
+            return
+        page.figure(self.draw(lineage_figure, result, png="lineage.png"), alt="model families as trees",
+                    caption=f"{len(families)} families of related models; blue identical, orange same weights, "
+                            "vermillion derived (with its score).")
+        rows = [[esc(e.parent), esc(e.child), esc(e.relation), _fmt(e.score), _fmt(e.confidence, 2)]
+                for e in result.edges]
+        page.raw(table_html(["parent", "child", "relation", "score", "direction confidence"], rows,
+                            numeric=(3, 4)))
 
 
 def write_zoo_report(path: str | os.PathLike[str], store: Any, **options: Any) -> ZooReport:
