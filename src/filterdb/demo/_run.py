@@ -147,6 +147,6 @@ def run_demo(report_path: str | os.PathLike[str], *, workdir: str | os.PathLike[
     t_report = time.perf_counter()
     seconds = {"zoo": t_zoo - started, "download": t_download - t_zoo, "ingest": t_ingest - t_download,
                "report": t_report - t_ingest, "total": t_report - started}
-    return DemoResult(store_path=store_path, report_path=Path(written.path), summary=written.summary,
+    return DemoResult(store_path=store_path, report_path=written.path or report, summary=written.summary,
                       n_ingested=len(ingested.ingested), n_skipped=len(ingested.skipped), notes=tuple(zoo.notes),
                       seconds=seconds)
