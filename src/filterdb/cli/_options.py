@@ -22,7 +22,8 @@ import click
 if TYPE_CHECKING:
     from ..analysis import Selection
 
-__all__ = ["PARAM_HELP", "PARAM_OPTION", "WHERE_HELP", "execution_options", "make_selection", "parse_params", "selection_options"]
+__all__ = ["PARAM_HELP", "PARAM_OPTION", "WHERE_HELP", "execution_options", "make_selection", "parse_params",
+           "selection_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -49,7 +49,8 @@ def progress_display(show: bool) -> Any:
                    "folder, report-figures/, named by a digest of each figure's data and of the drawing code).")
 @click.option("--title", default=None, help="Page heading (default: the store's folder name).")
 @click.option("--progress/--no-progress", default=None, help="Progress display [on when interactive].")
-def report_cmd(store: Path, out: Path, by: tuple[str, ...], selection: Selection, no_models: bool, figures: Path | None, per_model: bool, figure_cache: bool, title: str | None,
+def report_cmd(store: Path, out: Path, by: tuple[str, ...], selection: Selection, no_models: bool,
+               figures: Path | None, per_model: bool, figure_cache: bool, title: str | None,
                progress: bool | None) -> None:
     """Write the zoo report of STORE: summary, PCA, drift per axis, degeneration, models."""
     from ..report._zoo_report import write_zoo_report
