@@ -116,3 +116,45 @@ def test_demo_models_pattern_that_matches_nothing_is_a_user_error(tmp_path):
 def test_demo_report_folder_must_exist(tmp_path):
     code, _, err = run_demo("--workdir", str(tmp_path), "--no-digits", "-o", str(tmp_path / "nowhere" / "r.html"))
     assert code == 2 and "is not a folder" in err
+
+
+class _Recorder:
+    """A DemoProgress that keeps what it was told."""
+
+    def __init__(self):
+        self.phases, self.steps = [], []
+
+    def phase(self, name, total, what=""):
+        self.phases.append((name, total))
+
+    def step(self, text):
+        self.steps.append(text)
+
+    def say(self, text):
+        pass
+
+
+@pytest.mark.corpus
+def test_run_demo_is_the_library_call_behind_the_command(tmp_path, corpus_path):
+    from filterdb.demo import DemoResult
+    from filterdb.demo import run_demo as run_demo_library
+    from filterdb.errors import UsageError
+
+    corpus_path("pnet.pt")
+    progress = _Recorder()
+    first = run_demo_library(tmp_path / "r.html", workdir=tmp_path / "work", include_digits=False,
+                             models=["pnet.pt"], progress=progress)
+    assert isinstance(first, DemoResult)
+    assert first.report_path == tmp_path / "r.html" and first.report_path.is_file()
+    assert first.store_path == tmp_path / "work" / "store.fdb"
+    assert len(open_store(first.store_path).models()) == 1
+    assert first.summary["n_models"] == 1 and (first.n_ingested, first.n_skipped) == (1, 0)
+    assert [name for name, _ in progress.phases] == ["zoo", "download", "ingest", "report"]
+    assert progress.phases[1] == ("download", 1) and "pnet.pt" in progress.steps
+    assert set(first.seconds) == {"zoo", "download", "ingest", "report", "total"}
+    again = run_demo_library(tmp_path / "r.html", workdir=tmp_path / "work", include_digits=False, models=["pnet.pt"])
+    assert (again.n_ingested, again.n_skipped) == (0, 1)
+    with pytest.raises(UsageError, match="no file of the zoo matches"):
+        run_demo_library(tmp_path / "r.html", workdir=tmp_path / "work", include_digits=False, models=["nothing*"])
+    with pytest.raises(UsageError, match="is not a folder"):
+        run_demo_library(tmp_path / "absent" / "r.html", workdir=tmp_path / "work", include_digits=False)

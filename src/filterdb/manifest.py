@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ._format import count
+from .sources._registry import is_source_name  # the one rule; re-exported (ingest imports it from here)
 
 from .store._catalog import TAXONOMY, normalise_column
 from .store._errors import ManifestError
@@ -56,12 +57,6 @@ _ALIASES = {
     "conv_weight_init": "conv_weight_initializer", "initializer": "conv_weight_initializer",
     "training_data": "training_dataset", "pretraining_data": "pretraining_dataset",
 }
-
-
-def is_source_name(text: str) -> bool:
-    """True for ``scheme:rest`` source names (not a Windows drive, not a URL)."""
-    head, sep, rest = text.partition(":")
-    return bool(sep) and len(head) > 1 and head.isidentifier() and not rest.startswith("//")
 
 
 @dataclass(frozen=True)

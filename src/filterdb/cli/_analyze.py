@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .._format import count
 from ._app import app, console, err_console
 from ._options import execution_options, selection_options
 
@@ -77,7 +78,7 @@ def pca_cmd(ctx: click.Context, selection: Selection, out: Path | None, preset: 
         return
     from rich.table import Table
 
-    table = Table(title=f"PCA of {result.n_filters:,} {selection.shape} filters ({result.n_layers} layers, "
+    table = Table(title=f"PCA of {count(result.n_filters)} {selection.shape} filters ({result.n_layers} layers, "
                         f"{result.n_models} models) in {seconds:.1f} s")
     table.add_column("component", justify="right")
     table.add_column("explained", justify="right")
@@ -155,14 +156,14 @@ def drift_cmd(ctx: click.Context, selection: Selection, preset: str | None, bins
     from rich.table import Table
 
     n = sum(result.sizes["n_filters"])
-    table = Table(title=f"drift by {by} ({n:,} filters, {len(result.groups)} groups, {seconds:.1f} s)")
+    table = Table(title=f"drift by {by} ({count(n)} filters, {len(result.groups)} groups, {seconds:.1f} s)")
     table.add_column(str(by))
     table.add_column("filters", justify="right")
     table.add_column("models", justify="right")
     for i in range(len(result.groups)):
         table.add_column(str(i), justify="right")
     for i, grp in enumerate(result.groups):
-        table.add_row(f"{i} {grp}", f"{result.sizes['n_filters'][i]:,}", str(result.sizes["n_models"][i]),
+        table.add_row(f"{i} {grp}", count(result.sizes['n_filters'][i]), str(result.sizes["n_models"][i]),
                       *(f"{v:.3f}" for v in result.matrix[i]))
     console.print(table)
     s = result.summary()

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import fnmatch
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._app import EXIT_USAGE, abort, app, console, err_console
+from .._format import count
+from ._app import app, console, err_console
 
+if TYPE_CHECKING:
+    from ..demo import DemoResult
 
 REPORT_NAME = "filterdb-demo-report.html"  # in the current folder: where a newcomer looks for it
-
-
-def _file_name(spec: str) -> str:
-    return spec.rsplit("#", 1)[-1].rstrip("/").rsplit("/", 1)[-1]
 
 
 class _Display:
@@ -46,7 +44,7 @@ class _Display:
         elif self.mode == "lines":
             self._line(f"{name}: {what}" if what else name)
 
-    def step(self, text: str, advance: int = 1) -> None:
+    def step(self, text: str, advance: int = 1) -> None:  # filterdb.demo.DemoProgress
         if self.bar is not None:
             from rich.markup import escape
 
@@ -76,8 +74,8 @@ class _Display:
               help="Also save the report's main figures as small PNGs in this folder (as in the README).")
 @click.option("--progress/--no-progress", default=True,
               help="Progress on stderr: a bar in a terminal, one line per phase otherwise [on].")
-def demo_cmd(workdir: Path | None, output: Path, no_digits: bool, patterns: tuple[str, ...], open_: bool, figures: Path | None,
-             progress: bool) -> None:
+def demo_cmd(workdir: Path | None, output: Path, no_digits: bool, patterns: tuple[str, ...], open_: bool,
+             figures: Path | None, progress: bool) -> None:
     """Build a filter store from a real model zoo, run the study, and write the HTML report.
 
     The zoo: the pre-trained models shipped inside PyPI wheels (face detection, landmarks, OCR, object
@@ -86,64 +84,31 @@ def demo_cmd(workdir: Path | None, output: Path, no_digits: bool, patterns: tupl
     and the store is content-addressed, so a second run is fast. The report goes to the current folder
     (--output); the store and the digits models stay in --workdir.
     """
-    from ..demo import build_demo_zoo
-    from ..ingest import IngestEvent, ingest
-    from ..report._zoo_report import write_zoo_report
-    from ..sources import cache_dir, resolve_source
-    from ..store import open_store
+    from ..demo import run_demo
 
-    from ..plotting._style import _matplotlib
-
-    _matplotlib()  # the report needs matplotlib: say so before any work (MissingDependencyError, one line)
-    started = time.perf_counter()
-    work = (workdir or cache_dir() / "demo").expanduser()
-    display = _Display(("bar" if err_console.is_terminal else "lines") if progress else "off")
-    store_path = work / "store.fdb"
     report_path = output.expanduser().absolute()
     if not report_path.parent.is_dir():  # say so before minutes of work, not after
         raise click.BadParameter(f"{report_path.parent} is not a folder", param_hint="--output")
+    display = _Display(("bar" if err_console.is_terminal else "lines") if progress else "off")
     try:
-        display.phase("zoo", 3, f"building the zoo manifest in {work}")
-        zoo = build_demo_zoo(work, include_digits=not no_digits, progress=display.say)
-        sources = list(zoo.sources)
-        if patterns:
-            sources = [s for s in sources if any(fnmatch.fnmatch(_file_name(s), p) for p in patterns)]
-            if not sources:
-                abort(f"--models {' '.join(patterns)}: no file of the zoo matches; the zoo has "
-                      + ", ".join(_file_name(s) for s in zoo.sources), EXIT_USAGE)
-        t_zoo = time.perf_counter()
-
-        display.phase("download", len(sources), f"{len(sources)} model files (cached after the first run)")
-        for spec in sources:  # cached after the first run: resolving is a file check
-            display.step(_file_name(spec))
-            if ":" in spec.split("#", 1)[0] and not Path(spec).exists():
-                resolve_source(spec)
-        t_download = time.perf_counter()
-
-        display.phase("ingest", len(sources), f"{len(sources)} model files into {store_path}")
-
-        def on_event(event: IngestEvent) -> None:
-            if event.kind != "start":
-                display.step(f"{_file_name(event.spec)}" + (" (already stored)" if event.kind == "skipped" else ""))
-
-        result = ingest(store_path, sources, manifest=zoo.manifest_path, create=True, progress=on_event)
-        t_ingest = time.perf_counter()
-
-        store = open_store(store_path)
-        n_models = len(store.models())
-        display.phase("report", 10 + n_models, f"the study of {n_models} models and its figures")
-        report = write_zoo_report(report_path, store, title="filterdb demo zoo", progress=display.step,
-                                  figures_dir=figures)
-        t_report = time.perf_counter()
+        result = run_demo(report_path, workdir=workdir, include_digits=not no_digits, models=patterns,
+                          figures_dir=figures, progress=display)
     finally:
         display.stop()
+    _print_summary(result, figures, open_)
+    if open_:
+        import webbrowser
 
-    s = report.summary
-    for note in zoo.notes:
+        webbrowser.open(result.report_path.resolve().as_uri())
+
+
+def _print_summary(result: DemoResult, figures: Path | None, open_: bool) -> None:
+    s = result.summary
+    for note in result.notes:
         err_console.print(f"note: {note}", markup=False, soft_wrap=True)
-    console.print(f"[bold]filterdb demo[/] — {s['n_models']} models, {s['n_layers']:,} conv layers, "
-                  f"{s['n_filters']:,} filters ({s['n_filters_shape']:,} of shape {s['shape']}); "
-                  f"{len(result.ingested)} ingested now, {len(result.skipped)} already in the store")
+    console.print(f"[bold]filterdb demo[/] — {s['n_models']} models, {count(s['n_layers'])} conv layers, "
+                  f"{count(s['n_filters'])} filters ({count(s['n_filters_shape'])} of shape {s['shape']}); "
+                  f"{result.n_ingested} ingested now, {result.n_skipped} already in the store")
     for axis, d in s.get("drift", {}).items():
         top = ", ".join(f"{g} ({v:.2f})" for g, v in d["most_shifted"][:2])
         console.print(f"  drift by {axis}: {d['n_groups']} groups, median {d['median']:.3f}; most shifted: {top}",
@@ -164,15 +129,11 @@ def demo_cmd(workdir: Path | None, output: Path, no_digits: bool, patterns: tupl
         console.print(f"    {model}: {shown}", markup=False, soft_wrap=True)
     if len(per_model) > 16:
         console.print(f"    ... and {len(per_model) - 16} more models (see the report)", markup=False)
-    console.print(f"  times: zoo {t_zoo - started:.1f} s, downloads {t_download - t_zoo:.1f} s, ingest "
-                  f"{t_ingest - t_download:.1f} s, report {t_report - t_ingest:.1f} s; total "
-                  f"{t_report - started:.1f} s", markup=False)
-    console.print(f"store:  {store_path}", markup=False, soft_wrap=True)
+    t = result.seconds
+    console.print(f"  times: zoo {t['zoo']:.1f} s, downloads {t['download']:.1f} s, ingest "
+                  f"{t['ingest']:.1f} s, report {t['report']:.1f} s; total {t['total']:.1f} s", markup=False)
+    console.print(f"store:  {result.store_path}", markup=False, soft_wrap=True)
     if figures is not None:
         console.print(f"figures: {len(s['figures'])} PNGs in {figures}", markup=False, soft_wrap=True)
-    console.print(f"report: {report.path}" + ("" if open_ else "  (open it in a web browser, or rerun with --open)"),
-                  markup=False, soft_wrap=True)
-    if open_:
-        import webbrowser
-
-        webbrowser.open(Path(report.path).resolve().as_uri())
+    hint = "" if open_ else "  (open it in a web browser, or rerun with --open)"
+    console.print(f"report: {result.report_path}{hint}", markup=False, soft_wrap=True)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from .._format import count
 from ._app import app, console
-from ._store import PARAM, _params
+from ._options import selection_options
+
+if TYPE_CHECKING:
+    from ..analysis import Selection
 
 
 @app.command("export")
@@ -15,22 +20,17 @@ from ._store import PARAM, _params
 @click.argument("output", type=click.Path(path_type=Path))
 @click.option("--to", "fmt", type=click.Choice(["hdf5", "parquet"]), default=None,
               help="Output format [from OUTPUT: *.h5 -> hdf5, else a parquet directory].")
-@click.option("--shape", default="3x3", show_default=True, help="Kernel shape to export.")
-@click.option("--where", default=None, help="SQL predicate over the layers view.")
-@PARAM
-def export_cmd(store: Path, output: Path, fmt: str | None, shape: str, where: str | None,
-               params: tuple[str, ...]) -> None:
+@selection_options(shape="3x3", shape_help="Kernel shape to export.")
+def export_cmd(store: Path, output: Path, fmt: str | None, selection: Selection) -> None:
     """Export STORE (or a --where selection) to the CNN Filter DB HDF5 layout or to Parquet."""
     from ..store import open_store
     from ..store._exchange import export_hdf5, export_parquet
 
     handle = open_store(store)
     fmt = fmt or ("hdf5" if output.suffix.lower() in (".h5", ".hdf5") else "parquet")
-    if fmt == "hdf5":
-        n = export_hdf5(handle, output, shape=shape, where=where, params=_params(params))
-    else:
-        n = export_parquet(handle, output, shape=shape, where=where, params=_params(params))
-    console.print(f"exported {n:,} {shape} filters to {output}")
+    export = export_hdf5 if fmt == "hdf5" else export_parquet
+    n = export(handle, output, shape=selection.shape_key, where=selection.where, params=selection.bound_params)
+    console.print(f"exported {count(n)} {selection.shape_key} filters to {output}")
 
 
 @app.command("import-hdf5")
@@ -46,5 +46,5 @@ def import_cmd(store: Path, dataset: Path, create: bool) -> None:
     with handle:
         results = import_hdf5(handle, dataset)
     new = [r for r in results if not r.skipped]
-    console.print(f"imported {len(new)} model(s), {sum(r.n_filters for r in new):,} filters "
+    console.print(f"imported {len(new)} model(s), {count(sum(r.n_filters for r in new))} filters "
                   f"({len(results) - len(new)} already in the store)")

@@ -9,10 +9,12 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from .._kernel import kernel_key
 from ..types import ModelRecord
+from .._format import count
 from ._app import app, console
 from ._common import (NAME_MIN_WIDTH, fmt, json_safe, max_memory_option, print_layers, producer_text,
-                      read_with_progress, shape_key)
+                      read_with_progress)
 
 
 def inspect_dict(record: ModelRecord) -> dict:
@@ -20,7 +22,7 @@ def inspect_dict(record: ModelRecord) -> dict:
     info = record.info
     by_shape = Counter()
     for layer in record.layers_2d:
-        by_shape[shape_key(layer.kernel)] += layer.n_filters
+        by_shape[kernel_key(layer.kernel)] += layer.n_filters
     return json_safe({
         "model": {
             "source": info.source, "path": info.path, "format": info.format, "producer": info.producer,
@@ -77,8 +79,8 @@ def inspect_command(model: str, as_json: bool, trust_pickle: bool, format_: str 
     print_layers(console, table, blocks)
     m = data["model"]
     console.print(f"format {m['format']}, producer {producer_text(m['producer'], m['producer_version'])}, "
-                  f"opset {fmt(m['opset'])}, {m['n_parameters']:,} parameters", markup=False)
-    console.print("filters by kernel shape: " + (", ".join(f"{k}: {v:,}" for k, v in m["filters_by_shape"].items())
+                  f"opset {fmt(m['opset'])}, {count(m['n_parameters'])} parameters", markup=False)
+    console.print("filters by kernel shape: " + (", ".join(f"{k}: {count(v)}" for k, v in m["filters_by_shape"].items())
                                                  or "none (no 2-D convolution)"))
     if any(layer.depth_source == "order" for layer in record.layers):
         console.print("* depth inferred from layer order (the format has no graph)")

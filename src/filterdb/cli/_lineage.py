@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 from rich.markup import escape
 
+from .._atomic import atomic_write_text
 from ._app import app, console, err_console
 from ._similar import fingerprint_progress
 
@@ -38,9 +37,7 @@ def lineage_command(store: str, as_json: bool, html_file: str | None, progress: 
     if html_file:
         page = ("<!doctype html><html><head><meta charset='utf-8'><title>filterdb lineage</title></head><body>"
                 f"{lineage_html(result)}</body></html>")
-        tmp = Path(html_file).with_name(Path(html_file).name + ".part")
-        tmp.write_text(page, encoding="utf-8")
-        tmp.replace(html_file)
+        atomic_write_text(html_file, page)
     if as_json:
         click.echo(result.to_json())
         return

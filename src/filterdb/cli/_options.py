@@ -22,13 +22,18 @@ import click
 if TYPE_CHECKING:
     from ..analysis import Selection
 
-__all__ = ["PARAM_HELP", "WHERE_HELP", "execution_options", "make_selection", "parse_params", "selection_options"]
+__all__ = ["PARAM_HELP", "PARAM_OPTION", "WHERE_HELP", "execution_options", "make_selection", "parse_params",
+           "selection_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 WHERE_HELP = "SQL predicate over the layers view, e.g. \"task = ?\" (`filterdb layers STORE` shows its columns)."
 PARAM_HELP = "A value for a '?' in --where, in order (repeat). Values are bound, never spliced into the SQL."
 SHAPE_HELP = "Kernel shape of the filters, e.g. 3x3, 5x5, 1x7."
+# -p alone, for commands whose '?' placeholders are in their own SQL (filterdb sql), not in --where.
+PARAM_OPTION = click.option("-p", "--param", "params", multiple=True,
+                            help="A value for a '?' placeholder, in order (repeat). Values are bound, never "
+                                 "spliced into the SQL text.")
 BY_HELP = ("Group by: a column of the layers view (task, visual_category, ...), 'depth' (deciles of "
            "conv_depth_norm) or an SQL expression over those columns.")
 
@@ -91,8 +96,10 @@ def selection_options(*, shape: str | None | Literal[False] = "3x3",
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def command(*args: Any, **kwargs: Any) -> Any:
-            kwargs["selection"] = make_selection(kwargs.pop("shape", None), kwargs.pop("where"),
-                                                 kwargs.pop("params"), kwargs.pop("by", None))
+            # pop only the options added here: a command may keep its own --by (report: repeatable axes)
+            kwargs["selection"] = make_selection(kwargs.pop("shape") if shape is not False else None,
+                                                 kwargs.pop("where"), kwargs.pop("params"),
+                                                 kwargs.pop("by") if by else None)
             return fn(*args, **kwargs)
 
         wrapped: Any = command

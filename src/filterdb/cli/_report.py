@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from .._format import count
 from ._app import abort, app, console, err_console
+from ._options import selection_options
+
+if TYPE_CHECKING:
+    from ..analysis import Selection
 
 
 def progress_display(show: bool) -> Any:
@@ -32,9 +37,7 @@ def progress_display(show: bool) -> Any:
 @click.option("--by", "by", multiple=True,
               help="A drift axis: a layers column, 'depth' or an SQL expression (repeat). Default: the taxonomy "
                    "columns with at least two groups (task, visual_category, ...) and depth.")
-@click.option("--shape", default="3x3", show_default=True, help="Kernel shape of the filters analysed.")
-@click.option("--where", default=None, help="SQL predicate over the layers view, e.g. \"task = ?\".")
-@click.option("-p", "--param", "params", multiple=True, help="A value for a '?' in --where (repeat; bound).")
+@selection_options(shape="3x3", shape_help="Kernel shape of the filters analysed.")
 @click.option("--no-models", is_flag=True, help="Leave out the per-model sections (for very large zoos).")
 @click.option("--figures", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Also save the main figures as small PNGs in this folder.")
@@ -46,14 +49,12 @@ def progress_display(show: bool) -> Any:
                    "folder, report-figures/, named by a digest of each figure's data and of the drawing code).")
 @click.option("--title", default=None, help="Page heading (default: the store's folder name).")
 @click.option("--progress/--no-progress", default=None, help="Progress display [on when interactive].")
-def report_cmd(store: Path, out: Path, by: tuple[str, ...], shape: str, where: str | None, params: tuple[str, ...],
-               no_models: bool, figures: Path | None, per_model: bool, figure_cache: bool, title: str | None,
+def report_cmd(store: Path, out: Path, by: tuple[str, ...], selection: Selection, no_models: bool,
+               figures: Path | None, per_model: bool, figure_cache: bool, title: str | None,
                progress: bool | None) -> None:
     """Write the zoo report of STORE: summary, PCA, drift per axis, degeneration, models."""
     from ..report._zoo_report import write_zoo_report
     from ..store import open_store
-    from ._store import _params
-
     from ..plotting._style import _matplotlib
 
     _matplotlib()  # the report needs matplotlib: say so before any work (MissingDependencyError, one line)
@@ -62,13 +63,15 @@ def report_cmd(store: Path, out: Path, by: tuple[str, ...], shape: str, where: s
     show = err_console.is_terminal if progress is None else progress
     update, stop = progress_display(show)
     try:
-        report = write_zoo_report(out, open_store(store), by=list(by) or None, shape=shape, where=where,
-                                  params=_params(params), model_sections=not no_models, title=title, progress=update,
+        report = write_zoo_report(out, open_store(store), by=list(by) or None,
+                                  shape=selection.shape_key, where=selection.where,
+                                  params=selection.bound_params, model_sections=not no_models, title=title,
+                                  progress=update,
                                   figures_dir=figures, per_model=per_model,
                                   figure_cache="auto" if figure_cache else None)
     finally:
         stop()
     s = report.summary
-    console.print(f"{s['n_models']} models, {s['n_filters_shape']:,} {shape} filters, "
+    console.print(f"{s['n_models']} models, {count(s['n_filters_shape'])} {selection.shape_key} filters, "
                   f"{len(s['degenerated_layers'])} degenerated layers ({s['seconds']:.1f} s)")
     console.print(f"report written to {report.path}", soft_wrap=True, markup=False)

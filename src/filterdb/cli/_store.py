@@ -3,36 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from .._format import count
 from ._app import app, console
+from ._options import PARAM_OPTION, parse_params, selection_options
 from ._table import FORMAT_OPTION, print_frame
 
+if TYPE_CHECKING:
+    from ..analysis import Selection
+
 STORE = click.argument("store", type=click.Path(path_type=Path))
-PARAM = click.option("-p", "--param", "params", multiple=True,
-                     help="A value for a '?' placeholder, in order (repeat). Values are bound, never spliced in.")
 
 
 def _open(store: Path, mode: str = "r"):  # type: ignore[no-untyped-def]
     from ..store import open_store
 
     return open_store(store, mode=mode)  # type: ignore[arg-type]
-
-
-def _params(params: tuple[str, ...]) -> list[object] | None:
-    if not params:
-        return None
-    out: list[object] = []
-    for p in params:
-        try:
-            out.append(int(p))
-        except ValueError:
-            try:
-                out.append(float(p))
-            except ValueError:
-                out.append(p)
-    return out
 
 
 @app.command("init")
@@ -62,15 +51,13 @@ def models_cmd(store: Path, fmt: str, all_columns: bool) -> None:
 
 @app.command("layers")
 @STORE
-@click.option("--where", "where", default=None, help="SQL predicate over the layers view, e.g. \"kernel = ?\".")
-@PARAM
+@selection_options(shape=False)
 @click.option("--columns", default=None, help="Comma-separated columns to show.")
 @click.option("--limit", type=int, default=None, help="At most this many rows.")
 @FORMAT_OPTION
-def layers_cmd(store: Path, where: str | None, params: tuple[str, ...], columns: str | None, limit: int | None,
-               fmt: str) -> None:
+def layers_cmd(store: Path, selection: Selection, columns: str | None, limit: int | None, fmt: str) -> None:
     """List layers with their metrics and model metadata, optionally filtered with --where."""
-    frame = _open(store).layers(where, _params(params))
+    frame = _open(store).layers(selection.where, selection.bound_params)
     if columns:
         wanted = [c.strip() for c in columns.split(",") if c.strip()]
         unknown = [c for c in wanted if c not in frame.columns]
@@ -92,11 +79,11 @@ def layers_cmd(store: Path, where: str | None, params: tuple[str, ...], columns:
 @app.command("sql")
 @STORE
 @click.argument("query")
-@PARAM
+@PARAM_OPTION
 @FORMAT_OPTION
 def sql_cmd(store: Path, query: str, params: tuple[str, ...], fmt: str) -> None:
     """Run a read-only SQL QUERY over the views: models, layers, filter_counts, shapes."""
-    print_frame(_open(store).sql(query, _params(params)), fmt)
+    print_frame(_open(store).sql(query, parse_params(params)), fmt)
 
 
 @app.command("rm")
@@ -132,12 +119,11 @@ def stats_cmd(store: Path, fmt: str) -> None:
         print_frame(frame, fmt)
         return
     console.print(f"store {store}: format {handle.format_version}, {handle.dtype}")
-    console.print(f"  models {stats.n_models:,}   layers {stats.n_layers:,}   filters {stats.n_filters:,}")
+    console.print(f"  models {count(stats.n_models)}   layers {count(stats.n_layers)}   "
+                  f"filters {count(stats.n_filters)}")
     console.print(f"  on disk {_bytes(stats.total_bytes)} (shards {_bytes(stats.shard_bytes)}, "
                   f"catalog {_bytes(stats.catalog_bytes)})"
                   + (f", {stats.bytes_per_filter:.1f} bytes/filter" if stats.n_filters else ""))
     if len(stats.shapes):
         print_frame(stats.shapes, "table", title="filters per kernel shape")
 
-
-from . import _export, _ingest  # noqa: F401  (command registration)

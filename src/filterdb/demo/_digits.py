@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._atomic import atomic_path
 from ..errors import MissingDependencyError, missing_dependency
 
 __all__ = [
@@ -249,22 +250,18 @@ def _prune_masks(torch: Any, model: Any, layers: tuple[str, ...], share: float) 
 
 
 def _save(torch: Any, model: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, tmp)
 
 
 def _export_onnx(torch: Any, model: Any, path: Path) -> str | None:
     """Export with torch's TorchScript-based exporter (needs no onnxscript); the reason on failure."""
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        with warnings.catch_warnings():
+        with atomic_path(path) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
             torch.onnx.export(model, (torch.zeros(1, 1, 8, 8),), str(tmp), dynamo=False,
                               input_names=["image"], output_names=["logits"])
-        os.replace(tmp, path)
     except Exception as e:  # noqa: BLE001  any exporter failure only costs the optional ONNX copy
-        tmp.unlink(missing_ok=True)
         return f"{type(e).__name__}: {e}"
     return None
 

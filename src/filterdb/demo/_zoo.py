@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .._atomic import atomic_write_text
 from ..errors import MissingDependencyError
 from ._digits import DIGITS_VERSION, digits_rows, train_digits_family
 
@@ -68,12 +69,6 @@ def _cached_digits(folder: Path) -> list[dict[str, str]] | None:
     if not rows or not all(isinstance(r, dict) and (base / str(r.get("file", ""))).is_file() for r in rows):
         return None
     return rows
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8", newline="")
-    os.replace(tmp, path)
 
 
 def _csv_text(rows: list[dict[str, str]]) -> str:
@@ -139,10 +134,10 @@ def build_demo_zoo(workdir: str | os.PathLike[str], *, include_digits: bool = Tr
                 trained = True
                 notes.extend(train_notes)
                 digits = digits_rows(results, DIGITS_FOLDER)
-                _write_atomic(folder / _CACHE_FILE,
-                              json.dumps({"version": DIGITS_VERSION, "rows": digits}, indent=1) + "\n")
+                atomic_write_text(folder / _CACHE_FILE,
+                                  json.dumps({"version": DIGITS_VERSION, "rows": digits}, indent=1) + "\n")
         rows = rows + digits
         sources += [str((work / row["file"]).resolve()) for row in digits]
     manifest_path = work / MANIFEST_NAME
-    _write_atomic(manifest_path, _csv_text(rows))
+    atomic_write_text(manifest_path, _csv_text(rows), newline="")  # csv writes its own \r\n
     return DemoZoo(sources, manifest_path, notes, trained, digits)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._atomic import atomic_write
 from ._weights import ModelWeights
 
 __all__ = ["Fingerprint", "fingerprint", "FingerprintStack", "MAX_LAYERS", "CHANNELS", "INPUTS",
@@ -51,21 +51,13 @@ class Fingerprint:
         return int(self.shapes.shape[0])
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write as .npz atomically (temporary file in the same folder, then rename)."""
+        """Write as .npz atomically (:mod:`filterdb._atomic`)."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".npz.part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, version=np.int32(FINGERPRINT_VERSION), name=np.str_(self.name),
-                         sha256=np.str_(self.sha256), shapes=self.shapes, hashes=self.hashes, norms=self.norms,
-                         bits=self.bits, channels=self.channels, means=self.means)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(target, "wb") as f:
+            np.savez(f, version=np.int32(FINGERPRINT_VERSION), name=np.str_(self.name),
+                     sha256=np.str_(self.sha256), shapes=self.shapes, hashes=self.hashes, norms=self.norms,
+                     bits=self.bits, channels=self.channels, means=self.means)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Fingerprint | None:

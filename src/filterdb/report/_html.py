@@ -11,11 +11,12 @@ import base64
 import html
 import io
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .._atomic import atomic_write_text
 
 __all__ = ["Html", "Page", "Rendered", "esc", "figure_png", "render_figure", "write_html"]
 
@@ -260,24 +261,6 @@ def table_html(header: Sequence[Any], rows: Iterable[Sequence[Any]], *, numeric:
 
 
 def write_html(path: str | os.PathLike[str], text: str) -> Path:
-    """Write a page atomically: to a temporary file in the same folder, then rename over ``path``.
-
-    A reader of ``path`` sees the old page or the new one, never half a page. Returns the path.
-    """
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return target
+    """Write a page atomically (:mod:`filterdb._atomic`): a reader of ``path`` sees the old page or the new
+    one, never half a page. Returns the path."""
+    return atomic_write_text(path, text)

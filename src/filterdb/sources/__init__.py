@@ -7,6 +7,8 @@ One private module per scheme, registered in ``_registry``.
 from __future__ import annotations
 
 from . import _hf, _pypi, _timm, _torchvision  # noqa: F401  (registration)
-from ._registry import ResolvedSource, cache_dir, register_source, registered_schemes, resolve_source
+from ._registry import (ResolvedSource, cache_dir, is_source_name, register_source, registered_schemes,
+                        resolve_source, source_scheme)
 
-__all__ = ["ResolvedSource", "cache_dir", "register_source", "registered_schemes", "resolve_source"]
+__all__ = ["ResolvedSource", "cache_dir", "is_source_name", "register_source", "registered_schemes",
+           "resolve_source", "source_scheme"]

