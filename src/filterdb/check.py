@@ -26,17 +26,19 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import math
 import numbers
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
 
 import numpy as np
 
 from .errors import UsageError
-from .metrics import layer_metrics
+from .metrics import _objects, layer_metric_columns, metrics_frame
 from .types import ModelRecord
 
 if TYPE_CHECKING:  # pandas is imported when a report is built, not with this module
@@ -232,7 +234,9 @@ def _floats(values: Any) -> np.ndarray:
     """A float64 array with NaN for None / pandas NA."""
     if hasattr(values, "to_numpy"):
         return values.to_numpy(dtype=np.float64, na_value=np.nan)
-    return np.array([np.nan if v is None or v is _pd_na() else v for v in values], dtype=np.float64)
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
+        return values.astype(np.float64)
+    return np.array([np.nan if _is_na(v) else v for v in values], dtype=np.float64)
 
 
 def _kernel_tuple(kernel: Any) -> tuple[int, ...] | None:
@@ -288,9 +292,9 @@ class ModelReport:
 
     Attributes
     ----------
-    layers : pandas.DataFrame
-        One row per conv layer (the columns of :func:`filterdb.metrics.layer_metrics`) plus ``verdicts``,
-        a list of verdict kinds per layer.
+    columns : dict of str to numpy.ndarray
+        One array per column of :func:`filterdb.metrics.layer_metric_columns`, plus ``verdicts`` (the verdict
+        kinds per layer); the same data as ``layers`` without pandas.
     verdicts : list of list of Verdict
         Per layer, in the order of ``layers``.
     summary : dict
@@ -301,11 +305,22 @@ class ModelReport:
         The cut-offs used.
     """
 
-    layers: pd.DataFrame
+    columns: Mapping[str, Any]
     verdicts: list[list[Verdict]]
     summary: dict[str, Any]
     info: dict[str, Any] = field(default_factory=dict)
     thresholds: Thresholds = Thresholds()
+
+    @functools.cached_property
+    def layers(self) -> pd.DataFrame:
+        """One row per conv layer (the columns of :func:`filterdb.metrics.layer_metrics`) plus ``verdicts``, a
+        list of verdict kinds per layer (built on first use: pandas is imported then)."""
+        return metrics_frame(self.columns)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per layer: the columns of ``layers`` (numpy scalars, None where a count is undefined)."""
+        names = list(self.columns)
+        return [dict(zip(names, values)) for values in zip(*(self.columns[name] for name in names))]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict: ``{"model": {...}, "layers": [{...}, ...], "summary": {...}}`` (NaN → None).
@@ -321,8 +336,8 @@ class ModelReport:
         for key in ("n_conv_layers", "n_layers_total", "filters_by_shape", "share_3x3", "has_2d_filters"):
             model[key] = self.summary[key]
         layers = []
-        for record, verdicts in zip(self.layers.drop(columns="verdicts").to_dict("records"), self.verdicts):
-            entry = {key: _json_value(value) for key, value in record.items()}
+        for record, verdicts in zip(self.rows(), self.verdicts):
+            entry = {key: _json_value(value) for key, value in record.items() if key != "verdicts"}
             entry["verdicts"] = [v.to_dict() for v in verdicts]
             layers.append(entry)
         return {"model": _json_value(model), "layers": layers, "summary": _json_value(self.summary)}
@@ -374,23 +389,24 @@ def check_model(record: ModelRecord, thresholds: Thresholds = Thresholds()) -> M
         raise TypeError(f"record must be a filterdb.ModelRecord, got {type(record).__name__}")
     if not isinstance(thresholds, Thresholds):
         raise TypeError(f"thresholds must be a filterdb.check.Thresholds, got {type(thresholds).__name__}")
-    frame = layer_metrics(record.layers, sparsity_eps=thresholds.sparsity_eps)
-    verdicts = judge_layers(frame, thresholds).verdicts()
-    frame["verdicts"] = [[v.kind for v in layer_verdicts] for layer_verdicts in verdicts]
+    columns = layer_metric_columns(record.layers, sparsity_eps=thresholds.sparsity_eps)
+    verdicts = judge_layers(columns, thresholds).verdicts()
+    columns["verdicts"] = _objects([[v.kind for v in layer_verdicts] for layer_verdicts in verdicts])
     info = {f.name: getattr(record.info, f.name) for f in dataclasses.fields(record.info)}
     info["op_counts"] = dict(info["op_counts"])
     info["notes"] = list(info["notes"])
-    summary = _summary(record, frame, verdicts, thresholds, info)
-    return ModelReport(layers=frame, verdicts=verdicts, summary=summary, info=info, thresholds=thresholds)
+    summary = _summary(record, columns, verdicts, thresholds, info)
+    return ModelReport(columns=columns, verdicts=verdicts, summary=summary, info=info, thresholds=thresholds)
 
 
 def _summary(
     record: ModelRecord,
-    frame: pd.DataFrame,
+    frame: Mapping[str, Any],
     verdicts: list[list[Verdict]],
     thresholds: Thresholds,
     info: dict[str, Any],
 ) -> dict[str, Any]:
+    n_layers = len(frame["name"])
     is_2d = np.array([len(k) == 2 for k in frame["kernel"]], dtype=bool)
     by_shape: dict[str, int] = {}
     for kernel, n in zip(frame["kernel"][is_2d], frame["n_filters"][is_2d]):
@@ -407,14 +423,14 @@ def _summary(
         n_any += bool(layer_verdicts)
     counts["any"] = n_any
     notes: list[str] = []
-    if len(frame) == 0:
+    if n_layers == 0:
         notes.append("the model has no convolution layers")
     elif n_2d == 0:
         dims = sorted({f"{len(k)}-D" for k in frame["kernel"]})
-        notes.append(f"the model has {len(frame)} convolution layer(s), none with 2-D kernels ({', '.join(dims)}): "
+        notes.append(f"the model has {n_layers} convolution layer(s), none with 2-D kernels ({', '.join(dims)}): "
                      "no filters in the paper's sense, so no filter metrics")
-    elif n_2d < len(frame):
-        notes.append(f"{len(frame) - n_2d} convolution layer(s) without 2-D kernels have no filter metrics")
+    elif n_2d < n_layers:
+        notes.append(f"{n_layers - n_2d} convolution layer(s) without 2-D kernels have no filter metrics")
     return {
         "format": info["format"],
         "producer": info["producer"],
@@ -423,7 +439,7 @@ def _summary(
         "op_counts": info["op_counts"],
         "n_parameters": int(info["n_parameters"]),
         "n_conv_layers": n_2d,
-        "n_layers_total": len(frame),
+        "n_layers_total": n_layers,
         "n_filters": n_filters,
         "filters_by_shape": by_shape,
         "share_3x3": (by_shape.get("3x3", 0) / n_filters) if n_filters else None,
@@ -462,17 +478,17 @@ def failing(report: ModelReport, kinds: Iterable[str]) -> list[tuple[str, Verdic
             raise UsageError(f"kinds: unknown verdict kind {kind!r}; allowed: {', '.join(VERDICT_KINDS)}, any")
     return [
         (name, verdict)
-        for name, layer_verdicts in zip(report.layers["name"], report.verdicts)
+        for name, layer_verdicts in zip(report.columns["name"], report.verdicts)
         for verdict in layer_verdicts
         if verdict.kind in wanted
     ]
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _pd_na() -> Any:
-    from pandas import NA
-
-    return NA
+def _is_na(value: Any) -> bool:
+    """None or pandas' NA (which exists only once pandas has been imported: no import here)."""
+    pandas = sys.modules.get("pandas")
+    return value is None or (pandas is not None and value is pandas.NA)
 
 
 def _json_value(value: Any) -> Any:
@@ -481,7 +497,7 @@ def _json_value(value: Any) -> Any:
         return {str(k): _json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_value(v) for v in value]
-    if value is None or value is _pd_na():
+    if _is_na(value):
         return None
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
