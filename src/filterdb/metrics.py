@@ -430,6 +430,16 @@ def layer_metric_columns(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0
     without ``--csv`` never imports pandas; :func:`metrics_frame` turns it into the DataFrame.
     """
     eps = _check_eps(sparsity_eps, "sparsity_eps")
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread: a layer's Gram and covariance matrices are small (O ≤ a few thousand rows), so threads
+    # gain little even on an idle machine, and on a busy one OpenBLAS's spinning threads made the metrics of
+    # YOLOv8n ten times slower (0.40 s against 0.04 s, bench/bench_check_process.py). Same values either way.
+    with threadpool_limits(1, user_api="blas"):
+        return _metric_columns(layers, eps)
+
+
+def _metric_columns(layers: Sequence[ConvLayer], eps: float) -> dict[str, np.ndarray]:
     rows: list[dict[str, Any]] = []
     # per filter size d: the scatter matrices to decompose, and where each result goes (row, column)
     pending: dict[int, list[tuple[np.ndarray, int, str]]] = defaultdict(list)
