@@ -44,9 +44,11 @@ def _synthetic_models() -> list[ModelRecord]:
     broken = trained(48)
     broken[0, 0, 1, 1] = np.nan
     layers = {
-        "random": random, "sparse": sparse, "redundant": redundant, "correlated": correlated,
-        "broken": broken, "small-random": rng.standard_normal((16, 64, 3, 3)), "random-5x5":
-        rng.standard_normal((64, 8, 5, 5)), "trained-5x5": trained(64, 8, 5), "pointwise": rng.standard_normal((64, 32, 1, 1)),
+        "random": random, "sparse": sparse, "redundant": redundant, "correlated": correlated, "broken": broken,
+        "small-random": rng.standard_normal((16, 64, 3, 3)),  # 16 filters: too few for an entropy verdict
+        "random-5x5": rng.standard_normal((64, 8, 5, 5)),
+        "trained-5x5": trained(64, 8, 5),
+        "pointwise": rng.standard_normal((64, 32, 1, 1)),  # no spectrum, no neighbours
         "depthwise-random": rng.standard_normal((96, 1, 3, 3)),
     }
     records = []

@@ -3,8 +3,9 @@
 Reads the layer metrics stored at ingest (sparsity, normalised variance entropy, neighbour-tap correlation)
 from the catalog — no filter data — and judges them with :func:`filterdb.check.judge_layers`, the rule of
 ``filterdb check``: the cut-offs are parameters, and a store ingested by an older filterdb is judged by the
-current rule (the ``verdicts`` column stored at ingest is not read). For each kind ("sparse", "low-diversity", "random") it reports the share
-of layers flagged and the share of filters that sit in flagged layers.
+current rule (the ``verdicts`` column stored at ingest is not read). For each kind ("sparse",
+"low-diversity", "random") it reports the share of layers flagged and the share of filters that sit in
+flagged layers.
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ def degeneration(store: Any, by: str | None = None, where: str | None = None, pa
     bound.extend(params or [])
     frame = store.sql(
         "SELECT layer_id, model_id, model, n_filters, kernel, conv_depth_norm, sparsity, variance_entropy_norm, "
-        f"variance_entropy_clean_norm, neighbour_corr, n_nonfinite, {expr} AS _group FROM layers WHERE {' AND '.join(conds)} "
+        "variance_entropy_clean_norm, neighbour_corr, n_nonfinite, "
+        f"{expr} AS _group FROM layers WHERE {' AND '.join(conds)} "
         "ORDER BY model_id, layer_index", bound)
     notes: list[str] = []
     if frame.empty:
