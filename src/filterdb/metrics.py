@@ -425,16 +425,14 @@ def layer_metrics(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01) ->
 def layer_metric_columns(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01) -> dict[str, np.ndarray]:
     """The table of :func:`layer_metrics` as one numpy array per column (:data:`COLUMNS`), without pandas.
 
-    Floats are float64 with NaN for undefined; ``n_sparse`` / ``n_clean`` are object arrays of int or None;
-    ``shape``, ``kernel`` and the text columns are object arrays. ``filterdb check`` uses it, so that a check
-    without ``--csv`` never imports pandas; :func:`metrics_frame` turns it into the DataFrame.
+    Floats are float64 with NaN for undefined; ``n_sparse`` / ``n_clean`` hold int or None; the other columns
+    are object arrays. :func:`metrics_frame` turns it into the DataFrame (``filterdb check`` needs none).
     """
     eps = _check_eps(sparsity_eps, "sparsity_eps")
     from threadpoolctl import threadpool_limits
 
-    # One BLAS thread: a layer's Gram and covariance matrices are small (O ≤ a few thousand rows), so threads
-    # gain little even on an idle machine, and on a busy one OpenBLAS's spinning threads made the metrics of
-    # YOLOv8n ten times slower (0.40 s against 0.04 s, bench/bench_check_process.py). Same values either way.
+    # One BLAS thread: the per-layer matrices are small, and on a busy machine OpenBLAS's spinning threads made
+    # YOLOv8n's metrics ten times slower (bench/results/check_process.md); the bits no longer vary with cores.
     with threadpool_limits(1, user_api="blas"):
         return _metric_columns(layers, eps)
 
@@ -499,16 +497,13 @@ def metrics_frame(columns: Mapping[str, Any]) -> pd.DataFrame:
     data = dict(columns)
     for column in _TEXT_COLUMNS:  # as lists: pandas infers their dtypes (e.g. depths without None are int64)
         data[column] = list(data[column])
-    for column in ("n_sparse", "n_clean"):
-        values = data[column]
-        mask = np.array([v is None for v in values], dtype=bool)
-        data[column] = pd.arrays.IntegerArray(
-            np.array([0 if m else v for v, m in zip(values, mask)], dtype=np.int64), mask)
-    # One DataFrame from column arrays (cheaper than inferring it from a list of row dicts).
+    for column in ("n_sparse", "n_clean"):  # nullable integers
+        mask = np.array([v is None for v in data[column]], dtype=bool)
+        data[column] = pd.arrays.IntegerArray(np.array([v or 0 for v in data[column]], dtype=np.int64), mask)
     return pd.DataFrame(data, columns=[*COLUMNS, *(c for c in data if c not in COLUMNS)])
 
 
-def _objects(values: Sequence[Any]) -> np.ndarray:
+def _objects(values: Sequence[Any]) -> np.ndarray:  # a 1-D object array even of tuples
     array = np.empty(len(values), dtype=object)
     array[:] = values
     return array
