@@ -6,6 +6,10 @@ small wrapper process so that runs do not share a maximum.
 
 Run by hand: ``PYTHONPATH=src .venv/bin/python bench/bench_check_process.py [--repeat 5] [KEY ...]``
 (KEYs from tests/corpus.py, default 320n.onnx and onet.pt). Prints a Markdown table.
+
+``--baseline OTHER/src`` compares with another checkout (e.g. ``git worktree add /tmp/base main``): the two
+are run alternately, run for run, so that both see the same machine load, and the table gives each one's
+best and median and the ratio of the medians.
 """
 
 from __future__ import annotations
@@ -48,11 +52,43 @@ def measure(path: Path, repeat: int, read_only: bool = False) -> tuple[float, fl
     return best, peak
 
 
+def _one_run(command: list[str], pythonpath: str) -> float:
+    env = {**os.environ, "PYTHONPATH": pythonpath}
+    out = subprocess.run([sys.executable, "-c", _WRAPPER, sys.executable, *command],
+                         capture_output=True, text=True, env=env, check=True).stdout.split()
+    if int(out[2]) not in (0, 3):
+        raise SystemExit(f"{command} exited with {out[2]}")
+    return float(out[0])
+
+
+def compare(path: Path, repeat: int, baseline: str) -> None:
+    """Alternate runs of this checkout and ``baseline`` (a src folder); print best, median and ratio."""
+    import statistics
+
+    command = ["-m", "filterdb", "check", "--json", str(path)]
+    ours = str(ROOT / "src")
+    times: dict[str, list[float]] = {baseline: [], ours: []}
+    for _ in range(repeat):
+        for src in (baseline, ours):
+            times[src].append(_one_run(command, src))
+    base, new = times[baseline], times[ours]
+    print(f"| {path.name} | {min(base):.2f} / {statistics.median(base):.2f} | {min(new):.2f} / "
+          f"{statistics.median(new):.2f} | {statistics.median(new) / statistics.median(base):.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("keys", nargs="*", default=["320n.onnx", "onet.pt"])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--baseline", help="src folder of another checkout to compare with, run alternately")
     args = parser.parse_args()
+    if args.baseline:
+        print(f"Python {sys.version.split()[0]}, {args.repeat} alternating runs each, load {os.getloadavg()[0]:.1f}\n")
+        print("| model | baseline best / median (s) | this tree best / median (s) | median ratio |\n|---|---|---|---|")
+        for key in args.keys:
+            compare(resolve_source(CORPUS[key].spec).path, args.repeat, args.baseline)
+        print(f"\nload at the end {os.getloadavg()[0]:.1f}")
+        return
     print(f"Python {sys.version.split()[0]}, best of {args.repeat}\n")
     print("| model | size (KiB) | check, whole process (s) | peak RSS (MiB) | read only, whole process (s) | "
           "peak RSS (MiB) |\n|---|---|---|---|---|---|")

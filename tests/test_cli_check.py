@@ -167,3 +167,15 @@ def test_random_corr_z_option_restores_the_entropy_only_verdict(corpus_path, cap
     kinds_entropy = {layer["name"]: [v["kind"] for v in layer["verdicts"]] for layer in entropy_only["layers"]}
     assert kinds_entropy["depthwise_conv2d_3"] == ["random"] and kinds["depthwise_conv2d_3"] == []
     assert run(["check", path, "--random-corr-z", "0"], capsys)[0] == 2
+
+
+@pytest.mark.parametrize("mode", [[], ["--json"]])
+def test_check_without_csv_never_imports_pandas_or_pyarrow(corpus_path, mode):
+    # pandas and pyarrow cost a CI gate about half a second of imports; only --csv needs a DataFrame
+    code = ("import sys\nfrom filterdb.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('pandas', 'pyarrow', 'duckdb') if m in sys.modules), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code, "check", *mode, str(corpus_path("320n.onnx"))],
+                          capture_output=True, text=True, env={**os.environ}, check=True)
+    assert done.stderr.strip().splitlines()[-1] == "[]"
+    assert "320n.onnx" in done.stdout

@@ -26,27 +26,30 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import math
 import numbers
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
 
 import numpy as np
 
-from ._thresholds import neighbour_corr_bound
 from .errors import UsageError
-from .metrics import layer_metrics
+from .metrics import _objects, layer_metric_columns, metrics_frame
 from .types import ModelRecord
 
 if TYPE_CHECKING:  # pandas is imported when a report is built, not with this module
     import pandas as pd
 
-__all__ = ["Thresholds", "Verdict", "VerdictKind", "VERDICT_KINDS", "ModelReport", "check_model", "failing"]
+__all__ = ["Thresholds", "Verdict", "VerdictKind", "VERDICT_KINDS", "LayerJudgement", "ModelReport", "check_model",
+           "failing", "judge_layers"]
 
 VerdictKind = Literal["sparse", "low-diversity", "random", "non-finite"]
 VERDICT_KINDS: tuple[str, ...] = ("sparse", "low-diversity", "random", "non-finite")
+_REPORT_ORDER = ("non-finite", "sparse", "random", "low-diversity")  # a layer's verdicts, most severe first
 
 
 @dataclass(frozen=True)
@@ -128,60 +131,159 @@ class Verdict:
                 "message": self.message, "evidence": _json_value(dict(self.evidence))}
 
 
-def _layer_verdicts(row: Mapping[str, Any], t: Thresholds) -> list[Verdict]:
-    verdicts: list[Verdict] = []
-    n_nonfinite = int(row["n_nonfinite"])
-    if n_nonfinite > 0:
-        verdicts.append(Verdict(
-            "non-finite", float(n_nonfinite), 0.0,
-            f"{n_nonfinite} weight(s) are NaN or infinite; the metrics treat them as 0. The file is "
-            "probably corrupt, or training diverged.",
-        ))
-    sparsity = row["sparsity"]
-    if _is_number(sparsity) and sparsity >= t.sparse:
-        verdicts.append(Verdict(
-            "sparse", float(sparsity), t.sparse,
-            f"{sparsity:.0%} of the {row['n_filters']} filters are near zero (every |w| < {t.sparsity_eps:g} × "
-            f"the layer's max |w|), threshold {t.sparse:.0%}: unused capacity, or a candidate for pruning.",
-        ))
-    column = "variance_entropy_norm" if t.entropy == "all" else "variance_entropy_clean_norm"
-    n = row["n_filters"] if t.entropy == "all" else row["n_clean"]
-    entropy = row[column]
-    if _is_number(entropy) and _is_number(n) and n >= t.min_filters:
-        if entropy > t.random:
-            random = _random_verdict(row, float(entropy), t)
-            if random is not None:
-                verdicts.append(random)
-        elif entropy < t.low_diversity:
-            verdicts.append(Verdict(
-                "low-diversity", float(entropy), t.low_diversity,
-                f"normalised variance entropy {entropy:.3f} < {t.low_diversity:g}: the filters are redundant "
-                "(few distinct patterns), typical of deep layers of over-parameterised networks.",
-            ))
-    return verdicts
+@dataclass(frozen=True, eq=False)
+class LayerJudgement:
+    """The verdicts of many layers at once, as :func:`judge_layers` returns them.
+
+    Attributes
+    ----------
+    flags : dict of str to numpy.ndarray
+        Per verdict kind (:data:`VERDICT_KINDS`), a boolean array with one entry per layer.
+    columns : dict of str to numpy.ndarray
+        The measurements the verdicts were judged on (float arrays; ``kernel`` as (kh, kw) pairs or None).
+    thresholds : Thresholds
+    """
+
+    flags: dict[str, np.ndarray]
+    columns: dict[str, Any]
+    thresholds: Thresholds
+
+    def __len__(self) -> int:
+        return len(self.flags["sparse"])
+
+    @property
+    def any(self) -> np.ndarray:
+        """Layers with at least one verdict."""
+        return np.logical_or.reduce([self.flags[kind] for kind in VERDICT_KINDS])
+
+    def kinds(self) -> list[list[str]]:
+        """Per layer, its verdict kinds (non-finite first, then sparse, then random or low-diversity)."""
+        rows = np.column_stack([self.flags[kind] for kind in _REPORT_ORDER]) if len(self) else []
+        return [[kind for kind, hit in zip(_REPORT_ORDER, row) if hit] for row in rows]
+
+    def verdicts(self) -> list[list[Verdict]]:
+        """Per layer, its :class:`Verdict` objects with value, threshold, message and evidence."""
+        return [[_VERDICT_BUILDERS[kind](self, i) for kind in kinds] for i, kinds in enumerate(self.kinds())]
 
 
-def _random_verdict(row: Mapping[str, Any], entropy: float, t: Thresholds) -> Verdict | None:
-    """"random" when the taps are also as uncorrelated as at initialisation; None when they show structure."""
-    # The correlation is measured over all filters; the clean variant judges the non-sparse ones alone, whose
-    # correlation is not computed (zero filters next to offset ones would correlate every tap pair).
-    corr = row["neighbour_corr"] if t.entropy == "all" else math.nan
-    kernel = tuple(row["kernel"])
-    bound = neighbour_corr_bound(int(row["n_filters"]), kernel, t.random_corr_z) if len(kernel) == 2 else math.nan
-    if _is_number(corr) and _is_number(bound) and abs(corr) > bound:
-        return None
-    if _is_number(corr) and _is_number(bound):
+def judge_layers(columns: Mapping[str, Any], thresholds: Thresholds = Thresholds()) -> LayerJudgement:
+    """Judge many layers from their metrics: the one verdict rule of ``check``, ``degeneration`` and the report.
+
+    Parameters
+    ----------
+    columns : mapping or pandas.DataFrame
+        Per-layer arrays: ``n_filters``, ``kernel`` ((kh, kw) tuples or keys like "3x3"), ``sparsity``,
+        ``variance_entropy_norm``, ``neighbour_corr`` and ``n_nonfinite`` (the columns of
+        :func:`filterdb.metrics.layer_metrics` and of a store's ``layers`` view); with ``entropy="clean"``
+        also ``variance_entropy_clean_norm`` and ``n_clean`` (derived from ``sparsity`` when absent).
+        Missing values (None, NaN, pandas NA) give no verdict that needs them.
+    thresholds : Thresholds
+
+    Returns
+    -------
+    LayerJudgement
+
+    Examples
+    --------
+    >>> judged = judge_layers({"n_filters": [64, 64], "kernel": ["3x3", "3x3"], "sparsity": [0.0, 0.7],
+    ...                        "variance_entropy_norm": [1.02, 0.8], "neighbour_corr": [0.01, 0.3],
+    ...                        "n_nonfinite": [0, 0]})
+    >>> judged.kinds()
+    [['random'], ['sparse']]
+    """
+    t = thresholds
+    n_filters = _floats(columns["n_filters"])
+    sparsity = _floats(columns["sparsity"])
+    n_nonfinite = _floats(columns["n_nonfinite"]) if "n_nonfinite" in columns else np.zeros_like(n_filters)
+    kernel = [_kernel_tuple(k) for k in columns["kernel"]]
+    if t.entropy == "all":
+        entropy = _floats(columns["variance_entropy_norm"])
+        n_judged = n_filters
+        corr = _floats(columns["neighbour_corr"]) if "neighbour_corr" in columns else np.full_like(n_filters, np.nan)
+    else:  # the correlation is measured over all filters: the clean variant judges by the entropy alone
+        entropy = _floats(columns["variance_entropy_clean_norm"])
+        n_judged = (_floats(columns["n_clean"]) if "n_clean" in columns
+                    else n_filters - np.round(sparsity * n_filters))
+        corr = np.full_like(n_filters, np.nan)
+    pairs = np.array([_adjacent_pairs(k) for k in kernel], dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = np.where((pairs > 0) & (n_filters >= 1), t.random_corr_z / np.sqrt(n_filters * pairs), np.nan)
+    judged = np.isfinite(entropy) & (n_judged >= t.min_filters)
+    structured = np.isfinite(corr) & np.isfinite(bound) & (np.abs(corr) > bound)
+    with np.errstate(invalid="ignore"):
+        flags = {
+            "sparse": np.nan_to_num(sparsity, nan=-np.inf) >= t.sparse,
+            "low-diversity": judged & (entropy < t.low_diversity),
+            "random": judged & (entropy > t.random) & ~structured,
+            "non-finite": np.nan_to_num(n_nonfinite) > 0,
+        }
+    data = {"n_filters": n_filters, "sparsity": sparsity, "entropy": entropy, "neighbour_corr": corr,
+            "bound": bound, "n_nonfinite": n_nonfinite}
+    return LayerJudgement(flags, data, t)
+
+
+def _adjacent_pairs(kernel: tuple[int, ...] | None) -> int:
+    """Adjacent tap pairs of a kh×kw filter (the neighbour-tap correlation's sample per filter); 0 if not 2-D."""
+    if kernel is None or len(kernel) != 2:
+        return 0
+    kh, kw = kernel
+    return kh * (kw - 1) + kw * (kh - 1)
+
+
+def _floats(values: Any) -> np.ndarray:
+    """A float64 array with NaN for None / pandas NA."""
+    if hasattr(values, "to_numpy"):
+        return values.to_numpy(dtype=np.float64, na_value=np.nan)
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
+        return values.astype(np.float64)
+    return np.array([np.nan if _is_na(v) else v for v in values], dtype=np.float64)
+
+
+def _kernel_tuple(kernel: Any) -> tuple[int, ...] | None:
+    if isinstance(kernel, str):
+        return tuple(int(k) for k in kernel.split("x")) if kernel else None
+    return None if kernel is None else tuple(int(k) for k in kernel)
+
+
+def _non_finite_verdict(j: LayerJudgement, i: int) -> Verdict:
+    n = int(j.columns["n_nonfinite"][i])
+    return Verdict("non-finite", float(n), 0.0,
+                   f"{n} weight(s) are NaN or infinite; the metrics treat them as 0. The file is probably corrupt, "
+                   "or training diverged.")
+
+
+def _sparse_verdict(j: LayerJudgement, i: int) -> Verdict:
+    t, sparsity, n = j.thresholds, float(j.columns["sparsity"][i]), j.columns["n_filters"][i]
+    return Verdict("sparse", sparsity, t.sparse,
+                   f"{sparsity:.0%} of the {int(n)} filters are near zero (every |w| < {t.sparsity_eps:g} × the "
+                   f"layer's max |w|), threshold {t.sparse:.0%}: unused capacity, or a candidate for pruning.")
+
+
+def _low_diversity_verdict(j: LayerJudgement, i: int) -> Verdict:
+    t, entropy = j.thresholds, float(j.columns["entropy"][i])
+    return Verdict("low-diversity", entropy, t.low_diversity,
+                   f"normalised variance entropy {entropy:.3f} < {t.low_diversity:g}: the filters are redundant "
+                   "(few distinct patterns), typical of deep layers of over-parameterised networks.")
+
+
+def _random_verdict(j: LayerJudgement, i: int) -> Verdict:
+    t, entropy = j.thresholds, float(j.columns["entropy"][i])
+    corr, bound = float(j.columns["neighbour_corr"][i]), float(j.columns["bound"][i])
+    if math.isfinite(corr) and math.isfinite(bound):
         why = (f" and neighbour-tap correlation {corr:+.3f} inside ±{bound:.3f}, where "
-               f"{math.erf(t.random_corr_z / math.sqrt(2)):.0%} of random layers of {row['n_filters']} filters fall")
-        evidence = {"neighbour_corr": float(corr), "neighbour_corr_bound": bound}
+               f"{math.erf(t.random_corr_z / math.sqrt(2)):.0%} of random layers of "
+               f"{int(j.columns['n_filters'][i])} filters fall")
+        evidence: dict[str, float] = {"neighbour_corr": corr, "neighbour_corr_bound": bound}
     else:
         why, evidence = "", {}
-    return Verdict(
-        "random", entropy, t.random,
-        f"normalised variance entropy {entropy:.3f} > {t.random:g}{why}: the filters are indistinguishable from "
-        "random initialisation; the layer looks untrained (or is a converged GAN discriminator).",
-        evidence,
-    )
+    return Verdict("random", entropy, t.random,
+                   f"normalised variance entropy {entropy:.3f} > {t.random:g}{why}: the filters are indistinguishable "
+                   "from random initialisation; the layer looks untrained (or is a converged GAN discriminator).",
+                   evidence)
+
+
+_VERDICT_BUILDERS = {"sparse": _sparse_verdict, "low-diversity": _low_diversity_verdict, "random": _random_verdict,
+                     "non-finite": _non_finite_verdict}
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,9 +292,9 @@ class ModelReport:
 
     Attributes
     ----------
-    layers : pandas.DataFrame
-        One row per conv layer (the columns of :func:`filterdb.metrics.layer_metrics`) plus ``verdicts``,
-        a list of verdict kinds per layer.
+    columns : dict of str to numpy.ndarray
+        One array per column of :func:`filterdb.metrics.layer_metric_columns`, plus ``verdicts`` (the verdict
+        kinds per layer); the same data as ``layers`` without pandas.
     verdicts : list of list of Verdict
         Per layer, in the order of ``layers``.
     summary : dict
@@ -203,11 +305,22 @@ class ModelReport:
         The cut-offs used.
     """
 
-    layers: pd.DataFrame
+    columns: Mapping[str, Any]
     verdicts: list[list[Verdict]]
     summary: dict[str, Any]
     info: dict[str, Any] = field(default_factory=dict)
     thresholds: Thresholds = Thresholds()
+
+    @functools.cached_property
+    def layers(self) -> pd.DataFrame:
+        """One row per conv layer (the columns of :func:`filterdb.metrics.layer_metrics`) plus ``verdicts``, a
+        list of verdict kinds per layer (built on first use: pandas is imported then)."""
+        return metrics_frame(self.columns)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per layer: the columns of ``layers`` (numpy scalars, None where a count is undefined)."""
+        names = list(self.columns)
+        return [dict(zip(names, values)) for values in zip(*(self.columns[name] for name in names))]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict: ``{"model": {...}, "layers": [{...}, ...], "summary": {...}}`` (NaN → None).
@@ -223,8 +336,8 @@ class ModelReport:
         for key in ("n_conv_layers", "n_layers_total", "filters_by_shape", "share_3x3", "has_2d_filters"):
             model[key] = self.summary[key]
         layers = []
-        for record, verdicts in zip(self.layers.drop(columns="verdicts").to_dict("records"), self.verdicts):
-            entry = {key: _json_value(value) for key, value in record.items()}
+        for record, verdicts in zip(self.rows(), self.verdicts):
+            entry = {key: _json_value(value) for key, value in record.items() if key != "verdicts"}
             entry["verdicts"] = [v.to_dict() for v in verdicts]
             layers.append(entry)
         return {"model": _json_value(model), "layers": layers, "summary": _json_value(self.summary)}
@@ -276,23 +389,24 @@ def check_model(record: ModelRecord, thresholds: Thresholds = Thresholds()) -> M
         raise TypeError(f"record must be a filterdb.ModelRecord, got {type(record).__name__}")
     if not isinstance(thresholds, Thresholds):
         raise TypeError(f"thresholds must be a filterdb.check.Thresholds, got {type(thresholds).__name__}")
-    frame = layer_metrics(record.layers, sparsity_eps=thresholds.sparsity_eps)
-    verdicts = [_layer_verdicts(row, thresholds) for row in frame.to_dict("records")]
-    frame["verdicts"] = [[v.kind for v in layer_verdicts] for layer_verdicts in verdicts]
+    columns = layer_metric_columns(record.layers, sparsity_eps=thresholds.sparsity_eps)
+    verdicts = judge_layers(columns, thresholds).verdicts()
+    columns["verdicts"] = _objects([[v.kind for v in layer_verdicts] for layer_verdicts in verdicts])
     info = {f.name: getattr(record.info, f.name) for f in dataclasses.fields(record.info)}
     info["op_counts"] = dict(info["op_counts"])
     info["notes"] = list(info["notes"])
-    summary = _summary(record, frame, verdicts, thresholds, info)
-    return ModelReport(layers=frame, verdicts=verdicts, summary=summary, info=info, thresholds=thresholds)
+    summary = _summary(record, columns, verdicts, thresholds, info)
+    return ModelReport(columns=columns, verdicts=verdicts, summary=summary, info=info, thresholds=thresholds)
 
 
 def _summary(
     record: ModelRecord,
-    frame: pd.DataFrame,
+    frame: Mapping[str, Any],
     verdicts: list[list[Verdict]],
     thresholds: Thresholds,
     info: dict[str, Any],
 ) -> dict[str, Any]:
+    n_layers = len(frame["name"])
     is_2d = np.array([len(k) == 2 for k in frame["kernel"]], dtype=bool)
     by_shape: dict[str, int] = {}
     for kernel, n in zip(frame["kernel"][is_2d], frame["n_filters"][is_2d]):
@@ -309,14 +423,14 @@ def _summary(
         n_any += bool(layer_verdicts)
     counts["any"] = n_any
     notes: list[str] = []
-    if len(frame) == 0:
+    if n_layers == 0:
         notes.append("the model has no convolution layers")
     elif n_2d == 0:
         dims = sorted({f"{len(k)}-D" for k in frame["kernel"]})
-        notes.append(f"the model has {len(frame)} convolution layer(s), none with 2-D kernels ({', '.join(dims)}): "
+        notes.append(f"the model has {n_layers} convolution layer(s), none with 2-D kernels ({', '.join(dims)}): "
                      "no filters in the paper's sense, so no filter metrics")
-    elif n_2d < len(frame):
-        notes.append(f"{len(frame) - n_2d} convolution layer(s) without 2-D kernels have no filter metrics")
+    elif n_2d < n_layers:
+        notes.append(f"{n_layers - n_2d} convolution layer(s) without 2-D kernels have no filter metrics")
     return {
         "format": info["format"],
         "producer": info["producer"],
@@ -325,7 +439,7 @@ def _summary(
         "op_counts": info["op_counts"],
         "n_parameters": int(info["n_parameters"]),
         "n_conv_layers": n_2d,
-        "n_layers_total": len(frame),
+        "n_layers_total": n_layers,
         "n_filters": n_filters,
         "filters_by_shape": by_shape,
         "share_3x3": (by_shape.get("3x3", 0) / n_filters) if n_filters else None,
@@ -364,21 +478,17 @@ def failing(report: ModelReport, kinds: Iterable[str]) -> list[tuple[str, Verdic
             raise UsageError(f"kinds: unknown verdict kind {kind!r}; allowed: {', '.join(VERDICT_KINDS)}, any")
     return [
         (name, verdict)
-        for name, layer_verdicts in zip(report.layers["name"], report.verdicts)
+        for name, layer_verdicts in zip(report.columns["name"], report.verdicts)
         for verdict in layer_verdicts
         if verdict.kind in wanted
     ]
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _pd_na() -> Any:
-    from pandas import NA
-
-    return NA
-
-
-def _is_number(value: Any) -> bool:
-    return value is not None and value is not _pd_na() and not (isinstance(value, float) and math.isnan(value))
+def _is_na(value: Any) -> bool:
+    """None or pandas' NA (which exists only once pandas has been imported: no import here)."""
+    pandas = sys.modules.get("pandas")
+    return value is None or (pandas is not None and value is pandas.NA)
 
 
 def _json_value(value: Any) -> Any:
@@ -387,7 +497,7 @@ def _json_value(value: Any) -> Any:
         return {str(k): _json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_value(v) for v in value]
-    if value is None or value is _pd_na():
+    if _is_na(value):
         return None
     if isinstance(value, (bool, np.bool_)):
         return bool(value)

@@ -123,11 +123,12 @@ def expand_sources(sources: Iterable[str | os.PathLike[str]]) -> list[SourceItem
 
 def _read_and_prepare(spec: str, path: str, metadata: Mapping[str, Any], dtype: str, trust_pickle: bool,
                       sha256: str) -> PreparedModel:
-    """Worker: read one file and turn it into catalog rows and shard arrays."""
+    """Worker: read one file, compute its layer metrics and verdicts, and turn it into catalog rows and shard arrays."""
+    from .check import check_model
     from .readers import ReadOptions, read_path
 
     record = read_path(Path(path), ReadOptions(trust_pickle=trust_pickle), source=spec, sha256=sha256)
-    prepared = prepare_model(record, metadata, dtype=dtype)
+    prepared = prepare_model(record, metadata, dtype=dtype, metrics=check_model(record).layers)
     prepared.fingerprint = _fingerprint(record)
     return prepared
 

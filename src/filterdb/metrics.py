@@ -68,7 +68,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -82,6 +82,8 @@ if TYPE_CHECKING:
 __all__ = [
     "COLUMNS",
     "layer_metrics",
+    "layer_metric_columns",
+    "metrics_frame",
     "sparsity",
     "sparse_mask",
     "variance_entropy",
@@ -417,9 +419,25 @@ def layer_metrics(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01) ->
     >>> bool(df.loc[0, "variance_entropy_norm"] > 1.0)  # random weights read as random
     True
     """
-    eps = _check_eps(sparsity_eps, "sparsity_eps")
-    import pandas as pd  # lazily: `import filterdb.metrics` stays light
+    return metrics_frame(layer_metric_columns(layers, sparsity_eps=sparsity_eps))
 
+
+def layer_metric_columns(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01) -> dict[str, np.ndarray]:
+    """The table of :func:`layer_metrics` as one numpy array per column (:data:`COLUMNS`), without pandas.
+
+    Floats are float64 with NaN for undefined; ``n_sparse`` / ``n_clean`` hold int or None; the other columns
+    are object arrays. :func:`metrics_frame` turns it into the DataFrame (``filterdb check`` needs none).
+    """
+    eps = _check_eps(sparsity_eps, "sparsity_eps")
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread: the per-layer matrices are small, and on a busy machine OpenBLAS's spinning threads made
+    # YOLOv8n's metrics ten times slower (bench/results/check_process.md); the bits no longer vary with cores.
+    with threadpool_limits(1, user_api="blas"):
+        return _metric_columns(layers, eps)
+
+
+def _metric_columns(layers: Sequence[ConvLayer], eps: float) -> dict[str, np.ndarray]:
     rows: list[dict[str, Any]] = []
     # per filter size d: the scatter matrices to decompose, and where each result goes (row, column)
     pending: dict[int, list[tuple[np.ndarray, int, str]]] = defaultdict(list)
@@ -460,26 +478,40 @@ def layer_metrics(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01) ->
             if column == "variance_entropy":
                 row["entropy_threshold"] = threshold
 
-    # One DataFrame from column arrays (cheaper than inferring it from a list of row dicts).
     data: dict[str, Any] = {column: [row[column] for row in rows] for column in COLUMNS}
     for column in _FLOAT_COLUMNS:
         data[column] = np.array(data[column], dtype=np.float64)
     for column in ("n_filters", "groups", "n_nonfinite"):
         data[column] = np.array(data[column], dtype=np.int64)
-    for column in ("n_sparse", "n_clean"):
-        values = data[column]
-        mask = np.array([v != v for v in values], dtype=bool)  # NaN (no 2-D filters) stays missing
-        data[column] = pd.arrays.IntegerArray(
-            np.array([0 if m else v for v, m in zip(values, mask)], dtype=np.int64), mask)
-    for column in _OBJECT_COLUMNS:
-        array = np.empty(len(rows), dtype=object)
-        array[:] = data[column]
-        data[column] = array
-    return pd.DataFrame(data, columns=list(COLUMNS))
+    for column in ("n_sparse", "n_clean"):  # NaN (no 2-D filters) stays missing
+        data[column] = _objects([None if v != v else int(v) for v in data[column]])
+    for column in (*_OBJECT_COLUMNS, *_TEXT_COLUMNS):
+        data[column] = _objects(data[column])
+    return data
+
+
+def metrics_frame(columns: Mapping[str, Any]) -> pd.DataFrame:
+    """The DataFrame of :func:`layer_metrics` from :func:`layer_metric_columns` (extra columns kept at the end)."""
+    import pandas as pd  # lazily: `import filterdb.metrics` stays light
+
+    data = dict(columns)
+    for column in _TEXT_COLUMNS:  # as lists: pandas infers their dtypes (e.g. depths without None are int64)
+        data[column] = list(data[column])
+    for column in ("n_sparse", "n_clean"):  # nullable integers
+        mask = np.array([v is None for v in data[column]], dtype=bool)
+        data[column] = pd.arrays.IntegerArray(np.array([v or 0 for v in data[column]], dtype=np.int64), mask)
+    return pd.DataFrame(data, columns=[*COLUMNS, *(c for c in data if c not in COLUMNS)])
+
+
+def _objects(values: Sequence[Any]) -> np.ndarray:  # a 1-D object array even of tuples
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
 
 
 _FLOAT_COLUMNS = tuple(c for c in _METRIC_COLUMNS if c not in ("n_sparse", "n_clean"))
 _OBJECT_COLUMNS = ("shape", "kernel")
+_TEXT_COLUMNS = ("name", "kind", "op_type", "conv_depth", "conv_depth_norm", "depth_source", "storage_dtype")
 _NAN_METRICS = dict.fromkeys(_METRIC_COLUMNS, float("nan"))
 
 

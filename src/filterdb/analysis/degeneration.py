@@ -1,9 +1,11 @@
 """How common degenerated layers are: per model, per group and per depth decile (docs/reference.md §7).
 
-Reads the layer metrics stored at ingest (sparsity, normalised variance entropy) from the catalog — no
-filter data — and applies :class:`filterdb.check.Thresholds`, so that the cut-offs are parameters and
-the same as ``filterdb check``. For each kind ("sparse", "low-diversity", "random") it reports the share
-of layers flagged and the share of filters that sit in flagged layers.
+Reads the layer metrics stored at ingest (sparsity, normalised variance entropy, neighbour-tap correlation)
+from the catalog — no filter data — and judges them with :func:`filterdb.check.judge_layers`, the rule of
+``filterdb check``: the cut-offs are parameters, and a store ingested by an older filterdb is judged by the
+current rule (the ``verdicts`` column stored at ingest is not read). For each kind ("sparse",
+"low-diversity", "random") it reports the share of layers flagged and the share of filters that sit in
+flagged layers.
 """
 
 from __future__ import annotations
@@ -62,19 +64,14 @@ class DegenerationResult:
 
 
 def _flags(frame: Any, t: Any) -> Any:
-    sparsity = frame["sparsity"].astype(float)
-    if t.entropy == "all":
-        entropy = frame["variance_entropy_norm"].astype(float)
-        n = frame["n_filters"].astype(float)
-    else:
-        entropy = frame["variance_entropy_clean_norm"].astype(float)
-        n = (frame["n_filters"] * (1.0 - sparsity)).round()
-    judged = entropy.notna() & (n >= t.min_filters)
+    """``frame`` with one boolean column per kind and "any", judged by filterdb.check's rule."""
+    from ..check import judge_layers
+
+    judged = judge_layers(frame, t)
     out = frame.copy()
-    out["sparse"] = (sparsity >= t.sparse).fillna(False).astype(bool)
-    out["random"] = (judged & (entropy > t.random)).astype(bool)
-    out["low-diversity"] = (judged & (entropy < t.low_diversity)).astype(bool)
-    out["any"] = out["sparse"] | out["random"] | out["low-diversity"]
+    for kind in KINDS:
+        out[kind] = judged.flags[kind]
+    out["any"] = out[list(KINDS)].any(axis=1)
     return out
 
 
@@ -137,8 +134,9 @@ def degeneration(store: Any, by: str | None = None, where: str | None = None, pa
         conds.append(f"({where})")
     bound.extend(params or [])
     frame = store.sql(
-        "SELECT layer_id, model_id, model, n_filters, conv_depth_norm, sparsity, variance_entropy_norm, "
-        f"variance_entropy_clean_norm, {expr} AS _group FROM layers WHERE {' AND '.join(conds)} "
+        "SELECT layer_id, model_id, model, n_filters, kernel, conv_depth_norm, sparsity, variance_entropy_norm, "
+        "variance_entropy_clean_norm, neighbour_corr, n_nonfinite, "
+        f"{expr} AS _group FROM layers WHERE {' AND '.join(conds)} "
         "ORDER BY model_id, layer_index", bound)
     notes: list[str] = []
     if frame.empty:

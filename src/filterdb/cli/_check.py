@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import click
 from rich.table import Table
@@ -46,7 +47,7 @@ def _layer_table(report, title: str) -> Table:
         ("var_entropy", "right"), ("ve_norm", "right"), ("ve_clean", "right"), ("orthog.", "right"),
         ("l2_norm", "right"), ("nbr_corr", "right"), ("verdicts", "left"),
     ]
-    longest = max((len(str(name)) for name in report.layers["name"]), default=4)
+    longest = max((len(str(name)) for name in report.columns["name"]), default=4)
     for name, justify in columns:
         if name in ("name", "verdicts"):  # the only columns that wrap: never below a readable width
             table.add_column(name, justify=justify, overflow="fold", min_width=min(longest, NAME_MIN_WIDTH)
@@ -61,7 +62,8 @@ def _layer_table(report, title: str) -> Table:
 def _layer_rows(report) -> list[tuple[dict[str, str], str]]:
     """Per layer: the table's cells by column name (the name escaped for markup) and the verdicts' text."""
     rows = []
-    for row, verdicts in zip(report.layers.itertuples(index=False), report.verdicts):
+    for layer, verdicts in zip(report.rows(), report.verdicts):
+        row = SimpleNamespace(**layer)
         depth = fmt(row.conv_depth) + ("*" if row.depth_source == "order" and row.conv_depth is not None else "")
         verdict_text = ", ".join(
             f"[{_VERDICT_STYLE.get(v.kind, 'red')}]{v.kind} ({fmt(v.value)} vs {fmt(v.threshold)})[/]" for v in verdicts
@@ -81,7 +83,7 @@ def _layer_rows(report) -> list[tuple[dict[str, str], str]]:
 def _layer_blocks(report) -> list[tuple[str, list[str]]]:
     """The narrow layout: under each full name, the shape line, the metrics line and the verdicts."""
     blocks = []
-    for name, (c, verdict_text) in zip(report.layers["name"], _layer_rows(report)):
+    for name, (c, verdict_text) in zip(report.columns["name"], _layer_rows(report)):
         blocks.append((str(name), [
             f"{c['kind']} {c['shape']}, groups {c['groups']}, kernel {c['kernel']}, {c['filters']} filters, "
             f"depth {c['depth']} ({c['depth_norm']})",
@@ -188,7 +190,7 @@ def check_command(model: str, as_json: bool, as_csv: bool, fail_on: str | None, 
             click.echo(text, nl=as_json)
     else:
         print_layers(console, _layer_table(report, escape(model)), _layer_blocks(report))
-        if any(row.depth_source == "order" for row in report.layers.itertuples()):
+        if any(source == "order" for source in report.columns["depth_source"]):
             console.print("[dim]* depth inferred from layer order: the format has no graph[/]")
         _print_summary(report.summary, thresholds)
     bad = failing(report, kinds)

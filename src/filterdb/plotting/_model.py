@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..check import VERDICT_KINDS, ModelReport
+from ..check import VERDICT_KINDS, ModelReport, Thresholds, judge_layers
 from ..types import ConvLayer
 from ._style import (
     FILTER_CMAP,
@@ -45,7 +45,8 @@ _TITLES = {
 }
 
 
-def metrics_vs_depth(report: ModelReport, *, theme_name: str = "light", width: float = PAGE_WIDTH) -> Any:
+def metrics_vs_depth(report: Any, *, thresholds: Thresholds | None = None, theme_name: str = "light",
+                     width: float = PAGE_WIDTH) -> Any:
     """Sparsity, normalised variance entropy and orthogonality of every 2-D layer against its depth.
 
     One panel per metric, sharing the depth axis (``conv_depth``: 0 is the first conv level). Threshold
@@ -57,8 +58,12 @@ def metrics_vs_depth(report: ModelReport, *, theme_name: str = "light", width: f
 
     Parameters
     ----------
-    report : ModelReport
-        As :func:`filterdb.check.check_model` returns it.
+    report : ModelReport or pandas.DataFrame
+        As :func:`filterdb.check.check_model` returns it, or a layer metrics table (one model's rows of a
+        store's ``layers`` view, or :func:`filterdb.metrics.layer_metrics`), judged here with
+        :func:`filterdb.check.judge_layers`.
+    thresholds : Thresholds, optional
+        Cut-offs for a layer metrics table (default: those of ``filterdb check``); a ModelReport carries its own.
     theme_name : {"light", "dark"}
         Ink and paper of the figure; data colours are the same in both.
     width : float
@@ -77,21 +82,18 @@ def metrics_vs_depth(report: ModelReport, *, theme_name: str = "light", width: f
     >>> fig = metrics_vs_depth(check_model(read_model("model.onnx")))  # doctest: +SKIP
     >>> fig.savefig("metrics.png")                                     # doctest: +SKIP
     """
-    if not isinstance(report, ModelReport):
-        raise TypeError(f"report must be a filterdb.check.ModelReport, got {type(report).__name__}")
+    frame, layer_verdicts, t = _judged(report, thresholds)
     th = theme(theme_name)
-    frame = report.layers
     is_2d = np.array([len(k) == 2 for k in frame["kernel"]], dtype=bool)
     if not is_2d.any():
         raise ValueError("the model has no layers with 2-D kernels: there are no filter metrics to plot")
     rows = frame[is_2d]
-    verdicts = [v for v, keep in zip(report.verdicts, is_2d) if keep]
+    verdicts = [v for v, keep in zip(layer_verdicts, is_2d) if keep]
     depth = np.array([np.nan if d is None else float(d) for d in rows["conv_depth"]], dtype=float)
     if np.isnan(depth).any():  # no graph depth: fall back to the layer's position
         depth = np.arange(len(rows), dtype=float)
     hollow = np.array([k in ("depthwise", "grouped") for k in rows["kind"]], dtype=bool)
     first_kind = [layer[0].kind if layer else None for layer in verdicts]
-    t = report.thresholds
 
     # A fixed layout (margins in inches) instead of the constrained one: a report draws dozens of these.
     missing = [f"{label}: {int((~np.isfinite(np.asarray(rows[c], dtype=float))).sum())}" for c, label, _ in _PANELS
@@ -155,6 +157,22 @@ def _ticks(n: int, *, integer: bool = False) -> Any:
     from matplotlib.ticker import MaxNLocator
 
     return MaxNLocator(nbins=n, integer=integer)
+
+
+def _judged(report: Any, thresholds: Thresholds | None) -> tuple[Any, list[list[Any]], Thresholds]:
+    """(layer table with (kh, kw) kernels, verdicts per layer, thresholds) of a report or a layer metrics table."""
+    if isinstance(report, ModelReport):
+        return report.layers, report.verdicts, report.thresholds
+    if not hasattr(report, "columns") or not hasattr(report, "reset_index"):
+        raise TypeError(f"report must be a filterdb.check.ModelReport or a layer metrics DataFrame, "
+                        f"got {type(report).__name__}")
+    t = thresholds or Thresholds()
+    frame = report.reset_index(drop=True).copy()
+    frame["kernel"] = [tuple(int(x) for x in k.split("x")) if isinstance(k, str) else tuple(k) for k in frame["kernel"]]
+    import pandas as pd
+
+    frame["conv_depth"] = pd.Series([None if pd.isna(d) else int(d) for d in frame["conv_depth"]], dtype=object)
+    return frame, judge_layers(frame, t).verdicts(), t
 
 
 def _threshold(ax: Any, value: float, kind: str) -> None:

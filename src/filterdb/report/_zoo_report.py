@@ -184,7 +184,7 @@ class _Study:
         name = title or root.name
         page = Page(f"{name} · filterdb zoo report")
         self.step("store summary")
-        stats, models, layers = store.stats(), store.models(), store.layers()
+        stats, models, layers = store.stats(), store.models(), _judged_now(store.layers())
         shown = models.head(max_model_sections) if model_sections else models.head(0)
         model_figures = {}
         for row in shown.itertuples():  # the slowest figures go first: drawn while the analyses run
@@ -534,8 +534,8 @@ def _model_section(page: Page, row: Any, part: Any, figure: Any) -> None:
     page.raw(Html("</section>"))
 
 
-_FIGURE_COLUMNS = ("layer", "kernel", "conv_depth", "sparsity", "variance_entropy_norm", "orthogonality", "verdicts",
-                   "kind", "n_nonfinite")
+_FIGURE_COLUMNS = ("layer", "kernel", "conv_depth", "n_filters", "sparsity", "variance_entropy_norm",
+                   "variance_entropy_clean_norm", "orthogonality", "neighbour_corr", "kind", "n_nonfinite")
 
 
 def _figure_columns(part: Any) -> Any:
@@ -551,44 +551,21 @@ def _has_2d_metrics(part: Any) -> bool:
 
 
 def _model_figure(part: Any) -> Any:
-    """The metrics-against-depth figure of one model from its catalog rows."""
+    """The metrics-against-depth figure of one model from its catalog rows (None without 2-D metrics)."""
     from ..plotting import metrics_vs_depth
 
-    return metrics_vs_depth(_report_from_layers(part))
+    return metrics_vs_depth(part) if _has_2d_metrics(part) else None
 
 
-def _report_from_layers(part: Any) -> Any:
-    """A :class:`filterdb.check.ModelReport` rebuilt from the catalog rows of one model (for the figure)."""
-    import pandas as pd
+def _judged_now(layers: Any) -> Any:
+    """The catalog's layer rows with ``verdicts`` judged by the current rule of ``filterdb check`` from the stored
+    metrics (a store keeps the verdicts of the filterdb that ingested it)."""
+    from ..check import judge_layers
 
-    from ..check import ModelReport, Thresholds, Verdict
-
-    if not len(part):
-        return None
-    frame = part.copy()
-    frame["name"] = frame["layer"]
-    frame["kernel"] = [tuple(int(x) for x in str(k).split("x")) for k in frame["kernel"]]
-    frame["conv_depth"] = pd.Series([None if pd.isna(v) else int(v) for v in frame["conv_depth"]], dtype=object,
-                                    index=frame.index)
-    for column in ("sparsity", "variance_entropy_norm", "orthogonality"):
-        frame[column] = frame[column].to_numpy(dtype=float, na_value=np.nan)
-    is_2d = np.array([len(k) == 2 for k in frame["kernel"]])
-    if not is_2d.any() or frame.loc[is_2d, "sparsity"].isna().all():
-        return None
-    t = Thresholds()
-    value_of = {"sparse": ("sparsity", t.sparse), "low-diversity": ("variance_entropy_norm", t.low_diversity),
-                "random": ("variance_entropy_norm", t.random), "non-finite": ("n_nonfinite", 0.0)}
-    verdicts = []
-    for r in frame.itertuples():
-        layer = []
-        for kind in r.verdicts:
-            column, threshold = value_of.get(kind, ("sparsity", float("nan")))
-            value = getattr(r, column)
-            layer.append(Verdict(kind, float(value) if value is not None else float("nan"), threshold, kind))
-        verdicts.append(layer)
-    frame = frame.reset_index(drop=True)
-    frame["verdicts"] = [[v.kind for v in layer] for layer in verdicts]
-    return ModelReport(frame, verdicts, {}, {}, t)
+    layers = layers.copy()
+    if len(layers):
+        layers["verdicts"] = judge_layers(layers).kinds()
+    return layers
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -16,7 +16,7 @@ import numpy as np
 from ..types import ConvLayer, ModelRecord
 from ._catalog import METRIC_COLUMNS
 
-__all__ = ["PreparedModel", "compute_metrics", "kernel_key", "prepare_model", "record_sha256"]
+__all__ = ["PreparedModel", "compute_metrics", "kernel_key", "metric_rows", "prepare_model", "record_sha256"]
 
 
 def kernel_key(kernel: tuple[int, ...]) -> str:
@@ -57,33 +57,21 @@ def _scale(weight: np.ndarray) -> float:
     return top if top > 0 else 1.0
 
 
-def compute_metrics(record: ModelRecord) -> tuple[list[dict[str, Any]] | None, str | None]:
-    """Layer metrics and verdicts per layer (in record order), from filterdb.check / filterdb.metrics.
+def compute_metrics(record: ModelRecord) -> Any:
+    """The layer metrics table of ``record`` with the verdicts of ``filterdb check`` (for callers that hand a bare
+    record to the store, like :meth:`Store.ingest`; ``filterdb ingest`` computes it next to the reader)."""
+    from ..check import check_model
 
-    Returns (None, reason) when the metrics modules are not available or fail on this model: the store
-    keeps NULL metrics then, and the reason in the model's notes.
-    """
-    frame = None
-    try:
-        from ..check import check_model  # type: ignore[attr-defined]
+    return check_model(record).layers
 
-        frame = check_model(record).layers
-    except (ImportError, AttributeError):
-        try:
-            from ..metrics import layer_metrics  # type: ignore[attr-defined]
 
-            frame = layer_metrics(record.layers)
-        except (ImportError, AttributeError):
-            return None, "layer metrics not computed: filterdb.metrics is not available"
-        except Exception as e:  # noqa: BLE001 - a metrics bug must not block ingest
-            return None, f"layer metrics failed: {type(e).__name__}: {e}"
-    except Exception as e:  # noqa: BLE001
-        return None, f"layer metrics failed: {type(e).__name__}: {e}"
-    rows = frame.to_dict("records")
+def metric_rows(table: Any, record: ModelRecord) -> list[dict[str, Any]]:
+    """The catalog's metric columns per layer of ``record`` from a layer metrics table (DataFrame or rows)."""
+    rows = table.to_dict("records") if hasattr(table, "to_dict") else [dict(r) for r in table]
     names = [layer.name for layer in record.layers]
-    if len(rows) != len(names) or [r.get("name") for r in rows] != names:
-        by_name = {r.get("name"): r for r in rows}
-        rows = [by_name.get(n, {}) for n in names]
+    if [r.get("name") for r in rows] != names:
+        raise ValueError(f"{record.info.source}: the metrics table has layers {[r.get('name') for r in rows][:5]}…, "
+                         f"the model {names[:5]}…; compute it from this record (filterdb.check.check_model)")
     out = []
     for row in rows:
         clean: dict[str, Any] = {}
@@ -91,12 +79,20 @@ def compute_metrics(record: ModelRecord) -> tuple[list[dict[str, Any]] | None, s
             value = row.get(col)
             if col == "verdicts":
                 clean[col] = [str(v) for v in value] if isinstance(value, (list, tuple, np.ndarray)) else None
-            elif value is None or (isinstance(value, float) and np.isnan(value)):
+            elif _missing(value):
                 clean[col] = None
             else:
                 clean[col] = int(value) if METRIC_COLUMNS[col] == "BIGINT" else float(value)
         out.append(clean)
-    return out, None
+    return out
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN or pandas NA (whose comparisons are neither true nor false)."""
+    try:
+        return value is None or bool(value != value)
+    except TypeError:
+        return True
 
 
 def _layer_row(index: int, layer: ConvLayer) -> dict[str, Any]:
@@ -125,9 +121,12 @@ def prepare_model(
     metadata: Mapping[str, Any] | None = None,
     *,
     dtype: str = "float16",
-    metrics: bool = True,
+    metrics: Any = True,
 ) -> PreparedModel:
     """Catalog rows and per-shape filter arrays of ``record``.
+
+    ``metrics`` is the model's layer metrics table (:func:`filterdb.check.check_model`'s ``layers``, one row per
+    layer of ``record``), True to compute it here, or False to store NULL metrics.
 
     float16 stores divide each layer by its max |w| (finite values; kept as ``scale``), so that
     ``stored * scale`` is within 2**-11 * scale of the original weight; float32 stores keep exact values
@@ -136,11 +135,9 @@ def prepare_model(
     metadata = dict(metadata or {})
     info = record.info
     notes = list(info.notes)
-    layer_metrics: list[dict[str, Any]] | None = None
-    if metrics:
-        layer_metrics, reason = compute_metrics(record)
-        if reason:
-            notes.append(reason)
+    if metrics is True:
+        metrics = compute_metrics(record)
+    layer_metrics = None if metrics is False or metrics is None else metric_rows(metrics, record)
     rows: list[dict[str, Any]] = []
     kernels: list[str] = []
     chunks: dict[str, list[np.ndarray]] = {}
