@@ -33,7 +33,7 @@ def _physical_columns(store: Store) -> tuple[set[str], set[str]]:
 
 
 def segments(store: Store, shape: str, where: str | None = None, params: Sequence[Any] | None = None, *,
-             group: str | None = None, layer_columns: bool = False):  # type: ignore[no-untyped-def]
+             group: str | None = None, layer_columns: bool = False) -> Any:
     """See :meth:`Store.segments`."""
     if isinstance(params, Mapping):
         raise StoreQueryError("use '?' placeholders with a list of params here (the shape is bound first)")
