@@ -212,17 +212,17 @@ def run_ratio(store_path: str, threads: int, repeats: int = 5, cold: bool = Fals
     each (this machine is shared: timings drift between runs).
 
     ``cold``: the page cache is dropped before every store pass (needs root), and the store pass is timed
-    with read-ahead off and on (``_run.READAHEAD_BYTES``), interleaved."""
+    with read-ahead off and on (``filterdb.store._reading.READAHEAD_BYTES``), interleaved."""
     from concurrent.futures import ThreadPoolExecutor
 
     from synthetic_zoo import Pools
 
-    from filterdb.analysis import _run, fit_pca
+    from filterdb.analysis import fit_pca
     from filterdb.analysis._run import run_pass
     from filterdb.analysis._selection import make_plan
     from filterdb.analysis.kernels import PassSpec, merge, run_rows
     from filterdb.engine import LocalEngine
-    from filterdb.store import open_store
+    from filterdb.store import _reading, open_store
 
     store = open_store(store_path)
     engine = LocalEngine(threads)
@@ -233,12 +233,12 @@ def run_ratio(store_path: str, threads: int, repeats: int = 5, cold: bool = Fals
     n = 20_000_000
     x = np.concatenate([pools.get(i % 10, 0, i % 10) for i in range(n // len(pools.get(0, 0, 0)) + 1)])[:n]
     chunks = np.array_split(np.arange(n), 64)
-    settings = [0, _run.READAHEAD_BYTES] if cold else [_run.READAHEAD_BYTES]
+    settings = [0, _reading.READAHEAD_BYTES] if cold else [_reading.READAHEAD_BYTES]
     t_store: dict[int, list[float]] = {ra: [] for ra in settings}
     t_kern, n_store, checks = [], 0, set()
     for _ in range(repeats):
         for ra in settings:
-            _run.READAHEAD_BYTES = ra
+            _reading.READAHEAD_BYTES = ra
             if cold:  # the store pass reads every shard from disk
                 _drop_caches()
             t0 = time.perf_counter()
@@ -247,7 +247,7 @@ def run_ratio(store_path: str, threads: int, repeats: int = 5, cold: bool = Fals
             t_store[ra].append(time.perf_counter() - t0)
             n_store = total.n
             checks.add((total.gram.tobytes(), total.hist.tobytes()))
-        _run.READAHEAD_BYTES = settings[-1]
+        _reading.READAHEAD_BYTES = settings[-1]
         t0 = time.perf_counter()
         with ThreadPoolExecutor(threads) as pool:
             parts = list(pool.map(lambda idx: run_rows(x, np.array([idx[0]]), np.array([len(idx)]),

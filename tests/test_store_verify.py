@@ -17,7 +17,7 @@ import pytest
 from test_store_util import synthetic_record
 
 from filterdb.cli import main
-from filterdb.store import ShardCorruptError, StoreError, init_store, open_store
+from filterdb.store import ShardCorruptError, ShardRows, StoreError, init_store, open_store
 
 
 def run(capsys, *argv):
@@ -108,11 +108,9 @@ def test_damaged_shard_is_refused_on_open(root, damage, capsys):
     with pytest.raises(ShardCorruptError, match="verify" ) as info:
         list(store.iter_filters("3x3"))
     assert "model 'net0' (id 1)" in str(info.value)
-    # a reader that opens shards by path alone (the analyses) gets the same check from the catalog
-    from filterdb.store._shards import ShardReader
-
+    # the reader of row ranges (the analyses), given a shard by path alone, gets the same check from the catalog
     with pytest.raises(ShardCorruptError, match="net0"):
-        ShardReader(root, shard)
+        ShardRows(str(root), shard, 0, 1)
     code, _, err = run(capsys, "export", root, root.parent / "out-pq")
     assert code == 1 and "net0" in err and "filterdb verify" in err
     code, _, err = run(capsys, "verify", root)

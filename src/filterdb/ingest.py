@@ -10,8 +10,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,8 +20,8 @@ from typing import Any, Literal
 from ._hashing import file_sha256
 from .errors import FilterDBError, ModelFormatError, ModelNotFoundError
 from .manifest import DEFAULT_REQUIRED, Manifest, ManifestMatch, is_source_name, load_manifest, match_manifest
-from .store import IngestResult, PreparedModel, Store, as_store, init_store, prepare_model
-from .store._errors import ManifestError, StoreError, StoreWriteError
+from .store import (IngestResult, ManifestError, PreparedModel, Store, StoreError, StoreWriteError, as_store,
+                    init_store, prepare_model)
 
 __all__ = ["MODEL_SUFFIXES", "IngestError", "IngestEvent", "IngestReport", "SourceItem", "expand_sources", "ingest"]
 
@@ -121,13 +122,34 @@ def expand_sources(sources: Iterable[str | os.PathLike[str]]) -> list[SourceItem
     return items
 
 
-def _read_and_prepare(spec: str, path: str, metadata: Mapping[str, Any], dtype: str, trust_pickle: bool,
-                      sha256: str) -> PreparedModel:
-    """Worker: read one file, compute its layer metrics and verdicts, and turn it into catalog rows and shard arrays."""
-    from .check import check_model
-    from .readers import ReadOptions, read_path
+@dataclass(frozen=True)
+class PrepareOptions:
+    """How every model of one ingest is read and prepared (built once, sent to each worker)."""
 
-    record = read_path(Path(path), ReadOptions(trust_pickle=trust_pickle), source=spec, sha256=sha256)
+    dtype: str  # the store's storage dtype
+    read: Any  # filterdb.readers.ReadOptions
+
+
+@dataclass(frozen=True)
+class PrepareJob:
+    """One model for a worker to read and prepare: small and picklable."""
+
+    index: int  # position among the recognised files (progress events count from it)
+    spec: str
+    path: str
+    metadata: Mapping[str, Any]
+    sha256: str
+    options: PrepareOptions
+
+
+def _read_and_prepare(job: PrepareJob) -> PreparedModel:
+    """Worker: read one file, compute its layer metrics and verdicts, and turn it into catalog rows and shard
+    arrays."""
+    from .check import check_model
+    from .readers import read_path
+
+    spec, path, metadata, dtype, sha256 = job.spec, job.path, job.metadata, job.options.dtype, job.sha256
+    record = read_path(Path(path), job.options.read, source=spec, sha256=sha256)
     prepared = prepare_model(record, metadata, dtype=dtype, metrics=check_model(record).layers)
     prepared.fingerprint = _fingerprint(record)
     return prepared
@@ -151,6 +173,143 @@ def _pool(jobs: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=jobs, mp_context=context)
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """What the ingest will read, decided before the store is touched."""
+
+    items: list[SourceItem]  # files a reader recognises, in order
+    metadata: dict[str, Mapping[str, Any]]  # SourceItem.key -> manifest metadata
+    match: ManifestMatch | None
+    unrecognised: list[tuple[str, str]]  # (source, error), with keep_going
+
+
+def _plan(sources: Sequence[str | os.PathLike[str]], manifest: str | os.PathLike[str] | Manifest | None,
+          required: Iterable[str] | None, strict: bool, keep_going: bool, read_options: Any) -> _Planned:
+    """Sources and manifest -> the files to read: everything that can be validated without the store."""
+    from .readers import reader_for_path
+
+    loaded: Manifest | None = None
+    if manifest is not None:
+        loaded = manifest if isinstance(manifest, Manifest) else load_manifest(
+            manifest, required=DEFAULT_REQUIRED if required is None else required)
+    if not sources and loaded is None:
+        raise ModelNotFoundError("nothing to ingest: give model files, directories or source names (or a manifest)")
+    specs = list(sources) if sources else [row.file if is_source_name(row.file) else row.key for row in loaded.rows]  # type: ignore[union-attr]
+    items = expand_sources(specs)
+    match: ManifestMatch | None = None
+    metadata: dict[str, Mapping[str, Any]] = {}
+    if loaded is not None:
+        match = match_manifest(loaded, items)
+        if strict and not match.ok:
+            raise ManifestError(f"{loaded.path}: does not match the files; nothing was ingested:\n  "
+                                + "\n  ".join(match.problems())
+                                + "\n(fix the manifest, or pass strict=False / --lenient to ingest what matches)")
+        for item, row in match.pairs:
+            if row is not None:
+                metadata[item.key] = row.metadata
+    unrecognised: list[tuple[str, str]] = []
+    recognised = []
+    for item in items:  # a file no reader recognises is an error before any write (skipped with keep_going)
+        try:
+            reader_for_path(item.path, read_options)
+        except Exception as e:  # noqa: BLE001 - a damaged file may break a format's sniffing in any way
+            error = e if isinstance(e, FilterDBError) else ModelFormatError(
+                f"{item.path}: the file's format cannot be recognised ({type(e).__name__}: {e})")
+            if not keep_going:
+                raise error from e
+            unrecognised.append((item.spec, str(error)))
+            continue
+        recognised.append(item)
+    return _Planned(recognised, metadata, match, unrecognised)
+
+
+def _skip_known(target: Store, items: list[SourceItem], shas: list[str], report: IngestReport,
+                progress: Callable[[IngestEvent], None] | None) -> list[int]:
+    """Report the models already in the store as skipped; the positions of the ones left to ingest (the
+    same bytes twice in one run are ingested once)."""
+    todo: list[int] = []
+    pending: set[str] = set()
+    known = target.known_hashes() if items else set()
+    for i, (item, sha) in enumerate(zip(items, shas)):
+        if sha in pending:
+            continue
+        if sha in known:
+            result = target.existing(sha)
+            report.results.append(result)
+            if progress:
+                progress(IngestEvent("skipped", i, len(items), item.spec, result))
+        else:
+            pending.add(sha)
+            todo.append(i)
+    return todo
+
+
+def _prepare_all(jobs: list[PrepareJob], n_jobs: int
+                 ) -> Generator[tuple[PrepareJob, PreparedModel | None, BaseException | None], None, None]:
+    """(job, prepared model, None) or (job, None, error) per job, in job order: read in this process
+    (``n_jobs`` 1) or in a pool of worker processes, at most two models per worker in memory."""
+    if n_jobs == 1:
+        for job in jobs:
+            try:
+                prepared = _read_and_prepare(job)
+            except Exception as e:  # noqa: BLE001 - reported per model
+                yield job, None, e
+                continue
+            yield job, prepared, None
+        return
+    with _pool(n_jobs) as pool:
+        window: list[tuple[PrepareJob, Future[PreparedModel]]] = []
+        queue = list(jobs)
+        try:
+            while queue or window:
+                while queue and len(window) < 2 * n_jobs:
+                    job = queue.pop(0)
+                    window.append((job, pool.submit(_read_and_prepare, job)))
+                job, future = window.pop(0)
+                try:
+                    prepared = future.result()
+                except Exception as e:  # noqa: BLE001
+                    yield job, None, e
+                    continue
+                yield job, prepared, None
+        except BaseException:  # includes GeneratorExit: the consumer stopped (an error it raised)
+            for _, future in window:
+                future.cancel()
+            raise
+
+
+def _failed(job: PrepareJob, error: BaseException, report: IngestReport, keep_going: bool, total: int,
+            progress: Callable[[IngestEvent], None] | None) -> None:
+    """A model that could not be read: stop the run, or (keep_going) report it and go on."""
+    message = str(error) if isinstance(error, FilterDBError) else f"{type(error).__name__}: {error}"
+    if not keep_going:
+        raise IngestError(f"{job.spec}: {message}; {len(report.ingested)} model(s) ingested before it stay in the "
+                          "store, run the ingest again to continue (or use --keep-going)") from error
+    report.failed.append((job.spec, message))
+    if progress:
+        progress(IngestEvent("failed", job.index, total, job.spec, error=message))
+
+
+def _commit(target: Store, job: PrepareJob, prepared: PreparedModel, report: IngestReport, total: int,
+            progress: Callable[[IngestEvent], None] | None) -> None:
+    """Write one prepared model (atomic, under the writer lock), then save its lineage fingerprint."""
+    try:
+        result = target.ingest_prepared(prepared)
+    except StoreWriteError as e:  # a full disk stops the run (--keep-going skips bad files, not bad disks)
+        raise StoreWriteError(f"{job.spec}: {e}; {len(report.ingested)} model(s) ingested before it stay in "
+                              "the store, run the ingest again to continue") from e
+    if prepared.fingerprint is not None and not result.skipped:
+        from .lineage import fingerprint_model
+
+        try:
+            fingerprint_model(target, prepared.fingerprint)
+        except OSError:  # only a cache: `filterdb similar` computes a missing fingerprint from the shards
+            pass
+    report.results.append(result)
+    if progress:
+        progress(IngestEvent("skipped" if result.skipped else "done", job.index, total, job.spec, result))
+
+
 def ingest(
     store: Store | str | os.PathLike[str],
     sources: Sequence[str | os.PathLike[str]] = (),
@@ -166,6 +325,10 @@ def ingest(
     progress: Callable[[IngestEvent], None] | None = None,
 ) -> IngestReport:
     """Ingest model files (with manifest metadata) into a store.
+
+    In four stages: planning (sources and manifest -> files, checked before the store is touched),
+    skipping (files whose sha256 the store holds), preparing (reading and converting, in this process or
+    in worker processes) and committing (one atomic write per model, in source order).
 
     Parameters
     ----------
@@ -198,133 +361,35 @@ def ingest(
     >>> report = ingest("zoo.fdb", ["models/"], manifest="zoo.csv", create=True)  # doctest: +SKIP
     >>> len(report.ingested), report.n_filters  # doctest: +SKIP
     """
+    from .readers import ReadOptions
+
     started = time.perf_counter()
-    # 1. everything that can be validated without touching the store
-    loaded: Manifest | None = None
-    if manifest is not None:
-        loaded = manifest if isinstance(manifest, Manifest) else load_manifest(
-            manifest, required=DEFAULT_REQUIRED if required is None else required)
-    if not sources and loaded is None:
-        raise ModelNotFoundError("nothing to ingest: give model files, directories or source names (or a manifest)")
-    specs = list(sources) if sources else [row.file if is_source_name(row.file) else row.key for row in loaded.rows]  # type: ignore[union-attr]
-    items = expand_sources(specs)
-    match: ManifestMatch | None = None
-    metadata: dict[str, Mapping[str, Any]] = {}
-    if loaded is not None:
-        match = match_manifest(loaded, items)
-        if strict and not match.ok:
-            raise ManifestError(f"{loaded.path}: does not match the files; nothing was ingested:\n  "
-                                + "\n  ".join(match.problems())
-                                + "\n(fix the manifest, or pass strict=False / --lenient to ingest what matches)")
-        for item, row in match.pairs:
-            if row is not None:
-                metadata[item.key] = row.metadata
-    from .readers import ReadOptions, reader_for_path
-
-    unrecognised: list[tuple[str, str]] = []
-    recognised = []
-    for item in items:  # a file no reader recognises is an error before any write (skipped with keep_going)
-        try:
-            reader_for_path(item.path, ReadOptions(trust_pickle=trust_pickle))
-        except Exception as e:  # noqa: BLE001 - a damaged file may break a format's sniffing in any way
-            error = e if isinstance(e, FilterDBError) else ModelFormatError(
-                f"{item.path}: the file's format cannot be recognised ({type(e).__name__}: {e})")
-            if not keep_going:
-                raise error from e
-            unrecognised.append((item.spec, str(error)))
-            continue
-        recognised.append(item)
-    items = recognised
-
-    # 2. open the store
+    read_options = ReadOptions(trust_pickle=trust_pickle)
+    planned = _plan(sources, manifest, required, strict, keep_going, read_options)
+    items = planned.items
     if create and not isinstance(store, Store):
         init_store(store, exist_ok=True).close()
     target = as_store(store, "a", lock_timeout=lock_timeout)
-    report = IngestReport(match=match, failed=list(unrecognised))
+    report = IngestReport(match=planned.match, failed=list(planned.unrecognised))
     shas = [file_sha256(item.path) for item in items]
     report.bytes_read = sum(item.path.stat().st_size for item in items)
     total = len(items)
     if progress:
         progress(IngestEvent("start", 0, total, total_bytes=report.bytes_read))
-    todo: list[int] = []
-    pending_sha: set[str] = set()
-    known = target.known_hashes() if items else set()
-    for i, (item, sha) in enumerate(zip(items, shas)):
-        if sha in known or sha in pending_sha:
-            if sha in pending_sha:  # the same bytes twice in one run
-                continue
-            result = target.existing(sha)
-            report.results.append(result)
-            if progress:
-                progress(IngestEvent("skipped", i, total, item.spec, result))
-        else:
-            pending_sha.add(sha)
-            todo.append(i)
+    todo = _skip_known(target, items, shas, report, progress)
     if jobs is None:  # worker processes start in ~1-3 s (imports): they pay only for a large batch of files
         todo_bytes = sum(items[i].path.stat().st_size for i in todo)
         jobs = (os.cpu_count() or 1) if todo_bytes >= PARALLEL_MIN_BYTES and len(todo) > 2 else 1
-    n_jobs = max(1, min(jobs, len(todo)))
-
-    def handle(i: int, prepared: PreparedModel | None, error: BaseException | None) -> None:
-        item = items[i]
-        if error is not None:
-            message = str(error) if isinstance(error, FilterDBError) else f"{type(error).__name__}: {error}"
-            if not keep_going:
-                done = len(report.ingested)
-                raise IngestError(f"{item.spec}: {message}; {done} model(s) ingested before it stay in the "
-                                  "store, run the ingest again to continue (or use --keep-going)") from error
-            report.failed.append((item.spec, message))
-            if progress:
-                progress(IngestEvent("failed", i, total, item.spec, error=message))
-            return
-        assert prepared is not None
-        try:
-            result = target.ingest_prepared(prepared)
-        except StoreWriteError as e:  # a full disk stops the run (--keep-going skips bad files, not bad disks)
-            raise StoreWriteError(f"{item.spec}: {e}; {len(report.ingested)} model(s) ingested before it stay in "
-                                  "the store, run the ingest again to continue") from e
-        if prepared.fingerprint is not None and not result.skipped:
-            from .lineage import fingerprint_model
-
-            try:
-                fingerprint_model(target, prepared.fingerprint)
-            except OSError:  # only a cache: `filterdb similar` computes a missing fingerprint from the shards
-                pass
-        report.results.append(result)
-        if progress:
-            progress(IngestEvent("skipped" if result.skipped else "done", i, total, item.spec, result))
-
-    def args(i: int) -> tuple[Any, ...]:
-        item = items[i]
-        return (item.spec, str(item.path), metadata.get(item.key, {}), target.dtype, trust_pickle, shas[i])
-
-    if n_jobs == 1:
-        for i in todo:
-            try:
-                prepared = _read_and_prepare(*args(i))
-            except Exception as e:  # noqa: BLE001 - reported per model
-                handle(i, None, e)
-                continue
-            handle(i, prepared, None)
-    else:
-        with _pool(n_jobs) as pool:
-            window: list[tuple[int, Future[PreparedModel]]] = []
-            queue = list(todo)
-            try:
-                while queue or window:
-                    while queue and len(window) < 2 * n_jobs:  # bounded: at most 2 models per worker in memory
-                        i = queue.pop(0)
-                        window.append((i, pool.submit(_read_and_prepare, *args(i))))
-                    i, future = window.pop(0)
-                    try:
-                        prepared = future.result()
-                    except Exception as e:  # noqa: BLE001
-                        handle(i, None, e)
-                        continue
-                    handle(i, prepared, None)
-            except BaseException:
-                for _, future in window:
-                    future.cancel()
-                raise
+    options = PrepareOptions(target.dtype, read_options)
+    work = [PrepareJob(i, items[i].spec, str(items[i].path), planned.metadata.get(items[i].key, {}), shas[i], options)
+            for i in todo]
+    # closing: a failure stops the workers at once, not when the traceback is collected
+    with closing(_prepare_all(work, max(1, min(jobs, len(work))))) as prepared_models:
+        for job, prepared, error in prepared_models:
+            if error is not None:
+                _failed(job, error, report, keep_going, total, progress)
+            else:
+                assert prepared is not None
+                _commit(target, job, prepared, report, total, progress)
     report.seconds = time.perf_counter() - started
     return report

@@ -88,8 +88,7 @@ def coefficient_density(store: Any, i: int = 0, j: int = 1, shape: str = "3x3", 
     n = 0
     scale = bins / (hi - lo)
     # docs/reference.md §3: layers holding NaN / inf weights are left out, and so is any such filter
-    finite_where = ("layer_id NOT IN (SELECT layer_id FROM t_layers WHERE coalesce(n_nonfinite, 0) > 0)"
-                    + (f" AND ({where})" if where else ""))
+    finite_where = "coalesce(n_nonfinite, 0) = 0" + (f" AND ({where})" if where else "")
     skipped = 0
     for batch in store.iter_filters(shape, finite_where, params, batch_rows=batch_rows, scaled=True):
         finite = np.isfinite(batch).all(axis=1)

@@ -1,7 +1,7 @@
 """Which rows of which shards an analysis reads, and which group each row belongs to.
 
-One read-only catalog query (through :meth:`Store.sql`) turns a selection (kernel shape, ``where``
-predicate over the ``layers`` view, grouping axis) into a :class:`Plan`: the selected layers as
+The store's read plan (:meth:`Store.segments`, one read-only catalog query) turns a selection (kernel shape,
+``where`` predicate over the ``layers`` view, grouping axis) into a :class:`Plan`: the selected layers as
 segments ``(shard, row offset, count)`` with a histogram *unit* per segment — a (group, model) pair, so
 that group histograms can be summed plainly or averaged per model. The plan is a snapshot: models added
 while an analysis runs are not part of it, and shards are immutable, so a running analysis sees a
@@ -138,10 +138,6 @@ def _columns(store: Any) -> list[str]:
     return list(store.sql("SELECT * FROM layers LIMIT 0").columns)
 
 
-def _table_columns(store: Any) -> list[str]:
-    return list(store.sql("SELECT * FROM t_layers LIMIT 0").columns)
-
-
 def _group_expression(store: Any, by: str | None) -> tuple[str, bool]:
     """(SQL expression for the group value, whether it is the depth-decile axis)."""
     from ..store._catalog import normalise_column, quote_ident
@@ -183,17 +179,10 @@ def plan_for(store: Any, selection: Selection) -> Plan:
     shape, d = selection.shape_key, selection.d
     where, params, by, groups = selection.where, selection.params, selection.by, selection.groups
     expr, is_depth = _group_expression(store, by)
-    extra = f" AND ({where})" if where else ""
-    # layers known to hold NaN / inf weights (counted at ingest) are left out of every distribution analysis
-    nonfinite = "coalesce(t.n_nonfinite, 0)" if "n_nonfinite" in _table_columns(store) else "0"
-    query = (
-        f"SELECT s.layer_id, s.model_id, s.n_filters, s._group, t.shard, t.row_offset, {nonfinite} AS _nonfinite "
-        f"FROM (SELECT layer_id, model_id, layer_index, n_filters, {expr} AS _group FROM layers "
-        f"WHERE kernel = ?{extra}) s JOIN t_layers t USING (layer_id) "
-        "WHERE s.n_filters > 0 ORDER BY s.model_id, t.shard, t.row_offset"
-    )
-    bound = [shape, *(params or [])]
-    frame = store.sql(query, bound)
+    frame = store.segments(shape, where, params, group=expr)
+    frame = frame.loc[frame["n_filters"] > 0, ["layer_id", "model_id", "n_filters", "group_value", "shard", "row_offset",
+                                               "n_nonfinite"]]
+    frame = frame.rename(columns={"group_value": "_group", "n_nonfinite": "_nonfinite"}).reset_index(drop=True)
     notes: list[str] = []
     if frame.empty:
         sel = f" matching {where!r}" + (f" with params {list(params)!r}" if params else "") if where else ""

@@ -17,6 +17,8 @@ from ._errors import (
     StoreWriteError,
 )
 from ._prepare import PreparedModel, kernel_key, prepare_model, record_sha256
+from ._reading import ShardRows, read_ahead, readahead_budget
+from ._segments import SEGMENT_COLUMNS
 from ._store import FORMAT_VERSION, IngestResult, Store, StoreStats, as_store, init_store, open_store
 from ._verify import Damage, VerifyReport
 
@@ -26,7 +28,9 @@ __all__ = [
     "IngestResult",
     "ManifestError",
     "PreparedModel",
+    "SEGMENT_COLUMNS",
     "ShardCorruptError",
+    "ShardRows",
     "Store",
     "StoreBusyError",
     "StoreError",
@@ -41,5 +45,7 @@ __all__ = [
     "kernel_key",
     "open_store",
     "prepare_model",
+    "read_ahead",
+    "readahead_budget",
     "record_sha256",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from itertools import pairwise
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from ..errors import MissingDependencyError, ModelFormatError
 from ..types import ModelInfo, ModelRecord
 from ._errors import StoreError
 from ._prepare import prepare_model
-from ._shards import ShardReader
+from ._reading import iter_segment_rows
 from ._store import IngestResult, Store
 
 __all__ = ["HDF5_COLUMNS", "export_hdf5", "export_parquet", "import_hdf5"]
@@ -62,26 +62,16 @@ def _need_tables() -> None:
 
 
 def _selection(store: Store, shape: str, where: str | None, params: Sequence[Any] | None):  # type: ignore[no-untyped-def]
-    return store.located_layers(shape, where, params)
+    return store.segments(shape, where, params, layer_columns=True)
 
 
-def _stream_layers(store: Store, table: Any, scaled: bool = False):  # type: ignore[no-untyped-def]
-    current: tuple[str, ShardReader] | None = None
-    try:
-        for shard, offset, count, scale, n_rows, n_bytes, mid, name in zip(
-                table["shard"], table["row_offset"], table["n_filters"], table["scale"], table["shard_rows"],
-                table["shard_bytes"], table["model_id"], table["model"]):
-            if current is None or current[0] != shard:
-                if current is not None:
-                    current[1].close()
-                current = (shard, store.open_shard(shard, n_rows, n_bytes, f"model {name!r} (id {mid})"))
-            rows = current[1].rows(int(offset), int(count)).astype(np.float32)
-            if not scaled and scale != 1.0:
-                rows *= np.float32(scale)
-            yield rows
-    finally:
-        if current is not None:
-            current[1].close()
+def _stream_layers(store: Store, table: Any, scaled: bool = False) -> Iterator[np.ndarray]:
+    """float32 rows of each layer of ``table`` (a read plan): raw weights, or the stored values (``scaled``)."""
+    for scale, rows in zip(table["scale"], iter_segment_rows(store.root, table)):
+        out = rows.astype(np.float32)
+        if not scaled and scale != 1.0:
+            out *= np.float32(scale)
+        yield out
 
 
 def export_hdf5(store: Store, path: str | os.PathLike[str], *, shape: str = "3x3", where: str | None = None,
@@ -268,7 +258,7 @@ def export_parquet(store: Store, directory: str | os.PathLike[str], *, shape: st
                 columns += [pa.array(np.ascontiguousarray(part[:, i]), type=pa.float16()) for i in range(width)]
                 writer.write_batch(pa.record_batch(columns, schema=schema))
             total += len(rows)
-    layers = table.drop(columns=["shard", "row_offset", "shard_rows", "shard_bytes"])
+    layers = table.drop(columns=["shard", "row_offset", "shard_rows", "shard_bytes", "shard_sha256"])
     layers.to_parquet(tmp / "layers.parquet", index=False)
     ids = sorted({int(i) for i in table["model_id"]})
     models = store.models()

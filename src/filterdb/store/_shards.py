@@ -233,6 +233,14 @@ class ShardReader:
                                     "the catalog is inconsistent (`filterdb verify` names the model)")
         return self.array[offset : offset + count]
 
+    def file_offset(self) -> int:
+        """Where ``array``'s first value lies in the file, in bytes (rows are contiguous from there)."""
+        if not self.array.size:
+            return 0
+        self._source.seek(0)
+        base = self._source.read_buffer(1).address  # a zero-copy slice of the map: the file's address
+        return int(self.array.ctypes.data - base)
+
     def close(self) -> None:
         self.array = np.empty((0, 0))
         self._source.close()

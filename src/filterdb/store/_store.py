@@ -20,7 +20,9 @@ from ._errors import StoreError, StoreFormatError, StoreNotFoundError, StoreQuer
 from ._lock import WriterLock
 from ._prepare import PreparedModel, prepare_model
 from ._query import is_users_mistake, query_error
-from ._shards import ShardReader, ShardRecord, collect_garbage, shard_path, write_shard
+from ._reading import iter_segment_rows
+from ._segments import segments as plan_segments
+from ._shards import collect_garbage, shard_path, write_shard
 
 __all__ = ["FORMAT_FILE", "FORMAT_VERSION", "IngestResult", "Store", "StoreStats", "as_store", "init_store",
            "open_store"]
@@ -271,23 +273,24 @@ class Store:
         mid, name, n_layers, n_filters = rows[0]
         return IngestResult(int(mid), name, sha256, True, int(n_layers), int(n_filters))
 
-    def located_layers(self, shape: str, where: str | None = None, params: Sequence[Any] | None = None):  # type: ignore[no-untyped-def]
-        """The ``layers`` rows of one kernel shape (``where`` over the layers view) with where their filters lie:
-        ``shard``, ``row_offset`` and the shard's recorded size, ``shard_rows`` and ``shard_bytes``."""
-        if isinstance(params, Mapping):
-            raise StoreQueryError("use '?' placeholders with a list of params here (the shape is bound first)")
-        extra = f" AND ({where})" if where else ""
-        query = ("SELECT l.*, t.shard, t.row_offset, s.n_rows AS shard_rows, s.bytes AS shard_bytes "
-                 f"FROM (SELECT * FROM layers WHERE kernel = ?{extra}) l JOIN t_layers t USING (layer_id) "
-                 "LEFT JOIN t_shards s ON s.shard = t.shard ORDER BY l.model_id, l.layer_index")
-        return self._query(query, [shape, *(params or [])], where or "", "where predicate")
+    def segments(self, shape: str = "3x3", where: str | None = None, params: Sequence[Any] | None = None, *,
+                 group: str | None = None, layer_columns: bool = False):  # type: ignore[no-untyped-def]
+        """The read plan of a selection: where the filters of each selected layer lie, as a DataFrame.
 
-    def open_shard(self, shard: str, n_rows: Any = None, n_bytes: Any = None, owner: str = "") -> ShardReader:
-        """A :class:`ShardReader` checked against the catalog's record (``located_layers`` gives it)."""
-        import pandas as pd
+        One row per layer of kernel shape ``shape`` matching ``where`` (a predicate over the ``layers`` view,
+        ``?`` placeholders bound to ``params``), ordered by model and layer, with the columns
+        ``layer_id, model_id, model, layer_index, n_filters, scale`` (stored value x scale = weight),
+        ``shard`` (the file, relative to the store root), ``row_offset`` (the layer's rows are
+        ``[row_offset, row_offset + n_filters)`` of that file), ``shard_rows, shard_bytes, shard_sha256``
+        (what the catalog recorded of the file; every open checks rows and size, ``filterdb verify`` the
+        checksum) and ``n_nonfinite`` (filters holding NaN or inf, 0 where not counted).
 
-        record = None if n_rows is None or pd.isna(n_rows) else ShardRecord(int(n_bytes), int(n_rows), owner)
-        return ShardReader(self.root, shard, record)
+        ``group``: an SQL expression over the ``layers`` view, evaluated per layer into a ``group_value``
+        column. ``layer_columns=True``: every column of the ``layers`` view instead of the first six (the
+        view's own ``n_nonfinite``, null where not counted). Read the rows with :meth:`iter_filters`, or
+        with :class:`filterdb.store.ShardRows` (a row range of one shard, memory-mapped).
+        """
+        return plan_segments(self, shape, where, params, group=group, layer_columns=layer_columns)
 
     def iter_filters(
         self,
@@ -322,41 +325,29 @@ class Store:
         """
         if batch_rows < 1:
             raise UsageError(f"batch_rows must be >= 1, got {batch_rows}")
-        table = self.located_layers(shape, where, params)[
-            ["layer_id", "shard", "row_offset", "n_filters", "scale", "shard_rows", "shard_bytes", "model_id",
-             "model"]]
+        table = self.segments(shape, where, params)
         width = int(np.prod([int(k) for k in shape.split("x")])) if table.shape[0] else 0
         out = np.empty((batch_rows, width), dtype=np.float32)
         ids = np.empty(batch_rows, dtype=np.int64)
         fill = 0
-        current: tuple[str, ShardReader] | None = None
-        try:
-            for layer_id, shard, offset, count, scale, n_rows, n_bytes, mid, name in table.itertuples(index=False):
-                if current is None or current[0] != shard:
-                    if current is not None:
-                        current[1].close()
-                    current = (shard, self.open_shard(shard, n_rows, n_bytes, f"model {name!r} (id {mid})"))
-                rows = current[1].rows(int(offset), int(count))
-                pos = 0
-                while pos < len(rows):
-                    take = min(batch_rows - fill, len(rows) - pos)
-                    block = out[fill : fill + take]
-                    np.copyto(block, rows[pos : pos + take], casting="unsafe")
-                    if scaled:
-                        _scale_rows(block)
-                    elif scale != 1.0:
-                        block *= np.float32(scale)
-                    ids[fill : fill + take] = layer_id
-                    fill += take
-                    pos += take
-                    if fill == batch_rows:
-                        yield (out.copy(), ids.copy()) if with_layer_ids else out.copy()
-                        fill = 0
-            if fill:
-                yield (out[:fill].copy(), ids[:fill].copy()) if with_layer_ids else out[:fill].copy()
-        finally:
-            if current is not None:
-                current[1].close()
+        for layer_id, scale, rows in zip(table["layer_id"], table["scale"], iter_segment_rows(self.root, table)):
+            pos = 0
+            while pos < len(rows):
+                take = min(batch_rows - fill, len(rows) - pos)
+                block = out[fill : fill + take]
+                np.copyto(block, rows[pos : pos + take], casting="unsafe")
+                if scaled:
+                    _scale_rows(block)
+                elif scale != 1.0:
+                    block *= np.float32(scale)
+                ids[fill : fill + take] = layer_id
+                fill += take
+                pos += take
+                if fill == batch_rows:
+                    yield (out.copy(), ids.copy()) if with_layer_ids else out.copy()
+                    fill = 0
+        if fill:
+            yield (out[:fill].copy(), ids[:fill].copy()) if with_layer_ids else out[:fill].copy()
 
     def stats(self) -> StoreStats:
         """Models, layers, filters per shape, and bytes on disk."""
