@@ -194,7 +194,11 @@ def _plan(sources: Sequence[str | os.PathLike[str]], manifest: str | os.PathLike
             manifest, required=DEFAULT_REQUIRED if required is None else required)
     if not sources and loaded is None:
         raise ModelNotFoundError("nothing to ingest: give model files, directories or source names (or a manifest)")
-    specs = list(sources) if sources else [row.file if is_source_name(row.file) else row.key for row in loaded.rows]  # type: ignore[union-attr]
+    if sources:
+        specs = list(sources)
+    else:
+        assert loaded is not None  # checked above: sources or a manifest
+        specs = [row.file if is_source_name(row.file) else row.key for row in loaded.rows]
     items = expand_sources(specs)
     match: ManifestMatch | None = None
     metadata: dict[str, Mapping[str, Any]] = {}

@@ -195,13 +195,9 @@ class PCAResult:
 
 
 def _write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    target = os.fspath(path)
-    tmp = f"{target}.tmp{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
+    from .._atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, data)
 
 
 class StreamingPCA:

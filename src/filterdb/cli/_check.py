@@ -215,18 +215,10 @@ def _write_card(path: Path, record, report) -> None:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """Write through a temporary file and rename: a reader never sees half a file. The file gets the usual
-    permissions of a new file (0666 less the umask), not the temporary file's private 0600."""
-    import os
-    import tempfile
+    """A reader never sees half a file; the file gets the usual permissions (filterdb._atomic)."""
+    from .._atomic import atomic_write_text
 
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
+        atomic_write_text(path, text)
     except OSError as e:
         abort(f"{path}: cannot write there: {e.strerror or e}")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)

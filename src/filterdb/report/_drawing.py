@@ -19,13 +19,13 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
+from .._atomic import atomic_write_bytes
 from ._html import Rendered, render_figure
 
 __all__ = ["Drawer", "default_workers"]
@@ -146,10 +146,7 @@ def _write_cached(folder: Path, key: str, done: Rendered) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     meta = json.dumps({"width_in": done.width_in, "dpi": done.dpi, "smallest_pt": done.smallest_pt})
     for name, data in ((f"{key}.png", done.png), (f"{key}.json", meta.encode())):  # the PNG first: JSON = complete
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, folder / name)
+        atomic_write_bytes(folder / name, data)
 
 
 _DIGEST: list[str] = []

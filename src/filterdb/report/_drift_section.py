@@ -120,7 +120,8 @@ def largest_model(store: Any, shape: str, where: str | None, params: Sequence[An
     """(name, share of the selected filters) of the model with the most selected filters."""
     extra = f" AND ({where})" if where else ""
     frame = store.sql(f"SELECT model, sum(n_filters) AS n, sum(sum(n_filters)) OVER () AS total FROM layers "
-                      f"WHERE kernel = ?{extra} GROUP BY model ORDER BY n DESC LIMIT 1", [shape, *(params or [])])
+                      f"WHERE kernel = ?{extra} GROUP BY model ORDER BY n DESC, model LIMIT 1",
+                      [shape, *(params or [])])
     if not len(frame) or not frame["total"].iloc[0]:
         return "", 0.0
     return str(frame["model"].iloc[0]), float(frame["n"].iloc[0] / frame["total"].iloc[0])

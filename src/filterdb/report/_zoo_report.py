@@ -579,7 +579,7 @@ def _largest_groups(store: Any, axis: str, shape: str, where: str | None, params
         return []
     extra = f" AND ({where})" if where else ""
     frame = store.sql(f'SELECT "{axis}" AS g, sum(n_filters) AS n FROM layers WHERE kernel = ? AND "{axis}" IS NOT '
-                      f"NULL{extra} GROUP BY 1 ORDER BY 2 DESC LIMIT ?", [shape, *(params or []), int(n)])
+                      f"NULL{extra} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?", [shape, *(params or []), int(n)])
     return [str(g) for g in frame["g"]] if len(frame) > 1 else []
 
 

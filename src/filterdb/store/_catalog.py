@@ -152,6 +152,17 @@ def connect(root: Path, *, read_only: bool, timeout: float = 60.0) -> Iterator[A
                 ) from e
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
+        except duckdb.ConnectionException as e:
+            # DuckDB shares one database instance per file within a process, and a closed connection's
+            # instance lives on until its last result is garbage-collected: reader and writer connections
+            # differ in configuration, so collect it and try again
+            if "different configuration" not in str(e) or time.monotonic() >= deadline:
+                raise catalog_error(root, e) from e
+            import gc
+
+            gc.collect()
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
         except duckdb.Error as e:
             raise catalog_error(root, e) from e
     try:
