@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
 
 import numpy as np
 
+from ._kernel import KernelKey, kernel_key
 from .errors import UsageError
 from .metrics import _objects, layer_metric_columns, metrics_frame
 from .types import ModelRecord
@@ -241,7 +242,7 @@ def _floats(values: Any) -> np.ndarray:
 
 def _kernel_tuple(kernel: Any) -> tuple[int, ...] | None:
     if isinstance(kernel, str):
-        return tuple(int(k) for k in kernel.split("x")) if kernel else None
+        return KernelKey.parse(kernel, what="kernel").sizes if kernel else None
     return None if kernel is None else tuple(int(k) for k in kernel)
 
 
@@ -410,7 +411,7 @@ def _summary(
     is_2d = np.array([len(k) == 2 for k in frame["kernel"]], dtype=bool)
     by_shape: dict[str, int] = {}
     for kernel, n in zip(frame["kernel"][is_2d], frame["n_filters"][is_2d]):
-        key = "x".join(str(k) for k in kernel)
+        key = kernel_key(kernel)
         by_shape[key] = by_shape.get(key, 0) + int(n)
     by_shape = dict(sorted(by_shape.items(), key=lambda item: (-item[1], item[0])))
     n_filters = sum(by_shape.values())

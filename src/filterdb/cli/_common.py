@@ -16,7 +16,7 @@ from .._read import read_model
 from ..types import ModelRecord
 from ._app import err_console
 
-__all__ = ["read_with_progress", "fmt", "json_safe", "shape_key", "print_layers", "producer_text", "NAME_MIN_WIDTH",
+__all__ = ["read_with_progress", "fmt", "json_safe", "print_layers", "producer_text", "NAME_MIN_WIDTH",
            "max_memory_option"]
 
 NAME_MIN_WIDTH = 28  # below this a table folds layer names into unreadable slivers: one block per layer instead
@@ -121,7 +121,3 @@ def json_safe(value: Any) -> Any:
         return None
     return value
 
-
-def shape_key(kernel: tuple[int, ...]) -> str:
-    """'3x3' for (3, 3)."""
-    return "x".join(str(k) for k in kernel)

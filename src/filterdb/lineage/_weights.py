@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .._kernel import kernel_key
 from ..errors import FilterDBError
 
 __all__ = ["LineageError", "ModelWeights", "ConvWeight", "weights_of", "weights_from_store"]
@@ -29,7 +30,7 @@ class ConvWeight:
 
     @property
     def kernel(self) -> str:
-        return "x".join(str(k) for k in self.weight.shape[2:])
+        return kernel_key(self.weight.shape[2:])
 
     @property
     def bits(self) -> int:

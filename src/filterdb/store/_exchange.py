@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .._kernel import KernelKey
 from ..errors import MissingDependencyError, ModelFormatError
 from ..types import ModelInfo, ModelRecord
 from ._errors import StoreError
@@ -85,7 +86,7 @@ def export_hdf5(store: Store, path: str | os.PathLike[str], *, shape: str = "3x3
     import pandas as pd
 
     table = _selection(store, shape, where, params)
-    width = int(np.prod([int(k) for k in shape.split("x")]))
+    width = KernelKey.parse(shape).width
     target = Path(os.fspath(path))
     tmp = target.with_name(target.name + ".tmp")
     starts = np.concatenate([[0], np.cumsum(table["n_filters"].to_numpy(dtype=np.int64))])
@@ -244,7 +245,7 @@ def export_parquet(store: Store, directory: str | os.PathLike[str], *, shape: st
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise StoreError(f"{out}: exists and is not an empty directory")
     table = _selection(store, shape, where, params)
-    width = int(np.prod([int(k) for k in shape.split("x")]))
+    width = KernelKey.parse(shape).width
     tmp = out.with_name(out.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     schema = pa.schema([("layer_id", pa.int64())] + [(f"f{i}", pa.float16()) for i in range(width)])

@@ -13,15 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from .._kernel import kernel_key  # the one kernel-key rule (filterdb._kernel)
 from ..types import ConvLayer, ModelRecord
 from ._catalog import METRIC_COLUMNS
 
 __all__ = ["PreparedModel", "compute_metrics", "kernel_key", "metric_rows", "prepare_model", "record_sha256"]
 
 
-def kernel_key(kernel: tuple[int, ...]) -> str:
-    """(3, 3) -> '3x3'; (5,) -> '5'; (3, 3, 3) -> '3x3x3'."""
-    return "x".join(str(k) for k in kernel)
 
 
 def record_sha256(record: ModelRecord) -> str:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .._kernel import KernelKey
 from ..errors import UsageError
 from ..types import ModelRecord
 from . import _catalog as catalog
@@ -326,7 +327,7 @@ class Store:
         if batch_rows < 1:
             raise UsageError(f"batch_rows must be >= 1, got {batch_rows}")
         table = self.segments(shape, where, params)
-        width = int(np.prod([int(k) for k in shape.split("x")])) if table.shape[0] else 0
+        width = KernelKey.parse(shape).width if table.shape[0] else 0
         out = np.empty((batch_rows, width), dtype=np.float32)
         ids = np.empty(batch_rows, dtype=np.int64)
         fill = 0
