@@ -247,14 +247,12 @@ def safetensors_empty_tensors(path: Path, n: int) -> Path:
 # --------------------------------------------------------------------------------------------------------
 # running cases in a worker process
 
-# The worker: reads each path it is given, prints one JSON line per file, and at the end its peak RSS.
-_WORKER = r"""
-import json, os, resource, sys, time
-from filterdb.errors import FilterDBError
-from filterdb.readers import ReadOptions, read_path
+# Source of `_peak_kib()` for child processes (they need `import resource`): the peak RSS in KiB of the
+# process and its children. It reads VmHWM, the peak of this process image since exec: ru_maxrss(RUSAGE_SELF)
+# would not do, as Linux carries the RSS of the process that forked the child across exec (a child of a
+# 1.7 GB pytest would report >= 1.7 GB).
+PEAK_KIB_SOURCE = """
 def _peak_kib():
-    # VmHWM: the peak RSS of this process image since exec. ru_maxrss(RUSAGE_SELF) would not do: Linux carries
-    # the RSS of the process that forked us across exec, so a child of a 1.7 GB pytest reports >= 1.7 GB.
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     try:
         with open("/proc/self/status") as f:
@@ -262,7 +260,14 @@ def _peak_kib():
     except (OSError, StopIteration):
         pass
     return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-limit = int(sys.argv[1])
+"""
+
+# The worker: reads each path it is given, prints one JSON line per file, and at the end its peak RSS.
+_WORKER = r"""
+import json, os, resource, sys, time
+from filterdb.errors import FilterDBError
+from filterdb.readers import ReadOptions, read_path
+""" + PEAK_KIB_SOURCE + r"""limit = int(sys.argv[1])
 if limit:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 for line in open(sys.argv[2], encoding="utf-8"):

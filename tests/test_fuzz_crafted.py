@@ -28,17 +28,7 @@ ADDRESS_LIMIT = 8 * 2**30  # protects the machine should a guard fail; the RSS b
 # since exec, and its children's: readers fork a child for native parsers).
 _WRAPPER = (
     "import atexit, os, resource, runpy, sys\n"
-    + """def _peak_kib():
-    # VmHWM: the peak RSS of this process image since exec. ru_maxrss(RUSAGE_SELF) would not do: Linux carries
-    # the RSS of the process that forked us across exec, so a child of a 1.7 GB pytest reports >= 1.7 GB.
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    try:
-        with open('/proc/self/status') as f:
-            own = next(int(line.split()[1]) for line in f if line.startswith('VmHWM:'))
-    except (OSError, StopIteration):
-        pass
-    return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-"""
+    + fuzzing.PEAK_KIB_SOURCE +
     "atexit.register(lambda: open(os.environ['FDB_RSS_OUT'], 'w').write(str(_peak_kib())))\n"
     "sys.argv = ['filterdb'] + sys.argv[1:]\n"
     "runpy.run_module('filterdb', run_name='__main__', alter_sys=True)\n"

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fuzzing import PEAK_KIB_SOURCE
 from test_store_util import synthetic_record, write_manifest
 
 from filterdb.manifest import MAX_COLUMNS, load_manifest
@@ -22,17 +23,7 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 CHILD = """
 import json, resource, sys
 from filterdb.cli import main
-def _peak_kib():
-    # VmHWM: the peak RSS of this process image since exec. ru_maxrss(RUSAGE_SELF) would not do: Linux carries
-    # the RSS of the process that forked us across exec, so a child of a 1.7 GB pytest reports >= 1.7 GB.
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    try:
-        with open('/proc/self/status') as f:
-            own = next(int(line.split()[1]) for line in f if line.startswith('VmHWM:'))
-    except (OSError, StopIteration):
-        pass
-    return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-
+""" + PEAK_KIB_SOURCE + """
 try:
     main(sys.argv[1:])
     code = 0
