@@ -269,6 +269,25 @@ def test_name_not_in_store(family_store):
         similar(open_store(family_store), "nope")
 
 
+def test_unrelated_real_models_near_the_fingerprint_threshold_stay_apart(corpus_path, tmp_path):
+    """MediaPipe's face landmarks and BlazeFace, PP-OCR's recogniser and BlazeFace, PP-OCR's detector and its
+    orientation classifier: independently trained, yet their fingerprints score 0.21-0.26 against the 0.2
+    threshold. The full channel matching, run on the weights rebuilt from the store, keeps them apart."""
+    from filterdb import open_store
+    from filterdb.ingest import ingest
+
+    keys = ["face_landmark.tflite", "face_detection_short_range.tflite", "ch_PP-OCRv4_rec_infer.onnx",
+            "ch_PP-OCRv4_det_infer.onnx", "ch_ppocr_mobile_v2.0_cls_infer.onnx"]
+    root = tmp_path / "real.fdb"
+    ingest(root, [str(corpus_path(k)) for k in keys], create=True)
+    store = open_store(root)
+    forest = lineage(store)
+    assert all(len(f) == 1 for f in forest.families) and not forest.edges
+    assert similar(store, str(corpus_path("face_landmark.tflite")), top=None).matches[0].relation == "identical"
+    assert [m.relation for m in similar(store, str(corpus_path("face_landmark.tflite")), top=None).matches] == \
+        ["identical"]
+
+
 # ---- real copies from the corpus ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("a,b,relation", [

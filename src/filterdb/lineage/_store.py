@@ -8,6 +8,7 @@ fingerprint right away.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -158,15 +159,35 @@ def _relation(scores: Any, j: int) -> str:
     return "derived" if scores.score[j] >= FP_DERIVED else "unrelated"
 
 
-def _query_fingerprint(store: Any, model: Any, trust_pickle: bool) -> Fingerprint:
+def _query_weights(store: Any, model: Any, trust_pickle: bool) -> ModelWeights | None:
+    """The query's weights (None for a bare fingerprint: its matches cannot be confirmed)."""
     if isinstance(model, Fingerprint):
-        return model
+        return None
     if isinstance(model, str) and not os.path.exists(model) and ":" not in model:
         try:
-            return fingerprint(weights_from_store(store, model))  # a name of the store
+            return weights_from_store(store, model)  # a name of the store
         except LineageError as e:
             raise LineageError(f"{model!r} is neither a model file nor a model of the store: {e}") from e
-    return fingerprint(weights_of(model, trust_pickle=trust_pickle))
+    return weights_of(model, trust_pickle=trust_pickle)
+
+
+def _confirmer(store: Any) -> Callable[[ModelWeights | str, str], bool]:
+    """Confirm a fingerprint's "derived" with the full comparison (docs/lineage.md): fingerprints are a compact
+    filter that unrelated real models can pass near its threshold; the channel matching of :func:`compare`,
+    on the weights rebuilt from the store, decides. Weights are read once per model (a few at a time)."""
+    from functools import lru_cache
+
+    from ._compare import compare_weights
+
+    load = lru_cache(maxsize=16)(lambda sha: weights_from_store(store, sha))
+
+    def confirm(a: ModelWeights | str, b_sha: str) -> bool:
+        if not b_sha or (isinstance(a, str) and not a):
+            return True  # nothing to read back: keep the fingerprint's word
+        first = load(a) if isinstance(a, str) else a
+        return compare_weights(first, load(b_sha)).relation != "unrelated"
+
+    return confirm
 
 
 def similar(store: Any, model: Any, *, top: int | None = 10, include_unrelated: bool = False,
@@ -189,14 +210,20 @@ def similar(store: Any, model: Any, *, top: int | None = 10, include_unrelated: 
     >>> similar(open_store("zoo.fdb"), "resnet18-finetuned.pt").to_frame()  # doctest: +SKIP
     """
     store = _open(store)
-    query = _query_fingerprint(store, model, trust_pickle)
+    weights = _query_weights(store, model, trust_pickle)
+    query = model if weights is None else fingerprint(weights)
     prints = store_fingerprints(store, progress)
-    return similar_in(query, FingerprintStack.of(prints), top=top, include_unrelated=include_unrelated)
+    confirm = None if weights is None else functools.partial(_confirmer(store), weights)
+    return similar_in(query, FingerprintStack.of(prints), top=top, include_unrelated=include_unrelated,
+                      confirm=confirm)
 
 
 def similar_in(query: Fingerprint, stack: FingerprintStack, *, top: int | None = 10,
-               include_unrelated: bool = False) -> Similar:
-    """:func:`similar` against fingerprints already loaded (the query itself, by name and hash, is left out)."""
+               include_unrelated: bool = False, confirm: Callable[[str], bool] | None = None) -> Similar:
+    """:func:`similar` against fingerprints already loaded (the query itself, by name and hash, is left out).
+
+    ``confirm(sha256)``, if given, is asked about each model the fingerprints call derived; False makes it
+    unrelated."""
     scores = score_stack(query, stack)
     rank = np.lexsort((-scores.score, ~scores.identical))
     matches = []
@@ -204,6 +231,8 @@ def similar_in(query: Fingerprint, stack: FingerprintStack, *, top: int | None =
         if stack.names[j] == query.name and stack.shas[j] == query.sha256:
             continue
         relation = _relation(scores, j)
+        if relation == "derived" and confirm is not None and not confirm(str(stack.shas[j])):
+            relation = "unrelated"
         if relation == "unrelated" and not include_unrelated:
             continue
         side = int(scores.parent[j])
@@ -230,11 +259,13 @@ def lineage(store: Any, *, progress: Progress | None = None) -> Lineage:
     Families are the connected groups of related models (identical, same-weights or derived); inside each, the
     edges form a maximum spanning tree of the pairwise scores, each edge pointing from the likely parent.
     """
-    prints = store_fingerprints(_open(store), progress)
-    return lineage_of(prints)
+    store = _open(store)
+    prints = store_fingerprints(store, progress)
+    check = _confirmer(store)
+    return lineage_of(prints, confirm=lambda i, j: check(prints[i].sha256, prints[j].sha256))
 
 
-def lineage_of(prints: list[Fingerprint]) -> Lineage:
+def lineage_of(prints: list[Fingerprint], *, confirm: Callable[[int, int], bool] | None = None) -> Lineage:
     """:func:`lineage` on fingerprints already computed.
 
     Copies first: models that are identical or same-weights form one class, whose representative is the copy
@@ -258,6 +289,10 @@ def lineage_of(prints: list[Fingerprint]) -> Lineage:
                 raw[i, j] = 1.0 if relation[i, j] == "identical" else float(scores.score[j])
                 side[i, j] = scores.parent[j]
                 confidence[i, j] = scores.parent_confidence[j]
+    if confirm is not None:  # the full comparison decides each pair the fingerprints call derived
+        for i, j in zip(*np.nonzero(np.triu((relation == "derived") | (relation.T == "derived"), 1))):
+            if not confirm(int(i), int(j)):
+                relation[i, j] = relation[j, i] = "unrelated"
     copy = np.isin(relation, ["identical", "same-weights"])
     copy = copy | copy.T
     related = copy | (relation != "unrelated") | (relation.T != "unrelated")
