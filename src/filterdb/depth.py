@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from typing import Hashable, Iterable, Mapping, Sequence
+from typing import Hashable, Iterable, Mapping, Sequence, TypeVar
 
 from .types import ConvLayer
 
 __all__ = ["longest_path_levels", "with_graph_depth", "with_order_depth"]
 
+Node = TypeVar("Node", bound=Hashable)
 
-def longest_path_levels(predecessors: Mapping[Hashable, Iterable[Hashable]]) -> dict[Hashable, int]:
+
+def longest_path_levels(predecessors: Mapping[Node, Iterable[Node]]) -> dict[Node, int]:
     """Longest-path level of every node of a DAG.
 
     ``predecessors[n]`` lists the nodes whose outputs ``n`` consumes (graph inputs and constants are
@@ -25,7 +27,7 @@ def longest_path_levels(predecessors: Mapping[Hashable, Iterable[Hashable]]) -> 
     the cycle.
     """
     preds = {node: [p for p in ps if p in predecessors and p != node] for node, ps in predecessors.items()}
-    successors: dict[Hashable, list[Hashable]] = {node: [] for node in preds}
+    successors: dict[Node, list[Node]] = {node: [] for node in preds}
     indegree = {node: len(ps) for node, ps in preds.items()}
     for node, ps in preds.items():
         for p in ps:

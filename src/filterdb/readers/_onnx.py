@@ -111,7 +111,7 @@ class OnnxReader:
     """Reads ONNX protobuf files, with external data and control-flow subgraphs."""
 
     format = "onnx"
-    extensions = (".onnx",)
+    extensions: tuple[str, ...] = (".onnx",)
     description = "ONNX model (Conv, ConvTranspose, ConvInteger, QLinearConv; external data, subgraphs)"
 
     def sniff(self, path: Path, head: bytes) -> bool:

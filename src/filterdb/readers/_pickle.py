@@ -167,7 +167,7 @@ class PickleReader:
     """joblib files and plain pickles (refused unless ``trust_pickle``)."""
 
     format = "pickle"
-    extensions = (".pkl", ".pickle", ".joblib", ".lz4", ".jbl")
+    extensions: tuple[str, ...] = (".pkl", ".pickle", ".joblib", ".lz4", ".jbl")
     description = "joblib / pickle of arrays or modules (runs code on load: needs --trust-pickle)"
 
     def sniff(self, path: Path, head: bytes) -> bool:

@@ -103,7 +103,7 @@ class SafetensorsReader:
     """safetensors files: a little-endian u64 header length, a JSON header, raw tensor bytes."""
 
     format = "safetensors"
-    extensions = (".safetensors",)
+    extensions: tuple[str, ...] = (".safetensors",)
     description = "safetensors tensor file (any framework's naming; depth from name order)"
 
     def sniff(self, path: Path, head: bytes) -> bool:

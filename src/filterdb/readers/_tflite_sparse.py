@@ -156,7 +156,7 @@ def dequantize(
            [4. , 6. ]], dtype=float32)
     """
     scale = np.asarray(scale, dtype=np.float64).ravel()
-    zero = np.zeros_like(scale) if zero_point is None or np.size(zero_point) == 0 else np.asarray(zero_point).ravel()
+    zero: np.ndarray = np.zeros_like(scale) if zero_point is None or np.size(zero_point) == 0 else np.asarray(zero_point).ravel()
     per_channel = scale.size > 1
     if per_channel:
         if values.shape[axis] != scale.size:

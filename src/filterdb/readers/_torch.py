@@ -91,7 +91,7 @@ def _state_dict_record(state: Any, where: str, path: Path, fmt: str) -> ModelRec
     clean = {renamed[str(k)]: v for k, v in state.items()}
     entries = _entries(clean)
     layers = conv_layers(entries, lambda name: _to_numpy(clean[name]))
-    notes = ("a state_dict has no graph: conv_depth is the order of the conv weights",)
+    notes: tuple[str, ...] = ("a state_dict has no graph: conv_depth is the order of the conv weights",)
     if where:
         notes += (f"weights found under the checkpoint key {where!r}",)
     info = ModelInfo(source=str(path), format=fmt, path=str(path), producer="pytorch", op_counts=count_ops(layers),
@@ -176,7 +176,7 @@ class PyTorchReader:
     """``torch.save`` files: state_dicts and checkpoint dicts (zip and legacy format)."""
 
     format = "pytorch"
-    extensions = (".pt", ".pth", ".bin", ".ckpt")
+    extensions: tuple[str, ...] = (".pt", ".pth", ".bin", ".ckpt")
     description = "PyTorch state_dict / checkpoint (torch.save; loaded with weights_only=True)"
 
     def sniff(self, path: Path, head: bytes) -> bool:

@@ -238,9 +238,10 @@ def _safe_layers(path: Path, budget: MemoryBudget) -> tuple[tuple[ConvLayer, ...
                 continue
             params = archive.conv_hyperparameters(module.qualname, "Transpose" in cls)
             groups = params.get("groups")
-            layer_notes = () if isinstance(groups, int) and groups > 0 else (
-                "groups not found in the archive's code: assumed 1",)
-            layers.append(make_layer(name, cls, weight.array, groups=groups if not layer_notes else 1,
+            layer_notes: tuple[str, ...] = ()
+            if not (isinstance(groups, int) and groups > 0):
+                groups, layer_notes = 1, ("groups not found in the archive's code: assumed 1",)
+            layers.append(make_layer(name, cls, weight.array, groups=groups,
                                      transposed=bool(params["transposed"]), storage_dtype=weight.dtype,
                                      stride=_ints(params.get("stride")), dilation=_ints(params.get("dilation")),
                                      notes=layer_notes))
@@ -376,7 +377,7 @@ class TorchScriptReader:
     """TorchScript archives written by ``torch.jit.save`` (a zip with ``code/`` and ``constants.pkl``)."""
 
     format = "torchscript"
-    extensions = (".torchscript", ".ptl", ".jit")
+    extensions: tuple[str, ...] = (".torchscript", ".ptl", ".jit")
     description = "TorchScript archive (torch.jit.save; read as data, its code never runs without --trust-pickle)"
 
     def sniff(self, path: Path, head: bytes) -> bool:
