@@ -41,12 +41,11 @@ def _pretrained_cfg(spec: str, name: str) -> Any:
     except RuntimeError as e:  # timm imports torchvision, which fails when built for another torch
         raise SourceError(f"{spec}: timm is installed but does not load ({e}); install the torchvision "
                           "release that matches the installed torch") from e
+    cause: RuntimeError | None = None
     try:  # raises RuntimeError for an unknown architecture or tag
         cfg = timm.models.get_pretrained_cfg(name, allow_unregistered=False)
     except RuntimeError as e:
         cfg, cause = None, e
-    else:
-        cause = None
     if cfg is None:
         arch = name.split(".", 1)[0]
         raise ModelNotFoundError(f"{spec}: timm has no pretrained weights named {name!r}; "
