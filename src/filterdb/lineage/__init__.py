@@ -6,6 +6,8 @@ See docs/lineage.md for the method, its limits and its measured accuracy.
 from __future__ import annotations
 
 import sys
+from types import ModuleType
+from typing import Any
 
 from ._compare import THRESHOLDS, Comparison, LayerMatch, Thresholds, compare, compare_weights
 from ._fingerprint import Fingerprint, fingerprint
@@ -15,6 +17,7 @@ from ._store import (
     Lineage,
     Match,
     Similar,
+    StoreLike,
     fingerprint_model,
     lineage,
     similar,
@@ -48,14 +51,14 @@ __all__ = [
 ]
 
 
-class _CallableModule(type(sys.modules[__name__])):  # type: ignore[misc]
+class _CallableModule(ModuleType):
     """``filterdb.lineage`` is this package and, called, the :func:`lineage` function.
 
     Importing the package makes Python set ``filterdb.lineage`` to the module, which would shadow the
     function that ``filterdb.lineage(store)`` promises; a callable module keeps both spellings working.
     """
 
-    def __call__(self, store, **kwargs):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN003
+    def __call__(self, store: StoreLike, **kwargs: Any) -> Lineage:
         return lineage(store, **kwargs)
 
 

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from ._weights import ConvWeight, ModelWeights, weights_of
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Comparison", "LayerMatch", "Relation", "compare", "THRESHOLDS"]
 
@@ -78,7 +81,7 @@ class Comparison:
         """``{"relation", "score", "parent", "parent_confidence", "layers": [...], ...}``."""
         return json.dumps(self.to_dict(), **kwargs)
 
-    def to_frame(self):  # type: ignore[no-untyped-def]
+    def to_frame(self) -> pd.DataFrame:
         """The layer matching as a pandas DataFrame (one row per paired layer)."""
         import pandas as pd
 

@@ -5,16 +5,21 @@ from __future__ import annotations
 import base64
 import html
 import io
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..plotting._style import BLUE, GREY, ORANGE, VERMILLION, new_figure, theme as get_theme
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from ._store import Edge, Lineage
 
 __all__ = ["lineage_figure", "lineage_html"]
 
 _COLOURS = {"identical": BLUE, "same-weights": ORANGE, "derived": VERMILLION}
 
 
-def _layout(family: tuple[str, ...], edges: list[Any]) -> dict[str, tuple[float, float]]:
+def _layout(family: tuple[str, ...], edges: list[Edge]) -> dict[str, tuple[float, float]]:
     """Depth from the roots (models with no parent) down; siblings spread evenly."""
     children: dict[str, list[str]] = {m: [] for m in family}
     has_parent = set()
@@ -38,7 +43,7 @@ def _layout(family: tuple[str, ...], edges: list[Any]) -> dict[str, tuple[float,
     return {m: (i - (len(ms) - 1) / 2, -d) for d, ms in rows.items() for i, m in enumerate(ms)}
 
 
-def lineage_figure(result: Any, *, theme: str = "light", max_families: int = 12):  # type: ignore[no-untyped-def]
+def lineage_figure(result: Lineage, *, theme: str = "light", max_families: int = 12) -> Figure:
     """A matplotlib Figure of the first ``max_families`` families with more than one model.
 
     One row per family, parents above children, 4.8 in wide with 10 pt text (the report's rule: readable on a
@@ -80,7 +85,7 @@ def lineage_figure(result: Any, *, theme: str = "light", max_families: int = 12)
     return fig
 
 
-def lineage_html(result: Any, *, theme: str = "light") -> str:
+def lineage_html(result: Lineage, *, theme: str = "light") -> str:
     """An HTML fragment (figure as an inline PNG + the edge table) for a report section or a page."""
     fig = lineage_figure(result, theme=theme)
     buffer = io.BytesIO()

@@ -13,12 +13,18 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeAlias
 
 import numpy as np
 
-from ._fingerprint import Fingerprint, FingerprintStack, fingerprint, score_stack
+from ._fingerprint import Fingerprint, FingerprintScores, FingerprintStack, fingerprint, score_stack
 from ._weights import LineageError, ModelWeights, weights_from_store, weights_of
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from ..store import Store
 
 __all__ = ["Match", "Similar", "Edge", "Lineage", "similar", "lineage", "store_fingerprints",
            "fingerprint_model", "FP_DERIVED", "FP_SAME"]
@@ -28,6 +34,7 @@ FP_SAME = 0.9997  # lowest per-layer channel similarity at least this, same shap
 FINGERPRINT_DIR = "lineage"
 
 Progress = Callable[[int, int, str], None]  # (done, total, model name)
+StoreLike: TypeAlias = "Store | str | os.PathLike[str]"  # a store, or the path to open it read-only
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,7 @@ class Similar:
         """``{"query", "matches": [{"model", "relation", "score", "parent", "parent_confidence"}, ...]}``."""
         return json.dumps(self.to_dict(), **kwargs)
 
-    def to_frame(self):  # type: ignore[no-untyped-def]
+    def to_frame(self) -> pd.DataFrame:
         import pandas as pd
 
         return pd.DataFrame([asdict(m) for m in self.matches], columns=list(Match.__dataclass_fields__))
@@ -86,7 +93,7 @@ class Lineage:
         """``{"families": [[model, ...], ...], "edges": [{"parent", "child", "relation", "score", ...}]}``."""
         return json.dumps(self.to_dict(), **kwargs)
 
-    def to_frame(self):  # type: ignore[no-untyped-def]
+    def to_frame(self) -> pd.DataFrame:
         """The edges as a DataFrame, with each edge's family index."""
         import pandas as pd
 
@@ -94,18 +101,18 @@ class Lineage:
         rows = [{"family": family_of[e.parent], **asdict(e)} for e in self.edges]
         return pd.DataFrame(rows, columns=["family", *Edge.__dataclass_fields__])
 
-    def figure(self, *, theme: str = "light"):  # type: ignore[no-untyped-def]
+    def figure(self, *, theme: str = "light") -> Figure:
         """The families drawn as trees (matplotlib Figure); see :func:`filterdb.lineage.lineage_figure`."""
         from ._figure import lineage_figure
 
         return lineage_figure(self, theme=theme)
 
 
-def _fingerprint_path(store: Any, sha256: str) -> Path:
+def _fingerprint_path(store: Store, sha256: str) -> Path:
     return Path(store.root) / FINGERPRINT_DIR / f"{sha256}.npz"
 
 
-def fingerprint_model(store: Any, weights: Fingerprint | ModelWeights | Any) -> Fingerprint:
+def fingerprint_model(store: Store, weights: Fingerprint | ModelWeights | Any) -> Fingerprint:
     """Cache the fingerprint of a model of the store, computing it unless one is given (ingest's hook)."""
     fp = weights if isinstance(weights, Fingerprint) else fingerprint(weights_of(weights))
     if fp.sha256:
@@ -113,7 +120,7 @@ def fingerprint_model(store: Any, weights: Fingerprint | ModelWeights | Any) -> 
     return fp
 
 
-def store_fingerprints(store: Any, progress: Progress | None = None) -> list[Fingerprint]:
+def store_fingerprints(store: Store, progress: Progress | None = None) -> list[Fingerprint]:
     """Every model's fingerprint, computing (and caching) the missing ones from the stored filters."""
     rows = store.sql("SELECT model_id, model, version, sha256 FROM models ORDER BY model_id")
     if rows.shape[0] == 0:
@@ -145,13 +152,13 @@ def store_fingerprints(store: Any, progress: Progress | None = None) -> list[Fin
     return out
 
 
-def _labels(rows: Any) -> list[str]:
+def _labels(rows: pd.DataFrame) -> list[str]:
     """Model names, with the version appended where a name has several."""
     counts = rows["model"].value_counts()
     return [str(m) if counts[m] == 1 else f"{m}@{v}" for m, v in zip(rows["model"], rows["version"])]
 
 
-def _relation(scores: Any, j: int) -> str:
+def _relation(scores: FingerprintScores, j: int) -> str:
     if scores.identical[j]:
         return "identical"
     if scores.same_shapes[j] and scores.closeness[j] >= FP_SAME:
@@ -159,7 +166,7 @@ def _relation(scores: Any, j: int) -> str:
     return "derived" if scores.score[j] >= FP_DERIVED else "unrelated"
 
 
-def _query_weights(store: Any, model: Any, trust_pickle: bool) -> ModelWeights | None:
+def _query_weights(store: Store, model: Any, trust_pickle: bool) -> ModelWeights | None:
     """The query's weights (None for a bare fingerprint: its matches cannot be confirmed)."""
     if isinstance(model, Fingerprint):
         return None
@@ -171,7 +178,7 @@ def _query_weights(store: Any, model: Any, trust_pickle: bool) -> ModelWeights |
     return weights_of(model, trust_pickle=trust_pickle)
 
 
-def _confirmer(store: Any) -> Callable[[ModelWeights | str, str], bool]:
+def _confirmer(store: Store) -> Callable[[ModelWeights | str, str], bool]:
     """Confirm a fingerprint's "derived" with the full comparison (docs/lineage.md): fingerprints are a compact
     filter that unrelated real models can pass near its threshold; the channel matching of :func:`compare`,
     on the weights rebuilt from the store, decides. Weights are read once per model (a few at a time)."""
@@ -190,7 +197,7 @@ def _confirmer(store: Any) -> Callable[[ModelWeights | str, str], bool]:
     return confirm
 
 
-def similar(store: Any, model: Any, *, top: int | None = 10, include_unrelated: bool = False,
+def similar(store: StoreLike, model: Any, *, top: int | None = 10, include_unrelated: bool = False,
             trust_pickle: bool = False, progress: Progress | None = None) -> Similar:
     """The models of ``store`` ranked by their relation to ``model`` (best first).
 
@@ -245,15 +252,13 @@ def similar_in(query: Fingerprint, stack: FingerprintStack, *, top: int | None =
     return Similar(query.name, tuple(matches))
 
 
-def _open(store: Any) -> Any:
-    if hasattr(store, "sql") and hasattr(store, "root"):
-        return store
-    from ..store import open_store
+def _open(store: StoreLike) -> Store:
+    from ..store import as_store  # imported on use: `import filterdb.lineage` stays light
 
-    return open_store(store)
+    return as_store(store)
 
 
-def lineage(store: Any, *, progress: Progress | None = None) -> Lineage:
+def lineage(store: StoreLike, *, progress: Progress | None = None) -> Lineage:
     """The families of a store and their parent → child edges, from the models' fingerprints.
 
     Families are the connected groups of related models (identical, same-weights or derived); inside each, the

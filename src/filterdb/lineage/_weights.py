@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._kernel import kernel_key
 from ..errors import FilterDBError
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 __all__ = ["LineageError", "ModelWeights", "ConvWeight", "weights_of", "weights_from_store"]
 
@@ -65,7 +68,7 @@ def weights_of(model: Any, *, name: str | None = None, trust_pickle: bool = Fals
     return ModelWeights(label, layers, model.info.sha256)
 
 
-def weights_from_store(store: Any, model: str | int) -> ModelWeights:
+def weights_from_store(store: Store, model: str | int) -> ModelWeights:
     """The convolutions of a store's model (its newest version for a name), rebuilt from the stored filters.
 
     float16 stores keep each layer to float16 precision (relative 2^-11 of the layer's largest weight):
