@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Iterable, Literal
 
 from ..check import Thresholds
 from ..monitor import AlertRules, Monitor
 from ..monitor._monitor import ScalarSink
+
+if TYPE_CHECKING:
+    from ..monitor._snapshot import SnapshotStore
 
 __all__ = ["MonitorOptions"]
 
@@ -24,7 +27,7 @@ class MonitorOptions:
     on_alert: Literal["warn", "stop"] = "warn"  # "stop" ends training through the framework's own flag
     thresholds: Thresholds = Thresholds()
     max_overhead: float | None = 0.01
-    snapshot_store: Any = None
+    snapshot_store: SnapshotStore | None = None
     snapshot_every: int = 10
 
     def __post_init__(self) -> None:

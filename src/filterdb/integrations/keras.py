@@ -10,12 +10,15 @@ TensorBoard callback's default); ``on_alert="stop"`` sets ``model.stop_training`
 from __future__ import annotations
 
 import os
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 from ..check import Thresholds
 from ..errors import missing_dependency
 from ..monitor import AlertRules, Monitor
 from ._common import MonitorOptions
+
+if TYPE_CHECKING:
+    from ..monitor._snapshot import SnapshotStore
 
 try:
     import keras
@@ -48,7 +51,7 @@ class FilterMonitor(keras.callbacks.Callback):
     def __init__(self, every: int | Literal["epoch"] = "epoch", *, log_dir: str | os.PathLike[str] | None = None,
                  rules: AlertRules = AlertRules(), on_alert: Literal["warn", "stop"] = "warn",
                  thresholds: Thresholds = Thresholds(), max_overhead: float | None = 0.01,
-                 snapshot_store: Any = None, snapshot_every: int = 10) -> None:
+                 snapshot_store: SnapshotStore | None = None, snapshot_every: int = 10) -> None:
         super().__init__()
         self.options = MonitorOptions(every, log_dir, rules, on_alert, thresholds, max_overhead, snapshot_store,
                                       snapshot_every)

@@ -11,12 +11,15 @@ trainer's ``log_dir``; ``on_alert="stop"`` sets ``trainer.should_stop``. With se
 from __future__ import annotations
 
 import os
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 from ..check import Thresholds
 from ..errors import missing_dependency
 from ..monitor import AlertRules, Monitor
 from ._common import MonitorOptions
+
+if TYPE_CHECKING:
+    from ..monitor._snapshot import SnapshotStore
 
 try:
     from lightning.pytorch import Callback
@@ -50,7 +53,7 @@ class FilterMonitor(Callback):
     def __init__(self, every: int | Literal["epoch"] = "epoch", *, log_dir: str | os.PathLike[str] | None = None,
                  rules: AlertRules = AlertRules(), on_alert: Literal["warn", "stop"] = "warn",
                  thresholds: Thresholds = Thresholds(), max_overhead: float | None = 0.01,
-                 snapshot_store: Any = None, snapshot_every: int = 10) -> None:
+                 snapshot_store: SnapshotStore | None = None, snapshot_every: int = 10) -> None:
         super().__init__()
         self.options = MonitorOptions(every, log_dir, rules, on_alert, thresholds, max_overhead, snapshot_store,
                                       snapshot_every)

@@ -33,7 +33,7 @@ class AlertRules:
 
     def __post_init__(self) -> None:
         for name in ("random_after", "sparsity_jump", "entropy_drop"):
-            value = getattr(self, name)
+            value: float | None = getattr(self, name)
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < value <= 1.0:

@@ -135,8 +135,9 @@ def _alert_row(record: Mapping[str, Any], where: str) -> dict[str, Any]:
     body = record["alert"]
     if not isinstance(body, Mapping) or not all(isinstance(body.get(k), str) for k in ("kind", "layer", "rule")):
         raise MonitorLogError(f"{where}: an alert record needs 'alert': {{'kind', 'layer', 'rule', ...}}")
-    values = body.get("values") if isinstance(body.get("values"), Mapping) else {}
-    return {"kind": body["kind"], "layer": body["layer"], "rule": body["rule"], "values": dict(values),
+    values = body.get("values")
+    return {"kind": body["kind"], "layer": body["layer"], "rule": body["rule"],
+            "values": dict(values) if isinstance(values, Mapping) else {},
             "message": str(body.get("message", "")), "step": _step(record.get("step"), where),
             "epoch": _epoch(record.get("epoch"), where)}
 

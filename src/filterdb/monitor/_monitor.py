@@ -12,13 +12,16 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping
 
 from ..check import ModelReport, Thresholds, check_model
 from ..errors import FilterDBError
 from ._alerts import Alert, AlertRules, LayerHistory, evaluate_rules
 from ._live import LiveModel, live_model
 from ._log import LogWriter
+
+if TYPE_CHECKING:
+    from ._snapshot import SnapshotStore
 
 __all__ = ["Monitor", "MonitorAlert", "SCALARS"]
 
@@ -85,7 +88,8 @@ class Monitor:
                  rules: AlertRules = AlertRules(), on_alert: Literal["warn", "stop"] = "warn",
                  total_steps: int | None = None, thresholds: Thresholds = Thresholds(), optimizer: Any = None,
                  scalar_sinks: Iterable[ScalarSink] = (), tensorboard: Any = None,
-                 snapshot_store: Any = None, snapshot_every: int = 10, name: str | None = None) -> None:
+                 snapshot_store: SnapshotStore | None = None, snapshot_every: int = 10,
+                 name: str | None = None) -> None:
         if every is not None:
             _positive_int("every", every)
         _positive_int("snapshot_every", snapshot_every)

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 from ..types import ModelRecord
 
-__all__ = ["Snapshots"]
+if TYPE_CHECKING:
+    from ..store import Store
+
+__all__ = ["Snapshots", "SnapshotStore"]
+
+SnapshotStore: TypeAlias = "Store | str | os.PathLike[str]"  # a store, or a folder to open or create one in
 
 
 class Snapshots:
     """Ingests every ``every``-th evaluation (and the last one) into a store."""
 
-    def __init__(self, store: Any, name: str, *, every: int) -> None:
+    def __init__(self, store: SnapshotStore, name: str, *, every: int) -> None:
         from ..store import Store, init_store
 
         if isinstance(store, Store):

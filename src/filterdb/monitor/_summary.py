@@ -32,7 +32,7 @@ def summarize(log: MonitorLog) -> pd.DataFrame:
     import pandas as pd
 
     frame = evaluations(log)
-    by_layer = {alert["layer"]: [] for alert in log.alerts}
+    by_layer: dict[str, list[str]] = {alert["layer"]: [] for alert in log.alerts}
     for alert in sorted(log.alerts, key=lambda a: a["step"]):
         by_layer[alert["layer"]].append(f"{alert['kind']} at step {alert['step']} ({alert['rule']})")
     rows = []
