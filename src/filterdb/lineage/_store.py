@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeAlias
+from typing import TYPE_CHECKING, Any, Callable, TypeAlias, cast
 
 import numpy as np
 
@@ -253,9 +253,11 @@ def similar_in(query: Fingerprint, stack: FingerprintStack, *, top: int | None =
 
 
 def _open(store: StoreLike) -> Store:
-    from ..store import as_store  # imported on use: `import filterdb.lineage` stays light
+    if hasattr(store, "sql") and hasattr(store, "root"):  # a Store, or a view that reads like one (the report's)
+        return cast("Store", store)
+    from ..store import open_store
 
-    return as_store(store)
+    return open_store(store)
 
 
 def lineage(store: StoreLike, *, progress: Progress | None = None) -> Lineage:
