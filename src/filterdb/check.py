@@ -33,7 +33,7 @@ import numbers
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, overload
 
 import numpy as np
 
@@ -95,7 +95,7 @@ class Thresholds:
 
     def __post_init__(self) -> None:
         for name in ("sparsity_eps", "sparse"):
-            value = getattr(self, name)
+            value: float = getattr(self, name)  # the declared type: the checks below catch other values
             if not isinstance(value, numbers.Real) or not 0.0 < value <= 1.0:
                 raise UsageError(f"Thresholds.{name} must be in (0, 1], got {value!r}")
         for name in ("low_diversity", "random"):
@@ -159,7 +159,8 @@ class LayerJudgement:
 
     def kinds(self) -> list[list[str]]:
         """Per layer, its verdict kinds (non-finite first, then sparse, then random or low-diversity)."""
-        rows = np.column_stack([self.flags[kind] for kind in _REPORT_ORDER]) if len(self) else []
+        rows: np.ndarray | list[np.ndarray] = (np.column_stack([self.flags[kind] for kind in _REPORT_ORDER])
+                                                if len(self) else [])
         return [[kind for kind, hit in zip(_REPORT_ORDER, row) if hit] for row in rows]
 
     def verdicts(self) -> list[list[Verdict]]:
@@ -343,6 +344,12 @@ class ModelReport:
             layers.append(entry)
         return {"model": _json_value(model), "layers": layers, "summary": _json_value(self.summary)}
 
+    @overload
+    def to_csv(self, path: None = None) -> str: ...
+
+    @overload
+    def to_csv(self, path: str | os.PathLike[str]) -> None: ...
+
     def to_csv(self, path: str | os.PathLike[str] | None = None) -> str | None:
         """One row per layer as CSV: shapes as ``64x3x3x3``, verdicts joined by ``;``.
 
@@ -469,7 +476,7 @@ def failing(report: ModelReport, kinds: Iterable[str]) -> list[tuple[str, Verdic
     """
     if isinstance(kinds, str):
         kinds = [kinds]
-    wanted = set()
+    wanted: set[str] = set()
     for kind in kinds:
         if kind == "any":
             wanted.update(VERDICT_KINDS)

@@ -14,11 +14,12 @@ from ._options import execution_options, selection_options
 
 if TYPE_CHECKING:
     from ..analysis import Execution, Selection
+    from ..store import Store
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of tables.")
 
 
-def _store(ctx: click.Context) -> Any:
+def _store(ctx: click.Context) -> Store:
     from ..store import open_store
 
     return open_store(ctx.obj["store"])

@@ -9,15 +9,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 from rich.markup import escape
 
-from ..check import VERDICT_KINDS, Thresholds, check_model, failing
+from ..check import VERDICT_KINDS, ModelReport, Thresholds, check_model, failing
 from ._app import abort, app, console, err_console
 from ._common import (NAME_MIN_WIDTH, fmt, json_safe, max_memory_option, print_layers, producer_text,
                       read_with_progress)
+
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
+
+    from ..types import ModelRecord
 
 EXIT_FAILED_CHECK = 3
 _T = Thresholds()  # the documented defaults, shown in --help
@@ -39,9 +45,9 @@ def _parse_fail_on(value: str | None) -> tuple[str, ...]:
     return kinds
 
 
-def _layer_table(report, title: str) -> Table:
+def _layer_table(report: ModelReport, title: str) -> Table:
     table = Table(title=title, title_justify="left", header_style="bold")
-    columns = [
+    columns: list[tuple[str, JustifyMethod]] = [
         ("name", "left"), ("kind", "left"), ("shape", "left"), ("groups", "right"), ("kernel", "left"),
         ("filters", "right"), ("depth", "right"), ("depth_norm", "right"), ("sparsity", "right"),
         ("var_entropy", "right"), ("ve_norm", "right"), ("ve_clean", "right"), ("orthog.", "right"),
@@ -59,7 +65,7 @@ def _layer_table(report, title: str) -> Table:
     return table
 
 
-def _layer_rows(report) -> list[tuple[dict[str, str], str]]:
+def _layer_rows(report: ModelReport) -> list[tuple[dict[str, str], str]]:
     """Per layer: the table's cells by column name (the name escaped for markup) and the verdicts' text."""
     rows = []
     for layer, verdicts in zip(report.rows(), report.verdicts):
@@ -80,7 +86,7 @@ def _layer_rows(report) -> list[tuple[dict[str, str], str]]:
     return rows
 
 
-def _layer_blocks(report) -> list[tuple[str, list[str]]]:
+def _layer_blocks(report: ModelReport) -> list[tuple[str, list[str]]]:
     """The narrow layout: under each full name, the shape line, the metrics line and the verdicts."""
     blocks = []
     for name, (c, verdict_text) in zip(report.columns["name"], _layer_rows(report)):
@@ -95,7 +101,7 @@ def _layer_blocks(report) -> list[tuple[str, list[str]]]:
     return blocks
 
 
-def _print_summary(summary: dict, thresholds: Thresholds) -> None:
+def _print_summary(summary: dict[str, Any], thresholds: Thresholds) -> None:
     s = summary
     console.print()
     console.print(f"[bold]model[/]: format {s.get('format')}, "
@@ -170,7 +176,7 @@ def check_command(model: str, as_json: bool, as_csv: bool, fail_on: str | None, 
     if output is not None and not (as_json or as_csv):
         raise click.UsageError("--output needs --json or --csv")
     kinds = _parse_fail_on(fail_on)
-    overrides = {
+    overrides: dict[str, Any] = {  # Thresholds checks each value and their combination
         "sparse": sparse_threshold, "low_diversity": low_diversity_threshold, "random": random_threshold,
         "random_corr_z": random_corr_z, "sparsity_eps": sparsity_eps, "min_filters": min_filters,
     }
@@ -200,7 +206,7 @@ def check_command(model: str, as_json: bool, as_csv: bool, fail_on: str | None, 
         raise SystemExit(EXIT_FAILED_CHECK)
 
 
-def _write_card(path: Path, record, report) -> None:
+def _write_card(path: Path, record: ModelRecord, report: ModelReport) -> None:
     from ..errors import MissingDependencyError
 
     try:

@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 import click
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -46,7 +47,7 @@ def read_with_progress(model: str, *, trust_pickle: bool, format: str | None) ->
         return read_model(model, trust_pickle=trust_pickle, format=format)
 
 
-def print_layers(console: Any, table: Table, blocks: list[tuple[str, list[str]]]) -> None:
+def print_layers(console: Console, table: Table, blocks: list[tuple[str, list[str]]]) -> None:
     """Print the table when every number fits beside a readable name column; else one block per layer.
 
     ``blocks`` holds, per layer, its name and the lines of ``label value`` facts (rich markup allowed) that the

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 from rich.markup import escape
 from rich.table import Table
 
 from ._app import app, console, err_console
 
+if TYPE_CHECKING:
+    from ..lineage import ModelWeights
+
 _COLOURS = {"identical": "blue", "same-weights": "yellow", "derived": "red", "unrelated": "green"}
 
 
-def _weights(spec: str, store: str | None, trust_pickle: bool):  # type: ignore[no-untyped-def]
+def _weights(spec: str, store: str | None, trust_pickle: bool) -> ModelWeights:
     from ..lineage import weights_from_store, weights_of
 
     if store is not None:

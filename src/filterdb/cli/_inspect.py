@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import click
 from rich.markup import escape
@@ -13,6 +14,9 @@ from .._kernel import kernel_key
 from ..types import ModelRecord
 from .._format import count
 from ._app import app, console
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
+
 from ._common import (NAME_MIN_WIDTH, fmt, json_safe, max_memory_option, print_layers, producer_text,
                       read_with_progress)
 
@@ -20,7 +24,7 @@ from ._common import (NAME_MIN_WIDTH, fmt, json_safe, max_memory_option, print_l
 def inspect_dict(record: ModelRecord) -> dict:
     """The inspect output as plain JSON-ready data."""
     info = record.info
-    by_shape = Counter()
+    by_shape: Counter[str] = Counter()
     for layer in record.layers_2d:
         by_shape[kernel_key(layer.kernel)] += layer.n_filters
     return json_safe({
@@ -63,7 +67,7 @@ def inspect_command(model: str, as_json: bool, trust_pickle: bool, format_: str 
     longest = max((len(layer.name) for layer in record.layers), default=4)
     table = Table(title=escape(f"{model}: {len(record.layers)} convolution layers"), title_justify="left")
     for col in ("name", "op", "kind", "shape", "groups", "stride", "depth", "depth_norm", "dtype"):
-        justify = "right" if col in ("groups", "depth", "depth_norm") else "left"
+        justify: JustifyMethod = "right" if col in ("groups", "depth", "depth_norm") else "left"
         if col == "name":  # names fold; print_layers lists one block per layer when the numbers leave no room
             table.add_column(col, overflow="fold", min_width=min(longest, NAME_MIN_WIDTH))
         else:

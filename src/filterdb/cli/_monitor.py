@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.markup import escape
@@ -16,10 +17,16 @@ from rich.table import Table
 
 from ._app import abort, app, console, err_console
 
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.console import JustifyMethod
+
+    from ..monitor import MonitorLog
+
 EXIT_ALERT = 3
 
 
-def _value(x: float) -> str:
+def _value(x: float | None) -> str:
     return "–" if x is None or math.isnan(x) else f"{x:.3f}"
 
 
@@ -72,12 +79,14 @@ def monitor_command(log: Path, html_path: Path | None, layer: str | None, as_jso
         raise SystemExit(EXIT_ALERT)
 
 
-def _print_table(data, summary) -> None:  # noqa: ANN001
+def _print_table(data: MonitorLog, summary: pd.DataFrame) -> None:
     steps = data.steps
     table = Table(title=f"{escape(str(data.path))}: {len(steps)} evaluations, steps {steps[0]} – {steps[-1]}",
                   title_justify="left", header_style="bold")
-    for name, justify in (("layer", "left"), ("sparsity", "right"), ("ve_norm", "right"), ("orthog.", "right"),
-                          ("verdicts (last)", "left"), ("alerts", "left")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("layer", "left"), ("sparsity", "right"), ("ve_norm", "right"), ("orthog.", "right"),
+        ("verdicts (last)", "left"), ("alerts", "left"))
+    for name, justify in columns:
         table.add_column(name, justify=justify, overflow="fold")
     for row in summary.itertuples(index=False):
         table.add_row(escape(row.name), f"{_value(row.sparsity_first)} → {_value(row.sparsity_last)}",
@@ -92,7 +101,7 @@ def _print_table(data, summary) -> None:  # noqa: ANN001
         console.print(f"[bold red]alert[/] step {alert['step']}{epoch}: {escape(alert['message'])}", soft_wrap=True)
 
 
-def _write_page(path: Path, data, layer: str | None) -> None:  # noqa: ANN001
+def _write_page(path: Path, data: MonitorLog, layer: str | None) -> None:
     from ..errors import MissingDependencyError
 
     try:

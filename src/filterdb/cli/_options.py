@@ -105,7 +105,7 @@ def selection_options(*, shape: str | None | Literal[False] = "3x3",
         wrapped: Any = command
         for option in reversed(options):
             wrapped = option(wrapped)
-        return wrapped  # type: ignore[no-any-return]
+        return wrapped
 
     return decorate
 
@@ -135,4 +135,4 @@ def execution_options(fn: F) -> F:
     wrapped: Any = command
     for option in reversed(options):
         wrapped = option(wrapped)
-    return wrapped  # type: ignore[no-any-return]
+    return wrapped

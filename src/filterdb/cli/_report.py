@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Callable
 
 import click
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ..analysis import Selection
 
 
-def progress_display(show: bool) -> Any:
+def progress_display(show: bool) -> tuple[Callable[[str], None], Callable[[], None]]:
     """A rich status line on stderr (or nothing): returns (callback, stop)."""
     if not show:
         return (lambda text: None), (lambda: None)

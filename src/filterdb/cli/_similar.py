@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import click
 from rich.markup import escape
@@ -11,7 +11,7 @@ from rich.table import Table
 from ._app import app, console, err_console
 
 
-def fingerprint_progress(show: bool):  # type: ignore[no-untyped-def]
+def fingerprint_progress(show: bool) -> tuple[Callable[[int, int, str], None] | None, Callable[[], None]]:
     """A progress callback drawing a bar on stderr (only when fingerprints are being computed), and its closer."""
     if not show:
         return None, lambda: None

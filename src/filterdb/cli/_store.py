@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import click
 
@@ -14,14 +14,15 @@ from ._table import FORMAT_OPTION, print_frame
 
 if TYPE_CHECKING:
     from ..analysis import Selection
+    from ..store import Store
 
 STORE = click.argument("store", type=click.Path(path_type=Path))
 
 
-def _open(store: Path, mode: str = "r"):  # type: ignore[no-untyped-def]
+def _open(store: Path, mode: Literal["r", "a"] = "r") -> Store:
     from ..store import open_store
 
-    return open_store(store, mode=mode)  # type: ignore[arg-type]
+    return open_store(store, mode=mode)
 
 
 @app.command("init")

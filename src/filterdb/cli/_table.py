@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .._format import number
 from ._app import console
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["FORMAT_OPTION", "print_frame"]
 
@@ -65,7 +68,7 @@ def _headers(names: list[str], widths: list[int], limit: int) -> list[str]:
     return out
 
 
-def print_frame(frame: Any, fmt: str = "table", title: str | None = None, max_rows: int | None = None) -> None:
+def print_frame(frame: pd.DataFrame, fmt: str = "table", title: str | None = None, max_rows: int | None = None) -> None:
     if fmt == "csv":
         click.echo(frame.to_csv(index=False), nl=False)
         return
