@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._read import read_model
 from .errors import (
     FilterDBError,
@@ -15,7 +17,7 @@ from .errors import (
 from .types import ConvLayer, ModelInfo, ModelRecord
 
 
-def __getattr__(name: str):  # noqa: ANN202 - lazy re-exports keep `import filterdb` light
+def __getattr__(name: str) -> Any:  # lazy re-exports keep `import filterdb` light
     if name in ("check_model", "Thresholds", "failing"):
         from . import check
 

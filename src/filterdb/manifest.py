@@ -23,13 +23,16 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._format import count
 from .sources._registry import is_source_name  # the one rule; re-exported (ingest imports it from here)
 
 from .store._catalog import TAXONOMY, normalise_column
 from .store._errors import ManifestError
+
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = [
     "DEFAULT_REQUIRED",
@@ -192,14 +195,14 @@ def _records(path: Path) -> list[dict[str, Any]]:
     return [dict(r) for r in data]
 
 
-def _bounded_yaml_loader():  # type: ignore[no-untyped-def]
+def _bounded_yaml_loader() -> type[yaml.SafeLoader]:
     """yaml.SafeLoader that refuses more than MAX_ALIASES aliases (the YAML "billion laughs")."""
     import yaml
 
     class BoundedLoader(yaml.SafeLoader):
         aliases = 0
 
-        def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
                 self.aliases += 1
                 if self.aliases > MAX_ALIASES:
@@ -272,12 +275,12 @@ def load_manifest(path: str | os.PathLike[str], *, required: Iterable[str] = DEF
         if key in seen_files:
             raise ManifestError(f"{path}: rows {seen_files[key]} and {line} name the same file {file!r}")
         seen_files[key] = line
-        name = meta.get("name")
-        if name:
-            if name in seen_names:
-                raise ManifestError(f"{path}: duplicate name {name!r} in rows {seen_names[name]} and {line}; "
-                                    "names identify models, make them unique")
-            seen_names[name] = line
+        model_name = meta.get("name")
+        if model_name:
+            if model_name in seen_names:
+                raise ManifestError(f"{path}: duplicate name {model_name!r} in rows {seen_names[model_name]} and "
+                                    f"{line}; names identify models, make them unique")
+            seen_names[model_name] = line
         out.append(ManifestRow(line, file, key, meta))
     ordered = (FILE_COLUMN, *[c for c in columns if c != FILE_COLUMN])
     return Manifest(path, ordered, tuple(out), required_cols)
@@ -300,9 +303,9 @@ def match_manifest(manifest: Manifest, items: Sequence[Any]) -> ManifestMatch:
     """
     by_key = {row.key: row for row in manifest.rows}
     by_base: dict[str, list[ManifestRow]] = {}
-    for row in manifest.rows:
-        if not is_source_name(row.file) and os.sep not in row.file and "/" not in row.file:
-            by_base.setdefault(row.file, []).append(row)
+    for entry in manifest.rows:
+        if not is_source_name(entry.file) and os.sep not in entry.file and "/" not in entry.file:
+            by_base.setdefault(entry.file, []).append(entry)
     used: set[int] = set()
     match = ManifestMatch()
     for item in items:
