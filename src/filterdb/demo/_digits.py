@@ -66,6 +66,13 @@ class DigitsModel:
     cause: str  # the known cause, one sentence (manifest column "Degeneration Cause")
     parent: str | None = None  # the model it derives from: initial weights (untrained), trained weights (pruned)
 
+    @property
+    def parent_name(self) -> str:
+        """``parent``, for the recipes that derive from another model (untrained, pruned)."""
+        if self.parent is None:
+            raise ValueError(f"{self.name}: a {self.recipe} model needs the name of the model it derives from")
+        return self.parent
+
 
 _UNTRAINED = "untrained (random init): the initial weights of {twin}, never trained"
 _HEALTHY = "none (trained normally)"
@@ -136,7 +143,7 @@ def _training_mode(torch: Any, threads: int | None) -> Iterator[None]:
 
 def _build(torch: Any, architecture: str, width: int) -> Any:
     """The network, with named conv layers (conv1, conv2, ...) so that reports read well."""
-    nn = torch.nn
+    nn: Any = torch.nn  # torch arrives as an argument (imported lazily): its classes are untyped here
     relu = nn.functional.relu
     pool = nn.functional.max_pool2d
 
@@ -311,11 +318,11 @@ def train_digits_family(out_dir: str | os.PathLike[str], *, threads: int | None 
             seed = _SEED + 1 + index
             if spec.recipe == "untrained":
                 model = _build(torch, spec.architecture, spec.width)
-                model.load_state_dict(initial[spec.parent])
+                model.load_state_dict(initial[spec.parent_name])
                 model.eval()
             elif spec.recipe == "pruned":
                 model = _build(torch, spec.architecture, spec.width)
-                model.load_state_dict(trained[spec.parent].state_dict())
+                model.load_state_dict(trained[spec.parent_name].state_dict())
                 masks = _prune_masks(torch, model, spec.layers, PRUNE_SHARE)
                 with torch.no_grad():
                     params = dict(model.named_parameters())
