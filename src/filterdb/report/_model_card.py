@@ -6,15 +6,16 @@ It assembles what the check computed (:class:`~filterdb.check.ModelReport`) and 
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._format import number
 from ..check import VERDICT_KINDS, ModelReport, Verdict
+from ..errors import UsageError
 from ..types import ModelRecord
-from ._html import Html, Page, esc, table_html, write_html
+from ._html import Html, Page, display_name, esc, name_cell, table_html, write_html
 
 __all__ = ["model_card_html", "write_model_card"]
 
@@ -61,9 +62,9 @@ def model_card_html(record: ModelRecord, report: ModelReport, *, max_degenerated
     if not isinstance(report, ModelReport):
         raise TypeError(f"report must be a filterdb.check.ModelReport, got {type(report).__name__}")
     if [layer.name for layer in record.layers] != list(report.layers["name"]):
-        raise ValueError("report does not belong to record: their layers differ; pass check_model(record)")
+        raise UsageError("report does not belong to record: their layers differ; pass check_model(record)")
     if isinstance(max_degenerated, bool) or not isinstance(max_degenerated, int) or max_degenerated < 0:
-        raise ValueError(f"max_degenerated must be an integer >= 0, got {max_degenerated!r}")
+        raise UsageError(f"max_degenerated must be an integer >= 0, got {max_degenerated!r}")
     from .. import __version__
     from ..plotting import layer_filters, metrics_vs_depth, rgb_filters
 
@@ -104,7 +105,7 @@ def model_card_html(record: ModelRecord, report: ModelReport, *, max_degenerated
     by_name = {layer.name: layer for layer in record.layers}
     rows2d = [i for i, k in enumerate(report.layers["kernel"]) if len(k) == 2]
     first = record.layers[rows2d[0]]
-    page.heading(f"First layer: {_display_name(first.name)}", level=3)
+    page.heading(f"First layer: {display_name(first.name)}", level=3)
     page.figure(layer_filters(first), alt=f"filters of the first layer {first.name}",
                 caption=_layer_caption(report, rows2d[0]))
     if first.weight.shape[1] == 3 and first.kind != "transpose":
@@ -182,7 +183,7 @@ def _verdict_section(page: Page, report: ModelReport) -> None:
     frame = report.layers
     for i, verdicts in enumerate(report.verdicts):
         for v in verdicts:
-            rows.append([_name_cell(frame["name"].iloc[i]), _fmt(frame["conv_depth"].iloc[i], 0),
+            rows.append([name_cell(frame["name"].iloc[i]), _fmt(frame["conv_depth"].iloc[i], 0),
                          _shape(frame["shape"].iloc[i]),
                          Html(f'<span class="badge b-{esc(v.kind)}" title="{esc(v.message)}">{esc(v.kind)}</span>'),
                          _value(v), _threshold(v)])
@@ -204,7 +205,7 @@ def _all_layers_section(page: Page, report: ModelReport, *, open_: bool) -> None
         kinds = report.verdicts[i]
         badges = Html("".join(f'<span class="badge b-{esc(v.kind)}">{esc(v.kind)}</span>' for v in kinds)) \
             if kinds else ("ok" if len(row.kernel) == 2 else "–")
-        rows.append([_name_cell(row.name), row.kind, _shape(row.shape), _fmt(row.conv_depth, 0), f"{row.n_filters:,}",
+        rows.append([name_cell(row.name), row.kind, _shape(row.shape), _fmt(row.conv_depth, 0), f"{row.n_filters:,}",
                      _fmt(row.sparsity), _fmt(row.variance_entropy_norm), _fmt(row.orthogonality), badges])
         classes.append("degenerated" if kinds else "")
     table = table_html(["layer", "kind", "shape", "depth", "filters", "sparsity", "ve_norm", "orthog.",
@@ -255,29 +256,13 @@ def _layer_caption(report: ModelReport, i: int) -> str:
     return "; ".join(parts) + "."
 
 
-def _display_name(name: str) -> str:
-    """TFLite names a fused op by all the ops it absorbed, joined by ';': the convolution is the last one."""
-    return name.rsplit(";", 1)[-1] if ";" in name else name
-
-
-def _name_cell(name: str) -> Html:
-    shown = _display_name(name)
-    return Html(f'<span title="{esc(name)}">{esc(shown)}</span>' if shown != name else esc(name))
-
-
 def _model_name(info: dict[str, Any]) -> str:
     source = str(info.get("path") or info.get("source") or "model")
     return os.path.basename(source.rstrip("/")) or source
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, float) and digits == 0:
-        return str(int(value))
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+    return number(value, decimals=digits, missing="–")
 
 
 def _shape(shape: Any) -> str:

@@ -48,7 +48,7 @@ def default_axes(store: Store, shape: str = "3x3") -> list[str]:
     fall into at least two groups (task, visual category, training data set, architecture, format; at most
     three of them), then ``depth``."""
     columns = set(store.sql("SELECT * FROM layers LIMIT 0").columns)
-    axes = []
+    axes: list[str] = []
     for col in _CANDIDATE_AXES:
         if col not in columns or len(axes) >= 3:
             continue
