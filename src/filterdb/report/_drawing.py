@@ -22,7 +22,7 @@ import sys
 import warnings
 from pathlib import Path
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from .._atomic import atomic_write_bytes

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._format import count, number
+from .._format import count
 from ._context import Section
-from ._html import Html, Page, esc, table_html
+from ._html import Html, Page, cell_number, esc, table_html
 
 if TYPE_CHECKING:
     from ..analysis import DriftResult, PCAResult
@@ -202,8 +202,8 @@ def _axis_part(ctx: ReportContext, body: Page, d: AxisDrift, vmax: float, n_pca:
     sizes = result.sizes
     means = d.group_means()
     dominant = {g: f"{m} {v:.0%}" for g, (m, v) in d.dominant.items()}
-    rows = [[g, count(nf), f"{nm}", dominant.get(g, "–"), number(floors.get(g), decimals=2, missing="–"),
-             number(means.get(g), decimals=2, missing="–")]
+    rows = [[g, count(nf), f"{nm}", dominant.get(g, "–"), cell_number(floors.get(g), 2),
+             cell_number(means.get(g), 2)]
             for g, nf, nm in zip(result.groups, sizes["n_filters"], sizes["n_models"])]
     body.raw(Html(f"<details><summary>The numbers per {esc(d.axis)}</summary>" + table_html(
         [d.axis, "filters", "models", "largest model", "noise floor", "mean drift"], rows,

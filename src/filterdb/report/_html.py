@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from .._atomic import atomic_write_text
+from .._format import number
 
-__all__ = ["Html", "Page", "Rendered", "badges", "esc", "figure_png", "name_cell", "render_figure", "write_html"]
+__all__ = ["Html", "Page", "Rendered", "badges", "cell_number", "esc", "figure_png", "name_cell", "render_figure", "write_html"]
 
 CSS_PX_PER_INCH = 100  # a figure is shown at most this many CSS pixels per inch of its width
 
@@ -267,6 +268,11 @@ def table_html(header: Sequence[Any], rows: Iterable[Sequence[Any]], *, numeric:
         out.append("</tr>")
     out.append("</tbody></table></div>")
     return Html("".join(out))
+
+
+def cell_number(value: Any, decimals: int = 3) -> str:
+    """A measured value in a table cell: fixed decimals (a column lines up), a dash when missing."""
+    return number(value, decimals=decimals, missing="–")
 
 
 def badges(verdicts: Sequence[str]) -> Html:

@@ -11,11 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._format import number
 from ..check import VERDICT_KINDS, ModelReport, Verdict
 from ..errors import UsageError
 from ..types import ModelRecord
-from ._html import Html, Page, display_name, esc, name_cell, table_html, write_html
+from ._html import Html, Page, cell_number, display_name, esc, name_cell, table_html, write_html
 
 __all__ = ["model_card_html", "write_model_card"]
 
@@ -145,12 +144,12 @@ def _summary_section(page: Page, info: dict[str, Any], s: dict[str, Any]) -> Non
          f"file {_size(info.get('size_bytes'))}" if info.get("size_bytes") else ""),
         ("conv layers (2-D)", f"{s['n_conv_layers']}", f"of {s['n_layers_total']} convolutions"),
         ("2-D filters", f"{s['n_filters']:,}", shapes),
-        ("3×3 share", _fmt(s.get("share_3x3"), 2), "of all 2-D filters"),
+        ("3×3 share", cell_number(s.get("share_3x3"), 2), "of all 2-D filters"),
     ]
     if s["has_2d_filters"]:
         n_any = s["n_degenerated"]["any"]
         facts.append(("degenerated layers", f"{n_any} of {s['n_conv_layers']}",
-                      f"{_fmt(s['share_degenerated']['any'], 2)} of the layers"))
+                      f"{cell_number(s['share_degenerated']['any'], 2)} of the layers"))
     cells = "".join(f'<div class="fact"><div class="k">{esc(k)}</div><div class="v">{esc(v)}'
                     f'{" <small>" + esc(sub) + "</small>" if sub else ""}</div></div>' for k, v, sub in facts)
     page.heading("Summary", anchor="summary")
@@ -183,7 +182,7 @@ def _verdict_section(page: Page, report: ModelReport) -> None:
     frame = report.layers
     for i, verdicts in enumerate(report.verdicts):
         for v in verdicts:
-            rows.append([name_cell(frame["name"].iloc[i]), _fmt(frame["conv_depth"].iloc[i], 0),
+            rows.append([name_cell(frame["name"].iloc[i]), cell_number(frame["conv_depth"].iloc[i], 0),
                          _shape(frame["shape"].iloc[i]),
                          Html(f'<span class="badge b-{esc(v.kind)}" title="{esc(v.message)}">{esc(v.kind)}</span>'),
                          _value(v), _threshold(v)])
@@ -205,8 +204,8 @@ def _all_layers_section(page: Page, report: ModelReport, *, open_: bool) -> None
         kinds = report.verdicts[i]
         badges = Html("".join(f'<span class="badge b-{esc(v.kind)}">{esc(v.kind)}</span>' for v in kinds)) \
             if kinds else ("ok" if len(row.kernel) == 2 else "–")
-        rows.append([name_cell(row.name), row.kind, _shape(row.shape), _fmt(row.conv_depth, 0), f"{row.n_filters:,}",
-                     _fmt(row.sparsity), _fmt(row.variance_entropy_norm), _fmt(row.orthogonality), badges])
+        rows.append([name_cell(row.name), row.kind, _shape(row.shape), cell_number(row.conv_depth, 0), f"{row.n_filters:,}",
+                     cell_number(row.sparsity), cell_number(row.variance_entropy_norm), cell_number(row.orthogonality), badges])
         classes.append("degenerated" if kinds else "")
     table = table_html(["layer", "kind", "shape", "depth", "filters", "sparsity", "ve_norm", "orthog.",
                         "verdicts"], rows, numeric=(3, 4, 5, 6, 7), name_col=0, row_classes=classes)
@@ -247,9 +246,9 @@ def _pick_degenerated(report: ModelReport, limit: int, *, skip: int) -> tuple[li
 
 def _layer_caption(report: ModelReport, i: int) -> str:
     row = report.layers.iloc[i]
-    parts = [f"{row['kind']} layer, weight {_shape(row['shape'])}, depth {_fmt(row['conv_depth'], 0)}",
-             f"sparsity {_fmt(row['sparsity'])}", f"normalised variance entropy {_fmt(row['variance_entropy_norm'])}",
-             f"orthogonality {_fmt(row['orthogonality'])}"]
+    parts = [f"{row['kind']} layer, weight {_shape(row['shape'])}, depth {cell_number(row['conv_depth'], 0)}",
+             f"sparsity {cell_number(row['sparsity'])}", f"normalised variance entropy {cell_number(row['variance_entropy_norm'])}",
+             f"orthogonality {cell_number(row['orthogonality'])}"]
     verdicts: Sequence[Verdict] = report.verdicts[i]
     if verdicts:
         parts.append("verdict: " + ", ".join(v.kind for v in verdicts))
@@ -259,10 +258,6 @@ def _layer_caption(report: ModelReport, i: int) -> str:
 def _model_name(info: dict[str, Any]) -> str:
     source = str(info.get("path") or info.get("source") or "model")
     return os.path.basename(source.rstrip("/")) or source
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    return number(value, decimals=digits, missing="–")
 
 
 def _shape(shape: Any) -> str:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._format import count, number
+from .._format import count
 from .._kernel import parse_kernel_key
 from ..errors import UsageError
 from ._context import Section
-from ._html import Html, Page, badges, esc, name_cell, table_html
+from ._html import Html, Page, badges, cell_number, esc, name_cell, table_html
 
 if TYPE_CHECKING:
     from ._context import ReportContext
@@ -72,9 +72,9 @@ def _model_section(page: Page, row: Any, part: Any, figure: Any) -> None:
                     caption="Layer metrics against depth; dashed: the verdict thresholds named in each panel's title.")
         bad = part[[len(v) > 0 for v in part["verdicts"]]]
         if len(bad):
-            rows = [[name_cell(r.layer), number(r.conv_depth, decimals=0, missing="–"),
-                     "×".join(str(int(x)) for x in r.shape), number(r.sparsity, decimals=3, missing="–"),
-                     number(r.variance_entropy_norm, decimals=3, missing="–"), badges(r.verdicts)]
+            rows = [[name_cell(r.layer), cell_number(r.conv_depth, 0),
+                     "×".join(str(int(x)) for x in r.shape), cell_number(r.sparsity, 3),
+                     cell_number(r.variance_entropy_norm, 3), badges(r.verdicts)]
                     for r in bad.itertuples()]
             page.raw(Html(table_html(["layer", "depth", "weight shape", "sparsity", "ve_norm", "verdicts"], rows,
                                      numeric=(1, 3, 4), name_col=0)))

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._format import count, number
+from .._format import count
 from ._context import Section
 from ._drift_section import drift_section
-from ._html import Html, Page, badges, esc, name_cell, table_html
+from ._html import Html, Page, badges, cell_number, esc, name_cell, table_html
 from ._model_sections import models_section
 
 if TYPE_CHECKING:
@@ -156,9 +156,9 @@ def degeneration_section(ctx: ReportContext) -> Section:
         for r in bad.head(200).itertuples():
             link = Html(f'<a href="#model-{int(r.model_id)}">{esc(r.model)}</a>') if int(r.model_id) in ids \
                 else esc(r.model)
-            rows.append([link, name_cell(r.layer), number(r.conv_depth_norm, decimals=2, missing="–"),
-                         count(r.n_filters), number(r.sparsity, decimals=3, missing="–"),
-                         number(r.variance_entropy_norm, decimals=3, missing="–"), badges(r.verdicts)])
+            rows.append([link, name_cell(r.layer), cell_number(r.conv_depth_norm, 2),
+                         count(r.n_filters), cell_number(r.sparsity, 3),
+                         cell_number(r.variance_entropy_norm, 3), badges(r.verdicts)])
         body.raw(Html(f"<details><summary>{len(bad)} degenerated layer(s)"
                       + (" (first 200)" if len(bad) > 200 else "") + "</summary>"
                       + table_html(["model", "layer", "depth", "filters", "sparsity", "ve_norm", "verdicts"],
@@ -192,8 +192,8 @@ def lineage_section(ctx: ReportContext) -> Section:
     body.figure(figure, alt="model families as trees",
                 caption=f"{len(families)} families of related models; blue identical, orange same weights, "
                         "vermillion derived (with its score).")
-    rows = [[esc(e.parent), esc(e.child), esc(e.relation), number(e.score, decimals=3, missing="–"),
-             number(e.confidence, decimals=2, missing="–")] for e in result.edges]
+    rows = [[esc(e.parent), esc(e.child), esc(e.relation), cell_number(e.score, 3),
+             cell_number(e.confidence, 2)] for e in result.edges]
     body.raw(table_html(["parent", "child", "relation", "score", "direction confidence"], rows, numeric=(3, 4)))
     return Section("Families", "lineage", body, (("lineage.png", figure),), summary)
 
