@@ -17,8 +17,7 @@ from filterdb import read_model
 from filterdb._format import number
 from filterdb.errors import UsageError
 from filterdb.ingest import ingest
-from filterdb.report import Page, build_zoo_report
-from filterdb.report._html import Rendered
+from filterdb.report import Page, Rendered, build_zoo_report
 
 CONTENTS = ["summary", "pca", "drift", "degeneration", "lineage", "models"]
 MAIN_FIGURES = ["eigen-images.png", "density.png", "drift.png", "ridge.png", "degeneration.png"]
