@@ -166,3 +166,11 @@ def test_page_extend_renumbers_the_figures_of_a_fragment():
 ])
 def test_fixed_decimals_for_table_columns(value, decimals, shown):
     assert number(value, decimals=decimals, missing="–") == shown
+
+
+def test_kernel_shapes_most_filters_first_ties_by_name(built):
+    report, _ = built
+    table = re.search(r"Filters per kernel shape</summary>(.*?)</details>", report.html, re.S).group(1)
+    rows = re.findall(r'data-label="kernel">([^<]*)</td>.*?data-label="filters">([^<]*)</td>', table, re.S)
+    # 3 layers of 128×8 filters; conv3d and conv1d hold 8×4 filters each: a tie, broken by the shape's name
+    assert rows == [("3x3", "3,072"), ("3x3x3", "32"), ("5", "32")]

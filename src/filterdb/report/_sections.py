@@ -48,7 +48,8 @@ def summary_section(ctx: ReportContext) -> Section:
     body.heading("Summary", anchor="summary")
     body.raw(Html(f'<div class="facts">{cells}</div>'))
     shapes = stats.shapes
-    if len(shapes):
+    if len(shapes):  # most filters first; ties by name, so that the page does not depend on the catalog's order
+        shapes = shapes.sort_values(["n_filters", "kernel"], ascending=[False, True], kind="stable")
         body.raw(Html("<details><summary>Filters per kernel shape</summary>" + table_html(
             ["kernel", "models", "layers", "filters"],
             [[r.kernel, count(r.n_models), count(r.n_layers), count(r.n_filters)] for r in shapes.itertuples()],
