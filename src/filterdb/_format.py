@@ -13,11 +13,14 @@ def count(value: int | float) -> str:
     return f"{int(value):,}"
 
 
-def number(value: Any, digits: int = 4) -> str:
+def number(value: Any, digits: int = 4, *, decimals: int | None = None, missing: str = "") -> str:
     """A measured value for people: integers with separators, floats with ``digits`` significant digits and
-    no scientific notation between 1e-4 and 1e15; missing values (None, NaN) as an empty string."""
+    no scientific notation between 1e-4 and 1e15; missing values (None, NaN) as ``missing``.
+
+    ``decimals``: floats with this many decimals instead, so that a table column lines up
+    (``number(0.5, decimals=3)`` → ``'0.500'``)."""
     if value is None:
-        return ""
+        return missing
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, int) or type(value).__name__.startswith(("int", "uint")):  # also numpy integers
@@ -27,9 +30,11 @@ def number(value: Any, digits: int = 4) -> str:
     except (TypeError, ValueError):
         return str(value)
     if math.isnan(f):
-        return ""
+        return missing
     if math.isinf(f):
         return "inf" if f > 0 else "-inf"
+    if decimals is not None:
+        return f"{f:,.{decimals}f}"
     if f == 0:
         return "0"
     magnitude = abs(f)

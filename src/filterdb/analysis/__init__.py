@@ -8,7 +8,9 @@ kernel, threads, task size); the keyword arguments of each function build them. 
 
 from __future__ import annotations
 
-from ._selection import AnalysisError, Plan, make_plan, plan_for
+from ._density import DensityResult, coefficient_density
+from ._selection import DEPTH_LABELS, AnalysisError, Plan, make_plan, plan_for
+from ._selection import _group_expression as group_expression  # the axis rule: (SQL expression, is depth)
 from ._settings import Execution, Selection
 from .degeneration import DegenerationResult, degeneration
 from .drift import DriftResult, DriftSettings, drift, drift_matrix, group_distributions, run_drift, sym_kl
@@ -16,8 +18,10 @@ from .histograms import HistogramResult, coefficient_histograms
 from .pca import PCAResult, StreamingPCA, as_store, fit_pca
 
 __all__ = [
+    "DEPTH_LABELS",
     "AnalysisError",
     "DegenerationResult",
+    "DensityResult",
     "DriftResult",
     "DriftSettings",
     "Execution",
@@ -27,12 +31,14 @@ __all__ = [
     "Selection",
     "StreamingPCA",
     "as_store",
+    "coefficient_density",
     "coefficient_histograms",
     "degeneration",
     "drift",
     "drift_matrix",
     "fit_pca",
     "group_distributions",
+    "group_expression",
     "make_plan",
     "plan_for",
     "run_drift",

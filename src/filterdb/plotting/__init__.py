@@ -14,7 +14,7 @@ Examples
 """
 
 from ._model import layer_filters, metrics_vs_depth, rgb_filters
-from ._style import FILTER_CMAP, THEMES, VERDICT_COLOURS, Theme
+from ._style import FILTER_CMAP, THEMES, VERDICT_COLOURS, Theme, smallest_text_pt
 from ._zoo import (
     coefficient_density_map,
     degeneration_shares,
@@ -26,4 +26,4 @@ from ._zoo import (
 
 __all__ = ["FILTER_CMAP", "THEMES", "VERDICT_COLOURS", "Theme", "coefficient_density_map", "degeneration_shares",
            "drift_boxplots", "drift_heatmap", "eigen_images", "layer_filters", "metrics_vs_depth", "rgb_filters",
-           "ridge_plot"]
+           "ridge_plot", "smallest_text_pt"]

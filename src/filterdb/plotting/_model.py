@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from .._kernel import parse_kernel_key
 from ..check import VERDICT_KINDS, ModelReport, Thresholds, judge_layers
+from ..errors import UsageError
 from ..types import ConvLayer
 from ._style import (
     FILTER_CMAP,
@@ -86,7 +88,7 @@ def metrics_vs_depth(report: Any, *, thresholds: Thresholds | None = None, theme
     th = theme(theme_name)
     is_2d = np.array([len(k) == 2 for k in frame["kernel"]], dtype=bool)
     if not is_2d.any():
-        raise ValueError("the model has no layers with 2-D kernels: there are no filter metrics to plot")
+        raise UsageError("the model has no layers with 2-D kernels: there are no filter metrics to plot")
     rows = frame[is_2d]
     verdicts = [v for v, keep in zip(layer_verdicts, is_2d) if keep]
     depth = np.array([np.nan if d is None else float(d) for d in rows["conv_depth"]], dtype=float)
@@ -168,7 +170,8 @@ def _judged(report: Any, thresholds: Thresholds | None) -> tuple[Any, list[list[
                         f"got {type(report).__name__}")
     t = thresholds or Thresholds()
     frame = report.reset_index(drop=True).copy()
-    frame["kernel"] = [tuple(int(x) for x in k.split("x")) if isinstance(k, str) else tuple(k) for k in frame["kernel"]]
+    frame["kernel"] = [parse_kernel_key(k, what="kernel").sizes if isinstance(k, str) else tuple(k)
+                       for k in frame["kernel"]]
     import pandas as pd
 
     frame["conv_depth"] = pd.Series([None if pd.isna(d) else int(d) for d in frame["conv_depth"]], dtype=object)
@@ -207,13 +210,13 @@ def _check_2d(layer: ConvLayer, what: str) -> None:
     if not isinstance(layer, ConvLayer):
         raise TypeError(f"layer must be a filterdb.ConvLayer, got {type(layer).__name__}")
     if layer.spatial_ndim != 2:
-        raise ValueError(f"layer {layer.name!r} has {layer.spatial_ndim}-D kernels {layer.kernel}: {what} "
+        raise UsageError(f"layer {layer.name!r} has {layer.spatial_ndim}-D kernels {layer.kernel}: {what} "
                          "needs 2-D filters")
 
 
 def _positive_int(value: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        raise UsageError(f"{name} must be an integer >= 1, got {value!r}")
     return int(value)
 
 
@@ -279,7 +282,7 @@ def layer_filters(layer: ConvLayer, *, max_out: int = 32, max_in: int = 16, vmax
             tiles = [(i, j, w[i, j]) for i in range(a) for j in range(b)]
     limit = symmetric_limit(np.stack([t[2] for t in tiles])) if vmax is None else float(vmax)
     if not math.isfinite(limit) or limit <= 0:
-        raise ValueError(f"vmax must be a finite number > 0, got {vmax!r}")
+        raise UsageError(f"vmax must be a finite number > 0, got {vmax!r}")
     kh, kw = layer.kernel
     mosaic, occupied, pitch, tile_px = _mosaic(tiles, rows, cols, kh, kw)
     fig_w = min(11.0, max(4.5, cols * tile_inches * max(1.0, kw / kh) + 1.4))
@@ -377,10 +380,10 @@ def rgb_filters(layer: ConvLayer, *, max_filters: int = 64, scale: str = "layer"
     """
     _check_2d(layer, "RGB tiles")
     if layer.kind == "transpose" or layer.weight.shape[1] != 3:
-        raise ValueError(f"layer {layer.name!r} has weight shape {tuple(layer.weight.shape)}: RGB tiles need a "
+        raise UsageError(f"layer {layer.name!r} has weight shape {tuple(layer.weight.shape)}: RGB tiles need a "
                          "convolution with 3 input channels per filter, (O, 3, kh, kw)")
     if scale not in ("layer", "filter"):
-        raise ValueError(f"scale must be 'layer' or 'filter', got {scale!r}")
+        raise UsageError(f"scale must be 'layer' or 'filter', got {scale!r}")
     max_filters = _positive_int(max_filters, "max_filters")
     th = theme(theme_name)
     w = np.nan_to_num(np.asarray(layer.weight, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)

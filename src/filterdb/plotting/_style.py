@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import missing_dependency
+from ..errors import UsageError, missing_dependency
 
 __all__ = [
     "FILTER_CMAP",
@@ -86,7 +86,7 @@ def theme(name: str) -> Theme:
     try:
         return THEMES[name]
     except (KeyError, TypeError):
-        raise ValueError(f"theme must be one of {', '.join(map(repr, THEMES))}, got {name!r}") from None
+        raise UsageError(f"theme must be one of {', '.join(map(repr, THEMES))}, got {name!r}") from None
 
 
 def _matplotlib() -> Any:

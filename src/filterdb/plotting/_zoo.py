@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .._kernel import parse_kernel_key
+from ..errors import UsageError
 from ._style import (
     FILTER_CMAP,
     PAGE_FONT,
@@ -44,7 +46,7 @@ def _named(items: Any, kind: type, what: str) -> list[tuple[str, Any]]:
         raise TypeError(f"{what} must be a {kind.__name__}, a mapping label -> {kind.__name__} or a list of them, "
                         f"got {type(items).__name__}")
     if not pairs:
-        raise ValueError(f"{what}: nothing to draw (an empty collection)")
+        raise UsageError(f"{what}: nothing to draw (an empty collection)")
     for label, value in pairs:
         if not isinstance(value, kind):
             raise TypeError(f"{what}: {label or 'an item'} is a {type(value).__name__}, expected {kind.__name__}")
@@ -52,10 +54,13 @@ def _named(items: Any, kind: type, what: str) -> list[tuple[str, Any]]:
 
 
 def _tile_shape(shape: str, d: int) -> tuple[int, int]:
-    parts = [int(p) for p in str(shape).split("x") if p.isdigit()]
-    if len(parts) == 2 and parts[0] * parts[1] == d:
-        return parts[0], parts[1]
-    return 1, d  # 1-D kernels (and anything else): one strip
+    try:
+        sizes = parse_kernel_key(shape).sizes
+    except UsageError:
+        sizes = ()
+    if len(sizes) == 2 and sizes[0] * sizes[1] == d:
+        return sizes[0], sizes[1]
+    return 1, d  # 1-D and 3-D kernels: one strip
 
 
 # ----------------------------------------------------------------------------------------------- eigen-images
@@ -91,16 +96,16 @@ def eigen_images(bases: Any, *, n_components: int | None = None, theme_name: str
     >>> from filterdb.analysis import fit_pca          # doctest: +SKIP
     >>> eigen_images({"all": fit_pca("zoo.fdb")})     # doctest: +SKIP
     """
-    from ..analysis.pca import PCAResult
+    from ..analysis import PCAResult
 
     pairs = _named(bases, PCAResult, "bases")
     th = theme(theme_name)
     d = pairs[0][1].d
     if any(b.d != d for _, b in pairs):
-        raise ValueError("bases: all selections must have the same kernel shape (values per filter) to compare")
+        raise UsageError("bases: all selections must have the same kernel shape (values per filter) to compare")
     k = d if n_components is None else int(n_components)
     if not 1 <= k <= d:
-        raise ValueError(f"n_components must be in [1, {d}], got {n_components!r}")
+        raise UsageError(f"n_components must be in [1, {d}], got {n_components!r}")
     kh, kw = _tile_shape(pairs[0][1].shape, d)
     limit = symmetric_limit(np.stack([b.components[:k] for _, b in pairs]))
     rows = len(pairs)
@@ -184,13 +189,13 @@ def ridge_plot(hist: Any, *, components: Sequence[int] | int | None = None, them
         Panel Axes have ``gid`` "ridge:<component>"; each holds one step line per group (``gid``
         "ridge:<component>:<row>", heights scaled to a peak of 0.9 above the ridge's baseline, the row).
     """
-    from ..analysis.drift import DriftResult, group_distributions
-    from ..analysis.histograms import HistogramResult
+    from ..analysis import DriftResult, group_distributions
+    from ..analysis import HistogramResult
 
     names: tuple[str, ...]
     if isinstance(hist, DriftResult):
         if hist.histograms is None:
-            raise ValueError("this DriftResult carries no histograms to draw")
+            raise UsageError("this DriftResult carries no histograms to draw")
         weighting = hist.model_weighting if model_weighting is None else model_weighting
         source = hist.histograms
         position = {g: i for i, g in enumerate(source.groups)}
@@ -204,12 +209,14 @@ def ridge_plot(hist: Any, *, components: Sequence[int] | int | None = None, them
     g_all, d, bins = source.counts.shape
     if components is None:
         comps = list(range(min(d, 9)))
-    elif isinstance(components, (int, np.integer)) and not isinstance(components, bool):
+    elif isinstance(components, bool):
+        raise UsageError(f"components must be a count or a list of indices in [0, {d - 1}], got {components!r}")
+    elif isinstance(components, (int, np.integer)):
         comps = list(range(min(d, int(components))))
     else:
         comps = [int(c) for c in components]
     if not comps or any(not 0 <= c < d for c in comps):
-        raise ValueError(f"components must be indices in [0, {d - 1}], got {components!r}")
+        raise UsageError(f"components must be indices in [0, {d - 1}], got {components!r}")
     if g_all > max_groups:
         keep = set(np.argsort(-np.asarray(source.n_filters), kind="stable")[:max_groups].tolist())
         order = [g for g in order if g in keep]
@@ -296,7 +303,7 @@ def drift_heatmap(result: Any, *, annotate: bool | None = None, theme_name: str 
     """
     from matplotlib.patches import Rectangle
 
-    from ..analysis.drift import DriftResult
+    from ..analysis import DriftResult
 
     if not isinstance(result, DriftResult):
         raise TypeError(f"result must be a filterdb.analysis.DriftResult, got {type(result).__name__}")
@@ -366,7 +373,7 @@ def drift_boxplots(results: Any, *, theme_name: str = "light", width: float = PA
         ``fig.axes[0]`` has ``gid`` "drift-boxplots"; each axis' points are a collection with ``gid``
         "pairs:<label>"; the y tick labels name the axes and their number of groups and pairs.
     """
-    from ..analysis.drift import DriftResult
+    from ..analysis import DriftResult
 
     pairs = [(label or str(r.by), r) for label, r in _named(results, DriftResult, "results")]
     th = theme(theme_name)
@@ -415,7 +422,7 @@ def coefficient_density_map(density: Any, *, theme_name: str = "light") -> Any:
     """
     from matplotlib.colors import LogNorm
 
-    from ..analysis._density import DensityResult
+    from ..analysis import DensityResult
 
     if not isinstance(density, DensityResult):
         raise TypeError(f"density must be a filterdb.analysis._density.DensityResult, got {type(density).__name__}")
@@ -466,12 +473,12 @@ def degeneration_shares(result: Any, *, measure: str = "layers", theme_name: str
         Axes ``gid`` "degeneration-group" (only when the result has ``per_group``) and "degeneration-depth";
         bars of a kind have ``gid`` "bars-<kind>", one bar per group / decile.
     """
-    from ..analysis.degeneration import DegenerationResult
+    from ..analysis import DegenerationResult
 
     if not isinstance(result, DegenerationResult):
         raise TypeError(f"result must be a filterdb.analysis.DegenerationResult, got {type(result).__name__}")
     if measure not in ("layers", "filters"):
-        raise ValueError(f"measure must be 'layers' or 'filters', got {measure!r}")
+        raise UsageError(f"measure must be 'layers' or 'filters', got {measure!r}")
     th = theme(theme_name)
     panels: list[tuple[str, Any, str]] = []
     if result.per_group is not None and len(result.per_group):

@@ -22,10 +22,11 @@ import sys
 import warnings
 from pathlib import Path
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from .._atomic import atomic_write_bytes
+from ..errors import UsageError
 from ._html import Rendered, render_figure
 
 __all__ = ["Drawer", "default_workers"]
@@ -76,7 +77,7 @@ class Drawer:
         self.cache = Path(cache) if cache is not None else None
         n = default_workers() if workers is None else int(workers)
         if n < 0:
-            raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
+            raise UsageError(f"workers must be an integer >= 0, got {workers!r}")
         self.pool: ProcessPoolExecutor | None = None
         if n and "fork" in _start_methods():
             import multiprocessing
@@ -153,16 +154,17 @@ _DIGEST: list[str] = []
 
 
 def _code_digest() -> str:
-    """The drawing code's identity: the sources of the plotting modules and matplotlib's version."""
+    """The drawing code's identity: the sources of the plotting and report modules (the report draws each model's
+    figure from its catalog rows) and matplotlib's version."""
     if not _DIGEST:
         import matplotlib
 
         from .. import plotting
 
         h = hashlib.sha256(matplotlib.__version__.encode())
-        for path in sorted(Path(plotting.__file__).parent.glob("*.py")):
-            h.update(path.read_bytes())
-        h.update(Path(__file__).with_name("_zoo_report.py").read_bytes())
+        for folder in (Path(plotting.__file__).parent, Path(__file__).parent):
+            for path in sorted(folder.glob("*.py")):
+                h.update(path.read_bytes())
         _DIGEST.append(h.hexdigest())
     return _DIGEST[0]
 

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from .._atomic import atomic_write_text
+from .._format import number
 
-__all__ = ["Html", "Page", "Rendered", "esc", "figure_png", "render_figure", "write_html"]
+__all__ = ["Html", "Page", "Rendered", "badges", "cell_number", "esc", "figure_png", "name_cell", "render_figure", "write_html"]
 
 CSS_PX_PER_INCH = 100  # a figure is shown at most this many CSS pixels per inch of its width
 
@@ -124,7 +125,7 @@ class Rendered:
 
 def render_figure(fig: Any, *, dpi: float = 110) -> Rendered:
     """Draw a matplotlib Figure to PNG (fast zlib level) and release it."""
-    from ..plotting._style import smallest_text_pt
+    from ..plotting import smallest_text_pt
 
     buffer = io.BytesIO()
     try:
@@ -209,6 +210,15 @@ class Page:
         self.parts.append(table_html(header, rows, numeric=numeric, name_col=name_col, row_classes=row_classes))
         return self
 
+    def extend(self, fragment: Page) -> Page:
+        """Append every part of another page (a section's fragment), numbering its figures after this page's."""
+        for part in fragment.parts:
+            if isinstance(part, _PendingFigure):
+                self._figures += 1
+                part = _PendingFigure(part.fig, f"fig-{self._figures}", part.alt, part.caption)
+            self.parts.append(part)
+        return self
+
     def render(self) -> str:
         body = "\n".join(str(p) for p in self.parts)
         return (
@@ -258,6 +268,28 @@ def table_html(header: Sequence[Any], rows: Iterable[Sequence[Any]], *, numeric:
         out.append("</tr>")
     out.append("</tbody></table></div>")
     return Html("".join(out))
+
+
+def cell_number(value: Any, decimals: int = 3) -> str:
+    """A measured value in a table cell: fixed decimals (a column lines up), a dash when missing."""
+    return number(value, decimals=decimals, missing="–")
+
+
+def badges(verdicts: Sequence[str]) -> Html:
+    """A layer's verdicts as coloured badges; "ok" without any."""
+    return Html("".join(f'<span class="badge b-{esc(v)}">{esc(v)}</span>' for v in verdicts)) if len(verdicts) \
+        else Html("ok")
+
+
+def display_name(name: str) -> str:
+    """TFLite names a fused op by all the ops it absorbed, joined by ';': the convolution is the last one."""
+    return name.rsplit(";", 1)[-1] if ";" in name else name
+
+
+def name_cell(name: str) -> Html:
+    """A layer name for a table cell: the shown name, with the full name as its tooltip when they differ."""
+    shown = display_name(name)
+    return Html(f'<span title="{esc(name)}">{esc(shown)}</span>' if shown != name else esc(name))
 
 
 def write_html(path: str | os.PathLike[str], text: str) -> Path:

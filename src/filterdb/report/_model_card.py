@@ -6,15 +6,15 @@ It assembles what the check computed (:class:`~filterdb.check.ModelReport`) and 
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..check import VERDICT_KINDS, ModelReport, Verdict
+from ..errors import UsageError
 from ..types import ModelRecord
-from ._html import Html, Page, esc, table_html, write_html
+from ._html import Html, Page, cell_number, display_name, esc, name_cell, table_html, write_html
 
 __all__ = ["model_card_html", "write_model_card"]
 
@@ -61,9 +61,9 @@ def model_card_html(record: ModelRecord, report: ModelReport, *, max_degenerated
     if not isinstance(report, ModelReport):
         raise TypeError(f"report must be a filterdb.check.ModelReport, got {type(report).__name__}")
     if [layer.name for layer in record.layers] != list(report.layers["name"]):
-        raise ValueError("report does not belong to record: their layers differ; pass check_model(record)")
+        raise UsageError("report does not belong to record: their layers differ; pass check_model(record)")
     if isinstance(max_degenerated, bool) or not isinstance(max_degenerated, int) or max_degenerated < 0:
-        raise ValueError(f"max_degenerated must be an integer >= 0, got {max_degenerated!r}")
+        raise UsageError(f"max_degenerated must be an integer >= 0, got {max_degenerated!r}")
     from .. import __version__
     from ..plotting import layer_filters, metrics_vs_depth, rgb_filters
 
@@ -104,7 +104,7 @@ def model_card_html(record: ModelRecord, report: ModelReport, *, max_degenerated
     by_name = {layer.name: layer for layer in record.layers}
     rows2d = [i for i, k in enumerate(report.layers["kernel"]) if len(k) == 2]
     first = record.layers[rows2d[0]]
-    page.heading(f"First layer: {_display_name(first.name)}", level=3)
+    page.heading(f"First layer: {display_name(first.name)}", level=3)
     page.figure(layer_filters(first), alt=f"filters of the first layer {first.name}",
                 caption=_layer_caption(report, rows2d[0]))
     if first.weight.shape[1] == 3 and first.kind != "transpose":
@@ -144,12 +144,12 @@ def _summary_section(page: Page, info: dict[str, Any], s: dict[str, Any]) -> Non
          f"file {_size(info.get('size_bytes'))}" if info.get("size_bytes") else ""),
         ("conv layers (2-D)", f"{s['n_conv_layers']}", f"of {s['n_layers_total']} convolutions"),
         ("2-D filters", f"{s['n_filters']:,}", shapes),
-        ("3×3 share", _fmt(s.get("share_3x3"), 2), "of all 2-D filters"),
+        ("3×3 share", cell_number(s.get("share_3x3"), 2), "of all 2-D filters"),
     ]
     if s["has_2d_filters"]:
         n_any = s["n_degenerated"]["any"]
         facts.append(("degenerated layers", f"{n_any} of {s['n_conv_layers']}",
-                      f"{_fmt(s['share_degenerated']['any'], 2)} of the layers"))
+                      f"{cell_number(s['share_degenerated']['any'], 2)} of the layers"))
     cells = "".join(f'<div class="fact"><div class="k">{esc(k)}</div><div class="v">{esc(v)}'
                     f'{" <small>" + esc(sub) + "</small>" if sub else ""}</div></div>' for k, v, sub in facts)
     page.heading("Summary", anchor="summary")
@@ -182,7 +182,7 @@ def _verdict_section(page: Page, report: ModelReport) -> None:
     frame = report.layers
     for i, verdicts in enumerate(report.verdicts):
         for v in verdicts:
-            rows.append([_name_cell(frame["name"].iloc[i]), _fmt(frame["conv_depth"].iloc[i], 0),
+            rows.append([name_cell(frame["name"].iloc[i]), cell_number(frame["conv_depth"].iloc[i], 0),
                          _shape(frame["shape"].iloc[i]),
                          Html(f'<span class="badge b-{esc(v.kind)}" title="{esc(v.message)}">{esc(v.kind)}</span>'),
                          _value(v), _threshold(v)])
@@ -204,8 +204,8 @@ def _all_layers_section(page: Page, report: ModelReport, *, open_: bool) -> None
         kinds = report.verdicts[i]
         badges = Html("".join(f'<span class="badge b-{esc(v.kind)}">{esc(v.kind)}</span>' for v in kinds)) \
             if kinds else ("ok" if len(row.kernel) == 2 else "–")
-        rows.append([_name_cell(row.name), row.kind, _shape(row.shape), _fmt(row.conv_depth, 0), f"{row.n_filters:,}",
-                     _fmt(row.sparsity), _fmt(row.variance_entropy_norm), _fmt(row.orthogonality), badges])
+        rows.append([name_cell(row.name), row.kind, _shape(row.shape), cell_number(row.conv_depth, 0), f"{row.n_filters:,}",
+                     cell_number(row.sparsity), cell_number(row.variance_entropy_norm), cell_number(row.orthogonality), badges])
         classes.append("degenerated" if kinds else "")
     table = table_html(["layer", "kind", "shape", "depth", "filters", "sparsity", "ve_norm", "orthog.",
                         "verdicts"], rows, numeric=(3, 4, 5, 6, 7), name_col=0, row_classes=classes)
@@ -246,38 +246,18 @@ def _pick_degenerated(report: ModelReport, limit: int, *, skip: int) -> tuple[li
 
 def _layer_caption(report: ModelReport, i: int) -> str:
     row = report.layers.iloc[i]
-    parts = [f"{row['kind']} layer, weight {_shape(row['shape'])}, depth {_fmt(row['conv_depth'], 0)}",
-             f"sparsity {_fmt(row['sparsity'])}", f"normalised variance entropy {_fmt(row['variance_entropy_norm'])}",
-             f"orthogonality {_fmt(row['orthogonality'])}"]
+    parts = [f"{row['kind']} layer, weight {_shape(row['shape'])}, depth {cell_number(row['conv_depth'], 0)}",
+             f"sparsity {cell_number(row['sparsity'])}", f"normalised variance entropy {cell_number(row['variance_entropy_norm'])}",
+             f"orthogonality {cell_number(row['orthogonality'])}"]
     verdicts: Sequence[Verdict] = report.verdicts[i]
     if verdicts:
         parts.append("verdict: " + ", ".join(v.kind for v in verdicts))
     return "; ".join(parts) + "."
 
 
-def _display_name(name: str) -> str:
-    """TFLite names a fused op by all the ops it absorbed, joined by ';': the convolution is the last one."""
-    return name.rsplit(";", 1)[-1] if ";" in name else name
-
-
-def _name_cell(name: str) -> Html:
-    shown = _display_name(name)
-    return Html(f'<span title="{esc(name)}">{esc(shown)}</span>' if shown != name else esc(name))
-
-
 def _model_name(info: dict[str, Any]) -> str:
     source = str(info.get("path") or info.get("source") or "model")
     return os.path.basename(source.rstrip("/")) or source
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, float) and digits == 0:
-        return str(int(value))
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 def _shape(shape: Any) -> str:
