@@ -29,6 +29,7 @@ from filterdb.errors import UsageError
 from filterdb.readers import make_layer
 from filterdb.store import StoreError, init_store, open_store
 from filterdb.types import ModelInfo, ModelRecord
+from filterdb import ingest_record
 
 EPS32 = np.finfo(np.float32).eps
 KERNELS = ["numpy"] + (["numba"] if HAVE_NUMBA else [])
@@ -63,7 +64,7 @@ def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("analysis") / "zoo"
     st = init_store(root)
     for seed, category, task in MODELS:
-        st.ingest(_model(seed, category), {"Name": f"m{seed}", "Visual Category": category, "Task": task})
+        ingest_record(st, _model(seed, category), {"Name": f"m{seed}", "Visual Category": category, "Task": task})
     st.close()
     return open_store(root)
 
@@ -243,8 +244,8 @@ def test_drift_identical_groups_is_zero(tmp_path):
     record = _model(5, "medical")
     twin = ModelRecord(ModelInfo(source="twin", format="synthetic"),
                        tuple(make_layer(f"copy_{layer.name}", "Conv", layer.weight) for layer in record.layers))
-    st.ingest(record, {"Name": "a", "Task": "x"})
-    st.ingest(twin, {"Name": "b", "Task": "y"})
+    ingest_record(st, record, {"Name": "a", "Task": "x"})
+    ingest_record(st, twin, {"Name": "b", "Task": "y"})
     for range_mode in ("bound", "minmax"):
         for weighting in (False, True):
             result = drift(st, by="task", range=range_mode, model_weighting=weighting, min_filters=0)
@@ -326,7 +327,7 @@ def test_store_written_during_analysis(store, tmp_path):
     st = open_store(root, "a")
     before = fit_pca(st)
     plan = make_plan(st, "3x3", by="task")  # the snapshot an analysis works on
-    st.ingest(_model(99, "plants"), {"Name": "late", "Visual Category": "plants", "Task": "Detection"})
+    ingest_record(st, _model(99, "plants"), {"Name": "late", "Visual Category": "plants", "Task": "Detection"})
     from filterdb.analysis._run import run_pass
     from filterdb.engine import LocalEngine
 
@@ -350,9 +351,9 @@ def test_degeneration(tmp_path):
     sparse_w = rng.standard_normal((64, 64, 3, 3))
     sparse_w[:48] *= 1e-4
     sparse = ModelRecord(ModelInfo(source="pruned", format="synthetic"), (make_layer("s0", "Conv", sparse_w),))
-    st.ingest(good, {"Name": "good", "Task": "Classification"})
-    st.ingest(random, {"Name": "untrained", "Task": "GAN-Discriminator"})
-    st.ingest(sparse, {"Name": "pruned", "Task": "Classification"})
+    ingest_record(st, good, {"Name": "good", "Task": "Classification"})
+    ingest_record(st, random, {"Name": "untrained", "Task": "GAN-Discriminator"})
+    ingest_record(st, sparse, {"Name": "pruned", "Task": "Classification"})
     result = degeneration(st, by="task")
     per_model = result.per_model.set_index("model")
     assert per_model.loc["untrained", "random_layers"] == 1.0 and per_model.loc["untrained", "random_filters"] == 1.0
@@ -380,13 +381,13 @@ def test_layers_with_non_finite_weights_are_left_out(tmp_path, kernel):
     for seed, category, task in MODELS[:5]:
         record = _model(seed, category)
         meta = {"Name": f"m{seed}", "Visual Category": category, "Task": task}
-        clean.ingest(record, meta)
+        ingest_record(clean, record, meta)
         if seed in (1, 4):  # one more layer holding a NaN, and one holding an infinity
             w = np.random.default_rng(seed).standard_normal((8, 4, 3, 3)).astype(np.float32)
             w[3, 1, 0, 2] = np.nan if seed == 1 else np.inf
             extra = dataclasses.replace(make_layer("bad", "Conv", w), conv_depth=3, conv_depth_norm=1.0)
             record = dataclasses.replace(record, layers=(*record.layers, extra))
-        dirty.ingest(record, meta)
+        ingest_record(dirty, record, meta)
     a = fit_pca(clean, kernel=kernel)
     b = fit_pca(dirty, kernel=kernel)
     assert b.n_filters == a.n_filters

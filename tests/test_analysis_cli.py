@@ -10,6 +10,7 @@ from test_analysis import MODELS, _model
 
 from filterdb.cli import app
 from filterdb.store import init_store
+from filterdb import ingest_record
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,7 @@ def root(tmp_path_factory):
     path = tmp_path_factory.mktemp("cli") / "zoo"
     st = init_store(path)
     for seed, category, task in MODELS:
-        st.ingest(_model(seed, category), {"Name": f"m{seed}", "Visual Category": category, "Task": task})
+        ingest_record(st, _model(seed, category), {"Name": f"m{seed}", "Visual Category": category, "Task": task})
     return path
 
 

@@ -22,7 +22,7 @@ def store(tmp_path_factory):
     st = init_store(root)
     for seed, category, task in MODELS:
         st.ingest(_model(seed, category), {"Name": f"m{seed}", "Visual Category": category, "Task": task},
-                  metrics=False)
+                  metrics=None)
     return open_store(root)
 
 

@@ -24,6 +24,7 @@ from filterdb.errors import UsageError
 from filterdb.readers import make_layer
 from filterdb.store import init_store, open_store
 from filterdb.types import ModelInfo, ModelRecord
+from filterdb import ingest_record
 
 CATEGORIES = ["natural", "natural", "medical", "medical", "plants"]
 
@@ -42,7 +43,7 @@ def zoo(tmp_path_factory):
     st = init_store(root, dtype="float32")
     for seed, category in enumerate(CATEGORIES):
         layers = tuple(make_layer(f"conv{i}", "Conv", w) for i, w in enumerate(_weights(seed)))
-        st.ingest(ModelRecord(ModelInfo(source=f"model-{seed}", format="synthetic"), layers),
+        ingest_record(st, ModelRecord(ModelInfo(source=f"model-{seed}", format="synthetic"), layers),
                   {"Name": f"m{seed}", "Visual Category": category})
     st.close()
     return open_store(root)

@@ -11,6 +11,7 @@ from test_store_util import synthetic_record
 from filterdb.cli import main
 from filterdb.errors import UsageError
 from filterdb.store import StoreQueryError, init_store, open_store
+from filterdb import ingest_record
 
 
 def run(capsys, *argv):
@@ -24,8 +25,8 @@ def run(capsys, *argv):
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli") / "zoo"
     store = init_store(root)
-    store.ingest(synthetic_record(1, channels=40, n_layers=4), {"Name": "wide", "Task": "Classification"})
-    store.ingest(synthetic_record(2), {"Name": "narrow", "Task": "Detection"})
+    ingest_record(store, synthetic_record(1, channels=40, n_layers=4), {"Name": "wide", "Task": "Classification"})
+    ingest_record(store, synthetic_record(2), {"Name": "narrow", "Task": "Detection"})
     store.close()
     return root
 

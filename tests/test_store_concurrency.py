@@ -9,6 +9,7 @@ import pytest
 from test_store_util import subprocess_env
 
 from filterdb.store import init_store, open_store
+from filterdb import ingest_record
 
 
 def _popen(code: str, *args: str) -> subprocess.Popen:
@@ -51,7 +52,7 @@ def test_second_writer_waits_or_fails_clearly(tmp_path):
     from test_store_util import synthetic_record
 
     with pytest.raises(StoreBusyError, match=r"another writer \(process \d+\) holds the store's writer lock"):
-        store.ingest(synthetic_record(1))
+        ingest_record(store, synthetic_record(1))
     patient = open_store(root, mode="a", lock_timeout=30)
-    assert not patient.ingest(synthetic_record(1)).skipped  # waited for the holder to exit
+    assert not ingest_record(patient, synthetic_record(1)).skipped  # waited for the holder to exit
     holder.communicate(timeout=30)

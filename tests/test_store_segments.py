@@ -12,6 +12,7 @@ import pytest
 from test_store_util import synthetic_record
 
 from filterdb.store import SEGMENT_COLUMNS, ShardCorruptError, ShardRows, StoreQueryError, init_store, open_store
+from filterdb import ingest_record
 
 TASKS = {"net0": "Classification", "net1": "Detection", "net2": "Classification"}
 
@@ -24,7 +25,7 @@ def zoo(tmp_path):
     records = {}
     for seed, (name, task) in enumerate(TASKS.items()):
         records[name] = synthetic_record(seed, n_layers=2 + seed, name=name)
-        store.ingest(records[name], {"Name": name, "Task": task, "Visual Category": "natural"})
+        ingest_record(store, records[name], {"Name": name, "Task": task, "Visual Category": "natural"})
     return root, records
 
 

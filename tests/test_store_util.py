@@ -77,7 +77,7 @@ def run_synthetic_ingest(root: str, seeds: list[int], channels: int) -> None:
     print("ready", flush=True)
     for seed in seeds:
         result = store.ingest(synthetic_record(seed, channels=channels, n_layers=4), {"name": f"m{seed}"},
-                              metrics=False)  # metrics cost time and do not change atomicity
+                              metrics=None)  # metrics cost time and do not change atomicity
         print(f"committed {seed} {int(result.skipped)}", flush=True)
     sys.stdout.flush()
 

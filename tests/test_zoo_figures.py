@@ -28,6 +28,7 @@ from filterdb.plotting import (
 from filterdb.readers._registry import make_layer
 from filterdb.store import init_store, open_store
 from filterdb.types import ModelInfo, ModelRecord
+from filterdb import ingest_record
 
 TASKS = {"Blobs": 0.0, "Edges": 1.5, "Noise": None}  # task -> horizontal gradient added to a blob (None: noise)
 
@@ -58,7 +59,7 @@ def build_zoo(path, n_per_task: int = 2, n_layers: int = 4):
                 layers.append(dataclasses.replace(layer, conv_depth=k, conv_depth_norm=k / (n_layers - 1),
                                                   depth_source="graph"))
             record = ModelRecord(ModelInfo(source=f"{task}-{m}.onnx", format="onnx"), tuple(layers))
-            store.ingest(record, {"Name": f"{task.lower()}-{m}", "Task": task, "Visual Category": "synthetic",
+            ingest_record(store, record, {"Name": f"{task.lower()}-{m}", "Task": task, "Visual Category": "synthetic",
                                   "Training-Dataset": "none" if task == "Noise" else "toy"})
     return open_store(path)
 

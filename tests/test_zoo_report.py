@@ -17,6 +17,7 @@ from test_zoo_figures import build_zoo
 from filterdb.analysis import AnalysisError
 from filterdb.cli import main
 from filterdb.report import build_zoo_report, write_zoo_report
+from filterdb import ingest_record
 
 SECTIONS = ("summary", "pca", "density", "drift", "ridge", "degeneration", "lineage", "models")
 
@@ -167,7 +168,7 @@ def test_unknown_is_left_out_small_groups_are_named_and_a_dominant_model_is_said
                                   ("d", "COCO", 200, 2), ("u", "unknown", 300, 2), ("tiny", "MNIST", 30, 1)):
         record = ModelRecord(ModelInfo(source=f"{name}.onnx", format="onnx"), tuple(
             make_layer(f"conv{k}", "Conv", rng.standard_normal((n // 4, 4, 3, 3))) for k in range(layers)))
-        store.ingest(record, {"Name": name, "Task": "Classification", "Training-Dataset": data})
+        ingest_record(store, record, {"Name": name, "Task": "Classification", "Training-Dataset": data})
     result = build_zoo_report(open_store(tmp_path / "s.fdb"), by=["training_dataset"], model_sections=False,
                               workers=0)
     d = result.summary["drift"]["training_dataset"]
@@ -233,7 +234,7 @@ def test_model_names_are_escaped(tmp_path):
     for name in ('<img src=x onerror="alert(1)">', "<script>b</script>"):
         record = ModelRecord(ModelInfo(source=f"{len(name)}.onnx", format="onnx"),
                              (make_layer('<b>conv</b>', "Conv", rng.standard_normal((40, 8, 3, 3))),))
-        store.ingest(record, {"Name": name, "Task": name})
+        ingest_record(store, record, {"Name": name, "Task": name})
     text = build_zoo_report(open_store(tmp_path / "s.fdb")).html
     assert "<script>b" not in text and "<img src=x" not in text and "<b>conv" not in text
     assert "<script" not in text
@@ -258,7 +259,7 @@ def test_families_section_names_the_models_that_share_weights(tmp_path):
     store = open_store(tmp_path / "s.fdb", "a")
     for name, weights in models.items():
         layers = tuple(make_layer(f"conv{i}", "Conv", w) for i, w in enumerate(weights))
-        store.ingest(ModelRecord(ModelInfo(source=f"{name}.onnx", format="onnx"), layers), {"Name": name})
+        ingest_record(store, ModelRecord(ModelInfo(source=f"{name}.onnx", format="onnx"), layers), {"Name": name})
     result = build_zoo_report(open_store(tmp_path / "s.fdb"), model_sections=False)
     (family,) = result.summary["families"]
     assert sorted(family) == ["child-pruned", "parent", "parent-fp16"]

@@ -24,6 +24,10 @@ def __getattr__(name: str):  # noqa: ANN202 - lazy re-exports keep `import filte
         from .metrics import layer_metrics
 
         return layer_metrics
+    if name == "ingest_record":  # one in-memory model into a store, metrics computed as `filterdb ingest` does
+        from .ingest import ingest_record
+
+        return ingest_record
     if name == "Monitor":
         from .monitor import Monitor
 
@@ -58,6 +62,7 @@ __all__ = [
     "lineage",
     "similar",
     "failing",
+    "ingest_record",
     "init_store",
     "layer_metrics",
     "open_store",

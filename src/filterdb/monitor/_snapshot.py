@@ -36,7 +36,9 @@ class Snapshots:
         if (evaluation % self.every != 0 and not final) or step in self.steps:
             return
         metadata = {"name": f"{self.name}@step={step}", "step": step, "epoch": epoch, "run": self.name}
-        self.store.ingest(record, metadata)
+        from ..ingest import ingest_record
+
+        ingest_record(self.store, record, metadata)
         self.steps.append(step)
 
     def close(self) -> None:
