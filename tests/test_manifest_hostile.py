@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from fuzzing import PEAK_KIB_SOURCE
-from test_store_util import synthetic_record, write_manifest
 
 from filterdb import ingest_record
 from filterdb.manifest import MAX_COLUMNS, load_manifest
 from filterdb.store import ManifestError, StoreError, init_store
+from filterdb.testing import synthetic_record, write_manifest
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 

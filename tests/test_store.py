@@ -6,10 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from test_store_util import synthetic_record
 
-from filterdb.errors import FilterDBError
 from filterdb import ingest_record
+from filterdb.errors import FilterDBError
 from filterdb.store import (
     StoreError,
     StoreFormatError,
@@ -17,6 +16,7 @@ from filterdb.store import (
     init_store,
     open_store,
 )
+from filterdb.testing import synthetic_record
 
 
 @pytest.fixture()

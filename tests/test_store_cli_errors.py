@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from test_store_util import synthetic_record
 
+from filterdb import ingest_record
 from filterdb.cli import main
 from filterdb.errors import UsageError
 from filterdb.store import StoreQueryError, init_store, open_store
-from filterdb import ingest_record
+from filterdb.testing import synthetic_record
 
 
 def run(capsys, *argv):

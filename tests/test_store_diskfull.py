@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_store_util import snapshot, synthetic_record
+from helpers import snapshot
 
 from filterdb import ingest_record
 from filterdb.cli import main
 from filterdb.store import StoreError, StoreWriteError, init_store, open_store
+from filterdb.testing import synthetic_record
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 

@@ -14,11 +14,11 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
-from test_store_util import synthetic_record
 
+from filterdb import ingest_record
 from filterdb.cli import main
 from filterdb.store import ShardCorruptError, ShardRows, StoreError, init_store, open_store
-from filterdb import ingest_record
+from filterdb.testing import synthetic_record
 
 
 def run(capsys, *argv):

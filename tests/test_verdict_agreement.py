@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 import filterdb
+from filterdb import ingest_record
 from filterdb.analysis import degeneration
 from filterdb.check import Thresholds, check_model
 from filterdb.ingest import ingest
-from filterdb.readers._registry import make_layer
+from filterdb.readers import make_layer
 from filterdb.store import open_store
 from filterdb.types import ModelInfo, ModelRecord
-from filterdb import ingest_record
 
 CORPUS = ("320n.onnx", "face_detection_full_range_sparse.tflite")
 

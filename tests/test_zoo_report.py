@@ -4,45 +4,21 @@ from __future__ import annotations
 
 import html
 import re
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib", reason="the report needs the 'plot' extra (matplotlib)")
 
-from browser import png_distinct_rows, render
-from test_zoo_figures import build_zoo
+from browser import assert_report_renders, render
+from helpers import parse
 
+from filterdb import ingest_record
 from filterdb.analysis import AnalysisError
 from filterdb.cli import main
 from filterdb.report import build_zoo_report, write_zoo_report
-from filterdb import ingest_record
 
 SECTIONS = ("summary", "pca", "density", "drift", "ridge", "degeneration", "lineage", "models")
-
-
-class _Anchors(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.ids: set[str] = set()
-        self.links: list[str] = []
-        self.images: list[dict[str, str]] = []
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if "id" in a:
-            self.ids.add(a["id"])
-        if tag == "a" and "href" in a:
-            self.links.append(a["href"])
-        if tag == "img":
-            self.images.append(a)
-
-
-def parse(text):
-    parser = _Anchors()
-    parser.feed(text)
-    return parser
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -55,8 +31,9 @@ def figure_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def zoo(tmp_path_factory):
-    return build_zoo(tmp_path_factory.mktemp("zoo") / "zoo.fdb")
+def zoo(figure_zoo):
+    """The session's figure zoo (filterdb.testing.build_figure_zoo), read-only."""
+    return figure_zoo
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +134,7 @@ def test_noise_floor_is_the_drift_between_random_halves_of_a_group(report, zoo):
 def test_unknown_is_left_out_small_groups_are_named_and_a_dominant_model_is_said(tmp_path):
     import numpy as np
 
-    from filterdb.readers._registry import make_layer
+    from filterdb.readers import make_layer
     from filterdb.store import init_store, open_store
     from filterdb.types import ModelInfo, ModelRecord
 
@@ -224,7 +201,7 @@ def test_an_axis_with_one_group_is_a_note_and_an_unknown_column_an_error(zoo):
 def test_model_names_are_escaped(tmp_path):
     import numpy as np
 
-    from filterdb.readers._registry import make_layer
+    from filterdb.readers import make_layer
     from filterdb.store import init_store, open_store
     from filterdb.types import ModelInfo, ModelRecord
 
@@ -245,7 +222,7 @@ def test_families_section_names_the_models_that_share_weights(tmp_path):
     """A model, its float16 copy and a pruned fine-tune of it form one family; an independent model stands apart."""
     import numpy as np
 
-    from filterdb.readers._registry import make_layer
+    from filterdb.readers import make_layer
     from filterdb.store import init_store, open_store
     from filterdb.types import ModelInfo, ModelRecord
 
@@ -299,25 +276,6 @@ def test_cli_errors_are_one_line(zoo, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------ in a browser
-def assert_report_renders(path, *, dark=False):
-    text = path.read_text(encoding="utf-8")
-    n_images = len(re.findall(r"<img ", text))
-    result = render(path, dark=dark)
-    assert result.errors == [], result.errors
-    width, height = result.screenshot_size
-    assert width == 1280 and height >= 3000  # a long page of figures
-    assert png_distinct_rows(result.screenshot) >= 30
-    images = result.dom["images"]
-    assert len(images) == n_images > 0
-    for image in images:
-        assert image["complete"] and image["naturalWidth"] > 0 and image["naturalHeight"] > 0, image["alt"]
-        assert 0 < image["width"] <= 1280
-    assert result.dom["bodyWidth"] <= result.dom["viewportWidth"]
-    assert result.dom["scripts"] == 0
-    assert [u for u in result.requests if not u.startswith(("file://", "data:"))] == []
-    return result
-
-
 @pytest.mark.slow
 @pytest.mark.browser
 def test_report_renders_in_chromium(report):
