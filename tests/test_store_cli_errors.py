@@ -23,6 +23,7 @@ def run(capsys, *argv):
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
+    """Two models whose filter counts the tests compute by hand (not the session zoo on purpose)."""
     root = tmp_path_factory.mktemp("cli") / "zoo"
     store = init_store(root)
     ingest_record(store, synthetic_record(1, channels=40, n_layers=4), {"Name": "wide", "Task": "Classification"})
