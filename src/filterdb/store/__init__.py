@@ -16,7 +16,7 @@ from ._errors import (
     StoreQueryError,
     StoreWriteError,
 )
-from ._exchange import iter_hdf5_models
+from ._exchange import export_hdf5, export_parquet, iter_hdf5_models
 from ._prepare import LayerMetrics, PreparedModel, kernel_key, prepare_model, record_sha256
 from ._reading import ShardRows, read_ahead, readahead_budget
 from ._segments import SEGMENT_COLUMNS
@@ -43,6 +43,8 @@ __all__ = [
     "StoreWriteError",
     "VerifyReport",
     "as_store",
+    "export_hdf5",
+    "export_parquet",
     "init_store",
     "iter_hdf5_models",
     "kernel_key",
