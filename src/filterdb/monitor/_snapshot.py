@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..types import ModelRecord
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 __all__ = ["Snapshots"]
 
@@ -18,9 +21,10 @@ __all__ = ["Snapshots"]
 class Snapshots:
     """Ingests every ``every``-th evaluation (and the last one) into a store."""
 
-    def __init__(self, store: Any, name: str, *, every: int) -> None:
+    def __init__(self, store: Store | str | os.PathLike[str], name: str, *, every: int) -> None:
         from ..store import Store, init_store
 
+        self.store: Store
         if isinstance(store, Store):
             self.store, self._owned = store, False
         else:
