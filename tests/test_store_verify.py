@@ -30,6 +30,7 @@ def run(capsys, *argv):
 
 @pytest.fixture()
 def root(tmp_path):
+    """Three models in a store of this test's own (the tests damage its shards and catalog)."""
     store = init_store(tmp_path / "zoo")
     for seed in range(3):
         ingest_record(store, synthetic_record(seed), {"Name": f"net{seed}", "Task": "Classification"})
