@@ -59,7 +59,7 @@ def main() -> None:
         for i in range(n_models):
             layers = tuple(make_layer(f"c{j}", "Conv", values[j * 65536:(j + 1) * 65536].astype(np.float32)
                                       .reshape(256, 256, 3, 3) * (i + 1)) for j in range(8))
-            store.ingest(ModelRecord(ModelInfo(source=f"m{i}", format="synthetic"), layers), metrics=False)
+            store.ingest(ModelRecord(ModelInfo(source=f"m{i}", format="synthetic"), layers), metrics=None)
         shards = store.sql("SELECT shard FROM t_shards")["shard"].tolist()
         ShardReader(store.root, shards[0]).close()  # load the catalog's records once
         t = time.perf_counter()

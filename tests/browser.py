@@ -271,3 +271,26 @@ def png_distinct_rows(data: bytes, sample: int = 64) -> int:
     stride = len(raw) // height
     rows = {raw[i * stride + 1:(i + 1) * stride] for i in range(0, height, max(1, height // sample))}
     return len(rows) - 1
+
+
+def assert_report_renders(path: Path, *, dark: bool = False) -> Rendered:
+    """A report page (zoo report, demo) renders in Chromium: no errors, a long page of decoded figures that fit
+    the viewport, no script, no request outside the file."""
+    import re
+
+    text = path.read_text(encoding="utf-8")
+    n_images = len(re.findall(r"<img ", text))
+    result = render(path, dark=dark)
+    assert result.errors == [], result.errors
+    width, height = result.screenshot_size
+    assert width == 1280 and height >= 3000  # a long page of figures
+    assert png_distinct_rows(result.screenshot) >= 30
+    images = result.dom["images"]
+    assert len(images) == n_images > 0
+    for image in images:
+        assert image["complete"] and image["naturalWidth"] > 0 and image["naturalHeight"] > 0, image["alt"]
+        assert 0 < image["width"] <= 1280
+    assert result.dom["bodyWidth"] <= result.dom["viewportWidth"]
+    assert result.dom["scripts"] == 0
+    assert [u for u in result.requests if not u.startswith(("file://", "data:"))] == []
+    return result

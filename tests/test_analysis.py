@@ -12,6 +12,7 @@ import pytest
 from scipy.stats import entropy
 from sklearn.decomposition import PCA
 
+from filterdb import ingest_record
 from filterdb.analysis import (
     AnalysisError,
     PCAResult,
@@ -28,44 +29,18 @@ from filterdb.analysis.pca import scale_filters
 from filterdb.errors import UsageError
 from filterdb.readers import make_layer
 from filterdb.store import StoreError, init_store, open_store
+from filterdb.testing import ZOO_MODELS, category_record
 from filterdb.types import ModelInfo, ModelRecord
+
 
 EPS32 = np.finfo(np.float32).eps
 KERNELS = ["numpy"] + (["numba"] if HAVE_NUMBA else [])
-GROUPS = {"natural": 0.0, "medical": 0.8, "plants": 1.5}
 
 
-def _model(seed: int, category: str, n_layers: int = 3, channels: int = 24) -> ModelRecord:
-    """Smooth (trained-looking) filters whose spectrum and mean depend on the category."""
-    rng = np.random.default_rng(seed)
-    shift = GROUPS[category]
-    mix = np.eye(9) + 0.4 * np.random.default_rng(100 + int(10 * shift)).standard_normal((9, 9)) * (0.3 + shift)
-    mean = shift * 0.3 * np.random.default_rng(200 + int(10 * shift)).standard_normal(9)
-    layers = []
-    for i in range(n_layers):
-        cin = 3 if i == 0 else channels
-        z = rng.standard_normal((channels * cin, 9)) @ mix + mean
-        w = (z * rng.lognormal(0, 0.3, (channels * cin, 1)) * 0.05).reshape(channels, cin, 3, 3)
-        w[rng.random(channels) < 0.05] = 0.0
-        layer = make_layer(f"conv{i}", "Conv", w)
-        layers.append(dataclasses.replace(layer, conv_depth=i, conv_depth_norm=i / (n_layers - 1)))
-    layers.append(make_layer("head", "Conv", rng.standard_normal((4, channels, 1, 1))))
-    return ModelRecord(ModelInfo(source=f"model-{seed}", format="synthetic"), tuple(layers))
-
-
-MODELS = [(0, "natural", "Classification"), (1, "natural", "Classification"), (2, "natural", "Detection"),
-          (3, "natural", "Detection"), (4, "medical", "Classification"), (5, "medical", "Segmentation"),
-          (6, "plants", "Classification")]
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("analysis") / "zoo"
-    st = init_store(root)
-    for seed, category, task in MODELS:
-        st.ingest(_model(seed, category), {"Name": f"m{seed}", "Visual Category": category, "Task": task})
-    st.close()
-    return open_store(root)
+@pytest.fixture()
+def store(synthetic_zoo):
+    """The session's synthetic zoo (filterdb.testing.ZOO_MODELS), read-only."""
+    return synthetic_zoo
 
 
 def _scaled_filters(store, where=None, params=None):
@@ -120,7 +95,7 @@ def test_store_pca_equals_sklearn_across_engines(store, kernel):
     ref = PCA().fit(x)
     for kwargs in ({"n_threads": 1, "task_rows": 10_000_000}, {"n_threads": 2, "task_rows": 1000}):
         basis = fit_pca(store, kernel=kernel, **kwargs)
-        assert basis.n_filters == len(x) and basis.n_models == len(MODELS)
+        assert basis.n_filters == len(x) and basis.n_models == len(ZOO_MODELS)
         np.testing.assert_allclose(basis.explained_variance_ratio, ref.explained_variance_ratio_, atol=1e-6)
         np.testing.assert_allclose(basis.components, ref.components_, atol=1e-5)
         np.testing.assert_allclose(basis.mean, ref.mean_, atol=1e-6)
@@ -240,11 +215,11 @@ def test_store_drift_equals_reference(store, model_weighting, range_mode, weight
 
 def test_drift_identical_groups_is_zero(tmp_path):
     st = init_store(tmp_path / "twins")
-    record = _model(5, "medical")
+    record = category_record(5, "medical")
     twin = ModelRecord(ModelInfo(source="twin", format="synthetic"),
                        tuple(make_layer(f"copy_{layer.name}", "Conv", layer.weight) for layer in record.layers))
-    st.ingest(record, {"Name": "a", "Task": "x"})
-    st.ingest(twin, {"Name": "b", "Task": "y"})
+    ingest_record(st, record, {"Name": "a", "Task": "x"})
+    ingest_record(st, twin, {"Name": "b", "Task": "y"})
     for range_mode in ("bound", "minmax"):
         for weighting in (False, True):
             result = drift(st, by="task", range=range_mode, model_weighting=weighting, min_filters=0)
@@ -326,7 +301,7 @@ def test_store_written_during_analysis(store, tmp_path):
     st = open_store(root, "a")
     before = fit_pca(st)
     plan = make_plan(st, "3x3", by="task")  # the snapshot an analysis works on
-    st.ingest(_model(99, "plants"), {"Name": "late", "Visual Category": "plants", "Task": "Detection"})
+    ingest_record(st, category_record(99, "plants"), {"Name": "late", "Visual Category": "plants", "Task": "Detection"})
     from filterdb.analysis._run import run_pass
     from filterdb.engine import LocalEngine
 
@@ -344,15 +319,15 @@ def test_store_written_during_analysis(store, tmp_path):
 def test_degeneration(tmp_path):
     st = init_store(tmp_path / "zoo")
     rng = np.random.default_rng(0)
-    good = _model(1, "natural")
+    good = category_record(1, "natural")
     random = ModelRecord(ModelInfo(source="untrained", format="synthetic"),
                          (make_layer("r0", "Conv", rng.standard_normal((64, 64, 3, 3))),))
     sparse_w = rng.standard_normal((64, 64, 3, 3))
     sparse_w[:48] *= 1e-4
     sparse = ModelRecord(ModelInfo(source="pruned", format="synthetic"), (make_layer("s0", "Conv", sparse_w),))
-    st.ingest(good, {"Name": "good", "Task": "Classification"})
-    st.ingest(random, {"Name": "untrained", "Task": "GAN-Discriminator"})
-    st.ingest(sparse, {"Name": "pruned", "Task": "Classification"})
+    ingest_record(st, good, {"Name": "good", "Task": "Classification"})
+    ingest_record(st, random, {"Name": "untrained", "Task": "GAN-Discriminator"})
+    ingest_record(st, sparse, {"Name": "pruned", "Task": "Classification"})
     result = degeneration(st, by="task")
     per_model = result.per_model.set_index("model")
     assert per_model.loc["untrained", "random_layers"] == 1.0 and per_model.loc["untrained", "random_filters"] == 1.0
@@ -377,16 +352,16 @@ def test_layers_with_non_finite_weights_are_left_out(tmp_path, kernel):
     """Decided once (docs/reference.md §3): layers holding NaN / inf weights leave every distribution analysis,
     and the notes count them; the rest gives the numbers of a store without them."""
     clean, dirty = init_store(tmp_path / "clean"), init_store(tmp_path / "dirty")
-    for seed, category, task in MODELS[:5]:
-        record = _model(seed, category)
+    for seed, category, task in ZOO_MODELS[:5]:
+        record = category_record(seed, category)
         meta = {"Name": f"m{seed}", "Visual Category": category, "Task": task}
-        clean.ingest(record, meta)
+        ingest_record(clean, record, meta)
         if seed in (1, 4):  # one more layer holding a NaN, and one holding an infinity
             w = np.random.default_rng(seed).standard_normal((8, 4, 3, 3)).astype(np.float32)
             w[3, 1, 0, 2] = np.nan if seed == 1 else np.inf
             extra = dataclasses.replace(make_layer("bad", "Conv", w), conv_depth=3, conv_depth_norm=1.0)
             record = dataclasses.replace(record, layers=(*record.layers, extra))
-        dirty.ingest(record, meta)
+        ingest_record(dirty, record, meta)
     a = fit_pca(clean, kernel=kernel)
     b = fit_pca(dirty, kernel=kernel)
     assert b.n_filters == a.n_filters

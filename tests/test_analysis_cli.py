@@ -6,19 +6,14 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from test_analysis import MODELS, _model
 
 from filterdb.cli import app
-from filterdb.store import init_store
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cli") / "zoo"
-    st = init_store(path)
-    for seed, category, task in MODELS:
-        st.ingest(_model(seed, category), {"Name": f"m{seed}", "Visual Category": category, "Task": task})
-    return path
+@pytest.fixture()
+def root(synthetic_zoo):
+    """The session's synthetic zoo (filterdb.testing.ZOO_MODELS): the commands only read it."""
+    return synthetic_zoo.root
 
 
 def test_analyze_commands(root, tmp_path):

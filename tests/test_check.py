@@ -11,7 +11,7 @@ import pytest
 import filterdb
 from filterdb.check import VERDICT_KINDS, ModelReport, Thresholds, Verdict, check_model, failing
 from filterdb.readers import registered_readers
-from filterdb.readers._registry import make_layer
+from filterdb.readers import make_layer
 from filterdb.types import ModelInfo, ModelRecord
 
 REQUIRED_LAYER_KEYS = {

@@ -8,22 +8,16 @@ import pytest
 pytest.importorskip("distributed")
 
 from distributed import Client, LocalCluster  # noqa: E402
-from test_analysis import MODELS, _model  # noqa: E402
 
 from filterdb.analysis import coefficient_histograms, drift, fit_pca  # noqa: E402
 from filterdb.engine import DaskEngine, get_engine  # noqa: E402
 from filterdb.engine.dask import SchedulerError  # noqa: E402
-from filterdb.store import init_store, open_store  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dask") / "zoo"
-    st = init_store(root)
-    for seed, category, task in MODELS:
-        st.ingest(_model(seed, category), {"Name": f"m{seed}", "Visual Category": category, "Task": task},
-                  metrics=False)
-    return open_store(root)
+@pytest.fixture()
+def store(synthetic_zoo):
+    """The session's synthetic zoo (filterdb.testing.ZOO_MODELS), read-only."""
+    return synthetic_zoo
 
 
 @pytest.fixture(scope="module")

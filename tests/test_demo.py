@@ -13,7 +13,8 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="the demo's report needs the 'plot' extra (matplotlib)")
 
-from test_zoo_report import assert_report_renders, parse
+from browser import assert_report_renders
+from helpers import parse
 
 from filterdb.cli import main
 from filterdb.store import open_store

@@ -13,9 +13,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_store_util import write_manifest
 
 from filterdb.cli import main
+from filterdb.testing import write_manifest
 
 pytestmark = pytest.mark.corpus
 
@@ -86,7 +86,7 @@ def test_readme_store_section_command_lines(zoo, capsys):
 
 
 def test_store_md_sql_and_python(zoo):
-    from test_store_util import synthetic_record
+    from filterdb.testing import synthetic_record
 
     namespace = {"record": synthetic_record(1)}  # a model not in the zoo yet (the example ingests and removes it)
     python = fenced(STORE_MD.read_text(), "python")[0]

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from filterdb.store import init_store
-from filterdb.store._exchange import export_hdf5, export_parquet, import_hdf5
+from filterdb.ingest import import_hdf5
+from filterdb.store._exchange import export_hdf5, export_parquet
 
 pytest.importorskip("tables")
 h5py = pytest.importorskip("h5py")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 from corpus import CORPUS
-from test_store_util import write_manifest
 
 from filterdb import read_model
 from filterdb.ingest import ingest
 from filterdb.store import open_store
+from filterdb.testing import write_manifest
 
 TAXONOMY = {  # key prefix -> (Task, Visual Category, Training-Dataset)
     "pnet": ("Face Detection", "faces", "WIDER FACE"), "rnet": ("Face Detection", "faces", "WIDER FACE"),

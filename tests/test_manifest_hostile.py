@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 from fuzzing import PEAK_KIB_SOURCE
-from test_store_util import synthetic_record, write_manifest
 
+from filterdb import ingest_record
 from filterdb.manifest import MAX_COLUMNS, load_manifest
 from filterdb.store import ManifestError, StoreError, init_store
+from filterdb.testing import synthetic_record, write_manifest
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -98,7 +99,7 @@ def test_thousands_of_extra_columns_are_refused(tmp_path, model):
     # the same through the Python API: the store bounds the columns of the models view
     store = init_store(tmp_path / "api")
     with pytest.raises(StoreError, match="more than 512"):
-        store.ingest(synthetic_record(2), {f"extra {i}": "x" for i in range(3000)})
+        ingest_record(store, synthetic_record(2), {f"extra {i}": "x" for i in range(3000)})
     assert store.models().empty
     row = {k: v for k, v in row.items() if not k.startswith("extra")} | {f"extra {i}": "x" for i in range(200)}
     assert len(load_manifest(write_manifest(tmp_path / "ok.csv", [row])).extra_columns) == 200

@@ -19,7 +19,7 @@ from filterdb.metrics import (
     variance_entropy,
     weight_norms,
 )
-from filterdb.readers._registry import make_layer
+from filterdb.readers import make_layer
 
 CONTRACT_COLUMNS = [
     "name", "kind", "op_type", "shape", "groups", "kernel", "n_filters", "conv_depth", "conv_depth_norm",

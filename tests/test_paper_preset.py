@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from corpus import CORPUS
-from test_store_util import write_manifest
 
 from filterdb import read_model
 from filterdb.cli import app
 from filterdb.ingest import ingest
 from filterdb.store import init_store
+from filterdb.testing import write_manifest
 
 MODELS = {  # corpus key -> (Task, Visual Category); None: no label in the manifest
     "pnet.pt": ("Face Detection", "faces"),
@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.corpus]
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory):
     """(store path, 3x3 filters (n, 9), their labels, 1x1 filters, their tasks) read from the model files."""
-    from conftest import fetch_corpus_file
+    from corpus import fetch_corpus_file
 
     root = tmp_path_factory.mktemp("paper")
     rows, filters, labels = [], [], {"task": [], "visual_category": [], "depth": []}

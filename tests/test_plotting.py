@@ -15,7 +15,7 @@ import filterdb
 from filterdb.check import VERDICT_KINDS, Thresholds, check_model
 from filterdb.errors import MissingDependencyError
 from filterdb.plotting import THEMES, layer_filters, metrics_vs_depth, rgb_filters
-from filterdb.readers._registry import make_layer
+from filterdb.readers import make_layer
 from filterdb.types import ModelInfo, ModelRecord
 
 SPARSE_MODEL = "face_detection_full_range_sparse.tflite"

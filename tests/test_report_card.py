@@ -16,7 +16,7 @@ from browser import png_distinct_rows, render
 import filterdb
 from filterdb.check import check_model
 from filterdb.cli import main
-from filterdb.readers._registry import make_layer
+from filterdb.readers import make_layer
 from filterdb.report import model_card_html, write_model_card
 from filterdb.types import ModelInfo, ModelRecord
 

@@ -21,31 +21,12 @@ from filterdb.analysis import (
 )
 from filterdb.cli._options import execution_options, parse_params, selection_options
 from filterdb.errors import UsageError
-from filterdb.readers import make_layer
-from filterdb.store import init_store, open_store
-from filterdb.types import ModelInfo, ModelRecord
+from filterdb.testing import ZOO_MODELS, category_record
 
-CATEGORIES = ["natural", "natural", "medical", "medical", "plants"]
-
-
-def _weights(seed: int) -> list[np.ndarray]:
-    """Two 3x3 conv layers of 16 x cin filters; the mix depends on the seed so the groups differ."""
-    rng = np.random.default_rng(seed)
-    mix = np.eye(9) + 0.5 * rng.standard_normal((9, 9))
-    return [(rng.standard_normal((16 * cin, 9)) @ mix * 0.1).astype(np.float32).reshape(16, cin, 3, 3)
-            for cin in (3, 16)]
-
-
-@pytest.fixture(scope="module")
-def zoo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("selection") / "zoo"
-    st = init_store(root, dtype="float32")
-    for seed, category in enumerate(CATEGORIES):
-        layers = tuple(make_layer(f"conv{i}", "Conv", w) for i, w in enumerate(_weights(seed)))
-        st.ingest(ModelRecord(ModelInfo(source=f"model-{seed}", format="synthetic"), layers),
-                  {"Name": f"m{seed}", "Visual Category": category})
-    st.close()
-    return open_store(root)
+@pytest.fixture()
+def zoo(synthetic_zoo):
+    """The session's synthetic zoo (filterdb.testing.ZOO_MODELS: 4 natural, 2 medical, 1 plants), read-only."""
+    return synthetic_zoo
 
 
 # -- validation: a UsageError naming the parameter and what it allows ------------------------------------
@@ -143,14 +124,23 @@ def test_objects_and_loose_keywords_do_not_mix(zoo):
 
 
 # -- the objects select what they say -----------------------------------------------------------------------
-def _scaled(weights: list[np.ndarray]) -> np.ndarray:
-    x = np.concatenate([w.reshape(-1, 9) for w in weights]).astype(np.float64)
-    return x / np.abs(x).max(axis=1, keepdims=True)
+def _stored_3x3(records) -> np.ndarray:
+    """The 3x3 filters of ``records`` as a float16 store keeps them (docs/store.md: each layer divided by its max
+    |w|, rounded to float16), each filter then divided by its max |value| (zero filters stay zero)."""
+    rows = []
+    for record in records:
+        for layer in record.layers:
+            if layer.weight.shape[2:] == (3, 3):
+                w = np.asarray(layer.weight, dtype=np.float32).reshape(-1, 9)
+                rows.append((w / np.float32(np.abs(w).max())).astype(np.float16))
+    x = np.concatenate(rows).astype(np.float64)
+    peak = np.abs(x).max(axis=1, keepdims=True)
+    return np.divide(x, peak, out=np.zeros_like(x), where=peak > 0)
 
 
 def test_pca_of_a_selection_equals_sklearn_on_those_weights(zoo):
-    medical = [i for i, c in enumerate(CATEGORIES) if c == "medical"]
-    x = _scaled([w for i in medical for w in _weights(i)])
+    medical = [category_record(seed, category) for seed, category, _ in ZOO_MODELS if category == "medical"]
+    x = _stored_3x3(medical)
     ref = PCA().fit(x)
     sel = Selection(where="visual_category = ?", params=["medical"], by="visual_category")  # by is ignored
     for exe in (Execution(kernel="numpy", threads=1), Execution(threads=2, task_rows=100)):
@@ -171,7 +161,7 @@ def test_run_drift_equals_the_keyword_api(zoo):
     only = run_drift(zoo, Selection(by="visual_category", groups=["plants", "natural"]),
                      DriftSettings(min_filters=0, order="none"))
     assert only.groups == ("plants", "natural")
-    assert set(only.sizes["n_models"]) == {1, 2}
+    assert set(only.sizes["n_models"]) == {1, 4}  # plants: 1 model, natural: 4
 
 
 def test_degeneration_takes_a_selection(zoo):
@@ -179,7 +169,8 @@ def test_degeneration_takes_a_selection(zoo):
     a = degeneration(zoo, selection=sel)
     b = degeneration(zoo, "visual_category", "visual_category <> ?", ["plants"])
     assert a.overall == b.overall and list(a.per_group["visual_category"]) == ["natural", "medical"]
-    assert a.overall["n_layers"] == 2 * 4
+    not_plants = [m for m in ZOO_MODELS if m[1] != "plants"]
+    assert a.overall["n_layers"] == len(not_plants) * 4  # 3 conv layers and a 1x1 head each (shape=None)
 
 
 # -- the shared CLI options -----------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from test_store_util import synthetic_record
 
+from filterdb import ingest_record
 from filterdb.errors import FilterDBError
 from filterdb.store import (
     StoreError,
@@ -16,6 +16,7 @@ from filterdb.store import (
     init_store,
     open_store,
 )
+from filterdb.testing import synthetic_record
 
 
 @pytest.fixture()
@@ -53,7 +54,7 @@ def test_open_errors(tmp_path):
 
 def test_ingest_round_trip_float16(store):
     record = synthetic_record(1, tiny=True)
-    result = store.ingest(record, {"Name": "net", "Task": "Classification", "Visual Category": "natural"})
+    result = ingest_record(store, record, {"Name": "net", "Task": "Classification", "Visual Category": "natural"})
     assert not result.skipped and result.n_layers == 4
     layers = store.layers()
     assert list(layers["layer"]) == ["stem", "conv1", "conv2", "head"]
@@ -74,14 +75,14 @@ def test_ingest_round_trip_float16(store):
 def test_float32_store_is_exact(tmp_path):
     store = init_store(tmp_path / "exact", dtype="float32")
     record = synthetic_record(2)
-    store.ingest(record)
+    ingest_record(store, record)
     raw = np.concatenate(list(store.iter_filters("3x3", scaled=False)))
     assert np.array_equal(raw, np.concatenate([layer.filters() for layer in record.layers[:3]]))
 
 
 def test_scaled_filters(store):
     record = synthetic_record(3)
-    store.ingest(record)
+    ingest_record(store, record)
     scaled = np.concatenate(list(store.iter_filters("3x3")))
     assert np.allclose(np.abs(scaled).max(axis=1), 1.0)
     direct = np.concatenate([layer.filters() for layer in record.layers[:3]])
@@ -91,18 +92,18 @@ def test_scaled_filters(store):
 
 def test_content_addressed(store):
     record = synthetic_record(4)
-    first = store.ingest(record, {"name": "a"})
-    again = store.ingest(record, {"name": "a"})
+    first = ingest_record(store, record, {"name": "a"})
+    again = ingest_record(store, record, {"name": "a"})
     assert again.skipped and again.model_id == first.model_id
-    changed = store.ingest(synthetic_record(5), {"name": "a"})
+    changed = ingest_record(store, synthetic_record(5), {"name": "a"})
     assert not changed.skipped
     models = store.models()
     assert list(models["version"]) == [1, 2] and list(models["model"]) == ["a", "a"]
 
 
 def test_metadata_columns_and_bound_predicates(store):
-    store.ingest(synthetic_record(6), {"Name": "x", "Task": "Detection", "My Extra": "yes"})
-    store.ingest(synthetic_record(7), {"Name": "y", "Task": "Classification"})
+    ingest_record(store, synthetic_record(6), {"Name": "x", "Task": "Detection", "My Extra": "yes"})
+    ingest_record(store, synthetic_record(7), {"Name": "y", "Task": "Classification"})
     models = store.models()
     assert "my_extra" in models.columns and list(models["my_extra"].fillna("-")) == ["yes", "-"]
     hostile = "Detection' OR '1'='1"
@@ -119,7 +120,7 @@ def test_metadata_columns_and_bound_predicates(store):
 
 
 def test_iter_filters_batches_and_layer_ids(store):
-    store.ingest(synthetic_record(8))
+    ingest_record(store, synthetic_record(8))
     batches = list(store.iter_filters("3x3", batch_rows=100, with_layer_ids=True))
     assert [len(f) for f, _ in batches][:-1] == [100] * (len(batches) - 1)
     ids = np.concatenate([i for _, i in batches])
@@ -131,8 +132,8 @@ def test_iter_filters_batches_and_layer_ids(store):
 
 
 def test_remove_and_stats(store):
-    store.ingest(synthetic_record(9), {"name": "a"})
-    store.ingest(synthetic_record(10), {"name": "b"})
+    ingest_record(store, synthetic_record(9), {"name": "a"})
+    ingest_record(store, synthetic_record(10), {"name": "b"})
     stats = store.stats()
     assert (stats.n_models, stats.n_layers, stats.n_filters) == (2, 8, 2 * (560 + 64))
     assert set(stats.shapes["kernel"]) == {"3x3", "1x1"}
@@ -148,24 +149,24 @@ def test_read_only_store_refuses_writes(tmp_path):
     init_store(tmp_path / "zoo")
     store = open_store(tmp_path / "zoo")
     with pytest.raises(StoreError, match="read-only"):
-        store.ingest(synthetic_record(11))
+        ingest_record(store, synthetic_record(11))
 
 
 def test_garbage_is_collected_by_the_next_writer(store):
-    store.ingest(synthetic_record(12))
+    ingest_record(store, synthetic_record(12))
     orphan = store.root / "shards" / "3x3" / "deadbeef.arrow"
     orphan.write_bytes(b"partial")
     (store.root / "tmp").mkdir(exist_ok=True)
     (store.root / "tmp" / "x.arrow.part").write_bytes(b"partial")
     assert sum(len(b) for b in open_store(store.root).iter_filters()) == 560  # invisible to readers
     writer = open_store(store.root, mode="a")
-    writer.ingest(synthetic_record(13))
+    ingest_record(writer, synthetic_record(13))
     assert not orphan.exists() and not any((store.root / "tmp").iterdir())
 
 
 def test_metrics_stored_with_layers(store):
     pytest.importorskip("filterdb.metrics")
-    store.ingest(synthetic_record(14))
+    ingest_record(store, synthetic_record(14))
     layers = store.layers()
     assert layers["sparsity"].notna().all()
     assert layers["variance_entropy"].notna().all()
@@ -176,7 +177,7 @@ def test_public_store_helpers(tmp_path):
 
     root = tmp_path / "zoo"
     store = init_store(root)
-    first = store.ingest(synthetic_record(1), {"Name": "a"})
+    first = ingest_record(store, synthetic_record(1), {"Name": "a"})
     assert store.known_hashes() == {first.sha256}
     again = store.existing(first.sha256)
     assert again.skipped and (again.model_id, again.model, again.n_filters) == (first.model_id, "a", first.n_filters)
@@ -187,3 +188,82 @@ def test_public_store_helpers(tmp_path):
     assert reader.read_only and reader.known_hashes() == {first.sha256}
     with pytest.raises(StoreError, match="opened read-only"):
         as_store(reader, "a")
+
+
+# -- the store takes metrics from its callers; it never runs the health check itself ------------------------
+
+def test_store_ingest_requires_metrics_by_keyword(store):
+    with pytest.raises(TypeError, match="metrics"):
+        store.ingest(synthetic_record(20))  # a loud error beats silently losing the verdicts
+    assert store.models().empty
+
+
+def test_store_ingest_stores_the_metrics_it_is_given(store):
+    """Hand-written rows, values no health check would compute: the store keeps exactly what it is given."""
+    record = synthetic_record(21)
+    names = [layer.name for layer in record.layers]
+    rows = [{"name": name, "sparsity": 0.125 * i, "n_nonfinite": i, "verdicts": ["hand-made"] if i else []}
+            for i, name in enumerate(names)]
+    store.ingest(record, {"Name": "given"}, metrics=rows)
+    layers = store.layers().sort_values("layer_index")
+    assert list(layers["sparsity"]) == [0.125 * i for i in range(len(names))]
+    assert list(layers["n_nonfinite"]) == list(range(len(names)))
+    assert [list(v) for v in layers["verdicts"]] == [[]] + [["hand-made"]] * (len(names) - 1)
+    assert layers["variance_entropy"].isna().all()  # not given: NULL, not computed
+
+
+def test_store_ingest_without_metrics_stores_null(store):
+    store.ingest(synthetic_record(22), metrics=None)
+    layers = store.layers()
+    assert layers["sparsity"].isna().all() and layers["verdicts"].isna().all()
+
+
+def test_store_refuses_metrics_of_another_model_and_computing_them(store):
+    from filterdb.check import check_model
+    from filterdb.errors import UsageError
+    from filterdb.store import prepare_model
+
+    other = check_model(synthetic_record(23, n_layers=2)).layers
+    with pytest.raises(UsageError, match="the metrics table has layers"):
+        store.ingest(synthetic_record(24), metrics=other)
+    with pytest.raises(UsageError, match="does not compute metrics"):
+        prepare_model(synthetic_record(24), metrics=True)
+    assert store.models().empty
+
+
+def test_ingest_record_computes_the_checks_metrics_and_fingerprint(store):
+    from filterdb.check import check_model
+    from filterdb.lineage import Fingerprint
+
+    record = synthetic_record(25)
+    result = ingest_record(store, record, {"Name": "checked"})
+    expected = check_model(record).layers.set_index("name")
+    stored = store.layers().set_index("layer")
+    for column in ("sparsity", "variance_entropy", "orthogonality", "norm_l2"):
+        np.testing.assert_allclose(stored.loc[expected.index, column], expected[column], rtol=1e-12)
+    assert [list(v) for v in stored.loc[expected.index, "verdicts"]] == [list(v) for v in expected["verdicts"]]
+    fingerprints = list(store.root.rglob(f"{result.sha256}.npz"))  # the lineage cache `filterdb similar` reads
+    assert len(fingerprints) == 1 and Fingerprint.load(fingerprints[0]) is not None
+    assert ingest_record(store.root, record).skipped  # known bytes: a no-op, by path too
+
+
+def test_store_package_never_imports_the_health_check():
+    """The store keeps metrics; the ingest layer computes them (filterdb.check imports nothing of the store)."""
+    import ast
+    from pathlib import Path
+
+    import filterdb.store
+
+    offenders = []
+    for path in sorted(Path(filterdb.store.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                module = "." * node.level + (node.module or "")
+                names = [module + ("." if node.module else "") + a.name for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            if any(n in ("..check", "filterdb.check") or n.startswith(("..check.", "filterdb.check.")) for n in names):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []

@@ -6,9 +6,10 @@ import json
 import shutil
 
 import pytest
-from test_store_util import snapshot, write_manifest
+from helpers import snapshot
 
 from filterdb.cli import main
+from filterdb.testing import write_manifest
 
 
 def run(capsys, *argv):

@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from test_store_util import synthetic_record
 
+from filterdb import ingest_record
 from filterdb.cli import main
 from filterdb.errors import UsageError
 from filterdb.store import StoreQueryError, init_store, open_store
+from filterdb.testing import synthetic_record
 
 
 def run(capsys, *argv):
@@ -22,10 +23,11 @@ def run(capsys, *argv):
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
+    """Two models whose filter counts the tests compute by hand (not the session zoo on purpose)."""
     root = tmp_path_factory.mktemp("cli") / "zoo"
     store = init_store(root)
-    store.ingest(synthetic_record(1, channels=40, n_layers=4), {"Name": "wide", "Task": "Classification"})
-    store.ingest(synthetic_record(2), {"Name": "narrow", "Task": "Detection"})
+    ingest_record(store, synthetic_record(1, channels=40, n_layers=4), {"Name": "wide", "Task": "Classification"})
+    ingest_record(store, synthetic_record(2), {"Name": "narrow", "Task": "Detection"})
     store.close()
     return root
 

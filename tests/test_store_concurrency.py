@@ -6,8 +6,9 @@ import subprocess
 import sys
 
 import pytest
-from test_store_util import subprocess_env
+from helpers import subprocess_env
 
+from filterdb import ingest_record
 from filterdb.store import init_store, open_store
 
 
@@ -20,10 +21,10 @@ def _popen(code: str, *args: str) -> subprocess.Popen:
 def test_two_writers_and_a_reader(tmp_path):
     root = tmp_path / "zoo"
     init_store(root)
-    writer = "import sys; from test_store_util import run_synthetic_ingest; run_synthetic_ingest(sys.argv[1], {}, 64)"
+    writer = "import sys; from helpers import run_synthetic_ingest; run_synthetic_ingest(sys.argv[1], {}, 64)"
     first = _popen(writer.format(list(range(8))), str(root))
     second = _popen(writer.format(list(range(4, 12))), str(root))  # models 4..7 overlap
-    reader = _popen("import sys; from test_store_util import run_reader; run_reader(sys.argv[1], 4.0)", str(root))
+    reader = _popen("import sys; from helpers import run_reader; run_reader(sys.argv[1], 4.0)", str(root))
     results = [p.communicate(timeout=180) for p in (first, second, reader)]
     for proc, (out, err) in zip((first, second, reader), results):
         assert proc.returncode == 0, err
@@ -48,10 +49,10 @@ def test_second_writer_waits_or_fails_clearly(tmp_path):
                     "s.writer().acquire(); print('held', flush=True); time.sleep(3)", str(root))
     assert holder.stdout.readline().strip() == "held"
     store = open_store(root, mode="a", lock_timeout=0.2)
-    from test_store_util import synthetic_record
+    from filterdb.testing import synthetic_record
 
     with pytest.raises(StoreBusyError, match=r"another writer \(process \d+\) holds the store's writer lock"):
-        store.ingest(synthetic_record(1))
+        ingest_record(store, synthetic_record(1))
     patient = open_store(root, mode="a", lock_timeout=30)
-    assert not patient.ingest(synthetic_record(1)).skipped  # waited for the holder to exit
+    assert not ingest_record(patient, synthetic_record(1)).skipped  # waited for the holder to exit
     holder.communicate(timeout=30)

@@ -12,10 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_store_util import snapshot, synthetic_record
+from helpers import snapshot
 
+from filterdb import ingest_record
 from filterdb.cli import main
 from filterdb.store import StoreError, StoreWriteError, init_store, open_store
+from filterdb.testing import synthetic_record
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -95,7 +97,7 @@ def test_every_amount_of_free_space_ends_cleanly(disk):
         before = snapshot(root)
         store = open_store(root, "a")
         try:
-            result = store.ingest(record, {"Name": "big"})
+            result = ingest_record(store, record, {"Name": "big"})
             outcomes.add("ok")
             store.remove(result.model_id)  # may itself meet the full disk
         except StoreWriteError as e:
@@ -134,7 +136,7 @@ def test_ingest_on_a_full_disk_from_the_command_line(disk, tmp_path, capsys):
 def test_read_only_store(disk, capsys):
     root = disk.path / "zoo"
     store = init_store(root)
-    store.ingest(synthetic_record(1), {"Name": "net"})
+    ingest_record(store, synthetic_record(1), {"Name": "net"})
     store.close()
     disk.remount("ro")
     try:
@@ -148,7 +150,7 @@ def test_read_only_store(disk, capsys):
         store = open_store(root, "a")
         assert sum(len(b) for b in store.iter_filters()) == 16 * 3 + 2 * 256
         with pytest.raises(StoreWriteError, match="Read-only file system"):
-            store.ingest(synthetic_record(2))
+            ingest_record(store, synthetic_record(2))
     finally:
         disk.remount("rw")
 

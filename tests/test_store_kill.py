@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from test_store_util import subprocess_env
+from helpers import subprocess_env
 
 from filterdb.store import init_store, open_store
 
@@ -18,7 +18,7 @@ CHANNELS = 96  # ~37k 3x3 filters per model: shard writes and commits both take 
 
 
 def _start(root):
-    code = ("import sys; from test_store_util import run_synthetic_ingest; "
+    code = ("import sys; from helpers import run_synthetic_ingest; "
             f"run_synthetic_ingest(sys.argv[1], {SEEDS!r}, {CHANNELS})")
     proc = subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=subprocess_env(), text=True)

@@ -9,22 +9,24 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
-from test_store_util import synthetic_record
 
+from filterdb import ingest_record
 from filterdb.store import SEGMENT_COLUMNS, ShardCorruptError, ShardRows, StoreQueryError, init_store, open_store
+from filterdb.testing import synthetic_record
 
 TASKS = {"net0": "Classification", "net1": "Detection", "net2": "Classification"}
 
 
 @pytest.fixture()
 def zoo(tmp_path):
-    """Three float32 models (exact values); two of them share the task selected below."""
+    """Three float32 models (exact values); two of them share the task selected below. Not the session zoo on
+    purpose: the tests compare exact weights and truncate or delete shards of their own copy."""
     root = tmp_path / "zoo"
     store = init_store(root, dtype="float32")
     records = {}
     for seed, (name, task) in enumerate(TASKS.items()):
         records[name] = synthetic_record(seed, n_layers=2 + seed, name=name)
-        store.ingest(records[name], {"Name": name, "Task": task, "Visual Category": "natural"})
+        ingest_record(store, records[name], {"Name": name, "Task": task, "Visual Category": "natural"})
     return root, records
 
 

@@ -14,10 +14,11 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
-from test_store_util import synthetic_record
 
+from filterdb import ingest_record
 from filterdb.cli import main
 from filterdb.store import ShardCorruptError, ShardRows, StoreError, init_store, open_store
+from filterdb.testing import synthetic_record
 
 
 def run(capsys, *argv):
@@ -29,9 +30,10 @@ def run(capsys, *argv):
 
 @pytest.fixture()
 def root(tmp_path):
+    """Three models in a store of this test's own (the tests damage its shards and catalog)."""
     store = init_store(tmp_path / "zoo")
     for seed in range(3):
-        store.ingest(synthetic_record(seed), {"Name": f"net{seed}", "Task": "Classification"})
+        ingest_record(store, synthetic_record(seed), {"Name": f"net{seed}", "Task": "Classification"})
     store.close()
     return tmp_path / "zoo"
 
@@ -134,7 +136,7 @@ def test_store_without_checksums_is_verified_by_structure_then_recorded(root, ca
     code, out, err = run(capsys, "verify", root)
     assert code == 0 and "6 shard(s) have no recorded checksum" in err and "--record-checksums" in err
     store = open_store(root, "a")  # writing into it upgrades the catalog: new shards get checksums
-    store.ingest(synthetic_record(7), {"Name": "net7"})
+    ingest_record(store, synthetic_record(7), {"Name": "net7"})
     store.close()
     rows = open_store(root).sql("SELECT shard, sha256 FROM t_shards ORDER BY shard")
     assert rows["sha256"].notna().sum() == 2
@@ -158,7 +160,7 @@ def test_truncated_catalog_gives_one_clear_error_everywhere(root, keep, capsys, 
         assert "it is damaged" in err and "unexpected" not in err, (argv, err)
     store = open_store(root, "a")
     with pytest.raises(StoreError, match="the catalog cannot be read"):
-        store.ingest(synthetic_record(9))
+        ingest_record(store, synthetic_record(9))
 
 
 def test_layer_pointing_past_its_shard(root, capsys):

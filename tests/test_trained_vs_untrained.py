@@ -8,7 +8,7 @@ import pytest
 import filterdb
 from filterdb.check import check_model
 from filterdb.errors import UnsupportedFormatError
-from filterdb.readers._registry import make_layer
+from filterdb.readers import make_layer
 from filterdb.types import ModelInfo, ModelRecord
 
 torch = pytest.importorskip("torch")

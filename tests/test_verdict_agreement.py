@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 import filterdb
+from filterdb import ingest_record
 from filterdb.analysis import degeneration
 from filterdb.check import Thresholds, check_model
 from filterdb.ingest import ingest
-from filterdb.readers._registry import make_layer
+from filterdb.readers import make_layer
 from filterdb.store import open_store
 from filterdb.types import ModelInfo, ModelRecord
 
@@ -89,7 +90,7 @@ def zoo(tmp_path_factory, corpus_path):
     store = open_store(path, "a")
     records = {}
     for record in _synthetic_models():
-        store.ingest(record, {"Name": record.info.source.split(".")[0], "Task": "synthetic"})
+        ingest_record(store, record, {"Name": record.info.source.split(".")[0], "Task": "synthetic"})
         records[record.info.source.split(".")[0]] = record
     for key in CORPUS:
         records[key] = filterdb.read_model(corpus_path(key))
@@ -176,7 +177,7 @@ def test_a_store_with_verdicts_of_an_older_rule_is_judged_by_the_current_one(tmp
     path = tmp_path / "old.fdb"
     init_store(path)
     with open_store(path, "a") as store:
-        store.ingest(_synthetic_models()[0], {"Name": "synthetic-0", "Task": "synthetic"})
+        ingest_record(store, _synthetic_models()[0], {"Name": "synthetic-0", "Task": "synthetic"})
     # an older filterdb judged by the entropy alone: it stored "random" for the correlated layer
     with duckdb.connect(str(path / "catalog.duckdb")) as con:
         con.execute("UPDATE t_layers SET verdicts = ['random'] WHERE layer = 'correlated'")

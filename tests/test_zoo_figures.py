@@ -1,12 +1,11 @@
 """Zoo-level figures (filterdb.plotting zoo functions): what they draw, checked against the results they were given.
 
-The results come from a small real store built in a temporary folder: synthetic models with known filter
-distributions (smooth blobs, oriented edges, noise), ingested through the store like any model.
+The results come from a small real store built once per session (conftest ``figure_zoo``,
+filterdb.testing.build_figure_zoo): synthetic models with known filter distributions (smooth blobs, oriented
+edges, noise), ingested through the store like any model.
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 import pytest
@@ -25,47 +24,11 @@ from filterdb.plotting import (
     eigen_images,
     ridge_plot,
 )
-from filterdb.readers._registry import make_layer
-from filterdb.store import init_store, open_store
-from filterdb.types import ModelInfo, ModelRecord
-
-TASKS = {"Blobs": 0.0, "Edges": 1.5, "Noise": None}  # task -> horizontal gradient added to a blob (None: noise)
-
-
-def _weights(rng: np.random.Generator, task: str, o: int = 64, i: int = 32) -> np.ndarray:
-    shift = TASKS[task]
-    if shift is None:
-        return rng.standard_normal((o, i, 3, 3)).astype(np.float32)
-    yy, xx = np.mgrid[-1:2, -1:2]
-    base = np.exp(-(xx**2 + yy**2) / 2.0) + shift * xx
-    return (rng.normal(size=(o, i, 1, 1)) * base + 0.3 * rng.standard_normal((o, i, 3, 3))).astype(np.float32)
-
-
-def build_zoo(path, n_per_task: int = 2, n_layers: int = 4):
-    """A store of 3 tasks × n models × n_layers layers of 64×32 3×3 filters; 'edges-0' has one sparse layer
-    (conv2: 48 of 64 output channels zero) and the noise models are random. Depths are set as a graph would."""
-    init_store(path)
-    store = open_store(path, "a")
-    rng = np.random.default_rng(0)
-    for task in TASKS:
-        for m in range(n_per_task):
-            layers = []
-            for k in range(n_layers):
-                w = _weights(rng, task)
-                if task == "Edges" and m == 0 and k == 2:
-                    w[:48] = 0.0
-                layer = make_layer(f"conv{k}", "Conv", w)
-                layers.append(dataclasses.replace(layer, conv_depth=k, conv_depth_norm=k / (n_layers - 1),
-                                                  depth_source="graph"))
-            record = ModelRecord(ModelInfo(source=f"{task}-{m}.onnx", format="onnx"), tuple(layers))
-            store.ingest(record, {"Name": f"{task.lower()}-{m}", "Task": task, "Visual Category": "synthetic",
-                                  "Training-Dataset": "none" if task == "Noise" else "toy"})
-    return open_store(path)
-
 
 @pytest.fixture(scope="module")
-def zoo(tmp_path_factory):
-    return build_zoo(tmp_path_factory.mktemp("zoo") / "zoo.fdb")
+def zoo(figure_zoo):
+    """The session's figure zoo (filterdb.testing.build_figure_zoo), read-only."""
+    return figure_zoo
 
 
 @pytest.fixture(scope="module")

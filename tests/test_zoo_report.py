@@ -4,44 +4,21 @@ from __future__ import annotations
 
 import html
 import re
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib", reason="the report needs the 'plot' extra (matplotlib)")
 
-from browser import png_distinct_rows, render
-from test_zoo_figures import build_zoo
+from browser import assert_report_renders, render
+from helpers import parse
 
+from filterdb import ingest_record
 from filterdb.analysis import AnalysisError
 from filterdb.cli import main
 from filterdb.report import build_zoo_report, write_zoo_report
 
 SECTIONS = ("summary", "pca", "density", "drift", "ridge", "degeneration", "lineage", "models")
-
-
-class _Anchors(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.ids: set[str] = set()
-        self.links: list[str] = []
-        self.images: list[dict[str, str]] = []
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if "id" in a:
-            self.ids.add(a["id"])
-        if tag == "a" and "href" in a:
-            self.links.append(a["href"])
-        if tag == "img":
-            self.images.append(a)
-
-
-def parse(text):
-    parser = _Anchors()
-    parser.feed(text)
-    return parser
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -54,8 +31,9 @@ def figure_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def zoo(tmp_path_factory):
-    return build_zoo(tmp_path_factory.mktemp("zoo") / "zoo.fdb")
+def zoo(figure_zoo):
+    """The session's figure zoo (filterdb.testing.build_figure_zoo), read-only."""
+    return figure_zoo
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +134,7 @@ def test_noise_floor_is_the_drift_between_random_halves_of_a_group(report, zoo):
 def test_unknown_is_left_out_small_groups_are_named_and_a_dominant_model_is_said(tmp_path):
     import numpy as np
 
-    from filterdb.readers._registry import make_layer
+    from filterdb.readers import make_layer
     from filterdb.store import init_store, open_store
     from filterdb.types import ModelInfo, ModelRecord
 
@@ -167,7 +145,7 @@ def test_unknown_is_left_out_small_groups_are_named_and_a_dominant_model_is_said
                                   ("d", "COCO", 200, 2), ("u", "unknown", 300, 2), ("tiny", "MNIST", 30, 1)):
         record = ModelRecord(ModelInfo(source=f"{name}.onnx", format="onnx"), tuple(
             make_layer(f"conv{k}", "Conv", rng.standard_normal((n // 4, 4, 3, 3))) for k in range(layers)))
-        store.ingest(record, {"Name": name, "Task": "Classification", "Training-Dataset": data})
+        ingest_record(store, record, {"Name": name, "Task": "Classification", "Training-Dataset": data})
     result = build_zoo_report(open_store(tmp_path / "s.fdb"), by=["training_dataset"], model_sections=False,
                               workers=0)
     d = result.summary["drift"]["training_dataset"]
@@ -223,7 +201,7 @@ def test_an_axis_with_one_group_is_a_note_and_an_unknown_column_an_error(zoo):
 def test_model_names_are_escaped(tmp_path):
     import numpy as np
 
-    from filterdb.readers._registry import make_layer
+    from filterdb.readers import make_layer
     from filterdb.store import init_store, open_store
     from filterdb.types import ModelInfo, ModelRecord
 
@@ -233,7 +211,7 @@ def test_model_names_are_escaped(tmp_path):
     for name in ('<img src=x onerror="alert(1)">', "<script>b</script>"):
         record = ModelRecord(ModelInfo(source=f"{len(name)}.onnx", format="onnx"),
                              (make_layer('<b>conv</b>', "Conv", rng.standard_normal((40, 8, 3, 3))),))
-        store.ingest(record, {"Name": name, "Task": name})
+        ingest_record(store, record, {"Name": name, "Task": name})
     text = build_zoo_report(open_store(tmp_path / "s.fdb")).html
     assert "<script>b" not in text and "<img src=x" not in text and "<b>conv" not in text
     assert "<script" not in text
@@ -244,7 +222,7 @@ def test_families_section_names_the_models_that_share_weights(tmp_path):
     """A model, its float16 copy and a pruned fine-tune of it form one family; an independent model stands apart."""
     import numpy as np
 
-    from filterdb.readers._registry import make_layer
+    from filterdb.readers import make_layer
     from filterdb.store import init_store, open_store
     from filterdb.types import ModelInfo, ModelRecord
 
@@ -258,7 +236,7 @@ def test_families_section_names_the_models_that_share_weights(tmp_path):
     store = open_store(tmp_path / "s.fdb", "a")
     for name, weights in models.items():
         layers = tuple(make_layer(f"conv{i}", "Conv", w) for i, w in enumerate(weights))
-        store.ingest(ModelRecord(ModelInfo(source=f"{name}.onnx", format="onnx"), layers), {"Name": name})
+        ingest_record(store, ModelRecord(ModelInfo(source=f"{name}.onnx", format="onnx"), layers), {"Name": name})
     result = build_zoo_report(open_store(tmp_path / "s.fdb"), model_sections=False)
     (family,) = result.summary["families"]
     assert sorted(family) == ["child-pruned", "parent", "parent-fp16"]
@@ -298,25 +276,6 @@ def test_cli_errors_are_one_line(zoo, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------ in a browser
-def assert_report_renders(path, *, dark=False):
-    text = path.read_text(encoding="utf-8")
-    n_images = len(re.findall(r"<img ", text))
-    result = render(path, dark=dark)
-    assert result.errors == [], result.errors
-    width, height = result.screenshot_size
-    assert width == 1280 and height >= 3000  # a long page of figures
-    assert png_distinct_rows(result.screenshot) >= 30
-    images = result.dom["images"]
-    assert len(images) == n_images > 0
-    for image in images:
-        assert image["complete"] and image["naturalWidth"] > 0 and image["naturalHeight"] > 0, image["alt"]
-        assert 0 < image["width"] <= 1280
-    assert result.dom["bodyWidth"] <= result.dom["viewportWidth"]
-    assert result.dom["scripts"] == 0
-    assert [u for u in result.requests if not u.startswith(("file://", "data:"))] == []
-    return result
-
-
 @pytest.mark.slow
 @pytest.mark.browser
 def test_report_renders_in_chromium(report):

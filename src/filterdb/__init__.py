@@ -26,6 +26,10 @@ def __getattr__(name: str) -> Any:  # lazy re-exports keep `import filterdb` lig
         from .metrics import layer_metrics
 
         return layer_metrics
+    if name == "ingest_record":  # one in-memory model into a store, metrics computed as `filterdb ingest` does
+        from .ingest import ingest_record
+
+        return ingest_record
     if name == "Monitor":
         from .monitor import Monitor
 
@@ -60,6 +64,7 @@ __all__ = [
     "lineage",
     "similar",
     "failing",
+    "ingest_record",
     "init_store",
     "layer_metrics",
     "open_store",

@@ -3,6 +3,11 @@
 Reading and parsing model files (and computing layer metrics) is the expensive part; it runs in worker
 processes when there is more than one file and more than one core. The writes stay in the calling
 process, in source order, each under the store's writer lock.
+
+This layer computes what the store keeps next to the filters -- the layer metrics with the verdicts of
+``filterdb check`` and the lineage fingerprint -- and hands them to the store, which never runs the health
+check itself. :func:`ingest` takes files, :func:`ingest_record` one in-memory record, :func:`import_hdf5` a
+published CNN Filter DB ``dataset.h5``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,9 +26,11 @@ from ._hashing import file_sha256
 from .errors import FilterDBError, ModelFormatError, ModelNotFoundError
 from .manifest import DEFAULT_REQUIRED, Manifest, ManifestMatch, is_source_name, load_manifest, match_manifest
 from .store import (IngestResult, ManifestError, PreparedModel, Store, StoreError, StoreWriteError, as_store,
-                    init_store, prepare_model)
+                    init_store, iter_hdf5_models, prepare_model, record_sha256)
+from .types import ModelRecord
 
-__all__ = ["MODEL_SUFFIXES", "IngestError", "IngestEvent", "IngestReport", "SourceItem", "expand_sources", "ingest"]
+__all__ = ["MODEL_SUFFIXES", "IngestError", "IngestEvent", "IngestReport", "SourceItem", "expand_sources",
+           "import_hdf5", "ingest", "ingest_record"]
 
 # What a directory walk picks up (content sniffing decides the reader afterwards).
 MODEL_SUFFIXES = (".onnx", ".pt", ".pth", ".bin", ".safetensors", ".h5", ".hdf5", ".keras", ".tflite", ".lz4",
@@ -143,16 +150,70 @@ class PrepareJob:
 
 
 def _read_and_prepare(job: PrepareJob) -> PreparedModel:
-    """Worker: read one file, compute its layer metrics and verdicts, and turn it into catalog rows and shard
-    arrays."""
-    from .check import check_model
+    """Worker: read one file and prepare it (:func:`_prepare`)."""
     from .readers import read_path
 
-    spec, path, metadata, dtype, sha256 = job.spec, job.path, job.metadata, job.options.dtype, job.sha256
-    record = read_path(Path(path), job.options.read, source=spec, sha256=sha256)
+    record = read_path(Path(job.path), job.options.read, source=job.spec, sha256=job.sha256)
+    return _prepare(record, job.metadata, job.options.dtype)
+
+
+def _prepare(record: ModelRecord, metadata: Mapping[str, Any] | None, dtype: str) -> PreparedModel:
+    """Compute a record's layer metrics (with the verdicts of ``filterdb check``) and lineage fingerprint, and
+    turn it into catalog rows and shard arrays: every path into the store goes through here."""
+    from .check import check_model
+
     prepared = prepare_model(record, metadata, dtype=dtype, metrics=check_model(record).layers)
-    prepared.fingerprint = _fingerprint(record)
+    fp = _fingerprint(record)
+    if fp is not None and not fp.sha256:  # an in-memory record: cached under the hash the store gave it
+        fp = replace(fp, sha256=prepared.sha256)
+    prepared.fingerprint = fp
     return prepared
+
+
+def _write(target: Store, prepared: PreparedModel) -> IngestResult:
+    """Commit one prepared model (atomic, under the writer lock), then cache its lineage fingerprint."""
+    result = target.ingest_prepared(prepared)
+    if prepared.fingerprint is not None and not result.skipped:
+        from .lineage import fingerprint_model
+
+        try:
+            fingerprint_model(target, prepared.fingerprint)
+        except OSError:  # only a cache: `filterdb similar` computes a missing fingerprint from the shards
+            pass
+    return result
+
+
+def ingest_record(store: Store | str | os.PathLike[str], record: ModelRecord,
+                  metadata: Mapping[str, Any] | None = None) -> IngestResult:
+    """Add one in-memory model to a store as `filterdb ingest` adds a file: its layer metrics and verdicts
+    and its lineage fingerprint computed here, then one atomic write; a no-op for bytes the store holds.
+
+    ``store`` is an open store (mode "a") or its path; ``metadata`` the model's name and taxonomy (keys as in a
+    manifest: "Name", "Task", ... or normalised: "name", "task", ...); extra keys become new columns.
+
+    Examples
+    --------
+    >>> from filterdb import ingest_record, read_model  # doctest: +SKIP
+    >>> ingest_record("zoo.fdb", read_model("net.onnx"), {"Name": "net", "Task": "Classification"})  # doctest: +SKIP
+    """
+    target = as_store(store, "a")
+    sha = record_sha256(record)
+    if target.has(sha):
+        return target.existing(sha)
+    return _write(target, _prepare(record, metadata, target.dtype))
+
+
+def import_hdf5(store: Store | str | os.PathLike[str], path: str | os.PathLike[str]) -> list[IngestResult]:
+    """Import a published CNN Filter DB ``dataset.h5`` (docs/reference.md §8) model by model, under one writer
+    lock: each model atomic, with layer metrics computed as for any ingested model; re-imports are no-ops.
+
+    The layout keeps no (out, in) structure, so the metrics that need output channels (orthogonality) stay
+    NULL (see :func:`filterdb.store.iter_hdf5_models`).
+    """
+    target = as_store(store, "a")
+    with target.writer():
+        return [_write(target, _prepare(record, metadata, target.dtype))
+                for record, metadata in iter_hdf5_models(path)]
 
 
 def _fingerprint(record: Any) -> Any:
@@ -298,17 +359,10 @@ def _commit(target: Store, job: PrepareJob, prepared: PreparedModel, report: Ing
             progress: Callable[[IngestEvent], None] | None) -> None:
     """Write one prepared model (atomic, under the writer lock), then save its lineage fingerprint."""
     try:
-        result = target.ingest_prepared(prepared)
+        result = _write(target, prepared)
     except StoreWriteError as e:  # a full disk stops the run (--keep-going skips bad files, not bad disks)
         raise StoreWriteError(f"{job.spec}: {e}; {len(report.ingested)} model(s) ingested before it stay in "
                               "the store, run the ingest again to continue") from e
-    if prepared.fingerprint is not None and not result.skipped:
-        from .lineage import fingerprint_model
-
-        try:
-            fingerprint_model(target, prepared.fingerprint)
-        except OSError:  # only a cache: `filterdb similar` computes a missing fingerprint from the shards
-            pass
     report.results.append(result)
     if progress:
         progress(IngestEvent("skipped" if result.skipped else "done", job.index, total, job.spec, result))

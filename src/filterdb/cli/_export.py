@@ -39,8 +39,8 @@ def export_cmd(store: Path, output: Path, fmt: str | None, selection: Selection)
 @click.option("--init", "create", is_flag=True, help="Create STORE if it does not exist.")
 def import_cmd(store: Path, dataset: Path, create: bool) -> None:
     """Import a published CNN Filter DB dataset.h5 (filters N x 9 + meta) into STORE."""
+    from ..ingest import import_hdf5
     from ..store import init_store, open_store
-    from ..store._exchange import import_hdf5
 
     handle = init_store(store, exist_ok=True) if create else open_store(store, mode="a")
     with handle:

@@ -26,6 +26,7 @@ class Snapshots:
     def __init__(self, store: SnapshotStore, name: str, *, every: int) -> None:
         from ..store import Store, init_store
 
+        self.store: Store
         if isinstance(store, Store):
             self.store, self._owned = store, False
         else:
@@ -41,7 +42,9 @@ class Snapshots:
         if (evaluation % self.every != 0 and not final) or step in self.steps:
             return
         metadata = {"name": f"{self.name}@step={step}", "step": step, "epoch": epoch, "run": self.name}
-        self.store.ingest(record, metadata)
+        from ..ingest import ingest_record
+
+        ingest_record(self.store, record, metadata)
         self.steps.append(step)
 
     def close(self) -> None:

@@ -16,7 +16,8 @@ from ._errors import (
     StoreQueryError,
     StoreWriteError,
 )
-from ._prepare import PreparedModel, kernel_key, prepare_model, record_sha256
+from ._exchange import export_hdf5, export_parquet, iter_hdf5_models
+from ._prepare import LayerMetrics, PreparedModel, kernel_key, prepare_model, record_sha256
 from ._reading import ShardRows, read_ahead, readahead_budget
 from ._segments import SEGMENT_COLUMNS
 from ._store import FORMAT_VERSION, IngestResult, Store, StoreStats, as_store, init_store, open_store
@@ -26,6 +27,7 @@ __all__ = [
     "FORMAT_VERSION",
     "Damage",
     "IngestResult",
+    "LayerMetrics",
     "ManifestError",
     "PreparedModel",
     "SEGMENT_COLUMNS",
@@ -41,7 +43,10 @@ __all__ = [
     "StoreWriteError",
     "VerifyReport",
     "as_store",
+    "export_hdf5",
+    "export_parquet",
     "init_store",
+    "iter_hdf5_models",
     "kernel_key",
     "open_store",
     "prepare_model",

@@ -23,13 +23,12 @@ import numpy as np
 
 from .._kernel import KernelKey
 from ..errors import MissingDependencyError, ModelFormatError
-from ..types import ModelInfo, ModelRecord
+from ..types import ConvLayer, ModelInfo, ModelRecord
 from ._errors import StoreError
-from ._prepare import prepare_model
 from ._reading import iter_segment_rows
-from ._store import IngestResult, Store
+from ._store import Store
 
-__all__ = ["HDF5_COLUMNS", "export_hdf5", "export_parquet", "import_hdf5"]
+__all__ = ["HDF5_COLUMNS", "export_hdf5", "export_parquet", "iter_hdf5_models"]
 
 # catalog column -> the published data set's column name
 HDF5_COLUMNS = {
@@ -149,11 +148,12 @@ def _parse_range(text: Any, n_rows: int, where: str) -> tuple[int, int]:
     return start, end + 1
 
 
-def import_hdf5(store: Store, path: str | os.PathLike[str]) -> list[IngestResult]:
-    """Import a CNN Filter DB ``dataset.h5`` model by model (each one atomic, re-imports are no-ops).
+def iter_hdf5_models(path: str | os.PathLike[str]) -> Iterator[tuple[ModelRecord, dict[str, Any]]]:
+    """The models of a CNN Filter DB ``dataset.h5``, one (record, metadata) per ``model_id``, in id order.
 
-    The published layout keeps no (out, in) structure: each layer comes in as one output channel with n
-    inputs, (1, n, kh, kw), so that the metrics that need output channels (orthogonality) stay NULL.
+    The format half of an import (:func:`filterdb.ingest.import_hdf5` computes metrics and commits). The
+    published layout keeps no (out, in) structure: each layer comes in as one output channel with n inputs,
+    (1, n, kh, kw), so that the metrics that need output channels (orthogonality) stay NULL.
     """
     _need_tables()
     import h5py
@@ -170,7 +170,6 @@ def import_hdf5(store: Store, path: str | os.PathLike[str]) -> list[IngestResult
     missing = [c for c in ("model_id", "filter_ids") if c not in meta.columns]
     if missing:
         raise ModelFormatError(f"{source}: /meta lacks {', '.join(missing)}; not the CNN Filter DB layout")
-    results: list[IngestResult] = []
     with h5py.File(source, "r") as h5:
         key = "filters" if "filters" in h5 else "filter" if "filter" in h5 else None
         if key is None:
@@ -180,39 +179,35 @@ def import_hdf5(store: Store, path: str | os.PathLike[str]) -> list[IngestResult
         side = round(width**0.5)
         kernel = (side, side) if side * side == width else (width,)
         extra_cols = [c for c in meta.columns if c not in _LAYER_LEVEL and not _DERIVED.match(str(c))]
-        with store.writer():
-            for model_id, group in meta.groupby("model_id", sort=True):
-                group = group.sort_values("layer_id" if "layer_id" in group.columns else "filter_ids")
-                layers = []
-                for row in group.itertuples(index=False):
-                    rowd = row._asdict() if hasattr(row, "_asdict") else dict(zip(group.columns, row))
-                    rowd = dict(zip(group.columns, row))
-                    start, end = _parse_range(rowd["filter_ids"], n_rows, f"{source}: model {model_id}")
-                    weight = np.asarray(filters[start:end], dtype=np.float32).reshape(1, end - start, *kernel)
-                    layer = make_layer(f"layer_{rowd.get('layer_id', len(layers))}", "Conv", weight,
-                                       notes=("imported from the CNN Filter DB layout: (out, in) unknown",))
-                    depth = rowd.get("conv_depth")
-                    norm = rowd.get("conv_depth_norm")
-                    layers.append(replace(layer, conv_depth=None if pd.isna(depth) else int(depth),
-                                          conv_depth_norm=None if pd.isna(norm) else float(norm)))
-                first = dict(zip(group.columns, next(group.itertuples(index=False))))
-                opset = first.get("op_set")
-                info = ModelInfo(source=f"{source.name}#model_id={model_id}", format="cnn-filter-db",
-                                 producer=_text(first.get("producer")),
-                                 opset=None if opset is None or pd.isna(opset) else int(opset))
-                record = ModelRecord(info=info, layers=tuple(layers))
-                metadata: dict[str, Any] = {}
-                for column in extra_cols:
-                    value = _text(first.get(column))
-                    name = _IMPORT_ALIASES.get(str(column)) or _catalog_name(str(column))
-                    metadata[name] = value
-                if not metadata.get("model"):
-                    metadata["model"] = _text(first.get("Name")) or _text(first.get("model")) or f"model_{model_id}"
-                metadata.pop("name", None)
-                metadata["original_model_id"] = str(model_id)
-                prepared = prepare_model(record, metadata, dtype=store.dtype)
-                results.append(store.ingest_prepared(prepared))
-    return results
+        for model_id, group in meta.groupby("model_id", sort=True):
+            group = group.sort_values("layer_id" if "layer_id" in group.columns else "filter_ids")
+            layers: list[ConvLayer] = []
+            for row in group.itertuples(index=False):
+                rowd = dict(zip(group.columns, row))
+                start, end = _parse_range(rowd["filter_ids"], n_rows, f"{source}: model {model_id}")
+                weight = np.asarray(filters[start:end], dtype=np.float32).reshape(1, end - start, *kernel)
+                layer = make_layer(f"layer_{rowd.get('layer_id', len(layers))}", "Conv", weight,
+                                   notes=("imported from the CNN Filter DB layout: (out, in) unknown",))
+                depth = rowd.get("conv_depth")
+                norm = rowd.get("conv_depth_norm")
+                layers.append(replace(layer, conv_depth=None if depth is None or pd.isna(depth) else int(depth),
+                                      conv_depth_norm=None if norm is None or pd.isna(norm) else float(norm)))
+            first = dict(zip(group.columns, next(group.itertuples(index=False))))
+            opset = first.get("op_set")
+            info = ModelInfo(source=f"{source.name}#model_id={model_id}", format="cnn-filter-db",
+                             producer=_text(first.get("producer")),
+                             opset=None if opset is None or pd.isna(opset) else int(opset))
+            record = ModelRecord(info=info, layers=tuple(layers))
+            metadata: dict[str, Any] = {}
+            for column in extra_cols:
+                value = _text(first.get(column))
+                name = _IMPORT_ALIASES.get(str(column)) or _catalog_name(str(column))
+                metadata[name] = value
+            if not metadata.get("model"):
+                metadata["model"] = _text(first.get("Name")) or _text(first.get("model")) or f"model_{model_id}"
+            metadata.pop("name", None)
+            metadata["original_model_id"] = str(model_id)
+            yield record, metadata
 
 
 def _catalog_name(published: str) -> str:

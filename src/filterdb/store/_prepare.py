@@ -14,12 +14,15 @@ from typing import Any
 import numpy as np
 
 from .._kernel import kernel_key  # the one kernel-key rule (filterdb._kernel)
+from ..errors import UsageError
 from ..types import ConvLayer, ModelRecord
-from ._catalog import METRIC_COLUMNS
+from ._catalog import METRIC_COLUMNS, normalise_column
 
-__all__ = ["PreparedModel", "compute_metrics", "kernel_key", "metric_rows", "prepare_model", "record_sha256"]
+__all__ = ["LayerMetrics", "PreparedModel", "kernel_key", "metric_rows", "prepare_model", "record_sha256"]
 
-
+# A layer metrics table, one row per layer of the record: filterdb.check.check_model(record).layers (a DataFrame)
+# or its rows (mappings). The store stores it; it never computes one (that is the ingest layer's job).
+LayerMetrics = Any
 
 
 def record_sha256(record: ModelRecord) -> str:
@@ -55,20 +58,12 @@ def _scale(weight: np.ndarray) -> float:
     return top if top > 0 else 1.0
 
 
-def compute_metrics(record: ModelRecord) -> Any:
-    """The layer metrics table of ``record`` with the verdicts of ``filterdb check`` (for callers that hand a bare
-    record to the store, like :meth:`Store.ingest`; ``filterdb ingest`` computes it next to the reader)."""
-    from ..check import check_model
-
-    return check_model(record).layers
-
-
-def metric_rows(table: Any, record: ModelRecord) -> list[dict[str, Any]]:
+def metric_rows(table: LayerMetrics, record: ModelRecord) -> list[dict[str, Any]]:
     """The catalog's metric columns per layer of ``record`` from a layer metrics table (DataFrame or rows)."""
     rows = table.to_dict("records") if hasattr(table, "to_dict") else [dict(r) for r in table]
     names = [layer.name for layer in record.layers]
     if [r.get("name") for r in rows] != names:
-        raise ValueError(f"{record.info.source}: the metrics table has layers {[r.get('name') for r in rows][:5]}…, "
+        raise UsageError(f"{record.info.source}: the metrics table has layers {[r.get('name') for r in rows][:5]}…, "
                          f"the model {names[:5]}…; compute it from this record (filterdb.check.check_model)")
     out = []
     for row in rows:
@@ -77,7 +72,7 @@ def metric_rows(table: Any, record: ModelRecord) -> list[dict[str, Any]]:
             value = row.get(col)
             if col == "verdicts":
                 clean[col] = [str(v) for v in value] if isinstance(value, (list, tuple, np.ndarray)) else None
-            elif _missing(value):
+            elif value is None or _missing(value):
                 clean[col] = None
             else:
                 clean[col] = int(value) if METRIC_COLUMNS[col] == "BIGINT" else float(value)
@@ -119,22 +114,24 @@ def prepare_model(
     metadata: Mapping[str, Any] | None = None,
     *,
     dtype: str = "float16",
-    metrics: Any = True,
+    metrics: LayerMetrics | None,
 ) -> PreparedModel:
     """Catalog rows and per-shape filter arrays of ``record``.
 
     ``metrics`` is the model's layer metrics table (:func:`filterdb.check.check_model`'s ``layers``, one row per
-    layer of ``record``), True to compute it here, or False to store NULL metrics.
+    layer of ``record``), or None (or False) to store NULL metrics; :func:`filterdb.ingest_record` computes it.
+    ``metadata`` keys are normalised to catalog column names ("Visual Category" -> "visual_category").
 
     float16 stores divide each layer by its max |w| (finite values; kept as ``scale``), so that
     ``stored * scale`` is within 2**-11 * scale of the original weight; float32 stores keep exact values
     with scale 1.
     """
-    metadata = dict(metadata or {})
+    metadata = {normalise_column(k): v for k, v in (metadata or {}).items()}
     info = record.info
     notes = list(info.notes)
-    if metrics is True:
-        metrics = compute_metrics(record)
+    if metrics is True:  # the store never runs the health check itself
+        raise UsageError("prepare_model(metrics=True): the store does not compute metrics; pass "
+                        "filterdb.check.check_model(record).layers, or None, or use filterdb.ingest_record")
     layer_metrics = None if metrics is False or metrics is None else metric_rows(metrics, record)
     rows: list[dict[str, Any]] = []
     kernels: list[str] = []
@@ -156,9 +153,10 @@ def prepare_model(
         chunks.setdefault(row["kernel"], []).append(stored)
     filters = {k: (np.concatenate(v) if len(v) > 1 else v[0]) for k, v in chunks.items()}
     name = metadata.pop("name", None) or metadata.pop("model", None) or _default_name(record)
-    model_row = {
+    sha256 = record_sha256(record)
+    model_row: dict[str, Any] = {
         "model": str(name),
-        "sha256": record_sha256(record),
+        "sha256": sha256,
         "source": info.source,
         "path": info.path,
         "format": info.format,
@@ -176,7 +174,7 @@ def prepare_model(
         if key in model_row or key in ("model_id", "version", "ingested_at"):
             key = f"meta_{key}"
         model_row[key] = None if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
-    return PreparedModel(model_row["sha256"], model_row, rows, filters, kernels)
+    return PreparedModel(sha256, model_row, rows, filters, kernels)
 
 
 def _default_name(record: ModelRecord) -> str:

@@ -19,7 +19,7 @@ from ..types import ModelRecord
 from . import _catalog as catalog
 from ._errors import StoreError, StoreFormatError, StoreNotFoundError, StoreQueryError, write_error
 from ._lock import WriterLock
-from ._prepare import PreparedModel, prepare_model
+from ._prepare import LayerMetrics, PreparedModel, prepare_model, record_sha256
 from ._query import is_users_mistake, query_error
 from ._reading import iter_segment_rows
 from ._segments import segments as plan_segments
@@ -387,19 +387,19 @@ class Store:
             return removed
 
     def ingest(self, record: ModelRecord, metadata: Mapping[str, Any] | None = None, *,
-               metrics: bool = True) -> IngestResult:
+               metrics: LayerMetrics | None) -> IngestResult:
         """Add one model (all its conv layers and their filters) in one atomic step; a no-op for known bytes.
 
         ``metadata``: the model's name and taxonomy (keys as in a manifest: "Name", "Task",
         "Visual Category", ... or already normalised: "name", "task", ...); extra keys become new columns.
+        ``metrics``: the layer metrics table of ``filterdb.check.check_model(record).layers`` (or its rows), or
+        None to store NULL metrics; required, since the store never runs the health check itself.
+        :func:`filterdb.ingest_record` computes it (and the lineage fingerprint) and calls the store.
         """
-        from ._prepare import record_sha256
-
         sha = record_sha256(record)
         if self.supports_writes and self.has(sha):
             return self.existing(sha)
-        normalised = {catalog.normalise_column(k): v for k, v in (metadata or {}).items()}
-        return self.ingest_prepared(prepare_model(record, normalised, dtype=self.dtype, metrics=metrics))
+        return self.ingest_prepared(prepare_model(record, metadata, dtype=self.dtype, metrics=metrics))
 
     def ingest_prepared(self, prepared: PreparedModel) -> IngestResult:
         """Write a :class:`PreparedModel`: shards first (invisible until referenced), then one transaction."""

@@ -70,7 +70,7 @@ def _torch() -> Any:
 def _net(torch: Any, widths: tuple[int, int, int]) -> Any:
     nn = torch.nn
 
-    class Net(nn.Module):
+    class Net(nn.Module):  # type: ignore[name-defined]  # torch is imported at run time, not typed here
         def __init__(self) -> None:
             super().__init__()
             c1, c2, c3 = widths
@@ -130,7 +130,7 @@ def _prune(torch: Any, model: Any, share: float) -> Any:
         norms = state[f"{name}.weight"].abs().sum(dim=(1, 2, 3))
         n_keep = len(norms) - round(share * len(norms))
         keep[name] = torch.sort(torch.argsort(norms, descending=True)[:n_keep]).values
-    small = _net(torch, tuple(len(keep[n]) for n in ("conv1", "conv2", "conv3")))
+    small = _net(torch, (len(keep["conv1"]), len(keep["conv2"]), len(keep["conv3"])))
     new = {}
     previous = None
     for i, name in enumerate(("conv1", "conv2", "conv3"), 1):

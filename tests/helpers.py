@@ -1,27 +1,23 @@
-"""Helpers for the store tests (no tests here): synthetic records and store snapshots."""
+"""Helpers shared by several test files that are neither fixtures nor tests: store snapshots, the environment
+and bodies of child processes, and an HTML anchor parser (synthetic models and zoos: filterdb.testing)."""
 
 from __future__ import annotations
 
 import os
+from html.parser import HTMLParser
 from pathlib import Path
 
-import numpy as np
-
-from filterdb.readers import make_layer
-from filterdb.types import ModelInfo, ModelRecord
+from filterdb.testing import synthetic_record
 
 
-def synthetic_record(seed: int, *, n_layers: int = 3, channels: int = 16, name: str | None = None,
-                     kernel: int = 3, tiny: bool = False) -> ModelRecord:
-    """A deterministic model: a 3-channel stem, then channels x channels layers, and one 1x1 layer."""
-    rng = np.random.default_rng(seed)
-    layers = [make_layer("stem", "Conv", rng.normal(0, 0.1, (channels, 3, kernel, kernel)))]
-    for i in range(1, n_layers):
-        scale = 1e-4 if tiny else 0.05
-        layers.append(make_layer(f"conv{i}", "Conv", rng.normal(0, scale, (channels, channels, kernel, kernel))))
-    layers.append(make_layer("head", "Conv", rng.normal(0, 0.1, (4, channels, 1, 1))))
-    info = ModelInfo(source=name or f"synthetic-{seed}", format="synthetic")
-    return ModelRecord(info=info, layers=tuple(layers))
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment of a child Python that imports filterdb from this checkout and these helpers."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + os.pathsep + str(Path(__file__).parent) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
 
 
 def snapshot(root: Path) -> tuple[object, ...]:
@@ -37,36 +33,6 @@ def snapshot(root: Path) -> tuple[object, ...]:
             tuple(files))
 
 
-def write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:
-    """Write rows as CSV, YAML or JSON by the path's suffix."""
-    import json
-
-    if path.suffix == ".csv":
-        import csv
-
-        columns = list(dict.fromkeys(k for r in rows for k in r))
-        with open(path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, columns)
-            writer.writeheader()
-            writer.writerows(rows)
-    elif path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        path.write_text(yaml.safe_dump({"models": rows}, sort_keys=False))
-    else:
-        path.write_text(json.dumps(rows, indent=1))
-    return path
-
-
-SRC = str(Path(__file__).resolve().parents[1] / "src")
-
-
-def subprocess_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = SRC + os.pathsep + str(Path(__file__).parent) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 def run_synthetic_ingest(root: str, seeds: list[int], channels: int) -> None:
     """Subprocess body: ingest synthetic models one by one, printing a line after each commit."""
     import sys
@@ -77,7 +43,7 @@ def run_synthetic_ingest(root: str, seeds: list[int], channels: int) -> None:
     print("ready", flush=True)
     for seed in seeds:
         result = store.ingest(synthetic_record(seed, channels=channels, n_layers=4), {"name": f"m{seed}"},
-                              metrics=False)  # metrics cost time and do not change atomicity
+                              metrics=None)  # metrics cost time and do not change atomicity
         print(f"committed {seed} {int(result.skipped)}", flush=True)
     sys.stdout.flush()
 
@@ -100,3 +66,28 @@ def run_reader(root: str, seconds: float) -> None:
         assert n >= int(layers["n_filters"].sum()), (n, int(layers["n_filters"].sum()))
         rounds += 1
     print(f"rounds {rounds}", flush=True)
+
+
+class Anchors(HTMLParser):
+    """The ids, link targets and images of an HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.links: list[str] = []
+        self.images: list[dict[str, str]] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag == "a" and "href" in a:
+            self.links.append(a["href"])
+        if tag == "img":
+            self.images.append(a)
+
+
+def parse(text: str) -> Anchors:
+    parser = Anchors()
+    parser.feed(text)
+    return parser
