@@ -107,3 +107,55 @@ def test_selection_width(shape: str, d: int) -> None:
 def test_malformed_selection_shape_is_a_selection_error(shape: object) -> None:
     with pytest.raises(SelectionError, match=r"^shape must look like '3x3'"):
         Selection(shape=shape)  # type: ignore[arg-type]  # the check under test
+
+
+# -- SQL identifiers: only the store quotes them -----------------------------------------------------------------
+
+def _record(seed: int, name: str):
+    import numpy as np
+
+    from filterdb.readers import make_layer
+    from filterdb.types import ModelInfo, ModelRecord
+
+    rng = np.random.default_rng(seed)
+    layers = (make_layer("stem", "Conv", rng.normal(0, 0.1, (8, 3, 3, 3))),
+              make_layer("conv1", "Conv", rng.normal(0, 0.1, (8, 8, 3, 3))))
+    return ModelRecord(info=ModelInfo(source=name, format="synthetic"), layers=layers)
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory):
+    from filterdb.store import init_store
+
+    store = init_store(tmp_path_factory.mktemp("zoo") / "zoo.fdb")
+    store.ingest(_record(1, "a"), {"Name": "a", "Visual Category": "faces", "Training-Dataset": "WIDER"})
+    store.ingest(_record(2, "b"), {"Name": "b", "Visual Category": "cars", "Training-Dataset": "WIDER"})
+    return store
+
+
+def test_column_sql_names_view_columns_quoted(two_models) -> None:
+    store = two_models
+    assert "visual_category" in store.layer_columns()
+    assert store.column_sql("visual_category") == '"visual_category"'
+    assert store.column_sql("Visual Category") == '"visual_category"'  # as a manifest header writes it
+    assert store.column_sql("Training-Dataset") == '"training_dataset"'
+    for not_a_column in ("colour", "kernel = '3x3'", 'task" OR 1=1 --', "1x", ""):
+        assert store.column_sql(not_a_column) is None
+
+
+def test_column_sql_doubles_quotes_inside_a_name() -> None:
+    from filterdb.store._catalog import column_sql  # a quote cannot reach a catalog column name otherwise
+
+    assert column_sql(['we"ird'], 'we"ird') == '"we""ird"'
+
+
+def test_grouping_by_a_manifest_header_equals_grouping_by_its_column(two_models) -> None:
+    from filterdb.analysis import Selection, plan_for
+
+    by_header = plan_for(two_models, Selection(by="Visual Category"))
+    by_column = plan_for(two_models, Selection(by="visual_category"))
+    assert by_header.groups == by_column.groups == ("faces", "cars")
+    per_group = by_header.layers.groupby("group")["n_filters"].sum().to_dict()
+    assert per_group == {0: 3 * 8 + 8 * 8, 1: 3 * 8 + 8 * 8}
+    with pytest.raises(SelectionError, match="colour"):
+        plan_for(two_models, Selection(by="colour"))

@@ -6,6 +6,7 @@ concurrent readers and writers) and the views that SQL queries see.
 
 from __future__ import annotations
 
+from ._catalog import TAXONOMY, normalise_column
 from ._errors import (
     ManifestError,
     ShardCorruptError,
@@ -16,11 +17,12 @@ from ._errors import (
     StoreQueryError,
     StoreWriteError,
 )
+from ._exchange import export_hdf5, export_parquet, import_hdf5
 from ._prepare import PreparedModel, kernel_key, prepare_model, record_sha256
 from ._reading import ShardRows, read_ahead, readahead_budget
 from ._segments import SEGMENT_COLUMNS
 from ._store import FORMAT_VERSION, IngestResult, Store, StoreStats, as_store, init_store, open_store
-from ._verify import Damage, VerifyReport
+from ._verify import Damage, VerifyReport, record_checksums
 
 __all__ = [
     "FORMAT_VERSION",
@@ -29,6 +31,7 @@ __all__ = [
     "ManifestError",
     "PreparedModel",
     "SEGMENT_COLUMNS",
+    "TAXONOMY",
     "ShardCorruptError",
     "ShardRows",
     "Store",
@@ -41,11 +44,16 @@ __all__ = [
     "StoreWriteError",
     "VerifyReport",
     "as_store",
+    "export_hdf5",
+    "export_parquet",
+    "import_hdf5",
     "init_store",
     "kernel_key",
+    "normalise_column",
     "open_store",
     "prepare_model",
     "read_ahead",
     "readahead_budget",
+    "record_checksums",
     "record_sha256",
 ]
