@@ -11,6 +11,7 @@ from filterdb._format import parse_size, size
 from filterdb.analysis import Selection
 from filterdb.analysis._settings import SelectionError  # no public name: AnalysisError + UsageError
 from filterdb.errors import UsageError
+from filterdb.monitor import AlertRules, Monitor
 from filterdb.store._shards import shard_path, shard_width
 from filterdb.store._errors import ShardCorruptError
 
@@ -159,3 +160,40 @@ def test_grouping_by_a_manifest_header_equals_grouping_by_its_column(two_models)
     assert per_group == {0: 3 * 8 + 8 * 8, 1: 3 * 8 + 8 * 8}
     with pytest.raises(SelectionError, match="colour"):
         plan_for(two_models, Selection(by="colour"))
+
+
+# -- a caller's mistake in a parameter is a UsageError (still a ValueError), as the CLI's exit code 2 expects ------
+
+def _monitor_options(**kw):
+    from filterdb.integrations._common import MonitorOptions  # what both framework callbacks validate with
+
+    return MonitorOptions(**kw)
+
+
+def _graph_depth(levels):
+    import numpy as np
+
+    from filterdb.depth import with_graph_depth
+    from filterdb.readers import make_layer
+
+    return with_graph_depth([make_layer("c", "Conv", np.ones((2, 1, 3, 3)))], levels)
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: Monitor(object(), every=0), r"Monitor every must be an integer >= 1, got 0"),
+    (lambda: Monitor(object(), max_overhead=2.0), r"max_overhead must be in \(0, 1\]"),
+    (lambda: Monitor(object(), on_alert="halt"), r"on_alert must be 'warn' or 'stop'"),
+    (lambda: AlertRules(sparsity_jump=0.0), r"AlertRules.sparsity_jump must be in"),
+    (lambda: AlertRules(verdicts=("spares",)), r"AlertRules.verdicts must be a tuple"),
+    (lambda: _monitor_options(every=0), r"FilterMonitor every must be an integer >= 1 or 'epoch', got 0"),
+    (lambda: _graph_depth([0, 1]), r"with_graph_depth got 2 levels for 1 layers"),
+])
+def test_parameter_mistakes_raise_usage_error(call, message: str) -> None:
+    with pytest.raises(UsageError, match=message) as caught:
+        call()
+    assert isinstance(caught.value, ValueError)  # callers that caught ValueError still do
+
+
+def test_graph_depth_with_matching_levels_still_works() -> None:
+    (layer,) = _graph_depth([0])
+    assert layer.conv_depth == 0 and layer.depth_source == "graph"
