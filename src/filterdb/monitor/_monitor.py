@@ -185,6 +185,9 @@ class Monitor:
         try:
             if self.last_report is not None and self.last_step == self.current_step:
                 self._judge(self.last_report, step=self.current_step, epoch=epoch, final=True)  # no re-measuring
+                if self._snapshots is not None:  # the last evaluation is always snapshotted (a no-op if it was)
+                    self._snapshots.maybe_add(self.model.record(), step=self.current_step, epoch=epoch,
+                                              evaluation=self._evaluations - 1, final=True)
             else:
                 self.evaluate(epoch=epoch, final=True)
         finally:
