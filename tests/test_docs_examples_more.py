@@ -216,8 +216,8 @@ def test_analysis_md_python(in_folder):
     assert set(namespace["r"].groups) == {"faces", "eyes"}  # the Classification models' categories
     from filterdb import open_store
 
-    classification = open_store("zoo.fdb").sql("SELECT sum(n_filters) AS n FROM layers WHERE kernel = '3x3' AND task = ?",
-                               ["Classification"])["n"][0]
+    query = "SELECT sum(n_filters) AS n FROM layers WHERE kernel = '3x3' AND task = ?"
+    classification = open_store("zoo.fdb").sql(query, ["Classification"])["n"][0]
     assert namespace["basis"].n_filters == classification  # every 3x3 filter of the Classification models
     deg = namespace["deg"]  # every 2-D kernel shape of the two Classification models, grouped by category
     assert sorted(deg.per_model["model"]) == ["fer-emotion", "iris"]

@@ -62,9 +62,9 @@ class MemoryBudget:
         self.used += nbytes
 
     def _message(self, nbytes: int, what: str) -> str:
+        need, limit, floor = (size(n, exact=True) for n in (nbytes, self.limit, DEFAULT_FLOOR))
         origin = ("the limit set by --max-memory / max_memory / $" + ENV_VAR) if self.explicit else (
-            f"the default limit for a file of this size ({DEFAULT_FACTOR} x the file size + {size(DEFAULT_FLOOR, exact=True)})")
+            f"the default limit for a file of this size ({DEFAULT_FACTOR} x the file size + {floor})")
         used = f", {size(self.used, exact=True)} already in use" if self.used else ""
-        need, limit = size(nbytes, exact=True), size(self.limit, exact=True)
         return (f"{self.path}: {what} would need {need}, over {origin} of {limit}{used}; "
                 "the file declares more data than it holds or is hostile - if you trust it, raise --max-memory")
