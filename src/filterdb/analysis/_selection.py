@@ -144,13 +144,13 @@ def _group_expression(store: Store, by: str | None) -> tuple[str, bool]:
     if not isinstance(by, str) or not by.strip():
         raise AnalysisError(f"by must be a column name, 'depth' or an SQL expression, got {by!r}")
     text = by.strip()
-    columns = store.layer_columns()
-    if text == "depth" and "depth" not in columns:
-        return "conv_depth_norm", True
     column = store.column_sql(text)  # the store quotes its identifiers ('Visual Category' finds its column)
     if column is not None:
         return column, False
+    if text == "depth":  # not a column of the view: the depth deciles
+        return "conv_depth_norm", True
     if _IDENT.match(text):
+        columns = store.layer_columns()
         groupable = [c for c in columns if c not in ("shape", "stride", "dilation", "verdicts")] + ["depth"]
         raise SelectionError(
             f"{suggest(text, groupable, 'column')} (group by a column of the layers view, by 'depth' for depth "
