@@ -12,47 +12,17 @@ model decodes to at most 4 × its stored size (int8 → float32) and the floor c
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._format import count
-from .errors import MemoryBudgetError, UsageError
+from ._format import parse_size, size
+from .errors import MemoryBudgetError
 
 __all__ = ["MemoryBudget", "parse_size", "ENV_VAR", "DEFAULT_FACTOR", "DEFAULT_FLOOR"]
 
 ENV_VAR = "FILTERDB_MAX_MEMORY"
 DEFAULT_FACTOR = 4  # decoded bytes per stored byte of a real model, at most (int8 -> float32)
 DEFAULT_FLOOR = 512 * 2**20  # every file may use this much, whatever its size
-_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20,
-          "g": 2**30, "gb": 2**30, "gib": 2**30, "t": 2**40, "tb": 2**40, "tib": 2**40}
-
-
-def parse_size(text: str | int, what: str = "--max-memory") -> int:
-    """Bytes from ``"4G"``, ``"512MiB"``, ``"1.5gb"`` or a plain integer (binary units: 1K = 1024).
-
-    >>> parse_size("1.5G")
-    1610612736
-    """
-    if isinstance(text, int):
-        value = text
-    else:
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
-        unit = match.group(2).lower() if match else ""
-        if match is None or unit not in _UNITS:
-            raise UsageError(f"{what}: cannot read {text!r} as a size; write it like 4G, 512M or 2000000 (bytes)")
-        value = int(float(match.group(1)) * _UNITS[unit])
-    if value <= 0:
-        raise UsageError(f"{what}: the size must be positive, got {text!r}")
-    return value
-
-
-def human(nbytes: int) -> str:
-    """``'3.2 GiB (3,435,973,836 bytes)'``: readable, and exact for those who compare."""
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if nbytes >= size:
-            return f"{nbytes / size:.1f} {unit} ({count(nbytes)} bytes)"
-    return f"{count(nbytes)} bytes"
 
 
 @dataclass
@@ -71,8 +41,8 @@ class MemoryBudget:
             max_memory = os.environ.get(ENV_VAR) or None
         if max_memory is not None:
             return cls(path, parse_size(max_memory, ENV_VAR if isinstance(max_memory, str) else "max_memory"), True)
-        size = path.stat().st_size if path.exists() else 0
-        return cls(path, DEFAULT_FACTOR * size + DEFAULT_FLOOR, False)
+        file_size = path.stat().st_size if path.exists() else 0
+        return cls(path, DEFAULT_FACTOR * file_size + DEFAULT_FLOOR, False)
 
     def add_file(self, nbytes_on_disk: int) -> None:
         """Data of the model stored in another file (ONNX external data) raises a default limit accordingly."""
@@ -92,8 +62,9 @@ class MemoryBudget:
         self.used += nbytes
 
     def _message(self, nbytes: int, what: str) -> str:
+        need, limit, floor = (size(n, exact=True) for n in (nbytes, self.limit, DEFAULT_FLOOR))
         origin = ("the limit set by --max-memory / max_memory / $" + ENV_VAR) if self.explicit else (
-            f"the default limit for a file of this size ({DEFAULT_FACTOR} x the file size + {human(DEFAULT_FLOOR)})")
-        used = f", {human(self.used)} already in use" if self.used else ""
-        return (f"{self.path}: {what} would need {human(nbytes)}, over {origin} of {human(self.limit)}{used}; "
+            f"the default limit for a file of this size ({DEFAULT_FACTOR} x the file size + {floor})")
+        used = f", {size(self.used, exact=True)} already in use" if self.used else ""
+        return (f"{self.path}: {what} would need {need}, over {origin} of {limit}{used}; "
                 "the file declares more data than it holds or is hostile - if you trust it, raise --max-memory")

@@ -15,10 +15,11 @@ from typing import Any
 
 from .errors import UsageError
 
-__all__ = ["KernelKey", "kernel_key", "parse_kernel_key"]
+__all__ = ["KEY_PATTERN", "KernelKey", "kernel_key", "parse_kernel_key"]
 
 _MAX_SIZE = 10**18  # sizes stay below this in both directions, so that every key built parses back
-_KEY = re.compile(r"[1-9][0-9]{0,17}(?:x[1-9][0-9]{0,17})*")
+KEY_PATTERN = r"[1-9][0-9]{0,17}(?:x[1-9][0-9]{0,17})*"  # the text of a key, for patterns that embed one
+_KEY = re.compile(KEY_PATTERN)
 _SHOWN = 40  # characters of a malformed key quoted in the error
 
 

@@ -10,6 +10,7 @@ import dataclasses
 from collections import deque
 from typing import Hashable, Iterable, Mapping, Sequence, TypeVar
 
+from .errors import UsageError
 from .types import ConvLayer
 
 __all__ = ["longest_path_levels", "with_graph_depth", "with_order_depth"]
@@ -56,7 +57,8 @@ def with_graph_depth(layers: Sequence[ConvLayer], levels: Sequence[int | None]) 
     level conv_depth_norm is 0 (the original code divided by zero there).
     """
     if len(levels) != len(layers):
-        raise ValueError(f"got {len(levels)} levels for {len(layers)} layers")
+        raise UsageError(f"with_graph_depth got {len(levels)} levels for {len(layers)} layers; "
+                         "give one level (or None) per layer, in the same order")
     rank, n_levels = _ranks(levels, layers)
     out = []
     for layer, lv in zip(layers, levels):

@@ -15,12 +15,15 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import UsageError, suggest
 from ._settings import AnalysisError, Selection, SelectionError, shape_width
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 __all__ = ["AnalysisError", "SelectionError", "Plan", "Task", "make_plan", "plan_for", "shape_width", "DEPTH_LABELS"]
 
@@ -134,27 +137,20 @@ class Plan:
         return tasks
 
 
-def _columns(store: Any) -> list[str]:
-    return list(store.sql("SELECT * FROM layers LIMIT 0").columns)
-
-
-def _group_expression(store: Any, by: str | None) -> tuple[str, bool]:
+def _group_expression(store: Store, by: str | None) -> tuple[str, bool]:
     """(SQL expression for the group value, whether it is the depth-decile axis)."""
-    from ..store._catalog import normalise_column, quote_ident
-
     if by is None:
         return "'all'", False
     if not isinstance(by, str) or not by.strip():
         raise AnalysisError(f"by must be a column name, 'depth' or an SQL expression, got {by!r}")
     text = by.strip()
-    columns = _columns(store)
-    if text == "depth" and "depth" not in columns:
+    column = store.column_sql(text)  # the store quotes its identifiers ('Visual Category' finds its column)
+    if column is not None:
+        return column, False
+    if text == "depth":  # not a column of the view: the depth deciles
         return "conv_depth_norm", True
-    if text in columns:
-        return quote_ident(text), False
-    if re.match(r"^[A-Za-z][\w\- ]*$", text) and normalise_column(text) in columns:  # 'Visual Category'
-        return quote_ident(normalise_column(text)), False
     if _IDENT.match(text):
+        columns = store.layer_columns()
         groupable = [c for c in columns if c not in ("shape", "stride", "dilation", "verdicts")] + ["depth"]
         raise SelectionError(
             f"{suggest(text, groupable, 'column')} (group by a column of the layers view, by 'depth' for depth "
@@ -163,14 +159,14 @@ def _group_expression(store: Any, by: str | None) -> tuple[str, bool]:
     return f"({text})", False
 
 
-def make_plan(store: Any, shape: str = "3x3", where: str | None = None, params: Sequence[Any] | None = None,
+def make_plan(store: Store, shape: str = "3x3", where: str | None = None, params: Sequence[Any] | None = None,
               by: str | None = None, *, groups: Sequence[str] | None = None) -> Plan:
     """:func:`plan_for` with the selection given as keywords (kept for existing callers)."""
     return plan_for(store, Selection(shape, where, tuple(params or ()), by,
                                      None if groups is None else tuple(groups)))
 
 
-def plan_for(store: Any, selection: Selection) -> Plan:
+def plan_for(store: Store, selection: Selection) -> Plan:
     """Snapshot the selection: segments, groups (``by``) and histogram units. See the module docstring.
 
     ``selection.groups`` restricts and orders the groups (values of ``by`` as text); a listed group with

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._kernel import parse_kernel_key
 from ..errors import FilterDBError, UsageError
 
 if TYPE_CHECKING:
@@ -36,7 +35,6 @@ __all__ = [
 
 KERNELS = ("auto", "numba", "numpy")
 DEFAULT_TASK_ROWS = 4_000_000
-_SHAPE = re.compile(r"^[1-9][0-9]*(x[1-9][0-9]*)*$")
 
 
 class AnalysisError(FilterDBError, ValueError):
@@ -48,10 +46,11 @@ class SelectionError(AnalysisError, UsageError):
 
 
 def shape_width(shape: str) -> int:
-    """Values per filter of a kernel shape key: ``'3x3'`` -> 9."""
-    if not isinstance(shape, str) or not _SHAPE.match(shape):
-        raise SelectionError(f"shape must look like '3x3' (kernel sizes joined by 'x'), got {shape!r}")
-    return math.prod(int(k) for k in shape.split("x"))
+    """Values per filter of a kernel shape key: ``'3x3'`` -> 9; a :class:`SelectionError` if malformed."""
+    try:
+        return parse_kernel_key(shape, what="shape").width
+    except UsageError as error:  # the selection's own error type, which is also a UsageError
+        raise SelectionError(str(error)) from None
 
 
 def one_of(name: str, value: Any, choices: Sequence[str]) -> str:

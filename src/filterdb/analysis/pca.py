@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .._kernel import kernel_key
 from ..errors import UsageError
 from ._selection import AnalysisError, Plan, plan_for
 from ._settings import DEFAULT_TASK_ROWS, Execution, Selection, execution_of, one_of, selection_of
@@ -342,7 +343,7 @@ class StreamingPCA:
         mean, comps, var, ratio = self._moments()
         k = int(round(np.sqrt(len(mean))))
         rule = "u-based" if getattr(self, "_signs_", None) is not None else "loadings"
-        return PCAResult(shape or (f"{k}x{k}" if k * k == len(mean) else str(len(mean))), mean, comps, var, ratio,
+        return PCAResult(shape or kernel_key((k, k) if k * k == len(mean) else (len(mean),)), mean, comps, var, ratio,
                          int(self.n_samples_seen_), sign_rule=rule)
 
 

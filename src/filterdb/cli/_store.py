@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 import click
 
-from .._format import count
+from .._format import count, size
 from ._app import app, console
 from ._options import PARAM_OPTION, parse_params, selection_options
 from ._table import FORMAT_OPTION, print_frame
@@ -100,14 +100,6 @@ def rm_cmd(store: Path, model: str, wait: float) -> None:
     console.print(f"removed {len(ids)} model(s): id {', '.join(map(str, ids))}")
 
 
-def _bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)  # pragma: no cover
-
-
 @app.command("stats")
 @STORE
 @FORMAT_OPTION
@@ -122,8 +114,8 @@ def stats_cmd(store: Path, fmt: str) -> None:
     console.print(f"store {store}: format {handle.format_version}, {handle.dtype}")
     console.print(f"  models {count(stats.n_models)}   layers {count(stats.n_layers)}   "
                   f"filters {count(stats.n_filters)}")
-    console.print(f"  on disk {_bytes(stats.total_bytes)} (shards {_bytes(stats.shard_bytes)}, "
-                  f"catalog {_bytes(stats.catalog_bytes)})"
+    console.print(f"  on disk {size(stats.total_bytes)} (shards {size(stats.shard_bytes)}, "
+                  f"catalog {size(stats.catalog_bytes)})"
                   + (f", {stats.bytes_per_filter:.1f} bytes/filter" if stats.n_filters else ""))
     if len(stats.shapes):
         print_frame(stats.shapes, "table", title="filters per kernel shape")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Literal
 
 from ..check import Thresholds
+from ..errors import UsageError
 from ..monitor import AlertRules, Monitor
 from ..monitor._monitor import ScalarSink
 
@@ -33,7 +34,7 @@ class MonitorOptions:
     def __post_init__(self) -> None:
         every = self.every
         if every != "epoch" and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
-            raise ValueError(f"FilterMonitor every must be an integer >= 1 or 'epoch', got {self.every!r}")
+            raise UsageError(f"FilterMonitor every must be an integer >= 1 or 'epoch', got {self.every!r}")
 
     @property
     def by_epoch(self) -> bool:

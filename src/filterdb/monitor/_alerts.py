@@ -14,6 +14,8 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from ..errors import UsageError
+
 __all__ = ["Alert", "AlertRules", "LayerHistory", "RULES", "evaluate_rules"]
 
 
@@ -36,13 +38,13 @@ class AlertRules:
             value: float | None = getattr(self, name)
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < value <= 1.0:
-                raise ValueError(f"AlertRules.{name} must be in (0, 1] or None, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < float(value) <= 1.0:
+                raise UsageError(f"AlertRules.{name} must be in (0, 1] or None, got {value!r}")
         from ..check import VERDICT_KINDS
 
         unknown = [v for v in self.verdicts if v not in VERDICT_KINDS]
         if isinstance(self.verdicts, str) or unknown:
-            raise ValueError(f"AlertRules.verdicts must be a tuple of verdict kinds ({', '.join(VERDICT_KINDS)}), "
+            raise UsageError(f"AlertRules.verdicts must be a tuple of verdict kinds ({', '.join(VERDICT_KINDS)}), "
                              f"got {self.verdicts!r}")
 
 

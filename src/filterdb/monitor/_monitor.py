@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping
 
 from ..check import ModelReport, Thresholds, check_model
-from ..errors import FilterDBError
+from ..errors import FilterDBError, UsageError
 from ._alerts import Alert, AlertRules, LayerHistory, evaluate_rules
 from ._live import LiveModel, live_model
 from ._log import LogWriter
@@ -97,9 +97,9 @@ class Monitor:
             _positive_int("total_steps", total_steps)
         if max_overhead is not None and (isinstance(max_overhead, bool) or not isinstance(max_overhead, numbers.Real)
                                          or not 0.0 < max_overhead <= 1.0):
-            raise ValueError(f"Monitor max_overhead must be in (0, 1] or None, got {max_overhead!r}")
+            raise UsageError(f"Monitor max_overhead must be in (0, 1] or None, got {max_overhead!r}")
         if on_alert not in ("warn", "stop"):
-            raise ValueError(f"Monitor on_alert must be 'warn' or 'stop', got {on_alert!r}")
+            raise UsageError(f"Monitor on_alert must be 'warn' or 'stop', got {on_alert!r}")
         if not isinstance(rules, AlertRules):
             raise TypeError(f"Monitor rules must be a filterdb.monitor.AlertRules, got {type(rules).__name__}")
         if not isinstance(thresholds, Thresholds):
@@ -189,6 +189,9 @@ class Monitor:
         try:
             if self.last_report is not None and self.last_step == self.current_step:
                 self._judge(self.last_report, step=self.current_step, epoch=epoch, final=True)  # no re-measuring
+                if self._snapshots is not None:  # the last evaluation is always snapshotted (a no-op if it was)
+                    self._snapshots.maybe_add(self.model.record(), step=self.current_step, epoch=epoch,
+                                              evaluation=self._evaluations - 1, final=True)
             else:
                 self.evaluate(epoch=epoch, final=True)
         finally:
@@ -268,11 +271,11 @@ class Monitor:
 
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"Monitor {name} must be an integer >= 1, got {value!r}")
+        raise UsageError(f"Monitor {name} must be an integer >= 1, got {value!r}")
     return int(value)
 
 
 def _non_negative_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"Monitor {name} must be an integer >= 0, got {value!r}")
+        raise UsageError(f"Monitor {name} must be an integer >= 0, got {value!r}")
     return int(value)

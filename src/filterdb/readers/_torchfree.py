@@ -34,8 +34,8 @@ from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
-from .._budget import MemoryBudget, human
-from .._format import count
+from .._budget import MemoryBudget
+from .._format import count, size as byte_size
 from ..errors import ModelFormatError, UnsafeFormatError
 
 __all__ = ["StoredTensor", "ScriptObject", "load", "load_script", "read_member"]
@@ -239,7 +239,7 @@ def read_member(zf: zipfile.ZipFile, name: str, path: Path, budget: MemoryBudget
         info = zf.getinfo(name)
     except KeyError:
         raise ModelFormatError(f"{path}: {name} is missing from the archive") from None
-    budget.claim(info.file_size, f"zip member {name} ({human(info.compress_size)} compressed)")
+    budget.claim(info.file_size, f"zip member {name} ({byte_size(info.compress_size, exact=True)} compressed)")
     with zf.open(info) as fh:  # zipfile raises BadZipFile("Bad CRC-32 ...") when the member is damaged
         data = fh.read(info.file_size)
         fh.read(1)  # reach the end, where the CRC is checked

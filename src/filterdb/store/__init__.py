@@ -6,6 +6,7 @@ concurrent readers and writers) and the views that SQL queries see.
 
 from __future__ import annotations
 
+from ._catalog import TAXONOMY, normalise_column
 from ._errors import (
     ManifestError,
     ShardCorruptError,
@@ -21,7 +22,7 @@ from ._prepare import LayerMetrics, PreparedModel, kernel_key, prepare_model, re
 from ._reading import ShardRows, read_ahead, readahead_budget
 from ._segments import SEGMENT_COLUMNS
 from ._store import FORMAT_VERSION, IngestResult, Store, StoreStats, as_store, init_store, open_store
-from ._verify import Damage, VerifyReport
+from ._verify import Damage, VerifyReport, record_checksums
 
 __all__ = [
     "FORMAT_VERSION",
@@ -31,6 +32,7 @@ __all__ = [
     "ManifestError",
     "PreparedModel",
     "SEGMENT_COLUMNS",
+    "TAXONOMY",
     "ShardCorruptError",
     "ShardRows",
     "Store",
@@ -48,9 +50,11 @@ __all__ = [
     "init_store",
     "iter_hdf5_models",
     "kernel_key",
+    "normalise_column",
     "open_store",
     "prepare_model",
     "read_ahead",
     "readahead_budget",
+    "record_checksums",
     "record_sha256",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ __all__ = [
     "CATALOG_FILE",
     "METRIC_COLUMNS",
     "TAXONOMY",
+    "column_sql",
     "connect",
     "create_schema",
     "model_columns",
@@ -108,6 +109,19 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_HEADER = re.compile(r"[A-Za-z][\w\- ]*")  # a manifest header such as 'Visual Category' or 'Training-Dataset'
+
+
+def column_sql(columns: Sequence[str], name: str) -> str | None:
+    """``name`` as the quoted identifier of one of ``columns``: that column, else the column a manifest
+    header becomes ('Visual Category' -> ``"visual_category"``); None when it names none of them."""
+    if name in columns:
+        return quote_ident(name)
+    if _HEADER.fullmatch(name) and normalise_column(name) in columns:
+        return quote_ident(normalise_column(name))
+    return None
+
+
 def normalise_column(name: str) -> str:
     """'Visual Category' -> 'visual_category', 'Training-Dataset' -> 'training_dataset'."""
     out = re.sub(r"[^0-9a-zA-Z]+", "_", str(name).strip()).strip("_").lower()
@@ -120,7 +134,8 @@ def normalise_column(name: str) -> str:
 
 # Readers run the user's SQL: it sees the catalog and nothing else (no read_text('/etc/passwd'), no COPY TO a
 # file, no ATTACH, no extension), and it cannot switch that back on.
-_READER_CONFIG = {"enable_external_access": False, "lock_configuration": True}
+_READER_CONFIG: dict[str, str | bool | int | float | list[str]] = {"enable_external_access": False,
+                                                                   "lock_configuration": True}
 
 
 def _is_lock_conflict(e: Exception) -> bool:

@@ -16,9 +16,12 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
+from .._kernel import KEY_PATTERN, KernelKey
+from ..errors import UsageError
 from ._errors import ShardCorruptError, write_error
 
 __all__ = ["SHARD_SUFFIX", "ShardReader", "ShardRecord", "collect_garbage", "collect_garbage_candidates", "fsync_dir",
@@ -42,7 +45,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _arrow_type(dtype: np.dtype, width: int):  # type: ignore[no-untyped-def]
+def _arrow_type(dtype: np.dtype[Any], width: int) -> Any:  # a pyarrow list type (pyarrow is imported lazily)
     import pyarrow as pa
 
     value = pa.float16() if dtype == np.float16 else pa.float32()
@@ -52,12 +55,12 @@ def _arrow_type(dtype: np.dtype, width: int):  # type: ignore[no-untyped-def]
 class _HashingFile:
     """A write-only file object that hashes what passes through it (the shard's checksum, in one pass)."""
 
-    def __init__(self, fh) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, fh: IO[bytes]) -> None:
         self._fh = fh
         self.digest = hashlib.sha256()
         self.closed = False
 
-    def write(self, data) -> int:  # type: ignore[no-untyped-def]
+    def write(self, data: bytes) -> int:
         self.digest.update(data)
         return self._fh.write(data)
 
@@ -109,7 +112,7 @@ def write_shard(root: Path, kernel: str, values: np.ndarray) -> tuple[str, int, 
     return f"shards/{kernel}/{name}", size, hashing.digest.hexdigest()
 
 
-_SHARD_NAME = re.compile(r"shards/[0-9]+(x[0-9]+)*/[0-9a-f]{32}" + re.escape(SHARD_SUFFIX))
+_SHARD_NAME = re.compile(f"shards/{KEY_PATTERN}/[0-9a-f]{{32}}" + re.escape(SHARD_SUFFIX))
 
 
 def shard_path(root: Path, relpath: str) -> Path:
@@ -124,9 +127,12 @@ def shard_path(root: Path, relpath: str) -> Path:
 def shard_width(relpath: str) -> int | None:
     """Values per filter from the shard's folder name ('shards/3x3/...' -> 9); None if it is not a shape."""
     parts = relpath.split("/")
-    if len(parts) < 3 or not all(p.isdigit() for p in parts[-2].split("x")):
+    if len(parts) < 3:
         return None
-    return int(np.prod([int(k) for k in parts[-2].split("x")]))
+    try:
+        return KernelKey.parse(parts[-2]).width
+    except UsageError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -187,7 +193,7 @@ class ShardReader:
             self._source.close()
             raise
 
-    def _open(self, pa, root: Path, relpath: str, record: ShardRecord | None, owner: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+    def _open(self, pa: Any, root: Path, relpath: str, record: ShardRecord | None, owner: str) -> np.ndarray:
         path = root / relpath
 
         def corrupt(what: str) -> ShardCorruptError:

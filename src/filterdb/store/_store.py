@@ -293,6 +293,16 @@ class Store:
         """
         return plan_segments(self, shape, where, params, group=group, layer_columns=layer_columns)
 
+    def layer_columns(self) -> list[str]:
+        """The columns of the ``layers`` view, in order (the manifests' metadata columns included)."""
+        return list(self.sql("SELECT * FROM layers LIMIT 0").columns)
+
+    def column_sql(self, name: str) -> str | None:
+        """The ``layers`` column that ``name`` names, as a quoted SQL identifier to build an expression on (a
+        ``group`` of :meth:`segments`): the column itself, else the one a manifest header becomes
+        ('Visual Category' -> ``"visual_category"``); None when the view has no such column."""
+        return catalog.column_sql(self.layer_columns(), name)
+
     def iter_filters(
         self,
         shape: str = "3x3",
