@@ -18,7 +18,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from ._settings import DEFAULT_TASK_ROWS, Execution, Selection, execution_of, on
 from .histograms import HistogramResult, check_bins, check_range, histograms_from_plan, resolve_basis
 from .pca import PCAResult, as_store
 from .presets import resolve_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["DriftResult", "DriftSettings", "drift", "run_drift", "drift_from_coefficients", "drift_matrix",
            "group_distributions", "sym_kl", "EPS",
@@ -144,7 +147,7 @@ class DriftResult:
             out["group_mean"] = {grp: float(self.matrix[i].sum() / (g - 1)) for i, grp in enumerate(self.groups)}
         return out
 
-    def to_frame(self):  # type: ignore[no-untyped-def]
+    def to_frame(self) -> pd.DataFrame:
         import pandas as pd
 
         return pd.DataFrame(self.matrix, index=list(self.groups), columns=list(self.groups))
@@ -394,6 +397,6 @@ def drift_from_coefficients(coefficients: np.ndarray, groups: Sequence[Any], *, 
     np.add.at(counts, pairs[:, 0], unit_counts)
     hist = HistogramResult(tuple(str(x) for x in labels), np.linspace(lo, hi, bins + 1), counts,
                            counts[:, 0].sum(-1), np.bincount(pairs[:, 0], minlength=g), unit_counts, pairs[:, 0],
-                           pairs[:, 1], unit_counts[:, 0].sum(-1), None, "fixed")  # type: ignore[arg-type]
+                           pairs[:, 1], unit_counts[:, 0].sum(-1), None, "fixed")  # type: ignore[arg-type]  # coefficients given directly: there is no PCA basis to carry
     w = np.full(d, 1.0 / d) if explained_variance_ratio is None else np.asarray(explained_variance_ratio, np.float64)
     return labels, drift_matrix(group_distributions(hist, model_weighting=model_weighting, empty_bins=empty_bins), w)

@@ -98,14 +98,15 @@ class Partial:
     d: int
     nbins: int
     n: int = 0
-    # the arrays default to None and are made in __post_init__ (their sizes depend on d and nbins)
+    # the arrays default to None and are made in __post_init__ (their sizes depend on d and nbins), hence the
+    # assignment ignores: after construction they are always arrays
     gram: np.ndarray = None  # type: ignore[assignment]  # (d, d) float64
     sums: np.ndarray = None  # type: ignore[assignment]  # (d,) float64
     units: np.ndarray = None  # type: ignore[assignment]  # (u,) int64 global unit ids
     hist: np.ndarray = None  # type: ignore[assignment]  # (u, d, nbins) int64
     unit_rows: np.ndarray = None  # type: ignore[assignment]  # (u,) rows per unit
     cmin: np.ndarray = None  # type: ignore[assignment]  # (d,) float64
-    cmax: np.ndarray = None  # type: ignore[assignment]
+    cmax: np.ndarray = None  # type: ignore[assignment]  # (d,) float64
     skipped: int = 0  # filters left out because they hold a NaN or an infinity (not in n)
 
     def __post_init__(self) -> None:

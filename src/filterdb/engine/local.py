@@ -62,7 +62,7 @@ class LocalEngine(Engine):
             nxt = len(futures)
             for i in range(len(items)):
                 result = futures[i].result()
-                futures[i] = None  # type: ignore[call-overload]
+                futures[i] = None  # type: ignore[call-overload]  # drop the finished future so its result can be freed
                 if nxt < len(items):
                     futures.append(pool.submit(fn, items[nxt], *args))
                     nxt += 1

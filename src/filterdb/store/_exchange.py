@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import os
 import re
-from itertools import pairwise
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from ..types import ConvLayer, ModelInfo, ModelRecord
 from ._errors import StoreError
 from ._reading import iter_segment_rows
 from ._store import Store
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["HDF5_COLUMNS", "export_hdf5", "export_parquet", "iter_hdf5_models"]
 
@@ -61,7 +64,7 @@ def _need_tables() -> None:
                                      "package: pip install tables") from e
 
 
-def _selection(store: Store, shape: str, where: str | None, params: Sequence[Any] | None):  # type: ignore[no-untyped-def]
+def _selection(store: Store, shape: str, where: str | None, params: Sequence[Any] | None) -> pd.DataFrame:
     return store.segments(shape, where, params, layer_columns=True)
 
 

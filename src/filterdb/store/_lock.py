@@ -17,7 +17,7 @@ from ._errors import StoreBusyError, write_error
 try:  # POSIX
     import fcntl
 except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # platforms without fcntl: the lock is advisory only
 
 __all__ = ["WriterLock"]
 

@@ -181,7 +181,7 @@ class ShardRows:
         self.close()
 
     def close(self) -> None:
-        self.array = None  # type: ignore[assignment]
+        self.array = None  # type: ignore[assignment]  # closed: the mapped array is released, never read again
         if self._map is not None:
             self._map.close()
             self._map = None

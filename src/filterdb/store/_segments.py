@@ -20,15 +20,14 @@ SEGMENT_COLUMNS = ("layer_id", "model_id", "model", "layer_index", "n_filters", 
                    "shard_rows", "shard_bytes", "shard_sha256", "n_nonfinite")
 
 
-def _physical_columns(store: Store) -> tuple[set[str], set[str]]:
+def _physical_columns(con: Any) -> tuple[set[str], set[str]]:
     """Columns of t_layers and t_shards: stores written by older versions lack some (read-only opens do not
     upgrade the catalog)."""
-    with store._connect() as con:
-        out = []
-        for table in ("t_layers", "t_shards"):
-            cursor = con.execute(f"SELECT * FROM {table} LIMIT 0")
-            out.append({d[0] for d in cursor.description})
-            cursor.fetchall()
+    out = []
+    for table in ("t_layers", "t_shards"):
+        cursor = con.execute(f"SELECT * FROM {table} LIMIT 0")
+        out.append({d[0] for d in cursor.description})
+        cursor.fetchall()
     return out[0], out[1]
 
 
@@ -37,7 +36,13 @@ def segments(store: Store, shape: str, where: str | None = None, params: Sequenc
     """See :meth:`Store.segments`."""
     if isinstance(params, Mapping):
         raise StoreQueryError("use '?' placeholders with a list of params here (the shape is bound first)")
-    layer_cols, shard_cols = _physical_columns(store)
+    with store._connect() as con:  # one connection for the schema and the plan: each costs ~10 ms
+        return _segments(store, con, shape, where, params, group, layer_columns)
+
+
+def _segments(store: Store, con: Any, shape: str, where: str | None, params: Sequence[Any] | None,
+              group: str | None, layer_columns: bool) -> Any:
+    layer_cols, shard_cols = _physical_columns(con)
     nonfinite = "coalesce(t.n_nonfinite, 0)" if "n_nonfinite" in layer_cols else "0"
     sha = "s.sha256" if "sha256" in shard_cols else "CAST(NULL AS VARCHAR)"
     extra = f" AND ({where})" if where else ""
@@ -53,6 +58,6 @@ def segments(store: Store, shape: str, where: str | None = None, params: Sequenc
              "LEFT JOIN t_shards s ON s.shard = t.shard ORDER BY l.model_id, l.layer_index")
     bound = [shape, *(params or [])]
     if group is None:
-        return store._query(query, bound, where or "", "where predicate")
+        return store._query(query, bound, where or "", "where predicate", con)
     # a group expression is SQL too: a mistake in it or in the predicate is explained as one query
-    return store._query(query, bound, f"SELECT {group} FROM layers WHERE kernel = ?{extra}", "query")
+    return store._query(query, bound, f"SELECT {group} FROM layers WHERE kernel = ?{extra}", "query", con)

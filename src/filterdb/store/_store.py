@@ -6,10 +6,11 @@ import json
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -24,6 +25,12 @@ from ._query import is_users_mistake, query_error
 from ._reading import iter_segment_rows
 from ._segments import segments as plan_segments
 from ._shards import collect_garbage, shard_path, write_shard
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from ._verify import VerifyReport
 
 __all__ = ["FORMAT_FILE", "FORMAT_VERSION", "IngestResult", "Store", "StoreStats", "as_store", "init_store",
            "open_store"]
@@ -211,7 +218,7 @@ class Store:
             while self._lock.held:
                 self._lock.release()
 
-    def _connect(self, read_only: bool = True):  # type: ignore[no-untyped-def]
+    def _connect(self, read_only: bool = True) -> AbstractContextManager[Any]:
         return catalog.connect(self.root, read_only=read_only, timeout=self.busy_timeout)
 
     def _writable(self) -> WriterLock:
@@ -224,7 +231,7 @@ class Store:
         return self._writable()
 
     # -- queries ------------------------------------------------------------------------------------
-    def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None):  # type: ignore[no-untyped-def]
+    def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Run a read-only SQL query over the views (models, layers, filter_counts, shapes); a DataFrame.
 
         Values go in ``params`` (``?`` or ``$name`` placeholders), never into the query text. A query that
@@ -232,21 +239,25 @@ class Store:
         """
         return self._query(query, params, query, "query")
 
-    def _query(self, query: str, params: Any, text: str, what: str):  # type: ignore[no-untyped-def]
-        """Run ``query``; a user's mistake in it is explained in terms of ``text`` (what the user wrote)."""
-        with self._connect() as con:
-            try:
-                return con.execute(query, params).df() if params is not None else con.execute(query).df()
-            except Exception as e:
-                if is_users_mistake(e):
-                    raise query_error(e, text, what, con) from None
-                raise
+    def _query(self, query: str, params: Any, text: str, what: str, con: Any = None) -> pd.DataFrame:
+        """Run ``query`` (on ``con``, else a connection of its own); a user's mistake in it is explained in
+        terms of ``text`` (what the user wrote)."""
+        if con is None:
+            with self._connect() as own:
+                return self._query(query, params, text, what, own)
+        try:
+            return con.execute(query, params).df() if params is not None else con.execute(query).df()
+        except Exception as e:
+            if is_users_mistake(e):
+                raise query_error(e, text, what, con) from None
+            raise
 
-    def models(self):  # type: ignore[no-untyped-def]
+    def models(self) -> pd.DataFrame:
         """All models with their metadata, as a DataFrame (one row per model version)."""
         return self.sql("SELECT * FROM models ORDER BY model_id")
 
-    def layers(self, where: str | None = None, params: Sequence[Any] | Mapping[str, Any] | None = None):  # type: ignore[no-untyped-def]
+    def layers(self, where: str | None = None,
+               params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Layers with their metrics and their model's metadata, optionally filtered.
 
         ``where`` is an SQL predicate over the ``layers`` view's columns with ``?`` placeholders, e.g.
@@ -275,7 +286,7 @@ class Store:
         return IngestResult(int(mid), name, sha256, True, int(n_layers), int(n_filters))
 
     def segments(self, shape: str = "3x3", where: str | None = None, params: Sequence[Any] | None = None, *,
-                 group: str | None = None, layer_columns: bool = False):  # type: ignore[no-untyped-def]
+                 group: str | None = None, layer_columns: bool = False) -> pd.DataFrame:
         """The read plan of a selection: where the filters of each selected layer lie, as a DataFrame.
 
         One row per layer of kernel shape ``shape`` matching ``where`` (a predicate over the ``layers`` view,
@@ -376,7 +387,7 @@ class Store:
         return StoreStats(int(n_models), int(n_layers), int(n_filters), shapes, int(shard_bytes),
                           int(catalog_bytes), int(total))
 
-    def verify(self, *, progress: Any = None):  # type: ignore[no-untyped-def]
+    def verify(self, *, progress: Any = None) -> VerifyReport:
         """Check the whole store (catalog, every shard's size, structure and sha256); a :class:`VerifyReport`
         that says which models to re-ingest. ``progress(done, total)`` is called per shard."""
         from ._verify import verify_store
@@ -427,7 +438,6 @@ class Store:
                     written.append((key, rel, len(values), size, digest))
                 existing = self._commit(prepared, written)
             except BaseException:
-                existing = None
                 self._discard(written)
                 raise
             if isinstance(existing, IngestResult):  # the same bytes were committed meanwhile: a no-op
@@ -560,7 +570,7 @@ def as_store(store: Store | str | os.PathLike[str], mode: Literal["r", "a"] = "r
     return open_store(store, mode, **options)
 
 
-def _layer_schema(example: Mapping[str, Any]):  # type: ignore[no-untyped-def]
+def _layer_schema(example: Mapping[str, Any]) -> pa.Schema:
     import pyarrow as pa
 
     types = {
