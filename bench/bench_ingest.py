@@ -102,7 +102,7 @@ def bench_synthetic(workdir: Path, n_filters: int, keep: bool) -> dict:
                 break
             i, record = item
             t = time.perf_counter()
-            prepared = prepare_model(record, {"name": f"m{i}", "task": tasks[i % 4]}, metrics=False)
+            prepared = prepare_model(record, {"name": f"m{i}", "task": tasks[i % 4]}, metrics=None)
             prep_s += time.perf_counter() - t
             t = time.perf_counter()
             result = store.ingest_prepared(prepared)

@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ._format import count
 from .sources._registry import is_source_name  # the one rule; re-exported (ingest imports it from here)
 
-from .store._catalog import TAXONOMY, normalise_column
-from .store._errors import ManifestError
+from .store import TAXONOMY, ManifestError, normalise_column
 
 if TYPE_CHECKING:
     import yaml

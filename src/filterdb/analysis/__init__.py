@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ._density import DensityResult, coefficient_density
 from ._selection import DEPTH_LABELS, AnalysisError, Plan, make_plan, plan_for
-from ._selection import _group_expression as group_expression  # the axis rule: (SQL expression, is depth)
+from ._selection import group_expression  # the axis rule: (SQL expression, is depth)
 from ._settings import Execution, Selection
 from .degeneration import DegenerationResult, degeneration
 from .drift import DriftResult, DriftSettings, drift, drift_matrix, group_distributions, run_drift, sym_kl

@@ -25,7 +25,7 @@ from ._settings import AnalysisError, Selection, SelectionError, shape_width
 if TYPE_CHECKING:
     from ..store import Store
 
-__all__ = ["AnalysisError", "SelectionError", "Plan", "Task", "make_plan", "plan_for", "shape_width", "DEPTH_LABELS"]
+__all__ = ["AnalysisError", "SelectionError", "Plan", "Task", "make_plan", "plan_for", "shape_width", "DEPTH_LABELS", "group_expression"]
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEPTH_LABELS = tuple(["[0.0, 0.1]"] + [f"({i / 10:.1f}, {(i + 1) / 10:.1f}]" for i in range(1, 10)])
@@ -137,7 +137,7 @@ class Plan:
         return tasks
 
 
-def _group_expression(store: Store, by: str | None) -> tuple[str, bool]:
+def group_expression(store: Store, by: str | None) -> tuple[str, bool]:
     """(SQL expression for the group value, whether it is the depth-decile axis)."""
     if by is None:
         return "'all'", False
@@ -174,7 +174,7 @@ def plan_for(store: Store, selection: Selection) -> Plan:
     """
     shape, d = selection.shape_key, selection.d
     where, params, by, groups = selection.where, selection.params, selection.by, selection.groups
-    expr, is_depth = _group_expression(store, by)
+    expr, is_depth = group_expression(store, by)
     frame = store.segments(shape, where, params, group=expr)
     frame = frame.loc[frame["n_filters"] > 0, ["layer_id", "model_id", "n_filters", "group_value", "shard", "row_offset",
                                                "n_nonfinite"]]

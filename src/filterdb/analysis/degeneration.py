@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ._selection import _DEPTH_EDGES, DEPTH_LABELS, AnalysisError, _group_expression
+from ._selection import _DEPTH_EDGES, DEPTH_LABELS, AnalysisError, group_expression
 from ._settings import Selection, selection_of
 from .pca import as_store
 
@@ -124,7 +124,7 @@ def degeneration(store: Any, by: str | None = None, where: str | None = None, pa
     by, where, params, shape = sel.by, sel.where, sel.params, sel.shape
     t = thresholds or Thresholds()
     store = as_store(store)
-    expr, is_depth = _group_expression(store, by) if by is not None else ("NULL", False)
+    expr, is_depth = group_expression(store, by) if by is not None else ("NULL", False)
     conds = ["spatial_ndim = 2"]
     bound: list[Any] = []
     if shape is not None:

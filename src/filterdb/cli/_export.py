@@ -23,8 +23,7 @@ if TYPE_CHECKING:
 @selection_options(shape="3x3", shape_help="Kernel shape to export.")
 def export_cmd(store: Path, output: Path, fmt: str | None, selection: Selection) -> None:
     """Export STORE (or a --where selection) to the CNN Filter DB HDF5 layout or to Parquet."""
-    from ..store import open_store
-    from ..store._exchange import export_hdf5, export_parquet
+    from ..store import export_hdf5, export_parquet, open_store
 
     handle = open_store(store)
     fmt = fmt or ("hdf5" if output.suffix.lower() in (".h5", ".hdf5") else "parquet")

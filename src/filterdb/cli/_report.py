@@ -53,11 +53,11 @@ def report_cmd(store: Path, out: Path, by: tuple[str, ...], selection: Selection
                figures: Path | None, per_model: bool, figure_cache: bool, title: str | None,
                progress: bool | None) -> None:
     """Write the zoo report of STORE: summary, PCA, drift per axis, degeneration, models."""
-    from ..report._zoo_report import write_zoo_report
+    from ..report import write_zoo_report
     from ..store import open_store
-    from ..plotting._style import _matplotlib
+    from ..plotting import require_matplotlib
 
-    _matplotlib()  # the report needs matplotlib: say so before any work (MissingDependencyError, one line)
+    require_matplotlib()  # the report needs matplotlib: say so before any work (MissingDependencyError, one line)
     if out.parent and not out.parent.exists():
         abort(f"{out}: the folder {out.parent} does not exist; cannot write the report there")
     show = err_console.is_terminal if progress is None else progress

@@ -24,7 +24,7 @@ def verify_cmd(store: Path, as_json: bool, record_checksums: bool) -> None:
     shard and the models to re-ingest (`filterdb rm STORE ID`, then ingest the file again).
     """
     from ..store import open_store
-    from ..store._verify import record_checksums as record
+    from ..store import record_checksums as record
 
     handle = open_store(store, mode="a" if record_checksums else "r")
     recorded = record(handle) if record_checksums else 0

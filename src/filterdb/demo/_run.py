@@ -98,13 +98,13 @@ def run_demo(report_path: str | os.PathLike[str], *, workdir: str | os.PathLike[
     1
     """
     from ..ingest import IngestEvent, ingest
-    from ..report._zoo_report import write_zoo_report
+    from ..report import write_zoo_report
     from ..sources import cache_dir, is_source_name, resolve_source
     from ..store import open_store
 
-    from ..plotting._style import _matplotlib
+    from ..plotting import require_matplotlib
 
-    _matplotlib()  # the report needs matplotlib: say so before any work (MissingDependencyError)
+    require_matplotlib()  # the report needs matplotlib: say so before any work (MissingDependencyError)
     display = progress or _Silent()
     report = Path(os.fspath(report_path)).expanduser().absolute()
     if not report.parent.is_dir():  # say so before minutes of work, not after

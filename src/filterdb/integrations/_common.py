@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal
 from ..check import Thresholds
 from ..errors import UsageError
 from ..monitor import AlertRules, Monitor
-from ..monitor._monitor import ScalarSink
+from ..monitor import ScalarSink
 
 if TYPE_CHECKING:
-    from ..monitor._snapshot import SnapshotStore
+    from ..monitor import SnapshotStore
 
 __all__ = ["MonitorOptions"]
 

@@ -18,7 +18,7 @@ from ..monitor import AlertRules, Monitor
 from ._common import MonitorOptions
 
 if TYPE_CHECKING:
-    from ..monitor._snapshot import SnapshotStore
+    from ..monitor import SnapshotStore
 
 try:
     import keras

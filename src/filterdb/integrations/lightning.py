@@ -19,7 +19,7 @@ from ..monitor import AlertRules, Monitor
 from ._common import MonitorOptions
 
 if TYPE_CHECKING:
-    from ..monitor._snapshot import SnapshotStore
+    from ..monitor import SnapshotStore
 
 try:
     from lightning.pytorch import Callback

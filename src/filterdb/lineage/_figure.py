@@ -7,7 +7,7 @@ import html
 import io
 from typing import TYPE_CHECKING
 
-from ..plotting._style import BLUE, GREY, ORANGE, VERMILLION, new_figure, theme as get_theme
+from ..plotting import BLUE, GREY, ORANGE, VERMILLION, new_figure, theme as get_theme
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..check import Thresholds
-from ..plotting._style import THRESHOLD, VERDICT_COLOURS, VERDICT_MARKERS, new_figure, style_axes, theme
+from ..plotting import THRESHOLD, VERDICT_COLOURS, VERDICT_MARKERS, new_figure, style_axes, theme
 from ._log import MonitorLog
 from ._summary import evaluations
 

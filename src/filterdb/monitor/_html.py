@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..report._html import Html, Page, esc, write_html
+from ..report import Html, Page, esc, write_html
 from ._figures import METRIC_LABELS, heatmap_figure, layer_figure
 from ._log import MonitorLog
 from ._summary import summarize

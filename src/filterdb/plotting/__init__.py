@@ -14,7 +14,24 @@ Examples
 """
 
 from ._model import layer_filters, metrics_vs_depth, rgb_filters
-from ._style import FILTER_CMAP, THEMES, VERDICT_COLOURS, Theme, smallest_text_pt
+# the house style, for figures drawn by other packages (lineage, monitor)
+from ._style import (
+    BLUE,
+    FILTER_CMAP,
+    GREY,
+    ORANGE,
+    THEMES,
+    THRESHOLD,
+    VERDICT_COLOURS,
+    VERDICT_MARKERS,
+    VERMILLION,
+    Theme,
+    new_figure,
+    require_matplotlib,
+    smallest_text_pt,
+    style_axes,
+    theme,
+)
 from ._zoo import (
     coefficient_density_map,
     degeneration_shares,
@@ -24,6 +41,7 @@ from ._zoo import (
     ridge_plot,
 )
 
-__all__ = ["FILTER_CMAP", "THEMES", "VERDICT_COLOURS", "Theme", "coefficient_density_map", "degeneration_shares",
-           "drift_boxplots", "drift_heatmap", "eigen_images", "layer_filters", "metrics_vs_depth", "rgb_filters",
-           "ridge_plot", "smallest_text_pt"]
+__all__ = ["BLUE", "FILTER_CMAP", "GREY", "ORANGE", "THEMES", "THRESHOLD", "VERDICT_COLOURS", "VERDICT_MARKERS",
+           "VERMILLION", "Theme", "coefficient_density_map", "degeneration_shares", "drift_boxplots", "drift_heatmap",
+           "eigen_images", "layer_filters", "metrics_vs_depth", "new_figure", "require_matplotlib", "rgb_filters",
+           "ridge_plot", "smallest_text_pt", "style_axes", "theme"]

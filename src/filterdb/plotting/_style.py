@@ -89,13 +89,17 @@ def theme(name: str) -> Theme:
         raise UsageError(f"theme must be one of {', '.join(map(repr, THEMES))}, got {name!r}") from None
 
 
-def _matplotlib() -> Any:
+def require_matplotlib() -> Any:
+    """(matplotlib, Figure), or MissingDependencyError naming the 'plot' extra: call it before long work."""
     try:
         import matplotlib
         from matplotlib.figure import Figure
     except ImportError as e:
         raise missing_dependency("matplotlib", "drawing figures", "plot") from e
     return matplotlib, Figure
+
+
+_matplotlib = require_matplotlib
 
 
 def new_figure(width: float, height: float, th: Theme, *, layout: str | None = "constrained") -> Any:

@@ -217,10 +217,10 @@ def make_layer(
     dtype = storage_dtype or str(array.dtype)
     array = np.ascontiguousarray(array, dtype=np.float32)
     if array.ndim < 3:
-        raise ValueError(f"layer {name!r}: a convolution weight needs >= 3 dimensions, got shape {array.shape}")
+        raise ModelFormatError(f"layer {name!r}: a convolution weight needs >= 3 dimensions, got shape {array.shape}")
     # The weight's first axis (out channels; in channels when transposed) is split into `groups` groups.
     if not 1 <= int(groups) <= max(array.shape[0], 1) or array.shape[0] % int(groups):
-        raise ValueError(f"layer {name!r}: groups={int(groups)} cannot split a weight of shape {array.shape} "
+        raise ModelFormatError(f"layer {name!r}: groups={int(groups)} cannot split a weight of shape {array.shape} "
                          f"(it must be >= 1 and divide {array.shape[0]}); the file is corrupt")
     return ConvLayer(
         name=name,

@@ -11,9 +11,9 @@ Examples
 >>> write_model_card("card.html", record, check_model(record))  # doctest: +SKIP
 """
 
-from ._html import Page, Rendered, write_html
+from ._html import Html, Page, Rendered, esc, write_html
 from ._model_card import model_card_html, write_model_card
 from ._zoo_report import ZooReport, build_zoo_report, write_zoo_report
 
-__all__ = ["Page", "Rendered", "ZooReport", "build_zoo_report", "model_card_html", "write_html", "write_model_card",
-           "write_zoo_report"]
+__all__ = ["Html", "Page", "Rendered", "ZooReport", "build_zoo_report", "esc", "model_card_html", "write_html",
+           "write_model_card", "write_zoo_report"]

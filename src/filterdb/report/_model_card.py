@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._format import size
 from ..check import VERDICT_KINDS, ModelReport, Verdict
 from ..errors import UsageError
 from ..types import ModelRecord
@@ -141,7 +142,7 @@ def _summary_section(page: Page, info: dict[str, Any], s: dict[str, Any]) -> Non
         ("format", s.get("format") or "–", f"opset {s['opset']}" if s.get("opset") is not None else ""),
         ("producer", producer, ""),
         ("parameters", f"{int(s.get('n_parameters') or 0):,}",
-         f"file {_size(info.get('size_bytes'))}" if info.get("size_bytes") else ""),
+         f"file {size(info['size_bytes'])}" if info.get("size_bytes") else ""),
         ("conv layers (2-D)", f"{s['n_conv_layers']}", f"of {s['n_layers_total']} convolutions"),
         ("2-D filters", f"{s['n_filters']:,}", shapes),
         ("3×3 share", cell_number(s.get("share_3x3"), 2), "of all 2-D filters"),
@@ -273,11 +274,3 @@ def _threshold(v: Verdict) -> str:
     return f"{op}{v.threshold:g}"
 
 
-def _size(n: Any) -> str:
-    if not n:
-        return ""
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return ""

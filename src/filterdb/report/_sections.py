@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._format import count
+from .._format import count, size
 from ._context import Section
 from ._drift_section import drift_section
 from ._html import Html, Page, badges, cell_number, esc, name_cell, table_html
@@ -39,7 +39,7 @@ def summary_section(ctx: ReportContext) -> Section:
         ("filters", count(stats.n_filters), "all kernel shapes"),
         (f"{shape} filters", count(n_shape), "analysed below"),
         ("degenerated layers", count(n_deg), f"of {count(n2d)} 2-D layers"),
-        ("store size", _size(stats.total_bytes), f"{stats.bytes_per_filter:.1f} bytes per filter"
+        ("store size", size(stats.total_bytes), f"{stats.bytes_per_filter:.1f} bytes per filter"
          if stats.n_filters else ""),
     ]
     cells = "".join(f'<div class="fact"><div class="k">{esc(k)}</div><div class="v">{esc(v)}'
@@ -223,9 +223,3 @@ def _k_for(cumulative: Any, share: float) -> int:
     return int(np.searchsorted(np.asarray(cumulative), share - 1e-12) + 1)
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return ""
