@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from ..store import ShardRows, read_ahead, readahead_budget
+from ._partial import Partial, merge, merge_into
 from ._selection import Plan, Task
-from .kernels import Partial, PassSpec, _Accumulator, merge, merge_into
+from .kernels import PassSpec, _Accumulator
 
 __all__ = ["run_task", "run_pass"]
 

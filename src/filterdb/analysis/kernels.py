@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from ..errors import UsageError
+from ._partial import Partial, merge, merge_into  # re-exported: the kernels return Partials
 
-__all__ = ["HAVE_NUMBA", "KernelName", "Partial", "PassSpec", "resolve_kernel", "run_rows", "f16_to_f32"]
+__all__ = ["HAVE_NUMBA", "KernelName", "Partial", "PassSpec", "f16_to_f32", "merge", "merge_into", "resolve_kernel",
+           "run_rows"]
 
 KernelName = Literal["auto", "numba", "numpy"]
 BLK = 256  # rows per block in the numba kernel: the block (d x 256 float32) stays in L1
@@ -89,42 +91,6 @@ class PassSpec:
         comps = np.ascontiguousarray(self.components, dtype=np.float32)
         offset = (np.asarray(self.components, np.float64) @ np.asarray(self.mean, np.float64)).astype(np.float32)
         return comps, offset
-
-
-@dataclass
-class Partial:
-    """Mergeable partial results of a pass over some rows (a few KB per task)."""
-
-    d: int
-    nbins: int
-    n: int = 0
-    # the arrays default to None and are made in __post_init__ (their sizes depend on d and nbins), hence the
-    # assignment ignores: after construction they are always arrays
-    gram: np.ndarray = None  # type: ignore[assignment]  # (d, d) float64
-    sums: np.ndarray = None  # type: ignore[assignment]  # (d,) float64
-    units: np.ndarray = None  # type: ignore[assignment]  # (u,) int64 global unit ids
-    hist: np.ndarray = None  # type: ignore[assignment]  # (u, d, nbins) int64
-    unit_rows: np.ndarray = None  # type: ignore[assignment]  # (u,) rows per unit
-    cmin: np.ndarray = None  # type: ignore[assignment]  # (d,) float64
-    cmax: np.ndarray = None  # type: ignore[assignment]  # (d,) float64
-    skipped: int = 0  # filters left out because they hold a NaN or an infinity (not in n)
-
-    def __post_init__(self) -> None:
-        d = self.d
-        if self.gram is None:
-            self.gram = np.zeros((d, d), np.float64)
-        if self.sums is None:
-            self.sums = np.zeros(d, np.float64)
-        if self.units is None:
-            self.units = np.zeros(0, np.int64)
-        if self.hist is None:
-            self.hist = np.zeros((0, d, self.nbins), np.int64)
-        if self.unit_rows is None:
-            self.unit_rows = np.zeros(0, np.int64)
-        if self.cmin is None:
-            self.cmin = np.full(d, np.inf)
-        if self.cmax is None:
-            self.cmax = np.full(d, -np.inf)
 
 
 # -- numba ------------------------------------------------------------------------------------------
@@ -621,28 +587,3 @@ class _Accumulator:
             part.hist = self.h
             part.unit_rows = np.bincount(units, weights=counts, minlength=self.n_units).astype(np.int64) - self.skipped
         return part
-
-
-def merge(parts: Any, d: int, nbins: int, n_units: int) -> Partial:
-    """Sum partial results in the given order (the same order gives bit-identical totals)."""
-    total = Partial(d, nbins)
-    total.hist = np.zeros((n_units, d, nbins), np.int64)
-    total.unit_rows = np.zeros(n_units, np.int64)
-    total.units = np.arange(n_units, dtype=np.int64)
-    for p in parts:
-        merge_into(total, p)
-    return total
-
-
-def merge_into(total: Partial, p: Partial) -> Partial:
-    """Add one partial result into ``total`` (in place) and return it."""
-    total.n += p.n
-    total.skipped += p.skipped
-    total.gram += p.gram
-    total.sums += p.sums
-    if len(p.units):
-        total.hist[p.units] += p.hist
-        total.unit_rows[p.units] += p.unit_rows
-    np.minimum(total.cmin, p.cmin, out=total.cmin)
-    np.maximum(total.cmax, p.cmax, out=total.cmax)
-    return total
