@@ -13,7 +13,7 @@ from filterdb.analysis._settings import SelectionError  # no public name: Analys
 from filterdb.errors import UsageError
 from filterdb.monitor import AlertRules, Monitor
 from filterdb.store._shards import shard_path, shard_width
-from filterdb.store._errors import ShardCorruptError
+from filterdb.store import ShardCorruptError
 
 KIB, MIB, GIB, TIB = 2**10, 2**20, 2**30, 2**40
 
@@ -129,8 +129,10 @@ def two_models(tmp_path_factory):
     from filterdb.store import init_store
 
     store = init_store(tmp_path_factory.mktemp("zoo") / "zoo.fdb")
-    store.ingest(_record(1, "a"), {"Name": "a", "Visual Category": "faces", "Training-Dataset": "WIDER"})
-    store.ingest(_record(2, "b"), {"Name": "b", "Visual Category": "cars", "Training-Dataset": "WIDER"})
+    store.ingest(_record(1, "a"), {"Name": "a", "Visual Category": "faces", "Training-Dataset": "WIDER"},
+                 metrics=None)
+    store.ingest(_record(2, "b"), {"Name": "b", "Visual Category": "cars", "Training-Dataset": "WIDER"},
+                 metrics=None)
     return store
 
 
