@@ -7,6 +7,9 @@ import os
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
+
+from filterdb.cli import main
 from filterdb.testing import synthetic_record
 
 
@@ -91,3 +94,11 @@ def parse(text: str) -> Anchors:
     parser = Anchors()
     parser.feed(text)
     return parser
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    """Run the `filterdb` command in this process: (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err

@@ -6,17 +6,9 @@ import json
 import shutil
 
 import pytest
-from helpers import snapshot
+from helpers import run_cli as run, snapshot
 
-from filterdb.cli import main
 from filterdb.testing import write_manifest
-
-
-def run(capsys, *argv):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 @pytest.fixture()

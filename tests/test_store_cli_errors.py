@@ -6,19 +6,12 @@ from __future__ import annotations
 import os
 
 import pytest
+from helpers import run_cli as run
 
 from filterdb import ingest_record
-from filterdb.cli import main
 from filterdb.errors import UsageError
 from filterdb.store import StoreQueryError, init_store, open_store
 from filterdb.testing import synthetic_record
-
-
-def run(capsys, *argv):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 @pytest.fixture(scope="module")

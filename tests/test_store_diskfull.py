@@ -12,21 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import snapshot
+from helpers import run_cli as run, snapshot
 
 from filterdb import ingest_record
-from filterdb.cli import main
 from filterdb.store import StoreError, StoreWriteError, init_store, open_store
 from filterdb.testing import synthetic_record
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-
-
-def run(capsys, *argv):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 class SmallDisk:
