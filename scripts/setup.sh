@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install filterdb into it. Usage: bash scripts/setup.sh [EXTRAS]
 #   bash scripts/setup.sh            -> the light core (reads ONNX, PyTorch state_dicts, safetensors, Keras, TFLite)
-#   bash scripts/setup.sh demo       -> + torch, scikit-learn, matplotlib for `filterdb demo`
+#   bash scripts/setup.sh demo       -> + matplotlib for `filterdb demo` (no deep-learning framework)
 #   bash scripts/setup.sh test,all,timm -> everything the test suite needs (pins in ci/constraints.txt)
 # Prints one line per phase, one per package pip collects and one per download of a megabyte or more; pip's
 # full output goes to .venv/setup.log.
@@ -11,15 +11,26 @@ extras="${1:-}"
 started=$SECONDS
 say() { printf '[setup %3d s] %s\n' "$((SECONDS - started))" "$*"; }
 
-# pip's lines that show progress: each package it collects, each download of a megabyte or more.
+# pip's lines that show progress: each package it collects, each download of a megabyte or more, and, when pip
+# says nothing for 10 s (a large download, unpacking and installing), a line that says what it is still doing.
 show_progress() {
-    local line
-    while IFS= read -r line; do  # bash reads line by line (mawk would buffer the whole stream)
+    local line="" part doing="resolving"
+    while true; do
+        if IFS= read -r -t 10 part; then  # bash reads line by line (mawk would buffer the whole stream)
+            line+=$part
+        elif [ $? -gt 128 ]; then  # timed out: keep any partial line, say that pip is still at work
+            line+=$part
+            say "    ... still $doing"
+            continue
+        else
+            break  # end of pip's output
+        fi
         case "$line" in
-            "Collecting "*) line=${line#Collecting }; echo "    ${line%% *}" ;;
-            *Downloading*" MB)") echo "      ${line#"${line%%[! ]*}"}" ;;
-            "Installing collected packages"*) echo "    installing ..." ;;
+            "Collecting "*) line=${line#Collecting }; echo "    ${line%% *}"; doing="resolving and downloading" ;;
+            *Downloading*" MB)") echo "      ${line#"${line%%[! ]*}"}"; doing="downloading" ;;
+            "Installing collected packages"*) echo "    installing ..."; doing="installing (unpacking the packages)" ;;
         esac
+        line=""
     done
 }
 
@@ -42,12 +53,12 @@ say "creating .venv with $(python3 --version 2>&1)"
 python3 -m venv .venv
 log=.venv/setup.log
 : >"$log"
-say "upgrading pip"
+say "upgrading pip (a few seconds)"
 pip_install --quiet --upgrade pip
 target="."
 [ -n "$extras" ] && target=".[${extras}]"
 case ",$extras," in
-    *,demo,*|*,test,*|*,all,*|*,torch,*) say "installing filterdb $target with torch (a large download: minutes on a fresh machine)" ;;
+    *,test,*|*,all,*|*,torch,*) say "installing filterdb $target with torch (a large download: minutes on a fresh machine)" ;;
     *) say "installing filterdb $target" ;;
 esac
 pip_install -c ci/constraints.txt -e "$target"

@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 DIGITS_VERSION = "2"  # the recipe's version: cached files of another version are rebuilt
-INDEX_NAME = "digits.json"  # next to the model files: version, torch release, threads, manifest rows
+INDEX_NAME = "digits.json"  # next to the model files: version, torch release, threads, CPU kind, manifest rows
 WEIGHT_DTYPE = "float16"  # the files hold float16 weights (trained in float32): half the size, same verdicts
 MIN_ACCURACY = 0.85  # documented floor of the trained models' test accuracy (they reach ~0.95)
 
@@ -347,7 +347,7 @@ def train_digits_family(out_dir: str | os.PathLike[str], *, threads: int | None 
             say(f"digits: {spec.name} ({spec.recipe}): test accuracy {accuracy:.1%}, {seconds:.1f} s "
                 f"({time.process_time() - cpu:.1f} s CPU)")
     index = {"version": DIGITS_VERSION, "torch": str(torch.__version__), "threads": threads,
-             "rows": digits_rows(results)}
+             "cpu": str(torch.backends.cpu.get_cpu_capability()), "rows": digits_rows(results)}
     atomic_write_text(out / INDEX_NAME, json.dumps(index, indent=1) + "\n")
     return results
 
