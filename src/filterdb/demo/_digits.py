@@ -346,9 +346,9 @@ def train_digits_family(out_dir: str | os.PathLike[str], *, threads: int | None 
             results.append(DigitsResult(spec, tuple(files), accuracy, seconds))
             say(f"digits: {spec.name} ({spec.recipe}): test accuracy {accuracy:.1%}, {seconds:.1f} s "
                 f"({time.process_time() - cpu:.1f} s CPU)")
-    index = {"version": DIGITS_VERSION, "torch": str(torch.__version__), "threads": threads,
-             "cpu": str(torch.backends.cpu.get_cpu_capability()), "rows": digits_rows(results)}
-    atomic_write_text(out / INDEX_NAME, json.dumps(index, indent=1) + "\n")
+    family = {"version": DIGITS_VERSION, "torch": str(torch.__version__), "threads": threads,
+              "cpu": str(torch.backends.cpu.get_cpu_capability()), "rows": digits_rows(results)}
+    atomic_write_text(out / INDEX_NAME, json.dumps(family, indent=1) + "\n")
     return results
 
 
