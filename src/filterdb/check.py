@@ -40,7 +40,7 @@ import numpy as np
 
 from ._kernel import KernelKey, kernel_key
 from .errors import UsageError
-from .metrics import _objects, layer_metric_columns, metrics_frame
+from .metrics import layer_metric_columns, metrics_frame, object_column
 from .types import ModelRecord
 
 if TYPE_CHECKING:  # pandas is imported when a report is built, not with this module
@@ -413,7 +413,7 @@ def check_model(record: ModelRecord, thresholds: Thresholds = Thresholds()) -> M
         raise TypeError(f"thresholds must be a filterdb.check.Thresholds, got {type(thresholds).__name__}")
     columns = layer_metric_columns(record.layers, sparsity_eps=thresholds.sparsity_eps)
     verdicts = judge_layers(columns, thresholds).verdicts()
-    columns["verdicts"] = _objects([[v.kind for v in layer_verdicts] for layer_verdicts in verdicts])
+    columns["verdicts"] = object_column([[v.kind for v in layer_verdicts] for layer_verdicts in verdicts])
     info = {f.name: getattr(record.info, f.name) for f in dataclasses.fields(record.info)}
     info["op_counts"] = dict(info["op_counts"])
     info["notes"] = list(info["notes"])

@@ -105,7 +105,8 @@ def run_demo(report_path: str | os.PathLike[str], *, workdir: str | os.PathLike[
     """
     from ..ingest import IngestEvent, ingest
     from ..report import write_zoo_report
-    from ..sources import cache_dir, is_source_name, resolve_source
+    from .._cache import cache_dir
+    from ..sources import is_source_name, resolve_source
     from ..store import open_store
 
     from ..plotting import require_matplotlib
