@@ -171,3 +171,15 @@ def test_the_trained_cache_is_refused_on_another_version_or_a_missing_file(tmp_p
     assert _cached_digits(folder) == index["rows"]
     (folder / "digits.json").write_text(json.dumps({**index, "version": "0"}))
     assert _cached_digits(folder) is None
+
+
+def test_demo_train_without_torch_is_one_error_line(tmp_path):
+    import subprocess
+
+    blocked = "import sys; sys.modules['torch'] = None; from filterdb.cli import main; main()"
+    proc = subprocess.run([sys.executable, "-c", blocked, "demo", "--train", "--workdir", str(tmp_path),
+                           "--models", "digits-vgg*", "-o", str(tmp_path / "r.html")],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.returncode == 1
+    assert "pip install 'filterdb[torch]'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r.html").exists()

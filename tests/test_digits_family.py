@@ -98,3 +98,17 @@ def test_the_onnx_copy_computes_what_the_torch_model_computes():
         expected = model(x[:64]).numpy()
     (logits,) = ReferenceEvaluator(str(SHIPPED / "digits-cnn-w2.onnx")).run(None, {"image": x[:64].numpy()})
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_demo_train_reuses_what_it_trained_in_the_work_folder(remade, tmp_path):
+    from filterdb.demo import build_demo_zoo
+    from filterdb.demo._zoo import TRAINED_FOLDER
+
+    folder = tmp_path / TRAINED_FOLDER
+    folder.mkdir()
+    for f in remade.iterdir():  # what `--train` writes there: the script's output (trained above)
+        (folder / f.name).write_bytes(f.read_bytes())
+    zoo = build_demo_zoo(tmp_path, train=True)
+    assert not zoo.trained  # reused, not trained again
+    assert [row["file"] for row in zoo.digits] == [f"{TRAINED_FOLDER}/{row['file']}" for row in INDEX["rows"]]
+    assert all(source.startswith(str(folder.resolve())) for source in zoo.sources[-len(zoo.digits):])
