@@ -59,10 +59,13 @@ def corpus_rows() -> list[dict[str, str]]:
 
 
 def shipped_digits() -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The digits family shipped in the package: its ``digits.json`` (parsed) and file name → bytes."""
+    """The digits family shipped in the package: its ``digits.json`` (parsed) and file name → bytes of every file
+    (the models and ``digits.json`` itself)."""
     folder = resources.files("filterdb.demo").joinpath(DIGITS_FOLDER)
-    index = json.loads(folder.joinpath(INDEX_NAME).read_text(encoding="utf-8"))
-    return index, {row["file"]: folder.joinpath(row["file"]).read_bytes() for row in index["rows"]}
+    index_bytes = folder.joinpath(INDEX_NAME).read_bytes()
+    index = json.loads(index_bytes)
+    files = {row["file"]: folder.joinpath(row["file"]).read_bytes() for row in index["rows"]}
+    return index, {**files, INDEX_NAME: index_bytes}
 
 
 def _copy_shipped(folder: Path) -> list[dict[str, str]]:
