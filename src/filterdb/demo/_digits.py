@@ -1,4 +1,4 @@
-"""The demo's digits family: tiny CNNs trained for seconds on sklearn's digits, each degeneration with a known cause.
+"""The demo's digits family: tiny CNNs trained on sklearn's digits, each degeneration with a known cause.
 
 Every model of the family is trained (or deliberately not trained) so that one verdict of
 :func:`filterdb.check.check_model` appears on known layers, for a known reason, and nowhere else:
