@@ -255,7 +255,7 @@ def test_failing():
 
 
 def test_check_model_validates_its_inputs():
-    with pytest.raises(TypeError, match="record must be a filterdb.ModelRecord, got str"):
+    with pytest.raises(TypeError, match=r"takes a filterdb.ModelRecord .*, got str; .* call filterdb.check\(model\)"):
         check_model("model.onnx")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="thresholds must be a filterdb.check.Thresholds, got dict"):
         check_model(record_of(), {"random": 1})  # type: ignore[arg-type]

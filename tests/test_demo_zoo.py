@@ -1,4 +1,6 @@
-"""The demo zoo: the shipped corpus manifest, and the digits family whose degenerations have known causes."""
+"""The demo zoo: the shipped corpus manifest, and the shipped digits family whose degenerations have known causes.
+
+Remaking the family with torch (and comparing with the shipped files) is tests/test_digits_family.py."""
 
 from __future__ import annotations
 
@@ -8,10 +10,12 @@ import sys
 
 import pytest
 from corpus import CORPUS
+from digits_family import SHIPPED, assert_verdicts_as_designed
 
 import filterdb
-from filterdb.demo import DIGITS_MODELS, MIN_ACCURACY, build_demo_zoo, corpus_rows
-from filterdb.demo._zoo import DIGITS_FOLDER, _cached_digits
+from filterdb.demo import DIGITS_MODELS, DIGITS_VERSION, MIN_ACCURACY, build_demo_zoo, corpus_rows
+from filterdb.demo._zoo import DIGITS_FOLDER, TRAINED_FOLDER, _cached_digits
+from filterdb.errors import MissingDependencyError
 from filterdb.manifest import is_source_name, load_manifest
 
 SPEC_TO_KEY = {entry.spec: key for key, entry in CORPUS.items()}
@@ -56,21 +60,38 @@ def test_every_corpus_source_resolves_and_reads(corpus_path):
     assert len(record.layers) == CORPUS["pnet.pt"].n_conv
 
 
-def test_without_torch_the_digits_are_skipped_with_a_note(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+def test_the_shipped_digits_need_no_framework(tmp_path, monkeypatch):
+    for name in ("torch", "sklearn", "keras", "tensorflow"):
+        monkeypatch.setitem(sys.modules, name, None)  # `import torch` now raises ImportError
     lines: list[str] = []
     zoo = build_demo_zoo(tmp_path, progress=lines.append)
-    assert not zoo.trained and zoo.digits == []
-    assert len(zoo.notes) == 1 and "pip install 'filterdb[torch]'" in zoo.notes[0]
-    assert len(load_manifest(zoo.manifest_path).rows) == len(corpus_rows())
-    assert any("skipped" in line for line in lines)
+    assert not zoo.trained and zoo.notes == []
+    assert len(zoo.digits) == sum(1 + (m.name == "digits-cnn-w2") for m in DIGITS_MODELS)  # + the ONNX copy
+    assert len(load_manifest(zoo.manifest_path).rows) == len(corpus_rows()) + len(zoo.digits)
+    assert any("shipped" in line for line in lines)
+    for row in zoo.digits:  # the same bytes as the package's files, and they read without torch
+        copy = tmp_path / row["file"]
+        assert copy.read_bytes() == (SHIPPED / copy.name).read_bytes()
+        assert filterdb.read_model(copy).layers
+
+
+def test_training_without_torch_is_a_missing_dependency(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'filterdb\[torch\]'"):
+        build_demo_zoo(tmp_path, train=True)
+
+
+def test_the_shipped_files_are_small_and_in_the_index():
+    index = json.loads((SHIPPED / "digits.json").read_text())
+    assert index["version"] == DIGITS_VERSION
+    files = sorted(p.name for p in SHIPPED.iterdir() if p.name != "digits.json")
+    assert sorted(row["file"] for row in index["rows"]) == files
+    assert sum((SHIPPED / f).stat().st_size for f in files) < 1_000_000  # package data, not a download
 
 
 # -------------------------------------------------------------------------------------------- the digits family
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory):
-    pytest.importorskip("torch")
-    pytest.importorskip("sklearn")
     work = tmp_path_factory.mktemp("demo")
     lines: list[str] = []
     built = build_demo_zoo(work, progress=lines.append)
@@ -84,10 +105,8 @@ def reports(zoo):
     return {row["Name"]: filterdb.check_model(filterdb.read_model(base / row["file"])) for row in built.digits}
 
 
-@pytest.mark.torch
-def test_build_trains_and_writes_a_loadable_manifest(zoo):
-    built, lines = zoo
-    assert built.trained and built.notes == []
+def test_build_writes_a_loadable_manifest(zoo):
+    built, _ = zoo
     manifest = load_manifest(built.manifest_path)
     assert len(manifest.rows) == len(corpus_rows()) + len(built.digits)
     assert {"degeneration_cause", "expected_verdict", "expected_layers", "test_accuracy"} <= set(
@@ -96,10 +115,8 @@ def test_build_trains_and_writes_a_loadable_manifest(zoo):
     assert len(local) == len(built.digits) and all(os.path.isfile(s) for s in local)
     by_key = {row.key: row for row in manifest.rows}
     assert all(s in by_key for s in built.sources)  # every source has its row
-    assert sum("test accuracy" in line for line in lines) == len(DIGITS_MODELS)
 
 
-@pytest.mark.torch
 def test_trained_models_reach_the_documented_accuracy(zoo):
     built, _ = zoo
     for row in built.digits:
@@ -110,62 +127,59 @@ def test_trained_models_reach_the_documented_accuracy(zoo):
             assert accuracy >= MIN_ACCURACY, row["Name"]
 
 
-@pytest.mark.torch
 @pytest.mark.parametrize("spec", DIGITS_MODELS, ids=[m.name for m in DIGITS_MODELS])
 def test_each_verdict_on_its_layers_and_nowhere_else(reports, spec):
-    layers = reports[spec.name].layers
-    found = {name: list(kinds) for name, kinds in zip(layers["name"], layers["verdicts"]) if kinds}
-    expected = {name: [spec.verdict] for name in spec.layers}
-    assert found == expected
-    values = layers.set_index("name")
-    # with margin, not at the edge of a threshold
-    for name in spec.layers:
-        if spec.verdict == "sparse":
-            assert values.loc[name, "sparsity"] >= 0.7
-        elif spec.verdict == "low-diversity":
-            assert values.loc[name, "variance_entropy_norm"] < 0.4
-            assert values.loc[name, "sparsity"] == 0  # collapsed, not zeroed
-    judged = values[(values["n_filters"] >= 32) & ~values.index.isin(spec.layers)]
-    assert (judged["variance_entropy_norm"] < 0.99).all() and (judged["variance_entropy_norm"] > 0.6).all()
-    assert (judged["sparsity"] < 0.2).all()
+    assert_verdicts_as_designed(reports[spec.name].layers, spec)
 
 
-@pytest.mark.torch
-def test_the_onnx_copy_reads_like_the_state_dict(reports):
-    pt, onnx = reports["digits-cnn-w2"].layers, reports["digits-cnn-w2 (ONNX)"].layers
-    assert list(onnx["name"]) == [f"/{name}/Conv" for name in pt["name"]]
-    assert onnx["variance_entropy_norm"].round(6).tolist() == pt["variance_entropy_norm"].round(6).tolist()
+def test_the_onnx_copy_reads_like_the_safetensors_file(reports):
+    st, onnx = reports["digits-cnn-w2"].layers, reports["digits-cnn-w2 (ONNX)"].layers
+    assert list(onnx["name"]) == [f"/{name}/Conv" for name in st["name"]]
+    assert onnx["variance_entropy_norm"].tolist() == st["variance_entropy_norm"].tolist()  # the very same filters
     assert all(not kinds for kinds in onnx["verdicts"])
 
 
-@pytest.mark.torch
-def test_a_second_build_reuses_the_cached_files(zoo):
+def test_a_second_build_rewrites_nothing(zoo):
     built, _ = zoo
     work = built.manifest_path.parent
     files = [work / row["file"] for row in built.digits]
     before = {f: f.stat().st_mtime_ns for f in files}
     manifest_before = built.manifest_path.read_text()
-    lines: list[str] = []
-    again = build_demo_zoo(work, progress=lines.append)
-    assert not again.trained
+    again = build_demo_zoo(work)
     assert {f: f.stat().st_mtime_ns for f in files} == before
     assert again.digits == built.digits and again.sources == built.sources
     assert again.manifest_path.read_text() == manifest_before
-    assert any("reusing" in line for line in lines) and not any("test accuracy" in line for line in lines)
 
 
-@pytest.mark.torch
-def test_the_cache_is_refused_on_another_version_or_a_missing_file(zoo, tmp_path):
+def test_a_damaged_copy_in_the_work_folder_is_replaced(zoo):
     built, _ = zoo
-    folder = built.manifest_path.parent / DIGITS_FOLDER
-    assert _cached_digits(folder) == built.digits
-    cache = json.loads((folder / "digits.json").read_text())
-    copy = tmp_path / DIGITS_FOLDER
-    copy.mkdir()
-    (copy / "digits.json").write_text(json.dumps(cache))
-    assert _cached_digits(copy) is None  # the files are not there
-    for row in built.digits:
-        (tmp_path / row["file"]).write_bytes((folder.parent / row["file"]).read_bytes())
-    assert _cached_digits(copy) == built.digits
-    (copy / "digits.json").write_text(json.dumps({**cache, "version": "0"}))
-    assert _cached_digits(copy) is None
+    work = built.manifest_path.parent
+    copy = work / built.digits[0]["file"]
+    copy.write_bytes(b"damaged")
+    build_demo_zoo(work)
+    assert copy.read_bytes() == (SHIPPED / copy.name).read_bytes()
+
+
+def test_the_trained_cache_is_refused_on_another_version_or_a_missing_file(tmp_path):
+    index = json.loads((SHIPPED / "digits.json").read_text())
+    folder = tmp_path / TRAINED_FOLDER
+    folder.mkdir()
+    (folder / "digits.json").write_text(json.dumps(index))
+    assert _cached_digits(folder) is None  # the files are not there
+    for row in index["rows"]:
+        (folder / row["file"]).write_bytes((SHIPPED / row["file"]).read_bytes())
+    assert _cached_digits(folder) == index["rows"]
+    (folder / "digits.json").write_text(json.dumps({**index, "version": "0"}))
+    assert _cached_digits(folder) is None
+
+
+def test_demo_train_without_torch_is_one_error_line(tmp_path):
+    import subprocess
+
+    blocked = "import sys; sys.modules['torch'] = None; from filterdb.cli import main; main()"
+    proc = subprocess.run([sys.executable, "-c", blocked, "demo", "--train", "--workdir", str(tmp_path),
+                           "--models", "digits-vgg*", "-o", str(tmp_path / "r.html")],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.returncode == 1
+    assert "pip install 'filterdb[torch]'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r.html").exists()

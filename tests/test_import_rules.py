@@ -111,3 +111,25 @@ def test_the_check_reads_relative_and_absolute_imports() -> None:
     source = ("from ..store import Store\nfrom .. import errors\nimport filterdb.check\n"
               "from filterdb import check_model\nfrom . import pca\nimport numpy\n")
     assert imported_units(source, [ROOT, "analysis"], units) == {"store", "errors", "check", ROOT, "analysis"}
+
+
+def regenerated_table() -> str:
+    """The table as the code is now, keeping each row's description (and '?' for a new unit's)."""
+    text = ARCHITECTURE.read_text().split("## Import direction", 1)[1].split("\n## ", 1)[0]
+    described = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        names = re.findall(r"`([^`]+)`", cells[0]) if len(cells) >= 3 else []
+        if len(names) == 1:
+            described[names[0]] = cells[2]
+    graph = actual_graph()
+    order = [u for u in described if u in graph] + sorted(set(graph) - set(described))
+    rows = ["| unit | imports exactly these filterdb units | what it is |", "|---|---|---|"]
+    for unit in order:
+        imports = ", ".join(f"`{t}`" for t in sorted(graph[unit])) or "nothing of filterdb"
+        rows.append(f"| `{unit}` | {imports} | {described.get(unit, '?')} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # print the table to paste into docs/architecture.md after a change of imports
+    print(regenerated_table())

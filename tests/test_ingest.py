@@ -9,8 +9,8 @@ from helpers import snapshot
 
 from filterdb.errors import FilterDBError, ModelNotFoundError
 from filterdb.ingest import IngestError, expand_sources, ingest
-from filterdb.manifest import load_manifest
-from filterdb.store import ManifestError, init_store, open_store
+from filterdb.manifest import ManifestError, load_manifest
+from filterdb.store import init_store, open_store
 from filterdb.testing import write_manifest
 
 FACENET = {"pnet.pt": 702, "rnet.pt": 1428, "onet.pt": 6240}  # 3x3 filters (docs/corpus.md)

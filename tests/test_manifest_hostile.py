@@ -15,8 +15,8 @@ import pytest
 from fuzzing import PEAK_KIB_SOURCE
 
 from filterdb import ingest_record
-from filterdb.manifest import MAX_COLUMNS, load_manifest
-from filterdb.store import ManifestError, StoreError, init_store
+from filterdb.manifest import MAX_COLUMNS, ManifestError, load_manifest
+from filterdb.store import StoreError, init_store
 from filterdb.testing import synthetic_record, write_manifest
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")

@@ -16,7 +16,7 @@ pytest.importorskip("sklearn")
 import filterdb
 from filterdb.cli import main
 from filterdb.errors import UnsupportedFormatError
-from filterdb.monitor import AlertRules, Monitor, MonitorAlert, read_log
+from filterdb.monitor import AlertRules, Monitor, MonitorAlert, MonitorSkipped, read_log
 from monitor_training import first_verdict_step, make_run
 
 EVERY = 8
@@ -67,7 +67,7 @@ def test_the_last_step_equals_filterdb_check_on_the_saved_model(runs, capsys):
     last = [r for r in log if "alert" not in r and r["step"] == STEPS][-len(reference):]
     assert [r["name"] for r in last] == [r["name"] for r in reference] == ["conv1", "conv2", "conv3"]
     for ours, theirs in zip(last, reference):
-        assert set(ours) == set(theirs) | {"step", "epoch"}
+        assert set(ours) == set(theirs) | {"step", "epoch", "due_evaluations", "skipped_evaluations"}
         for key, value in theirs.items():
             if isinstance(value, float):
                 assert ours[key] == pytest.approx(value, abs=1e-6, rel=0), key
@@ -141,7 +141,8 @@ def test_non_finite_weights_alert_at_the_next_due_step_and_stop_ends_training(tm
     run.after_step = poison
     # a budget so small that no regular evaluation runs: the non-finite check still forces one
     monitor = Monitor(run.model, every=10, max_overhead=1e-12, on_alert="stop", log_dir=tmp_path / "log")
-    with pytest.warns(MonitorAlert) as warned:
+    with warnings.catch_warnings(), pytest.warns(MonitorAlert) as warned:
+        warnings.simplefilter("ignore", MonitorSkipped)  # the skips are the point here (test_monitor_budget.py)
         stopped_at = run.train(lambda step: monitor.step())
     monitor.close()
     assert any(re.fullmatch(r"layer 'conv2': \d+ weight\(s\) are NaN or infinite .*", str(w.message)) for w in warned)
@@ -160,9 +161,10 @@ def test_the_budget_skips_due_evaluations_and_none_evaluates_every_interval(tmp_
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 8, 3))
     tight = Monitor(model, every=2, max_overhead=1e-12)
     exact = Monitor(model, every=2, max_overhead=None)
-    for _ in range(10):
-        tight.step()
-        exact.step()
+    with pytest.warns(MonitorSkipped):  # an explicit every that the budget overrides is said (test_monitor_budget.py)
+        for _ in range(10):
+            tight.step()
+            exact.step()
     assert (tight.skipped, tight.last_step) == (5, 0)
     assert (exact.skipped, exact.last_step) == (0, 10)
 

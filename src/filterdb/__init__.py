@@ -18,6 +18,10 @@ from .types import ConvLayer, ModelInfo, ModelRecord
 
 
 def __getattr__(name: str) -> Any:  # lazy re-exports keep `import filterdb` light
+    if name == "check":  # the module filterdb.check, callable as the check(model) function (filterdb/_api.py)
+        import importlib
+
+        return importlib.import_module(".check", __name__)
     if name in ("check_model", "Thresholds", "failing"):
         from . import check
 
@@ -59,6 +63,7 @@ __all__ = [
     "Store",
     "StoreError",
     "Thresholds",
+    "check",
     "check_model",
     "compare",
     "lineage",

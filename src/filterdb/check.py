@@ -33,13 +33,14 @@ import numbers
 import os
 import sys
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, overload
 
 import numpy as np
 
 from ._kernel import KernelKey, kernel_key
 from .errors import UsageError
-from .metrics import _objects, layer_metric_columns, metrics_frame
+from .metrics import layer_metric_columns, metrics_frame, object_column
 from .types import ModelRecord
 
 if TYPE_CHECKING:  # pandas is imported when a report is built, not with this module
@@ -319,6 +320,11 @@ class ModelReport:
         list of verdict kinds per layer (built on first use: pandas is imported then)."""
         return metrics_frame(self.columns)
 
+    def to_frame(self) -> pd.DataFrame:
+        """One row per conv layer, as ``filterdb check`` prints them: a copy of ``layers`` (the name every
+        result of filterdb uses for its table: ``Comparison``, ``Similar``, ``Lineage``, ``DriftResult``, ...)."""
+        return self.layers.copy()
+
     def rows(self) -> list[dict[str, Any]]:
         """One dict per layer: the columns of ``layers`` (numpy scalars, None where a count is undefined)."""
         names = list(self.columns)
@@ -343,6 +349,12 @@ class ModelReport:
             entry["verdicts"] = [v.to_dict() for v in verdicts]
             layers.append(entry)
         return {"model": _json_value(model), "layers": layers, "summary": _json_value(self.summary)}
+
+    def to_json(self, **kwargs: Any) -> str:
+        """:meth:`to_dict` as JSON text, what ``filterdb check --json`` prints; ``kwargs`` go to json.dumps."""
+        import json
+
+        return json.dumps(self.to_dict(), **kwargs)
 
     @overload
     def to_csv(self, path: None = None) -> str: ...
@@ -394,12 +406,14 @@ def check_model(record: ModelRecord, thresholds: Thresholds = Thresholds()) -> M
     False
     """
     if not isinstance(record, ModelRecord):
-        raise TypeError(f"record must be a filterdb.ModelRecord, got {type(record).__name__}")
+        raise TypeError(f"check_model takes a filterdb.ModelRecord (from filterdb.read_model), got "
+                        f"{type(record).__name__}; for a path, a source name or a live model call "
+                        "filterdb.check(model)")
     if not isinstance(thresholds, Thresholds):
         raise TypeError(f"thresholds must be a filterdb.check.Thresholds, got {type(thresholds).__name__}")
     columns = layer_metric_columns(record.layers, sparsity_eps=thresholds.sparsity_eps)
     verdicts = judge_layers(columns, thresholds).verdicts()
-    columns["verdicts"] = _objects([[v.kind for v in layer_verdicts] for layer_verdicts in verdicts])
+    columns["verdicts"] = object_column([[v.kind for v in layer_verdicts] for layer_verdicts in verdicts])
     info = {f.name: getattr(record.info, f.name) for f in dataclasses.fields(record.info)}
     info["op_counts"] = dict(info["op_counts"])
     info["notes"] = list(info["notes"])
@@ -514,3 +528,17 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(value) else None
     return value
+
+
+class _CallableModule(ModuleType):
+    """``filterdb.check`` is this module and, called, :func:`filterdb._api.check` (read a model, then
+    :func:`check_model`): importing the module makes Python set ``filterdb.check`` to it, which would shadow
+    the function; a callable module keeps both spellings working (as ``filterdb.lineage`` does)."""
+
+    def __call__(self, model: Any, thresholds: Thresholds = Thresholds(), **read_options: Any) -> ModelReport:
+        from ._api import check  # the root joins readers and check; this module never imports the readers
+
+        return check(model, thresholds, **read_options)
+
+
+sys.modules[__name__].__class__ = _CallableModule

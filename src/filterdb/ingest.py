@@ -24,8 +24,9 @@ from typing import Any, Literal
 
 from ._hashing import file_sha256
 from .errors import FilterDBError, ModelFormatError, ModelNotFoundError
-from .manifest import DEFAULT_REQUIRED, Manifest, ManifestMatch, is_source_name, load_manifest, match_manifest
-from .store import (IngestResult, ManifestError, PreparedModel, Store, StoreError, StoreWriteError, as_store,
+from .manifest import (DEFAULT_REQUIRED, Manifest, ManifestError, ManifestMatch, is_source_name, load_manifest,
+                       match_manifest)
+from .store import (IngestResult, PreparedModel, Store, StoreError, StoreWriteError, as_store,
                     init_store, iter_hdf5_models, prepare_model, record_sha256)
 from .types import ModelRecord
 

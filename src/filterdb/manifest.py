@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._format import count
+from .errors import FilterDBError
 from .sources._registry import is_source_name  # the one rule; re-exported (ingest imports it from here)
 
-from .store import TAXONOMY, ManifestError, normalise_column
+from .store import TAXONOMY, normalise_column
 
 if TYPE_CHECKING:
     import yaml
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_REQUIRED",
     "FILE_COLUMN",
     "Manifest",
+    "ManifestError",
     "ManifestMatch",
     "ManifestRow",
     "is_source_name",
@@ -45,6 +47,11 @@ __all__ = [
 ]
 
 FILE_COLUMN = "file"
+
+
+class ManifestError(FilterDBError, ValueError):
+    """A manifest cannot be read, or does not match the sources it describes (raised here and by ingest)."""
+
 # Limits for hostile manifests; a real zoo manifest (one ~1 KB row per model, the taxonomy plus a few extra
 # columns) stays far below them.
 MAX_BYTES = 64 << 20  # the file

@@ -84,6 +84,7 @@ __all__ = [
     "layer_metrics",
     "layer_metric_columns",
     "metrics_frame",
+    "object_column",
     "sparsity",
     "sparse_mask",
     "variance_entropy",
@@ -484,9 +485,9 @@ def _metric_columns(layers: Sequence[ConvLayer], eps: float) -> dict[str, np.nda
     for column in ("n_filters", "groups", "n_nonfinite"):
         data[column] = np.array(data[column], dtype=np.int64)
     for column in ("n_sparse", "n_clean"):  # NaN (no 2-D filters) stays missing
-        data[column] = _objects([None if v != v else int(v) for v in data[column]])
+        data[column] = object_column([None if v != v else int(v) for v in data[column]])
     for column in (*_OBJECT_COLUMNS, *_TEXT_COLUMNS):
-        data[column] = _objects(data[column])
+        data[column] = object_column(data[column])
     return data
 
 
@@ -503,7 +504,9 @@ def metrics_frame(columns: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(data, columns=[*COLUMNS, *(c for c in data if c not in COLUMNS)])
 
 
-def _objects(values: Sequence[Any]) -> np.ndarray:  # a 1-D object array even of tuples
+def object_column(values: Sequence[Any]) -> np.ndarray:
+    """A 1-D object array of ``values``, one element each even when they are tuples or lists (a column of
+    :func:`layer_metric_columns` such as ``shape``, or a caller's own, such as check's ``verdicts``)."""
     array = np.empty(len(values), dtype=object)
     array[:] = values
     return array

@@ -201,6 +201,11 @@ def plan_for(store: Store, selection: Selection) -> Plan:
         labels[missing] = None
         frame["_group"] = labels
     nulls = frame["_group"].isna()
+    if len(frame) and nulls.all():  # the axis exists but no model has a value on it: say so, not "no filters"
+        raise AnalysisError(
+            f"{store.root}: no model in the selection has a value for {by!r} (all {len(frame)} layers with {shape} "
+            f"filters have it empty); give the models metadata with `filterdb ingest STORE SOURCES --manifest "
+            f"FILE.csv` (docs/store.md), or group by another column such as 'model' or 'depth'")
     if nulls.any():
         notes.append(f"{int(nulls.sum())} layer(s) with {int(frame.loc[nulls, 'n_filters'].sum())} filters have no "
                      f"value for {by!r} and were left out")
@@ -219,7 +224,8 @@ def plan_for(store: Store, selection: Selection) -> Plan:
         order = [g for g in wanted if g in order]
         frame = frame[frame["_group"].isin(order)].copy()
     if frame.empty:
-        raise AnalysisError(f"{store.root}: none of the groups {list(groups or [])!r} has {shape} filters")
+        raise AnalysisError(f"{store.root}: none of the groups {list(groups)!r} has {shape} filters" if groups
+                            else f"{store.root}: the selection has no {shape} filters")
     gindex = {g: i for i, g in enumerate(order)}
     frame["group"] = frame["_group"].map(gindex).astype(np.int64)
     pairs = frame[["group", "model_id"]].drop_duplicates().reset_index(drop=True)

@@ -44,6 +44,10 @@ class DegenerationResult:
     thresholds: Any
     notes: tuple[str, ...] = field(default=())
 
+    def to_frame(self) -> Any:
+        """The main table: ``per_group`` when the result is grouped (``by``), else ``per_model``."""
+        return self.per_group if self.per_group is not None else self.per_model
+
     def to_dict(self) -> dict[str, Any]:
         def records(frame: Any) -> Any:
             return None if frame is None else json.loads(frame.to_json(orient="records"))

@@ -135,6 +135,15 @@ class PCAResult:
         """The analytic bound of every |coefficient|: √d + ‖μ‖ (|f_scaled| ≤ 1 per value)."""
         return float(np.sqrt(self.d) + np.linalg.norm(self.mean))
 
+    def to_frame(self) -> Any:
+        """One row per component: ``explained_variance``, ``explained_variance_ratio``, ``cumulative``
+        (a pandas DataFrame indexed by the component number, 0 first)."""
+        import pandas as pd
+
+        return pd.DataFrame({"explained_variance": self.explained_variance,
+                             "explained_variance_ratio": self.explained_variance_ratio,
+                             "cumulative": self.cumulative}).rename_axis("component")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "shape": self.shape,

@@ -62,6 +62,16 @@ class LazyGroup(click.Group):
         self._load(cmd_name)
         return super().get_command(ctx, cmd_name)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                             list[str]]:
+        """click's lookup, with a "did you mean" for a mistyped command (as `analyze STORE pac` has)."""
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            from ..errors import suggest
+
+            raise click.UsageError(suggest(name, self.list_commands(ctx), "command"), ctx)
+        return super().resolve_command(ctx, args)
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="filterdb")

@@ -66,7 +66,10 @@ class _Display:
               help="Folder for the store and the digits models [the user's cache dir: <cache>/filterdb/demo].")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=Path(REPORT_NAME),
               show_default=True, help="Where to write the HTML report (relative paths: from the current folder).")
-@click.option("--no-digits", is_flag=True, help="Leave out the digits family (no torch needed).")
+@click.option("--no-digits", is_flag=True, help="Leave out the digits family.")
+@click.option("--train", is_flag=True,
+              help="Train the digits family here instead of using the shipped files (needs torch and scikit-learn: "
+                   "pip install 'filterdb[torch]' scikit-learn; kept apart in digits-trained/ and store-trained.fdb).")
 @click.option("--models", "patterns", multiple=True, metavar="GLOB",
               help="Only the zoo's files whose name matches (repeat), e.g. 'digits-*' 'pnet.pt': a quick run.")
 @click.option("--open", "open_", is_flag=True, help="Open the report in the web browser at the end.")
@@ -74,13 +77,14 @@ class _Display:
               help="Also save the report's main figures as small PNGs in this folder (as in the README).")
 @click.option("--progress/--no-progress", default=True,
               help="Progress on stderr: a bar in a terminal, one line per phase otherwise [on].")
-def demo_cmd(workdir: Path | None, output: Path, no_digits: bool, patterns: tuple[str, ...], open_: bool,
-             figures: Path | None, progress: bool) -> None:
+def demo_cmd(workdir: Path | None, output: Path, no_digits: bool, train: bool, patterns: tuple[str, ...],
+             open_: bool, figures: Path | None, progress: bool) -> None:
     """Build a filter store from a real model zoo, run the study, and write the HTML report.
 
     The zoo: the pre-trained models shipped inside PyPI wheels (face detection, landmarks, OCR, object
     detection, emotion recognition, audio; ONNX, PyTorch, Keras, TFLite), plus a family of small CNNs
-    trained for seconds on sklearn's digits with known degenerations (needs torch). Downloads are cached
+    trained on sklearn's digits with known degenerations (shipped with filterdb; --train remakes them with
+    torch). No deep-learning framework is needed. Downloads are cached
     and the store is content-addressed, so a second run is fast. The report goes to the current folder
     (--output); the store and the digits models stay in --workdir.
     """
@@ -92,7 +96,7 @@ def demo_cmd(workdir: Path | None, output: Path, no_digits: bool, patterns: tupl
     display = _Display(("bar" if err_console.is_terminal else "lines") if progress else "off")
     try:
         result = run_demo(report_path, workdir=workdir, include_digits=not no_digits, models=patterns,
-                          figures_dir=figures, progress=display)
+                          figures_dir=figures, progress=display, train_digits=train)
     finally:
         display.stop()
     _print_summary(result, figures, open_)

@@ -45,7 +45,8 @@ def monitor_command(log: Path, html_path: Path | None, layer: str | None, as_jso
 
     LOG is the filterdb-monitor.jsonl file or the log directory that holds it. The table shows, per conv
     layer, the first and last value of sparsity, normalised variance entropy and orthogonality, the
-    verdicts of the last evaluation, and when each alert fired. Exit codes: 0 ok, 1 unreadable log,
+    verdicts of the last evaluation, and when each alert fired; below it, how many of the evaluations that
+    `every` asked for the time budget (max_overhead) skipped. Exit codes: 0 ok, 1 unreadable log,
     2 bad usage, 3 an alert named by --fail-on fired.
     """
     from ..check import VERDICT_KINDS
@@ -71,12 +72,22 @@ def monitor_command(log: Path, html_path: Path | None, layer: str | None, as_jso
             for key, value in record.items():
                 if isinstance(value, float) and math.isnan(value):
                     record[key] = None
-        click.echo(json.dumps({"log": str(data.path), "steps": data.steps, "layers": records,
-                               "alerts": data.alerts}, indent=2))
+        due, skipped = _skips(data)
+        click.echo(json.dumps({"log": str(data.path), "steps": data.steps, "due_evaluations": due,
+                               "skipped_evaluations": skipped, "layers": records, "alerts": data.alerts}, indent=2))
     else:
         _print_table(data, summary)
     if any(alert["kind"] in kinds for alert in data.alerts):
         raise SystemExit(EXIT_ALERT)
+
+
+def _skips(data: MonitorLog) -> tuple[int | None, int | None]:
+    """(due, skipped) evaluations of ``every`` at the last evaluation of the log; None in logs without them."""
+    layers = data.layers
+    if "skipped_evaluations" not in layers.columns:
+        return None, None
+    last = layers.loc[layers["step"].idxmax()]
+    return int(last["due_evaluations"]), int(last["skipped_evaluations"])
 
 
 def _print_table(data: MonitorLog, summary: pd.DataFrame) -> None:
@@ -94,6 +105,11 @@ def _print_table(data: MonitorLog, summary: pd.DataFrame) -> None:
                       f"{_value(row.orthogonality_first)} → {_value(row.orthogonality_last)}",
                       ", ".join(row.verdicts) or "[green]ok[/]", escape("; ".join(row.alerts)) or "–")
     console.print(table)
+    due, skipped = _skips(data)
+    if skipped:
+        console.print(f"[yellow]skipped[/]: {skipped} of the {due} evaluations that `every` asked for, to keep the "
+                      "monitor within its time budget (max_overhead); Monitor(..., max_overhead=None) runs them all",
+                      soft_wrap=True)
     if not data.alerts:
         console.print("[green]no alerts[/]")
     for alert in sorted(data.alerts, key=lambda a: a["step"]):

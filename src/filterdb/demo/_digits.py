@@ -1,4 +1,4 @@
-"""The demo's digits family: tiny CNNs trained for seconds on sklearn's digits, each degeneration with a known cause.
+"""The demo's digits family: tiny CNNs trained on sklearn's digits, each degeneration with a known cause.
 
 Every model of the family is trained (or deliberately not trained) so that one verdict of
 :func:`filterdb.check.check_model` appears on known layers, for a known reason, and nowhere else:
@@ -14,30 +14,36 @@ Every model of the family is trained (or deliberately not trained) so that one v
   zero and every filter collapses onto the same "centre dot" pattern.
 
 The stems (``conv1``) have 16 filters, below ``Thresholds.min_filters``: no entropy verdict is expected
-there. Training is deterministic (fixed seeds, a fixed number of threads) and takes 5 – 30 s on two CPU
-threads (5 s on an idle machine). The files are PyTorch ``state_dict`` s (``torch.save``); the healthy ``digits-cnn-w2`` is also
-exported to ONNX when ``torch.onnx`` works offline.
+there. Training is deterministic (fixed seeds, one thread) and takes seconds. The files are the models'
+``state_dict`` s as safetensors (float16); the healthy ``digits-cnn-w2`` is also written as ONNX
+(:mod:`._digits_files`, no torch exporter). The package ships them (``filterdb/demo/digits/``, made by
+``scripts/make_digits_family.py``), so that the demo needs no framework; training is only needed to remake
+them (``filterdb demo --train``).
 
 torch is imported lazily: importing this module needs no torch; training does.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._atomic import atomic_path
+import numpy as np
+
+from .._atomic import atomic_write_text
 from ..errors import MissingDependencyError, missing_dependency
+from ._digits_files import save_cnn_onnx, save_weights
 
 __all__ = [
     "DIGITS_MODELS",
     "DIGITS_VERSION",
+    "INDEX_NAME",
     "MIN_ACCURACY",
     "DigitsModel",
     "DigitsResult",
@@ -45,7 +51,9 @@ __all__ = [
     "train_digits_family",
 ]
 
-DIGITS_VERSION = "1"  # the recipe's version: cached files of another version are rebuilt
+DIGITS_VERSION = "2"  # the recipe's version: cached files of another version are rebuilt
+INDEX_NAME = "digits.json"  # next to the model files: version, torch release, threads, CPU kind, manifest rows
+WEIGHT_DTYPE = "float16"  # the files hold float16 weights (trained in float32): half the size, same verdicts
 MIN_ACCURACY = 0.85  # documented floor of the trained models' test accuracy (they reach ~0.95)
 
 _SEED = 0
@@ -108,7 +116,7 @@ class DigitsResult:
     """One trained (or untrained) model of the family, as written to disk."""
 
     model: DigitsModel
-    files: tuple[str, ...]  # file names in the output folder: NAME.pt, and NAME.onnx for the ONNX copy
+    files: tuple[str, ...]  # file names in the output folder: NAME.safetensors, and NAME.onnx for the ONNX copy
     accuracy: float  # test accuracy on the 450 held-out digits
     seconds: float  # wall-clock training time (0 for an untrained twin)
 
@@ -256,50 +264,42 @@ def _prune_masks(torch: Any, model: Any, layers: tuple[str, ...], share: float) 
     return masks
 
 
-def _save(torch: Any, model: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, tmp)
+def _shipped_state(torch: Any, model: Any) -> dict[str, np.ndarray]:
+    """The model's weights as they are shipped (float16), loaded back into the model so that what is measured
+    afterwards (test accuracy, the pruned child) is what the files hold."""
+    state = {k: v.detach().numpy().astype(WEIGHT_DTYPE) for k, v in model.state_dict().items()}
+    model.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in state.items()})
+    return state
 
 
-def _export_onnx(torch: Any, model: Any, path: Path) -> str | None:
-    """Export with torch's TorchScript-based exporter (needs no onnxscript); the reason on failure."""
-    try:
-        with atomic_path(path) as tmp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-            torch.onnx.export(model, (torch.zeros(1, 1, 8, 8),), str(tmp), dynamo=False,
-                              input_names=["image"], output_names=["logits"])
-    except Exception as e:  # noqa: BLE001  any exporter failure only costs the optional ONNX copy
-        return f"{type(e).__name__}: {e}"
-    return None
+def train_digits_family(out_dir: str | os.PathLike[str], *, threads: int | None = 1,
+                        progress: Callable[[str], None] | None = None) -> list[DigitsResult]:
+    """Train the family of :data:`DIGITS_MODELS` and write their files and :data:`INDEX_NAME` into out_dir.
 
-
-def train_digits_family(out_dir: str | os.PathLike[str], *, threads: int | None = 2,
-                        progress: Callable[[str], None] | None = None) -> tuple[list[DigitsResult], list[str]]:
-    """Train the family of :data:`DIGITS_MODELS` and write their files into out_dir.
-
-    Each model is saved as ``NAME.pt`` (a ``state_dict``, loads with ``weights_only=True``); the healthy
-    ``digits-cnn-w2`` is also exported as ``digits-cnn-w2.onnx``.
+    Each model is saved as ``NAME.safetensors`` (its ``state_dict`` in float16); the healthy ``digits-cnn-w2``
+    also as ``digits-cnn-w2.onnx``. ``digits.json`` records the recipe version, the torch release and thread
+    count that trained them, and the manifest rows. This is what ``scripts/make_digits_family.py`` runs to
+    make the files shipped in the package (``threads=1``): the same torch release on the same kind of CPU
+    gives the same bytes.
 
     Parameters
     ----------
     out_dir : path
         Folder for the files; created if missing. Files are written under a temporary name and renamed.
-    threads : int or None, default 2
+    threads : int or None, default 1
         torch threads while training (restored afterwards); None keeps the caller's setting. The results
-        are deterministic for a given number of threads.
+        are deterministic for a given number of threads (the shipped files: 1).
     progress : callable, optional
         Called with one status line per model.
 
     Returns
     -------
-    results : list of DigitsResult
+    list of DigitsResult
         One per model of :data:`DIGITS_MODELS`, in that order.
-    notes : list of str
-        What could not be done (the ONNX export failing), for the caller to show.
 
     Examples
     --------
-    >>> results, notes = train_digits_family("/tmp/digits")  # doctest: +SKIP
+    >>> results = train_digits_family("/tmp/digits")  # doctest: +SKIP
     >>> {r.model.name: round(r.accuracy, 2) for r in results}["digits-cnn-w2"]  # doctest: +SKIP
     0.95
     """
@@ -308,7 +308,6 @@ def train_digits_family(out_dir: str | os.PathLike[str], *, threads: int | None 
     out.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda line: None)
     results: list[DigitsResult] = []
-    notes: list[str] = []
     with _training_mode(torch, threads):
         x, y, x_test, y_test = _data(torch)
         initial: dict[str, dict[str, Any]] = {}  # model name → its initial weights, for the untrained twin
@@ -337,19 +336,20 @@ def train_digits_family(out_dir: str | os.PathLike[str], *, threads: int | None 
                 _fit(torch, model, x, y, epochs=_EPOCHS, seed=seed, weight_decay=decay)
                 trained[spec.name] = model
             seconds = time.perf_counter() - start if spec.recipe != "untrained" else 0.0
+            state = _shipped_state(torch, model)
             accuracy = _accuracy(torch, model, x_test, y_test)
-            files = [f"{spec.name}.pt"]
-            _save(torch, model, out / files[0])
+            files = [f"{spec.name}.safetensors"]
+            save_weights(out / files[0], state)
             if spec.name == _ONNX_MODEL:
-                reason = _export_onnx(torch, model, out / f"{spec.name}.onnx")
-                if reason is None:
-                    files.append(f"{spec.name}.onnx")
-                else:
-                    notes.append(f"the ONNX copy of {spec.name} was not written: torch.onnx.export failed ({reason})")
+                files.append(f"{spec.name}.onnx")
+                save_cnn_onnx(out / files[1], state)
             results.append(DigitsResult(spec, tuple(files), accuracy, seconds))
             say(f"digits: {spec.name} ({spec.recipe}): test accuracy {accuracy:.1%}, {seconds:.1f} s "
                 f"({time.process_time() - cpu:.1f} s CPU)")
-    return results, notes
+    family = {"version": DIGITS_VERSION, "torch": str(torch.__version__), "threads": threads,
+              "cpu": str(torch.backends.cpu.get_cpu_capability()), "rows": digits_rows(results)}
+    atomic_write_text(out / INDEX_NAME, json.dumps(family, indent=1) + "\n")
+    return results
 
 
 _ONNX_MODEL = "digits-cnn-w2"  # the one model also exported to ONNX
@@ -375,7 +375,7 @@ def digits_rows(results: list[DigitsResult], folder: str = "") -> list[dict[str,
     --------
     >>> rows = digits_rows(results, "digits")  # doctest: +SKIP
     >>> rows[0]["file"], rows[0]["Task"]  # doctest: +SKIP
-    ('digits/digits-cnn-w2.pt', 'Digit Classification')
+    ('digits/digits-cnn-w2.safetensors', 'Digit Classification')
     """
     rows = []
     for result in results:
@@ -395,8 +395,8 @@ def digits_rows(results: list[DigitsResult], folder: str = "") -> list[dict[str,
                 "Pretraining-Dataset": "",
                 "Architecture": _architecture(spec),
                 "Backbone": "",
-                "Framework": "ONNX (exported from PyTorch)" if onnx else "PyTorch",
-                "Precision": "float32",
+                "Framework": "ONNX (written from the PyTorch weights)" if onnx else "PyTorch (safetensors)",
+                "Precision": "float32 (float16 values)" if onnx else "float16 (trained in float32)",
                 "Optimizer": optimiser,
                 "Conv Weight Initializer": "PyTorch default (Kaiming uniform, a=sqrt(5))",
                 "Paper": "",

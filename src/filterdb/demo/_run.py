@@ -51,7 +51,7 @@ class DemoResult:
     summary: dict[str, Any]  # the report's summary: n_models, n_filters, drift, degenerated_layers, figures, ...
     n_ingested: int  # model files ingested by this run
     n_skipped: int  # model files already in the store
-    notes: tuple[str, ...] = ()  # what was left out and why (no torch: no digits models)
+    notes: tuple[str, ...] = ()  # what was left out and why
     seconds: dict[str, float] = field(default_factory=dict)  # per phase: zoo, download, ingest, report, total
 
 
@@ -62,7 +62,7 @@ def source_file_name(spec: str) -> str:
 
 def run_demo(report_path: str | os.PathLike[str], *, workdir: str | os.PathLike[str] | None = None,
              include_digits: bool = True, models: Sequence[str] = (), figures_dir: str | os.PathLike[str] | None = None,
-             progress: DemoProgress | None = None) -> DemoResult:
+             progress: DemoProgress | None = None, train_digits: bool = False) -> DemoResult:
     """Build a filter store from the demo zoo, run the study and write the HTML report.
 
     Parameters
@@ -74,13 +74,17 @@ def run_demo(report_path: str | os.PathLike[str], *, workdir: str | os.PathLike[
         filterdb's cache folder. Downloads are cached and the store is content-addressed, so a second run
         only writes the report again.
     include_digits : bool, default True
-        Add the digits family (small CNNs trained for seconds; needs torch, skipped with a note without it).
+        Add the digits family (small CNNs shipped with the package; no framework needed).
     models : sequence of str
         Glob patterns: only the zoo's files whose name matches one of them (e.g. ``"pnet.pt"``, ``"digits-*"``).
     figures_dir : path, optional
         Also save the report's main figures as PNGs in this folder.
     progress : DemoProgress, optional
         Told of each phase and step.
+    train_digits : bool, default False
+        Train the digits family here with torch (and scikit-learn) instead of using the shipped files. The
+        trained files and their store are kept apart (``digits-trained/``, ``store-trained.fdb``), so that a
+        torch release that trains slightly different weights never mixes them with the shipped ones.
 
     Returns
     -------
@@ -90,6 +94,8 @@ def run_demo(report_path: str | os.PathLike[str], *, workdir: str | os.PathLike[
     ------
     filterdb.errors.UsageError
         The report's folder does not exist, or no zoo file matches ``models``.
+    filterdb.errors.MissingDependencyError
+        matplotlib is missing, or torch/scikit-learn with ``train_digits``.
 
     Examples
     --------
@@ -99,7 +105,8 @@ def run_demo(report_path: str | os.PathLike[str], *, workdir: str | os.PathLike[
     """
     from ..ingest import IngestEvent, ingest
     from ..report import write_zoo_report
-    from ..sources import cache_dir, is_source_name, resolve_source
+    from .._cache import cache_dir
+    from ..sources import is_source_name, resolve_source
     from ..store import open_store
 
     from ..plotting import require_matplotlib
@@ -110,11 +117,11 @@ def run_demo(report_path: str | os.PathLike[str], *, workdir: str | os.PathLike[
     if not report.parent.is_dir():  # say so before minutes of work, not after
         raise UsageError(f"--output: {report.parent} is not a folder; create it or write the report elsewhere")
     work = Path(os.fspath(workdir)).expanduser() if workdir is not None else cache_dir() / "demo"
-    store_path = work / "store.fdb"
+    store_path = work / ("store-trained.fdb" if train_digits else "store.fdb")
     started = time.perf_counter()
 
     display.phase("zoo", 3, f"building the zoo manifest in {work}")
-    zoo = build_demo_zoo(work, include_digits=include_digits, progress=display.say)
+    zoo = build_demo_zoo(work, include_digits=include_digits, train=train_digits, progress=display.say)
     sources = list(zoo.sources)
     if models:
         sources = [s for s in sources if any(fnmatch.fnmatch(source_file_name(s), p) for p in models)]

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from ._alerts import Alert, AlertRules
 from ._log import LOG_NAME, MonitorLog, MonitorLogError, read_log
-from ._monitor import SCALARS, Monitor, MonitorAlert, ScalarSink
+from ._monitor import SCALARS, Monitor, MonitorAlert, MonitorSkipped, ScalarSink
 from ._snapshot import SnapshotStore
 from ._summary import summarize
 
 __all__ = ["Alert", "AlertRules", "LOG_NAME", "Monitor", "MonitorAlert", "MonitorLog", "MonitorLogError",
-           "SCALARS", "ScalarSink", "SnapshotStore", "read_log", "summarize"]
+           "MonitorSkipped", "SCALARS", "ScalarSink", "SnapshotStore", "read_log", "summarize"]

@@ -1,8 +1,9 @@
 """Live models as records: the conv layers of a training model with the weights they hold right now.
 
-One adapter per framework, chosen by a registry. The torch adapter traces the module once (torch.fx, for
-``conv_depth``) and afterwards only reads each conv module's current weight; the Keras adapter re-reads
-the model through filterdb's Keras object reader, whose config parse is cheap next to an epoch.
+The readers' public dispatch (:func:`filterdb.readers.object_reader_for`) says which framework an object
+belongs to and reads it. PyTorch modules get an adapter that reads the module once (a torch.fx trace, for
+``conv_depth``) and afterwards only each conv module's current weight; any other framework the readers
+know (Keras) is re-read through its object reader each time, whose config parse is cheap next to an epoch.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from .._read import read_model
 from ..errors import UnsupportedFormatError
+from ..readers import ObjectReader, ReadOptions, object_reader_for
 from ..types import ModelRecord
 
 __all__ = ["LiveModel", "live_model", "register_live_model"]
@@ -36,15 +37,14 @@ class LiveModel(Protocol):
 class _TorchModule:
     framework = "torch"
 
-    def __init__(self, module: Any) -> None:
+    def __init__(self, module: Any, reader: ObjectReader) -> None:
         self.module = module
+        self.reader = reader
         self._template: ModelRecord | None = None  # names, kinds and depth from one torch.fx trace
 
     def record(self) -> ModelRecord:
-        from ..readers._torch import module_record
-
         if self._template is None:
-            record = _owned(module_record(self.module))
+            record = _owned(self.reader.read_object(self.module, ReadOptions()))
             # keep the structure only: a zero-byte stand-in, not a second host copy of every weight
             self._template = ModelRecord(info=record.info, layers=tuple(
                 dataclasses.replace(layer, weight=np.broadcast_to(np.float32(0), layer.weight.shape))
@@ -84,48 +84,42 @@ def _owned(record: ModelRecord) -> ModelRecord:
     return ModelRecord(info=record.info, layers=layers)
 
 
-class _KerasModel:
-    framework = "keras"
+class _ReaderModel:
+    """Any framework the object readers know: the whole model re-read through its reader each time."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, reader: ObjectReader) -> None:
         self.model = model
+        self.reader = reader
+        self.framework = reader.format
 
     def record(self) -> ModelRecord:
-        return _owned(read_model(self.model))
+        return _owned(self.reader.read_object(self.model, ReadOptions()))
 
     def has_nonfinite(self) -> bool:
-        return any(not np.isfinite(layer.weight).all() for layer in read_model(self.model).layers)
+        return any(not np.isfinite(layer.weight).all() for layer in self.reader.read_object(self.model,
+                                                                                          ReadOptions()).layers)
 
 
-def _is_torch_module(obj: Any) -> bool:
-    return any(c.__module__ == "torch.nn.modules.module" and c.__name__ == "Module" for c in type(obj).__mro__)
+_ADAPTERS: dict[str, Callable[[Any, ObjectReader], LiveModel]] = {}
 
 
-def _is_keras_model(obj: Any) -> bool:
-    from ..readers._keras_live import KerasObjectReader
-
-    return KerasObjectReader().accepts(obj)
-
-
-_ADAPTERS: list[tuple[Callable[[Any], bool], Callable[[Any], LiveModel]]] = []
+def register_live_model(format: str, adapter: Callable[[Any, ObjectReader], LiveModel]) -> None:
+    """Watch the objects of one reader format (``ObjectReader.format``) with ``adapter(obj, reader)`` instead
+    of re-reading them whole at every evaluation."""
+    _ADAPTERS[format] = adapter
 
 
-def register_live_model(accepts: Callable[[Any], bool], adapter: Callable[[Any], LiveModel]) -> None:
-    """Add a framework: ``accepts(obj)`` says whether ``adapter(obj)`` can read the object."""
-    _ADAPTERS.append((accepts, adapter))
-
-
-# Keras first: on the torch backend a keras.Model is also a torch.nn.Module, but its layers are Keras layers.
-register_live_model(_is_keras_model, _KerasModel)
-register_live_model(_is_torch_module, _TorchModule)
+# The readers' dispatch decides the framework: on the torch backend a keras.Model is also a torch.nn.Module,
+# and the Keras object reader, registered first, claims it.
+register_live_model("pytorch", _TorchModule)
 
 
 def live_model(obj: Any) -> LiveModel:
     """The adapter for a training model; raises UnsupportedFormatError for anything else."""
-    for accepts, adapter in _ADAPTERS:
-        if accepts(obj):
-            return adapter(obj)
-    raise UnsupportedFormatError(
-        f"filterdb.Monitor cannot watch a {type(obj).__module__}.{type(obj).__qualname__}: pass the "
-        "torch.nn.Module or keras.Model that is being trained"
-    )
+    reader = object_reader_for(obj)
+    if reader is None:
+        raise UnsupportedFormatError(
+            f"filterdb.Monitor cannot watch a {type(obj).__module__}.{type(obj).__qualname__}: pass the "
+            "torch.nn.Module or keras.Model that is being trained"
+        )
+    return _ADAPTERS.get(reader.format, _ReaderModel)(obj, reader)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -23,7 +24,7 @@ from ._log import LogWriter
 if TYPE_CHECKING:
     from ._snapshot import SnapshotStore
 
-__all__ = ["Monitor", "MonitorAlert", "SCALARS"]
+__all__ = ["DEFAULT_EVERY", "Monitor", "MonitorAlert", "MonitorSkipped", "SCALARS"]
 
 # The per-layer scalars given to loggers: few, so dashboards stay fast (never histograms).
 SCALARS = ("sparsity", "variance_entropy_norm", "orthogonality")
@@ -32,6 +33,32 @@ ScalarSink = Callable[[Mapping[str, float], int], None]
 
 class MonitorAlert(UserWarning):
     """The warning category of the monitor's alerts (``on_alert="warn"``)."""
+
+
+class MonitorSkipped(UserWarning):
+    """Warned once per monitor when the time budget (``max_overhead``) skips an evaluation that an explicit
+    ``every`` asked for."""
+
+
+class _DefaultEvery(int):
+    """The default of ``Monitor(every=...)``: an int that remembers it was not chosen by the caller, so that the
+    budget may skip its evaluations without a warning (an explicit ``every`` is warned about)."""
+
+
+DEFAULT_EVERY = _DefaultEvery(100)
+
+# Frames of these packages are skipped when a warning names the line that caused it: the monitor's own, and
+# the frameworks that call it from a hook (optimizer step hooks, Lightning and Keras callbacks).
+_NOT_THE_USER = frozenset({"filterdb", "torch", "lightning", "pytorch_lightning", "keras", "tensorflow"})
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for a ``warnings.warn`` made by the caller of this function that points at the
+    first frame outside filterdb and the training frameworks: the user's own line."""
+    level, frame = 1, sys._getframe(1)
+    while frame.f_back is not None and str(frame.f_globals.get("__name__", "")).split(".")[0] in _NOT_THE_USER:
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 class Monitor:
@@ -48,7 +75,9 @@ class Monitor:
         Skip a due evaluation while evaluating would take more than this share of the wall time since the
         monitor started (measured, so the default costs about 1 % of training on any machine; a cheap
         non-finite check still runs at every due step and forces an evaluation). None: evaluate exactly
-        every ``every`` steps.
+        every ``every`` steps. When it skips an evaluation that an explicit ``every`` asked for, a
+        :class:`MonitorSkipped` warning says so once, with the counts; :attr:`skipped` and :attr:`due` count
+        them, the log records them and ``filterdb monitor`` shows them.
     log_dir : path, optional
         Write ``log_dir/filterdb-monitor.jsonl`` (read it with ``filterdb monitor``).
     rules : AlertRules, optional
@@ -83,7 +112,7 @@ class Monitor:
     >>> monitor.close()  # doctest: +SKIP
     """
 
-    def __init__(self, model: Any, every: int | None = 100, *, log_dir: str | os.PathLike[str] | None = None,
+    def __init__(self, model: Any, every: int | None = DEFAULT_EVERY, *, log_dir: str | os.PathLike[str] | None = None,
                  max_overhead: float | None = 0.01,
                  rules: AlertRules = AlertRules(), on_alert: Literal["warn", "stop"] = "warn",
                  total_steps: int | None = None, thresholds: Thresholds = Thresholds(), optimizer: Any = None,
@@ -105,9 +134,11 @@ class Monitor:
         if not isinstance(thresholds, Thresholds):
             raise TypeError(f"Monitor thresholds must be a filterdb.Thresholds, got {type(thresholds).__name__}")
         self.model: LiveModel = live_model(model)
-        self.every = every
+        self.every = None if every is None else int(every)
+        self._warn_skips = every is not None and not isinstance(every, _DefaultEvery)  # the caller chose every
         self.max_overhead = max_overhead
         self.seconds = 0.0  # wall time spent in evaluations
+        self.due = 0  # steps at which `every` asked for an evaluation
         self.skipped = 0  # due evaluations skipped to stay within max_overhead
         self._started = time.perf_counter()
         self._last_seconds = 0.0
@@ -153,10 +184,14 @@ class Monitor:
         self.current_step = self.current_step + 1 if step is None else _non_negative_int("step", step)
         due = self.every is not None and self.current_step % self.every == 0
         if due and self.current_step != self.last_step:
+            self.due += 1
             if self._within_budget() or self.model.has_nonfinite():
                 self.evaluate(epoch=epoch)
             else:
                 self.skipped += 1
+                if self._warn_skips:
+                    self._warn_skips = False  # once per monitor
+                    warnings.warn(self._skip_message(), MonitorSkipped, stacklevel=user_stacklevel())
         return self.should_stop
 
     def evaluate(self, *, step: int | None = None, epoch: int | None = None, final: bool = False) -> ModelReport:
@@ -168,7 +203,8 @@ class Monitor:
         report = check_model(record, self.thresholds)
         entries = report.to_dict()["layers"]
         if self._log is not None:
-            self._log.write([{**entry, "step": step, "epoch": epoch} for entry in entries])
+            self._log.write([{**entry, "step": step, "epoch": epoch, "due_evaluations": self.due,
+                              "skipped_evaluations": self.skipped} for entry in entries])
         self._send_scalars(entries, step)
         if self._snapshots is not None:
             self._snapshots.maybe_add(record, step=step, epoch=epoch, evaluation=self._evaluations, final=final)
@@ -238,7 +274,16 @@ class Monitor:
         self.alerts.append(alert)
         if self.on_alert == "stop":
             self.should_stop = True
-        warnings.warn(alert.message, MonitorAlert, stacklevel=3)
+        warnings.warn(alert.message, MonitorAlert, stacklevel=user_stacklevel())
+
+    def _skip_message(self) -> str:
+        elapsed = time.perf_counter() - self._started
+        return (f"filterdb Monitor: skipped the evaluation at step {self.current_step} that every={self.every} asked "
+                f"for ({self.skipped} of {self.due} due evaluations skipped so far): one evaluation takes "
+                f"{self._last_seconds:.2f} s, more than max_overhead={self.max_overhead:g} of the {elapsed:.1f} s "
+                f"since the monitor started allows. Pass max_overhead=None to evaluate exactly every "
+                f"{self.every} steps (or a larger share, e.g. 0.1); monitor.skipped counts the skips, and "
+                "`filterdb monitor LOG` shows them. This warning is not repeated.")
 
     def _send_scalars(self, entries: list[dict[str, Any]], step: int) -> None:
         if not self._sinks:

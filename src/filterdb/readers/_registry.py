@@ -27,6 +27,7 @@ __all__ = [
     "registered_readers",
     "reader_for_path",
     "read_path",
+    "object_reader_for",
     "read_object",
     "make_layer",
     "HEAD_BYTES",
@@ -180,12 +181,19 @@ def _reader_errors(path: Path, what: str) -> Iterator[None]:
         raise ModelFormatError(f"{path}: not a readable {what} file ({detail})") from e
 
 
-def read_object(obj: Any, options: ReadOptions = ReadOptions()) -> ModelRecord | None:
-    """Read a live model object; None when no object reader accepts it."""
+def object_reader_for(obj: Any) -> ObjectReader | None:
+    """The reader of a live model object (the first registered that accepts it; its ``format`` names the
+    framework: "keras", "pytorch"); None when no object reader accepts it."""
     for reader in _OBJECT_READERS.values():
         if reader.accepts(obj):
-            return reader.read_object(obj, options)
+            return reader
     return None
+
+
+def read_object(obj: Any, options: ReadOptions = ReadOptions()) -> ModelRecord | None:
+    """Read a live model object; None when no object reader accepts it."""
+    reader = object_reader_for(obj)
+    return None if reader is None else reader.read_object(obj, options)
 
 
 def classify_kind(weight_shape: tuple[int, ...], groups: int, transposed: bool) -> LayerKind:

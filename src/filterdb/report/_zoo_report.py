@@ -95,7 +95,7 @@ def build_zoo_report(store: Store | str | os.PathLike[str], by: Sequence[str] | 
         A folder of figures already drawn (PNG files named by a digest of the figure's data and of the
         drawing code): a figure whose numbers did not change since an earlier report is read back instead of
         drawn.
-        "auto": ``report-figures`` in filterdb's cache folder (:func:`filterdb.sources.cache_dir`);
+        "auto": ``report-figures`` in filterdb's cache folder (:func:`filterdb._cache.cache_dir`);
         None: draw every figure.
     """
     from .. import __version__
@@ -114,7 +114,7 @@ def build_zoo_report(store: Store | str | os.PathLike[str], by: Sequence[str] | 
     for axis in axes:  # an unknown column is a user error before any work, not a note in the page
         group_expression(store, axis)
     if figure_cache == "auto":
-        from ..sources import cache_dir
+        from .._cache import cache_dir
 
         figure_cache = cache_dir() / "report-figures"
     options = ReportOptions(title, pca_groups, model_sections, max_model_sections, per_model)

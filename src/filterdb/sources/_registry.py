@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .._cache import cache_dir  # re-exported: filterdb.sources.cache_dir is where a source downloads to
 from ..errors import ModelNotFoundError
 
 __all__ = ["ResolvedSource", "cache_dir", "is_source_name", "register_source", "registered_schemes",
@@ -55,16 +56,6 @@ def source_scheme(text: str) -> str | None:
 def is_source_name(text: str) -> bool:
     """True when ``text`` is a ``scheme:rest`` source name (see :func:`source_scheme`), not a path."""
     return source_scheme(text) is not None
-
-
-def cache_dir() -> Path:
-    """Where downloads are cached: $FILTERDB_CACHE_DIR, else the user's cache dir."""
-    env = os.environ.get("FILTERDB_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("filterdb"))
 
 
 def resolve_source(spec: str) -> ResolvedSource:

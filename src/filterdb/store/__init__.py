@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from ._catalog import TAXONOMY, normalise_column
 from ._errors import (
-    ManifestError,
     ShardCorruptError,
     StoreBusyError,
     StoreError,
@@ -29,7 +28,6 @@ __all__ = [
     "Damage",
     "IngestResult",
     "LayerMetrics",
-    "ManifestError",
     "PreparedModel",
     "SEGMENT_COLUMNS",
     "TAXONOMY",

@@ -7,7 +7,6 @@ from pathlib import Path
 from ..errors import FilterDBError, UsageError
 
 __all__ = [
-    "ManifestError",
     "ShardCorruptError",
     "StoreBusyError",
     "StoreError",
@@ -49,10 +48,6 @@ class ShardCorruptError(StoreError):
 class StoreQueryError(UsageError, StoreError):
     """An SQL query or ``where`` predicate given by the user is wrong (syntax, unknown view or column,
     missing parameter values); the CLI exits with code 2."""
-
-
-class ManifestError(FilterDBError, ValueError):
-    """A manifest cannot be read, or does not match the sources it describes."""
 
 
 def write_error(root: Path, doing: str, error: BaseException) -> StoreWriteError:
