@@ -6,8 +6,9 @@ layout is checked before any filter is read:
 
 * ``/filters`` (or ``/filter``) is a 2-D float dataset of width >= 1 stored inside the file (no external link,
   external storage or virtual dataset), with chunks the memory budget allows;
-* every ``filter_ids`` is "start:end" inside ``/filters``, and no two layers share a row, so the file's rows
-  bound what an import reads and writes;
+* every ``filter_ids`` is "start:end" inside ``/filters``, no two layers share a row and every row referenced
+  is stored in the file (never-written rows read as zeros), so the file's own data bound what an import
+  reads and writes;
 * the rows referenced in all fit the budget's default for a file of this size (a 20 KB file cannot declare
   gigabytes of never-written filters), and each model's weights fit the read's budget
   (``--max-memory``, as for any model file); models are read one at a time.
@@ -114,6 +115,37 @@ def _ranges(meta: pd.DataFrame, n_rows: int, source: Path) -> tuple[np.ndarray, 
     return starts, ends
 
 
+def _check_written(node: Any, ids: pd.Series, starts: np.ndarray, ends: np.ndarray, source: Path) -> None:
+    """Every referenced row must be stored in the file: HDF5 answers rows never written with zeros (its fill
+    value), so a few KB could otherwise declare millions of filters. Contiguous data is stored whole or not at
+    all; chunked data row-chunk by row-chunk (each chunk in the chunk index, whatever its compression)."""
+    rows, width = node.shape
+    if not len(starts):
+        return
+    if node.chunks is None:
+        stored = node.id.get_storage_size()
+        if stored < rows * width * node.dtype.itemsize:
+            raise ModelFormatError(f"{source}: {node.name} declares {rows:,} x {width} values but stores "
+                                   f"{size(stored, exact=True)}: its rows were never written (the file is damaged or "
+                                   "crafted)")
+        return
+    chunk_rows, chunk_cols = node.chunks
+    found: list[int] = []
+    if hasattr(node.id, "chunk_iter"):  # HDF5 >= 1.12.3: one pass over the chunk index
+        node.id.chunk_iter(lambda info: found.append(info.chunk_offset[0] // chunk_rows))
+    else:
+        found = [node.id.get_chunk_info(i).chunk_offset[0] // chunk_rows for i in range(node.id.get_num_chunks())]
+    chunk_ids, n_parts = np.unique(np.asarray(found, dtype=np.int64), return_counts=True)
+    complete = chunk_ids[n_parts >= -(-width // chunk_cols)]  # every column chunk of the row chunk is stored
+    first, last = starts // chunk_rows, (ends - 1) // chunk_rows
+    stored = np.searchsorted(complete, last, side="right") - np.searchsorted(complete, first, side="left")
+    missing = np.flatnonzero(stored < last - first + 1)
+    if missing.size:
+        raise ModelFormatError(f"{source}: filter_ids {str(ids.iloc[missing[0]])[:40]!r} reaches rows of {node.name} "
+                               "that the file never wrote (HDF5 would read them as zeros); the file is damaged or "
+                               "crafted")
+
+
 def _check_total(n_filters: int, width: int, source: Path, budget: MemoryBudget) -> None:
     """The rows /meta references must be data the file can hold (or the user raised --max-memory above them)."""
     nbytes = n_filters * width * 4  # as float32
@@ -196,6 +228,7 @@ def iter_hdf5_models(path: str | os.PathLike[str], *,
         side = math.isqrt(width)
         kernel = (side, side) if side * side == width else (width,)
         starts, ends = _ranges(meta, n_rows, source)
+        _check_written(filters, meta["filter_ids"], starts, ends, source)
         _check_total(int((ends - starts).sum()), width, source, budget)
         meta = meta.assign(_start=starts, _end=ends)
         extra_cols = [c for c in meta.columns if c not in _LAYER_LEVEL and not _DERIVED.match(str(c))
