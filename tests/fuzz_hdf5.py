@@ -173,10 +173,11 @@ def replace_ids(path: Path, ids: list[str]) -> Path:
     """Rewrite /meta's filter_ids strings in place (same frame, new text)."""
     import pandas as pd
 
-    meta = pd.read_hdf(path, "meta")  # our own benign file: reading it with pandas is safe here
-    meta = meta.iloc[: len(ids)].copy()
-    meta["filter_ids"] = np.array(ids, dtype=object)
     import h5py
+
+    meta = pd.read_hdf(path, "meta")  # our own benign file: reading it with pandas is safe here
+    meta = meta.iloc[: len(ids)].astype(object)  # text columns as one pickled object block, as published
+    meta["filter_ids"] = np.array(ids, dtype=object)
 
     with h5py.File(path, "r") as h5:
         key = "filters" if "filters" in h5 else "filter"
@@ -231,7 +232,7 @@ FILTERS_LIES: dict[str, Callable[[object], None]] = {
     "ints": lambda h5: h5.create_dataset("filters", data=np.ones((114, 9), np.int32)),
     "group": lambda h5: h5.create_group("filters"),
     "short": lambda h5: h5.create_dataset("filters", data=np.zeros((50, 9), np.float32)),
-    "huge-chunk": lambda h5: h5.create_dataset("filters", shape=(2**30, 9), dtype="f4", chunks=(2**27, 1)),
+    "huge-chunk": lambda h5: h5.create_dataset("filters", shape=(2**30, 9), dtype="f4", chunks=(2**28, 1)),
 }
 ID_LIES = ["0:99999999999", "5:2", "-1:4", "a:b", "0:3;rm -rf /", "0:11", " 1 : 2 ", "0:0"]
 CODE = ["cell", "index", "attribute", "global:os.system", "global:builtins.eval", "global:subprocess.Popen",

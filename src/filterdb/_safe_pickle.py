@@ -60,14 +60,20 @@ _NDARRAY = _NdarrayName()
 def _empty_array(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     """``numpy.core.multiarray._reconstruct`` for what ``ndarray.__reduce__`` pickles: an empty ndarray."""
     if subtype is not _NDARRAY or not isinstance(shape, tuple) or shape != (0,):
-        raise pickle.UnpicklingError(f"array reconstruction of {getattr(subtype, '__name__', subtype)!r} "
-                                     f"with shape {str(shape)[:40]} (numpy pickles (ndarray, (0,)))")
+        raise pickle.UnpicklingError(f"_reconstruct with shape {str(shape)[:40]}, not numpy's (ndarray, (0,))")
     return np.ndarray((0,), dtype=np.dtype(dtype))
 
 
 def _from_buffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
     """``numpy.core.numeric._frombuffer`` (protocol 5 arrays): a view of bytes the pickle holds."""
     return np.frombuffer(buffer, dtype=np.dtype(dtype)).reshape(shape, order=order)
+
+
+def _latin1_bytes(text: Any, encoding: str = "") -> bytes:
+    """``_codecs.encode``, which protocol-2 pickles (Python 2 era) use for every bytes object: latin-1 only."""
+    if not isinstance(text, str) or encoding != "latin1":
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {str(encoding)[:20]!r} (pickles use 'latin1')")
+    return text.encode("latin-1")
 
 
 def _scalar(dtype: Any, data: Any = None) -> Any:
@@ -86,4 +92,5 @@ NUMPY_ARRAY_GLOBALS: Mapping[tuple[str, str], Any] = {
     **{(f"numpy.{core}.numeric", "_frombuffer"): _from_buffer for core in ("core", "_core")},
     ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_bytes,
 }
