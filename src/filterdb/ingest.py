@@ -216,17 +216,15 @@ def import_hdf5(store: Store | str | os.PathLike[str], path: str | os.PathLike[s
     target = as_store(store, "a")
     results: list[IngestResult] = []
     with target.writer():
-        hashes = target.known_hashes()
-        known: dict[str, IngestResult] = {}  # results of the models skipped so far
+        rows = target.sql("SELECT model_id, model, sha256, n_layers, n_filters FROM models")
+        known = {sha: IngestResult(int(mid), name, sha, True, int(n_layers), int(n_filters))  # one query, not one
+                 for mid, name, sha, n_layers, n_filters in rows.itertuples(index=False)}  # per model
         for record, metadata in iter_hdf5_models(path, max_memory=max_memory):
             sha = record_sha256(record)
-            if sha in hashes:
-                if sha not in known:
-                    known[sha] = target.existing(sha)
+            if sha in known:
                 results.append(known[sha])
                 continue
             result = _write(target, _prepare(record, metadata, target.dtype))
-            hashes.add(sha)
             known[sha] = replace(result, skipped=True)  # the same model again further down the file
             results.append(result)
     return results
