@@ -258,3 +258,26 @@ def test_a_zero_size_onnx_kernel_is_the_files_fault(capsys, tmp_path):
         code, _, err = run_cli(capsys, *command)
         assert code == 1, err
         assert str(path) in err and "kernel size (0, 0)" in err and "corrupt" in err
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda meta: meta.assign(model_id=5), "clash with its columns"),
+    (lambda meta: meta.drop(columns="filter_ids"), "lacks filter_ids"),
+    (lambda meta: meta.reset_index("model_id").assign(model_id=[0, np.nan, 0, 3, 3])
+     .set_index("model_id", append=True), "without model_id"),
+    (lambda meta: meta.rename(columns={"Task": "!!!"}), "no letters or digits"),
+    (lambda meta: meta.assign(op_set=[11.0, 11.0, 11.0, 1e300, 11.0]), "op_set"),
+])
+def test_a_meta_frame_that_lies_about_its_columns_is_the_files_fault(tmp_path, change, words):
+    import warnings
+
+    meta, n = hostile.meta_frame()
+    path = tmp_path / "dataset.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        change(meta).to_hdf(path, key="meta", mode="w")
+    with h5py.File(path, "a") as h5:
+        h5.create_dataset("filters", data=np.ones((n, 9), np.float32))
+    with pytest.raises(ModelFormatError, match="dataset.h5") as info:
+        list(iter_hdf5_models(path))
+    assert words in str(info.value)

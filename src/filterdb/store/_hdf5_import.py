@@ -187,7 +187,13 @@ def _read_meta(h5: Any, source: Path, budget: MemoryBudget) -> pd.DataFrame:
     node = h5.get("meta")
     if not isinstance(node, h5py.Group):
         raise ModelFormatError(f"{source}: no /meta group (a pandas DataFrame); not the CNN Filter DB layout")
-    meta = read_fixed_frame(node, source, budget).reset_index()
+    try:
+        meta = read_fixed_frame(node, source, budget).reset_index()
+    except ValueError as e:  # an index level named like a column (or like another level)
+        if isinstance(e, ModelFormatError):
+            raise
+        raise ModelFormatError(f"{source}: /meta's index levels clash with its columns ({e}); the file is damaged "
+                               "or crafted") from e
     missing = [c for c in ("model_id", "filter_ids") if c not in meta.columns]
     if missing:
         raise ModelFormatError(f"{source}: /meta lacks {', '.join(missing)}; not the CNN Filter DB layout")
