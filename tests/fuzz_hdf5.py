@@ -3,7 +3,8 @@
 The builders write what pandas and h5py write (``DataFrame.to_hdf`` in its default "fixed" format, as the
 published ``dataset.h5``), then lie: pickled payloads in an object column, an object index level or a
 PyTables attribute; ``/filters`` of the wrong shape or type or declared far larger than the file;
-``filter_ids`` outside, overlapping or malformed; ``/meta`` datasets declared huge; truncated files.
+``filter_ids`` outside, overlapping or malformed; ``/meta`` datasets declared huge; flipped bytes (anywhere,
+or in HDF5's own structures at the start of the file); truncated files.
 
 :func:`cases` draws a seeded campaign of them (bench/fuzz_hdf5.py runs hundreds, tests/test_fuzz_hdf5.py a
 bounded slice); :func:`run_imports` runs ``import_hdf5`` on each in a worker process (a fresh store per
@@ -298,21 +299,31 @@ def _bytes(path: Path, rng: random.Random) -> Path:
     return path
 
 
+def _header(path: Path, rng: random.Random) -> Path:
+    """Byte flips in the first 16 KiB, where HDF5 keeps its superblock, object headers and B-tree nodes."""
+    write_layout(path)
+    data = bytearray(path.read_bytes())
+    for _ in range(rng.randint(1, 8)):
+        data[rng.randrange(min(len(data), 16384))] = rng.randrange(256)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _truncated(path: Path, rng: random.Random) -> Path:
     return truncated(path, rng.random())
 
 
 KINDS: dict[str, Callable[[Path, random.Random], Path]] = {
     "code": _code, "arrays": _reduce_arrays, "filters": _filters, "ids": _ids, "huge": _huge,
-    "bytes": _bytes, "truncated": _truncated,
+    "bytes": _bytes, "header": _header, "truncated": _truncated,
 }
 
 
-def cases(root: Path, seed: int, per_kind: int) -> list[tuple[str, Path]]:
-    """``per_kind`` seeded files of every class: [(class, path)]."""
+def cases(root: Path, seed: int, per_kind: int, kinds: list[str] | None = None) -> list[tuple[str, Path]]:
+    """``per_kind`` seeded files of every class (or of ``kinds``): [(class, path)]."""
     rng = random.Random(seed)
     out = []
-    for kind in KINDS:
+    for kind in kinds or list(KINDS):
         for i in range(per_kind):
             path = root / f"{kind}-{i}.h5"
             build(kind, path, rng)

@@ -9,7 +9,7 @@ from fuzz_hdf5 import KINDS, cases, marker_of, run_imports
 
 pytest.importorskip("tables")  # the files are written with pandas.DataFrame.to_hdf
 
-PER_KIND = 3  # x 7 classes; the campaign in bench/fuzz_hdf5.py runs hundreds
+PER_KIND = 3  # x 8 classes; the campaign in bench/fuzz_hdf5.py runs hundreds
 SEED = 17
 CASE_TIMEOUT_S = 120  # a hang guard, far above any of these imports
 PEAK_MIB = 1024  # a worker imports all cases in turn: its imports + the largest legitimate model (tiny here)
