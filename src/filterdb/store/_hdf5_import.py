@@ -20,6 +20,7 @@ import math
 import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ import numpy as np
 
 from .._budget import DEFAULT_FACTOR, DEFAULT_FLOOR, MemoryBudget
 from .._format import count, size
-from ..errors import MemoryBudgetError, MissingDependencyError, ModelFormatError
+from ..errors import FilterDBError, MemoryBudgetError, MissingDependencyError, ModelFormatError
 from ..types import ConvLayer, ModelInfo, ModelRecord
 from ._pandas_h5 import read_fixed_frame
 
@@ -227,15 +228,16 @@ def iter_hdf5_models(path: str | os.PathLike[str], *,
     except OSError as e:
         raise ModelFormatError(f"{source}: cannot open it as HDF5 (truncated or not an HDF5 file?): {e}") from e
     with h5:
-        refuse_outside_data(source, h5)
-        meta = _read_meta(h5, source, budget)
-        filters = _filters(h5, source, budget)
-        n_rows, width = (int(n) for n in filters.shape)
+        with _hdf5_errors(source):
+            refuse_outside_data(source, h5)
+            meta = _read_meta(h5, source, budget)
+            filters = _filters(h5, source, budget)
+            n_rows, width = (int(n) for n in filters.shape)
+            starts, ends = _ranges(meta, n_rows, source)
+            _check_written(filters, meta["filter_ids"], starts, ends, source)
+        _check_total(int((ends - starts).sum()), width, source, budget)
         side = math.isqrt(width)
         kernel = (side, side) if side * side == width else (width,)
-        starts, ends = _ranges(meta, n_rows, source)
-        _check_written(filters, meta["filter_ids"], starts, ends, source)
-        _check_total(int((ends - starts).sum()), width, source, budget)
         meta = meta.assign(_start=starts, _end=ends)
         extra_cols = [c for c in meta.columns if c not in _LAYER_LEVEL and not _DERIVED.match(str(c))
                       and c not in ("_start", "_end")]
@@ -248,11 +250,8 @@ def iter_hdf5_models(path: str | os.PathLike[str], *,
             layers: list[ConvLayer] = []
             for row in rows:
                 start, end = int(row["_start"]), int(row["_end"])
-                try:
+                with _hdf5_errors(source, f"model {str(model_id)[:40]}: /filters rows {start}:{end}"):
                     weight = np.asarray(filters[start:end], dtype=np.float32).reshape(1, end - start, *kernel)
-                except (OSError, ValueError) as e:
-                    raise ModelFormatError(f"{where}: /filters rows {start}:{end} cannot be read "
-                                           f"(truncated or damaged file?): {e}") from e
                 layer = make_layer(f"layer_{row.get('layer_id', len(layers))}", "Conv", weight,
                                    notes=("imported from the CNN Filter DB layout: (out, in) unknown",))
                 layers.append(replace(layer, conv_depth=_int_or_none(row.get("conv_depth"), "conv_depth", where),
@@ -267,6 +266,26 @@ def iter_hdf5_models(path: str | os.PathLike[str], *,
             metadata.pop("name", None)
             metadata["original_model_id"] = str(model_id)
             yield ModelRecord(info=info, layers=tuple(layers)), metadata
+
+
+@contextmanager
+def _hdf5_errors(source: Path, what: str = "") -> Iterator[None]:
+    """What h5py raises on damaged structures (RuntimeError, KeyError, OSError, even SystemError) -> one
+    ModelFormatError naming the file: the HDF5 library reports a lying byte in many ways."""
+    try:
+        yield
+    except FilterDBError:
+        raise
+    except MemoryError as e:
+        raise MemoryBudgetError(f"{source}: ran out of memory reading {what or 'it'}; the file declares more "
+                                "data than fits (lower --max-memory to refuse such files before allocating)") from e
+    except RecursionError as e:
+        raise ModelFormatError(f"{source}: {what or 'the file'} is nested too deeply to read") from e
+    except Exception as e:  # noqa: BLE001 - the HDF5 library raises anything on corrupt bytes
+        text = str(e).strip()
+        detail = text.splitlines()[0][:300] if text else type(e).__name__
+        raise ModelFormatError(f"{source}: {what + ' cannot be read' if what else 'not a readable HDF5 file'} "
+                               f"(damaged or crafted: {detail})") from e
 
 
 def _models(meta: pd.DataFrame, source: Path) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
