@@ -251,10 +251,10 @@ def _code(path: Path, rng: random.Random) -> Path:
         return pickled_cell(path)
     if what == "index":
         return pickled_index_level(path)
-    if what == "attribute":
+    if what == "attribute":  # one that pandas.read_hdf reads, so that the payload would run there
         node = rng.choice(["meta/axis1_level0", "meta/axis0", "meta/block0_items", "meta"])
-        return pickled_attribute(path, rng.choice(["name", "kind", "pandas_type", "encoding", "transposed"])
-                                 if node != "meta" else "pandas_type", node)
+        names = ["pandas_type", "encoding", "axis0_variety", "nblocks"] if node == "meta" else ["name", "kind"]
+        return pickled_attribute(path, rng.choice(names), node)
     module, name = what.split(":", 1)[1].rsplit(".", 1)
     return pickled_global(path, module, name)
 

@@ -250,6 +250,8 @@ class _Frame:
         for i in range(nblocks):
             items = self.index(f"block{i}_items")
             values = self.array(f"block{i}_values")
+            if values.ndim not in (1, 2):
+                raise self.bad(f"block{i}_values", f"holds a {values.ndim}-D array, not a block of columns")
             block = values.T if values.ndim == 2 else values[:, None]
             if block.shape != (len(rows), len(items)):
                 raise self.bad(f"block{i}_values", f"holds {values.shape} values for {len(items)} column(s) x "
