@@ -70,11 +70,12 @@ class _Dtype:
 
     def __init__(self, spec: Any, align: Any = False, copy: Any = True) -> None:
         try:
-            self.value = np.dtype(spec) if isinstance(spec, str) and len(spec) <= 8 else None
+            value = np.dtype(spec) if isinstance(spec, str) and len(spec) <= 8 else None
         except TypeError:
-            self.value = None
-        if self.value is None or self.value.kind not in _SIMPLE_KINDS:
+            value = None
+        if value is None or value.kind not in _SIMPLE_KINDS:
             raise _bad(f"numpy dtype {str(spec)[:20]!r} (only numbers, text and objects are read)")
+        self.value: np.dtype = value
 
     def __setstate__(self, state: Any) -> None:
         # (version, byte order, subarray, names, fields, element size, alignment, flags[, metadata])
