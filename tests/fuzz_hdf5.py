@@ -269,8 +269,16 @@ def _reduce_arrays(path: Path, rng: random.Random) -> Path:
         b"\x80\x02" + b"(" * 100_000 + b"t" * 100_000 + b".",  # deep nesting
         b"\x80\x02}.",
         b"",
+        short_object_array(rng.choice([2, 10**6, 2 * 10**8])),
     ]
     return pickle_bytes(path, rng.choice(choices))
+
+
+def short_object_array(n: int) -> bytes:
+    """A pickled object array that declares ``n`` values and holds one (numpy's own unpickling can crash)."""
+    raw = pickle.dumps(np.array(["a"], dtype=object), protocol=2)
+    at = raw.index(b"K\x01K\x01\x85")  # state version 1, shape (1,)
+    return raw[:at] + b"K\x01J" + n.to_bytes(4, "little", signed=True) + b"\x85" + raw[at + 5:]
 
 
 def _filters(path: Path, rng: random.Random) -> Path:
