@@ -246,7 +246,7 @@ def iter_hdf5_models(path: str | os.PathLike[str], *,
             where = f"{source}: model {str(model_id)[:40]}"
             model_budget = MemoryBudget.for_file(source, max_memory)  # one model in memory at a time
             model_budget.check(sum(row["_end"] - row["_start"] for row in rows) * width * 4,
-                         f"model {str(model_id)[:40]} ({count(len(rows))} layers) as float32")
+                               f"model {str(model_id)[:40]} ({count(len(rows))} layers) as float32")
             layers: list[ConvLayer] = []
             for row in rows:
                 start, end = int(row["_start"]), int(row["_end"])
