@@ -299,15 +299,16 @@ class Outcome:
 
 
 def run_cases(paths: list[Path], *, case_timeout: float = 60.0, address_limit: int = 0,
-              env: dict[str, str] | None = None) -> list[Outcome]:
-    """Read every path in worker processes; a crash or hang is charged to the file being read."""
+              env: dict[str, str] | None = None, worker: str = _WORKER) -> list[Outcome]:
+    """Read every path in worker processes (``worker``: the script, by default ``read_path`` of each); a crash
+    or hang is charged to the file being read."""
     todo = [str(p) for p in paths]
     results: list[Outcome] = []
     listing = Path(paths[0]).parent / ".fuzz-cases.txt" if paths else None
     while todo:
         assert listing is not None
         listing.write_text("".join(p + "\n" for p in todo), encoding="utf-8")  # a file: no pipe to deadlock on
-        proc = subprocess.Popen([sys.executable, "-c", _WORKER, str(address_limit), str(listing)],
+        proc = subprocess.Popen([sys.executable, "-c", worker, str(address_limit), str(listing)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 text=True, env=env or dict(os.environ))
         assert proc.stdout is not None

@@ -204,17 +204,31 @@ def ingest_record(store: Store | str | os.PathLike[str], record: ModelRecord,
     return _write(target, _prepare(record, metadata, target.dtype))
 
 
-def import_hdf5(store: Store | str | os.PathLike[str], path: str | os.PathLike[str]) -> list[IngestResult]:
+def import_hdf5(store: Store | str | os.PathLike[str], path: str | os.PathLike[str], *,
+                max_memory: int | str | None = None) -> list[IngestResult]:
     """Import a published CNN Filter DB ``dataset.h5`` (docs/reference.md §8) model by model, under one writer
-    lock: each model atomic, with layer metrics computed as for any ingested model; re-imports are no-ops.
+    lock: each model atomic, with layer metrics computed as for any ingested model; re-imports are no-ops
+    that cost a read of the model's rows (a model already in the store is neither prepared nor written).
 
-    The layout keeps no (out, in) structure, so the metrics that need output channels (orthogonality) stay
-    NULL (see :func:`filterdb.store.iter_hdf5_models`).
+    The file is untrusted: nothing in it runs, its layout is checked before the first model is read and
+    ``max_memory`` bounds each model (see :func:`filterdb.store.iter_hdf5_models`). The layout keeps no
+    (out, in) structure, so the metrics that need output channels (orthogonality) stay NULL.
     """
     target = as_store(store, "a")
+    results: list[IngestResult] = []
     with target.writer():
-        return [_write(target, _prepare(record, metadata, target.dtype))
-                for record, metadata in iter_hdf5_models(path)]
+        rows = target.sql("SELECT model_id, model, sha256, n_layers, n_filters FROM models")
+        known = {sha: IngestResult(int(mid), name, sha, True, int(n_layers), int(n_filters))  # one query, not one
+                 for mid, name, sha, n_layers, n_filters in rows.itertuples(index=False)}  # per model
+        for record, metadata in iter_hdf5_models(path, max_memory=max_memory):
+            sha = record_sha256(record)
+            if sha in known:
+                results.append(known[sha])
+                continue
+            result = _write(target, _prepare(record, metadata, target.dtype))
+            known[sha] = replace(result, skipped=True)  # the same model again further down the file
+            results.append(result)
+    return results
 
 
 def _fingerprint(record: Any) -> Any:

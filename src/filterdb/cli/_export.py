@@ -9,6 +9,7 @@ import click
 
 from .._format import count
 from ._app import app, console
+from ._common import max_memory_option
 from ._options import selection_options
 
 if TYPE_CHECKING:
@@ -36,8 +37,13 @@ def export_cmd(store: Path, output: Path, fmt: str | None, selection: Selection)
 @click.argument("store", type=click.Path(path_type=Path))
 @click.argument("dataset", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--init", "create", is_flag=True, help="Create STORE if it does not exist.")
+@max_memory_option
 def import_cmd(store: Path, dataset: Path, create: bool) -> None:
-    """Import a published CNN Filter DB dataset.h5 (filters N x 9 + meta) into STORE."""
+    """Import a published CNN Filter DB dataset.h5 (filters N x 9 + meta) into STORE.
+
+    The file is untrusted: nothing pickled in it runs (/meta is decoded with numpy's array globals only),
+    its layout is checked before the first model is read, and --max-memory bounds each model.
+    """
     from ..ingest import import_hdf5
     from ..store import init_store, open_store
 

@@ -21,9 +21,10 @@ import numpy as np
 
 from .._budget import MemoryBudget
 from ..depth import longest_path_levels, with_graph_depth, with_order_depth
-from ..errors import ModelFormatError, UnsafeFormatError
+from ..errors import ModelFormatError
 from ..types import ConvLayer, ModelInfo, ModelRecord
 from ._keras_config import LayerSpec, parse_model_config, snake_case
+from ._h5safety import refuse_outside_data
 from ._isolated import read_isolated
 from ._registry import ReadOptions, make_layer, register_reader
 from ._torchfree import read_member
@@ -225,34 +226,6 @@ def _values(dataset: Any, budget: MemoryBudget) -> np.ndarray:
     return dataset[()]
 
 
-def _refuse_outside_data(path: Path, f: Any) -> None:
-    """Refuse external links, external storage and virtual datasets: their bytes live in other files.
-
-    A hostile .h5 could otherwise make filterdb read (and ``export`` return) any file on the machine.
-    """
-    h5py = _h5py()
-
-    # The visitors return a finding, which stops the visit (raising inside an h5py callback loses the message).
-    def link(name: str, value: Any) -> tuple[str, str] | None:
-        if isinstance(value, h5py.ExternalLink):
-            return name, f"is an external link to {value.filename!r}"
-        return None
-
-    def obj(name: str, value: Any) -> tuple[str, str] | None:
-        if isinstance(value, h5py.Dataset):
-            if value.external:
-                return name, "keeps its data in an external file"
-            if value.is_virtual:
-                return name, "is a virtual dataset mapping other files"
-        return None
-
-    found = f.visititems_links(link) or f.visititems(obj)
-    if found:
-        name, why = found
-        raise UnsafeFormatError(f"{path}: {name!r} {why}; filterdb reads only data stored inside the model "
-                                "file, so it was refused (re-save the model with its weights in the file)")
-
-
 def _keras2_roles(root: Any, path: tuple[str, ...], budget: MemoryBudget) -> dict[str, np.ndarray]:
     """Variables of a layer in a Keras 2 weights group; ``path`` is (layer,) or (nested model, ..., layer)."""
     if path[0] not in root:
@@ -281,7 +254,7 @@ def _has_keras_weights(f: Any) -> bool:
 # ------------------------------------------------------------------------------------------ Keras 2
 def _read_keras2(path: Path, budget: MemoryBudget) -> ModelRecord:
     with _open_h5(path) as f:
-        _refuse_outside_data(path, f)
+        refuse_outside_data(path, f)
         if not _has_keras_weights(f):
             raise ModelFormatError(
                 f"{path}: HDF5 file without Keras model weights (no 'model_weights' group and no 'layer_names' "
@@ -369,7 +342,7 @@ def _read_keras3(path: Path, budget: MemoryBudget) -> ModelRecord:
     specs = parse_model_config(config)
     fallback = _class_names(specs)
     with _open_h5(path, io.BytesIO(weights)) as f:
-        _refuse_outside_data(path, f)
+        refuse_outside_data(path, f)
         if "layers" not in f:
             raise ModelFormatError(f"{path}: model.weights.h5 has no 'layers' group: not a Keras 3 weights file")
         layers = _graph_layers(specs, lambda spec: _keras3_roles(f["layers"], spec, fallback, budget))

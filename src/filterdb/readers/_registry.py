@@ -226,6 +226,9 @@ def make_layer(
     array = np.ascontiguousarray(array, dtype=np.float32)
     if array.ndim < 3:
         raise ModelFormatError(f"layer {name!r}: a convolution weight needs >= 3 dimensions, got shape {array.shape}")
+    if min(array.shape[2:]) < 1:  # a kernel key (and every metric) needs sizes >= 1: the file's fault, not a usage
+        raise ModelFormatError(f"layer {name!r}: kernel size {tuple(array.shape[2:])} has a 0; a convolution kernel "
+                               "needs sizes >= 1, so the file is corrupt")
     # The weight's first axis (out channels; in channels when transposed) is split into `groups` groups.
     if not 1 <= int(groups) <= max(array.shape[0], 1) or array.shape[0] % int(groups):
         raise ModelFormatError(f"layer {name!r}: groups={int(groups)} cannot split a weight of shape {array.shape} "

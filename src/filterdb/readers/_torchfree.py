@@ -36,6 +36,7 @@ import numpy as np
 
 from .._budget import MemoryBudget
 from .._format import count, size as byte_size
+from .._safe_pickle import AllowListUnpickler
 from ..errors import ModelFormatError, UnsafeFormatError
 
 __all__ = ["StoredTensor", "ScriptObject", "load", "load_script", "read_member"]
@@ -124,12 +125,21 @@ _SCRIPT_HELPERS = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+# The globals of a state_dict, each a harmless stand-in (AllowListUnpickler refuses every other one).
+_STATE_DICT_GLOBALS: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    **{("torch", name): _StorageType(name) for name in STORAGE_DTYPES},
+}
+
+
+class _RestrictedUnpickler(AllowListUnpickler):
     """Unpickler that knows only the globals of a state_dict."""
 
     def __init__(self, fh: BinaryIO, path: Path, on_storage: Callable[[_StorageRef], None] | None = None,
                  script: bool = False) -> None:
-        super().__init__(fh)
+        super().__init__(fh, _STATE_DICT_GLOBALS, self._refusal)
         self.path = path
         self.on_storage = on_storage  # the legacy format needs every storage's dtype before its bytes
         self.script = script  # a TorchScript archive: its own classes become inert ScriptObjects
@@ -143,16 +153,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return self.script_classes[qualname]
         if self.script and (module, name) in _SCRIPT_HELPERS:
             return _SCRIPT_HELPERS[(module, name)]
-        if (module, name) == ("collections", "OrderedDict"):
-            return collections.OrderedDict
-        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-            return _rebuild_tensor_v2
-        if (module, name) == ("torch._utils", "_rebuild_parameter"):
-            return _rebuild_parameter
-        if module == "torch" and name in STORAGE_DTYPES:
-            return _StorageType(name)
+        return super().find_class(module, name)
+
+    def _refusal(self, module: str, name: str) -> Exception:
         what = "TorchScript archive" if self.script else "checkpoint"
-        raise UnsafeFormatError(
+        return UnsafeFormatError(
             f"{self.path}: the {what} pickles {module}.{name}, which filterdb's safe loader does not know; "
             "loading it would run code from the file, so it was refused (only torch can load it fully, and only "
             "with trust_pickle=True / --trust-pickle, for files you trust)"

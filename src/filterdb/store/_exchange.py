@@ -3,7 +3,8 @@
 HDF5 layout (docs/reference.md §8): ``/filters`` an N x k float32 array (row = filter id; ``/filter`` is accepted
 on import, as the data set's README spells it), and ``/meta`` a pandas (PyTables) DataFrame with one row
 per conv layer, indexed by [model_id, conv_depth, conv_depth_norm, layer_id], whose ``filter_ids`` column
-holds "start:end", inclusive at both ends, plus the model metadata columns.
+holds "start:end", inclusive at both ends, plus the model metadata columns. The import half, which treats
+the file as hostile, is :mod:`._hdf5_import`.
 
 Parquet: a directory with ``filters.parquet`` (``layer_id`` and k plain float16 columns f0..f{k-1}, not a
 FixedSizeList, so that every engine reads it), ``layers.parquet`` and ``models.parquet``.
@@ -12,9 +13,7 @@ FixedSizeList, so that every engine reads it), ``layers.parquet`` and ``models.p
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,9 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._kernel import KernelKey
-from ..errors import MissingDependencyError, ModelFormatError
-from ..types import ConvLayer, ModelInfo, ModelRecord
 from ._errors import StoreError
+from ._hdf5_import import HDF5_COLUMNS, iter_hdf5_models, need_tables
 from ._reading import iter_segment_rows
 from ._store import Store
 
@@ -32,36 +30,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["HDF5_COLUMNS", "export_hdf5", "export_parquet", "iter_hdf5_models"]
-
-# catalog column -> the published data set's column name
-HDF5_COLUMNS = {
-    "model": "Name",
-    "task": "Task",
-    "visual_category": "Visual Category",
-    "training_dataset": "Training-Dataset",
-    "pretraining_dataset": "Pretraining-Dataset",
-    "architecture": "Network",
-    "backbone": "Backbone",
-    "framework": "Framework",
-    "precision": "Precision",
-    "optimizer": "Optimizer",
-    "conv_weight_initializer": "Conv Weight Initializer",
-    "paper": "Paper",
-    "url": "Source URL",
-    "license": "License",
-}
-_IMPORT_ALIASES = {"Datatype": "visual_category", "Architecture": "architecture", "source URL": "url"}
-_DERIVED = re.compile(r"^\(\d+(, \d+)*\) filters$")  # "(3, 3) filters" counts are recomputed, not imported
-_LAYER_LEVEL = {"filter_ids", "model_id", "conv_depth", "conv_depth_norm", "layer_id", "depth", "total_filters",
-                "3x3_filter_share", "producer", "op_set", "model"}
-
-
-def _need_tables() -> None:
-    try:
-        import tables  # noqa: F401
-    except ImportError as e:
-        raise MissingDependencyError("the CNN Filter DB HDF5 layout (a PyTables DataFrame) needs the 'tables' "
-                                     "package: pip install tables") from e
 
 
 def _selection(store: Store, shape: str, where: str | None, params: Sequence[Any] | None) -> pd.DataFrame:
@@ -83,7 +51,7 @@ def export_hdf5(store: Store, path: str | os.PathLike[str], *, shape: str = "3x3
 
     Filters are the raw weights (stored value x layer scale) as float32, in (model, layer, out, in) order.
     """
-    _need_tables()
+    need_tables()
     import h5py
     import pandas as pd
 
@@ -139,94 +107,6 @@ _NOT_EXPORTED = {"sha256", "source", "format", "producer_version", "op_counts", 
 def _strings(column: Any) -> Any:
     """Text columns as plain strings ('' for missing): PyTables stores them natively, without pickling."""
     return column.astype("object").where(column.notna(), "").astype(str).to_numpy()
-
-
-def _parse_range(text: Any, n_rows: int, where: str) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", str(text))
-    if not match:
-        raise ModelFormatError(f"{where}: filter_ids {text!r} is not 'start:end'")
-    start, end = int(match.group(1)), int(match.group(2))
-    if end < start or end >= n_rows:
-        raise ModelFormatError(f"{where}: filter_ids {text!r} outside the {n_rows} filters of the file")
-    return start, end + 1
-
-
-def iter_hdf5_models(path: str | os.PathLike[str]) -> Iterator[tuple[ModelRecord, dict[str, Any]]]:
-    """The models of a CNN Filter DB ``dataset.h5``, one (record, metadata) per ``model_id``, in id order.
-
-    The format half of an import (:func:`filterdb.ingest.import_hdf5` computes metrics and commits). The
-    published layout keeps no (out, in) structure: each layer comes in as one output channel with n inputs,
-    (1, n, kh, kw), so that the metrics that need output channels (orthogonality) stay NULL.
-    """
-    _need_tables()
-    import h5py
-    import pandas as pd
-
-    from ..readers import make_layer
-
-    source = Path(os.fspath(path))
-    try:
-        meta = pd.read_hdf(source, "meta")
-    except (KeyError, ValueError, OSError, TypeError) as e:
-        raise ModelFormatError(f"{source}: no readable /meta DataFrame in the CNN Filter DB layout ({e})") from e
-    meta = meta.reset_index()
-    missing = [c for c in ("model_id", "filter_ids") if c not in meta.columns]
-    if missing:
-        raise ModelFormatError(f"{source}: /meta lacks {', '.join(missing)}; not the CNN Filter DB layout")
-    with h5py.File(source, "r") as h5:
-        key = "filters" if "filters" in h5 else "filter" if "filter" in h5 else None
-        if key is None:
-            raise ModelFormatError(f"{source}: no /filters (or /filter) dataset")
-        filters = h5[key]
-        n_rows, width = filters.shape
-        side = round(width**0.5)
-        kernel = (side, side) if side * side == width else (width,)
-        extra_cols = [c for c in meta.columns if c not in _LAYER_LEVEL and not _DERIVED.match(str(c))]
-        for model_id, group in meta.groupby("model_id", sort=True):
-            group = group.sort_values("layer_id" if "layer_id" in group.columns else "filter_ids")
-            layers: list[ConvLayer] = []
-            for row in group.itertuples(index=False):
-                rowd = dict(zip(group.columns, row))
-                start, end = _parse_range(rowd["filter_ids"], n_rows, f"{source}: model {model_id}")
-                weight = np.asarray(filters[start:end], dtype=np.float32).reshape(1, end - start, *kernel)
-                layer = make_layer(f"layer_{rowd.get('layer_id', len(layers))}", "Conv", weight,
-                                   notes=("imported from the CNN Filter DB layout: (out, in) unknown",))
-                depth = rowd.get("conv_depth")
-                norm = rowd.get("conv_depth_norm")
-                layers.append(replace(layer, conv_depth=None if depth is None or pd.isna(depth) else int(depth),
-                                      conv_depth_norm=None if norm is None or pd.isna(norm) else float(norm)))
-            first = dict(zip(group.columns, next(group.itertuples(index=False))))
-            opset = first.get("op_set")
-            info = ModelInfo(source=f"{source.name}#model_id={model_id}", format="cnn-filter-db",
-                             producer=_text(first.get("producer")),
-                             opset=None if opset is None or pd.isna(opset) else int(opset))
-            record = ModelRecord(info=info, layers=tuple(layers))
-            metadata: dict[str, Any] = {}
-            for column in extra_cols:
-                value = _text(first.get(column))
-                name = _IMPORT_ALIASES.get(str(column)) or _catalog_name(str(column))
-                metadata[name] = value
-            if not metadata.get("model"):
-                metadata["model"] = _text(first.get("Name")) or _text(first.get("model")) or f"model_{model_id}"
-            metadata.pop("name", None)
-            metadata["original_model_id"] = str(model_id)
-            yield record, metadata
-
-
-def _catalog_name(published: str) -> str:
-    from ._catalog import normalise_column
-
-    reverse = {v: k for k, v in HDF5_COLUMNS.items()}
-    return reverse.get(published) or normalise_column(published)
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, float) and np.isnan(value):
-        return None
-    text = str(value).strip()
-    return text or None
 
 
 def export_parquet(store: Store, directory: str | os.PathLike[str], *, shape: str = "3x3", where: str | None = None,
