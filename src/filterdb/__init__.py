@@ -42,6 +42,10 @@ def __getattr__(name: str) -> Any:  # lazy re-exports keep `import filterdb` lig
         from . import store
 
         return getattr(store, name)
+    if name in ("prune_plan", "PrunePlan"):  # data-free prune plans (docs/prune.md)
+        from . import prune
+
+        return getattr(prune, name)
     if name in ("compare", "similar", "lineage"):  # model similarity and lineage (docs/lineage.md)
         import importlib
 
@@ -74,6 +78,8 @@ __all__ = [
     "ModelNotFoundError",
     "ModelRecord",
     "Monitor",
+    "PrunePlan",
+    "prune_plan",
     "SourceError",
     "UnsafeFormatError",
     "UnsupportedFormatError",
