@@ -6,12 +6,15 @@ from the weights alone:
 - **zero**: every weight of the channel is at most ``zero_eps`` times the layer's largest ``|w|`` (the
   sparsity rule of docs/metrics.md applied to whole channels). Such a channel contributes nothing but its
   bias: removing it is free where the bias (and a following batch norm's shift) is zero too.
-- **duplicate**: the channel's direction is within ``duplicate_cos`` (|cosine|) of a channel that is kept,
-  so the layer keeps that information when it is removed.
+- **duplicate**: the channel's direction is within ``duplicate_cos`` (cosine, signed: a negated copy is not
+  redundant after a ReLU) of a channel that is kept, so the layer keeps that information when it goes.
 - **importance**: the norm of the part of ``W[c]`` that the channels chosen before it do not explain, in
   the greedy order of a column-pivoted QR decomposition (the classic rank-revealing column-subset choice):
   the strongest channel first, then whichever adds the most new direction, and so on. Magnitude alone
-  ranks two copies of one strong filter both high; this score ranks the second copy near zero.
+  ranks two copies of one strong filter both high; this score ranks the second copy near zero. A layer with
+  more channels than values per channel (a stem on a grey image: 16 channels of 1×3×3) spans its whole
+  filter space with the first few, so past that rank the residual is zero by construction and says
+  nothing about the channel: such a layer is scored by the channels' norms instead.
 
 Everything comes from one Gram matrix ``G = W Wᵀ`` per layer (``O × O``): the cosines are ``G`` scaled by the
 norms, and LAPACK's pivoted Cholesky of ``G`` (``dpstrf``) picks the same pivots with the same residual
@@ -36,7 +39,7 @@ class ChannelScores:
     order: np.ndarray  # int64, channels from most to least important (the QR pivot order)
     zero: np.ndarray  # bool, every weight ≤ zero_eps × the layer's max |w|
     duplicate_of: np.ndarray  # int64, the kept channel this one nearly duplicates, -1 when none
-    max_cosine: np.ndarray  # float64, the largest |cosine| to any other channel
+    max_cosine: np.ndarray  # float64, the largest cosine to any other channel
 
     @property
     def n_zero(self) -> int:
@@ -64,7 +67,11 @@ def channel_scores(weight: np.ndarray, *, zero_eps: float = 0.01, duplicate_cos:
     zero = absolute_max <= zero_eps * layer_max if layer_max > 0 else np.ones(n, dtype=bool)
     gram = flat @ flat.T
     norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
-    importance, order = _greedy_novelty(gram, norms)
+    if flat.shape[1] >= n:
+        importance, order = _greedy_novelty(gram, norms)
+    else:  # more channels than filter values: novelty is zero past rank by construction (see the module doc)
+        importance = norms / norms.max() if n and norms.max() > 0 else np.zeros(n)
+        order = np.argsort(-importance, kind="stable").astype(np.int64)
     importance[zero] = 0.0
     max_cosine, duplicate_of = _duplicates(gram, norms, zero, order, duplicate_cos)
     return ChannelScores(importance=importance, order=order, zero=zero, duplicate_of=duplicate_of,
@@ -90,7 +97,7 @@ def _duplicates(gram: np.ndarray, norms: np.ndarray, zero: np.ndarray, order: np
     """Largest |cosine| per channel, and for each channel the earlier (more important) one it repeats."""
     n = len(norms)
     safe = np.where(norms > 0, norms, 1.0)
-    cos = np.abs(gram) / safe[:, None] / safe[None, :]
+    cos = gram / safe[:, None] / safe[None, :]
     np.fill_diagonal(cos, 0.0)
     cos[zero, :] = 0.0
     cos[:, zero] = 0.0
