@@ -46,6 +46,10 @@ def __getattr__(name: str) -> Any:  # lazy re-exports keep `import filterdb` lig
         from . import store
 
         return getattr(store, name)
+    if name in ("prune_plan", "PrunePlan"):  # data-free prune plans (docs/prune.md)
+        from . import prune
+
+        return getattr(prune, name)
     if name in ("compare", "similar", "lineage"):  # model similarity and lineage (docs/lineage.md)
         import importlib
 
@@ -79,6 +83,8 @@ __all__ = [
     "ModelNotFoundError",
     "ModelRecord",
     "Monitor",
+    "PrunePlan",
+    "prune_plan",
     "SourceError",
     "UnsafeFormatError",
     "UnsupportedFormatError",

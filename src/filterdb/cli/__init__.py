@@ -25,6 +25,7 @@ app.lazy_commands.update({
     "demo": "._demo",
     "monitor": "._monitor",  # monitor LOG: the log of filterdb.Monitor during training
     "compare": "._compare", "similar": "._similar", "lineage": "._lineage",  # model lineage from weights
+    "prune": "._prune",  # a data-free prune plan (docs/prune.md)
 })
 
 __all__ = ["app", "main"]

@@ -1,0 +1,325 @@
+"""``prune_plan``: read a model, score every layer's channels, choose per-layer ratios that meet a target.
+
+The ratios come from one global rule (docs/prune.md): each prunable layer keeps the fewest channels whose
+greedy novelty (the pivoted-QR residual of ``_scores``) holds a share ``tau`` of the layer's novelty
+energy, with ``tau`` the same for every layer and found by bisection so that the removed parameters (or
+multiply-accumulates) meet the target. A layer whose channels repeat each other loses many; a layer whose
+every channel adds a new direction loses few. Near-zero channels have no novelty and go first.
+
+Coupling: the channels a layer removes also leave the inputs of the layers that consume them. Without a
+graph (state_dicts, safetensors) the consumer is taken to be the next layer in order whose input channels
+equal this layer's outputs; a depthwise layer follows its producer's ratio exactly. The integration for
+PyTorch modules (``filterdb.integrations.torch_pruning``) follows the module's real graph instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import UsageError
+from ..types import ConvLayer, ModelRecord
+from ._plan import LayerPlan, PrunePlan
+from ._scores import ChannelScores, channel_scores
+
+__all__ = ["prune_plan", "PlanSettings"]
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """The thresholds of a plan (documented in docs/prune.md)."""
+
+    zero_eps: float = 0.01  # a channel is near-zero when every |w| ≤ this × the layer's max |w|
+    duplicate_cos: float = 0.95  # |cosine| at which a channel repeats a kept one
+    max_ratio: float = 0.9  # never remove more than this share of one layer's channels
+    min_channels: int = 1  # never keep fewer channels than this
+    protect_outputs: bool = True  # a layer no other conv consumes may be a model output: left alone
+
+
+def prune_plan(model: Any, target: float = 0.5, by: Literal["params", "flops"] = "params", *,
+               input_shape: Sequence[int] | None = None, free_only: bool = False,
+               settings: PlanSettings = PlanSettings(), **read_options: Any) -> PrunePlan:
+    """A data-free prune plan: per conv layer, which output channels to remove and why.
+
+    Parameters
+    ----------
+    model : path, source name, ModelRecord, torch.nn.Module or keras.Model
+        Anything :func:`filterdb.read_model` reads, or a record it returned.
+    target : float
+        Share of the conv parameters (or multiply-accumulates) to remove, in (0, 1).
+    by : {"params", "flops"}
+        What ``target`` counts. ``"flops"`` needs ``input_shape`` and layer strides.
+    input_shape : sequence of int, optional
+        (channels, height, width) of one input, for FLOP counts.
+    free_only : bool, default False
+        Remove only the near-zero channels (``target`` is then ignored): the plan that costs nothing.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from filterdb import ModelInfo, ModelRecord
+    >>> from filterdb.readers import make_layer
+    >>> rng = np.random.default_rng(0)
+    >>> w1 = rng.standard_normal((8, 3, 3, 3)); w1[4:] = w1[:4]            # channels 4..7 repeat 0..3
+    >>> w2 = rng.standard_normal((4, 8, 3, 3))
+    >>> record = ModelRecord(ModelInfo(source="demo", format="onnx"),
+    ...                      (make_layer("c1", "Conv", w1), make_layer("c2", "Conv", w2)))
+    >>> plan = prune_plan(record, target=0.3)
+    >>> plan.layers[0].reason, sorted(plan.layers[0].remove)
+    ('redundant channels', [4, 5, 6, 7])
+    """
+    if not 0.0 < float(target) < 1.0:
+        raise UsageError(f"target must be a share between 0 and 1 (exclusive), got {target!r}")
+    if by not in ("params", "flops"):
+        raise UsageError(f"by must be 'params' or 'flops', got {by!r}")
+    record = model if isinstance(model, ModelRecord) else _read(model, read_options)
+    layers = _as_read([layer for layer in record.layers if layer.weight.ndim >= 3])
+    if not layers:
+        raise UsageError(f"{record.info.source}: no convolution layers to prune")
+    shape = _input_shape(input_shape)
+    flops = _layer_flops(layers, shape) if shape is not None else None
+    if by == "flops" and flops is None:
+        raise UsageError("--by flops needs the input shape (--input-shape C,H,W)")
+    graph = _chain(layers, settings)
+    scores = [channel_scores(layer.weight, zero_eps=settings.zero_eps, duplicate_cos=settings.duplicate_cos)
+              for layer in layers]
+    low_diversity = _low_diversity(record)
+    params = [float(layer.weight.size) for layer in layers]
+    if free_only:
+        keep = _follow([max(settings.min_channels, _out_channels(layer) - s.n_zero) if graph.prunable[i]
+                        else _out_channels(layer) for i, (layer, s) in enumerate(zip(layers, scores))], graph)
+    else:
+        keep = _allocate(layers, scores, graph, flops if by == "flops" and flops else params, float(target), settings)
+    plan = _assemble(record, layers, scores, graph, keep, low_diversity, flops, shape, float(target), by, settings)
+    return dataclasses.replace(plan, strategy="free-only") if free_only else plan
+
+
+def _read(model: Any, options: dict[str, Any]) -> ModelRecord:
+    from .._read import read_model
+
+    return read_model(model, **options)
+
+
+@dataclass(frozen=True)
+class _Chain:
+    """Which layers the plan may prune, and who consumes whose channels (layer indices)."""
+
+    prunable: tuple[bool, ...]
+    reason: tuple[str | None, ...]  # why a layer is left alone
+    consumers: tuple[tuple[int, ...], ...]  # layers whose inputs are this layer's outputs
+    follows: tuple[int, ...]  # depthwise layer -> the producer whose channels it carries, else -1
+
+
+def _out_channels(layer: ConvLayer) -> int:
+    w = layer.weight.shape
+    return int(w[1] * layer.groups) if layer.kind == "transpose" else int(w[0])
+
+
+def _in_channels(layer: ConvLayer) -> int:
+    w = layer.weight.shape
+    return int(w[0]) if layer.kind == "transpose" else int(w[1] * layer.groups)
+
+
+def _as_read(layers: Sequence[ConvLayer]) -> list[ConvLayer]:
+    """Layers as the plan reads them: a state_dict cannot say that an (O, 1, k, k) weight right after a layer
+    with O outputs is depthwise (groups are not stored), so such a layer is taken to be one."""
+    out = list(layers)
+    for i in range(1, len(out)):
+        layer = out[i]
+        if (layer.depth_source == "order" and layer.kind == "conv" and layer.weight.ndim == 4
+                and layer.weight.shape[1] == 1 and layer.weight.shape[0] > 1
+                and _out_channels(out[i - 1]) == layer.weight.shape[0]):
+            out[i] = dataclasses.replace(layer, kind="depthwise", groups=int(layer.weight.shape[0]),
+                                         notes=layer.notes + ("taken as depthwise (groups not stored)",))
+    return out
+
+
+def _chain(layers: Sequence[ConvLayer], settings: PlanSettings) -> _Chain:
+    """Consumers by order: the next layer whose input channels match (the file has no graph to follow)."""
+    n = len(layers)
+    consumers: list[list[int]] = [[] for _ in range(n)]
+    follows = [-1] * n
+    for i, layer in enumerate(layers):
+        out = _out_channels(layer)
+        for j in range(i + 1, n):
+            if _in_channels(layers[j]) == out:
+                consumers[i].append(j)
+                if layers[j].kind == "depthwise":
+                    follows[j] = i
+                break
+    prunable, reason = [], []
+    for i, layer in enumerate(layers):
+        why: str | None = None
+        if layer.kind == "transpose" or layer.weight.ndim != 4:
+            why = "keep: not a prunable kind"
+        elif layer.kind == "grouped":
+            why = "keep: coupling not understood"
+        elif layer.kind == "depthwise":
+            why = None if follows[i] >= 0 else "keep: coupling not understood"
+        elif settings.protect_outputs and not consumers[i]:
+            why = "keep: model output"
+        elif any(layers[j].kind == "grouped" for j in consumers[i]):
+            why = "keep: coupling not understood"
+        prunable.append(why is None and layer.kind != "depthwise")
+        reason.append(why)
+    return _Chain(tuple(prunable), tuple(reason), tuple(tuple(c) for c in consumers), tuple(follows))
+
+
+def _producers(graph: _Chain) -> list[int]:
+    producer = [-1] * len(graph.consumers)
+    for i, consumers in enumerate(graph.consumers):
+        for j in consumers:
+            producer[j] = i
+    return producer
+
+
+def _remaining(sizes: Sequence[float], keep: Sequence[int], out: Sequence[int], graph: _Chain,
+               producer: Sequence[int]) -> np.ndarray:
+    """What is left of each layer's size (weights or MACs) when layer i keeps ``keep[i]`` of ``out[i]``
+    output channels: its own outputs and the inputs its producer kept (a depthwise layer only the latter)."""
+    left = np.empty(len(sizes))
+    for j, size in enumerate(sizes):
+        own = 1.0 if graph.follows[j] >= 0 else keep[j] / out[j]
+        p = producer[j]
+        inputs = keep[p] / out[p] if p >= 0 else 1.0
+        left[j] = size * own * inputs
+    return left
+
+
+def _allocate(layers: Sequence[ConvLayer], scores: Sequence[ChannelScores], graph: _Chain, sizes: Sequence[float],
+              target: float, settings: PlanSettings) -> list[int]:
+    """Channels to keep per layer: one novelty-energy share ``tau`` for all layers, bisected to the target."""
+    out = [_out_channels(layer) for layer in layers]
+    producer = _producers(graph)
+    total = float(sum(sizes))
+    energies = []
+    for s in scores:
+        ordered = np.sort(s.importance)[::-1] ** 2
+        cumulative = np.cumsum(ordered)
+        energies.append(cumulative / cumulative[-1] if cumulative.size and cumulative[-1] > 0 else None)
+
+    def keep_for(tau: float) -> list[int]:
+        keep = []
+        for i, n in enumerate(out):
+            if not graph.prunable[i]:
+                keep.append(n)
+                continue
+            floor = max(settings.min_channels, math.ceil((1 - settings.max_ratio) * n))
+            energy = energies[i]
+            k = floor if energy is None else int(np.searchsorted(energy, tau - 1e-12) + 1)
+            keep.append(min(n, max(floor, k)))
+        return _follow(keep, graph)
+
+    def removed(tau: float) -> float:
+        return total - float(_remaining(sizes, keep_for(tau), out, graph, producer).sum())
+
+    if removed(0.0) < target * total:
+        return keep_for(0.0)  # out of reach within max_ratio: remove all that is allowed (the plan says so)
+    lo, hi = 0.0, 1.0  # tau = 0 keeps each layer's floor, tau = 1 every channel with any novelty
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        if removed(mid) >= target * total:
+            lo = mid
+        else:
+            hi = mid
+    return keep_for(lo)
+
+
+def _follow(keep: list[int], graph: _Chain) -> list[int]:
+    """A depthwise layer keeps exactly the channels its producer keeps."""
+    for j, i in enumerate(graph.follows):
+        if i >= 0:
+            keep[j] = keep[i]
+    return keep
+
+
+def _low_diversity(record: ModelRecord) -> set[str]:
+    from ..check import check_model
+
+    report = check_model(record)
+    return {layer.name for layer, verdicts in zip(record.layers, report.verdicts)
+            if any(v.kind == "low-diversity" for v in verdicts)}
+
+
+def _input_shape(shape: Sequence[int] | None) -> tuple[int, ...] | None:
+    if shape is None:
+        return None
+    values = tuple(int(v) for v in shape)
+    if len(values) != 3 or min(values) <= 0:
+        raise UsageError(f"input shape must be three positive sizes C,H,W, got {shape!r}")
+    return values
+
+
+def _layer_flops(layers: Sequence[ConvLayer], shape: tuple[int, ...]) -> list[int] | None:
+    """MACs per layer along the chain from the input shape; None when a stride is unknown."""
+    height, width = shape[1], shape[2]
+    out = []
+    for layer in layers:
+        if layer.stride is None or layer.kind == "transpose":
+            return None
+        sh, sw = (layer.stride + layer.stride)[:2] if len(layer.stride) == 1 else layer.stride[:2]
+        height, width = max(1, math.ceil(height / sh)), max(1, math.ceil(width / sw))
+        out.append(int(layer.weight.size * height * width))
+    return out
+
+
+def _assemble(record: ModelRecord, layers: Sequence[ConvLayer], scores: Sequence[ChannelScores], graph: _Chain,
+              keep: list[int], low_diversity: set[str], flops: list[int] | None, shape: tuple[int, ...] | None,
+              target: float, by: Literal["params", "flops"], settings: PlanSettings) -> PrunePlan:
+    out = [_out_channels(layer) for layer in layers]
+    producer = _producers(graph)
+    params = [float(layer.weight.size) for layer in layers]
+    left = _remaining(params, keep, out, graph, producer)
+    flops_left = _remaining(flops, keep, out, graph, producer) if flops else None
+    plans = []
+    for i, (layer, s) in enumerate(zip(layers, scores)):
+        source = graph.follows[i] if graph.follows[i] >= 0 else i
+        removed = tuple(int(c) for c in scores[source].order[keep[i]:][::-1]) if graph.prunable[source] else ()
+        zero = sum(1 for c in removed if scores[source].zero[c])
+        duplicate = sum(1 for c in removed if scores[source].duplicate_of[c] >= 0 and not scores[source].zero[c])
+        reason = graph.reason[i] or _reason(removed, zero, duplicate, layer.name in low_diversity)
+        if graph.follows[i] >= 0:
+            coupled: tuple[str, ...] = (layers[graph.follows[i]].name,)
+        else:
+            coupled = tuple(layers[j].name for j in graph.consumers[i] if graph.follows[j] == i)
+        plans.append(LayerPlan(
+            name=layer.name, kind=layer.kind, out_channels=out[i], ratio=round(1 - keep[i] / out[i], 6),
+            remove=removed, reason=reason, importance=tuple(float(v) for v in s.importance), n_zero=s.n_zero,
+            n_duplicate=s.n_duplicate, coupled_with=coupled, params=int(layer.weight.size),
+            params_removed=int(round(params[i] - left[i])), flops=flops[i] if flops else None,
+            flops_removed=int(round(flops[i] - flops_left[i])) if flops and flops_left is not None else None))
+    free = _removed_if(params, graph, producer, out, [o - (s.n_zero if graph.prunable[i] else 0)
+                                                       for i, (o, s) in enumerate(zip(out, scores))])
+    cheap = _removed_if(params, graph, producer, out, [
+        o - (int(((s.duplicate_of >= 0) | s.zero).sum()) if graph.prunable[i] else 0)
+        for i, (o, s) in enumerate(zip(out, scores))])
+    notes = ("no graph is read: a layer's consumer is the next layer with matching input channels, and a layer no "
+             "conv consumes is kept as a possible model output; filterdb.integrations.torch_pruning follows a "
+             "module's real graph",)
+    return PrunePlan(
+        model=record.info.source, target=target, by=by, layers=tuple(plans), params_total=int(sum(params)),
+        params_removed=int(sum(lp.params_removed for lp in plans)), free_params=int(round(free)),
+        redundant_params=int(round(cheap - free)), flops_total=int(sum(flops)) if flops else None,
+        flops_removed=int(sum(lp.flops_removed or 0 for lp in plans)) if flops else None, input_shape=shape,
+        notes=notes, settings={"zero_eps": settings.zero_eps, "duplicate_cos": settings.duplicate_cos,
+                               "max_ratio": settings.max_ratio})
+
+
+def _removed_if(sizes: Sequence[float], graph: _Chain, producer: Sequence[int], out: Sequence[int],
+                keep: list[int]) -> float:
+    return float(sum(sizes)) - float(_remaining(sizes, _follow(list(keep), graph), out, graph, producer).sum())
+
+
+def _reason(removed: tuple[int, ...], zero: int, duplicate: int, low_diversity: bool) -> str:
+    if not removed:
+        return "keep: healthy and small"
+    if zero * 2 >= len(removed):
+        return "near-zero filters"
+    if duplicate * 2 >= len(removed):
+        return "redundant channels"
+    return "low diversity" if low_diversity else "least novel channels"

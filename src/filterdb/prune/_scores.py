@@ -1,0 +1,112 @@
+"""Data-free scores of a layer's output channels: what each channel adds that the others do not.
+
+A channel is one output filter bank ``W[c]`` (its ``I/g × k × k`` weights flattened). Three facts are read
+from the weights alone:
+
+- **zero**: every weight of the channel is at most ``zero_eps`` times the layer's largest ``|w|`` (the
+  sparsity rule of docs/metrics.md applied to whole channels). Such a channel contributes nothing but its
+  bias: removing it is free where the bias (and a following batch norm's shift) is zero too.
+- **duplicate**: the channel's direction is within ``duplicate_cos`` (cosine, signed: a negated copy is not
+  redundant after a ReLU) of a channel that is kept, so the layer keeps that information when it goes.
+- **importance**: the norm of the part of ``W[c]`` that the channels chosen before it do not explain, in
+  the greedy order of a column-pivoted QR decomposition (the classic rank-revealing column-subset choice):
+  the strongest channel first, then whichever adds the most new direction, and so on. Magnitude alone
+  ranks two copies of one strong filter both high; this score ranks the second copy near zero. A layer with
+  more channels than values per channel (a stem on a grey image: 16 channels of 1×3×3) spans its whole
+  filter space with the first few, so past that rank the residual is zero by construction and says
+  nothing about the channel: such a layer is scored by the channels' norms instead.
+
+Everything comes from one Gram matrix ``G = W Wᵀ`` per layer (``O × O``): the cosines are ``G`` scaled by the
+norms, and LAPACK's pivoted Cholesky of ``G`` (``dpstrf``) picks the same pivots with the same residual
+norms as the pivoted QR of ``Wᵀ``, at the cost of one matrix product instead of a QR of ``I·k·k × O``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg.lapack
+
+__all__ = ["ChannelScores", "channel_scores"]
+
+
+@dataclass(frozen=True)
+class ChannelScores:
+    """Per output channel of one layer (arrays of length ``out_channels``)."""
+
+    importance: np.ndarray  # float64, new-information norm in the pivoted-QR order, scaled so the max is 1
+    order: np.ndarray  # int64, channels from most to least important (the QR pivot order)
+    zero: np.ndarray  # bool, every weight ≤ zero_eps × the layer's max |w|
+    duplicate_of: np.ndarray  # int64, the kept channel this one nearly duplicates, -1 when none
+    max_cosine: np.ndarray  # float64, the largest cosine to any other channel
+
+    @property
+    def n_zero(self) -> int:
+        return int(self.zero.sum())
+
+    @property
+    def n_duplicate(self) -> int:
+        return int((self.duplicate_of >= 0).sum())
+
+
+def channel_scores(weight: np.ndarray, *, zero_eps: float = 0.01, duplicate_cos: float = 0.95) -> ChannelScores:
+    """Score the output channels of one convolution weight ``(O, I/g, *kernel)``.
+
+    Examples
+    --------
+    >>> w = np.zeros((3, 1, 3, 3)); w[0, 0, 1, 1] = 1.0; w[1] = 2 * w[0]; w[2, 0, 0, 0] = 0.5  # 0 repeats 1
+    >>> s = channel_scores(w)
+    >>> s.duplicate_of.tolist(), s.order.tolist()
+    ([1, -1, -1], [1, 2, 0])
+    """
+    flat = np.asarray(weight, dtype=np.float64).reshape(weight.shape[0], -1)
+    n = flat.shape[0]
+    absolute_max = np.abs(flat).max(axis=1) if flat.size else np.zeros(n)
+    layer_max = float(absolute_max.max()) if n else 0.0
+    zero = absolute_max <= zero_eps * layer_max if layer_max > 0 else np.ones(n, dtype=bool)
+    gram = flat @ flat.T
+    norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
+    if flat.shape[1] >= n:
+        importance, order = _greedy_novelty(gram, norms)
+    else:  # more channels than filter values: novelty is zero past rank by construction (see the module doc)
+        importance = norms / norms.max() if n and norms.max() > 0 else np.zeros(n)
+        order = np.argsort(-importance, kind="stable").astype(np.int64)
+    importance[zero] = 0.0
+    max_cosine, duplicate_of = _duplicates(gram, norms, zero, order, duplicate_cos)
+    return ChannelScores(importance=importance, order=order, zero=zero, duplicate_of=duplicate_of,
+                         max_cosine=max_cosine)
+
+
+def _greedy_novelty(gram: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pivot order and residual norms of the pivoted Cholesky of ``gram``, the largest scaled to 1."""
+    n = len(norms)
+    importance = np.zeros(n)
+    if n == 0 or float(norms.max()) == 0.0:
+        return importance, np.argsort(-norms, kind="stable").astype(np.int64)
+    factor, pivots, rank, _ = scipy.linalg.lapack.dpstrf(gram, tol=-1.0, lower=0)
+    pivots = pivots.astype(np.int64) - 1  # LAPACK counts from 1
+    # past the numerical rank the trailing block is not factored: those channels add nothing new
+    importance[pivots[:rank]] = np.abs(np.diag(factor)[:rank]) / norms.max()
+    order = pivots[np.argsort(-importance[pivots], kind="stable")]
+    return importance, order
+
+
+def _duplicates(gram: np.ndarray, norms: np.ndarray, zero: np.ndarray, order: np.ndarray,
+                threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Largest |cosine| per channel, and for each channel the earlier (more important) one it repeats."""
+    n = len(norms)
+    safe = np.where(norms > 0, norms, 1.0)
+    cos = gram / safe[:, None] / safe[None, :]
+    np.fill_diagonal(cos, 0.0)
+    cos[zero, :] = 0.0
+    cos[:, zero] = 0.0
+    max_cosine = cos.max(axis=1) if n > 1 else np.zeros(n)
+    duplicate_of = np.full(n, -1, dtype=np.int64)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    for c in range(n):  # O(n²) over a cosine matrix already built: layers have at most a few thousand channels
+        earlier = np.flatnonzero((cos[c] >= threshold) & (rank < rank[c]))
+        if earlier.size:
+            duplicate_of[c] = int(earlier[np.argmin(rank[earlier])])
+    return max_cosine, duplicate_of
