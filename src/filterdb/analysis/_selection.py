@@ -25,6 +25,9 @@ from ._settings import AnalysisError, Selection, SelectionError, shape_width
 if TYPE_CHECKING:
     from ..store import Store
 
+# where a layer's rows lie and what the catalog recorded of their shard (carried to the tasks)
+SHARD_COLUMNS = ("shard", "row_offset", "shard_rows", "shard_bytes", "shard_sha256", "model")
+
 __all__ = ["AnalysisError", "SelectionError", "Plan", "Task", "make_plan", "plan_for", "shape_width", "DEPTH_LABELS", "group_expression"]
 
 
@@ -38,6 +41,7 @@ class Task:
     starts: np.ndarray  # (s,) int64 row offsets inside the shard
     counts: np.ndarray  # (s,) int64
     units: np.ndarray  # (s,) int64 global unit ids
+    records: tuple[Any, ...] = ()  # the catalog's ShardRecord of each of ``shards`` (checked on open); () unknown
 
     @property
     def n_rows(self) -> int:
@@ -96,6 +100,7 @@ class Plan:
         starts = frame["row_offset"].to_numpy(np.int64)
         counts = frame["n_filters"].to_numpy(np.int64)
         units = frame["unit"].to_numpy(np.int64)
+        records = _shard_records(frame)
         tasks: list[Task] = []
         cur: list[tuple[str, int, int, int]] = []
         cur_rows = 0
@@ -114,7 +119,8 @@ class Plan:
                 else:
                     merged.append([si, start, count, unit])
             arr = np.array(merged, dtype=np.int64).reshape(-1, 4)
-            tasks.append(Task(names, arr[:, 0].astype(np.int32), arr[:, 1].copy(), arr[:, 2].copy(), arr[:, 3].copy()))
+            tasks.append(Task(names, arr[:, 0].astype(np.int32), arr[:, 1].copy(), arr[:, 2].copy(), arr[:, 3].copy(),
+                              tuple(records.get(n) for n in names) if records else ()))
             cur, cur_rows = [], 0
 
         for shard, start, count, unit in zip(shards, starts, counts, units):
@@ -132,6 +138,23 @@ class Plan:
                     flush()
         flush()
         return tasks
+
+
+def _shard_records(frame: Any) -> dict[str, Any]:
+    """shard -> the catalog's ShardRecord, from the read plan's columns (empty when the plan lacks them)."""
+    if "shard_rows" not in frame.columns:
+        return {}
+    from ..store import ShardRecord
+
+    first = frame.drop_duplicates("shard")
+    out = {}
+    for shard, rows, size, sha, model, mid in zip(first["shard"], first["shard_rows"], first["shard_bytes"],
+                                                  first["shard_sha256"], first["model"], first["model_id"]):
+        if rows is None or size is None or rows != rows or size != size:  # no t_shards row: the reader reports it
+            continue
+        out[str(shard)] = ShardRecord(int(size), int(rows), f"model {model!r} (id {int(mid)})",
+                                      None if sha is None or sha != sha else str(sha))
+    return out
 
 
 def group_expression(store: Store, by: str | None) -> tuple[str, bool]:
@@ -181,7 +204,7 @@ def plan_for(store: Store, selection: Selection) -> Plan:
     frame = store.segments(selection.replace(groups=None) if by is not None else selection)
     if by is None:
         frame["group_value"] = "all"
-    frame = frame.loc[frame["n_filters"] > 0, ["layer_id", "model_id", "n_filters", "group_value", "shard", "row_offset",
+    frame = frame.loc[frame["n_filters"] > 0, ["layer_id", "model_id", "n_filters", "group_value", *SHARD_COLUMNS,
                                                "n_nonfinite"]]
     frame = frame.rename(columns={"group_value": "_group", "n_nonfinite": "_nonfinite"}).reset_index(drop=True)
     frame, notes = _finite_layers(store, frame, selection)
