@@ -224,9 +224,10 @@ def _print_drift(result: Any, seconds: float) -> None:
         for v, a, b in shown:
             console.print(f"  {cell(a, b):<7} {groups[a]} / {groups[b]}", markup=False)
     s = result.summary()
-    console.print(f"~: not above the larger noise floor of the two groups; ?: a group without a floor (one model or "
-                  f"too few layers). Upper triangle: median {s['median']:.3f}, max {s['max']:.3f} "
-                  f"({s['max_pair'][0]} / {s['max_pair'][1]}); range {result.range_mode} "
+    console.print("~: not above the larger noise floor of the two groups; ?: a group without a floor (one model or "
+                  "too few layers)", markup=False)
+    console.print(f"upper triangle: mean {s['mean']:.3f}, median {s['median']:.3f}, min {s['min']:.3f}, "
+                  f"max {s['max']:.3f} ({s['max_pair'][0]} / {s['max_pair'][1]}); range {result.range_mode} "
                   f"[{result.range[0]:.3f}, {result.range[1]:.3f}], {result.bins} bins, weights {result.weights}"
                   + (", per-model" if result.model_weighting else "") + f", signs {result.basis.sign_rule}"
                   + (f", preset {result.preset}" if result.preset else ""), markup=False)
