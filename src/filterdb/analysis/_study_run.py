@@ -144,12 +144,16 @@ def run_study(store: Any, selection: Selection | None, by: Sequence[str] | None,
         if basis is None:
             group_pcas = {}
     degeneration = None
+    notes = list(plan.notes)
     with clock.phase("degeneration"):
-        try:
-            from .degeneration import degeneration as degeneration_of
+        from .degeneration import NoMetricsError
+        from .degeneration import degeneration as degeneration_of
 
+        try:
             degeneration = degeneration_of(store, selection=Selection(None, sel.where, sel.params,
                                                                       None if first is None else axes[first]))
+        except NoMetricsError as e:  # a store ingested without metrics: nothing to judge, said as a note
+            notes.append(f"degeneration: {e}")
         except FilterDBError as e:
             errors["degeneration"] = str(e)
     families = None
@@ -167,7 +171,7 @@ def run_study(store: Any, selection: Selection | None, by: Sequence[str] | None,
         findings = findings_of(axis_results, ranking, degeneration, families)
     return Study(str(store.root), sel, settings, int(plan.n_filters), basis, group_pcas, tuple(axis_results),
                  ranking, density, degeneration, families, caveats, findings, errors, dict(clock.timings),
-                 tuple(plan.notes))
+                 tuple(notes))
 
 
 def _plan(store: Any, sel: Selection, axes: Sequence[str]) -> tuple[Plan, Any, Any]:
