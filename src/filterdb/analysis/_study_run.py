@@ -101,7 +101,7 @@ def run_study(store: Any, selection: Selection | None, by: Sequence[str] | None,
         plan, units, frame = _plan(store, sel, axes)
         model_names = dict(zip(frame["model_id"].astype(int), frame["model"].astype(str)))
     first = next((i for i, a in enumerate(axes) if not depth_axes[a]), None)
-    slot_groups = _slot_groups(units, plan, first, settings.pca_groups)
+    slot_groups = _slot_groups(plan, first, settings.pca_groups)
     basis: PCAResult | None = None
     group_pcas: dict[str, PCAResult] = {}
     density: DensityResult | None = None
@@ -118,7 +118,7 @@ def run_study(store: Any, selection: Selection | None, by: Sequence[str] | None,
             total = run_pass(plan, PassSpec(d=plan.d, kernel=kernel, unit_slot=unit_slot), engine,
                              execution.task_rows)
             basis = _result_from(plan, total, sel)
-            group_pcas = _group_bases(total, slot_groups, plan, units, first, sel)
+            group_pcas = _group_bases(total, slot_groups, plan, first, sel)
         with clock.phase("histogram pass", lambda: f"{count(plan.n_filters)} filters, {len(axes)} axes, "
                                                    "noise floors and density"):
             spec = PassSpec(d=plan.d, gram=False, hist=True, minmax=True, density=True,
@@ -190,7 +190,7 @@ def _plan(store: Any, sel: Selection, axes: Sequence[str]) -> tuple[Plan, Any, A
     return plan, units, frame
 
 
-def _slot_groups(units: Any, plan: Plan, first: int | None, n: int) -> list[str]:
+def _slot_groups(plan: Plan, first: int | None, n: int) -> list[str]:
     """The ``n`` groups of the first axis with the most filters (none when the axis has fewer than two)."""
     if first is None or n < 1:
         return []
@@ -203,7 +203,7 @@ def _slot_groups(units: Any, plan: Plan, first: int | None, n: int) -> list[str]
     return [str(g) for g, _ in order[:n]]
 
 
-def _group_bases(total: Any, groups: list[str], plan: Plan, units: Any, first: int | None,
+def _group_bases(total: Any, groups: list[str], plan: Plan, first: int | None,
                  sel: Selection) -> dict[str, PCAResult]:
     out: dict[str, PCAResult] = {}
     if not groups or total.slot_gram is None:
