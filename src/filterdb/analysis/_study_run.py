@@ -113,8 +113,8 @@ def run_study(store: Any, selection: Selection | None, by: Sequence[str] | None,
             unit_slot = None
             if slot_groups:
                 lookup = {g: k for k, g in enumerate(slot_groups)}
-                unit_slot = np.array([lookup.get(v, -1) if isinstance(v, str) else -1
-                                      for v in units[f"axis_{first}"]], np.int64)
+                unit_slot = np.array([-1 if v is None else lookup.get(str(v), -1) for v in units[f"axis_{first}"]],
+                                     np.int64)
             total = run_pass(plan, PassSpec(d=plan.d, kernel=kernel, unit_slot=unit_slot), engine,
                              execution.task_rows)
             basis = _result_from(plan, total, sel)
