@@ -50,6 +50,10 @@ def __getattr__(name: str) -> Any:  # lazy re-exports keep `import filterdb` lig
         from . import prune
 
         return getattr(prune, name)
+    if name in ("study", "Study", "StudySettings", "Selection"):  # the whole study of a store (docs/analysis.md)
+        import importlib
+
+        return getattr(importlib.import_module(".analysis.study", __name__), name)
     if name in ("compare", "similar", "lineage"):  # model similarity and lineage (docs/lineage.md)
         import importlib
 
@@ -72,6 +76,10 @@ __all__ = [
     "compare",
     "lineage",
     "similar",
+    "study",
+    "Study",
+    "StudySettings",
+    "Selection",
     "failing",
     "ingest_record",
     "init_store",

@@ -68,6 +68,10 @@ class UsageError(FilterDBError, ValueError):
     """
 
 
+class AnalysisError(FilterDBError, ValueError):
+    """An analysis cannot run on this selection: nothing selected, an unknown column, too few groups."""
+
+
 def suggest(word: str, choices: "Iterable[str]", what: str = "name") -> str:
     """A "did you mean" phrase for an unknown ``word``: the closest of ``choices``, or the list if none is close.
 

@@ -16,8 +16,18 @@ from .degeneration import DegenerationResult, degeneration
 from .drift import DriftResult, DriftSettings, drift, drift_matrix, group_distributions, run_drift, sym_kl
 from .histograms import HistogramResult, coefficient_histograms
 from .pca import PCAResult, StreamingPCA, as_store, fit_pca
+from .study import AxisRank, AxisStudy, DominantModel, Families, Finding, GroupShift, Study, StudySettings, study
 
 __all__ = [
+    "AxisRank",
+    "AxisStudy",
+    "DominantModel",
+    "Families",
+    "Finding",
+    "GroupShift",
+    "Study",
+    "StudySettings",
+    "study",
     "DEPTH_LABELS",
     "AnalysisError",
     "DegenerationResult",

@@ -1,9 +1,8 @@
-"""What an analysis reads (:class:`Selection`) and how it runs (:class:`Execution`), as frozen values.
+"""How an analysis runs (:class:`Execution`), as a frozen value, and the adapters of the older loose keywords.
 
-Every analysis takes the same two objects instead of a dozen loose keywords, so that one selection can
-be handed from the CLI to PCA, drift and degeneration alike, printed, compared and stored with a result.
-Both validate on construction: a mistake is a :class:`filterdb.errors.UsageError` naming the parameter
-and what it allows (the CLI turns it into one error line and exit code 2).
+What an analysis reads is a :class:`filterdb.selection.Selection` (re-exported here): the same object travels from
+the CLI to the store's read plan. Both validate on construction: a mistake is a
+:class:`filterdb.errors.UsageError` naming the parameter and what it allows (exit code 2 in the CLI).
 """
 
 from __future__ import annotations
@@ -14,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._kernel import parse_kernel_key
-from ..errors import FilterDBError, UsageError
+from ..errors import AnalysisError, UsageError
+from ..selection import Selection, SelectionError, shape_width
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -37,22 +36,6 @@ KERNELS = ("auto", "numba", "numpy")
 DEFAULT_TASK_ROWS = 4_000_000
 
 
-class AnalysisError(FilterDBError, ValueError):
-    """An analysis cannot run on this selection: nothing selected, an unknown column, too few groups."""
-
-
-class SelectionError(AnalysisError, UsageError):
-    """The selection itself is misspelt (an unknown column, a malformed kernel shape): a usage error."""
-
-
-def shape_width(shape: str) -> int:
-    """Values per filter of a kernel shape key: ``'3x3'`` -> 9; a :class:`SelectionError` if malformed."""
-    try:
-        return parse_kernel_key(shape, what="shape").width
-    except UsageError as error:  # the selection's own error type, which is also a UsageError
-        raise SelectionError(str(error)) from None
-
-
 def one_of(name: str, value: Any, choices: Sequence[str]) -> str:
     """The message for a parameter outside its choices: names it, lists them, suggests the closest."""
     quoted = [f"'{c}'" for c in choices]
@@ -61,109 +44,12 @@ def one_of(name: str, value: Any, choices: Sequence[str]) -> str:
     return f"{name} must be {allowed}, got {value!r}" + (f" (did you mean '{close[0]}'?)" if close else "")
 
 
-def _text_or_none(name: str, value: Any, what: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise UsageError(f"{name} must be {what} or None, got {value!r}")
-    return value.strip()
-
-
 def _optional_count(name: str, value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise UsageError(f"{name} must be an integer >= 1 or None, got {value!r}")
     return value
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which filters an analysis reads and how it groups them.
-
-    Parameters
-    ----------
-    shape : str or None, default "3x3"
-        Kernel shape key ("3x3", "5x5", "1x7"). None: every 2-D kernel shape (only analyses that read
-        no filter values accept it, e.g. :func:`degeneration`).
-    where : str, optional
-        SQL predicate over the ``layers`` view, with ``?`` placeholders for values.
-    params : sequence, optional
-        The values bound to the ``?`` of ``where``, in order (never spliced into the SQL text). Stored
-        as a tuple.
-    by : str, optional
-        Grouping axis: a column of the ``layers`` view, ``"depth"`` (deciles of conv_depth_norm) or an
-        SQL expression over those columns. None: one group, "all".
-    groups : sequence of str, optional
-        Only these groups (values of ``by`` as text), in this order. Needs ``by``.
-
-    Raises
-    ------
-    filterdb.errors.UsageError
-        A malformed shape, a non-text predicate or axis, params without ``where``, groups without ``by``.
-
-    Examples
-    --------
-    >>> sel = Selection(where="task = ?", params=["Classification"], by="visual_category")
-    >>> sel.params
-    ('Classification',)
-    >>> sel.replace(by=None).by is None
-    True
-    """
-
-    shape: str | None = "3x3"
-    where: str | None = None
-    params: tuple[Any, ...] = ()
-    by: str | None = None
-    groups: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.shape is not None:
-            shape_width(self.shape)
-        set_ = object.__setattr__  # frozen: normalise in place once, here
-        where = None if isinstance(self.where, str) and not self.where.strip() else self.where  # "" selects all
-        set_(self, "where", _text_or_none("where", where, "an SQL predicate over the layers view"))
-        set_(self, "by", _text_or_none("by", self.by, "a column of the layers view, 'depth' or an SQL expression"))
-        params = self.params
-        if params is None:
-            params = ()
-        if isinstance(params, (str, bytes)) or not isinstance(params, Sequence):
-            raise UsageError(f"params must be a list of values for the '?' of where, got {params!r}")
-        set_(self, "params", tuple(params))
-        if self.params and self.where is None:
-            raise UsageError(f"params {list(self.params)!r} given without a where predicate to bind them to")
-        if self.groups is not None:
-            if isinstance(self.groups, (str, bytes)) or not isinstance(self.groups, Sequence):
-                raise UsageError(f"groups must be a list of group names, got {self.groups!r}")
-            if self.by is None:
-                raise UsageError("groups needs by: the axis whose values they name")
-            set_(self, "groups", tuple(str(g) for g in self.groups))
-
-    @property
-    def shape_key(self) -> str:
-        """``shape``, for analyses that need one (a UsageError when it is None)."""
-        if self.shape is None:
-            raise UsageError("this analysis needs a kernel shape (e.g. shape='3x3'), the selection has none")
-        return self.shape
-
-    @property
-    def d(self) -> int:
-        """Values per filter of ``shape``."""
-        return shape_width(self.shape_key)
-
-    @property
-    def bound_params(self) -> list[Any] | None:
-        """``params`` as the list :meth:`Store.sql` binds, or None."""
-        return list(self.params) if self.params else None
-
-    def replace(self, **changes: Any) -> Selection:
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields as JSON-ready values (``params`` and ``groups`` as lists)."""
-        return {"shape": self.shape, "where": self.where, "params": list(self.params), "by": self.by,
-                "groups": None if self.groups is None else list(self.groups)}
 
 
 @dataclass(frozen=True)

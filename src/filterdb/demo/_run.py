@@ -151,9 +151,14 @@ def run_demo(report_path: str | os.PathLike[str], *, workdir: str | os.PathLike[
     display.phase("report", 10 + n_models, f"the study of {n_models} models and its figures")
     written = write_zoo_report(report, store, title=REPORT_TITLE, progress=display.step,
                                figures_dir=None if figures_dir is None else Path(os.fspath(figures_dir)))
+    summary = dict(written.summary)
+    if "findings" not in summary:  # the summary states the study's findings (their rules: docs/report.md)
+        from ..analysis import study
+
+        summary["findings"] = [f.to_dict() for f in study(store).findings]
     t_report = time.perf_counter()
     seconds = {"zoo": t_zoo - started, "download": t_download - t_zoo, "ingest": t_ingest - t_download,
                "report": t_report - t_ingest, "total": t_report - started}
-    return DemoResult(store_path=store_path, report_path=written.path or report, summary=written.summary,
+    return DemoResult(store_path=store_path, report_path=written.path or report, summary=summary,
                       n_ingested=len(ingested.ingested), n_skipped=len(ingested.skipped), notes=tuple(zoo.notes),
                       seconds=seconds)

@@ -32,9 +32,10 @@ _LAYOUTS_LOCK = threading.Lock()
 _LAYOUTS_MAX = 1 << 16
 
 
-def _layout(root: str, shard: str) -> tuple[int, int, int, str]:
-    """(byte offset, rows, width, dtype) of the rows of a shard, through ShardReader (validates the file)."""
-    reader = ShardReader(Path(root), shard)
+def _layout(root: str, shard: str, record: ShardRecord | None = None) -> tuple[int, int, int, str]:
+    """(byte offset, rows, width, dtype) of the rows of a shard, through ShardReader (validates the file against
+    ``record``, the catalog's, else looked up)."""
+    reader = ShardReader(Path(root), shard, record)
     try:
         arr = reader.array
         return reader.file_offset(), int(arr.shape[0]), int(arr.shape[1]), arr.dtype.str
@@ -43,12 +44,13 @@ def _layout(root: str, shard: str) -> tuple[int, int, int, str]:
         reader.close()
 
 
-def _cached_layout(root: str, shard: str, path: str, fd: int) -> tuple[int, int, int, str]:
+def _cached_layout(root: str, shard: str, path: str, fd: int,
+                   record: ShardRecord | None = None) -> tuple[int, int, int, str]:
     st = os.fstat(fd)
     key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     lay = _LAYOUTS.get(key)
     if lay is None:
-        lay = _layout(root, shard)
+        lay = _layout(root, shard, record)
         with _LAYOUTS_LOCK:
             if len(_LAYOUTS) >= _LAYOUTS_MAX:
                 _LAYOUTS.clear()
@@ -76,30 +78,30 @@ class _ReadAhead:
     """A daemon thread issuing ``posix_fadvise(WILLNEED)`` for queued (root, shard, first row, end row)."""
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[str, str, int, int]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, str, int, int, ShardRecord | None]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def hint(self, root: str, shard: str, first: int, end: int) -> None:
+    def hint(self, root: str, shard: str, first: int, end: int, record: ShardRecord | None = None) -> None:
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
                     t = threading.Thread(target=self._run, name="filterdb-readahead", daemon=True)
                     t.start()
                     self._thread = t
-        self._queue.put((root, shard, first, end))
+        self._queue.put((root, shard, first, end, record))
 
     def _run(self) -> None:
         advice = _WILLNEED
         if advice is None:  # no posix_fadvise here: read_ahead never queues, nothing to do
             return
         while True:
-            root, shard, first, end = self._queue.get()
+            root, shard, first, end, record = self._queue.get()
             try:
                 path = str(shard_path(Path(root), shard))
                 fd = os.open(path, os.O_RDONLY)
                 try:
-                    offset, n, width, dtype = _cached_layout(root, shard, path, fd)
+                    offset, n, width, dtype = _cached_layout(root, shard, path, fd, record)
                     row = width * np.dtype(dtype).itemsize
                     lo = offset + max(0, min(first, n)) * row
                     hi = offset + max(0, min(end, n)) * row
@@ -125,10 +127,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_readahead)
 
 
-def read_ahead(root: str, shard: str, first: int, end: int) -> None:
-    """Ask for rows ``[first, end)`` of a shard to be read into the page cache in the background (a hint)."""
+def read_ahead(root: str, shard: str, first: int, end: int, record: ShardRecord | None = None) -> None:
+    """Ask for rows ``[first, end)`` of a shard to be read into the page cache in the background (a hint);
+    ``record``: the catalog's record of the shard, when the caller has it (no catalog lookup then)."""
     if _WILLNEED is not None:
-        _READAHEAD.hint(root, shard, first, end)
+        _READAHEAD.hint(root, shard, first, end, record)
 
 
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux: fault the pages in with the mmap call itself
@@ -144,7 +147,7 @@ class ShardRows:
     faults of two threads contend on the process' memory-map lock; that cost ~10 % on two cores).
     """
 
-    def __init__(self, root: str, shard: str, first: int, end: int) -> None:
+    def __init__(self, root: str, shard: str, first: int, end: int, record: ShardRecord | None = None) -> None:
         path = str(shard_path(Path(root), shard))
         self._map: mmap.mmap | None = None
         try:
@@ -153,7 +156,7 @@ class ShardRows:
             _layout(root, shard)  # raises the store's own error message for a missing shard
             raise
         try:
-            offset, n, width, dtype = _cached_layout(root, shard, path, fd)
+            offset, n, width, dtype = _cached_layout(root, shard, path, fd, record)
             if end > n or first < 0:
                 raise ShardCorruptError(f"{path}: holds {n} rows, the catalog expects rows {first}..{end}; the store "
                                         f"is damaged (`filterdb verify {root}` names the model)")
