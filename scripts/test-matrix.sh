@@ -22,11 +22,31 @@ pyenv_root=${PYENV_ROOT:-$HOME/.pyenv}
 matrix_dir=${FILTERDB_MATRIX_DIR:-$HOME/.cache/filterdb-test-matrix}
 minors=(3.10 3.13)  # oldest (requires-python) and newest supported
 start=$SECONDS
-failed=()
-ran=0
+mkdir -p "$matrix_dir"
 
 say() { echo "test matrix [$((SECONDS - start))s]: $*"; }
 
+# One interpreter: venv, install, smoke tests; everything into $matrix_dir/py$minor.log, the verdict as the
+# exit code. The interpreters run side by side (their time is mostly pip and child processes).
+run_one() {
+    local minor=$1 python=$2
+    local venv=$matrix_dir/py$minor
+    if [ ! -x "$venv/bin/python" ]; then
+        "$python" -m venv "$venv" || return 2
+    fi
+    # PIP_CONSTRAINT empty: no constraints file of CI or of the machine; --upgrade-strategy eager: every
+    # dependency at its newest release, as a fresh `pip install filterdb` gets it
+    PIP_CONSTRAINT="" "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade \
+        --upgrade-strategy eager "$repo" pytest || return 2
+    echo "versions: $("$venv/bin/python" -m pip list --disable-pip-version-check 2>/dev/null \
+        | awk '$1 ~ /^(numpy|duckdb|pyarrow|pandas|scipy)$/ {printf "%s %s, ", $1, $2}')"
+    # the package under test is the installed one: src/ is not on sys.path
+    "$venv/bin/python" -m pytest -m smoke -q -p no:cacheprovider --basetemp="$matrix_dir/tmp-py$minor" \
+        tests/test_cli_smoke.py
+}
+
+pids=()
+names=()
 for minor in "${minors[@]}"; do
     # the newest installed patch release of this minor version (3.10.13 before 3.10.9: version sort)
     python=$(ls -d "$pyenv_root"/versions/"$minor".*/bin/python3 2>/dev/null | sort -V | tail -n 1 || true)
@@ -34,35 +54,28 @@ for minor in "${minors[@]}"; do
         say "SKIPPED Python $minor: no interpreter under $pyenv_root/versions/$minor.* (install it with \`pyenv install $minor\`)"
         continue
     fi
-    venv=$matrix_dir/py$minor
+    say "Python $minor ($python): light core, unpinned dependencies, venv $matrix_dir/py$minor, log $matrix_dir/py$minor.log"
+    run_one "$minor" "$python" >"$matrix_dir/py$minor.log" 2>&1 &
+    pids+=($!)
+    names+=("$minor")
+done
+
+failed=()
+for i in "${!pids[@]}"; do
+    minor=${names[$i]}
     log=$matrix_dir/py$minor.log
-    mkdir -p "$matrix_dir"
-    say "Python $minor ($python): light core, unpinned dependencies, in $venv"
-    if [ ! -x "$venv/bin/python" ]; then
-        "$python" -m venv "$venv"
-    fi
-    # PIP_CONSTRAINT empty: no constraints file of CI or of the machine; --upgrade-strategy eager: every
-    # dependency at its newest release, as a fresh `pip install filterdb` gets it
-    if ! PIP_CONSTRAINT="" "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade \
-            --upgrade-strategy eager "$repo" pytest >"$log" 2>&1; then
-        say "FAILED to install into $venv (last lines of $log):"
-        tail -n 5 "$log"
-        failed+=("$minor (install)")
-        continue
-    fi
-    say "Python $minor: $("$venv/bin/python" -m pip list --disable-pip-version-check 2>/dev/null \
-        | awk '$1 ~ /^(numpy|duckdb|pyarrow|pandas|scipy)$/ {printf "%s %s, ", $1, $2}')running pytest -m smoke"
-    # the package under test is the installed one: src/ is not on sys.path
-    if (cd "$repo" && "$venv/bin/python" -m pytest -m smoke -q -p no:cacheprovider tests/test_cli_smoke.py); then
-        say "Python $minor: passed"
+    if wait "${pids[$i]}"; then
+        say "Python $minor: passed ($(grep -m1 '^versions: ' "$log" | cut -c11- | sed 's/, $//'); $(tail -n 1 "$log"))"
     else
+        rc=$?
+        say "Python $minor: FAILED ($([ $rc -eq 2 ] && echo "venv or install" || echo "smoke tests")); last lines of $log:"
+        tail -n 25 "$log"
         failed+=("$minor")
     fi
-    ran=$((ran + 1))
 done
 
 if [ ${#failed[@]} -gt 0 ]; then
     say "FAILED on Python ${failed[*]}"
     exit 1
 fi
-say "done ($ran interpreter(s))"
+say "done (${#names[@]} interpreter(s))"
