@@ -10,7 +10,9 @@ Definitions (n filters of d = kh·kw values, X the n × d filter matrix, W the l
   filter is sparse, sparsity 1.0.
 - **variance_entropy**: the eigenvalues of the covariance of X (the same numbers as s²/(n−1) from an SVD
   of the centred X), clamped at 0 below d·ε_float64·max (round-off of an exact zero),
-  p = v/Σv, H = −Σ p log10 p with 0·log 0 = 0, and H = 0 when Σv = 0. Range [0, log10 d].
+  p = v/Σv, H = −Σ p log10 p with 0·log 0 = 0, and H = 0 when Σv = 0. Range [0, log10 d]. With fewer
+  filters than taps (n < d) the eigenvalues come from the n × n Gram Xc Xcᵀ (the same nonzero ones), so no
+  matrix is larger than the layer (a 1 × 100000 kernel would need an 80 GB covariance).
 - **variance_entropy_norm**: H / T(n) with :func:`randomness_threshold` (torchconvquality's fit for 3×3,
   a simulated table for other sizes). > 1 reads random-like, ≈ 0.9 healthy, near 0 redundant.
 - **variance_entropy_clean(_norm)**: the same over the non-sparse filters, normalised by T(n_clean).
