@@ -23,6 +23,10 @@ class Engine:
     def describe(self) -> str:
         return self.name
 
+    def close(self) -> None:
+        """Release what the engine holds. Threads never outlive a ``map`` (its iterator joins them when it
+        ends, fails or is closed); a Dask client the engine opened is closed here, or at the latest at exit."""
+
 
 def _cpu_count() -> int:
     try:
