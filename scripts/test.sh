@@ -7,3 +7,6 @@ bash scripts/install-chromium.sh   # the HTML reports are tested in headless Chr
 echo "type check: mypy (packages listed under [tool.mypy] in pyproject.toml)"
 .venv/bin/python -m mypy
 .venv/bin/python -m pytest "$@"
+# The CLI smoke tests again where users are: fresh light-core installs with unpinned dependencies on the
+# oldest and newest supported Python (pyenv); FILTERDB_TEST_MATRIX=0 skips them
+bash scripts/test-matrix.sh

@@ -85,7 +85,7 @@ def test_bad_logs_end_in_one_line_naming_the_file(tmp_path, capsys):
         '{"step": 1}\n': "line 1: a layer record needs a 'name' string",
         '{"alert": 3, "step": 1}\n': "an alert record needs 'alert'",
         "\n\n": "no layer records",
-        '{"name": "c", "step": 1}\n' + "x" * (1 << 21) + "\n": "line 2: a line of 2,097,153 bytes",
+        '{"name": "c", "step": 1}\n' + "x" * (1 << 21) + "\n": "line 2: a line longer than 1,048,576 bytes",
     }
     for i, (text, message) in enumerate(cases.items()):
         path = tmp_path / f"bad{i}.jsonl"

@@ -10,7 +10,9 @@ Definitions (n filters of d = kh·kw values, X the n × d filter matrix, W the l
   filter is sparse, sparsity 1.0.
 - **variance_entropy**: the eigenvalues of the covariance of X (the same numbers as s²/(n−1) from an SVD
   of the centred X), clamped at 0 below d·ε_float64·max (round-off of an exact zero),
-  p = v/Σv, H = −Σ p log10 p with 0·log 0 = 0, and H = 0 when Σv = 0. Range [0, log10 d].
+  p = v/Σv, H = −Σ p log10 p with 0·log 0 = 0, and H = 0 when Σv = 0. Range [0, log10 d]. With fewer
+  filters than taps (n < d) the eigenvalues come from the n × n Gram Xc Xcᵀ (the same nonzero ones), so no
+  matrix is larger than the layer (a 1 × 100000 kernel would need an 80 GB covariance).
 - **variance_entropy_norm**: H / T(n) with :func:`randomness_threshold` (torchconvquality's fit for 3×3,
   a simulated table for other sizes). > 1 reads random-like, ≈ 0.9 healthy, near 0 redundant.
 - **variance_entropy_clean(_norm)**: the same over the non-sparse filters, normalised by T(n_clean).
@@ -206,11 +208,17 @@ def sparsity(filters: Any, *, eps: float = 0.01) -> float:
     return float(mask.mean()) if mask.size else float("nan")
 
 
-def _entropy_from_eigvals(ev: np.ndarray) -> np.ndarray:
-    """Variance entropy (log10) of each row of eigenvalues ev (B, d): clamp, normalise, 0·log 0 = 0."""
+def _entropy_from_eigvals(ev: np.ndarray, dims: np.ndarray | None = None) -> np.ndarray:
+    """Variance entropy (log10) of each row of eigenvalues ev (B, m): clamp, normalise, 0·log 0 = 0.
+
+    ``dims`` (B,): the filter size d of each row, which scales the round-off clamp (default m; the eigenvalues
+    of an n × n filter Gram, n < d, carry the round-off of sums over d taps).
+    """
     ev = np.array(ev, dtype=np.float64, copy=True)
     top = ev.max(axis=1, keepdims=True) if ev.shape[1] else np.zeros((ev.shape[0], 1))
-    ev[ev < ev.shape[1] * _EIG_RTOL * np.maximum(top, 0.0)] = 0.0
+    scale = np.full((ev.shape[0], 1), ev.shape[1], np.float64) if dims is None else \
+        np.asarray(dims, np.float64).reshape(-1, 1)
+    ev[ev < scale * _EIG_RTOL * np.maximum(top, 0.0)] = 0.0
     ev[ev < 0] = 0.0
     total = ev.sum(axis=1, keepdims=True)
     p = np.divide(ev, total, out=np.zeros_like(ev), where=total > 0)
@@ -220,11 +228,14 @@ def _entropy_from_eigvals(ev: np.ndarray) -> np.ndarray:
 
 
 def _centred_scatter(x64: np.ndarray) -> np.ndarray:
-    """Xcᵀ Xc of the column-centred float64 matrix: (n−1) times the covariance (the scale cancels in p)."""
-    if x64.shape[0] == 0:
-        return np.zeros((x64.shape[1], x64.shape[1]))
+    """The smaller of Xcᵀ Xc (d × d: (n−1) times the covariance; the scale cancels in p) and Xc Xcᵀ (n × n)
+    of the column-centred float64 matrix: both have the same nonzero eigenvalues, so the same entropy, and
+    the smaller one costs at most the size of X (a 1 × 100000 kernel would need d² = 80 GB otherwise)."""
+    n, d = x64.shape
+    if n == 0:
+        return np.zeros((min(d, 1), min(d, 1)))
     xc = x64 - x64.mean(axis=0)
-    return xc.T @ xc
+    return xc @ xc.T if n < d else xc.T @ xc
 
 
 def variance_entropy(filters: Any) -> float:
@@ -252,7 +263,7 @@ def variance_entropy(filters: Any) -> float:
     x = _as_filters(filters)
     x, _ = _finite(x)
     ev = np.linalg.eigvalsh(_centred_scatter(x.astype(np.float64)))
-    return float(_entropy_from_eigvals(ev[None, :])[0])
+    return float(_entropy_from_eigvals(ev[None, :], np.array([x.shape[1]]))[0])
 
 
 def _normalised(h: float, n: int, kernel: tuple[int, ...]) -> tuple[float, float]:
@@ -302,6 +313,8 @@ def _orthogonality(w2: np.ndarray) -> float:
     # normalise G by its diagonal in float64: G_ij / (|w_i| |w_j|) equals the Gram of the normalised rows.
     # This is FLOP-bound, so float32 halves the cost; its error is ~1e-8 on the result (tested at 1e-6).
     w32 = np.ascontiguousarray(w2, dtype=np.float32)
+    if o * o > _GRAM_BLOCK_ENTRIES:
+        return _orthogonality_blocked(w32)
     g = (w32 @ w32.T).astype(np.float64)
     norms = np.sqrt(np.maximum(np.diagonal(g), 0.0))
     norms[norms == 0] = 1.0  # zero rows stay zero (and so do rows whose squares underflow float32, as in tcq)
@@ -310,6 +323,28 @@ def _orthogonality(w2: np.ndarray) -> float:
     diag = np.diagonal(g)
     # Σ|G − I| without building I: every off-diagonal |g| plus |g_ii − 1| on the diagonal.
     total = np.abs(g).sum() - np.abs(diag).sum() + np.abs(diag - 1.0).sum()
+    return float(1.0 - total / (o * (o - 1)))
+
+
+# Above this many entries (O², 4096 output channels) the O × O Gram of orthogonality is summed block by block:
+# a 1 × 1 layer of 100,000 channels (400 KB of weights) would otherwise allocate 40 GB at once.
+_GRAM_BLOCK_ENTRIES = 1 << 24
+
+
+def _orthogonality_blocked(w32: np.ndarray) -> float:
+    """:func:`_orthogonality` with G formed in row blocks of at most _GRAM_BLOCK_ENTRIES entries."""
+    o = w32.shape[0]
+    norms = np.sqrt(np.maximum(np.einsum("ok,ok->o", w32, w32).astype(np.float64), 0.0))
+    norms[norms == 0] = 1.0
+    rows = max(1, _GRAM_BLOCK_ENTRIES // o)
+    total = 0.0
+    for a in range(0, o, rows):
+        b = min(o, a + rows)
+        g = (w32[a:b] @ w32.T).astype(np.float64)
+        g /= norms[a:b, None]
+        g /= norms[None, :]
+        diag = g[np.arange(b - a), np.arange(a, b)]
+        total += float(np.abs(g).sum() - np.abs(diag).sum() + np.abs(diag - 1.0).sum())
     return float(1.0 - total / (o * (o - 1)))
 
 
@@ -359,16 +394,37 @@ def _neighbour_corr_from_gram(gram: np.ndarray, sums: np.ndarray, n: int, kernel
     if (kh < 2 and kw < 2) or n == 0:
         return float("nan")
     i, j = _pair_indices(kernel)
-    count = n * len(i)
-    sa, sb = float(sums[i].sum()), float(sums[j].sum())
-    cov = float(gram[i, j].sum()) - sa * sb / count
-    var_a = float(gram[i, i].sum()) - sa * sa / count
-    var_b = float(gram[j, j].sum()) - sb * sb / count
+    return _pooled_corr(float(gram[i, j].sum()), float(sums[i].sum()), float(sums[j].sum()),
+                        float(gram[i, i].sum()), float(gram[j, j].sum()), n * len(i))
+
+
+def _neighbour_corr_direct(x64: np.ndarray, kernel: tuple[int, int]) -> float:
+    """The same from the (n, kh·kw) filters themselves, for kernels too long for a d × d Gram."""
+    kh, kw = kernel
+    n = x64.shape[0]
+    if (kh < 2 and kw < 2) or n == 0:
+        return float("nan")
+    i, j = _pair_indices(kernel)
+    x3 = x64.reshape(n, kh, kw)
+    cross = float(np.einsum("fab,fab->", x3[:, :, :-1], x3[:, :, 1:])) + \
+        float(np.einsum("fab,fab->", x3[:, :-1, :], x3[:, 1:, :]))
+    sums = x64.sum(axis=0)
+    squares = np.einsum("fk,fk->k", x64, x64)
+    return _pooled_corr(cross, float(sums[i].sum()), float(sums[j].sum()), float(squares[i].sum()),
+                        float(squares[j].sum()), n * len(i))
+
+
+def _pooled_corr(cross: float, sa: float, sb: float, saa: float, sbb: float, count: int) -> float:
+    cov = cross - sa * sb / count
+    var_a = saa - sa * sa / count
+    var_b = sbb - sb * sb / count
     den = math.sqrt(max(var_a, 0.0) * max(var_b, 0.0))
     return float(cov / den) if den > 0 else float("nan")
 
 
 def _neighbour_corr(x64: np.ndarray, kernel: tuple[int, int]) -> float:
+    if x64.shape[0] < x64.shape[1]:  # fewer filters than taps: no d × d Gram
+        return _neighbour_corr_direct(x64, kernel)
     return _neighbour_corr_from_gram(x64.T @ x64, x64.sum(axis=0), x64.shape[0], kernel)
 
 
@@ -440,7 +496,8 @@ def layer_metric_columns(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0
 
 def _metric_columns(layers: Sequence[ConvLayer], eps: float) -> dict[str, np.ndarray]:
     rows: list[dict[str, Any]] = []
-    # per filter size d: the scatter matrices to decompose, and where each result goes (row, column)
+    # per matrix side: the scatter matrices (or filter Grams) to decompose, and where each result goes (row,
+    # column); the side is d, or n for layers with fewer filters than taps (see _centred_scatter)
     pending: dict[int, list[tuple[np.ndarray, int, str]]] = defaultdict(list)
     for index, layer in enumerate(layers):
         if not isinstance(layer, ConvLayer):
@@ -467,9 +524,10 @@ def _metric_columns(layers: Sequence[ConvLayer], eps: float) -> dict[str, np.nda
             row["n_nonfinite"] = _finite(weight)[1]
         rows.append(row)
 
-    for d, items in pending.items():
+    for side, items in pending.items():
         eigvals = np.linalg.eigvalsh(np.stack([scatter for scatter, _, _ in items]))
-        entropies = _entropy_from_eigvals(eigvals).tolist()
+        dims = np.array([math.prod(rows[row_index]["kernel"]) for _, row_index, _ in items])
+        entropies = _entropy_from_eigvals(eigvals, dims).tolist()
         for (_, row_index, column), h in zip(items, entropies):
             row = rows[row_index]
             n = row["n_filters"] if column == "variance_entropy" else row["n_clean"]
@@ -561,6 +619,9 @@ def _layer_stats(
         l1 = float(absolute.sum(dtype=np.float64))
     mask = _sparse_mask_f32(_row_abs_max(absolute), eps)
     n_sparse = int(np.count_nonzero(mask))
+    if n < d:  # fewer filters than taps (long kernels): no d × d matrix, nothing larger than the weight
+        _wide_layer_stats(weight, x32, kernel, mask, l1, row, row_index, pending)
+        return n_nonfinite
     # One float64 copy with a column of ones appended: its Gram holds XᵀX, the column sums and n, from one
     # BLAS syrk (products of float32 values are exact in float64).
     xa = np.empty((n, d + 1))
@@ -598,5 +659,31 @@ def _layer_stats(
         clean = g_c - np.outer(s_c, s_c) / (n - n_sparse)
     else:
         clean = _centred_scatter(xa[~mask, :d])
-    pending[d].append((clean, row_index, "variance_entropy_clean"))
+    pending[clean.shape[0]].append((clean, row_index, "variance_entropy_clean"))
     return n_nonfinite
+
+
+def _wide_layer_stats(weight: np.ndarray, x32: np.ndarray, kernel: tuple[int, ...], mask: np.ndarray, l1: float,
+                      row: dict[str, Any], row_index: int, pending: dict[int, list[tuple[np.ndarray, int, str]]]
+                      ) -> None:
+    """_layer_stats for n < d: the n × n Grams of the centred filters instead of the d × d scatter (the same
+    nonzero eigenvalues), the neighbour moments from the filters directly. Allocates a few n × d and n × n
+    float64 arrays: a small multiple of the weight, which the reader's memory budget already admitted."""
+    n, d = x32.shape
+    x64 = x32.astype(np.float64)
+    n_sparse = int(np.count_nonzero(mask))
+    l2 = math.sqrt(float(np.einsum("fk,fk->", x64, x64)))
+    size = weight.size
+    row["sparsity"] = n_sparse / n
+    row["n_sparse"] = n_sparse
+    row["n_clean"] = n - n_sparse
+    row["norm_l1"] = l1
+    row["norm_l2"] = l2
+    row["norm_l1_std"] = l1 / size
+    row["norm_l2_std"] = l2 / math.sqrt(size)
+    row["orthogonality"] = _orthogonality(weight.reshape(weight.shape[0], -1))
+    row["neighbour_corr"] = _neighbour_corr_direct(x64, (int(kernel[0]), int(kernel[1])))
+    scatter = _centred_scatter(x64)
+    pending[scatter.shape[0]].append((scatter, row_index, "variance_entropy"))
+    clean = scatter if n_sparse == 0 else _centred_scatter(x64[~mask])
+    pending[clean.shape[0]].append((clean, row_index, "variance_entropy_clean"))

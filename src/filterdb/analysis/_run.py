@@ -148,8 +148,13 @@ def run_pass(plan: Plan, spec: PassSpec, engine: Any, task_rows: int) -> Partial
                            plan.root, spec)
     else:
         parts = engine.map(run_task, tasks, plan.root, spec)
-    for part in parts:
-        total = merge_into(total, part)
+    try:
+        for part in parts:
+            total = merge_into(total, part)
+    finally:
+        close = getattr(parts, "close", None)
+        if close is not None:  # an engine's iterator cancels its queued tasks and joins its threads now
+            close()
     return total
 
 

@@ -6,6 +6,7 @@ under the same path), so no filter data travels through the scheduler: a task re
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -57,6 +58,9 @@ class DaskEngine(Engine):
             self._owned = True
         else:
             raise TypeError(f"expected a scheduler address, a distributed.Client or a cluster, got {type(client).__name__}")
+        # A client this engine made is closed with it, or at the latest at exit (weakref.finalize runs then):
+        # its threads must not outlive the interpreter. A client passed in stays the caller's to close.
+        self._finalizer = weakref.finalize(self, self.client.close) if self._owned else None
 
     def map(self, fn: Callable[..., Any], items: Iterable[Any], *args: Any) -> Iterator[Any]:
         items = list(items)
@@ -72,8 +76,8 @@ class DaskEngine(Engine):
                 self.client.cancel(live)
 
     def close(self) -> None:
-        if self._owned:
-            self.client.close()
+        if self._finalizer is not None:
+            self._finalizer()  # closes the client once, however often close() is called
 
     def describe(self) -> str:
         info = self.client.scheduler_info()

@@ -23,6 +23,10 @@ class Engine:
     def describe(self) -> str:
         return self.name
 
+    def close(self) -> None:
+        """Release what the engine holds. Threads never outlive a ``map`` (its iterator joins them when it
+        ends, fails or is closed); a Dask client the engine opened is closed here, or at the latest at exit."""
+
 
 def _cpu_count() -> int:
     try:
@@ -55,18 +59,25 @@ class LocalEngine(Engine):
             for item in items:
                 yield fn(item, *args)
             return
-        with ThreadPoolExecutor(self.n_threads, thread_name_prefix="filterdb") as pool:
+        pool = ThreadPoolExecutor(self.n_threads, thread_name_prefix="filterdb")
+        try:
             # a bounded window of submitted tasks keeps memory flat for any number of tasks
             window = 4 * self.n_threads
-            futures = [pool.submit(fn, item, *args) for item in items[:window]]
+            futures: list[Any] = [pool.submit(fn, item, *args) for item in items[:window]]
             nxt = len(futures)
             for i in range(len(items)):
                 result = futures[i].result()
-                futures[i] = None  # type: ignore[call-overload]  # drop the finished future so its result can be freed
+                futures[i] = None  # drop the finished future so that its result can be freed
                 if nxt < len(items):
                     futures.append(pool.submit(fn, items[nxt], *args))
                     nxt += 1
                 yield result
+        finally:
+            # On every path (done, a task's error, KeyboardInterrupt, the caller dropping the iterator): cancel
+            # the tasks not started and join the threads, so that none outlives the call (a thread still
+            # running a task at interpreter exit can abort the process) and an error does not wait for the
+            # rest of the window to run.
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def describe(self) -> str:
         return f"local ({self.n_threads} thread{'s' if self.n_threads != 1 else ''})"

@@ -30,7 +30,9 @@ def _grid(log: MonitorLog, metric: str) -> tuple[list[str], list[int], np.ndarra
     frame = evaluations(log)
     names, steps = log.layer_names, log.steps
     table = frame.pivot(index="name", columns="step", values=metric).reindex(index=names, columns=steps)
-    return names, steps, table.to_numpy(dtype=float)
+    values = table.to_numpy(dtype=float, copy=True)
+    values[~np.isfinite(values)] = np.nan  # a MonitorLog built by hand: infinite cells shown as missing
+    return names, steps, values
 
 
 def _shown_rows(names: Sequence[str]) -> list[int]:
@@ -81,7 +83,11 @@ def layer_figure(log: MonitorLog, layer: str, thresholds: Thresholds = Threshold
               "variance_entropy_norm": [(thresholds.random, "random"), (thresholds.low_diversity, "low-diversity")]}
     for ax, metric in zip(axes, METRIC_LABELS):
         style_axes(ax, th)
-        ax.plot(rows["step"], rows[metric], color="#0072B2", marker="o", markersize=3, linewidth=1.4)
+        # read_log refuses non-finite values; a MonitorLog built by hand may still hold one (matplotlib
+        # overflows on infinite data limits): drawn as a gap
+        values = rows[metric].to_numpy(dtype=float, copy=True)
+        values[~np.isfinite(values)] = np.nan
+        ax.plot(rows["step"], values, color="#0072B2", marker="o", markersize=3, linewidth=1.4)
         for value, label in limits.get(metric, []):
             ax.axhline(value, color=THRESHOLD, linestyle="--", linewidth=1)
             ax.annotate(label, (1.0, value), xycoords=("axes fraction", "data"), ha="right", va="bottom",

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 __all__ = ["LOG_NAME", "LogWriter", "MonitorLog", "MonitorLogError", "read_log", "resolve_log_path"]
 
 LOG_NAME = "filterdb-monitor.jsonl"
-MAX_LINE_BYTES = 1 << 20  # a layer record is ~1 KB; a longer line is not one the monitor wrote
+MAX_LINE_BYTES = 1 << 20  # a layer record is ~1 KB; a longer line is not one the monitor wrote (never read whole)
+MAX_NESTING = 32  # a record the monitor writes nests 3 levels deep (alert -> values -> value)
+_MAX_INT = 2**63 - 1  # steps and epochs: what a table column (int64) holds
 
 
 class MonitorLogError(FilterDBError, ValueError):
@@ -86,24 +88,80 @@ def resolve_log_path(path: str | os.PathLike[str]) -> Path:
 
 
 def _step(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise MonitorLogError(f"{where}: 'step' must be an integer >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_INT:
+        raise MonitorLogError(f"{where}: 'step' must be an integer >= 0, got {_shown(value)} (at most 2**63 - 1)")
     return value
 
 
 def _epoch(value: Any, where: str) -> int | None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise MonitorLogError(f"{where}: 'epoch' must be an integer or null, got {value!r}")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or abs(value) > _MAX_INT):
+        raise MonitorLogError(f"{where}: 'epoch' must be an integer (|epoch| < 2**63) or null, got {_shown(value)}")
     return value
 
 
 def _number(value: Any) -> float:
-    """A metric from the log: JSON null (NaN in check's JSON) back to NaN; strings and lists refused."""
+    """A metric from the log: JSON null (NaN in check's JSON) back to NaN; strings, lists and numbers beyond
+    float64 refused (non-finite ones never get here: the parser refuses them)."""
     if value is None:
         return math.nan
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise TypeError from None
+    if not math.isfinite(number):
+        raise TypeError
+    return number
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message, cut short (a line may hold a megabyte)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _NotFinite(Exception):
+    """A JSON number that is not finite: the tokens NaN / Infinity / -Infinity, or 1e999."""
+
+
+def _refuse_constant(token: str) -> float:
+    raise _NotFinite(token)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text if len(text) <= 30 else text[:27] + "...")
+    return value
+
+
+def _check_nesting(value: Any, where: str) -> None:
+    """Refuse containers nested deeper than MAX_NESTING (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > MAX_NESTING:
+            raise MonitorLogError(f"{where}: values nested more than {MAX_NESTING} levels deep; a monitor record "
+                                  "nests 3 - is this a filterdb monitor log?")
+        stack.extend((child, depth + 1) for child in children)
+
+
+def _parse(raw: bytes, where: str) -> Any:
+    """One line as JSON, refusing non-finite numbers and deep nesting (ValueError: not JSON at all)."""
+    try:
+        record = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except _NotFinite as e:
+        raise MonitorLogError(f"{where}: the number {e} is not finite; the monitor writes null for an undefined "
+                              "metric and never NaN or Infinity - is this a filterdb monitor log?") from None
+    except RecursionError:
+        raise MonitorLogError(f"{where}: values nested more than {MAX_NESTING} levels deep; a monitor record "
+                              "nests 3 - is this a filterdb monitor log?") from None
+    _check_nesting(record, where)
+    return record
 
 
 _METRICS = ("sparsity", "variance_entropy_norm", "variance_entropy_clean_norm", "orthogonality", "norm_l2_std",
@@ -121,7 +179,8 @@ def _layer_row(record: Mapping[str, Any], where: str) -> dict[str, Any]:
         try:
             row[key] = _number(record.get(key))
         except TypeError:
-            raise MonitorLogError(f"{where}: {key!r} must be a number or null, got {record.get(key)!r}") from None
+            raise MonitorLogError(f"{where}: {key!r} must be a number or null (finite, within float64), got "
+                                  f"{_shown(record.get(key))}") from None
     verdicts = record.get("verdicts") or []
     if not isinstance(verdicts, list):
         raise MonitorLogError(f"{where}: 'verdicts' must be a list")
@@ -163,18 +222,24 @@ def read_log(path: str | os.PathLike[str]) -> MonitorLog:
     rows: list[dict[str, Any]] = []
     alerts: list[dict[str, Any]] = []
     with open(target, "rb") as fh:
-        for number, raw in enumerate(fh, start=1):
+        number = 0
+        while raw := fh.readline(MAX_LINE_BYTES + 1):  # bounded: a longer line is never held whole
+            number += 1
             where = f"{target}, line {number}"
             if len(raw) > MAX_LINE_BYTES:
-                raise MonitorLogError(f"{where}: a line of {len(raw):,} bytes is not a monitor record")
+                raise MonitorLogError(f"{where}: a line longer than {MAX_LINE_BYTES:,} bytes is not a monitor "
+                                      "record (a layer record is about 1 KB)")
             if not raw.strip():
                 continue
             try:
-                record = json.loads(raw)
+                record = _parse(raw, where)
+            except MonitorLogError:
+                raise
             except (ValueError, UnicodeDecodeError) as e:
                 if not raw.endswith(b"\n"):  # the half-written last line of a killed run
                     break
-                raise MonitorLogError(f"{where}: not a JSON record ({e}); is this a filterdb monitor log?") from None
+                raise MonitorLogError(f"{where}: not a JSON record ({_shown(str(e))}); is this a filterdb "
+                                      "monitor log?") from None
             if not isinstance(record, dict):
                 raise MonitorLogError(f"{where}: expected a JSON object, got {type(record).__name__}")
             if "alert" in record:

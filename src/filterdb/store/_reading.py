@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import atexit
 import mmap
 import os
 import queue
@@ -75,28 +76,50 @@ def readahead_budget() -> int:
 
 
 class _ReadAhead:
-    """A daemon thread issuing ``posix_fadvise(WILLNEED)`` for queued (root, shard, first row, end row)."""
+    """A daemon thread issuing ``posix_fadvise(WILLNEED)`` for queued (root, shard, first row, end row).
+
+    It is joined at exit (:func:`_stop_readahead`, an ``atexit`` hook): its first look at a shard queries the
+    catalog (DuckDB) and parses the Arrow footer, C++ code run with the GIL released. A daemon thread still in
+    there when the interpreter finalizes is unwound by ``pthread_exit`` through C++ frames, and the process
+    aborts after its work is done ("terminate called without an active exception", exit 134).
+    """
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[str, str, int, int, ShardRecord | None]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, str, int, int, ShardRecord | None] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._stopped = False
 
     def hint(self, root: str, shard: str, first: int, end: int, record: ShardRecord | None = None) -> None:
         if self._thread is None:
             with self._lock:
+                if self._stopped:
+                    return
                 if self._thread is None:
                     t = threading.Thread(target=self._run, name="filterdb-readahead", daemon=True)
                     t.start()
                     self._thread = t
-        self._queue.put((root, shard, first, end, record))
+        if not self._stopped:
+            self._queue.put((root, shard, first, end, record))
+
+    def stop(self) -> None:
+        """Drop the queued hints and join the thread (it finishes the hint in hand, a few ms)."""
+        with self._lock:
+            self._stopped = True
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
 
     def _run(self) -> None:
         advice = _WILLNEED
         if advice is None:  # no posix_fadvise here: read_ahead never queues, nothing to do
             return
         while True:
-            root, shard, first, end, record = self._queue.get()
+            item = self._queue.get()
+            if item is None or self._stopped:
+                return
+            root, shard, first, end, record = item
             try:
                 path = str(shard_path(Path(root), shard))
                 fd = os.open(path, os.O_RDONLY)
@@ -105,7 +128,7 @@ class _ReadAhead:
                     row = width * np.dtype(dtype).itemsize
                     lo = offset + max(0, min(first, n)) * row
                     hi = offset + max(0, min(end, n)) * row
-                    while lo < hi:
+                    while lo < hi and not self._stopped:
                         step = min(_HINT_CHUNK, hi - lo)
                         os.posix_fadvise(fd, lo, step, advice)
                         lo += step
@@ -123,8 +146,13 @@ def _reset_readahead() -> None:  # a forked child (e.g. a Dask worker) has no th
     _READAHEAD = _ReadAhead()
 
 
+def _stop_readahead() -> None:  # at exit: no thread of filterdb may outlive the interpreter
+    _READAHEAD.stop()
+
+
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_readahead)
+atexit.register(_stop_readahead)
 
 
 def read_ahead(root: str, shard: str, first: int, end: int, record: ShardRecord | None = None) -> None:
