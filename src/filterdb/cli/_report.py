@@ -53,6 +53,7 @@ def report_cmd(store: Path, out: Path, by: tuple[str, ...], selection: Selection
                figures: Path | None, per_model: bool, figure_cache: bool, title: str | None,
                progress: bool | None) -> None:
     """Write the zoo report of STORE: summary, PCA, drift per axis, degeneration, models."""
+    from ..analysis import StudySettings, study
     from ..report import write_zoo_report
     from ..store import open_store
     from ..plotting import require_matplotlib
@@ -63,11 +64,11 @@ def report_cmd(store: Path, out: Path, by: tuple[str, ...], selection: Selection
     show = err_console.is_terminal if progress is None else progress
     update, stop = progress_display(show)
     try:
-        report = write_zoo_report(out, open_store(store), by=list(by) or None,
-                                  shape=selection.shape_key, where=selection.where,
-                                  params=selection.bound_params, model_sections=not no_models, title=title,
-                                  progress=update,
-                                  figures_dir=figures, per_model=per_model,
+        opened = open_store(store)
+        result = study(opened, selection, by=list(by) or None, settings=StudySettings(per_model=per_model),
+                       progress=update)
+        report = write_zoo_report(out, result, opened, model_sections=not no_models, title=title,
+                                  progress=update, figures_dir=figures,
                                   figure_cache="auto" if figure_cache else None)
     finally:
         stop()
@@ -75,3 +76,7 @@ def report_cmd(store: Path, out: Path, by: tuple[str, ...], selection: Selection
     console.print(f"{s['n_models']} models, {count(s['n_filters_shape'])} {selection.shape_key} filters, "
                   f"{len(s['degenerated_layers'])} degenerated layers ({s['seconds']:.1f} s)")
     console.print(f"report written to {report.path}", soft_wrap=True, markup=False)
+    if not report.ok:  # the page is written, with a note in place of each part that failed: say so, exit 1
+        for part, message in report.errors.items():
+            err_console.print(f"error: {part}: {message}", soft_wrap=True, markup=False)
+        raise SystemExit(1)

@@ -97,6 +97,7 @@ def run_demo(report_path: str | os.PathLike[str], *, workdir: str | os.PathLike[
     >>> result.summary["n_models"]  # doctest: +SKIP
     1
     """
+    from ..analysis import study
     from ..ingest import IngestEvent, ingest
     from ..report import write_zoo_report
     from ..sources import cache_dir, is_source_name, resolve_source
@@ -142,7 +143,8 @@ def run_demo(report_path: str | os.PathLike[str], *, workdir: str | os.PathLike[
     store = open_store(store_path)
     n_models = len(store.models())
     display.phase("report", 10 + n_models, f"the study of {n_models} models and its figures")
-    written = write_zoo_report(report, store, title=REPORT_TITLE, progress=display.step,
+    written = write_zoo_report(report, study(store, progress=display.step), store, title=REPORT_TITLE,
+                               progress=display.step,
                                figures_dir=None if figures_dir is None else Path(os.fspath(figures_dir)))
     t_report = time.perf_counter()
     seconds = {"zoo": t_zoo - started, "download": t_download - t_zoo, "ingest": t_ingest - t_download,
