@@ -19,9 +19,24 @@ def test_numba_kernels_match_numpy(d, dtype):
     out = {}
     for kernel in ("numba", "numpy"):
         spec = PassSpec(d=d, hist=True, minmax=True, components=comps, mean=mean, lo=-2.5, hi=2.5, nbins=33,
-                        kernel=kernel)
+                        kernel=kernel, density=d > 1, density_bins=41)
         out[kernel] = run_rows(rows, starts, counts, units, spec, 2)
     a, b = out["numba"], out["numpy"]
+    if d > 1:  # the density of coefficients 0 and 1: np.histogram2d of the same coefficients (float64) bounds both
+        assert a.density.sum() == b.density.sum() == counts.sum()
+        assert np.abs(a.density - b.density).sum() <= 1e-4 * a.density.sum()
+        sel = np.concatenate([np.arange(s0, s0 + c0) for s0, c0 in zip(starts, counts)])
+        x = rows[sel].astype(np.float64)
+        peak = np.abs(x).max(axis=1, keepdims=True)
+        c = (np.divide(x, peak, out=np.zeros_like(x), where=peak > 0) - mean) @ comps[:2].T
+        ref = np.histogram2d(np.clip(c[:, 0], -2.5, 2.5), np.clip(c[:, 1], -2.5, 2.5), bins=41,
+                             range=[(-2.5, 2.5), (-2.5, 2.5)])[0]
+        assert np.abs(a.density - ref).sum() <= 1e-3 * ref.sum()
+        # the density changes nothing else of the pass
+        plain = run_rows(rows, starts, counts, units, PassSpec(d=d, hist=True, minmax=True, components=comps,
+                                                               mean=mean, lo=-2.5, hi=2.5, nbins=33), 2)
+        np.testing.assert_array_equal(plain.hist, a.hist)
+        assert plain.density is None
     np.testing.assert_allclose(a.gram, b.gram, atol=2e-6 * np.abs(b.gram).max())
     np.testing.assert_allclose(a.sums, b.sums, atol=1e-6 * np.abs(b.sums).max())
     np.testing.assert_array_equal(a.unit_rows, b.unit_rows)

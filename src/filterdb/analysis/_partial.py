@@ -30,6 +30,12 @@ class Partial:
     cmin: np.ndarray = None  # type: ignore[assignment]  # (d,) float64
     cmax: np.ndarray = None  # type: ignore[assignment]  # (d,) float64
     skipped: int = 0  # filters left out because they hold a NaN or an infinity (not in n)
+    density: np.ndarray | None = None  # (bins, bins) int64: the joint histogram of coefficients 0 and 1, if asked
+    # the Gram matrix, column sums and filter count of each *gram slot* (segments marked with a slot: e.g. the
+    # largest groups, for their own bases); the slots add up with the rest to ``gram`` / ``sums`` / ``n``
+    slot_gram: np.ndarray | None = None  # (k, d, d) float64
+    slot_sums: np.ndarray | None = None  # (k, d) float64
+    slot_n: np.ndarray | None = None  # (k,) int64
 
     def __post_init__(self) -> None:
         d = self.d
@@ -71,4 +77,14 @@ def merge_into(total: Partial, p: Partial) -> Partial:
         total.unit_rows[p.units] += p.unit_rows
     np.minimum(total.cmin, p.cmin, out=total.cmin)
     np.maximum(total.cmax, p.cmax, out=total.cmax)
+    if p.density is not None:
+        total.density = p.density.copy() if total.density is None else total.density + p.density
+    if p.slot_gram is not None and p.slot_sums is not None and p.slot_n is not None:
+        if total.slot_gram is None or total.slot_sums is None or total.slot_n is None:
+            total.slot_gram, total.slot_sums, total.slot_n = (p.slot_gram.copy(), p.slot_sums.copy(),
+                                                              p.slot_n.copy())
+        else:
+            total.slot_gram += p.slot_gram
+            total.slot_sums += p.slot_sums
+            total.slot_n += p.slot_n
     return total

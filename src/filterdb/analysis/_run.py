@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,11 @@ def run_task(task: Task, root: str, spec: PassSpec, next_task: Task | None = Non
     local, inverse = np.unique(task.units, return_inverse=True)
     inverse = inverse.astype(np.int64).ravel()
     acc = _Accumulator(spec, len(local) if spec.hist else 0)
+    slots = spec.unit_slot if spec.gram else None
+    slot_acc: dict[int, _Accumulator] = {}
+    if slots is not None:  # one accumulator per gram slot present in the task (-1: the rest)
+        plain = replace(spec, unit_slot=None)
+        slot_acc = {int(k): _Accumulator(plain, len(local) if spec.hist else 0) for k in np.unique(slots[task.units])}
     segments = _segments(task)
     ahead = []  # (shard, first, end, approximate bytes) of the shards still to be read, in order
     budget = readahead_budget()
@@ -63,9 +69,20 @@ def run_task(task: Task, root: str, spec: PassSpec, next_task: Task | None = Non
                     hinted = j + 1
         starts = np.ascontiguousarray(task.starts[seg], np.int64)
         counts = np.ascontiguousarray(task.counts[seg], np.int64)
-        with ShardRows(root, shard, first, end) as rows:  # checks the rows against the shard's size
-            acc.add(rows.array, starts - first, counts, np.ascontiguousarray(inverse[seg]))
-    out = acc.partial(inverse, np.ascontiguousarray(task.counts, np.int64))
+        with ShardRows(root, shard, first, end, record=_record(task, shard)) as rows:  # checked against the record
+            if slots is None:
+                acc.add(rows.array, starts - first, counts, np.ascontiguousarray(inverse[seg]))
+            else:
+                seg_slots = slots[task.units[seg]]
+                for slot in np.unique(seg_slots):
+                    mask = seg_slots == slot
+                    slot_acc[int(slot)].add(rows.array, np.ascontiguousarray(starts[mask] - first),
+                                            np.ascontiguousarray(counts[mask]),
+                                            np.ascontiguousarray(inverse[seg][mask]))
+    all_counts = np.ascontiguousarray(task.counts, np.int64)
+    if slots is not None:
+        return _slotted_partial(slot_acc, acc, inverse, all_counts, task.units, slots, spec)
+    out = acc.partial(inverse, all_counts)
     if spec.hist:
         out.units = local.astype(np.int64)
     else:
@@ -73,6 +90,41 @@ def run_task(task: Task, root: str, spec: PassSpec, next_task: Task | None = Non
         out.hist = np.zeros((0, spec.d, spec.nbins), np.int64)
         out.unit_rows = np.zeros(0, np.int64)
     return out
+
+
+def _slotted_partial(slot_acc: dict[int, _Accumulator], acc: _Accumulator, inverse: np.ndarray, counts: np.ndarray,
+                     units: np.ndarray, slots: np.ndarray, spec: PassSpec) -> Partial:
+    """The partial of a task whose segments went to the accumulators of their gram slots: their sum, and each
+    slot's own Gram matrix, sums and count."""
+    k = int(slots.max()) + 1 if len(slots) else 0
+    seg_slots = slots[units]
+    parts = {}
+    for slot, a in sorted(slot_acc.items()):
+        mask = seg_slots == slot
+        parts[slot] = a.partial(inverse[mask], counts[mask])
+    out = acc.partial(inverse[:0], counts[:0])
+    for part in parts.values():
+        merge_into(out, part)
+    out.slot_gram = np.zeros((k, spec.d, spec.d))
+    out.slot_sums = np.zeros((k, spec.d))
+    out.slot_n = np.zeros(k, np.int64)
+    for slot, part in parts.items():
+        if slot >= 0:
+            out.slot_gram[slot] = part.gram
+            out.slot_sums[slot] = part.sums
+            out.slot_n[slot] = part.n
+    out.units = np.zeros(0, np.int64)
+    out.hist = np.zeros((0, spec.d, spec.nbins), np.int64)
+    out.unit_rows = np.zeros(0, np.int64)
+    return out
+
+
+def _record(task: Task, shard: str) -> Any:
+    """The catalog's record of a shard, carried by the task (None: the reader looks it up)."""
+    records = getattr(task, "records", None)
+    if not records:
+        return None
+    return records[task.shards.index(shard)]
 
 
 def _task_rows(plan: Plan, task_rows: int) -> int:

@@ -12,24 +12,24 @@ tasks unless one shard alone is bigger than that.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import UsageError, suggest
+from ..errors import UsageError
+from ..selection import DEPTH_LABELS
 from ._settings import AnalysisError, Selection, SelectionError, shape_width
 
 if TYPE_CHECKING:
     from ..store import Store
 
+# where a layer's rows lie and what the catalog recorded of their shard (carried to the tasks)
+SHARD_COLUMNS = ("shard", "row_offset", "shard_rows", "shard_bytes", "shard_sha256", "model")
+
 __all__ = ["AnalysisError", "SelectionError", "Plan", "Task", "make_plan", "plan_for", "shape_width", "DEPTH_LABELS", "group_expression"]
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-DEPTH_LABELS = tuple(["[0.0, 0.1]"] + [f"({i / 10:.1f}, {(i + 1) / 10:.1f}]" for i in range(1, 10)])
-_DEPTH_EDGES = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class Task:
     starts: np.ndarray  # (s,) int64 row offsets inside the shard
     counts: np.ndarray  # (s,) int64
     units: np.ndarray  # (s,) int64 global unit ids
+    records: tuple[Any, ...] = ()  # the catalog's ShardRecord of each of ``shards`` (checked on open); () unknown
 
     @property
     def n_rows(self) -> int:
@@ -99,6 +100,7 @@ class Plan:
         starts = frame["row_offset"].to_numpy(np.int64)
         counts = frame["n_filters"].to_numpy(np.int64)
         units = frame["unit"].to_numpy(np.int64)
+        records = _shard_records(frame)
         tasks: list[Task] = []
         cur: list[tuple[str, int, int, int]] = []
         cur_rows = 0
@@ -117,7 +119,8 @@ class Plan:
                 else:
                     merged.append([si, start, count, unit])
             arr = np.array(merged, dtype=np.int64).reshape(-1, 4)
-            tasks.append(Task(names, arr[:, 0].astype(np.int32), arr[:, 1].copy(), arr[:, 2].copy(), arr[:, 3].copy()))
+            tasks.append(Task(names, arr[:, 0].astype(np.int32), arr[:, 1].copy(), arr[:, 2].copy(), arr[:, 3].copy(),
+                              tuple(records.get(n) for n in names) if records else ()))
             cur, cur_rows = [], 0
 
         for shard, start, count, unit in zip(shards, starts, counts, units):
@@ -137,26 +140,49 @@ class Plan:
         return tasks
 
 
+def _shard_records(frame: Any) -> dict[str, Any]:
+    """shard -> the catalog's ShardRecord, from the read plan's columns (empty when the plan lacks them)."""
+    if "shard_rows" not in frame.columns:
+        return {}
+    from ..store import ShardRecord
+
+    first = frame.drop_duplicates("shard")
+    out = {}
+    for shard, rows, size, sha, model, mid in zip(first["shard"], first["shard_rows"], first["shard_bytes"],
+                                                  first["shard_sha256"], first["model"], first["model_id"]):
+        if rows is None or size is None or rows != rows or size != size:  # no t_shards row: the reader reports it
+            continue
+        out[str(shard)] = ShardRecord(int(size), int(rows), f"model {model!r} (id {int(mid)})",
+                                      None if sha is None or sha != sha else str(sha))
+    return out
+
+
 def group_expression(store: Store, by: str | None) -> tuple[str, bool]:
-    """(SQL expression for the group value, whether it is the depth-decile axis)."""
+    """(SQL expression for the group value, whether it is the depth-decile axis): the store's rule
+    (:meth:`Store.axis_sql`), kept for callers that name an axis before any work."""
     if by is None:
         return "'all'", False
-    if not isinstance(by, str) or not by.strip():
-        raise AnalysisError(f"by must be a column name, 'depth' or an SQL expression, got {by!r}")
-    text = by.strip()
-    column = store.column_sql(text)  # the store quotes its identifiers ('Visual Category' finds its column)
-    if column is not None:
-        return column, False
-    if text == "depth":  # not a column of the view: the depth deciles
-        return "conv_depth_norm", True
-    if _IDENT.match(text):
-        columns = store.layer_columns()
-        groupable = [c for c in columns if c not in ("shape", "stride", "dilation", "verdicts")] + ["depth"]
-        raise SelectionError(
-            f"{suggest(text, groupable, 'column')} (group by a column of the layers view, by 'depth' for depth "
-            "deciles, or by an SQL expression over these columns)"
+    return store.axis_sql(by)
+
+
+def _finite_layers(store: Store, frame: Any, selection: Selection) -> tuple[Any, list[str]]:
+    """The selected layers without the ones known to hold NaN / inf weights (noted); an AnalysisError when
+    nothing is left."""
+    shape, where, params = selection.shape_key, selection.where, selection.params
+    notes: list[str] = []
+    if frame.empty:
+        sel = f" matching {where!r}" + (f" with params {list(params)!r}" if params else "") if where else ""
+        raise AnalysisError(
+            f"{store.root}: no {shape} filters{sel}; `filterdb layers {store.root}` lists what the store holds"
         )
-    return f"({text})", False
+    bad = frame["_nonfinite"].to_numpy(np.int64) > 0
+    if bad.any():
+        notes.append(f"{int(bad.sum())} layer(s) with {int(frame.loc[bad, 'n_filters'].sum())} filters hold NaN or "
+                     "infinite weights and were left out (`filterdb check` names them)")
+        frame = frame[~bad].copy()
+        if frame.empty:
+            raise AnalysisError(f"{store.root}: every selected {shape} layer holds NaN or infinite weights")
+    return frame.drop(columns="_nonfinite"), notes
 
 
 def make_plan(store: Store, shape: str = "3x3", where: str | None = None, params: Sequence[Any] | None = None,
@@ -173,33 +199,15 @@ def plan_for(store: Store, selection: Selection) -> Plan:
     no filters is reported in ``notes``.
     """
     shape, d = selection.shape_key, selection.d
-    where, params, by, groups = selection.where, selection.params, selection.by, selection.groups
-    expr, is_depth = group_expression(store, by)
-    frame = store.segments(shape, where, params, group=expr)
-    frame = frame.loc[frame["n_filters"] > 0, ["layer_id", "model_id", "n_filters", "group_value", "shard", "row_offset",
+    by, groups = selection.by, selection.groups
+    is_depth = by is not None and store.axis_sql(by)[1]
+    frame = store.segments(selection.replace(groups=None) if by is not None else selection)
+    if by is None:
+        frame["group_value"] = "all"
+    frame = frame.loc[frame["n_filters"] > 0, ["layer_id", "model_id", "n_filters", "group_value", *SHARD_COLUMNS,
                                                "n_nonfinite"]]
     frame = frame.rename(columns={"group_value": "_group", "n_nonfinite": "_nonfinite"}).reset_index(drop=True)
-    notes: list[str] = []
-    if frame.empty:
-        sel = f" matching {where!r}" + (f" with params {list(params)!r}" if params else "") if where else ""
-        raise AnalysisError(
-            f"{store.root}: no {shape} filters{sel}; `filterdb layers {store.root}` lists what the store holds"
-        )
-    bad = frame["_nonfinite"].to_numpy(np.int64) > 0
-    if bad.any():
-        notes.append(f"{int(bad.sum())} layer(s) with {int(frame.loc[bad, 'n_filters'].sum())} filters hold NaN or "
-                     "infinite weights and were left out (`filterdb check` names them)")
-        frame = frame[~bad].copy()
-        if frame.empty:
-            raise AnalysisError(f"{store.root}: every selected {shape} layer holds NaN or infinite weights")
-    frame = frame.drop(columns="_nonfinite")
-    if is_depth:
-        depth = frame["_group"].to_numpy(dtype=np.float64, na_value=np.nan)
-        missing = np.isnan(depth)
-        dec = np.searchsorted(_DEPTH_EDGES, np.clip(depth, 0.0, 1.0), side="left")
-        labels = np.array(DEPTH_LABELS, dtype=object)[np.where(missing, 0, dec)]
-        labels[missing] = None
-        frame["_group"] = labels
+    frame, notes = _finite_layers(store, frame, selection)
     nulls = frame["_group"].isna()
     if nulls.any():
         notes.append(f"{int(nulls.sum())} layer(s) with {int(frame.loc[nulls, 'n_filters'].sum())} filters have no "

@@ -16,9 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from ._selection import _DEPTH_EDGES, DEPTH_LABELS, AnalysisError, group_expression
+from ..selection import DEPTH_LABELS
+from ._selection import AnalysisError
 from ._settings import Selection, selection_of
 from .pca import as_store
 
@@ -121,23 +120,14 @@ def degeneration(store: Any, by: str | None = None, where: str | None = None, pa
         sel = Selection(shape, where, tuple(params or ()), by)
     else:
         sel = selection_of(selection, by=by, where=where, params=params, shape=shape if shape is not None else "3x3")
-    by, where, params, shape = sel.by, sel.where, sel.params, sel.shape
+    by = sel.by
     t = thresholds or Thresholds()
     store = as_store(store)
-    expr, is_depth = group_expression(store, by) if by is not None else ("NULL", False)
-    conds = ["spatial_ndim = 2"]
-    bound: list[Any] = []
-    if shape is not None:
-        conds.append("kernel = ?")
-        bound.append(shape)
-    if where:
-        conds.append(f"({where})")
-    bound.extend(params or [])
-    frame = store.sql(
-        "SELECT layer_id, model_id, model, n_filters, kernel, conv_depth_norm, sparsity, variance_entropy_norm, "
-        "variance_entropy_clean_norm, neighbour_corr, n_nonfinite, "
-        f"{expr} AS _group FROM layers WHERE {' AND '.join(conds)} "
-        "ORDER BY model_id, layer_index", bound)
+    # the store writes the selection's SQL; the depth deciles are its axis "depth" (the one rule)
+    frame = store.selected_layers(sel.replace(by=None), axes=["depth"] if by is None else ["depth", by],
+                                  columns=("layer_id", "model_id", "model", "n_filters", "kernel", "conv_depth_norm",
+                                           "sparsity", "variance_entropy_norm", "variance_entropy_clean_norm",
+                                           "neighbour_corr", "n_nonfinite"))
     notes: list[str] = []
     if frame.empty:
         raise AnalysisError(f"{store.root}: no conv layers match the selection; `filterdb layers {store.root}` "
@@ -149,9 +139,7 @@ def degeneration(store: Any, by: str | None = None, where: str | None = None, pa
         frame = frame[~missing].copy()
     if frame.empty:
         raise AnalysisError(f"{store.root}: none of the selected layers has stored metrics")
-    depth = frame["conv_depth_norm"].to_numpy(dtype=np.float64, na_value=np.nan)
-    dec = np.searchsorted(_DEPTH_EDGES, np.clip(np.nan_to_num(depth), 0.0, 1.0), side="left")
-    frame["depth_decile"] = np.where(np.isnan(depth), "unknown", np.array(DEPTH_LABELS, dtype=object)[dec])
+    frame["depth_decile"] = frame["axis_0"].where(frame["axis_0"].notna(), "unknown")
     flagged = _flags(frame, t)
     per_model = _table(flagged, "model")
     per_depth = _table(flagged, "depth_decile")
@@ -159,10 +147,8 @@ def degeneration(store: Any, by: str | None = None, where: str | None = None, pa
     per_depth = per_depth.sort_values("depth_decile", key=lambda s: s.map(order)).reset_index(drop=True)
     per_group = None
     if by is not None:
-        if is_depth:
-            flagged["group"] = flagged["depth_decile"]
-        else:
-            flagged["group"] = flagged["_group"].astype(object).where(flagged["_group"].notna(), "(none)").astype(str)
+        empty = "unknown" if store.axis_sql(by)[1] else "(none)"  # depth: as in per_depth
+        flagged["group"] = flagged["axis_1"].astype(object).where(flagged["axis_1"].notna(), empty).astype(str)
         per_group = _table(flagged, "group").rename(columns={"group": by})
     total = float(flagged["n_filters"].sum())
     overall = {"n_layers": float(len(flagged)), "n_filters": total}

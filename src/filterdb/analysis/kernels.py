@@ -13,7 +13,9 @@ see :mod:`filterdb.analysis._plan`). In one pass over the rows it
    float64 in total),
 4. ``hist``: projects onto a basis, ``c = x·Vᵀ − μ·Vᵀ``, and counts each coefficient into ``nbins`` equal
    bins of ``[lo, hi]`` per (unit, component); values outside the range go to the end bins,
-5. ``minmax``: the minimum and maximum of each coefficient (for the paper's global-range histograms).
+5. ``minmax``: the minimum and maximum of each coefficient (for the paper's global-range histograms),
+6. ``density``: the joint 2-D histogram of the first two coefficients, ``density_bins`` equal bins of
+   ``[lo, hi]`` per axis (the report's density figure), one per pass (not per unit).
 
 The numba kernels release the GIL, so one thread per core scales; the numpy path computes the same
 numbers (to float32 rounding: a coefficient within ~1e-7 of a bin edge may land in the neighbouring bin)
@@ -83,6 +85,11 @@ class PassSpec:
     hi: float = 3.0
     nbins: int = 70
     kernel: str = "numba"  # "numba" or "numpy" (already resolved)
+    density: bool = False  # the joint histogram of coefficients 0 and 1 over [lo, hi]²; needs a basis
+    density_bins: int = 160  # bins per axis of the density
+    # gram slots: unit -> slot (0..k-1, or -1 for none); each slot keeps its own Gram matrix too (the bases of the
+    # largest groups, in the same pass as the basis of all filters); None: no slots
+    unit_slot: np.ndarray | None = None
 
     def projection(self) -> tuple[np.ndarray, np.ndarray]:
         """float32 (components, offset) with c = components @ x - offset."""
@@ -114,7 +121,8 @@ if HAVE_NUMBA:
                         xb[j, r] *= np.float32(LIFT)
 
     @_jit
-    def _block(xb, m, nb, d, gram, hist, minmax, comps, offset, lo, invw, nbins, gl, s, h, mn, mx, cb, bi):
+    def _block(xb, m, nb, d, gram, hist, minmax, comps, offset, lo, invw, nbins, gl, s, h, mn, mx, cb, bi,
+               density, dinvw, dbins, dens, dbi):
         # per-filter abs-max scaling (m holds the row max |x|)
         _lift_tiny(xb, m, nb, d)
         for r in range(nb):
@@ -134,8 +142,9 @@ if HAVE_NUMBA:
                     for r in range(nb):
                         acc += xb[i, r] * xb[j, r]
                     gl[i, j] += acc
-        if hist or minmax:
+        if hist or minmax or density:
             top = np.float32(nbins - 1)
+            dtop = np.float32(dbins - 1)
             for k in range(d):
                 off = offset[k]
                 for r in range(nb):
@@ -157,6 +166,14 @@ if HAVE_NUMBA:
                         bi[r] = np.int32(t)
                     for r in range(nb):
                         h[k, bi[r]] += 1
+                if density and k < 2:
+                    for r in range(nb):
+                        t = (cb[r] - lo) * dinvw
+                        t = min(max(t, np.float32(0.0)), dtop)
+                        dbi[k, r] = np.int32(t)
+            if density:
+                for r in range(nb):
+                    dens[dbi[0, r] * dbins + dbi[1, r]] += 1
 
     @_jit
     def _finish(gl, g):
@@ -185,7 +202,7 @@ if HAVE_NUMBA:
 
     @_jit
     def _fused_u16(rows, starts, counts, units, gram, hist, minmax, comps, offset, lo, invw, nbins,
-                   g, s, h, mn, mx, sk):
+                   g, s, h, mn, mx, sk, density, dinvw, dbins, dens):
         d = rows.shape[1]
         xb = np.empty((d, BLK), np.float32)
         ub = xb.view(np.uint32)
@@ -193,7 +210,9 @@ if HAVE_NUMBA:
         m = np.empty(BLK, np.float32)
         cb = np.empty(BLK, np.float32)
         bi = np.empty(BLK, np.int32)
+        dbi = np.empty((2, BLK), np.int32)
         gl = np.zeros((d, d), np.float64)
+        dinvw32 = np.float32(dinvw)
         lo32 = np.float32(lo)
         invw32 = np.float32(invw)
         mask = np.uint16(_F16_EXP)
@@ -222,12 +241,12 @@ if HAVE_NUMBA:
                     for r in range(nb):
                         ub[j, r] |= sg[j, r]
                 _block(xb, m, nb, d, gram, hist, minmax, comps, offset, lo32, invw32, nbins, gl, s, h[u], mn, mx,
-                       cb, bi)
+                       cb, bi, density, dinvw32, dbins, dens, dbi)
         _finish(gl, g)
 
     @_jit
     def _fused_f32(rows, starts, counts, units, gram, hist, minmax, comps, offset, lo, invw, nbins,
-                   g, s, h, mn, mx, sk):
+                   g, s, h, mn, mx, sk, density, dinvw, dbins, dens):
         # rows: the float32 rows viewed as uint32 (their bits)
         d = rows.shape[1]
         xb = np.empty((d, BLK), np.float32)
@@ -235,7 +254,9 @@ if HAVE_NUMBA:
         m = np.empty(BLK, np.float32)
         cb = np.empty(BLK, np.float32)
         bi = np.empty(BLK, np.int32)
+        dbi = np.empty((2, BLK), np.int32)
         gl = np.zeros((d, d), np.float64)
+        dinvw32 = np.float32(dinvw)
         lo32 = np.float32(lo)
         invw32 = np.float32(invw)
         mask = np.uint32(_F32_EXP)
@@ -259,7 +280,7 @@ if HAVE_NUMBA:
                     for r in range(nb):
                         m[r] = max(m[r], abs(xb[j, r]))
                 _block(xb, m, nb, d, gram, hist, minmax, comps, offset, lo32, invw32, nbins, gl, s, h[u], mn, mx,
-                       cb, bi)
+                       cb, bi, density, dinvw32, dbins, dens, dbi)
         _finish(gl, g)
 
     # -- the kernel specialised for 3x3 filters (d = 9, the bulk of every store) ---------------------
@@ -288,7 +309,8 @@ if HAVE_NUMBA:
         return _types.uint32(_types.float32), codegen
 
     @_numba.njit(nogil=True, fastmath=True, cache=True, inline="always")
-    def _tail9(xb, m, nb, gram, hist, minmax, comps, offset, lo, invw, top, nbins, gl, sl, hu, mnb, mxb, bi):
+    def _tail9(xb, m, nb, gram, hist, minmax, comps, offset, lo, invw, top, nbins, gl, sl, hu, mnb, mxb, bi,
+               density, dinvw, dtop, dbins, dens, dbi):
         for r in range(nb):
             mm = m[r]
             m[r] = np.float32(1.0) / mm if mm > 0 else np.float32(0.0)
@@ -306,7 +328,7 @@ if HAVE_NUMBA:
                     for r in range(nb):
                         acc += xb[i, r] * xb[j, r]
                     gl[i, j] += acc
-        if hist or minmax:
+        if hist or minmax or density:
             for k in range(9):
                 c0, c1, c2 = comps[k, 0], comps[k, 1], comps[k, 2]
                 c3, c4, c5 = comps[k, 3], comps[k, 4], comps[k, 5]
@@ -323,10 +345,17 @@ if HAVE_NUMBA:
                         t = (c - lo) * invw
                         t = min(max(t, np.float32(0.0)), top)
                         bi[k, r] = np.int32(t) + kb
+                    if density and k < 2:
+                        t = (c - lo) * dinvw
+                        t = min(max(t, np.float32(0.0)), dtop)
+                        dbi[k, r] = np.int32(t)
             if hist:
                 for r in range(nb):
                     for k in range(9):
                         hu[bi[k, r]] += 1
+            if density:
+                for r in range(nb):
+                    dens[dbi[0, r] * dbins + dbi[1, r]] += 1
 
     @_jit
     def _end9(gl, sl, g, s, minmax, mnb, mxb, mn, mx):
@@ -388,11 +417,13 @@ if HAVE_NUMBA:
 
     @_jit
     def _fused9_u16(flat, starts, counts, units, gram, hist, minmax, comps, offset, lo, invw, nbins,
-                    g, s, h, mn, mx, sk):
+                    g, s, h, mn, mx, sk, density, dinvw, dbins, dens):
         tb = np.empty((9, BLK), np.uint16)
         xb = np.empty((9, BLK), np.float32)
         m = np.empty(BLK, np.float32)
         bi = np.empty((9, BLK), np.int32)
+        dbi = np.empty((2, BLK), np.int32)
+        dinvw32, dtop = np.float32(dinvw), np.float32(dbins - 1)
         mnb = np.full((9, BLK), np.inf, np.float32)
         mxb = np.full((9, BLK), -np.inf, np.float32)
         gl = np.zeros((9, 9), np.float64)
@@ -414,17 +445,19 @@ if HAVE_NUMBA:
                     _convert9_u16(tb, xb, m, nb)
                 _lift_tiny(xb, m, nb, 9)
                 _tail9(xb, m, nb, gram, hist, minmax, comps, offset, lo32, invw32, top, nbins, gl, sl, hu, mnb, mxb,
-                       bi)
+                       bi, density, dinvw32, dtop, dbins, dens, dbi)
         _end9(gl, sl, g, s, minmax, mnb, mxb, mn, mx)
 
     @_jit
     def _fused9_f32(flat, starts, counts, units, gram, hist, minmax, comps, offset, lo, invw, nbins,
-                    g, s, h, mn, mx, sk):
+                    g, s, h, mn, mx, sk, density, dinvw, dbins, dens):
         # flat: the float32 rows, C order, viewed as uint32 (their bits)
         xb = np.empty((9, BLK), np.float32)
         ub = xb.view(np.uint32)
         m = np.empty(BLK, np.float32)
         bi = np.empty((9, BLK), np.int32)
+        dbi = np.empty((2, BLK), np.int32)
+        dinvw32, dtop = np.float32(dinvw), np.float32(dbins - 1)
         mnb = np.full((9, BLK), np.inf, np.float32)
         mxb = np.full((9, BLK), -np.inf, np.float32)
         gl = np.zeros((9, 9), np.float64)
@@ -446,7 +479,7 @@ if HAVE_NUMBA:
                     _rowmax9_f32(xb, m, nb)
                 _lift_tiny(xb, m, nb, 9)
                 _tail9(xb, m, nb, gram, hist, minmax, comps, offset, lo32, invw32, top, nbins, gl, sl, hu, mnb, mxb,
-                       bi)
+                       bi, density, dinvw32, dtop, dbins, dens, dbi)
         _end9(gl, sl, g, s, minmax, mnb, mxb, mn, mx)
 
     @_numba.njit(nogil=True, fastmath=True, cache=True)
@@ -477,8 +510,10 @@ def f16_to_f32(values: np.ndarray) -> np.ndarray:
 _NP_CHUNK = 65536  # rows per numpy step: temporaries stay in L2
 
 
-def _numpy_rows(rows, starts, counts, units, spec, comps, offset, g, s, h, mn, mx, sk):
+def _numpy_rows(rows, starts, counts, units, spec, comps, offset, g, s, h, mn, mx, sk, dens):
     d = spec.d
+    dinvw = np.float32(spec.density_bins / (spec.hi - spec.lo))
+    dtop = np.float32(spec.density_bins - 1)
     lo = np.float32(spec.lo)
     invw = np.float32(spec.nbins / (spec.hi - spec.lo))
     top = np.float32(spec.nbins - 1)
@@ -503,7 +538,7 @@ def _numpy_rows(rows, starts, counts, units, spec, comps, offset, g, s, h, mn, m
             if spec.gram:
                 g += (x.T @ x).astype(np.float64)
                 s += x.sum(axis=0, dtype=np.float64)
-            if spec.hist or spec.minmax:
+            if spec.hist or spec.minmax or spec.density:
                 c = x @ comps.T
                 c -= offset
                 if spec.minmax:
@@ -514,6 +549,11 @@ def _numpy_rows(rows, starts, counts, units, spec, comps, offset, g, s, h, mn, m
                     np.clip(t, np.float32(0.0), top, out=t)
                     idx = t.astype(np.int64) + kidx
                     h[unit] += np.bincount(idx.ravel(), minlength=d * spec.nbins).reshape(d, spec.nbins)
+                if spec.density:
+                    t2 = (c[:, :2] - lo) * dinvw
+                    np.clip(t2, np.float32(0.0), dtop, out=t2)
+                    i2 = t2.astype(np.int64)
+                    dens += np.bincount(i2[:, 0] * spec.density_bins + i2[:, 1], minlength=dens.size)
 
 
 def run_rows(rows: np.ndarray, starts: np.ndarray, counts: np.ndarray, units: np.ndarray, spec: PassSpec,
@@ -552,6 +592,9 @@ class _Accumulator:
         self.mx = np.full(d, -np.inf, np.float32)
         self.comps, self.offset = spec.projection()
         self.invw = spec.nbins / (spec.hi - spec.lo)
+        self.dbins = int(spec.density_bins) if spec.density else 1
+        self.dinvw = self.dbins / (spec.hi - spec.lo)
+        self.dens = np.zeros(self.dbins * self.dbins, np.int64)  # flat (dbins, dbins)
 
     def add(self, rows: np.ndarray, starts: np.ndarray, counts: np.ndarray, units: np.ndarray) -> None:
         """starts / counts / units: contiguous int64 arrays."""
@@ -562,10 +605,11 @@ class _Accumulator:
         hunits = units if spec.hist else np.zeros_like(units)
         if spec.kernel != "numba":
             _numpy_rows(rows, starts, counts, hunits, spec, self.comps, self.offset, self.gram, self.sums, self.h,
-                        self.mn, self.mx, self.skipped)
+                        self.mn, self.mx, self.skipped, self.dens)
             return
         args = (starts, counts, hunits, spec.gram, spec.hist, spec.minmax, self.comps, self.offset, spec.lo, self.invw,
-                spec.nbins, self.gram, self.sums, self.h, self.mn, self.mx, self.skipped)
+                spec.nbins, self.gram, self.sums, self.h, self.mn, self.mx, self.skipped, spec.density, self.dinvw,
+                self.dbins, self.dens)
         if d == 9:  # the specialised kernel reads flat C-ordered rows
             if rows.dtype == np.float16:
                 _fused9_u16(np.ascontiguousarray(rows).view(np.uint16).reshape(-1), *args)
@@ -582,6 +626,8 @@ class _Accumulator:
         skipped = int(self.skipped.sum())
         part = Partial(spec.d, spec.nbins, n=int(counts.sum()) - skipped, gram=self.gram, sums=self.sums,
                        cmin=self.mn.astype(np.float64), cmax=self.mx.astype(np.float64), skipped=skipped)
+        if spec.density:
+            part.density = self.dens.reshape(self.dbins, self.dbins)
         if spec.hist:
             part.units = np.arange(self.n_units, dtype=np.int64)
             part.hist = self.h

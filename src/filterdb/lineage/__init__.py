@@ -20,8 +20,10 @@ from ._store import (
     StoreLike,
     fingerprint_model,
     lineage,
+    lineage_of,
     similar,
     store_fingerprints,
+    stored_fingerprints,
 )
 from ._weights import LineageError, ModelWeights, weights_from_store, weights_of
 
@@ -44,8 +46,10 @@ __all__ = [
     "lineage",
     "lineage_figure",
     "lineage_html",
+    "lineage_of",
     "similar",
     "store_fingerprints",
+    "stored_fingerprints",
     "weights_from_store",
     "weights_of",
 ]

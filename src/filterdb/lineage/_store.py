@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from ..store import Store
 
-__all__ = ["Match", "Similar", "Edge", "Lineage", "similar", "lineage", "store_fingerprints",
+__all__ = ["Match", "Similar", "Edge", "Lineage", "similar", "lineage", "store_fingerprints", "stored_fingerprints",
            "fingerprint_model", "FP_DERIVED", "FP_SAME"]
 
 FP_DERIVED = 0.2  # fingerprint score at least this: derived (family benchmark: derived >= 0.28, unrelated <= 0.17)
@@ -150,6 +150,24 @@ def store_fingerprints(store: Store, progress: Progress | None = None) -> list[F
     if not out:
         raise LineageError(f"{store.root}: no model of the store has convolution layers; nothing to compare")
     return out
+
+
+def stored_fingerprints(store: Store) -> tuple[list[Fingerprint], list[str]]:
+    """(the fingerprints stored for the store's models, the names of the models without one): never computes one
+    (the study's families; :func:`store_fingerprints` computes the missing ones)."""
+    rows = store.sql("SELECT model_id, model, version, sha256 FROM models ORDER BY model_id")
+    names = _labels(rows)
+    found, missing = [], []
+    for name, sha in zip(names, rows["sha256"]):
+        text = str(sha)
+        valid = len(text) == 64 and all(c in "0123456789abcdef" for c in text)  # never a path outside lineage/
+        path = _fingerprint_path(store, text)
+        fp = Fingerprint.load(path) if valid and path.exists() else None
+        if fp is None:
+            missing.append(name)
+        else:
+            found.append(Fingerprint(name, fp.sha256, fp.shapes, fp.hashes, fp.norms, fp.bits, fp.channels, fp.means))
+    return found, missing
 
 
 def _labels(rows: pd.DataFrame) -> list[str]:

@@ -21,6 +21,7 @@ from ._exchange import export_hdf5, export_parquet, iter_hdf5_models
 from ._prepare import LayerMetrics, PreparedModel, kernel_key, prepare_model, record_sha256
 from ._reading import ShardRows, read_ahead, readahead_budget
 from ._segments import SEGMENT_COLUMNS
+from ._shards import ShardRecord
 from ._store import FORMAT_VERSION, IngestResult, Store, StoreStats, as_store, init_store, open_store
 from ._verify import Damage, VerifyReport, record_checksums
 
@@ -34,6 +35,7 @@ __all__ = [
     "SEGMENT_COLUMNS",
     "TAXONOMY",
     "ShardCorruptError",
+    "ShardRecord",
     "ShardRows",
     "Store",
     "StoreBusyError",

@@ -32,9 +32,10 @@ _LAYOUTS_LOCK = threading.Lock()
 _LAYOUTS_MAX = 1 << 16
 
 
-def _layout(root: str, shard: str) -> tuple[int, int, int, str]:
-    """(byte offset, rows, width, dtype) of the rows of a shard, through ShardReader (validates the file)."""
-    reader = ShardReader(Path(root), shard)
+def _layout(root: str, shard: str, record: ShardRecord | None = None) -> tuple[int, int, int, str]:
+    """(byte offset, rows, width, dtype) of the rows of a shard, through ShardReader (validates the file against
+    ``record``, the catalog's, else looked up)."""
+    reader = ShardReader(Path(root), shard, record)
     try:
         arr = reader.array
         return reader.file_offset(), int(arr.shape[0]), int(arr.shape[1]), arr.dtype.str
@@ -43,12 +44,13 @@ def _layout(root: str, shard: str) -> tuple[int, int, int, str]:
         reader.close()
 
 
-def _cached_layout(root: str, shard: str, path: str, fd: int) -> tuple[int, int, int, str]:
+def _cached_layout(root: str, shard: str, path: str, fd: int,
+                   record: ShardRecord | None = None) -> tuple[int, int, int, str]:
     st = os.fstat(fd)
     key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     lay = _LAYOUTS.get(key)
     if lay is None:
-        lay = _layout(root, shard)
+        lay = _layout(root, shard, record)
         with _LAYOUTS_LOCK:
             if len(_LAYOUTS) >= _LAYOUTS_MAX:
                 _LAYOUTS.clear()
@@ -144,7 +146,7 @@ class ShardRows:
     faults of two threads contend on the process' memory-map lock; that cost ~10 % on two cores).
     """
 
-    def __init__(self, root: str, shard: str, first: int, end: int) -> None:
+    def __init__(self, root: str, shard: str, first: int, end: int, record: ShardRecord | None = None) -> None:
         path = str(shard_path(Path(root), shard))
         self._map: mmap.mmap | None = None
         try:
@@ -153,7 +155,7 @@ class ShardRows:
             _layout(root, shard)  # raises the store's own error message for a missing shard
             raise
         try:
-            offset, n, width, dtype = _cached_layout(root, shard, path, fd)
+            offset, n, width, dtype = _cached_layout(root, shard, path, fd, record)
             if end > n or first < 0:
                 raise ShardCorruptError(f"{path}: holds {n} rows, the catalog expects rows {first}..{end}; the store "
                                         f"is damaged (`filterdb verify {root}` names the model)")

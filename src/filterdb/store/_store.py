@@ -17,13 +17,16 @@ import numpy as np
 from .._kernel import KernelKey
 from ..errors import UsageError
 from ..types import ModelRecord
+from ..selection import Selection
 from . import _catalog as catalog
 from ._errors import StoreError, StoreFormatError, StoreNotFoundError, StoreQueryError, write_error
 from ._lock import WriterLock
 from ._prepare import LayerMetrics, PreparedModel, prepare_model, record_sha256
 from ._query import is_users_mistake, query_error
 from ._reading import iter_segment_rows
+from ._segments import axis_sql as plan_axis_sql
 from ._segments import segments as plan_segments
+from ._segments import selected_layers as plan_selected
 from ._shards import collect_garbage, shard_path, write_shard
 
 if TYPE_CHECKING:
@@ -285,24 +288,46 @@ class Store:
         mid, name, n_layers, n_filters = rows[0]
         return IngestResult(int(mid), name, sha256, True, int(n_layers), int(n_filters))
 
-    def segments(self, shape: str = "3x3", where: str | None = None, params: Sequence[Any] | None = None, *,
-                 group: str | None = None, layer_columns: bool = False) -> pd.DataFrame:
+    def segments(self, shape: str | Selection = "3x3", where: str | None = None, params: Sequence[Any] | None = None,
+                 *, group: str | None = None, layer_columns: bool = False, axes: Sequence[str] = (),
+                 halves: bool = False) -> pd.DataFrame:
         """The read plan of a selection: where the filters of each selected layer lie, as a DataFrame.
 
-        One row per layer of kernel shape ``shape`` matching ``where`` (a predicate over the ``layers`` view,
-        ``?`` placeholders bound to ``params``), ordered by model and layer, with the columns
-        ``layer_id, model_id, model, layer_index, n_filters, scale`` (stored value x scale = weight),
-        ``shard`` (the file, relative to the store root), ``row_offset`` (the layer's rows are
-        ``[row_offset, row_offset + n_filters)`` of that file), ``shard_rows, shard_bytes, shard_sha256``
-        (what the catalog recorded of the file; every open checks rows and size, ``filterdb verify`` the
-        checksum) and ``n_nonfinite`` (filters holding NaN or inf, 0 where not counted).
+        ``shape``: a :class:`filterdb.selection.Selection` (what the analyses pass: its shape, ``where`` and
+        ``params``, and its ``by`` as a ``group_value`` column of text), or the kernel shape with ``where`` (a
+        predicate over the ``layers`` view, ``?`` placeholders bound to ``params``). One row per selected
+        layer, ordered by model and layer, with the columns ``layer_id, model_id, model, layer_index,
+        n_filters, scale`` (stored value x scale = weight), ``shard`` (the file, relative to the store root),
+        ``row_offset`` (the layer's rows are ``[row_offset, row_offset + n_filters)`` of that file),
+        ``shard_rows, shard_bytes, shard_sha256`` (what the catalog recorded of the file; every open checks
+        rows and size, ``filterdb verify`` the checksum) and ``n_nonfinite`` (filters holding NaN or inf, 0
+        where not counted).
 
-        ``group``: an SQL expression over the ``layers`` view, evaluated per layer into a ``group_value``
-        column. ``layer_columns=True``: every column of the ``layers`` view instead of the first six (the
-        view's own ``n_nonfinite``, null where not counted). Read the rows with :meth:`iter_filters`, or
-        with :class:`filterdb.store.ShardRows` (a row range of one shard, memory-mapped).
+        ``axes``: grouping axes (columns, "depth" or SQL expressions, as ``Selection.by``), evaluated per
+        layer into text columns ``axis_0``, ``axis_1``, ... (NULL: no value). ``halves``: a ``half`` column,
+        0 or 1, a fixed pseudo-random split of the layers (a hash of the layer id). ``group``: a raw SQL
+        expression into ``group_value`` (the older keyword API). ``layer_columns=True``: every column of the
+        ``layers`` view instead of the first six. Read the rows with :meth:`iter_filters`, or with
+        :class:`filterdb.store.ShardRows` (a row range of one shard, memory-mapped).
         """
-        return plan_segments(self, shape, where, params, group=group, layer_columns=layer_columns)
+        return plan_segments(self, shape, where, params, group=group, layer_columns=layer_columns, axes=axes,
+                             halves=halves)
+
+    def selected_layers(self, selection: Selection, *, axes: Sequence[str] = (),
+                        columns: Sequence[str] = ()) -> pd.DataFrame:
+        """The ``layers`` rows of a selection (catalog only, no shard), ordered by model and layer.
+
+        ``selection.shape`` None selects every layer with a 2-D kernel. ``columns``: the view's columns to
+        return (default all); ``group_value`` (of ``selection.by``) and ``axis_0``, ... (of ``axes``) follow,
+        as text.
+        """
+        return plan_selected(self, selection, axes=axes, columns=columns)
+
+    def axis_sql(self, by: str) -> tuple[str, bool]:
+        """(the SQL expression of a grouping axis, whether it is the depth deciles); see
+        :func:`filterdb.store._segments.axis_sql`. Raises :class:`filterdb.selection.SelectionError` for a bare
+        name that is no column."""
+        return plan_axis_sql(self, by)
 
     def layer_columns(self) -> list[str]:
         """The columns of the ``layers`` view, in order (the manifests' metadata columns included)."""
