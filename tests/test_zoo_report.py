@@ -332,3 +332,20 @@ def test_a_zoo_of_forty_models_is_a_short_page_with_wide_figures(tmp_path):
     assert len(main) >= 7
     for image in main:
         assert image["width"] >= 900, (image["alt"], image["width"])
+
+
+def test_lineage_html_renders_a_lineage_result(tmp_path):
+    """report.lineage_html takes lineage's result (families and edges) and renders a fragment: a heading, the trees
+    as an inline PNG and one table row per edge, names escaped."""
+    from filterdb.lineage import Edge, Lineage
+    from filterdb.report import lineage_html
+
+    forest = Lineage(families=(("<parent>", "child"), ("alone",)),
+                     edges=(Edge("<parent>", "child", "derived", 0.91234, 0.8),))
+    fragment = lineage_html(forest)
+    assert '<h2 id="lineage">Model families</h2>' in fragment
+    assert fragment.count("data:image/png;base64,") == 1 and "&lt;parent&gt;" in fragment and "<parent>" not in fragment
+    rows = re.findall(r"<tr>(.*?)</tr>", fragment, re.S)[1:]  # the header row first
+    assert len(rows) == 1 and "0.912" in rows[0] and "0.80" in rows[0]
+    alone = lineage_html(Lineage(families=(("a",), ("b",)), edges=()))
+    assert "No two models share weights." in alone and "data:image" not in alone

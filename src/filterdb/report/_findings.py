@@ -21,17 +21,29 @@ __all__ = ["findings_section", "numbers_text"]
 
 
 def numbers_text(numbers: Any) -> str:
-    """A finding's numbers as "name value · name value" (lists joined by commas, floats to 3 digits)."""
+    """A finding's numbers as one line: "name value · name value"; a list of records (the groups of a ranking)
+    as "first value: name value, …" per record; floats to 3 significant digits, True/False as yes/no."""
     def show(value: Any) -> str:
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, int):
+            return number(value)
         if isinstance(value, float):
-            return number(value, digits=3)
-        if isinstance(value, (list, tuple)):
-            return ", ".join(show(v) for v in value)
+            return number(int(value)) if value.is_integer() and abs(value) >= 1 else number(value, digits=3)
         if isinstance(value, dict):
-            return ", ".join(f"{k} {show(v)}" for k, v in value.items())
+            items = list(value.items())
+            head = f"{items[0][1]}: " if items and isinstance(items[0][1], str) else ""
+            rest = items[1:] if head else items
+            return head + ", ".join(f"{_name(k)} {show(v)}" for k, v in rest if v is not None)
+        if isinstance(value, (list, tuple)):
+            return ("; " if any(isinstance(v, dict) for v in value) else ", ").join(show(v) for v in value)
         return "–" if value is None else str(value)
 
-    return " · ".join(f"{k.replace('_', ' ')} {show(v)}" for k, v in dict(numbers).items())
+    return " · ".join(f"{_name(k)} {show(v)}" for k, v in dict(numbers).items())
+
+
+def _name(key: Any) -> str:
+    return str(key).replace("_", " ")
 
 
 def findings_section(ctx: ReportContext) -> Section:
