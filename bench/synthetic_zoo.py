@@ -118,6 +118,15 @@ def layer_sizes(n_filters: int, rng: np.random.Generator) -> list[int]:
     return sizes.tolist()
 
 
+def conv_shape(count: int) -> int:
+    """Output channels of a layer of ``count`` 3x3 filters: the largest divisor of ``count`` not above its square
+    root, so that out x in = count exactly (the shape a store row must agree with)."""
+    for out in range(int(math.isqrt(count)), 0, -1):
+        if count % out == 0:
+            return out
+    return 1
+
+
 def write_zoo(root: str | Path, n_filters: int, n_models: int = 647, *, seed: int = 0, progress: bool = True) -> dict:
     """Create a store at ``root`` holding about ``n_filters`` synthetic 3x3 filters in ``n_models`` models."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -145,9 +154,9 @@ def write_zoo(root: str | Path, n_filters: int, n_models: int = 647, *, seed: in
                 start = int(rng.integers(0, len(pool) - take + 1))
                 chunks.append(pool[start : start + take])
                 left -= take
-            width = max(1, int(round(math.sqrt(count))))
+            out_channels = conv_shape(count)
             rows.append({"layer_index": li, "layer": f"conv{li}", "op_type": "Conv", "kind": "conv",
-                         "shape": [width, max(1, count // width), 3, 3], "kernel": "3x3", "spatial_ndim": 2,
+                         "shape": [out_channels, count // out_channels, 3, 3], "kernel": "3x3", "spatial_ndim": 2,
                          "groups": 1, "stride": None, "dilation": None, "n_filters": count, "conv_depth": li,
                          "conv_depth_norm": depth, "depth_source": "graph", "storage_dtype": "float32",
                          "notes": None, "scale": float(0.05 * rng.lognormal(0, 0.3))})

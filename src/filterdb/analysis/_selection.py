@@ -61,6 +61,7 @@ class Plan:
     unit_group: np.ndarray  # (u,) unit -> group index
     unit_model: np.ndarray  # (u,) unit -> model id
     notes: tuple[str, ...]  # what was left out and why
+    unit_half: np.ndarray | None = None  # (u,) unit -> half of its group's layers (0/1), when split for noise floors
 
     @property
     def n_filters(self) -> int:
@@ -74,7 +75,8 @@ class Plan:
         """(filters, models) per group, from the catalog (no data read)."""
         g = len(self.groups)
         filters = np.bincount(self.layers["group"], weights=self.layers["n_filters"], minlength=g).astype(np.int64)
-        models = np.bincount(self.unit_group, minlength=g).astype(np.int64)
+        pairs = np.unique(np.stack([self.unit_group, self.unit_model], 1), axis=0).reshape(-1, 2)  # halves: once
+        models = np.bincount(pairs[:, 0], minlength=g).astype(np.int64)
         return filters, models
 
     def restrict(self, keep: Sequence[int], notes: Sequence[str] = ()) -> Plan:
@@ -89,7 +91,8 @@ class Plan:
         unit_remap[old_units] = np.arange(len(old_units))
         frame["unit"] = unit_remap[frame["unit"].to_numpy()]
         return Plan(self.root, self.dtype, self.shape, self.d, frame, tuple(self.groups[k] for k in keep),
-                    remap[self.unit_group[old_units]], self.unit_model[old_units], self.notes + tuple(notes))
+                    remap[self.unit_group[old_units]], self.unit_model[old_units], self.notes + tuple(notes),
+                    None if self.unit_half is None else self.unit_half[old_units])
 
     def tasks(self, task_rows: int = 4_000_000) -> list[Task]:
         """Cut the plan into tasks of about ``task_rows`` rows (segments ordered by shard and offset)."""
@@ -192,20 +195,21 @@ def make_plan(store: Store, shape: str = "3x3", where: str | None = None, params
                                      None if groups is None else tuple(groups)))
 
 
-def plan_for(store: Store, selection: Selection) -> Plan:
+def plan_for(store: Store, selection: Selection, *, halves: bool = False) -> Plan:
     """Snapshot the selection: segments, groups (``by``) and histogram units. See the module docstring.
 
     ``selection.groups`` restricts and orders the groups (values of ``by`` as text); a listed group with
-    no filters is reported in ``notes``.
+    no filters is reported in ``notes``. ``halves``: units are (group, model, half), the half a fixed split of
+    the layers (the store's ``half`` column), for the noise floors (:mod:`filterdb.analysis._floors`).
     """
     shape, d = selection.shape_key, selection.d
     by, groups = selection.by, selection.groups
     is_depth = by is not None and store.axis_sql(by)[1]
-    frame = store.segments(selection.replace(groups=None) if by is not None else selection)
+    frame = store.segments(selection.replace(groups=None) if by is not None else selection, halves=halves)
     if by is None:
         frame["group_value"] = "all"
     frame = frame.loc[frame["n_filters"] > 0, ["layer_id", "model_id", "n_filters", "group_value", *SHARD_COLUMNS,
-                                               "n_nonfinite"]]
+                                               "n_nonfinite", *(["half"] if halves else [])]]
     frame = frame.rename(columns={"group_value": "_group", "n_nonfinite": "_nonfinite"}).reset_index(drop=True)
     frame, notes = _finite_layers(store, frame, selection)
     nulls = frame["_group"].isna()
@@ -230,9 +234,10 @@ def plan_for(store: Store, selection: Selection) -> Plan:
         raise AnalysisError(f"{store.root}: none of the groups {list(groups or [])!r} has {shape} filters")
     gindex = {g: i for i, g in enumerate(order)}
     frame["group"] = frame["_group"].map(gindex).astype(np.int64)
-    pairs = frame[["group", "model_id"]].drop_duplicates().reset_index(drop=True)
+    keys = ["group", "model_id", *(["half"] if halves else [])]
+    pairs = frame[keys].drop_duplicates().reset_index(drop=True)
     pairs["unit"] = np.arange(len(pairs), dtype=np.int64)
-    frame = frame.merge(pairs, on=["group", "model_id"], how="left", sort=False)
+    frame = frame.merge(pairs, on=keys, how="left", sort=False)
     frame = frame.drop(columns="_group")
     return Plan(
         root=str(store.root),
@@ -244,4 +249,5 @@ def plan_for(store: Store, selection: Selection) -> Plan:
         unit_group=pairs["group"].to_numpy(np.int64),
         unit_model=pairs["model_id"].to_numpy(np.int64),
         notes=tuple(notes),
+        unit_half=pairs["half"].to_numpy(np.int64) if halves else None,
     )

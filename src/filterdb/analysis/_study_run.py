@@ -22,20 +22,20 @@ from .._format import count
 from ..errors import FilterDBError, UsageError
 from ..selection import DEPTH_LABELS, Selection
 from ._density import DensityResult
+from ._floors import half_names, noise_floors, regroup
+from .histograms import HistogramResult
 from ._run import run_pass
 from ._selection import Plan, _finite_layers
 from ._settings import AnalysisError, Execution
 from .drift import DriftResult, _order, drift_matrix, group_distributions
-from .histograms import HistogramResult
 from .kernels import PassSpec
 from .pca import PCAResult, _result_from, as_store, pca_from_moments
 from .study import (AxisRank, AxisStudy, DominantModel, Families, GroupShift, Study, StudySettings)
 
-__all__ = ["CANDIDATE_AXES", "MIN_HALF_LAYERS", "UNKNOWN_VALUES", "default_axes", "run_study"]
+__all__ = ["CANDIDATE_AXES", "UNKNOWN_VALUES", "default_axes", "run_study"]
 
 CANDIDATE_AXES = ("task", "visual_category", "training_dataset", "architecture", "format")
 UNKNOWN_VALUES = frozenset({"unknown", "unspecified", "n/a", "?", ""})  # "not known", never a group of its own
-MIN_HALF_LAYERS = 2  # a noise floor needs at least this many layers in each half of the group
 
 
 class _Clock:
@@ -290,13 +290,14 @@ def _axis(axis: str, index: int, is_depth: bool, units: Any, frame: Any, hist_un
     halves = units["half"].to_numpy(np.int64)
     gindex = {g: i for i, g in enumerate(kept)}
     unit_group = np.array([gindex.get(v, -1) for v in labels], np.int64)
-    hist = _histograms(kept, unit_group, model_ids, hist_units, rows, edges, basis, axis, tuple(notes))
+    hist = regroup(kept, unit_group, model_ids, hist_units, rows, edges, basis, axis, "bound", tuple(notes))
     matrix = drift_matrix(group_distributions(hist, model_weighting=settings.per_model), w)
     # the halves: group i half h is "group" 2i + h
     half_group = np.where(unit_group >= 0, 2 * unit_group + halves, -1)
-    half_names = [f"{g}\x1f{h}" for g in kept for h in (0, 1)]
-    half_hist = _histograms(half_names, half_group, model_ids, hist_units, rows, edges, basis, axis, ())
-    floors, floor_notes = _floors(kept, n_models, half_hist, frame, col, settings.per_model, w)
+    half_hist = regroup(half_names(kept), half_group, model_ids, hist_units, rows, edges, basis, axis, "bound")
+    half_matrix = drift_matrix(group_distributions(half_hist, model_weighting=settings.per_model), w)
+    per_half = frame.loc[frame[col].notna()].groupby([frame[col].astype(str), "half"]).size().to_dict()
+    floors, floor_notes = noise_floors(kept, n_models, half_matrix, half_hist.n_filters, per_half)
     perm = _order(matrix, kept, hist.n_filters, "mean", natural=is_depth)
     groups = tuple(kept[i] for i in perm)
     shown = matrix[np.ix_(perm, perm)]
@@ -322,48 +323,6 @@ def _axis(axis: str, index: int, is_depth: bool, units: Any, frame: Any, hist_un
     beyond.sort(key=lambda t: -t[2])
     return AxisStudy(axis, result, floors, ranking, tuple(beyond), g * (g - 1) // 2, tuple(left_out),
                      _dominant(hist, model_names, settings.dominant_share), tuple(notes))
-
-
-def _histograms(names: Sequence[str], unit_group: np.ndarray, model_ids: np.ndarray, hist_units: np.ndarray,
-                rows: np.ndarray, edges: np.ndarray, basis: PCAResult, axis: str,
-                notes: tuple[str, ...]) -> HistogramResult:
-    """Group histograms (and (group, model) ones) as sums of the unit histograms of ``unit_group >= 0``."""
-    use = np.flatnonzero(unit_group >= 0)
-    pairs, inverse = np.unique(np.stack([unit_group[use], model_ids[use]], 1), axis=0, return_inverse=True)
-    inverse = np.asarray(inverse).ravel()
-    g = len(names)
-    d, bins = hist_units.shape[1], hist_units.shape[2]
-    pair_counts = np.zeros((len(pairs), d, bins), np.int64)
-    np.add.at(pair_counts, inverse, hist_units[use])
-    pair_rows = np.bincount(inverse, weights=rows[use], minlength=len(pairs)).astype(np.int64)
-    keep = pair_rows > 0  # a (group, model) whose filters were all left out (NaN) is no model of the group
-    pairs, pair_counts, pair_rows = pairs[keep], pair_counts[keep], pair_rows[keep]
-    counts = np.zeros((g, d, bins), np.int64)
-    np.add.at(counts, pairs[:, 0], pair_counts)
-    n_filters = np.bincount(pairs[:, 0], weights=pair_rows, minlength=g).astype(np.int64)
-    n_models = np.bincount(pairs[:, 0], minlength=g).astype(np.int64)
-    return HistogramResult(tuple(names), edges, counts, n_filters, n_models, pair_counts, pairs[:, 0], pairs[:, 1],
-                           pair_rows, basis, "bound", axis, notes)
-
-
-def _floors(kept: list[str], n_models: dict[str, int], half_hist: HistogramResult, frame: Any, col: str,
-            per_model: bool, w: np.ndarray) -> tuple[dict[str, float | None], dict[str, str]]:
-    """Each group's noise floor (the drift between its two halves), or None and why it cannot be estimated."""
-    layers = frame.loc[frame[col].notna()].groupby([frame[col].astype(str), "half"]).size()
-    floors: dict[str, float | None] = {}
-    why: dict[str, str] = {}
-    matrix = drift_matrix(group_distributions(half_hist, model_weighting=per_model), w)
-    for i, g in enumerate(kept):
-        sizes = [int(layers.get((g, h), 0)) for h in (0, 1)]
-        if n_models[g] < 2:
-            floors[g], why[g] = None, "one model"  # its halves would hold layers of one model only
-        elif min(sizes) < MIN_HALF_LAYERS:
-            floors[g], why[g] = None, f"too few layers: {sizes[0]} and {sizes[1]} in its halves"
-        elif min(half_hist.n_filters[2 * i], half_hist.n_filters[2 * i + 1]) == 0:
-            floors[g], why[g] = None, "a half without filters"
-        else:
-            floors[g] = float(matrix[2 * i, 2 * i + 1])
-    return floors, why
 
 
 def _dominant(hist: HistogramResult, model_names: dict[int, str], share_limit: float) -> tuple[DominantModel, ...]:

@@ -129,6 +129,17 @@ class DriftResult:
     preset: str | None = None
     empty_bins: str = "density"
     fit_on: str = "groups"  # the basis and a minmax range came from "groups" kept or the whole "selection"
+    # group -> noise floor (drift between two fixed halves of its layers; None: cannot be estimated), when asked
+    # for (DriftSettings.floors); group -> why there is none
+    floors: dict[str, float | None] = field(default_factory=dict)
+    floor_notes: dict[str, str] = field(default_factory=dict)
+
+    def above_floor(self, a: int, b: int) -> bool | None:
+        """Whether cell (a, b) exceeds the larger floor of its two groups; None when a floor is unknown."""
+        fa, fb = self.floors.get(self.groups[a]), self.floors.get(self.groups[b])
+        if fa is None or fb is None:
+            return None
+        return bool(self.matrix[a, b] > max(fa, fb))
 
     def upper_triangle(self) -> np.ndarray:
         return self.matrix[np.triu_indices(len(self.groups), k=1)]
@@ -160,6 +171,8 @@ class DriftResult:
             "range_mode": self.range_mode, "order": self.order, "dropped": self.dropped, "notes": list(self.notes),
             "preset": self.preset, "empty_bins": self.empty_bins, "fit_on": self.fit_on,
             "sign_rule": self.basis.sign_rule, "basis": self.basis.to_dict(),
+            "floors": {g: (None if v is None or not np.isfinite(v) else float(v)) for g, v in self.floors.items()},
+            "floor_notes": self.floor_notes,
         }
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
@@ -211,6 +224,7 @@ class DriftSettings:
     fit_on: str | None = None
     sign_rule: str | None = None
     empty_bins: str | None = None
+    floors: bool = False  # also each group's noise floor (units split into halves: the same one pass)
 
     def resolved(self) -> DriftSettings:
         """A copy with the preset applied and every value checked."""
@@ -321,7 +335,7 @@ def run_drift(store: Any, selection: Selection, settings: DriftSettings | None =
     execution = execution or Execution()
     min_filters, min_models = int(cfg.min_filters or 0), int(cfg.min_models or 0)
     store = as_store(store)
-    plan = plan_for(store, selection)
+    plan = plan_for(store, selection, halves=cfg.floors)
     n_f, n_m = plan.group_sizes()
     keep, dropped = [], {}
     for i, grp in enumerate(plan.groups):
@@ -350,14 +364,31 @@ def run_drift(store: Any, selection: Selection, settings: DriftSettings | None =
                                         empty_bins=str(cfg.empty_bins))
     matrix = drift_matrix(distributions, w)
     perm = _order(matrix, hist.groups, hist.n_filters, cfg.order, natural=by == "depth")
+    floors, floor_notes = _floors_of(hist, plan, w, cfg)
     return DriftResult(
         by=by, groups=tuple(hist.groups[i] for i in perm), matrix=matrix[np.ix_(perm, perm)],
         sizes={"n_filters": hist.n_filters[perm].tolist(), "n_models": hist.n_models[perm].tolist()},
         component_weights=w, weights=str(cfg.weights), model_weighting=bool(cfg.model_weighting),
         bins=int(cfg.bins or 0), range=(float(hist.edges[0]), float(hist.edges[-1])), range_mode=hist.range_mode,
         order=cfg.order, basis=hist.basis, histograms=hist, dropped=dropped, notes=hist.notes, preset=cfg.preset,
-        empty_bins=str(cfg.empty_bins), fit_on=str(cfg.fit_on),
+        empty_bins=str(cfg.empty_bins), fit_on=str(cfg.fit_on), floors=floors, floor_notes=floor_notes,
     )
+
+
+def _floors_of(hist: HistogramResult, plan: Any, w: np.ndarray, cfg: DriftSettings
+               ) -> tuple[dict[str, float | None], dict[str, str]]:
+    """The noise floors of the groups of ``hist`` (empty when the plan was not split into halves)."""
+    if hist.halves is None:
+        return {}, {}
+    from ._floors import noise_floors
+
+    half_matrix = drift_matrix(group_distributions(hist.halves, model_weighting=bool(cfg.model_weighting),
+                                                   empty_bins=str(cfg.empty_bins)), w)
+    layers = plan.layers
+    per_half = {(plan.groups[int(g)], int(h)): int(n)
+                for (g, h), n in layers.groupby(["group", "half"]).size().items()}
+    n_models = {g: int(hist.n_models[i]) for i, g in enumerate(hist.groups)}
+    return noise_floors(hist.groups, n_models, half_matrix, hist.halves.n_filters, per_half)
 
 
 def drift_from_coefficients(coefficients: np.ndarray, groups: Sequence[Any], *, models: Sequence[Any] | None = None,

@@ -8,7 +8,7 @@ groups dominated by one big model or by one of hundreds of models).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -46,6 +46,7 @@ class HistogramResult:
     range_mode: str  # "bound", "minmax" or "fixed"
     by: str | None = None
     notes: tuple[str, ...] = field(default=())
+    halves: HistogramResult | None = None  # the same per (group, half) (names: _floors.half_names), when split
 
     @property
     def bins(self) -> int:
@@ -140,7 +141,16 @@ def histograms_from_plan(plan: Plan, execution: Execution, *, basis: PCAResult |
     notes = plan.notes + ((f"{total.skipped} filter(s) holding NaN or infinite values were left out",)
                           if total.skipped else ())
     by = selection.by if selection is not None else None
-    return HistogramResult(plan.groups, np.linspace(lo, hi, bins + 1), counts, n_filters, n_models, total.hist,
+    edges = np.linspace(lo, hi, bins + 1)
+    if plan.unit_half is not None:  # units are (group, model, half): the group's models, and its two halves
+        from ._floors import half_names, regroup
+
+        halves = regroup(half_names(plan.groups), 2 * plan.unit_group + plan.unit_half, plan.unit_model, total.hist,
+                         total.unit_rows, edges, basis, by, mode)
+        whole = regroup(plan.groups, plan.unit_group, plan.unit_model, total.hist, total.unit_rows, edges, basis, by,
+                        mode, notes)
+        return replace(whole, halves=halves)
+    return HistogramResult(plan.groups, edges, counts, n_filters, n_models, total.hist,
                            plan.unit_group, plan.unit_model, total.unit_rows, basis, mode, by, notes)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+import numpy as np
 
 from .._format import count
 from ._app import app, console, err_console
@@ -40,6 +41,13 @@ def analyze(ctx: click.Context, store: Path) -> None:
     ctx.obj["store"] = store
 
 
+# what each sign rule means, in one line (a component's sign is arbitrary; the rule makes it reproducible)
+SIGN_RULES_TEXT = {
+    "loadings": "each component's largest |loading| is positive (scikit-learn >= 1.5); --sign-rule u-based "
+                "gives the published eigen-images' signs",
+    "u-based": "each component's largest |coefficient| over the filters is positive (scikit-learn 0.24.1, the "
+               "published eigen-images)",
+}
 _PRESET = click.option(
     "--preset", type=click.Choice(["paper", "medical"]), default=None,
     help="The authors' settings. paper (CNN Filter DB notebook): 70 bins, range minmax, weights explained, "
@@ -64,7 +72,11 @@ _SIGN_RULE = click.option(
 @click.pass_context
 def pca_cmd(ctx: click.Context, selection: Selection, out: Path | None, preset: str | None, sign_rule: str | None,
             execution: Execution, as_json: bool) -> None:
-    """The PCA basis of the selected filters (each scaled by its max |w|); docs/reference.md §4."""
+    """The PCA basis of the selected filters (each scaled by its max |w|); docs/reference.md §4.
+
+    Components are numbered 1-9 (as in the report), by decreasing explained variance. A component's sign is
+    arbitrary; the sign rule fixes it (printed under the table; see --sign-rule).
+    """
     import time
 
     from ..analysis import fit_pca
@@ -86,9 +98,10 @@ def pca_cmd(ctx: click.Context, selection: Selection, out: Path | None, preset: 
     table.add_column("cumulative", justify="right")
     table.add_column("loadings")
     for i, (r, c, v) in enumerate(zip(result.explained_variance_ratio, result.cumulative, result.components)):
-        table.add_row(str(i), f"{r:.4f}", f"{c:.4f}", " ".join(f"{x:+.2f}" for x in v))
+        table.add_row(str(i + 1), f"{r:.4f}", f"{c:.4f}", " ".join(f"{x:+.2f}" for x in v))  # 1-9, as the report
     console.print(table)
-    console.print("mean: " + " ".join(f"{x:+.3f}" for x in result.mean) + f"; signs: {result.sign_rule}")
+    console.print("mean: " + " ".join(f"{x:+.3f}" for x in result.mean))
+    console.print(f"signs: {result.sign_rule}: {SIGN_RULES_TEXT[result.sign_rule]}", soft_wrap=True, markup=False)
     for note in result.selection.get("notes", []):
         err_console.print(f"note: {note}", markup=False)
     if out is not None:
@@ -145,7 +158,7 @@ def drift_cmd(ctx: click.Context, selection: Selection, preset: str | None, bins
     t0 = time.perf_counter()
     settings = DriftSettings(preset=preset, bins=bins, range=rng, weights=weights, basis=basis,
                              model_weighting=per_model or None, min_filters=min_filters, min_models=min_models,
-                             fit_on=fit_on, sign_rule=sign_rule, order=order)
+                             fit_on=fit_on, sign_rule=sign_rule, order=order, floors=True)
     result = run_drift(_store(ctx), selection, settings, execution)
     by = selection.by
     seconds = time.perf_counter() - t0
@@ -154,25 +167,70 @@ def drift_cmd(ctx: click.Context, selection: Selection, preset: str | None, bins
     if as_json:
         _print_json(result.to_dict())
         return
+    _print_drift(result, seconds)
+
+
+def _print_drift(result: Any, seconds: float) -> None:
+    """The matrix with each group's noise floor on the diagonal and cells not above it marked; a ranked list
+    when the matrix is wider than the terminal (no value is ever split or cut)."""
     from rich.table import Table
 
+    by, groups, m = result.by, result.groups, result.matrix
+    g = len(groups)
+    floors = result.floors
     n = sum(result.sizes["n_filters"])
-    table = Table(title=f"drift by {by} ({count(n)} filters, {len(result.groups)} groups, {seconds:.1f} s)")
-    table.add_column(str(by))
-    table.add_column("filters", justify="right")
-    table.add_column("models", justify="right")
-    for i in range(len(result.groups)):
-        table.add_column(str(i), justify="right")
-    for i, grp in enumerate(result.groups):
-        table.add_row(f"{i} {grp}", count(result.sizes['n_filters'][i]), str(result.sizes["n_models"][i]),
-                      *(f"{v:.3f}" for v in result.matrix[i]))
-    console.print(table)
+    means = m.sum(axis=1) / max(g - 1, 1)
+
+    def floor_text(grp: str) -> str:
+        f = floors.get(grp)
+        return f"{f:.3f}" if f is not None else "none"
+
+    def cell(a: int, b: int) -> str:
+        if a == b:
+            return "-"
+        above = result.above_floor(a, b)
+        return f"{m[a, b]:.3f}" + ("" if above else "~" if above is False else "?")
+
+    labels = [f"{i + 1} {grp}" for i, grp in enumerate(groups)]
+    title = f"drift by {by} ({count(n)} filters, {g} groups, {seconds:.1f} s)"
+    from rich import box
+
+    table = Table(title=title, box=box.SIMPLE, pad_edge=False)
+    for name, justify in ((str(by), "left"), ("filters", "right"), ("models", "right"), ("floor", "right"),
+                          ("mean", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for i in range(g):
+        table.add_column(str(i + 1), justify="right", no_wrap=True)
+    for i, grp in enumerate(groups):
+        table.add_row(labels[i], count(result.sizes["n_filters"][i]), str(result.sizes["n_models"][i]),
+                      floor_text(grp), f"{means[i]:.3f}", *(cell(i, j) for j in range(g)))
+    wide = console.options.update_width(1 << 16)  # measure unconstrained: rich clamps to the given width
+    if console.measure(table, options=wide).maximum <= console.width:  # it fits: no value is wrapped or cut
+        console.print(table)
+    else:  # too wide for the terminal: the groups by mean drift, then the pairs, largest first
+        console.print(title, markup=False)
+        console.print("groups by mean drift to the others (floor: the drift between two halves of the group):",
+                      markup=False)
+        for i in np.argsort(-means, kind="stable"):
+            f = floors.get(groups[i])
+            verdict = ("no floor: " + result.floor_notes.get(groups[i], "unknown") if f is None else
+                       "above its floor" if means[i] > f else "within its floor")
+            console.print(f"  {means[i]:.3f}  {groups[i]}  (floor {floor_text(groups[i])}, {verdict}; "
+                          f"{count(result.sizes['n_filters'][i])} filters, {result.sizes['n_models'][i]} models)",
+                          markup=False, soft_wrap=False)
+        pairs = sorted(((m[a, b], a, b) for a in range(g) for b in range(a + 1, g)), reverse=True)
+        shown = pairs[:20]
+        console.print(f"pairs, largest drift first ({len(shown)} of {len(pairs)}):", markup=False)
+        for v, a, b in shown:
+            console.print(f"  {cell(a, b):<7} {groups[a]} / {groups[b]}", markup=False)
     s = result.summary()
+    console.print("~: not above the larger noise floor of the two groups; ?: a group without a floor (one model or "
+                  "too few layers)", markup=False)
     console.print(f"upper triangle: mean {s['mean']:.3f}, median {s['median']:.3f}, min {s['min']:.3f}, "
                   f"max {s['max']:.3f} ({s['max_pair'][0]} / {s['max_pair'][1]}); range {result.range_mode} "
                   f"[{result.range[0]:.3f}, {result.range[1]:.3f}], {result.bins} bins, weights {result.weights}"
                   + (", per-model" if result.model_weighting else "") + f", signs {result.basis.sign_rule}"
-                  + (f", preset {result.preset}" if result.preset else ""))
+                  + (f", preset {result.preset}" if result.preset else ""), markup=False)
     for note in result.notes:
         err_console.print(f"note: {note}", markup=False)
 

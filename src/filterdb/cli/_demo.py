@@ -109,10 +109,9 @@ def _print_summary(result: DemoResult, figures: Path | None, open_: bool) -> Non
     console.print(f"[bold]filterdb demo[/] — {s['n_models']} models, {count(s['n_layers'])} conv layers, "
                   f"{count(s['n_filters'])} filters ({count(s['n_filters_shape'])} of shape {s['shape']}); "
                   f"{result.n_ingested} ingested now, {result.n_skipped} already in the store")
-    for axis, d in s.get("drift", {}).items():
-        top = ", ".join(f"{g} ({v:.2f})" for g, v in d["most_shifted"][:2])
-        console.print(f"  drift by {axis}: {d['n_groups']} groups, median {d['median']:.3f}; most shifted: {top}",
-                      markup=False, soft_wrap=True)
+    for finding in s.get("findings", []):  # the study's findings on drift, each by its stated rule
+        if finding["kind"] in ("axis_ranking", "most_shifted", "no_shift"):
+            console.print(f"  {finding['text']}", markup=False, soft_wrap=True)
     bad = s["degenerated_layers"]
     by_kind: dict[str, int] = {}
     for entry in bad:

@@ -15,10 +15,21 @@ if TYPE_CHECKING:
     from ..analysis import Selection
 
 
-def progress_display(show: bool) -> tuple[Callable[[str], None], Callable[[], None]]:
-    """A rich status line on stderr (or nothing): returns (callback, stop)."""
-    if not show:
+def progress_display(show: bool | None) -> tuple[Callable[[str], None], Callable[[], None]]:
+    """Progress on stderr: a rich status line on a terminal, one plain line per phase otherwise (a log, CI);
+    ``show`` None: on; False: nothing. Returns (callback, stop)."""
+    if show is False:
         return (lambda text: None), (lambda: None)
+    if not err_console.is_terminal:
+        import sys
+        import time
+
+        started = time.perf_counter()
+
+        def line(text: str) -> None:
+            print(f"[{time.perf_counter() - started:6.1f} s] {text}", file=sys.stderr, flush=True)
+
+        return line, (lambda: None)
     status = err_console.status("", spinner="dots")
     status.start()
 
@@ -48,21 +59,28 @@ def progress_display(show: bool) -> tuple[Callable[[str], None], Callable[[], No
               help="Reuse the figures of earlier reports whose numbers did not change (kept in filterdb's cache "
                    "folder, report-figures/, named by a digest of each figure's data and of the drawing code).")
 @click.option("--title", default=None, help="Page heading (default: the store's folder name).")
-@click.option("--progress/--no-progress", default=None, help="Progress display [on when interactive].")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the study as one JSON object on stdout instead of writing the page (docs/report.md: its "
+                   "fields and every findings rule). A section that failed is in its \"errors\" and the exit "
+                   "code is 1.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress on stderr: a status line on a terminal, one line per phase otherwise [on].")
 def report_cmd(store: Path, out: Path, by: tuple[str, ...], selection: Selection, no_models: bool,
-               figures: Path | None, per_model: bool, figure_cache: bool, title: str | None,
+               figures: Path | None, per_model: bool, figure_cache: bool, title: str | None, as_json: bool,
                progress: bool | None) -> None:
-    """Write the zoo report of STORE: summary, PCA, drift per axis, degeneration, models."""
+    """Write the zoo report of STORE: findings, PCA, drift per axis, degeneration, families, models."""
     from ..analysis import StudySettings, study
     from ..report import write_zoo_report
     from ..store import open_store
     from ..plotting import require_matplotlib
 
+    if as_json:
+        _print_study(store, by, selection, per_model, progress)
+        return
     require_matplotlib()  # the report needs matplotlib: say so before any work (MissingDependencyError, one line)
     if out.parent and not out.parent.exists():
         abort(f"{out}: the folder {out.parent} does not exist; cannot write the report there")
-    show = err_console.is_terminal if progress is None else progress
-    update, stop = progress_display(show)
+    update, stop = progress_display(progress)
     try:
         opened = open_store(store)
         result = study(opened, selection, by=list(by) or None, settings=StudySettings(per_model=per_model),
@@ -79,4 +97,25 @@ def report_cmd(store: Path, out: Path, by: tuple[str, ...], selection: Selection
     if not report.ok:  # the page is written, with a note in place of each part that failed: say so, exit 1
         for part, message in report.errors.items():
             err_console.print(f"error: {part}: {message}", soft_wrap=True, markup=False)
+        raise SystemExit(1)
+
+
+def _print_study(store: Path, by: tuple[str, ...], selection: Selection, per_model: bool,
+                 progress: bool | None) -> None:
+    """``report --json``: the Study on stdout; a failed section is named on stderr and exits 1 (the JSON is
+    printed all the same)."""
+    from ..analysis import StudySettings, study
+    from ..store import open_store
+
+    update, stop = progress_display(progress)
+    try:
+        result = study(open_store(store), selection, list(by) or None, StudySettings(per_model=per_model),
+                       progress=update)
+    finally:
+        stop()
+    click.echo(result.to_json(indent=None))
+    if result.errors:
+        for section, message in result.errors.items():
+            err_console.print(f"[bold red]error:[/] {section}: {message}", soft_wrap=True, highlight=False,
+                              markup=True)
         raise SystemExit(1)
