@@ -19,6 +19,7 @@ from browser import assert_report_renders, render
 from helpers import parse, run_cli
 
 from filterdb import ingest_record
+from filterdb._format import number
 from filterdb.analysis import Finding, study
 from filterdb.report import build_zoo_report, write_zoo_report
 
@@ -69,10 +70,14 @@ def test_the_page_opens_with_the_findings_and_their_numbers(report, zoo_study):
     assert text.index('id="findings"') < text.index('id="summary"') < text.index('id="pca"')
     findings = html.unescape(_section(text, "findings"))
     assert zoo_study.findings
-    for finding in zoo_study.findings:  # every finding, in the study's order, with each of its numbers
+    for i, finding in enumerate(zoo_study.findings, 1):  # every finding, in the study's order, with its numbers
         assert finding.text in findings
-        for key in finding.numbers:
-            assert key.replace("_", " ") in findings
+        row = re.search(rf'<td class="num" data-label="#">{i}</td><td data-label="rule">{finding.kind}</td>'
+                        r'<td data-label="numbers">(.*?)</td>', findings, re.S).group(1)
+        for key, value in finding.numbers.items():
+            assert key.replace("_", " ") in row
+            if isinstance(value, float):
+                assert number(value, digits=3) in row
     positions = [findings.index(f.text) for f in zoo_study.findings]
     assert positions == sorted(positions)
     # the axes side by side is the findings' figure, and the axes' ranking is its table, in the study's order
@@ -145,16 +150,19 @@ def test_one_caveat_box_per_axis_holds_every_caveat_of_that_axis(tmp_path):
     for axis in result.axes:
         boxes = re.findall(rf'<div class="note caveats"><b>Caveats of {re.escape(axis.axis)}\.</b>(.*?)</div>', text,
                            re.S)
-        expected = [*axis.left_out, *axis.notes, *(f"{m.model} holds {m.share:.0%} of {m.group}" for m in axis.dominant)]
-        if not expected and all(r.floor is not None for r in axis.ranking):
+        expected = [*axis.left_out, *axis.notes]
+        if not expected and not axis.dominant and all(r.floor is not None for r in axis.ranking):
             assert boxes == []
             continue
         (box,) = boxes  # one box, never one per group
+        box = html.unescape(box)
         for caveat in expected:
-            assert caveat in html.unescape(box)
+            assert caveat in box
+        for m in axis.dominant:  # each dominant model on one line, with every group it dominates and its share
+            assert box.count(f"{m.model} holds ") == 1 and f"{m.share:.0%}" in box and m.group in box
     dataset = result.axis("training_dataset")
     assert [m.group for m in dataset.dominant] == ["ImageNet"]  # the caveat the page shows comes from the study
-    assert "big holds 94% of ImageNet" in html.unescape(text)
+    assert "big holds 94% of ImageNet's filters." in html.unescape(text)
 
 
 def test_a_failed_part_is_a_note_in_the_page_never_a_lost_report(zoo_study, tmp_path):
@@ -328,7 +336,7 @@ def test_a_zoo_of_forty_models_is_a_short_page_with_wide_figures(tmp_path):
     (tmp_path.parent / "forty-models-1400px.png").write_bytes(rendered.screenshot)
     width, height = rendered.screenshot_size
     assert width == 1400 and height <= 15_000, height
-    main = [i for i in rendered.dom["images"] if i["width"] and ":" not in i["alt"]]  # model figures: "name: ..."
+    main = [i for i in rendered.dom["images"] if not re.match(r"model-\d\d: ", i["alt"])]  # not a model's figure
     assert len(main) >= 7
     for image in main:
         assert image["width"] >= 900, (image["alt"], image["width"])

@@ -517,7 +517,7 @@ def coefficient_density_map(density: Any, *, theme_name: str = "light", width: f
     counts = np.asarray(density.counts, np.float64)
     shown = np.ma.masked_less_equal(counts.T, 0)  # rows: y bins
     top = float(counts.max()) if counts.max() > 0 else 1.0
-    fig = new_figure(width, min(width * 0.85, 5.6), th)  # square data, at most 5.6 in tall on a wide page
+    fig = new_figure(width, min(width * 0.85, 4.8), th)  # square data, at most 4.8 in tall on a wide page
     ax = fig.add_subplot()
     ax.set_gid("density")
     style_axes(ax, th, grid=False)

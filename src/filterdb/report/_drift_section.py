@@ -102,7 +102,7 @@ def _axis_part(ctx: ReportContext, body: Page, a: AxisStudy, vmax: float,
         files.append(("drift.png", figure))
     body.figure(figure, alt=f"drift matrix by {a.axis}", caption=caption)
     caveats = [*a.left_out, *(str(n) for n in a.notes)]
-    caveats += [f"{m.model} holds {m.share:.0%} of {m.group}" for m in a.dominant]
+    caveats += _dominant_lines(a)
     unknown = [r for r in a.ranking if r.floor is None]
     if unknown:
         caveats.append("No noise floor for " + "; ".join(f"{r.group} ({r.floor_note or 'cannot be estimated'})"
@@ -122,6 +122,22 @@ def _axis_part(ctx: ReportContext, body: Page, a: AxisStudy, vmax: float,
             "most_shifted": [(r.group, r.mean_drift) for r in beyond[:3]],
             "noise_floor": dict(a.floors), "left_out": list(a.left_out),
             "dominant": {m.group: {"model": m.model, "share": m.share} for m in a.dominant}}
+
+
+def _dominant_lines(a: AxisStudy) -> list[str]:
+    """One line per dominant model, however many groups it dominates (a large model often dominates every depth
+    decile: one line, not one box per decile)."""
+    by_model: dict[str, list[Any]] = {}
+    for m in a.dominant:
+        by_model.setdefault(m.model, []).append(m)
+    lines = []
+    for model, groups in by_model.items():
+        if len(groups) == 1:
+            lines.append(f"{model} holds {groups[0].share:.0%} of {groups[0].group}'s filters.")
+        else:
+            lines.append(f"{model} holds most filters of {len(groups)} groups: "
+                         + ", ".join(f"{m.group} {m.share:.0%}" for m in groups) + ".")
+    return lines
 
 
 def slug(text: str) -> str:

@@ -23,7 +23,7 @@ __all__ = ["findings_section", "numbers_text"]
 def numbers_text(numbers: Any) -> str:
     """A finding's numbers as one line: "name value · name value"; a list of records (the groups of a ranking)
     as "first value: name value, …" per record; floats to 3 significant digits, True/False as yes/no."""
-    def show(value: Any) -> str:
+    def show(value: Any) -> str:  # noqa: PLR0911 - one branch per JSON type
         if isinstance(value, bool):
             return "yes" if value else "no"
         if isinstance(value, int):
@@ -32,8 +32,9 @@ def numbers_text(numbers: Any) -> str:
             return number(int(value)) if value.is_integer() and abs(value) >= 1 else number(value, digits=3)
         if isinstance(value, dict):
             items = list(value.items())
-            head = f"{items[0][1]}: " if items and isinstance(items[0][1], str) else ""
-            rest = items[1:] if head else items
+            named = bool(items) and items[0][0] in ("group", "axis", "model") and isinstance(items[0][1], str)
+            head = f"{items[0][1]}: " if named else ""  # a record of a group: "faces: n models 9, …"
+            rest = items[1:] if named else items
             return head + ", ".join(f"{_name(k)} {show(v)}" for k, v in rest if v is not None)
         if isinstance(value, (list, tuple)):
             return ("; " if any(isinstance(v, dict) for v in value) else ", ").join(show(v) for v in value)
@@ -47,7 +48,8 @@ def _name(key: Any) -> str:
 
 
 def findings_section(ctx: ReportContext) -> Section:
-    """The study's findings, each with its numbers; the axes side by side; the failed parts as notes."""
+    """The study's findings (each sentence quotes its numbers; all of them in a folded table); the axes side by
+    side; the failed parts as notes."""
     from ..plotting import drift_boxplots
 
     study = ctx.study
@@ -58,12 +60,13 @@ def findings_section(ctx: ReportContext) -> Section:
                       + "".join(f"<br>{esc(part)}: {esc(message)}" for part, message in study.errors.items())
                       + "</div>"))
     if study.findings:
-        items = []
-        for f in study.findings:
-            numbers = numbers_text(f.numbers)
-            items.append(f'<li class="finding"><span class="text">{esc(f.text)}</span>'
-                         + (f'<span class="numbers">{esc(numbers)}</span>' if numbers else "") + "</li>")
-        body.raw(Html('<ol class="findings">' + "".join(items) + "</ol>"))
+        # the sentences quote their key numbers; every number behind each one is in the folded table under them
+        body.raw(Html('<ol class="findings">' + "".join(f'<li class="finding">{esc(f.text)}</li>'
+                                                       for f in study.findings) + "</ol>"))
+        rows = [[f"{i}", f.kind, Html(f'<span class="numbers">{esc(numbers_text(f.numbers))}</span>')]
+                for i, f in enumerate(study.findings, 1)]
+        body.raw(Html("<details><summary>The numbers behind each finding</summary>"
+                      + table_html(["#", "rule", "numbers"], rows, numeric=(0,)) + "</details>"))
     else:
         body.paragraph("The study stated no finding (see the notes above).", cls="muted")
     files: list[tuple[str, Any]] = []

@@ -36,9 +36,8 @@ _EXTRA_CSS = ("<style>a{color:var(--accent)}a.back{font-size:13px;font-weight:40
               "nav.toc{margin:10px 0 4px;font-size:14px}nav.toc a{margin-right:14px;white-space:nowrap}"
               "details.model{border-top:1px solid var(--line);margin:0;padding:8px 0}"
               "details.model>summary{font-weight:600}details.model>summary .muted{font-weight:400;font-size:13px}"
-              "ol.findings{padding-left:22px;margin:10px 0}ol.findings li{margin:0 0 8px}"
-              "ol.findings .numbers{display:block;color:var(--muted);font-size:13px;"
-              "font-variant-numeric:tabular-nums;overflow-wrap:anywhere}"
+              "ol.findings{padding-left:22px;margin:10px 0}ol.findings li{margin:0 0 6px}"
+              ".numbers{font-variant-numeric:tabular-nums;overflow-wrap:anywhere}"
               ".note ul{margin:4px 0 0;padding-left:20px}.note.failed{border-left-color:var(--random)}</style>")
 
 
@@ -103,15 +102,16 @@ def build_zoo_report(study: Study, store: Store | str | os.PathLike[str] | None 
         raise UsageError(f"build_zoo_report takes a filterdb.analysis.Study (filterdb.study(store)), got "
                          f"{type(study).__name__}")
     step = progress or (lambda text: None)
-    step("store summary")
-    catalog = read_catalog(as_store(study.store if store is None else store))
+    opened = as_store(study.store if store is None else store)
     if figure_cache == "auto":
         from ..sources import cache_dir
 
         figure_cache = cache_dir() / "report-figures"
     options = ReportOptions(title, model_sections, max_model_sections)
     folder = Path(figures_dir) if figures_dir is not None else None
-    with Drawer(workers, figure_cache) as drawer:
+    with Drawer(workers, figure_cache) as drawer:  # forks its workers first, before DuckDB starts threads
+        step("store summary")
+        catalog = read_catalog(opened)
         ctx = ReportContext(study, catalog, options, drawer, step, _model_figures(catalog, options, drawer))
         errors = {f"study:{part}": message for part, message in study.errors.items()}
         sections = [_section_or_note(section, ctx, errors) for section in SECTIONS]
