@@ -391,7 +391,7 @@ def drift_heatmap(result: Any, *, annotate: bool | None = None, theme_name: str 
             beyond = noise_floor is None or bool(np.isfinite(floors[a]) and np.isfinite(floors[b])
                                                  and v > max(floors[a], floors[b]))
             if not beyond:
-                ax.add_patch(Rectangle((b - 0.5, a - 0.5), 1, 1, facecolor=wash, edgecolor="none", alpha=0.72,
+                ax.add_patch(Rectangle((b - 0.5, a - 0.5), 1, 1, facecolor=wash, edgecolor="none", alpha=0.62,
                                        gid="within-noise"))
             if annotate and np.isfinite(v):
                 if beyond:
