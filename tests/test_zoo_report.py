@@ -316,7 +316,7 @@ def test_report_is_readable_on_a_phone_and_a_desktop(report, width, tmp_path_fac
 @pytest.mark.slow
 @pytest.mark.browser
 def test_a_zoo_of_forty_models_is_a_short_page_with_wide_figures(tmp_path):
-    """Forty models in four tasks: at 1400 px the page stays under 15,000 px (model sections folded) and every
+    """Forty models in four tasks and two data sets: at 1400 px the page stays under 15,000 px (model sections folded) and every
     main figure is shown at least 900 px wide."""
     from filterdb.readers import make_layer
     from filterdb.store import init_store, open_store
@@ -329,9 +329,11 @@ def test_a_zoo_of_forty_models_is_a_short_page_with_wide_figures(tmp_path):
         layers = tuple(make_layer(f"conv{k}", "Conv", rng.standard_normal((16, 8, 3, 3)) * (1 + i % 4))
                        for k in range(3))
         ingest_record(store, ModelRecord(ModelInfo(source=f"m{i}.onnx", format="onnx"), layers),
-                      {"Name": f"model-{i:02d}", "Task": ("faces", "text", "objects", "audio")[i % 4]})
-    result = study(open_store(tmp_path / "s.fdb"), by=["task", "depth"])
+                      {"Name": f"model-{i:02d}", "Task": ("faces", "text", "objects", "audio")[i % 4],
+                       "Training-Dataset": ("ImageNet", "COCO")[i % 2]})
+    result = study(open_store(tmp_path / "s.fdb"), by=["task", "training_dataset"])
     page = write_zoo_report(tmp_path / "r.html", result, workers=0)
+    assert page.ok, page.errors
     rendered = render(page.path, width=1400)
     (tmp_path.parent / "forty-models-1400px.png").write_bytes(rendered.screenshot)
     width, height = rendered.screenshot_size
