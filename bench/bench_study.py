@@ -11,6 +11,7 @@ For each repeat, alternating so that both see the same machine load:
 The load average is recorded before each run (the development machine is shared). Usage::
 
     nice python bench/bench_study.py /work/bigstore/zoo1400M --repeats 2 --out bench/results/study_1.4B.json
+    nice python bench/bench_study.py cpu STORE     # the store pass vs the kernel in memory, per CPU-second
 """
 
 from __future__ import annotations
@@ -79,9 +80,56 @@ def _bare_child(store_path: str) -> None:
                       "filters_per_s": total.n / min(passes)}))
 
 
+def cpu_ratio(store_path: str, repeats: int = 3) -> dict:
+    """Filters per CPU-second of one thread: the store pass (a Gram pass over every filter, the pass of the
+    study's first phase) against the same kernel over float16 rows in memory, interleaved in one process. CPU
+    time, not wall time, so that a loaded machine compares like with like. Store-pass variants: shard layouts
+    cached (the steady state), not cached (every shard's Arrow footer parsed and checked again), and read-ahead
+    off."""
+    import numpy as np
+
+    from filterdb.analysis import Selection
+    from filterdb.analysis._run import run_pass
+    from filterdb.analysis._selection import plan_for
+    from filterdb.analysis.kernels import PassSpec, run_rows
+    from filterdb.engine import LocalEngine
+    from filterdb.store import _reading, open_store
+
+    store = open_store(store_path)
+    engine = LocalEngine(1)
+    spec = PassSpec(d=9)
+    t0 = time.process_time()
+    plan = plan_for(store, Selection())
+    plan_cpu = time.process_time() - t0
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((20_000_000, 9)) * 0.1).astype(np.float16)
+    run_rows(x[:1000], np.array([0]), np.array([1000]), np.array([0]), spec, 1)  # compile / load the kernel
+    run_pass(plan, spec, engine, 4_000_000)  # page cache and layouts warm
+    out: dict[str, list[float]] = {"kernel": [], "store": [], "store_layouts_cold": [], "store_readahead_off": []}
+    budget = _reading.READAHEAD_BYTES
+    for _ in range(repeats):
+        t = time.process_time()
+        run_rows(x, np.array([0]), np.array([len(x)]), np.array([0]), spec, 1)
+        out["kernel"].append(len(x) / (time.process_time() - t))
+        for name in ("store", "store_layouts_cold", "store_readahead_off"):
+            if name == "store_layouts_cold":
+                _reading._LAYOUTS.clear()
+            _reading.READAHEAD_BYTES = 0 if name == "store_readahead_off" else budget
+            t = time.process_time()
+            total = run_pass(plan, spec, engine, 4_000_000)
+            out[name].append(total.n / (time.process_time() - t))
+        _reading.READAHEAD_BYTES = budget
+    best = {k: max(v) for k, v in out.items()}
+    return {"filters_per_cpu_s": best, "vs_kernel": {k: v / best["kernel"] for k, v in best.items()},
+            "plan_cpu_s": plan_cpu, "runs": out, "load": os.getloadavg()[0]}
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "_bare":
         _bare_child(sys.argv[2])
+        return
+    if len(sys.argv) > 2 and sys.argv[1] == "cpu":
+        print(json.dumps(cpu_ratio(sys.argv[2]), indent=1))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("store")

@@ -205,7 +205,7 @@ def test_lineage_md_python(in_folder):
 # -- docs/analysis.md ----------------------------------------------------------------------------------------
 
 def test_analysis_md_python(in_folder):
-    first, second = runnable(ANALYSIS_MD, "python")
+    first, second, third = runnable(ANALYSIS_MD, "python")
     rng = np.random.default_rng(0)
     namespace: dict[str, object] = {"X": rng.normal(size=(500, 9))}
     exec(compile(first.body, str(ANALYSIS_MD), "exec"), namespace)  # noqa: S102 - our own documentation
@@ -222,6 +222,13 @@ def test_analysis_md_python(in_folder):
     deg = namespace["deg"]  # every 2-D kernel shape of the two Classification models, grouped by category
     assert sorted(deg.per_model["model"]) == ["fer-emotion", "iris"]
     assert set(deg.per_group[deg.by]) == {"faces", "eyes"}
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        exec(compile(third.body, str(ANALYSIS_MD), "exec"), namespace)  # noqa: S102 - the study
+    st, part = namespace["st"], namespace["part"]
+    assert [a.axis for a in st.axes] == ["task", "visual_category"] and not st.errors
+    assert set(st.axis("visual_category").groups) <= {"faces", "eyes", "text"}
+    assert (in_folder / "study.json").exists() and "histogram pass:" in printed.getvalue()
+    assert set(part.axis("visual_category").groups) == {"faces", "eyes"}
 
 
 # -- docs/monitor.md -----------------------------------------------------------------------------------------

@@ -114,3 +114,24 @@ def test_shard_rows_refuses_damage_and_foreign_paths(zoo):
     path.unlink()
     with pytest.raises(ShardCorruptError, match="shard missing"):
         ShardRows(str(root), shard, 0, 1)
+
+
+def test_depth_deciles_are_one_sql_rule_equal_to_pandas_cut():
+    # the one definition of the depth axis (store/_segments.py) against pandas.cut over the documented edges
+    # (docs/analysis.md: [0, 0.1], (0.1, 0.2], ..., (0.9, 1.0], the edges written as decimals)
+    import duckdb
+    import numpy as np
+    import pandas as pd
+
+    from filterdb.selection import DEPTH_LABELS
+    from filterdb.store._segments import depth_decile_sql
+
+    values = np.r_[np.linspace(0, 1, 1001), [0.1, 0.2, 0.30000000000000004, 0.9, 1e-12, 0.1 + 1e-12]]
+    frame = pd.DataFrame({"x": values})
+    got = duckdb.sql(f"SELECT {depth_decile_sql('x')} AS d FROM frame").df()["d"].tolist()
+    cut = pd.cut(values, [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0], include_lowest=True)
+    expected = [DEPTH_LABELS[code] for code in cut.codes]
+    assert got == expected
+    # outside [0, 1]: the end deciles; no value: no decile
+    ends = duckdb.sql(f"SELECT {depth_decile_sql('x')} AS d FROM (VALUES (-0.5), (1.5), (NULL)) t(x)").df()["d"]
+    assert ends.tolist()[:2] == [DEPTH_LABELS[0], DEPTH_LABELS[-1]] and ends.isna().tolist()[2]

@@ -192,3 +192,15 @@ def test_families_from_stored_fingerprints_only(tmp_path):
     assert st.families is not None and st.families.n_models == 0
     assert len(st.families.missing) == 7 and "filterdb lineage" in st.families.note
     assert not folder.exists() or not any(folder.iterdir())  # nothing was computed behind the caller's back
+
+
+def test_tasks_carry_their_shard_records(tmp_path):
+    # the read path checks each shard against the record its task carries: no process-wide catalog lookup
+    from filterdb.store import _reading, _shards
+
+    store = build_synthetic_zoo(tmp_path / "zoo.fdb")
+    _shards._RECORDS.pop(str(store.root), None)
+    _reading._LAYOUTS.clear()
+    st = study(store, by=["visual_category"], settings=StudySettings(lineage=False))
+    assert not st.errors
+    assert str(store.root) not in _shards._RECORDS

@@ -22,9 +22,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .study import AxisRank, AxisStudy, Families, Finding, GroupShift
+from .study import AxisRank, AxisStudy, DominantModel, Families, Finding, GroupShift
 
-__all__ = ["TOP_GROUPS", "caveats_of", "findings_of"]
+__all__ = ["TOP_GROUPS", "caveats_of", "dominant_text", "findings_of"]
 
 TOP_GROUPS = 3  # groups named per axis by "most_shifted"
 
@@ -85,11 +85,27 @@ def _axis_findings(a: AxisStudy) -> list[Finding]:
                            {"pair": [a.groups[i], a.groups[j]], "drift": value, "floors": [fi, fj],
                             "beyond_floor": beyond}, a.axis))
     if a.dominant:
-        parts = [f"{d.model} holds {d.share:.0%} of {d.group}" for d in a.dominant]
-        out.append(Finding("dominant_model", f"By {a.axis}, one model stands for most of a group: {_listing(parts)} "
-                                             "(--per-model weighs each model of a group equally).",
+        out.append(Finding("dominant_model", f"By {a.axis}, one model stands for most of a group: "
+                                             f"{dominant_text(a.dominant)} (--per-model weighs each model of a group "
+                                             "equally).",
                            {"dominant": [d.to_dict() for d in a.dominant]}, a.axis))
     return out
+
+
+def dominant_text(dominant: Sequence[DominantModel]) -> str:
+    """The dominant models of an axis in one clause, each model once ("M holds 61-93 % of 8 groups: ...")."""
+    by_model: dict[str, list[DominantModel]] = {}
+    for d in dominant:
+        by_model.setdefault(d.model, []).append(d)
+    parts = []
+    for model, ds in by_model.items():
+        if len(ds) == 1:
+            parts.append(f"{model} holds {ds[0].share:.0%} of {ds[0].group}")
+        else:
+            low, high = min(d.share for d in ds), max(d.share for d in ds)
+            parts.append(f"{model} holds {low:.0%}–{high:.0%} of each of {len(ds)} groups ("
+                         + ", ".join(d.group for d in ds) + ")")
+    return _listing(parts)
 
 
 def findings_of(axes: Sequence[AxisStudy], ranking: Sequence[AxisRank], degeneration: Any,
@@ -125,8 +141,8 @@ def caveats_of(axes: Sequence[AxisStudy], families: Families | None) -> tuple[st
     out: list[str] = []
     for a in axes:
         out.extend(f"{a.axis}: {text}" for text in a.left_out)
-        for d in a.dominant:
-            out.append(f"{a.axis}: one model dominates {d.group}: {d.model} holds {d.share:.0%} of its filters.")
+        if a.dominant:
+            out.append(f"{a.axis}: one model stands for most of a group: {dominant_text(a.dominant)}.")
         unknown = [s for s in a.ranking if s.floor is None]
         if unknown:
             out.append(f"{a.axis}: no noise floor for " + "; ".join(f"{s.group} ({s.floor_note})" for s in unknown)

@@ -35,22 +35,34 @@ def regroup(names: Sequence[str], unit_group: np.ndarray, unit_model: np.ndarray
             notes: tuple[str, ...] = ()) -> HistogramResult:
     """Group histograms, and (group, model) ones, as sums of the unit histograms whose ``unit_group >= 0``."""
     use = np.flatnonzero(np.asarray(unit_group) >= 0)
-    pairs, inverse = np.unique(np.stack([np.asarray(unit_group)[use], np.asarray(unit_model)[use]], 1), axis=0,
-                               return_inverse=True)
+    groups_used, models_used = np.asarray(unit_group, np.int64)[use], np.asarray(unit_model, np.int64)[use]
+    span = int(models_used.max()) + 1 if len(use) else 1
+    keys, inverse = np.unique(groups_used * span + models_used, return_inverse=True)  # (group, model) as one int
     inverse = np.asarray(inverse).ravel()
+    pairs = np.stack([keys // span, keys % span], 1)
     g = len(names)
     d, bins = hist_units.shape[1], hist_units.shape[2]
-    pair_counts = np.zeros((len(pairs), d, bins), np.int64)
-    np.add.at(pair_counts, inverse, hist_units[use])
+    pair_counts = _sum_by(hist_units, inverse, len(pairs), columns=use)  # no copy of the unit histograms
     pair_rows = np.bincount(inverse, weights=np.asarray(unit_rows)[use], minlength=len(pairs)).astype(np.int64)
     keep = pair_rows > 0  # a (group, model) whose filters were all left out (NaN) is no model of the group
     pairs, pair_counts, pair_rows = pairs[keep].reshape(-1, 2), pair_counts[keep], pair_rows[keep]
-    counts = np.zeros((g, d, bins), np.int64)
-    np.add.at(counts, pairs[:, 0], pair_counts)
+    counts = _sum_by(pair_counts, pairs[:, 0], g) if len(pairs) else np.zeros((g, d, bins), np.int64)
     n_filters = np.bincount(pairs[:, 0], weights=pair_rows, minlength=g).astype(np.int64)
     n_models = np.bincount(pairs[:, 0], minlength=g).astype(np.int64)
     return HistogramResult(tuple(names), edges, counts, n_filters, n_models, pair_counts, pairs[:, 0], pairs[:, 1],
                            pair_rows, basis, range_mode, by, notes)
+
+
+def _sum_by(values: np.ndarray, index: np.ndarray, n: int, columns: np.ndarray | None = None) -> np.ndarray:
+    """``out[k]`` = the sum of the rows ``columns[i]`` of ``values`` with ``index[i] == k`` (``columns``: all rows
+    in order), as one sparse 0/1 matrix product: exact in int64, no copy of ``values`` (``np.add.at`` or a
+    sort and copy of tens of thousands of unit histograms costs seconds at paper scale)."""
+    from scipy.sparse import csr_matrix
+
+    flat = values.reshape(len(values), int(np.prod(values.shape[1:])))
+    cols = np.arange(len(index)) if columns is None else np.asarray(columns, np.int64)
+    pick = csr_matrix((np.ones(len(index), np.int64), (np.asarray(index, np.int64), cols)), shape=(n, len(values)))
+    return np.asarray(pick @ flat, np.int64).reshape(n, *values.shape[1:])
 
 
 def noise_floors(groups: Sequence[str], n_models: Mapping[str, int], half_matrix: np.ndarray,

@@ -49,13 +49,13 @@ def run_task(task: Task, root: str, spec: PassSpec, next_task: Task | None = Non
         plain = replace(spec, unit_slot=None)
         slot_acc = {int(k): _Accumulator(plain, len(local) if spec.hist else 0) for k in np.unique(slots[task.units])}
     segments = _segments(task)
-    ahead = []  # (shard, first, end, approximate bytes) of the shards still to be read, in order
+    ahead: list[tuple[str, int, int, int, Any]] = []  # (shard, first, end, approx. bytes, record), in order
     budget = readahead_budget()
     if budget > 0:
         # bytes are estimated as float16 rows (float32 stores read twice that much ahead)
-        ahead = [(sh, f, e, (e - f) * spec.d * 2) for sh, _, f, e in segments]
+        ahead = [(sh, f, e, (e - f) * spec.d * 2, _record(task, sh)) for sh, _, f, e in segments]
         if next_task is not None:
-            ahead += [(sh, f, e, (e - f) * spec.d * 2) for sh, _, f, e in _segments(next_task)]
+            ahead += [(sh, f, e, (e - f) * spec.d * 2, _record(next_task, sh)) for sh, _, f, e in _segments(next_task)]
     hinted = 0  # entries of ``ahead`` hinted so far
     for i, (shard, seg, first, end) in enumerate(segments):
         if budget > 0:
@@ -65,7 +65,7 @@ def run_task(task: Task, root: str, spec: PassSpec, next_task: Task | None = Non
                 if window > budget:
                     break
                 if j >= hinted:
-                    read_ahead(root, *ahead[j][:3])
+                    read_ahead(root, *ahead[j][:3], record=ahead[j][4])
                     hinted = j + 1
         starts = np.ascontiguousarray(task.starts[seg], np.int64)
         counts = np.ascontiguousarray(task.counts[seg], np.int64)

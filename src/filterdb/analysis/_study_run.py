@@ -101,7 +101,7 @@ def run_study(store: Any, selection: Selection | None, by: Sequence[str] | None,
         plan, units, frame = _plan(store, sel, axes)
         model_names = dict(zip(frame["model_id"].astype(int), frame["model"].astype(str)))
     first = next((i for i, a in enumerate(axes) if not depth_axes[a]), None)
-    slot_groups = _slot_groups(units, plan, first, settings.pca_groups)
+    slot_groups = _slot_groups(plan, first, settings.pca_groups)
     basis: PCAResult | None = None
     group_pcas: dict[str, PCAResult] = {}
     density: DensityResult | None = None
@@ -113,12 +113,12 @@ def run_study(store: Any, selection: Selection | None, by: Sequence[str] | None,
             unit_slot = None
             if slot_groups:
                 lookup = {g: k for k, g in enumerate(slot_groups)}
-                unit_slot = np.array([lookup.get(v, -1) if isinstance(v, str) else -1
-                                      for v in units[f"axis_{first}"]], np.int64)
+                unit_slot = np.array([-1 if v is None else lookup.get(str(v), -1) for v in units[f"axis_{first}"]],
+                                     np.int64)
             total = run_pass(plan, PassSpec(d=plan.d, kernel=kernel, unit_slot=unit_slot), engine,
                              execution.task_rows)
             basis = _result_from(plan, total, sel)
-            group_pcas = _group_bases(total, slot_groups, plan, units, first, sel)
+            group_pcas = _group_bases(total, slot_groups, plan, first, sel)
         with clock.phase("histogram pass", lambda: f"{count(plan.n_filters)} filters, {len(axes)} axes, "
                                                    "noise floors and density"):
             spec = PassSpec(d=plan.d, gram=False, hist=True, minmax=True, density=True,
@@ -144,12 +144,16 @@ def run_study(store: Any, selection: Selection | None, by: Sequence[str] | None,
         if basis is None:
             group_pcas = {}
     degeneration = None
+    notes = list(plan.notes)
     with clock.phase("degeneration"):
-        try:
-            from .degeneration import degeneration as degeneration_of
+        from .degeneration import NoMetricsError
+        from .degeneration import degeneration as degeneration_of
 
+        try:
             degeneration = degeneration_of(store, selection=Selection(None, sel.where, sel.params,
                                                                       None if first is None else axes[first]))
+        except NoMetricsError as e:  # a store ingested without metrics: nothing to judge, said as a note
+            notes.append(f"degeneration: {e}")
         except FilterDBError as e:
             errors["degeneration"] = str(e)
     families = None
@@ -167,7 +171,7 @@ def run_study(store: Any, selection: Selection | None, by: Sequence[str] | None,
         findings = findings_of(axis_results, ranking, degeneration, families)
     return Study(str(store.root), sel, settings, int(plan.n_filters), basis, group_pcas, tuple(axis_results),
                  ranking, density, degeneration, families, caveats, findings, errors, dict(clock.timings),
-                 tuple(plan.notes))
+                 tuple(notes))
 
 
 def _plan(store: Any, sel: Selection, axes: Sequence[str]) -> tuple[Plan, Any, Any]:
@@ -186,7 +190,7 @@ def _plan(store: Any, sel: Selection, axes: Sequence[str]) -> tuple[Plan, Any, A
     return plan, units, frame
 
 
-def _slot_groups(units: Any, plan: Plan, first: int | None, n: int) -> list[str]:
+def _slot_groups(plan: Plan, first: int | None, n: int) -> list[str]:
     """The ``n`` groups of the first axis with the most filters (none when the axis has fewer than two)."""
     if first is None or n < 1:
         return []
@@ -199,7 +203,7 @@ def _slot_groups(units: Any, plan: Plan, first: int | None, n: int) -> list[str]
     return [str(g) for g, _ in order[:n]]
 
 
-def _group_bases(total: Any, groups: list[str], plan: Plan, units: Any, first: int | None,
+def _group_bases(total: Any, groups: list[str], plan: Plan, first: int | None,
                  sel: Selection) -> dict[str, PCAResult]:
     out: dict[str, PCAResult] = {}
     if not groups or total.slot_gram is None:

@@ -21,9 +21,13 @@ from ._selection import AnalysisError
 from ._settings import Selection, selection_of
 from .pca import as_store
 
-__all__ = ["DegenerationResult", "degeneration", "KINDS"]
+__all__ = ["DegenerationResult", "NoMetricsError", "degeneration", "KINDS"]
 
 KINDS = ("sparse", "low-diversity", "random")
+
+
+class NoMetricsError(AnalysisError):
+    """No selected layer has stored metrics: there is nothing to judge (not a failure of the analysis)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,7 +142,8 @@ def degeneration(store: Any, by: str | None = None, where: str | None = None, pa
                      "left out; re-ingest them with metrics to include them")
         frame = frame[~missing].copy()
     if frame.empty:
-        raise AnalysisError(f"{store.root}: none of the selected layers has stored metrics")
+        raise NoMetricsError(f"{store.root}: none of the selected layers has stored metrics (ingested with metrics "
+                             "off); re-ingest the models with metrics to judge their layers")
     frame["depth_decile"] = frame["axis_0"].where(frame["axis_0"].notna(), "unknown")
     flagged = _flags(frame, t)
     per_model = _table(flagged, "model")

@@ -258,7 +258,8 @@ def drift(store: Any, by: str | None = None, shape: str = "3x3", where: str | No
           sign_rule: str | None = None, empty_bins: str | None = None, engine: Any = None, kernel: str = "auto",
           task_rows: int = DEFAULT_TASK_ROWS, selection: Selection | None = None,
           execution: Execution | None = None, settings: DriftSettings | None = None) -> DriftResult:
-    """The drift matrix between all groups of ``by`` (docs/reference.md §5).
+    """The drift matrix between all groups of ``by`` (docs/reference.md §5): a thin keyword wrapper for notebooks
+    around :func:`run_drift` ``(store, selection, settings, execution)``, with the notebook's names.
 
     Every setting left at None comes from ``preset``, else from filterdb's defaults (in brackets); a setting
     given explicitly overrides the preset. The keywords are grouped in three objects that can be passed

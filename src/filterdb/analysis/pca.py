@@ -430,12 +430,13 @@ def _result_from(plan: Plan, total: Any, selection: Selection | None) -> PCAResu
 
 
 def as_store(store: Any) -> Any:
-    """A Store as is; a path opened read-only."""
+    """A Store (or a read-only view that reads like one) as is; a path opened read-only by the store's own rule
+    (:func:`filterdb.store.as_store`)."""
     if hasattr(store, "sql") and hasattr(store, "root"):
         return store
-    from ..store import open_store
+    from ..store import as_store as store_as_store
 
-    return open_store(store)
+    return store_as_store(store)
 
 
 _as_store = as_store  # the name other modules import today (report, density)

@@ -78,30 +78,30 @@ class _ReadAhead:
     """A daemon thread issuing ``posix_fadvise(WILLNEED)`` for queued (root, shard, first row, end row)."""
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[str, str, int, int]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, str, int, int, ShardRecord | None]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def hint(self, root: str, shard: str, first: int, end: int) -> None:
+    def hint(self, root: str, shard: str, first: int, end: int, record: ShardRecord | None = None) -> None:
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
                     t = threading.Thread(target=self._run, name="filterdb-readahead", daemon=True)
                     t.start()
                     self._thread = t
-        self._queue.put((root, shard, first, end))
+        self._queue.put((root, shard, first, end, record))
 
     def _run(self) -> None:
         advice = _WILLNEED
         if advice is None:  # no posix_fadvise here: read_ahead never queues, nothing to do
             return
         while True:
-            root, shard, first, end = self._queue.get()
+            root, shard, first, end, record = self._queue.get()
             try:
                 path = str(shard_path(Path(root), shard))
                 fd = os.open(path, os.O_RDONLY)
                 try:
-                    offset, n, width, dtype = _cached_layout(root, shard, path, fd)
+                    offset, n, width, dtype = _cached_layout(root, shard, path, fd, record)
                     row = width * np.dtype(dtype).itemsize
                     lo = offset + max(0, min(first, n)) * row
                     hi = offset + max(0, min(end, n)) * row
@@ -127,10 +127,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_readahead)
 
 
-def read_ahead(root: str, shard: str, first: int, end: int) -> None:
-    """Ask for rows ``[first, end)`` of a shard to be read into the page cache in the background (a hint)."""
+def read_ahead(root: str, shard: str, first: int, end: int, record: ShardRecord | None = None) -> None:
+    """Ask for rows ``[first, end)`` of a shard to be read into the page cache in the background (a hint);
+    ``record``: the catalog's record of the shard, when the caller has it (no catalog lookup then)."""
     if _WILLNEED is not None:
-        _READAHEAD.hint(root, shard, first, end)
+        _READAHEAD.hint(root, shard, first, end, record)
 
 
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux: fault the pages in with the mmap call itself

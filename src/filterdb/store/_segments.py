@@ -83,9 +83,9 @@ def _selected(store: Store, selection: Selection, axes: Sequence[str], half: boo
     if group is not None:  # a raw expression (the older keyword API): passed through as written
         extra_cols += f", ({group}) AS group_value"
     elif selection.by is not None:
-        extra_cols += f", CAST({axis_sql(store, selection.by)[0]} AS VARCHAR) AS group_value"
+        extra_cols += f", {axis_sql(store, selection.by)[0]} AS group_value"
     for i, axis in enumerate(axes):
-        extra_cols += f", CAST({axis_sql(store, axis)[0]} AS VARCHAR) AS axis_{i}"
+        extra_cols += f", {axis_sql(store, axis)[0]} AS axis_{i}"
     if half:
         extra_cols += f", {HALF_SQL} AS half"
     if selection.shape is None:

@@ -294,7 +294,7 @@ class Store:
         """The read plan of a selection: where the filters of each selected layer lie, as a DataFrame.
 
         ``shape``: a :class:`filterdb.selection.Selection` (what the analyses pass: its shape, ``where`` and
-        ``params``, and its ``by`` as a ``group_value`` column of text), or the kernel shape with ``where`` (a
+        ``params``, and its ``by`` as a ``group_value`` column), or the kernel shape with ``where`` (a
         predicate over the ``layers`` view, ``?`` placeholders bound to ``params``). One row per selected
         layer, ordered by model and layer, with the columns ``layer_id, model_id, model, layer_index,
         n_filters, scale`` (stored value x scale = weight), ``shard`` (the file, relative to the store root),
@@ -304,7 +304,7 @@ class Store:
         where not counted).
 
         ``axes``: grouping axes (columns, "depth" or SQL expressions, as ``Selection.by``), evaluated per
-        layer into text columns ``axis_0``, ``axis_1``, ... (NULL: no value). ``halves``: a ``half`` column,
+        layer into columns ``axis_0``, ``axis_1``, ... (NULL: no value). ``halves``: a ``half`` column,
         0 or 1, a fixed pseudo-random split of the layers (a hash of the layer id). ``group``: a raw SQL
         expression into ``group_value`` (the older keyword API). ``layer_columns=True``: every column of the
         ``layers`` view instead of the first six. Read the rows with :meth:`iter_filters`, or with
@@ -318,8 +318,7 @@ class Store:
         """The ``layers`` rows of a selection (catalog only, no shard), ordered by model and layer.
 
         ``selection.shape`` None selects every layer with a 2-D kernel. ``columns``: the view's columns to
-        return (default all); ``group_value`` (of ``selection.by``) and ``axis_0``, ... (of ``axes``) follow,
-        as text.
+        return (default all); ``group_value`` (of ``selection.by``) and ``axis_0``, ... (of ``axes``) follow.
         """
         return plan_selected(self, selection, axes=axes, columns=columns)
 
