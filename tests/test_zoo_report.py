@@ -177,6 +177,16 @@ def test_a_failed_part_is_a_note_in_the_page_never_a_lost_report(zoo_study, tmp_
     assert 'id="drift-task"' in text and 'id="models"' in text  # the other sections are all there
 
 
+def test_a_part_the_study_did_not_compute_is_said_where_it_would_be(zoo_study):
+    """A study's notes (a part left out on purpose, e.g. degeneration of a store without metrics) are shown in the
+    findings and in the section the part would fill; they are no error."""
+    noted = dataclasses.replace(zoo_study, degeneration=None, notes=("degeneration: the store holds no layer metrics",))
+    report = build_zoo_report(noted, model_sections=False, workers=0)
+    assert report.ok
+    assert "Notes of the study." in _section(report.html, "findings")
+    assert "the store holds no layer metrics" in _section(report.html, "degeneration")
+
+
 def test_the_cli_writes_the_page_and_exits_1_when_a_part_failed(zoo, tmp_path, capsys):
     out = tmp_path / "zoo.html"
     code, stdout, _ = run_cli(capsys, "report", zoo.root, "-o", out, "--by", "task", "--no-models", "--no-progress",

@@ -59,6 +59,9 @@ def findings_section(ctx: ReportContext) -> Section:
         body.raw(Html('<div class="note failed"><b>Parts of the study failed</b>; the rest of the page is complete. '
                       + "".join(f"<br>{esc(part)}: {esc(message)}" for part, message in study.errors.items())
                       + "</div>"))
+    if study.notes:  # what the study left out on the way (layers without a value, parts not computed)
+        body.raw(Html('<div class="note"><b>Notes of the study.</b><ul>'
+                      + "".join(f"<li>{esc(n)}</li>" for n in study.notes) + "</ul></div>"))
     if study.findings:
         # the sentences quote their key numbers; every number behind each one is in the folded table under them
         body.raw(Html('<ol class="findings">' + "".join(f'<li class="finding">{esc(f.text)}</li>'

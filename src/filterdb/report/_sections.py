@@ -126,8 +126,10 @@ def degeneration_section(ctx: ReportContext) -> Section:
     files: list[tuple[str, Any]] = []
     summary: dict[str, Any] = {}
     deg = ctx.study.degeneration
-    if deg is None:
-        body.raw(Html(f'<div class="note">{esc(ctx.study.errors.get("degeneration", "no degeneration result"))}</div>'))
+    if deg is None:  # failed (an error) or not computed (a note of the study: e.g. a store without metrics)
+        why = ctx.study.errors.get("degeneration") or next(
+            (n.split(": ", 1)[1] for n in ctx.study.notes if n.startswith("degeneration: ")), "not computed")
+        body.raw(Html(f'<div class="note">{esc(why)}</div>'))
     else:
         summary["degeneration"] = deg.overall
         figure = ctx.draw(degeneration_shares, deg)
