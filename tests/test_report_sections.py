@@ -1,5 +1,5 @@
 """The zoo report as a sequence of sections: contents, figure numbering, saved figures, models without 2-D kernels,
-caller mistakes, and the fixed-decimal numbers of its tables."""
+caller mistakes, and the fixed-decimal numbers of its tables. The page lays out a Study (filterdb.analysis.study)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
 from filterdb import read_model
 from filterdb._format import number
+from filterdb.analysis import study
 from filterdb.errors import UsageError
 from filterdb.ingest import ingest
 from filterdb.report import Page, Rendered, build_zoo_report
 
-CONTENTS = ["summary", "pca", "drift", "degeneration", "lineage", "models"]
+CONTENTS = ["findings", "summary", "pca", "drift", "degeneration", "lineage", "models"]
 MAIN_FIGURES = ["eigen-images.png", "density.png", "drift.png", "ridge.png", "degeneration.png"]
 
 
@@ -49,6 +50,8 @@ class _Outline(HTMLParser):
             self.contents.append(a["href"])
         elif tag == "img":
             self.images.append(a["src"])
+        elif tag == "source":  # the phone drawing of a main figure
+            self.images.append(a["srcset"])
 
     def handle_endtag(self, tag):
         if tag == "nav":
@@ -85,9 +88,14 @@ def store_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def built(store_path, tmp_path_factory):
+def store_study(store_path):
+    return study(store_path)
+
+
+@pytest.fixture(scope="module")
+def built(store_study, tmp_path_factory):
     folder = tmp_path_factory.mktemp("figures")
-    return build_zoo_report(store_path, workers=0, figures_dir=folder), folder
+    return build_zoo_report(store_study, workers=0, figures_dir=folder), folder
 
 
 def test_contents_list_every_section_in_page_order(built):
@@ -123,19 +131,24 @@ def test_a_model_without_2d_kernels_gets_a_note_instead_of_a_figure(built, store
     report, _ = built
     kernels = {layer.kernel for layer in read_model(store_path.parent / "odd.safetensors").layers}
     assert kernels == {(5,), (3, 3, 3)}  # what the section is about: 1-D and 3-D kernels only
-    sections = dict(re.findall(r'<section class="model" id="(model-\d+)">(.*?)</section>', report.html, re.S))
-    by_name = {re.search(r"<h3>(.*?)<a", body).group(1): body for body in sections.values()}
+    sections = dict(re.findall(r'<details class="model" id="(model-\d+)">(.*?)</details>', report.html, re.S))
+    by_name = {re.search(r'<span class="model-name">(.*?)</span>', body).group(1): body for body in sections.values()}
     assert set(by_name) == {"plain.safetensors", "odd.safetensors"}
     assert "<figure" in by_name["plain.safetensors"] and "nothing to plot" not in by_name["plain.safetensors"]
     assert "<figure" not in by_name["odd.safetensors"]
     assert "No conv layer of this model has 2-D kernels with stored metrics" in by_name["odd.safetensors"]
 
 
-@pytest.mark.parametrize("option", [{"max_model_sections": -1}, {"pca_groups": "3"}, {"pca_groups": True},
-                                    {"workers": -1}])
-def test_a_bad_option_is_a_usage_error_before_any_work(store_path, option):
+@pytest.mark.parametrize("option", [{"max_model_sections": -1}, {"max_model_sections": True}, {"workers": -1}])
+def test_a_bad_option_is_a_usage_error_before_any_work(store_study, option):
     with pytest.raises(UsageError, match=next(iter(option))):
-        build_zoo_report(store_path, **option)
+        build_zoo_report(store_study, **option)
+
+
+def test_the_report_takes_a_study_not_a_store(store_path):
+    with pytest.raises(UsageError, match="takes a filterdb.analysis.Study"):
+        build_zoo_report(store_path)  # type: ignore[arg-type]
+
 
 
 def test_plotting_parameter_mistakes_are_usage_errors(store_path):

@@ -151,10 +151,12 @@ def check_kinds_clean(row, t: Thresholds) -> list[str]:
 
 def test_the_report_lists_the_layers_the_hand_rule_flags(zoo):
     pytest.importorskip("matplotlib")
+    from filterdb.analysis import StudySettings, study
     from filterdb.report import build_zoo_report
 
     store, _ = zoo
-    result = build_zoo_report(store, by=["task"], pca_groups=1, model_sections=False, figure_cache=None)
+    result = build_zoo_report(study(store, by=["task"], settings=StudySettings(pca_groups=1)), model_sections=False,
+                              figure_cache=None)
     listed = {(e["model"], e["layer"]): e["verdicts"] for e in result.summary["degenerated_layers"]}
     expected = {}
     for row in store.layers().to_dict("records"):
@@ -185,7 +187,9 @@ def test_a_store_with_verdicts_of_an_older_rule_is_judged_by_the_current_one(tmp
     assert list(store.layers("layer = 'correlated'")["verdicts"].iloc[0]) == ["random"]
     assert degeneration(store).overall["random_layers"] == pytest.approx(1 / 5)  # the 'random' layer alone
     pytest.importorskip("matplotlib")
+    from filterdb.analysis import StudySettings, study
     from filterdb.report import build_zoo_report
 
-    result = build_zoo_report(store, by=["task"], pca_groups=1, model_sections=False, figure_cache=None)
+    result = build_zoo_report(study(store, by=["task"], settings=StudySettings(pca_groups=1)), model_sections=False,
+                              figure_cache=None)
     assert "correlated" not in {e["layer"] for e in result.summary["degenerated_layers"]}

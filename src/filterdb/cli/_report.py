@@ -69,6 +69,7 @@ def report_cmd(store: Path, out: Path, by: tuple[str, ...], selection: Selection
                figures: Path | None, per_model: bool, figure_cache: bool, title: str | None, as_json: bool,
                progress: bool | None) -> None:
     """Write the zoo report of STORE: findings, PCA, drift per axis, degeneration, families, models."""
+    from ..analysis import StudySettings, study
     from ..report import write_zoo_report
     from ..store import open_store
     from ..plotting import require_matplotlib
@@ -82,11 +83,11 @@ def report_cmd(store: Path, out: Path, by: tuple[str, ...], selection: Selection
         abort(f"{out}: the folder {out.parent} does not exist; cannot write the report there")
     update, stop = progress_display(progress)
     try:
-        report = write_zoo_report(out, handle, by=list(by) or None,
-                                  shape=selection.shape_key, where=selection.where,
-                                  params=selection.bound_params, model_sections=not no_models, title=title,
-                                  progress=update,
-                                  figures_dir=figures, per_model=per_model,
+        opened = open_store(store)
+        result = study(opened, selection, by=list(by) or None, settings=StudySettings(per_model=per_model),
+                       progress=update)
+        report = write_zoo_report(out, result, opened, model_sections=not no_models, title=title,
+                                  progress=update, figures_dir=figures,
                                   figure_cache="auto" if figure_cache else None)
     finally:
         stop()
@@ -94,6 +95,10 @@ def report_cmd(store: Path, out: Path, by: tuple[str, ...], selection: Selection
     console.print(f"{s['n_models']} models, {count(s['n_filters_shape'])} {selection.shape_key} filters, "
                   f"{len(s['degenerated_layers'])} degenerated layers ({s['seconds']:.1f} s)")
     console.print(f"report written to {report.path}", soft_wrap=True, markup=False)
+    if not report.ok:  # the page is written, with a note in place of each part that failed: say so, exit 1
+        for part, message in report.errors.items():
+            err_console.print(f"error: {part}: {message}", soft_wrap=True, markup=False)
+        raise SystemExit(1)
 
 
 def _print_study(store: Path, by: tuple[str, ...], selection: Selection, per_model: bool,

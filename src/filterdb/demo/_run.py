@@ -103,6 +103,7 @@ def run_demo(report_path: str | os.PathLike[str], *, workdir: str | os.PathLike[
     >>> result.summary["n_models"]  # doctest: +SKIP
     1
     """
+    from ..analysis import study
     from ..ingest import IngestEvent, ingest
     from ..report import write_zoo_report
     from .._cache import cache_dir
@@ -149,13 +150,12 @@ def run_demo(report_path: str | os.PathLike[str], *, workdir: str | os.PathLike[
     store = open_store(store_path)
     n_models = len(store.models())
     display.phase("report", 10 + n_models, f"the study of {n_models} models and its figures")
-    written = write_zoo_report(report, store, title=REPORT_TITLE, progress=display.step,
+    result = study(store, progress=display.step)
+    written = write_zoo_report(report, result, store, title=REPORT_TITLE, progress=display.step,
                                figures_dir=None if figures_dir is None else Path(os.fspath(figures_dir)))
     summary = dict(written.summary)
-    if "findings" not in summary:  # the summary states the study's findings (their rules: docs/report.md)
-        from ..analysis import study
-
-        summary["findings"] = [f.to_dict() for f in study(store).findings]
+    # the summary states the study's findings (their rules: docs/report.md), also when the page's section failed
+    summary.setdefault("findings", [f.to_dict() for f in result.findings])
     t_report = time.perf_counter()
     seconds = {"zoo": t_zoo - started, "download": t_download - t_zoo, "ingest": t_ingest - t_download,
                "report": t_report - t_ingest, "total": t_report - started}

@@ -20,11 +20,13 @@ from ._style import (
     FILTER_CMAP,
     GREY,
     ORANGE,
+    PAGE_WIDTH,
     THEMES,
     THRESHOLD,
     VERDICT_COLOURS,
     VERDICT_MARKERS,
     VERMILLION,
+    WIDE_WIDTH,
     Theme,
     new_figure,
     require_matplotlib,
@@ -41,7 +43,7 @@ from ._zoo import (
     ridge_plot,
 )
 
-__all__ = ["BLUE", "FILTER_CMAP", "GREY", "ORANGE", "THEMES", "THRESHOLD", "VERDICT_COLOURS", "VERDICT_MARKERS",
-           "VERMILLION", "Theme", "coefficient_density_map", "degeneration_shares", "drift_boxplots", "drift_heatmap",
+__all__ = ["BLUE", "FILTER_CMAP", "GREY", "ORANGE", "PAGE_WIDTH", "THEMES", "THRESHOLD", "VERDICT_COLOURS", "VERDICT_MARKERS",
+           "VERMILLION", "WIDE_WIDTH", "Theme", "coefficient_density_map", "degeneration_shares", "drift_boxplots", "drift_heatmap",
            "eigen_images", "layer_filters", "metrics_vs_depth", "new_figure", "require_matplotlib", "rgb_filters",
            "ridge_plot", "smallest_text_pt", "style_axes", "theme"]

@@ -19,6 +19,7 @@ __all__ = [
     "FILTER_CMAP",
     "PAGE_FONT",
     "PAGE_WIDTH",
+    "WIDE_WIDTH",
     "HEALTHY",
     "THEMES",
     "THRESHOLD",
@@ -30,6 +31,7 @@ __all__ = [
     "smallest_text_pt",
     "symmetric_limit",
     "theme",
+    "wrap_label",
 ]
 
 ThemeName = Literal["light", "dark"]
@@ -58,6 +60,9 @@ FILTER_CMAP = "RdBu_r"  # diverging, blue < 0 < red, white at 0; readable with d
 # shrinks them to ~360 px on a 400 px screen, where PAGE_FONT points still make 10 px text.
 PAGE_WIDTH = 4.8  # inches
 PAGE_FONT = 10.0  # points, the smallest text of a report figure
+# The desktop version of a report's main figures: shown at 960 px on a page of 1,100 px or wider (text 10 pt =
+# 14 px); phones get the PAGE_WIDTH version of the same figure (report/_html.py, a <picture> per figure).
+WIDE_WIDTH = 9.6  # inches
 
 # Paul Tol's "muted" qualitative scheme: nine hues told apart under the common colour-vision deficiencies.
 _GROUP_COLOURS = ("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255",
@@ -159,3 +164,29 @@ def symmetric_limit(values: np.ndarray) -> float:
     finite = np.abs(values[np.isfinite(values)])
     v = float(finite.max()) if finite.size else 0.0
     return v if v > 0 else 1.0
+
+
+def wrap_label(text: str, width: int = 16, lines: int = 2) -> str:
+    """A group name for a tick label: wrapped after spaces, ``_``, ``-`` or ``/`` into at most ``lines`` lines of
+    at most ``width`` characters (a longer word is cut), the last line ending in "…" when text is left over, so
+    that no label runs into its neighbours or out of the figure."""
+    import re
+
+    out: list[str] = []
+    line = ""
+    for token in re.split(r"(?<=[ _/-])", str(text)):
+        while token:
+            if len(line) + len(token) <= width:
+                line, token = line + token, ""
+            elif line:
+                out.append(line.rstrip())
+                line = ""
+            else:  # one word longer than a line
+                out.append(token[:width])
+                token = token[width:]
+    if line.strip():
+        out.append(line.rstrip())
+    if len(out) > lines:
+        out = out[:lines]
+        out[-1] = out[-1][: width - 1].rstrip() + "…"
+    return "\n".join(out)

@@ -20,11 +20,13 @@ from ._style import (
     PAGE_FONT,
     PAGE_WIDTH,
     VERDICT_COLOURS,
+    WIDE_WIDTH,
     group_colours,
     new_figure,
     style_axes,
     symmetric_limit,
     theme,
+    wrap_label,
 )
 
 __all__ = ["coefficient_density_map", "degeneration_shares", "drift_boxplots", "drift_heatmap", "eigen_images",
@@ -109,7 +111,7 @@ def eigen_images(bases: Any, *, n_components: int | None = None, theme_name: str
     kh, kw = _tile_shape(pairs[0][1].shape, d)
     limit = symmetric_limit(np.stack([b.components[:k] for _, b in pairs]))
     rows = len(pairs)
-    tile = (width - 0.3) / (k + (k - 1) * 0.15)  # inches per tile, gaps of 15 % between tiles
+    tile = min(0.62, (width - 0.3) / (k + (k - 1) * 0.15))  # inches per tile, gaps of 15 % between tiles
     row_h = tile * (kh / kw if kh > 1 else 0.5) + 0.95  # label and numbers above, η below
     height = rows * row_h + 2.75
     fig = new_figure(width, height, th)
@@ -282,80 +284,165 @@ def _value(v: float) -> str:
 
 
 def drift_heatmap(result: Any, *, annotate: bool | None = None, theme_name: str = "light",
-                  vmax: float | None = None, noise_floor: Mapping[str, float] | None = None,
-                  width: float = PAGE_WIDTH) -> Any:
+                  vmax: float | None = None, noise_floor: Mapping[str, float | None] | None = None,
+                  ranking: Sequence[Any] | None = None, width: float = PAGE_WIDTH) -> Any:
     """The drift matrix of one axis as a heatmap, rows and columns in the result's display order, named on
-    both axes.
+    both axes; with the axis's ranking, a panel of each group's mean drift against its noise floor beside it.
 
-    The colour bar is the drift D (weighted symmetric KL divergence, nats) from 0 to ``vmax``: pass the same
-    ``vmax`` to every heatmap of a page so that one colour means one value. Cells are annotated with their
-    values (without the leading zero: .09) when there are at most 12 groups. With ``noise_floor`` (group ->
-    the drift between two random halves of the group), the diagonal shows each group's floor instead of 0,
-    framed, and cells whose drift does not exceed the larger floor of their two groups are hatched: there
-    the matrix cannot tell a shift from sampling noise.
+    The colours encode the drift D (weighted symmetric KL divergence, nats) of the off-diagonal cells only,
+    from 0 to ``vmax`` (default: the largest off-diagonal value): pass the same ``vmax`` to every heatmap of a
+    page so that one colour means one value. Cells carry their values (without the leading zero: .09) when
+    there are at most 12 groups. With ``noise_floor`` (group -> the drift between two random halves of the
+    group; None or NaN: unknown), the diagonal is no heat colour but a grey cell with the floor as an
+    italic number ("?" when unknown), and a pair counts as *beyond noise* only where its drift exceeds the
+    larger floor of its two groups, both known: those cells keep their full colour and a bold number, every
+    other cell is washed out (pale, its number in plain dark ink), so the pairs that differ stand out.
+
+    Parameters
+    ----------
+    result : DriftResult or AxisStudy
+        An :class:`~filterdb.analysis.AxisStudy` brings its floors and ranking (``noise_floor`` and
+        ``ranking`` default to them).
+    ranking : list of GroupShift, optional
+        Each group's mean drift to the others and floor (``analysis.GroupShift``): drawn as bars beside the
+        matrix, one per row, the floor as a black tick; bars beyond their floor in full colour.
+    width : float
+        Figure width in inches (PAGE_WIDTH for a phone, WIDE_WIDTH for a desktop page).
 
     Returns
     -------
     matplotlib.figure.Figure
-        ``fig.axes[0]`` (``gid`` "drift-matrix") holds one AxesImage of the matrix, the diagonal replaced by
-        the noise floors when given (``gid`` "drift:<by>"), hatched cells as rectangles with ``gid``
-        "within-noise"; ``fig.axes[1]`` is the colour bar.
+        ``fig.axes[0]`` (``gid`` "drift-matrix") holds one AxesImage of the off-diagonal matrix (``gid``
+        "drift:<by>", the diagonal masked), the diagonal cells as rectangles with ``gid`` "floor", washed-out
+        cells as rectangles with ``gid`` "within-noise"; the colour bar Axes has ``gid`` "colorbar"; the
+        ranking panel (when drawn) ``gid`` "drift-ranking" with one bar per group (``gid`` "mean:<group>") and
+        one floor tick per group with a floor (``gid`` "floor:<group>").
     """
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize, to_rgb
     from matplotlib.patches import Rectangle
 
     from ..analysis import DriftResult
 
+    if hasattr(result, "drift") and hasattr(result, "ranking"):  # an AxisStudy
+        noise_floor = result.floors if noise_floor is None else noise_floor
+        ranking = result.ranking if ranking is None else ranking
+        result = result.drift
     if not isinstance(result, DriftResult):
-        raise TypeError(f"result must be a filterdb.analysis.DriftResult, got {type(result).__name__}")
+        raise TypeError(f"result must be a filterdb.analysis.DriftResult or AxisStudy, got {type(result).__name__}")
     th = theme(theme_name)
     g = len(result.groups)
     annotate = g <= 12 if annotate is None else annotate
-    shown = np.array(result.matrix, dtype=np.float64)
-    floors = np.array([np.nan if noise_floor is None else float(noise_floor.get(str(n), np.nan))
-                       for n in result.groups])
-    if noise_floor is not None:
-        np.fill_diagonal(shown, floors)
+    matrix = np.array(result.matrix, dtype=np.float64)
+    off = ~np.eye(g, dtype=bool)
+    floors = np.array([_floor(noise_floor, n) for n in result.groups])
     if vmax is None:
-        top = np.nanmax(shown) if shown.size else 0.0
-        vmax = float(top) if top > 0 else 1.0
-    labels = [_short(str(name), 20) for name in result.groups]
-    longest = max(len(lab) for lab in labels)
-    label_in = min(1.6, 0.09 * longest + 0.2)
-    side = width - label_in - 0.9
-    fig = new_figure(width, side + label_in + 0.45, th)
-    ax = fig.add_subplot()
+        top = float(np.nanmax(matrix[off])) if g > 1 else 0.0
+        vmax = top if top > 0 else 1.0
+    shown = np.where(off, matrix, np.nan)
+    labels = [wrap_label(str(name), 14) for name in result.groups]
+    longest = max(max(len(line) for line in lab.split("\n")) for lab in labels)
+    label_in = 0.085 * longest + 0.25  # inches of PAGE_FONT text beside the rows / under the columns
+    panel = ranking is not None and width >= 6.0 and g > 1
+    side = min(0.5 * width if panel else width - label_in - 1.0, 0.45 * g + 0.5)  # the matrix, inches
+    legend = None
+    if noise_floor is not None:
+        import textwrap
+
+        legend = textwrap.fill("Diagonal, grey, italic: each group's noise floor (? = cannot be estimated). Bold "
+                               "on full colour: the pair's drift exceeds the larger floor of its two groups; "
+                               "pale: it does not.", int(width * 72 / (PAGE_FONT * 0.56)))
+    legend_in = 0.2 + (0.19 * (legend.count("\n") + 1) if legend else 0.0)
+    cell = side / max(g, 1)  # inches per column: two-line labels need room, narrow columns get one steeper line
+    xlabels = labels if cell >= 0.5 else [wrap_label(str(name), 20, 1) for name in result.groups]
+    rotation = 45 if cell >= 0.38 else 60
+    x_in = 0.076 * max(len(lab.split("\n")[0]) for lab in xlabels) * np.sin(np.radians(rotation)) + 0.3
+    fig = new_figure(width, side + x_in + legend_in + 0.8, th)
+    grid = fig.add_gridspec(1, 2 if panel else 1, wspace=0.06,
+                            width_ratios=[side + label_in, max(1.0, width - side - label_in - 0.4)] if panel else None)
+    ax = fig.add_subplot(grid[0, 0])
     ax.set_gid("drift-matrix")
     style_axes(ax, th, grid=False)
-    from matplotlib import colormaps
-
-    cmap = colormaps[DRIFT_CMAP].with_extremes(bad=th.paper)  # a group without a floor: a blank diagonal cell
+    cmap = colormaps[DRIFT_CMAP].with_extremes(bad=th.paper)
     image = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest",
-                      gid=f"drift:{result.by}")
-    ax.set_xticks(range(g), labels, fontsize=PAGE_FONT, rotation=60, ha="right", rotation_mode="anchor")
+                      gid=f"drift:{result.by}", aspect="auto")  # auto: rows line up with the ranking panel
+    ax.set_xticks(range(g), xlabels, fontsize=PAGE_FONT, rotation=rotation, ha="right",
+                  rotation_mode="anchor")
     ax.set_yticks(range(g), labels, fontsize=PAGE_FONT)
-    ax.tick_params(length=0, pad=2)
+    ax.tick_params(length=0, pad=3)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    from matplotlib.colors import Normalize
-
     norm = Normalize(0.0, vmax)
+    wash = "#FFFFFF" if th.name == "light" else th.paper
+    diagonal = "#E6E9ED" if th.name == "light" else "#2B3138"
     for a in range(g):
         for b in range(g):
-            v = shown[a, b]
-            if a == b and noise_floor is not None:
-                ax.add_patch(Rectangle((b - 0.5, a - 0.5), 1, 1, fill=False, edgecolor=th.ink, linewidth=1.2,
-                                       gid="floor"))
-            elif noise_floor is not None and v <= np.nanmax([floors[a], floors[b], -1.0]):
-                ax.add_patch(Rectangle((b - 0.5, a - 0.5), 1, 1, fill=False, hatch="///", edgecolor="#FFFFFF",
-                                       linewidth=0, alpha=0.7, gid="within-noise"))
+            v = matrix[a, b]
+            if a == b:
+                if noise_floor is None:
+                    continue
+                ax.add_patch(Rectangle((b - 0.5, a - 0.5), 1, 1, facecolor=diagonal, edgecolor=th.ink,
+                                       linewidth=0.8, linestyle=(0, (2, 2)), gid="floor"))
+                if annotate:
+                    f = floors[a]
+                    ax.text(b, a, _value(f) if np.isfinite(f) else "?", ha="center", va="center",
+                            fontsize=PAGE_FONT, color=th.ink, fontstyle="italic")
+                continue
+            beyond = noise_floor is None or bool(np.isfinite(floors[a]) and np.isfinite(floors[b])
+                                                 and v > max(floors[a], floors[b]))
+            if not beyond:
+                ax.add_patch(Rectangle((b - 0.5, a - 0.5), 1, 1, facecolor=wash, edgecolor="none", alpha=0.62,
+                                       gid="within-noise"))
             if annotate and np.isfinite(v):
-                ink = "#FFFFFF" if norm(v) < 0.55 else "#1F2328"  # viridis: dark at low values
-                ax.text(b, a, _value(v), ha="center", va="center", fontsize=PAGE_FONT, color=ink)
-    bar = fig.colorbar(image, ax=ax, shrink=0.8, pad=0.02, aspect=25)
-    bar.set_label("drift D (nats)", color=th.ink, fontsize=PAGE_FONT)
+                if beyond:
+                    r, gr, bl = to_rgb(cmap(norm(v)))
+                    ink = "#FFFFFF" if 0.299 * r + 0.587 * gr + 0.114 * bl < 0.55 else "#1F2328"
+                    ax.text(b, a, _value(v), ha="center", va="center", fontsize=PAGE_FONT, color=ink,
+                            fontweight="bold" if noise_floor is not None else "normal")
+                else:
+                    ax.text(b, a, _value(v), ha="center", va="center", fontsize=PAGE_FONT,
+                            color="#1F2328" if th.name == "light" else th.ink)
+    bar = fig.colorbar(image, ax=ax, location="top", shrink=0.8, pad=0.02, aspect=30)
+    bar.ax.set_gid("colorbar")
+    bar.set_label("drift D between two groups (nats)", color=th.ink, fontsize=PAGE_FONT)
     bar.ax.tick_params(colors=th.ink, labelsize=PAGE_FONT)
     bar.outline.set_edgecolor(th.ink)
+    if panel and ranking is not None:
+        _ranking_panel(fig.add_subplot(grid[0, 1]), result, ranking, th, cmap, norm)
+    if legend:
+        fig.supxlabel(legend, fontsize=PAGE_FONT, color=th.ink, x=0.01, ha="left")
     return fig
+
+
+def _floor(floors: Mapping[str, float | None] | None, group: Any) -> float:
+    value = None if floors is None else floors.get(str(group))
+    return float("nan") if value is None else float(value)
+
+
+def _ranking_panel(ax: Any, result: Any, ranking: Sequence[Any], th: Any, cmap: Any, norm: Any) -> None:
+    """Each group's mean drift to the others (bars, rows as the matrix) and its noise floor (a black tick)."""
+    style_axes(ax, th)
+    ax.set_gid("drift-ranking")
+    by_group = {str(r.group): r for r in ranking}
+    g = len(result.groups)
+    ax.set_ylim(g - 0.5, -0.5)
+    ax.set_yticks([])
+    top = 0.0
+    for row, name in enumerate(result.groups):
+        r = by_group.get(str(name))
+        if r is None:
+            continue
+        beyond = bool(r.beyond_floor)
+        ax.barh(row, r.mean_drift, height=0.6, color=cmap(norm(r.mean_drift)), alpha=1.0 if beyond else 0.3,
+                edgecolor=th.ink if beyond else th.muted, linewidth=0.6, gid=f"mean:{name}")
+        top = max(top, float(r.mean_drift), float(r.floor or 0.0))
+        if r.floor is not None and np.isfinite(r.floor):
+            ax.plot([r.floor, r.floor], [row - 0.42, row + 0.42], color=th.ink, linewidth=2.2, gid=f"floor:{name}")
+        else:
+            ax.text(r.mean_drift, row, "  no floor", va="center", ha="left", fontsize=PAGE_FONT, color=th.ink)
+    ax.set_xlim(0, top * 1.3 if top > 0 else 1.0)
+    ax.set_xlabel("mean drift to the other groups; | = noise floor", fontsize=PAGE_FONT)
+    ax.set_title("beyond its floor: full colour", fontsize=PAGE_FONT, color=th.ink, loc="left")
 
 
 def drift_boxplots(results: Any, *, theme_name: str = "light", width: float = PAGE_WIDTH) -> Any:
@@ -408,7 +495,7 @@ def drift_boxplots(results: Any, *, theme_name: str = "light", width: float = PA
 
 
 # ----------------------------------------------------------------------------------------------- 2-D density
-def coefficient_density_map(density: Any, *, theme_name: str = "light") -> Any:
+def coefficient_density_map(density: Any, *, theme_name: str = "light", width: float = PAGE_WIDTH) -> Any:
     """The joint density of two PCA coefficients over all selected filters, on a log colour scale.
 
     Empty bins stay paper-coloured; the colour bar counts filters per bin (log scale, so that the tails
@@ -430,7 +517,7 @@ def coefficient_density_map(density: Any, *, theme_name: str = "light") -> Any:
     counts = np.asarray(density.counts, np.float64)
     shown = np.ma.masked_less_equal(counts.T, 0)  # rows: y bins
     top = float(counts.max()) if counts.max() > 0 else 1.0
-    fig = new_figure(PAGE_WIDTH, PAGE_WIDTH * 0.85, th)
+    fig = new_figure(width, min(width * 0.85, 4.8), th)  # square data, at most 4.8 in tall on a wide page
     ax = fig.add_subplot()
     ax.set_gid("density")
     style_axes(ax, th, grid=False)
@@ -458,7 +545,7 @@ _KINDS = ("sparse", "low-diversity", "random")
 
 
 def degeneration_shares(result: Any, *, measure: str = "layers", theme_name: str = "light",
-                        max_groups: int = 30) -> Any:
+                        max_groups: int = 30, width: float = PAGE_WIDTH) -> Any:
     """Shares of degenerated layers per group and per depth decile, one bar per verdict kind.
 
     Parameters
@@ -488,16 +575,20 @@ def degeneration_shares(result: Any, *, measure: str = "layers", theme_name: str
         panels.append(("degeneration-group", frame, str(result.by)))
     panels.append(("degeneration-depth", result.per_depth, "depth_decile"))
     heights = [0.36 * len(f) + 0.7 for _, f, _ in panels]
-    fig = new_figure(PAGE_WIDTH, sum(heights) + 0.5, th)
-    axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
-    width = 0.8 / len(_KINDS)
+    if width >= 7.0:  # a wide page: the panels side by side
+        fig = new_figure(width, max(heights) + 0.6, th)
+        axes = fig.subplots(1, len(panels), squeeze=False)[0, :]
+    else:
+        fig = new_figure(width, sum(heights) + 0.5, th)
+        axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
+    bar_h = 0.8 / len(_KINDS)
     for ax, (gid, frame, key) in zip(axes, panels):
         style_axes(ax, th)
         ax.set_gid(gid)
         labels = [str(v) for v in frame[key]]
         y = np.arange(len(frame))
         for k, kind in enumerate(_KINDS):
-            ax.barh(y + (k - 1) * width, frame[f"{kind}_{measure}"].to_numpy(float), height=width,
+            ax.barh(y + (k - 1) * bar_h, frame[f"{kind}_{measure}"].to_numpy(float), height=bar_h,
                     color=VERDICT_COLOURS[kind], label=kind, gid=f"bars-{kind}")
         ax.set_yticks(y, [f"{_short(lab, 18)} ({int(n)})" for lab, n in zip(labels, frame["n_layers"])],
                       fontsize=PAGE_FONT)

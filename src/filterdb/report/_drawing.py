@@ -1,7 +1,7 @@
-"""Drawing a report's figures in worker processes while the report computes its next numbers.
+"""Drawing a report's figures in worker processes while the page is laid out.
 
-matplotlib draws in one thread per process, and a zoo report draws dozens of figures (one per model): on
-Linux a small pool of forked workers draws them in parallel with the analyses of the main process. Jobs
+matplotlib draws in one thread per process, and a zoo report draws dozens of figures (one per model, and each
+main figure for a desktop and a phone): on Linux a small pool of forked workers draws them in parallel. Jobs
 are a plotting function's name and its (picklable) result objects; a worker builds the Figure, renders
 the PNG and sends back a :class:`~filterdb.report._html.Rendered`. The pool is forked when the report
 starts; its workers only draw (matplotlib, numpy, pandas on the data sent to them) and never touch the

@@ -22,6 +22,7 @@ from .._format import number
 __all__ = ["Html", "Page", "Rendered", "badges", "cell_number", "esc", "figure_png", "name_cell", "render_figure", "write_html"]
 
 CSS_PX_PER_INCH = 100  # a figure is shown at most this many CSS pixels per inch of its width
+NARROW_PX = 700  # windows up to this width get the phone drawing of a figure drawn twice
 
 # Light and dark follow the reader's system setting. Figures keep their own light paper in both, framed
 # as cards, so that one PNG serves both themes.
@@ -195,7 +196,7 @@ class Page:
         the figure's box, under the caption. The image carries ``data-text-px``, the height of its smallest
         text in image pixels, so that a test can check the text size at the displayed size.
         """
-        if not isinstance(fig, Rendered) and not hasattr(fig, "result"):
+        if not isinstance(fig, Rendered) and not hasattr(fig, "result") and not hasattr(fig, "wide"):
             fig = render_figure(fig, dpi=dpi)
         self._figures += 1
         ident = f"fig-{self._figures}"
@@ -219,8 +220,10 @@ class Page:
             self.parts.append(part)
         return self
 
-    def render(self) -> str:
-        body = "\n".join(str(p) for p in self.parts)
+    def render(self, *, failed_figure_note: bool = False) -> str:
+        """The document. ``failed_figure_note``: a figure whose drawing raised becomes a note instead of the
+        error propagating."""
+        body = "\n".join(_part_html(p, failed_figure_note) for p in self.parts)
         return (
             "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
@@ -233,18 +236,36 @@ class Page:
         )
 
 
+def _part_html(part: Any, tolerant: bool) -> str:
+    if not tolerant or not isinstance(part, _PendingFigure):
+        return str(part)
+    try:
+        return str(part)
+    except Exception as e:  # noqa: BLE001 - the caller asked for a page without the figures that failed
+        return f'<div class="note failed">This figure could not be drawn: {esc(type(e).__name__)}: {esc(e)}</div>'
+
+
 class _PendingFigure:
-    """A figure's HTML, its image resolved when the page is rendered (it may be drawn in another process)."""
+    """A figure's HTML, its image resolved when the page is rendered (it may be drawn in another process).
+
+    A figure drawn twice (an object with ``wide`` and ``narrow``, see ``report._context.Figure``) becomes a
+    ``<picture>``: phones (at most ``NARROW_PX`` wide) load the narrow drawing, whose 10 pt text stays 10 px
+    at the phone's width; wider windows the wide one (up to 960 px)."""
 
     def __init__(self, fig: Any, ident: str, alt: Html, caption: Html) -> None:
         self.fig, self.ident, self.alt, self.caption = fig, ident, alt, caption
 
     def __str__(self) -> str:
-        done: Rendered = self.fig if isinstance(self.fig, Rendered) else self.fig.result()
+        wide = getattr(self.fig, "wide", self.fig)
+        done: Rendered = wide if isinstance(wide, Rendered) else wide.result()
         css_w = round(done.width_in * CSS_PX_PER_INCH)
+        image = (f'<img src="{done.uri}" alt="{self.alt}" width="{css_w}" data-text-px="{done.text_px:.1f}">')
+        narrow = getattr(self.fig, "narrow", None)
+        if narrow is not None:
+            small: Rendered = narrow.result()
+            image = (f'<picture><source media="(max-width: {NARROW_PX}px)" srcset="{small.uri}">{image}</picture>')
         return (f'<figure id="{self.ident}"><span id="{self.ident}-at"></span><a class="zoom" href="#{self.ident}" '
-                f'title="open full size"><img src="{done.uri}" alt="{self.alt}" width="{css_w}" '
-                f'data-text-px="{done.text_px:.1f}"></a><a class="close" href="#{self.ident}-at">close ×</a>'
+                f'title="open full size">{image}</a><a class="close" href="#{self.ident}-at">close ×</a>'
                 f"{self.caption}</figure>")
 
 

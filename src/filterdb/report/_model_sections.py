@@ -1,5 +1,5 @@
-"""The report's table of models and one section per model: its layer metrics against depth, drawn from the
-catalog (no model file is re-read)."""
+"""The report's table of models and one folded section per model: its layer metrics against depth, drawn from
+the catalog snapshot (no model file is re-read)."""
 
 from __future__ import annotations
 
@@ -22,47 +22,56 @@ _VERDICT_KINDS = ("sparse", "low-diversity", "random", "non-finite")
 
 
 def models_section(ctx: ReportContext) -> Section:
-    """A table of every model, then a section per model (up to ``max_model_sections``)."""
+    """A table of every model (the summary), then a folded section per model (up to ``max_model_sections``)."""
     ctx.step("models")
-    models, layers, with_links = ctx.models, ctx.layers, ctx.options.model_sections
+    catalog, with_links = ctx.catalog, ctx.options.model_sections
     body = Page("")
     body.heading("Models", anchor="models")
     body.howto("One row per model in the store. Degenerated layers are counted per verdict; follow a name to the "
-               "model's section with its layer metrics against depth (the same view as filterdb check --html).")
+               "model's section (folded: click its title) with its layer metrics against depth, the same view as "
+               "filterdb check --html.")
     rows, classes = [], []
-    for r in models.itertuples():
-        part = layers[layers["model_id"] == r.model_id]
+    shown = {int(m) for m in ctx.shown_models["model_id"]}
+    for r in catalog.models.itertuples():
+        part = catalog.layers_of(r.model_id)
         verdicts = [v for vs in part["verdicts"] for v in vs]
         counts = {k: verdicts.count(k) for k in _VERDICT_KINDS}
         cell = Html("".join(f'<span class="badge b-{k}">{k} {n}</span>' for k, n in counts.items() if n)) \
             if verdicts else Html('<span class="badge b-ok">ok</span>')
-        name = Html(f'<a href="#model-{int(r.model_id)}">{esc(r.model)}</a>') if with_links else esc(r.model)
+        name = Html(f'<a href="#model-{int(r.model_id)}">{esc(r.model)}</a>') if int(r.model_id) in shown \
+            else esc(r.model)
         rows.append([name, getattr(r, "task", None) or "–", r.format or "–", f"{int(r.n_layers or 0)}",
                      count(r.n_filters or 0), cell])
         classes.append("degenerated" if verdicts else "")
     body.table(["model", "task", "format", "conv layers", "filters", "verdicts"], rows, numeric=(3, 4), name_col=0,
                row_classes=classes)
-    shown = ctx.shown_models
-    for k, row in enumerate(shown.itertuples()):
-        ctx.step(f"model {k + 1}/{len(shown)}: {row.model}")
-        _model_section(body, row, layers[layers["model_id"] == row.model_id], ctx.model_figures.get(int(row.model_id)))
-    if with_links and len(models) > len(shown):
-        body.paragraph(f"{len(models) - len(shown)} more models have no section (max_model_sections).", cls="muted")
+    models = ctx.shown_models
+    for k, row in enumerate(models.itertuples()):
+        ctx.step(f"model {k + 1}/{len(models)}: {row.model}")
+        _model_section(body, row, catalog.layers_of(row.model_id), ctx.model_figures.get(int(row.model_id)))
+    if with_links and len(catalog.models) > len(models):
+        body.paragraph(f"{len(catalog.models) - len(models)} more models have no section (max_model_sections).",
+                       cls="muted")
     return Section("Models", "models", body)
 
 
 def _model_section(page: Page, row: Any, part: Any, figure: Any) -> None:
+    """One model, folded: a <details> whose summary is the model's name and its counts (the page stays short
+    however many models the store holds; a click on the name opens it)."""
     anchor = f"model-{int(row.model_id)}"
-    page.raw(Html(f'<section class="model" id="{anchor}"><h3>{esc(row.model)}'
-                  f'<a class="back" href="#models">↑ models</a></h3>'))
     bits = [f"{row.format}", f"{int(row.n_layers or 0)} conv layers", f"{count(row.n_filters or 0)} filters"]
     if getattr(row, "task", None):
         bits.insert(0, str(row.task))
+    page.raw(Html(f'<details class="model" id="{anchor}"><summary><span class="model-name">{esc(row.model)}</span> '
+                  f'<span class="muted">{esc(" · ".join(bits))}</span></summary>'
+                  f'<a class="back" href="#models">↑ models</a>'))
+    more = []
     if getattr(row, "producer", None):
-        bits.append(f"producer {row.producer}")
+        more.append(f"producer {row.producer}")
     if row.n_parameters:
-        bits.append(f"{count(row.n_parameters)} parameters")
-    page.paragraph(" · ".join(bits), cls="muted")
+        more.append(f"{count(row.n_parameters)} parameters")
+    if more:
+        page.paragraph(" · ".join(more), cls="muted")
     page.paragraph(str(row.source), cls="muted source")
     if figure is None:
         page.raw(Html('<div class="note">' + esc("No conv layer of this model has 2-D kernels with stored metrics: "
@@ -78,7 +87,7 @@ def _model_section(page: Page, row: Any, part: Any, figure: Any) -> None:
                     for r in bad.itertuples()]
             page.raw(Html(table_html(["layer", "depth", "weight shape", "sparsity", "ve_norm", "verdicts"], rows,
                                      numeric=(1, 3, 4), name_col=0)))
-    page.raw(Html("</section>"))
+    page.raw(Html("</details>"))
 
 
 def model_figure_job(part: Any) -> tuple[Any, Any, str] | None:

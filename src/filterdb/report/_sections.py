@@ -2,7 +2,8 @@
 
 Each is a function ``section(ctx) -> Section`` over the :class:`~filterdb.report._context.ReportContext`;
 the page lists them in its table of contents and appends them in this order. Adding a section is one
-function and one line in ``SECTIONS``.
+function and one line in ``SECTIONS``. A section lays out numbers of the study and rows of the catalog
+snapshot; it computes nothing and never reads the store.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import numpy as np
 from .._format import count, size
 from ._context import Section
 from ._drift_section import drift_section
+from ._findings import findings_section
 from ._html import Html, Page, badges, cell_number, esc, name_cell, table_html
+from ._lineage import lineage_section
 from ._model_sections import models_section
 
 if TYPE_CHECKING:
@@ -28,7 +31,7 @@ SectionFunction = Callable[["ReportContext"], Section]
 
 def summary_section(ctx: ReportContext) -> Section:
     """Counts of models, layers and filters, degenerated layers and the store's size."""
-    stats, models, layers, shape = ctx.stats, ctx.models, ctx.layers, ctx.shape
+    stats, models, layers, shape = ctx.catalog.stats, ctx.catalog.models, ctx.catalog.layers, ctx.shape
     n_shape = int(layers.loc[layers["kernel"] == shape, "n_filters"].sum()) if len(layers) else 0
     n_deg = int(sum(len(v) > 0 for v in layers["verdicts"])) if len(layers) else 0
     n2d = int((layers["spatial_ndim"] == 2).sum()) if len(layers) else 0
@@ -55,7 +58,7 @@ def summary_section(ctx: ReportContext) -> Section:
             [[r.kernel, count(r.n_models), count(r.n_layers), count(r.n_filters)] for r in shapes.itertuples()],
             numeric=(1, 2, 3)) + "</details>"))
     degenerated = [{"model": r.model, "layer": r.layer, "verdicts": list(r.verdicts)}
-                   for r in ctx.degenerated.itertuples()]
+                   for r in ctx.catalog.degenerated.itertuples()]
     return Section("Summary", "summary", body, summary={
         "n_models": int(stats.n_models), "n_layers": int(stats.n_layers), "n_filters": int(stats.n_filters),
         "degenerated_layers": degenerated, "n_filters_shape": n_shape})
@@ -64,11 +67,9 @@ def summary_section(ctx: ReportContext) -> Section:
 def pca_section(ctx: ReportContext) -> Section:
     """The eigen-images of all filters (and of the largest groups of the first axis), then the 2-D density of the
     first two coefficients."""
-    from ..analysis import AnalysisError, coefficient_density, fit_pca
     from ..plotting import coefficient_density_map, eigen_images
-    from ._drift_section import largest_model
 
-    shape, where, first = ctx.shape, ctx.where, ctx.first
+    study, shape = ctx.study, ctx.shape
     body = Page("")
     body.heading("PCA basis of the filters (eigen-images)", anchor="pca")
     body.howto(f"Every {shape} filter is scaled by its largest |weight| and decomposed on the principal "
@@ -79,51 +80,39 @@ def pca_section(ctx: ReportContext) -> Section:
                "are smooth and repeat a few patterns (the first component is typically a blob, the next ones "
                "edges). Rows are different selections of filters: similar tiles mean the selections share one "
                "basis. Click a figure to open it at full size.")
-    basis = ctx.basis
-    if isinstance(basis, str):
-        body.raw(Html(f'<div class="note">{esc(basis)}</div>'))
+    basis = study.pca
+    if basis is None:
+        body.raw(Html(f'<div class="note">{esc(study.errors.get("pca", "no PCA basis"))}</div>'))
         return Section("PCA basis", "pca", body)
     bases: list[tuple[str, Any]] = [("all filters", basis)]
-    notes: list[str] = []
-    if first is not None and ctx.options.pca_groups > 0 and first in ctx.columns:
-        for group in ctx.largest_groups(first, ctx.options.pca_groups):
-            w = f'({where}) AND ("{first}" = ?)' if where else f'("{first}" = ?)'
-            try:
-                group_basis = fit_pca(ctx.store, shape, w, [*ctx.params, group], sign_rule="u-based")
-                bases.append((f"{first} = {group}", group_basis))
-            except AnalysisError as e:
-                notes.append(str(e))
-    top, share = largest_model(ctx.store, shape, where, ctx.bound_params)
-    summary = {"explained_variance_ratio": [float(v) for v in basis.explained_variance_ratio],
-               "largest_model": {"model": top, "share": share}}
+    bases += [(f"{ctx.first} = {group}", b) for group, b in study.group_pcas.items()]
+    summary = {"explained_variance_ratio": [float(v) for v in basis.explained_variance_ratio]}
     caption = (f"{count(basis.n_filters)} {shape} filters from {basis.n_models} models; the first "
                f"{_k_for(basis.cumulative, 0.9)} components explain 90 % of their variance.")
-    if share > 0.5:
-        notes.insert(0, f"One model dominates: {top} holds {share:.0%} of these filters, so the basis of all "
-                        "filters is mostly its basis (compare the rows below it).")
     eigen = ctx.draw(eigen_images, bases)
     files = [("eigen-images.png", eigen)]
     body.figure(eigen, alt="eigen-images: the principal components of the filters as tiles, one row per selection, "
-                           "and the cumulative explained variance", caption=caption, notes=notes)
-    if basis.d >= 2:
+                           "and the cumulative explained variance", caption=caption)
+    density = study.density
+    if density is not None:
         ctx.step("2-D coefficient density")
         body.heading("Density of the first two coefficients", level=3, anchor="density")
         body.howto("Each filter is one point at its first two PCA coefficients; the colour counts the filters "
                    "per bin on a log scale, so that rare filters at the rim stay visible next to the dense "
                    "centre. Trained filters fill a compact, often lopsided cloud; a spike or a separate blob is "
                    "a group of identical filters (e.g. all-zero filters of sparse layers sit at one point).")
-        density = coefficient_density(ctx.store, 0, 1, shape, where, ctx.bound_params, basis=basis)
         figure = ctx.draw(coefficient_density_map, density)
         files.append(("density.png", figure))
         body.figure(figure, alt="2-D density of the first two PCA coefficients",
                     caption=f"{count(density.n_filters)} filters, {density.counts.shape[0]}² bins over the bound "
                             f"±{basis.bound():.2f} of the coefficients.")
+    elif "density" in study.errors:
+        body.raw(Html(f'<div class="note">{esc(study.errors["density"])}</div>'))
     return Section("PCA basis", "pca", body, tuple(files), summary)
 
 
 def degeneration_section(ctx: ReportContext) -> Section:
     """Shares of layers with each verdict per group and depth decile, and the degenerated layers."""
-    from ..analysis import AnalysisError, degeneration
     from ..plotting import degeneration_shares
 
     ctx.step("degeneration")
@@ -136,10 +125,11 @@ def degeneration_section(ctx: ReportContext) -> Section:
                "decile (0 = input side, 1 = output side). A verdict is a prompt to look, not a proof of a bug.")
     files: list[tuple[str, Any]] = []
     summary: dict[str, Any] = {}
-    try:
-        deg = degeneration(ctx.store, ctx.first, ctx.where, ctx.bound_params)
-    except AnalysisError as e:
-        body.raw(Html(f'<div class="note">{esc(e)}</div>'))
+    deg = ctx.study.degeneration
+    if deg is None:  # failed (an error) or not computed (a note of the study: e.g. a store without metrics)
+        why = ctx.study.errors.get("degeneration") or next(
+            (n.split(": ", 1)[1] for n in ctx.study.notes if n.startswith("degeneration: ")), "not computed")
+        body.raw(Html(f'<div class="note">{esc(why)}</div>'))
     else:
         summary["degeneration"] = deg.overall
         figure = ctx.draw(degeneration_shares, deg)
@@ -148,11 +138,11 @@ def degeneration_section(ctx: ReportContext) -> Section:
                     caption=f"{int(deg.overall['n_layers'])} layers with 2-D kernels; "
                             f"{deg.overall['any_layers']:.1%} of them have a verdict, holding "
                             f"{deg.overall['any_filters']:.1%} of the filters.", notes=list(deg.notes))
-        if deg.per_group is not None and ctx.first is not None:
-            _per_group_table(body, deg.per_group, ctx.first)
-    bad = ctx.degenerated
+        if deg.per_group is not None and deg.by is not None:
+            _per_group_table(body, deg.per_group, str(deg.by))
+    bad = ctx.catalog.degenerated
     if len(bad):
-        ids = {int(m) for m in ctx.models["model_id"]}
+        ids = {int(m) for m in ctx.shown_models["model_id"]}
         rows = []
         for r in bad.head(200).itertuples():
             link = Html(f'<a href="#model-{int(r.model_id)}">{esc(r.model)}</a>') if int(r.model_id) in ids \
@@ -167,39 +157,8 @@ def degeneration_section(ctx: ReportContext) -> Section:
     return Section("Degeneration", "degeneration", body, tuple(files), summary)
 
 
-def lineage_section(ctx: ReportContext) -> Section:
-    """Families of models that share weights, as trees, and their parent → child edges."""
-    from ..lineage import LineageError, lineage, lineage_figure
-
-    ctx.step("model families")
-    body = Page("")
-    body.heading("Model families", anchor="lineage")
-    body.howto("Models that share weights, found from the convolution weights alone (docs/lineage.md): "
-               "identical copies, the same weights in another format or precision, and models derived from "
-               "one another (fine-tuned, pruned, re-headed). Arrows point from the likely parent to the child. "
-               "Related models are not independent samples: a family inflates its group in the drift "
-               "matrices above.")
-    try:
-        result = lineage(ctx.store)
-    except LineageError as e:
-        body.raw(Html(f'<div class="note">{esc(e)}</div>'))
-        return Section("Families", "lineage", body)
-    families = [f for f in result.families if len(f) > 1]
-    summary = {"families": [list(f) for f in families]}
-    if not families:
-        body.paragraph("No two models of the store share weights.", cls="muted")
-        return Section("Families", "lineage", body, summary=summary)
-    figure = ctx.draw(lineage_figure, result)
-    body.figure(figure, alt="model families as trees",
-                caption=f"{len(families)} families of related models; blue identical, orange same weights, "
-                        "vermillion derived (with its score).")
-    rows = [[esc(e.parent), esc(e.child), esc(e.relation), cell_number(e.score, 3),
-             cell_number(e.confidence, 2)] for e in result.edges]
-    body.raw(table_html(["parent", "child", "relation", "score", "direction confidence"], rows, numeric=(3, 4)))
-    return Section("Families", "lineage", body, (("lineage.png", figure),), summary)
-
-
 SECTIONS: tuple[SectionFunction, ...] = (
+    findings_section,
     summary_section,
     pca_section,
     drift_section,
