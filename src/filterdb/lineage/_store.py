@@ -109,7 +109,9 @@ class Lineage:
 
 
 def _fingerprint_path(store: Store, sha256: str) -> Path:
-    return Path(store.root) / FINGERPRINT_DIR / f"{sha256}.npz"
+    from ..store._paths import check_sha256  # a catalog value becomes a file name: 64 hex digits only
+
+    return Path(store.root) / FINGERPRINT_DIR / f"{check_sha256(Path(store.root), sha256)}.npz"
 
 
 def fingerprint_model(store: Store, weights: Fingerprint | ModelWeights | Any) -> Fingerprint:

@@ -54,6 +54,7 @@ class IngestResult:
     skipped: bool  # True: the same bytes were already in the store
     n_layers: int
     n_filters: int
+    alias: str | None = None  # skipped under another name: the name recorded as an alias of ``model``
 
 
 @dataclass(frozen=True)
@@ -285,16 +286,21 @@ class Store:
     def existing(self, sha256: str, *, name: str | None = None, source: str | None = None) -> IngestResult:
         """The :class:`IngestResult` (``skipped=True``) of a model already in the store, by its sha256; its
         ``model`` is the name the store knows it by. With ``name`` (and ``source``) on a writable store: also
-        record them as an alias of the model (shown in the ``aliases`` column of ``models``)."""
+        record them as an alias of the model (see :meth:`add_aliases`)."""
         if name is not None and self.supports_writes:
-            with self.writer():
-                known = self.catalog.add_name(sha256, str(name), source)
-        else:
-            known = self.catalog.known(sha256)
+            self.add_aliases([(sha256, str(name), source)])
+        known = self.catalog.known(sha256)
         if known is None:
             raise StoreError(f"{self.root}: no model with sha256 {sha256}")
         model_id, model, n_layers, n_filters = known
-        return IngestResult(model_id, model, sha256, True, n_layers, n_filters)
+        alias = str(name) if name is not None and str(name) != model else None
+        return IngestResult(model_id, model, sha256, True, n_layers, n_filters, alias)
+
+    def add_aliases(self, entries: Sequence[tuple[str, str, str | None]]) -> None:
+        """Record each ``(sha256, name, source)``: the same bytes met again under another name or source (the
+        ``aliases`` column of ``models``, the ``model_names`` view). Known pairs and unknown hashes are ignored."""
+        with self.writer():
+            self.catalog.add_names([(sha, str(name), source) for sha, name, source in entries])
 
     def segments(self, shape: str = "3x3", where: str | None = None, params: Sequence[Any] | None = None, *,
                  group: str | None = None, layer_columns: bool = False) -> pd.DataFrame:
