@@ -102,8 +102,8 @@ def verify_store(store: Any, *, progress: Callable[[int, int], None] | None = No
                 damage(int(mid), f"{shard}: checksum mismatch (the file's bytes changed after ingest)")
         if progress:
             progress(done, total)
-    _verify_model_data(store, report, damage)
     report.unreferenced = collect_garbage_candidates(store.root, [s[0] for s in shards])
+    _verify_model_data(store, report, damage)
     return report
 
 
