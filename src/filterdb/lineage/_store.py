@@ -109,9 +109,10 @@ class Lineage:
 
 
 def _fingerprint_path(store: Store, sha256: str) -> Path:
-    from ..store._paths import check_sha256  # a catalog value becomes a file name: 64 hex digits only
+    from ..store._paths import check_sha256, own_dir  # the store's rules: a real folder, a 64-hex file name
 
-    return Path(store.root) / FINGERPRINT_DIR / f"{check_sha256(Path(store.root), sha256)}.npz"
+    root = Path(store.root)
+    return own_dir(root, FINGERPRINT_DIR) / f"{check_sha256(root, sha256)}.npz"
 
 
 def fingerprint_model(store: Store, weights: Fingerprint | ModelWeights | Any) -> Fingerprint:
