@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -475,7 +476,7 @@ class Store:
         lease, else they stay, unreferenced, for a later ``gc`` (a running analysis keeps reading them)."""
         with self.writer():
             ids = self.resolve(model)
-            shards, shas = self.catalog.remove(ids, self._checked)
+            shards, shas = self.catalog.remove(ids, functools.partial(_checked, self.root))
             self._lease.release()
             with no_readers(self.root) as free:
                 if free:  # after the commit: a crash here leaves garbage, never a dangling reference
@@ -483,12 +484,14 @@ class Store:
                     remove_files(self.root, shards + [f for sha in shas for f in files.get(sha, [])])
         return ids
 
-    def _checked(self, kind: str, value: Any) -> str:
-        """A catalog value about to become a path, checked (a hostile catalog names no file elsewhere)."""
-        if kind == "shard":
-            shard_path(self.root, value)
-            return str(value)
-        return check_sha256(self.root, value)
+
+
+def _checked(root: Path, kind: str, value: Any) -> str:
+    """A catalog value about to become a path, checked (a hostile catalog names no file elsewhere)."""
+    if kind == "shard":
+        shard_path(root, value)
+        return str(value)
+    return check_sha256(root, value)
 
 
 def _discard(root: Path, shards: list[str]) -> None:
