@@ -20,6 +20,7 @@ from ._errors import (
 )
 from ._catalog import Catalog
 from ._model_data import ModelDataError
+from ._paths import check_sha256, own_dir
 from ._exchange import export_hdf5, export_parquet, iter_hdf5_models
 from ._prepare import LayerMetrics, PreparedModel, kernel_key, name_for, prepare_model, record_sha256
 from ._reading import ShardRows, read_ahead, readahead_budget
@@ -51,6 +52,8 @@ __all__ = [
     "StoreWriteError",
     "VerifyReport",
     "as_store",
+    "check_sha256",
+    "own_dir",
     "export_hdf5",
     "export_parquet",
     "init_store",
