@@ -233,6 +233,6 @@ def test_out_of_memory_on_the_command_line(store, monkeypatch, capsys):
 
     monkeypatch.setenv("FILTERDB_SQL_MEMORY", "20MB")
     monkeypatch.setenv("FILTERDB_SQL_TEMP", "1MB")
-    code, out, err = run_cli(capsys, "sql", store.root,
-                             "SELECT count(*) FROM (SELECT random()::VARCHAR || range AS b FROM range(3000000) ORDER BY b)")
+    query = "SELECT count(*) FROM (SELECT random()::VARCHAR || range AS b FROM range(3000000) ORDER BY b)"
+    code, out, err = run_cli(capsys, "sql", store.root, query)
     assert code == 1 and "more memory than the reader's limit" in err and "damaged" not in err

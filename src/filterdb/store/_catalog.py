@@ -322,7 +322,8 @@ def model_columns(con: Any) -> list[str]:
 def refresh_views(con: Any) -> None:
     """(Re)create the documented views; called again whenever a manifest adds a metadata column."""
     excluded = ", ".join(_MODEL_COLUMNS_NOT_IN_LAYERS)
-    run(con, "CREATE OR REPLACE VIEW models AS SELECT m.* EXCLUDE (path), coalesce(a.aliases, []::VARCHAR[]) AS aliases "
+    run(con, "CREATE OR REPLACE VIEW models AS SELECT m.* EXCLUDE (path), "
+        "coalesce(a.aliases, []::VARCHAR[]) AS aliases "
         "FROM t_models m LEFT JOIN (SELECT n.model_id, list_sort(list_distinct(list(n.name))) AS aliases "
         "FROM t_names n JOIN t_models o ON o.model_id = n.model_id AND n.name <> o.model GROUP BY n.model_id) a "
         "USING (model_id) ORDER BY m.model_id")
@@ -448,7 +449,8 @@ class Catalog:
             row = dict(model_row)
             self._add_columns(con, row)
             model_id = run(con, "SELECT coalesce(max(model_id), 0) + 1 FROM t_models")[0][0]
-            version = run(con, "SELECT coalesce(max(version), 0) + 1 FROM t_models WHERE model = ?", [row["model"]])[0][0]
+            version = run(con, "SELECT coalesce(max(version), 0) + 1 FROM t_models WHERE model = ?",
+                          [row["model"]])[0][0]
             now = datetime.now(timezone.utc).replace(tzinfo=None)
             row.update(model_id=model_id, version=version, ingested_at=now)
             cols = list(row)
@@ -466,8 +468,8 @@ class Catalog:
                 run(con, "INSERT INTO t_layers BY NAME SELECT * FROM _new_layers")
                 con.unregister("_new_layers")
             for key, rel, n, size, digest in written:
-                run(con, "INSERT INTO t_shards (shard, model_id, kernel, n_rows, bytes, sha256) VALUES (?, ?, ?, ?, ?, ?)",
-                    [rel, model_id, key, n, size, digest])
+                run(con, "INSERT INTO t_shards (shard, model_id, kernel, n_rows, bytes, sha256) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", [rel, model_id, key, n, size, digest])
         return int(model_id)
 
     def _add_columns(self, con: Any, row: dict[str, Any]) -> None:
@@ -476,7 +478,8 @@ class Catalog:
         if len(existing) + len(added) > MAX_MODEL_COLUMNS:
             raise StoreError(
                 f"{self.root}: model {row['model']!r} would bring the models view to {len(existing) + len(added):,} "
-                f"columns, more than {MAX_MODEL_COLUMNS:,}; extra metadata keys become columns: keep the ones you query")
+                f"columns, more than {MAX_MODEL_COLUMNS:,}; extra metadata keys become columns: keep the ones you "
+                "query")
         for col in added:
             run(con, f"ALTER TABLE t_models ADD COLUMN {quote_ident(col)} VARCHAR")
         if added:
@@ -512,7 +515,8 @@ class Catalog:
         with self._writer() as con, transaction(con):
             if self.known(sha256, con) is None:
                 return False
-            run(con, "INSERT OR REPLACE INTO t_model_data VALUES (?, ?, ?, ?, ?)", [sha256, kind, file, n_bytes, checksum])
+            run(con, "INSERT OR REPLACE INTO t_model_data VALUES (?, ?, ?, ?, ?)",
+                [sha256, kind, file, n_bytes, checksum])
         return True
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .._hashing import file_sha256
 from ._errors import StoreError, write_error
-from ._paths import DATA_DIR, HEX64, LEGACY_FINGERPRINT_DIR, TMP_DIR, check_kind, check_sha256, own_dir, own_files
+from ._paths import DATA_DIR, HEX64, KIND, LEGACY_FINGERPRINT_DIR, TMP_DIR, check_kind, check_sha256, own_dir, own_files
 
 __all__ = ["MAX_FILE_BYTES", "MAX_MEMBERS", "MAX_MEMBER_BYTES", "ModelDataError", "data_files", "read_model_data",
            "relpath", "write_model_data"]
@@ -162,7 +162,7 @@ def data_files(root: Path) -> dict[str, list[str]]:
         kinds = sorted(e.name for e in os.scandir(data) if e.is_dir(follow_symlinks=False))
     except (FileNotFoundError, NotADirectoryError):
         kinds = []
-    folders = [(f"{DATA_DIR}/{k}", own_dir(root, DATA_DIR, k)) for k in kinds if re.fullmatch(r"[a-z][a-z0-9_]{0,31}", k)]
+    folders = [(f"{DATA_DIR}/{k}", own_dir(root, DATA_DIR, k)) for k in kinds if KIND.fullmatch(k)]
     folders.append((LEGACY_FINGERPRINT_DIR, own_dir(root, LEGACY_FINGERPRINT_DIR)))
     for prefix, folder in folders:
         for path in own_files(root, folder, _DATA_NAME):

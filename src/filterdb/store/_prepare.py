@@ -18,8 +18,8 @@ from ..errors import UsageError
 from ..types import ConvLayer, ModelRecord
 from ._catalog import METRIC_COLUMNS, normalise_column
 
-__all__ = ["LayerMetrics", "PreparedModel", "check_prepared", "kernel_key", "metric_rows", "model_name", "name_for", "prepare_model",
-           "source_name",
+__all__ = ["LayerMetrics", "PreparedModel", "check_prepared", "kernel_key", "metric_rows", "model_name", "name_for",
+           "prepare_model", "source_name",
            "record_sha256"]
 
 @dataclass(frozen=True)
@@ -79,7 +79,8 @@ class LayerMetrics:
             row: dict[str, Any] = {col: None for col in METRIC_COLUMNS}
             for col, arr in self.columns.items():
                 value = arr[i]
-                row[col] = None if _missing(value) else (int(value) if METRIC_COLUMNS[col] == "BIGINT" else float(value))
+                bigint = METRIC_COLUMNS[col] == "BIGINT"
+                row[col] = None if _missing(value) else (int(value) if bigint else float(value))
             row["verdicts"] = list(self.verdicts[i]) if self.verdicts else None
             out.append(row)
         return out
@@ -258,9 +259,10 @@ def check_prepared(prepared: PreparedModel, dtype: str) -> None:
             return StoreError(f"model {model!r}, layer {str(row.get('layer'))[:120]!r}: {what}; the rows disagree, "
                               "nothing was written (a reader's or the caller's bug)")
 
-        shape = row.get("shape")
-        if not isinstance(shape, (list, tuple)) or len(shape) < 3 or not all(isinstance(d, int) and d > 0 for d in shape):
-            raise bad(f"weight shape {shape!r} is not (out, in, *kernel) of positive sizes")
+        raw = row.get("shape")
+        if not isinstance(raw, (list, tuple)) or len(raw) < 3 or not all(isinstance(d, int) and d > 0 for d in raw):
+            raise bad(f"weight shape {raw!r} is not (out, in, *kernel) of positive sizes")
+        shape: list[int] = list(raw)
         n, groups = row.get("n_filters"), row.get("groups")
         if n != shape[0] * shape[1]:
             raise bad(f"n_filters {n!r} is not out x in = {shape[0] * shape[1]} of shape {tuple(shape)}")
