@@ -82,3 +82,11 @@ def test_store_written_before_aliases_gets_them_on_its_first_write(tmp_path):
     ingest_record(writer, synthetic_record(1), {"Name": "renamed"})
     assert list(open_store(store.root).models()["aliases"][0]) == ["renamed"]
     assert sorted(open_store(store.root).sql("SELECT name FROM model_names")["name"]) == ["old", "renamed"]
+
+
+def test_the_same_bytes_twice_in_one_run(tmp_path, files, capsys):
+    first, copy = files
+    root = tmp_path / "db"
+    assert run_cli(capsys, "ingest", root, first, copy, "--init")[0] == 0
+    models = open_store(root).models()
+    assert list(models["model"]) == ["net.safetensors"] and list(models["aliases"][0]) == ["detector.safetensors"]

@@ -458,5 +458,8 @@ def ingest(
             else:
                 assert prepared is not None
                 _commit(target, job, prepared, report, total, progress)
+    first: dict[str, str] = {}  # the same bytes twice in this run: the later files are aliases of the first
+    target.add_aliases([(sha, name_for(item.spec, planned.metadata.get(item.key)), item.spec)
+                        for item, sha in zip(items, shas) if first.setdefault(sha, item.spec) != item.spec])
     report.seconds = time.perf_counter() - started
     return report
