@@ -31,7 +31,10 @@ from ._common import max_memory_option
 @click.option("--progress/--no-progress", default=None, help="Progress bar [on when interactive].")
 def ingest_cmd(store: Path, sources: tuple[str, ...], manifest: Path | None, require: str | None, lenient: bool,
                keep_going: bool, jobs: int | None, trust_pickle: bool, create: bool, wait: float, progress: bool | None) -> None:
-    """Ingest every conv layer of the models in SOURCES (files, directories, pypi:...) into STORE."""
+    """Ingest every conv layer of the models in SOURCES (files, directories, pypi:...) into STORE.
+
+    Files whose bytes STORE already holds are skipped; a new name for them is kept as an alias (`filterdb models`
+    shows aliases)."""
     from ..ingest import IngestEvent, ingest
 
     if not sources and manifest is None:
