@@ -31,7 +31,10 @@ from ._common import max_memory_option
 @click.option("--progress/--no-progress", default=None, help="Progress bar [on when interactive].")
 def ingest_cmd(store: Path, sources: tuple[str, ...], manifest: Path | None, require: str | None, lenient: bool,
                keep_going: bool, jobs: int | None, trust_pickle: bool, create: bool, wait: float, progress: bool | None) -> None:
-    """Ingest every conv layer of the models in SOURCES (files, directories, pypi:...) into STORE."""
+    """Ingest every conv layer of the models in SOURCES (files, directories, pypi:...) into STORE.
+
+    Files whose bytes STORE already holds are skipped; a new name for them is kept as an alias (`filterdb models`
+    shows aliases)."""
     from ..ingest import IngestEvent, ingest
 
     if not sources and manifest is None:
@@ -72,6 +75,10 @@ def ingest_cmd(store: Path, sources: tuple[str, ...], manifest: Path | None, req
         # reader errors already name their file: print the source only when the message does not
         text = error if spec in error else f"{spec}: {error}"
         err_console.print(f"[yellow]failed:[/] {escape(text)}", soft_wrap=True, markup=True, highlight=False)
+    for result in report.skipped:
+        if result.alias is not None:  # the same bytes under another name: recorded as an alias
+            console.print(f"{escape(result.alias)}: already in the store as {escape(result.model)} (kept as an alias)",
+                          soft_wrap=True, markup=True, highlight=False)
     mb = report.bytes_read / 1e6
     console.print(
         f"ingested {len(report.ingested)} model(s), {report.n_filters:,} filters; "

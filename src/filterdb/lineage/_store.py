@@ -109,7 +109,10 @@ class Lineage:
 
 
 def _fingerprint_path(store: Store, sha256: str) -> Path:
-    return Path(store.root) / FINGERPRINT_DIR / f"{sha256}.npz"
+    from ..store import check_sha256, own_dir  # the store's rules: a real folder, a 64-hex file name
+
+    root = Path(store.root)
+    return own_dir(root, FINGERPRINT_DIR) / f"{check_sha256(root, sha256)}.npz"
 
 
 def fingerprint_model(store: Store, weights: Fingerprint | ModelWeights | Any) -> Fingerprint:

@@ -14,10 +14,14 @@ from ._errors import (
     StoreFormatError,
     StoreNotFoundError,
     StoreQueryError,
+    StoreResourceError,
     StoreWriteError,
 )
+from ._catalog import Catalog
+from ._model_data import ModelDataError
+from ._paths import check_sha256, own_dir
 from ._exchange import export_hdf5, export_parquet, iter_hdf5_models
-from ._prepare import LayerMetrics, PreparedModel, kernel_key, prepare_model, record_sha256
+from ._prepare import LayerMetrics, PreparedModel, kernel_key, name_for, prepare_model, record_sha256
 from ._reading import ShardRows, read_ahead, readahead_budget
 from ._segments import SEGMENT_COLUMNS
 from ._shards import ShardRecord
@@ -41,10 +45,15 @@ __all__ = [
     "StoreFormatError",
     "StoreNotFoundError",
     "StoreQueryError",
+    "StoreResourceError",
+    "Catalog",
+    "ModelDataError",
     "StoreStats",
     "StoreWriteError",
     "VerifyReport",
     "as_store",
+    "check_sha256",
+    "own_dir",
     "export_hdf5",
     "export_parquet",
     "init_store",
@@ -57,4 +66,5 @@ __all__ = [
     "readahead_budget",
     "record_checksums",
     "record_sha256",
+    "name_for",
 ]
