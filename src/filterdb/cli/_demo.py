@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .._format import count
+from .._names import display_name
 from ._app import app, console, err_console
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ def _print_summary(result: DemoResult, figures: Path | None, open_: bool) -> Non
     console.print(f"  degenerated layers: {len(bad)} ({kinds})", markup=False)
     per_model: dict[str, list[str]] = {}
     for entry in bad:
-        per_model.setdefault(entry["model"], []).append(f"{entry['layer'].rsplit(';', 1)[-1]} "
+        per_model.setdefault(entry["model"], []).append(f"{display_name(entry['layer'])} "
                                                         f"[{'/'.join(entry['verdicts'])}]")
     for model, found in list(per_model.items())[:16]:
         shown = ", ".join(found[:3]) + (f", +{len(found) - 3} more" if len(found) > 3 else "")

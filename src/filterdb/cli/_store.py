@@ -33,7 +33,7 @@ def init_cmd(store: Path, float32: bool) -> None:
     from ..store import init_store
 
     init_store(store, dtype="float32" if float32 else "float16").close()
-    console.print(f"created filter store {store} ({'float32' if float32 else 'float16'})")
+    console.print(f"created filter store {store} ({'float32' if float32 else 'float16'})", markup=False)
 
 
 @app.command("models")
@@ -47,7 +47,7 @@ def models_cmd(store: Path, fmt: str, all_columns: bool) -> None:
         keep = [c for c in ("model_id", "model", "version", "format", "task", "visual_category",
                             "training_dataset", "architecture", "n_layers", "n_filters") if c in frame.columns]
         frame = frame[keep]
-    print_frame(frame, fmt, title=f"{len(frame)} model(s) in {store}")
+    print_frame(frame, fmt, title=f"{len(frame)} model(s) in {store}", key=["model"])
 
 
 @app.command("layers")
@@ -74,7 +74,7 @@ def layers_cmd(store: Path, selection: Selection, columns: str | None, limit: in
         frame = frame[[c for c in keep if c in frame.columns]]
     if limit is not None:
         frame = frame.head(limit)
-    print_frame(frame, fmt, title=f"{len(frame)} layer(s)")
+    print_frame(frame, fmt, title=f"{len(frame)} layer(s)", key=["model", "layer"])
 
 
 @app.command("sql")
@@ -111,7 +111,7 @@ def stats_cmd(store: Path, fmt: str) -> None:
         frame = stats.shapes.copy()
         print_frame(frame, fmt)
         return
-    console.print(f"store {store}: format {handle.format_version}, {handle.dtype}")
+    console.print(f"store {store}: format {handle.format_version}, {handle.dtype}", markup=False)
     console.print(f"  models {count(stats.n_models)}   layers {count(stats.n_layers)}   "
                   f"filters {count(stats.n_filters)}")
     console.print(f"  on disk {size(stats.total_bytes)} (shards {size(stats.shard_bytes)}, "

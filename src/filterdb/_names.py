@@ -1,0 +1,35 @@
+"""The one display-name rule for layers: what a table, the model card and the report show of a layer name.
+
+TFLite (and ONNX converted from TensorFlow) name a fused operation by every op it absorbed, joined by ``;``:
+``model/re_lu/Relu;model/conv2d/BiasAdd;model/conv2d/Conv2D;model/conv2d/BiasAdd/ReadVariableOp``. The
+convolution's own op is the part whose last path component is a convolution (``Conv2D``, ``depthwise``,
+``DepthwiseConv2dNative``, ``Conv`` …); the bias read, activation and batch-norm parts are dropped. A name
+without ``;`` is shown whole. JSON and CSV keep the full name.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["display_name"]
+
+_CONV_OP = re.compile(r"conv|depthwise", re.IGNORECASE)
+_NOT_THE_CONV = re.compile(r"ReadVariableOp|/resource$|BiasAdd$|Relu6?$|FusedBatchNorm|/add$|/mul$", re.IGNORECASE)
+
+
+def display_name(name: str) -> str:
+    """The conv's own op name out of a fused name (the last part that names a convolution); else the name.
+
+    >>> display_name("model/re_lu/Relu;model/conv2d/BiasAdd;model/conv2d/Conv2D;model/conv2d/BiasAdd/ReadVariableOp")
+    'model/conv2d/Conv2D'
+    >>> display_name("features.0.weight")
+    'features.0.weight'
+    """
+    if ";" not in name:
+        return name
+    parts = [part for part in name.split(";") if part.strip()]
+    convs = [p for p in parts if _CONV_OP.search(p.rsplit("/", 1)[-1]) and not _NOT_THE_CONV.search(p)]
+    if convs:
+        return convs[-1]
+    plain = [p for p in parts if not _NOT_THE_CONV.search(p)]
+    return (plain or parts or [name])[-1]
