@@ -52,6 +52,8 @@ _PIECES = [name for _, name in FIXED] + ["conv", "layer/3", "a" * 40, "ü", "日
 # independent reference): C0 but \n, DEL, C1, bidi controls, Unicode line breaks.
 _RAW = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _SGR = re.compile("\x1b\\[[0-9;]*m")  # rich's own colours, in a real terminal
+# rich's own cursor control around a live display (the spinner): hide/show the cursor, erase the line, move up
+_LIVE = re.compile("\x1b\\[\\?25[lh]|\x1b\\[2K|\x1b\\[[0-9]*[AG]|\r")
 
 
 def hostile_names(seed: int, n: int) -> list[tuple[str, str]]:
@@ -110,10 +112,10 @@ def build_store(root: Path, names: list[tuple[str, str]], per_model: int = 8) ->
 def terminal_problems(text: str, *, tty: bool = False) -> list[str]:
     """The characters and sequences of ``text`` that a terminal would obey instead of show (empty: safe).
 
-    ``tty``: the text came from a real terminal, where rich's own colour codes (SGR) are expected: they are
-    removed first; every other escape sequence still counts."""
+    ``tty``: the text came from a real terminal, where rich's own colour codes (SGR) and spinner control are
+    expected: they are removed first; every other escape sequence (OSC, clear-screen, C1) still counts."""
     if tty:
-        text = _SGR.sub("", text).replace("\r\n", "\n")
+        text = _LIVE.sub("", _SGR.sub("", text.replace("\r\n", "\n")))
     return [f"{m.group()!r} at {m.start()}: {text[max(0, m.start() - 20):m.start() + 20]!r}"
             for m in _RAW.finditer(text)][:5]
 
@@ -129,3 +131,72 @@ def table_commands(store: Path, model: Path) -> list[list[str]]:
         ["sql", s, "SELECT model, layer, producer FROM layers"], ["sql", s, "SELECT * FROM models"],
         ["stats", s], ["analyze", s, "degeneration", "--by", "task"],
     ]
+
+
+_BIDI_AND_BREAKS = "\u061c\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def shown_form(name: str) -> str:
+    """How a name must look on the terminal, spelled out character by character (the reference the
+    tests hold cli/_table.py's ``safe_text`` to): controls as ``\\t \\n \\r`` or ``\\xNN``, bidi and line breaks
+    as ``\\uNNNN``, everything else (markup brackets, emoji codes, formulas) as written."""
+    import unicodedata
+
+    out = []
+    for char in name:
+        code = ord(char)
+        if char in "\t\n\r":
+            out.append({"\t": "\\t", "\n": "\\n", "\r": "\\r"}[char])
+        elif unicodedata.category(char) == "Cc":
+            out.append(f"\\x{code:02x}")
+        elif char in _BIDI_AND_BREAKS:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def run_in_pty(argv: list[str], columns: int = 80, env: dict[str, str] | None = None, timeout: float = 300) -> str:
+    """Run ``python -m filterdb ARGV`` in a real pseudo-terminal of ``columns`` columns; its output as text
+    (rich's colours included: the program sees a terminal)."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    child_env = {**(env or os.environ), "COLUMNS": str(columns), "LINES": "50", "TERM": "xterm-256color"}
+    child_env.pop("NO_COLOR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "filterdb", *argv], stdin=slave, stdout=slave, stderr=slave,
+                            env=child_env, close_fds=True)
+    os.close(slave)
+    chunks = []
+    end = time.monotonic() + timeout
+    try:
+        while time.monotonic() < end:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
+                break
+    finally:
+        os.close(master)
+        proc.wait(timeout=60)
+    return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def plain(text: str) -> str:
+    """Terminal output without rich's colour codes and with \\n line ends."""
+    return _SGR.sub("", text).replace("\r\n", "\n")

@@ -20,7 +20,7 @@ from .._names import display_name
 from ..check import BORDERLINE_SPREADS, VERDICT_KINDS, ModelReport, Thresholds, Verdict, check_model, failing
 from ._app import abort, app, console, err_console
 from ._common import fmt, json_safe, max_memory_option, print_layers, producer_text, read_with_progress
-from ._table import csv_safe, json_safe_text, markup_safe, text_cell
+from ._table import csv_cell, json_safe_text, markup_safe, text_cell
 
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
@@ -221,7 +221,7 @@ def check_command(model: str, as_json: bool, as_csv: bool, fail_on: str | None, 
     if html_path is not None:
         _write_card(html_path, record, report)
     if as_json or as_csv:
-        text = json_safe_text(json.dumps(json_safe(report.to_dict()), indent=2)) if as_json else csv_safe(report.to_csv())
+        text = json_safe_text(json.dumps(json_safe(report.to_dict()), indent=2)) if as_json else _guarded(report).to_csv()
         if output is not None:
             _write_atomically(output, text)
         else:
@@ -240,6 +240,21 @@ def check_command(model: str, as_json: bool, as_csv: bool, fail_on: str | None, 
         if not (as_json or as_csv) or output is not None:
             console.print(f"[bold red]check failed[/]: {len(bad)} layer(s) with {', '.join(kinds)}")
         raise SystemExit(EXIT_FAILED_CHECK)
+
+
+def _guarded(report: ModelReport) -> ModelReport:
+    """The report with its text columns (names, op types) made CSV-safe (cli/_table.py ``csv_cell``)."""
+    import dataclasses
+
+    import numpy as np
+
+    columns = dict(report.columns)
+    for key, values in report.columns.items():
+        if any(isinstance(v, str) for v in values):  # the text columns: name, kind, op_type, ...
+            guarded = np.empty(len(values), dtype=object)
+            guarded[:] = [csv_cell(v) for v in values]
+            columns[key] = guarded
+    return dataclasses.replace(report, columns=columns)
 
 
 def _write_card(path: Path, record: ModelRecord, report: ModelReport) -> None:

@@ -8,7 +8,7 @@ reaches a terminal (docs/security.md, "What the terminal shows"):
   escapes (``\\x1b``, ``\\u202e``);
 - :func:`text_cell` makes a rich ``Text`` of it: a cell is text, never markup or emoji codes;
 - :func:`markup_safe` is the same for a value put inside a markup string (``f"[bold]{markup_safe(name)}[/]"``);
-- :func:`csv_safe` adds the spreadsheet-injection guard to CSV text.
+- :func:`csv_cell` / :func:`csv_frame` add the spreadsheet-injection guard to CSV cells.
 
 :func:`print_frame` prints a DataFrame as a table when every cell fits whole at the terminal's width, else
 one block per row (no value is ever split or cut); CSV and JSON for scripts.
@@ -16,8 +16,6 @@ one block per row (no value is ever split or cut); CSV and JSON for scripts.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -30,7 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from rich.text import Text
 
-__all__ = ["FORMAT_OPTION", "print_frame", "safe_text", "text_cell", "markup_safe", "csv_safe", "json_safe_text",
+__all__ = ["FORMAT_OPTION", "print_frame", "safe_text", "text_cell", "markup_safe", "csv_cell", "csv_frame", "json_safe_text",
            "print_blocks"]
 
 FORMAT_OPTION = click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
@@ -97,16 +95,22 @@ def _is_number(field: str) -> bool:
     return True
 
 
-def csv_safe(text: str) -> str:
-    """CSV text with each text field made safe: controls escaped (:func:`safe_text`), and a field that starts
-    with ``= + - @`` (or tab / CR) and is not a number prefixed with ``'``, so that a spreadsheet shows it as
-    text instead of running it as a formula. Numbers (``-0.5``) and all other fields are left as they are."""
-    rows = csv.reader(io.StringIO(text, newline=""))
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    for row in rows:
-        writer.writerow([_guard_field(safe_text(field) if _UNSAFE.search(field) else field) for field in row])
-    return out.getvalue()
+def csv_cell(value: Any) -> Any:
+    """A CSV cell made safe: text gets its controls escaped (:func:`safe_text`) and, when it starts with
+    ``= + - @`` (or tab / CR) and is not a number, a leading ``'``, so that a spreadsheet shows it as text
+    instead of running it as a formula. Anything that is not text (numbers: ``-0.5``) is left as it is."""
+    if not isinstance(value, str):
+        return value
+    return _guard_field(safe_text(value) if _UNSAFE.search(value) else value)
+
+
+def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` with :func:`csv_cell` applied to every text cell (numeric columns untouched)."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or str(out[column].dtype).startswith("str"):
+            out[column] = out[column].map(csv_cell)
+    return out
 
 
 def _is_missing(value: Any) -> bool:
@@ -159,10 +163,10 @@ def print_frame(frame: pd.DataFrame, fmt: str = "table", title: str | None = Non
     """Print ``frame``: a table when every cell fits whole at the terminal's width, else one block per row.
 
     ``key``: the columns that name a row (the block's first line); default the first text column.
-    CSV goes through :func:`csv_safe`; JSON is the exact data (JSON escapes controls itself).
+    CSV goes through :func:`csv_frame`; JSON is the exact data (JSON escapes controls itself).
     """
     if fmt == "csv":
-        click.echo(csv_safe(frame.to_csv(index=False)), nl=False)
+        click.echo(csv_frame(frame).to_csv(index=False), nl=False)
         return
     if fmt == "json":
         click.echo(json_safe_text(frame.to_json(orient="records", date_format="iso", default_handler=str)))
