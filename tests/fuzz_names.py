@@ -157,8 +157,8 @@ def shown_form(name: str) -> str:
 
 
 def run_in_pty(argv: list[str], columns: int = 80, env: dict[str, str] | None = None, timeout: float = 300) -> str:
-    """Run ``python -m filterdb ARGV`` in a real pseudo-terminal of ``columns`` columns; its output as text
-    (rich's colours included: the program sees a terminal)."""
+    """Run ``python -m filterdb ARGV`` (or ``python -c CODE`` when ARGV is ``["-c", CODE]``) in a real
+    pseudo-terminal of ``columns`` columns; its output as text (rich's colours included: it sees a terminal)."""
     import fcntl
     import os
     import pty
@@ -173,7 +173,8 @@ def run_in_pty(argv: list[str], columns: int = 80, env: dict[str, str] | None = 
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     child_env = {**(env or os.environ), "COLUMNS": str(columns), "LINES": "50", "TERM": "xterm-256color"}
     child_env.pop("NO_COLOR", None)
-    proc = subprocess.Popen([sys.executable, "-m", "filterdb", *argv], stdin=slave, stdout=slave, stderr=slave,
+    command = [sys.executable, *(argv if argv[:1] == ["-c"] else ["-m", "filterdb", *argv])]
+    proc = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave,
                             env=child_env, close_fds=True)
     os.close(slave)
     chunks = []
@@ -198,5 +199,5 @@ def run_in_pty(argv: list[str], columns: int = 80, env: dict[str, str] | None = 
 
 
 def plain(text: str) -> str:
-    """Terminal output without rich's colour codes and with \\n line ends."""
-    return _SGR.sub("", text).replace("\r\n", "\n")
+    """Terminal output without rich's colour and cursor codes, with \\n line ends."""
+    return re.sub("\x1b\\[\\?25[lh]|\x1b\\[2K|\x1b\\[[0-9]*[AG]", "", _SGR.sub("", text)).replace("\r\n", "\n")

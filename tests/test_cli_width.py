@@ -4,6 +4,7 @@ than the terminal, no value split across lines or cut with an ellipsis, every na
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -90,3 +91,28 @@ def test_a_wide_terminal_gets_a_table(store):
     text = plain(run_in_pty(["models", str(store / "s.fdb")], 250, env=subprocess_env()))
     header = next(line for line in text.splitlines() if "model_id" in line)
     assert "n_filters" in header and "│" in header
+
+
+DEMO_PROGRESS = """
+import time
+from filterdb.cli._demo import _Display
+display = _Display("bar")
+display.phase("zoo", 3, "digits: training the family of small CNNs on sklearn's digits (about 30 s)")
+time.sleep(2.5)
+display.step("digits: trained digits-base")
+time.sleep(0.5)
+display.stop()
+print("done")
+"""
+
+
+def test_demo_progress_fits_the_terminal_and_keeps_moving():
+    """Issue 20 item 3: one truncated line, unchanged for 70 s, elapsed cut to '0:0…'."""
+    text = run_in_pty(["-c", DEMO_PROGRESS], COLUMNS, env=subprocess_env())
+    frames = [line for line in plain(text).replace("\r", "\n").split("\n") if line.strip()]
+    assert "done" in frames[-1]
+    assert all(len(line) <= COLUMNS for line in frames), max(frames, key=len)
+    assert any("0:00:02" in line for line in frames)  # the elapsed time whole, and ticking
+    assert any("digits: training the family" in line for line in frames)  # the sub-step on its own line
+    assert any(re.match(r" +2 s  digits: training the family", line) for line in frames)  # its seconds count up
+    assert any("digits: trained digits-base" in line for line in frames)
