@@ -20,7 +20,7 @@ from .._names import display_name
 from ..check import BORDERLINE_SPREADS, VERDICT_KINDS, ModelReport, Thresholds, Verdict, check_model, failing
 from ._app import abort, app, console, err_console
 from ._common import fmt, json_safe, max_memory_option, print_layers, producer_text, read_with_progress
-from ._table import csv_cell, json_safe_text, markup_safe, text_cell
+from ._table import csv_cell, json_safe_text, markup_safe, pack, text_cell
 
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
@@ -98,18 +98,19 @@ def _layer_rows(report: ModelReport) -> list[tuple[dict[str, str], Text]]:
 
 
 def _layer_blocks(report: ModelReport, shown: list[int]) -> list[tuple[str, list[Text]]]:
-    """The narrow layout: under each shown name, the shape line, the metrics lines and the verdicts."""
+    """The narrow layout: under each shown name, the shape facts and the metrics packed into the terminal's
+    width (a ``label value`` pair never split), then the verdicts."""
     blocks = []
     rows = _layer_rows(report)
+    width = max(console.width - 4, 20)
     for i in shown:
         c, verdict_text = rows[i]
-        lines = [
-            f"{c['kind']} {c['shape']}, groups {c['groups']}, kernel {c['kernel']}, {c['filters']} filters, "
-            f"depth {c['depth']} ({c['depth_norm']})",
-            f"sparsity {c['sparsity']}, var_entropy {c['var_entropy']}, ve_norm {c['ve_norm']}, "
-            f"ve_clean {c['ve_clean']},",
-            f"orthog. {c['orthog.']}, l2_norm {c['l2_norm']}, nbr_corr {c['nbr_corr']}",
-        ]
+        facts = [f"{c['kind']} {c['shape']}", f"groups {c['groups']}", f"kernel {c['kernel']}",
+                 f"{c['filters']} filters", f"depth {c['depth']} ({c['depth_norm']})"]
+        metrics = [f"{label} {c[key]}" for label, key in (
+            ("sparsity", "sparsity"), ("var_entropy", "var_entropy"), ("ve_norm", "ve_norm"), ("ve_clean", "ve_clean"),
+            ("orthog.", "orthog."), ("l2_norm", "l2_norm"), ("nbr_corr", "nbr_corr"))]
+        lines = [*pack(facts, width), *pack(metrics, width)]
         blocks.append((c["name"], [*(text_cell(line) for line in lines), Text("verdicts: ") + verdict_text]))
     return blocks
 
@@ -154,7 +155,7 @@ def _print_legend(report: ModelReport, thresholds: Thresholds) -> None:
                   f"low-diversity if ve_norm < {t.low_diversity}; random if ve_norm > {t.random} and |nbr_corr| "
                   f"within {t.random_corr_z:g} sd of random layers; "
                   f"entropy verdicts from {t.min_filters} filters; margins in spreads of layers of that size, "
-                  f"borderline within {BORDERLINE_SPREADS:g} (docs/metrics.md); – : does not apply (1×1 kernels)[/]")
+                  f"borderline within {BORDERLINE_SPREADS:g} (docs/metrics.md); '–': does not apply (1×1 kernels)[/]")
 
 
 @app.command("check")

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 __all__ = ["FORMAT_OPTION", "print_frame", "safe_text", "text_cell", "markup_safe", "csv_cell", "csv_frame", "json_safe_text",
-           "print_blocks"]
+           "print_blocks", "pack"]
 
 FORMAT_OPTION = click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
                              show_default=True, help="Output format (table: control characters shown escaped; "
@@ -202,6 +202,18 @@ def _print_table(names: list[str], cells: list[list[str]], numeric: list[bool], 
         table.add_row(*(text_cell(c) for c in row))
     console.print(table)
     return True
+
+
+def pack(parts: Sequence[str], width: int, sep: str = ", ") -> list[str]:
+    """``parts`` joined by ``sep`` into lines of at most ``width`` characters, never breaking a part (a part
+    longer than ``width`` gets a line of its own)."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + len(sep) + len(part) <= width:
+            lines[-1] += sep + part
+        else:
+            lines.append(part)
+    return lines
 
 
 def print_blocks(names: Sequence[str], cells: Sequence[Sequence[str]], key: Sequence[int],
