@@ -3,8 +3,9 @@
 TFLite (and ONNX converted from TensorFlow) name a fused operation by every op it absorbed, joined by ``;``:
 ``model/re_lu/Relu;model/conv2d/BiasAdd;model/conv2d/Conv2D;model/conv2d/BiasAdd/ReadVariableOp``. The
 convolution's own op is the part whose last path component is a convolution (``Conv2D``, ``depthwise``,
-``DepthwiseConv2dNative``, ``Conv`` …); the bias read, activation and batch-norm parts are dropped. A name
-without ``;`` is shown whole. JSON and CSV keep the full name.
+``DepthwiseConv2dNative``, ``Conv`` …; the last such part when several are listed); the bias read,
+activation and batch-norm parts are dropped. Without a convolution part, the first part that is not a
+variable read. A name without ``;`` is shown whole. JSON and CSV keep the full name.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import re
 __all__ = ["display_name"]
 
 _CONV_OP = re.compile(r"conv|depthwise", re.IGNORECASE)
+_READ = re.compile(r"ReadVariableOp|/resource$", re.IGNORECASE)
 _NOT_THE_CONV = re.compile(r"ReadVariableOp|/resource$|BiasAdd$|Relu6?$|FusedBatchNorm|/add$|/mul$", re.IGNORECASE)
 
 
 def display_name(name: str) -> str:
-    """The conv's own op name out of a fused name (the last part that names a convolution); else the name.
+    """The conv's own op name out of a fused name (see the module docstring); a name without ';' unchanged.
 
     >>> display_name("model/re_lu/Relu;model/conv2d/BiasAdd;model/conv2d/Conv2D;model/conv2d/BiasAdd/ReadVariableOp")
     'model/conv2d/Conv2D'
@@ -31,5 +33,5 @@ def display_name(name: str) -> str:
     convs = [p for p in parts if _CONV_OP.search(p.rsplit("/", 1)[-1]) and not _NOT_THE_CONV.search(p)]
     if convs:
         return convs[-1]
-    plain = [p for p in parts if not _NOT_THE_CONV.search(p)]
-    return (plain or parts or [name])[-1]
+    ops = [p for p in parts if not _READ.search(p)]  # no conv part: the first op that is not a variable read
+    return (ops or parts or [name])[0]
