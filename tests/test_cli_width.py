@@ -73,6 +73,13 @@ def test_store_tables_fit_80_columns_with_every_value_whole(store, command):
     assert all(name in plain(text) for name in MODELS)
 
 
+def test_long_headers_break_after_underscores_not_inside_words(store):
+    query = "SELECT model, n_filters AS n_filters_total_of_model, n_layers AS n_layers_of_the_model FROM models"
+    text = plain(run_in_pty(["sql", str(store / "s.fdb"), query], 60, env=subprocess_env()))
+    assert "\\n" not in text and "filters_" in text and "of_model" in text  # a header on several lines
+    assert all(name in text for name in MODELS[:1])
+
+
 def test_degeneration_fits_80_columns(store):
     argv = ["analyze", str(store / "s.fdb"), "degeneration", "--by", "task"]
     text = run_in_pty(argv, COLUMNS, env=subprocess_env())

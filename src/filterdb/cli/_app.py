@@ -18,13 +18,14 @@ EXIT_USAGE = 2  # click's own code for bad options
 
 class _SafeConsole(Console):
     """A console that shows control and bidi characters of every printed string escaped (cli/_table.py
-    ``safe_text``): a safety net under the commands, which make each stored value a ``Text`` cell or escape
-    it themselves. Rich's own styling is not a string it renders, so colours still work."""
+    ``safe_text``; line feeds kept: messages may span lines): a safety net under the commands, which make
+    each stored value a ``Text`` cell (line feeds escaped too) or escape it themselves. Rich's own styling
+    is not a string it renders, so colours still work."""
 
     def render_str(self, text: str, **kwargs: Any) -> Any:
         from ._table import safe_text
 
-        return super().render_str(safe_text(text), **kwargs)
+        return super().render_str(safe_text(text, newlines=True), **kwargs)
 
 
 def _make_console(stderr: bool) -> Console:

@@ -81,11 +81,11 @@ def inspect_command(model: str, as_json: bool, trust_pickle: bool, format_: str 
                                         f"depth {cells[5]} ({cells[6]}), {cells[7]}")]))
     print_layers(console, table, blocks)
     m = data["model"]
-    console.print(f"format {m['format']}, producer {producer_text(m['producer'], m['producer_version'])}, "
-                  f"opset {fmt(m['opset'])}, {count(m['n_parameters'])} parameters", markup=False)
+    console.print(text_cell(f"format {m['format']}, producer {producer_text(m['producer'], m['producer_version'])}, "
+                            f"opset {fmt(m['opset'])}, {count(m['n_parameters'])} parameters"))
     console.print("filters by kernel shape: " + (", ".join(f"{k}: {count(v)}" for k, v in m["filters_by_shape"].items())
                                                  or "none (no 2-D convolution)"), markup=False)
     if any(layer.depth_source == "order" for layer in record.layers):
         console.print("* depth inferred from layer order (the format has no graph)", markup=False)
     for note in m["notes"]:
-        console.print(f"note: {note}", markup=False)
+        console.print(text_cell(f"note: {note}"))

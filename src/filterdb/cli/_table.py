@@ -52,13 +52,18 @@ def _visible(match: re.Match[str]) -> str:
     return _SHORT.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
-def safe_text(value: Any) -> str:
+def safe_text(value: Any, *, newlines: bool = False) -> str:
     """``str(value)`` with every control, bidi and line-break character shown as a visible escape.
+
+    ``newlines``: keep line feeds as line breaks (messages that span lines; a cell never does).
 
     >>> safe_text("conv\\x1b]0;pwned\\x07 \\u202eabc")
     'conv\\\\x1b]0;pwned\\\\x07 \\\\u202eabc'
     """
-    return _UNSAFE.sub(_visible, str(value))
+    text = str(value)
+    if newlines:
+        return "\n".join(_UNSAFE.sub(_visible, line) for line in text.split("\n"))
+    return _UNSAFE.sub(_visible, text)
 
 
 def text_cell(value: Any, style: str = "") -> Text:
@@ -186,6 +191,7 @@ def print_frame(frame: pd.DataFrame, fmt: str = "table", title: str | None = Non
 def _print_table(names: list[str], cells: list[list[str]], numeric: list[bool], title: str | None) -> bool:
     """Print a table if each column fits its widest cell and header word; False (nothing printed) if not."""
     from rich.table import Table
+    from rich.text import Text
 
     widths = [max((len(r[i]) for r in cells), default=0) for i in range(len(names))]
     headers = names  # whole headers when they fit, else broken after underscores
@@ -197,7 +203,8 @@ def _print_table(names: list[str], cells: list[list[str]], numeric: list[bool], 
         return False
     table = Table(title=text_cell(title) if title else None, show_lines=False, header_style="bold")
     for header, width, is_number in zip(headers, columns, numeric):
-        table.add_column(text_cell(header), justify="right" if is_number else "left", no_wrap=True, min_width=width)
+        header_text = Text("\n").join(text_cell(line) for line in header.split("\n"))  # broken after "_"
+        table.add_column(header_text, justify="right" if is_number else "left", no_wrap=True, min_width=width)
     for row in cells:
         table.add_row(*(text_cell(c) for c in row))
     console.print(table)
