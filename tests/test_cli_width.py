@@ -97,7 +97,7 @@ def test_inspect_and_check_fit_80_columns_with_display_names(store):
 def test_a_wide_terminal_gets_a_table(store):
     text = plain(run_in_pty(["models", str(store / "s.fdb")], 250, env=subprocess_env()))
     header = next(line for line in text.splitlines() if "model_id" in line)
-    assert "n_filters" in header and "│" in header
+    assert "n_filters" in header and "┃" in header
 
 
 DEMO_PROGRESS = """
