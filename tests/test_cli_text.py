@@ -155,3 +155,24 @@ def test_entropy_that_does_not_apply_is_a_dash(tmp_path, capsys):
     assert random["var_entropy"] != "–" and float(random["ve_norm"]) > 1
     _, out, _ = run_cli(capsys, "check", path, "--json")
     assert json.loads(out)["layers"][2]["variance_entropy"] == 0.0  # the data itself is unchanged
+
+
+def test_the_model_card_marks_a_borderline_verdict(tmp_path):
+    """A random layer of 32 filters that reads just past the threshold (found by seed here): the card says
+    'borderline' and gives the margin; the JSON summary counts it."""
+    pytest.importorskip("matplotlib")
+    from filterdb.report import write_model_card
+
+    for seed in range(400):
+        weight = np.random.default_rng(seed).standard_normal((32, 1, 3, 3))
+        record = ModelRecord(ModelInfo(source="x", format="onnx"), (make_layer("dw", "Conv", weight, groups=32),))
+        report = check_model(record)
+        verdicts = report.verdicts[0]
+        if verdicts and verdicts[0].kind == "random" and verdicts[0].borderline:
+            break
+    else:
+        pytest.fail("no borderline layer among 400 seeds")
+    assert 0 < verdicts[0].margin < BORDERLINE_SPREADS and report.summary["n_borderline"] == 1
+    page = write_model_card(tmp_path / "card.html", record, report).read_text()
+    assert "of them borderline" in page and '<span class="muted">borderline</span>' in page
+    assert f"{verdicts[0].margin:.1f}" in page
