@@ -19,6 +19,11 @@ quantile: applied to d = 9 it lands within a few hundredths of torchconvquality'
 
 Run: ``.venv/bin/python bench/derive_thresholds.py`` (a few minutes on 2 cores). It prints the
 dict literal that ``src/filterdb/_thresholds.py`` ships as ``_TABLE``.
+
+``--spread`` prints ``_SPREAD`` instead: per filter size d (9 included) and grid n, the standard deviation of
+the entropy of random Gaussian layers (log10 units, from 40 - 600 layers per point, fewer for the largest).
+``check`` divides it by T(n) to get the spread of ``ve_norm`` of random layers of that size, against which it
+states each entropy verdict's margin and marks the borderline ones (docs/metrics.md, "Borderline verdicts").
 """
 
 
@@ -64,7 +69,35 @@ def low_quantile(n: int, d: int, rng: np.random.Generator) -> float:
     return float(np.quantile(np.concatenate(values), QUANTILE))
 
 
+def spread(n: int, d: int, rng: np.random.Generator) -> float:
+    """The standard deviation of the entropy of random (n, d) layers."""
+    trials = int(np.clip(1e9 / (n * d * d), 40, 600))
+    values = []
+    done = 0
+    while done < trials:
+        chunk = min(trials - done, max(1, int(1e7 / (n * d))))
+        values.append(entropies(rng.standard_normal((chunk, n, d))))
+        done += chunk
+    return float(np.std(np.concatenate(values), ddof=1))
+
+
+def main_spread() -> None:
+    rng = np.random.default_rng(SEED + 1)
+    ns = [int(round(2.0**x)) for x in LOG2_GRID]
+    start = time.perf_counter()
+    print("_SPREAD = {")
+    for d in (9,) + SIZES:
+        print(f"    {d}: ({', '.join(f'{spread(n, d, rng):.2e}' for n in ns)}),", flush=True)
+    print("}")
+    print(f"# ({time.perf_counter() - start:.0f} s)")
+
+
 def main() -> None:
+    import sys
+
+    if "--spread" in sys.argv[1:]:
+        main_spread()
+        return
     rng = np.random.default_rng(SEED)
     ns = [int(round(2.0**x)) for x in LOG2_GRID]
     start = time.perf_counter()

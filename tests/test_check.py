@@ -224,7 +224,8 @@ def test_to_dict_is_json_safe_and_complete():
     assert REQUIRED_LAYER_KEYS <= set(first)
     assert first["kernel"] == [3, 3] and first["shape"] == [64, 64, 3, 3]
     assert first["verdicts"][0]["kind"] == "random"
-    assert set(first["verdicts"][0]) == {"kind", "value", "threshold", "message", "evidence"}
+    assert set(first["verdicts"][0]) == {"kind", "value", "threshold", "margin", "spread", "borderline", "message",
+                                         "evidence"}
     assert set(first["verdicts"][0]["evidence"]) == {"neighbour_corr", "neighbour_corr_bound"}
     assert second["orthogonality"] is None and second["verdicts"] == []
     text = json.dumps(d, allow_nan=False)

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 import filterdb
+import filterdb._names
 from filterdb.cli import main
 
 pytestmark = pytest.mark.corpus
@@ -113,18 +114,30 @@ def run_process(args, columns):
 
 
 @pytest.mark.parametrize("columns", [80, 120, 160])
-def test_every_full_name_and_verdict_is_readable_at_any_width(corpus_path, columns):
-    # MediaPipe's fused tflite names run to 250 characters: narrow terminals get one block per layer
+def test_every_display_name_and_verdict_is_readable_at_any_width(corpus_path, columns):
+    # MediaPipe's fused tflite names run to 250 characters: the table shows the conv's own op name (whole, on
+    # its own line in the narrow layout); --json keeps the full fused name
     path = corpus_path("face_detection_full_range_sparse.tflite")
     out = run_process(["check", str(path)], columns)
     assert max(len(line) for line in out.splitlines()) <= columns
     api = filterdb.check_model(filterdb.read_model(path)).layers
-    joined = re.sub(r"\n {4}", "", out)  # folded names and wrapped lines continue with a 4-space indent
-    assert all(name in joined for name in api["name"])
+    fused = [name.split(";")[0] for name in api["name"] if ";" in name]
+    assert fused and not any(part in out for part in fused)  # fused names are shortened
+    lines = out.splitlines()
+    for name in api["name"]:
+        own = name.split(";")[-1] if "/Conv2D" in name.split(";")[-1] else None
+        shown = filterdb._names.display_name(name)
+        assert any(line.strip().split(" ", 1)[-1] == shown or f" {shown} " in line for line in lines), shown
+        if own is not None:
+            assert shown == own
+        assert not shown.endswith(("ReadVariableOp", "BiasAdd", "FusedBatchNormV3", "Relu"))
+    joined = re.sub(r"\n {4}", " ", out)  # wrapped verdict lines continue with a 4-space indent
     verdict_lines = re.findall(r"verdicts: (.*)", joined)
     assert len(verdict_lines) == len(api)
     for kinds, line in zip(api["verdicts"], verdict_lines):
-        assert [part.split(" (")[0] for part in line.split(", ")] == (kinds or ["ok"])
+        assert re.findall(r"([a-z-]+) \(", line) == kinds or (not kinds and line.startswith("ok"))
+    full = json.loads(run_process(["check", str(path), "--json"], columns))
+    assert [layer["name"] for layer in full["layers"]] == list(api["name"])
 
 
 def test_wide_terminal_gets_the_table(corpus_path):

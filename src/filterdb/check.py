@@ -46,12 +46,15 @@ from .types import ModelRecord
 if TYPE_CHECKING:  # pandas is imported when a report is built, not with this module
     import pandas as pd
 
-__all__ = ["Thresholds", "Verdict", "VerdictKind", "VERDICT_KINDS", "LayerJudgement", "ModelReport", "check_model",
+__all__ = ["BORDERLINE_SPREADS", "Thresholds", "Verdict", "VerdictKind", "VERDICT_KINDS", "LayerJudgement", "ModelReport", "check_model",
            "failing", "judge_layers"]
 
 VerdictKind = Literal["sparse", "low-diversity", "random", "non-finite"]
 VERDICT_KINDS: tuple[str, ...] = ("sparse", "low-diversity", "random", "non-finite")
 _REPORT_ORDER = ("non-finite", "sparse", "random", "low-diversity")  # a layer's verdicts, most severe first
+# A verdict whose value lies within this many spreads of its threshold is "borderline" (docs/metrics.md): one
+# standard deviation of random layers of that size, i.e. a value that chance moves across the threshold often.
+BORDERLINE_SPREADS = 1.0
 
 
 @dataclass(frozen=True)
@@ -126,11 +129,20 @@ class Verdict:
     message: str  # one sentence for people
     evidence: Mapping[str, float] = field(default_factory=dict)  # further measurements behind it ("random": the
     # neighbour-tap correlation and the band of random layers it sits in)
+    margin: float = math.nan  # (value - threshold) in units of `spread`, signed so that > 0 is past the threshold
+    spread: float = math.nan  # the spread of this measurement for a layer of that size (docs/metrics.md)
+
+    @property
+    def borderline(self) -> bool:
+        """True when the value is within :data:`BORDERLINE_SPREADS` spreads of the threshold: a layer of that
+        size could read either side of it by chance, so the verdict is a weak one."""
+        return math.isfinite(self.margin) and self.margin < BORDERLINE_SPREADS
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (NaN → None)."""
         return {"kind": self.kind, "value": _json_value(self.value), "threshold": _json_value(self.threshold),
-                "message": self.message, "evidence": _json_value(dict(self.evidence))}
+                "margin": _json_value(self.margin), "spread": _json_value(self.spread),
+                "borderline": self.borderline, "message": self.message, "evidence": _json_value(dict(self.evidence))}
 
 
 @dataclass(frozen=True, eq=False)
@@ -221,7 +233,7 @@ def judge_layers(columns: Mapping[str, Any], thresholds: Thresholds = Thresholds
             "non-finite": np.nan_to_num(n_nonfinite) > 0,
         }
     data = {"n_filters": n_filters, "sparsity": sparsity, "entropy": entropy, "neighbour_corr": corr,
-            "bound": bound, "n_nonfinite": n_nonfinite}
+            "bound": bound, "n_nonfinite": n_nonfinite, "kernel": kernel, "n_judged": n_judged}
     return LayerJudgement(flags, data, t)
 
 
@@ -257,16 +269,20 @@ def _non_finite_verdict(j: LayerJudgement, i: int) -> Verdict:
 
 def _sparse_verdict(j: LayerJudgement, i: int) -> Verdict:
     t, sparsity, n = j.thresholds, float(j.columns["sparsity"][i]), j.columns["n_filters"][i]
+    spread = math.sqrt(t.sparse * (1 - t.sparse) / n) if n >= 1 else math.nan  # a share's binomial spread
     return Verdict("sparse", sparsity, t.sparse,
                    f"{sparsity:.0%} of the {int(n)} filters are near zero (every |w| < {t.sparsity_eps:g} × the "
-                   f"layer's max |w|), threshold {t.sparse:.0%}: unused capacity, or a candidate for pruning.")
+                   f"layer's max |w|), threshold {t.sparse:.0%}: unused capacity, or a candidate for pruning.",
+                   margin=_margin(sparsity - t.sparse, spread), spread=spread)
 
 
 def _low_diversity_verdict(j: LayerJudgement, i: int) -> Verdict:
     t, entropy = j.thresholds, float(j.columns["entropy"][i])
+    spread = _entropy_spread(j, i)
     return Verdict("low-diversity", entropy, t.low_diversity,
                    f"normalised variance entropy {entropy:.3f} < {t.low_diversity:g}: the filters are redundant "
-                   "(few distinct patterns), typical of deep layers of over-parameterised networks.")
+                   "(few distinct patterns), typical of deep layers of over-parameterised networks.",
+                   margin=_margin(t.low_diversity - entropy, spread), spread=spread)
 
 
 def _random_verdict(j: LayerJudgement, i: int) -> Verdict:
@@ -279,10 +295,29 @@ def _random_verdict(j: LayerJudgement, i: int) -> Verdict:
         evidence: dict[str, float] = {"neighbour_corr": corr, "neighbour_corr_bound": bound}
     else:
         why, evidence = "", {}
+    spread = _entropy_spread(j, i)
+    margin = _margin(entropy - t.random, spread)
+    close = (f"; borderline: {margin:.1f} spreads of random layers ({spread:.4f}) above the threshold"
+             if math.isfinite(margin) and margin < BORDERLINE_SPREADS else "")
     return Verdict("random", entropy, t.random,
                    f"normalised variance entropy {entropy:.3f} > {t.random:g}{why}: the filters are indistinguishable "
-                   "from random initialisation; the layer looks untrained (or is a converged GAN discriminator).",
-                   evidence)
+                   f"from random initialisation; the layer looks untrained (or is a converged GAN discriminator){close}.",
+                   evidence, margin=margin, spread=spread)
+
+
+def _entropy_spread(j: LayerJudgement, i: int) -> float:
+    """The spread of ve_norm among random layers of this layer's size (filterdb._thresholds.random_spread)."""
+    from ._thresholds import random_spread
+
+    kernel, n = j.columns["kernel"][i], j.columns["n_judged"][i]
+    if kernel is None or not n >= 1:
+        return math.nan
+    return random_spread(int(n), kernel)
+
+
+def _margin(distance: float, spread: float) -> float:
+    """How far past its threshold a value is, in spreads (NaN when the spread is unknown or zero)."""
+    return distance / spread if math.isfinite(spread) and spread > 0 and math.isfinite(distance) else math.nan
 
 
 _VERDICT_BUILDERS = {"sparse": _sparse_verdict, "low-diversity": _low_diversity_verdict, "random": _random_verdict,
@@ -396,7 +431,8 @@ def check_model(record: ModelRecord, thresholds: Thresholds = Thresholds()) -> M
         n_conv_layers (layers with 2-D kernels), n_layers_total (all conv layers), n_filters (2-D),
         filters_by_shape ({"3x3": N, ...}), share_3x3 (None without 2-D filters), has_2d_filters,
         n_degenerated and share_degenerated ({kind: ..., "any": ...}, over the 2-D layers; the
-        "non-finite" count includes other layers), thresholds, and notes (e.g. why a model with
+        "non-finite" count includes other layers), n_borderline (layers with a borderline verdict),
+        thresholds, and notes (e.g. why a model with
         convolutions has no 2-D filters: that is a finding, not an error).
 
     Examples
@@ -444,6 +480,7 @@ def _summary(
             counts[kind] += 1
         n_any += bool(layer_verdicts)
     counts["any"] = n_any
+    n_borderline = sum(any(v.borderline for v in layer_verdicts) for layer_verdicts in verdicts)
     notes: list[str] = []
     if n_layers == 0:
         notes.append("the model has no convolution layers")
@@ -467,6 +504,7 @@ def _summary(
         "share_3x3": (by_shape.get("3x3", 0) / n_filters) if n_filters else None,
         "has_2d_filters": n_filters > 0,
         "n_degenerated": counts,
+        "n_borderline": n_borderline,  # layers with a verdict within BORDERLINE_SPREADS of its threshold
         "share_degenerated": {kind: (count / n_2d if n_2d else None) for kind, count in counts.items()},
         "thresholds": dataclasses.asdict(thresholds),
         "notes": notes,

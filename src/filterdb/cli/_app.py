@@ -16,11 +16,24 @@ __all__ = ["app", "main", "abort", "console", "err_console", "EXIT_USAGE", "EXIT
 EXIT_ERROR = 1  # a user error: bad input, missing file, corrupt model
 EXIT_USAGE = 2  # click's own code for bad options
 
+class _SafeConsole(Console):
+    """A console that shows control and bidi characters of every printed string escaped (cli/_table.py
+    ``safe_text``; line feeds kept: messages may span lines): a safety net under the commands, which make
+    each stored value a ``Text`` cell (line feeds escaped too) or escape it themselves. Rich's own styling
+    is not a string it renders, so colours still work."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Any:
+        from ._table import safe_text
+
+        return super().render_str(safe_text(text, newlines=True), **kwargs)
+
+
 def _make_console(stderr: bool) -> Console:
     # Piped output has no terminal width: rich would wrap wide tables at 80 columns, unreadably.
     probe = Console(stderr=stderr)
     width = None if probe.is_terminal or os.environ.get("COLUMNS") else 200
-    return Console(stderr=stderr, highlight=False, width=width)
+    # no :emoji: codes: a stored name is shown as written
+    return _SafeConsole(stderr=stderr, highlight=False, width=width, emoji=False)
 
 
 console = _make_console(stderr=False)

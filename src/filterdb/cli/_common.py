@@ -9,18 +9,16 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .._budget import ENV_VAR, parse_size
 from .._read import read_model
 from ..types import ModelRecord
 from ._app import err_console
+from ._table import markup_safe, text_cell
 
-__all__ = ["read_with_progress", "fmt", "json_safe", "print_layers", "producer_text", "NAME_MIN_WIDTH",
-           "max_memory_option"]
-
-NAME_MIN_WIDTH = 28  # below this a table folds layer names into unreadable slivers: one block per layer instead
+__all__ = ["read_with_progress", "fmt", "json_safe", "print_layers", "producer_text", "max_memory_option"]
 
 
 def _set_max_memory(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -43,15 +41,16 @@ def read_with_progress(model: str, *, trust_pickle: bool, format: str | None) ->
     """Read a model, showing a spinner on stderr while it downloads/parses (only in a terminal)."""
     if not err_console.is_terminal:
         return read_model(model, trust_pickle=trust_pickle, format=format)
-    with err_console.status(f"reading {escape(model)} ...", spinner="dots"):
+    with err_console.status(f"reading {markup_safe(model)} ...", spinner="dots"):
         return read_model(model, trust_pickle=trust_pickle, format=format)
 
 
-def print_layers(console: Console, table: Table, blocks: list[tuple[str, list[str]]]) -> None:
-    """Print the table when every number fits beside a readable name column; else one block per layer.
+def print_layers(console: Console, table: Table, blocks: list[tuple[str, list[Text]]]) -> None:
+    """Print the table when every name and number fits whole; else one block per layer.
 
-    ``blocks`` holds, per layer, its name and the lines of ``label value`` facts (rich markup allowed) that the
-    narrow layout shows under the full name. Piped output has a fixed width (COLUMNS, else 200).
+    ``table``'s cells are ``Text`` (cli/_table.py ``text_cell``); its name and number columns never wrap.
+    ``blocks`` holds, per layer, its shown name and the lines of ``label value`` facts that the narrow layout
+    prints under it. Piped output has a fixed width (COLUMNS, else 200).
     """
     if _table_width(table) <= console.width:
         console.print(table)
@@ -62,21 +61,21 @@ def print_layers(console: Console, table: Table, blocks: list[tuple[str, list[st
 
     width = max(console.width - 4, 20)
     for index, (name, lines) in enumerate(blocks, 1):
-        for i, part in enumerate(Text(name).wrap(console, width, overflow="fold")):
+        for i, part in enumerate(text_cell(name).wrap(console, width, overflow="fold")):
             console.print(Text(f"{index:>3} " if i == 0 else "    ", style="bold") + part)
         for line in lines:  # wrapped lines keep the indent
-            for part in Text.from_markup(line).wrap(console, width, overflow="fold"):
+            for part in line.wrap(console, width, overflow="fold"):
                 part.rstrip()
                 console.print(Text("    ") + part)
 
 
 def _table_width(table: Table) -> int:
-    """The narrowest the table renders without cutting a number: no-wrap columns at their widest cell, the
-    wrapping ones (names, verdicts) at their min_width, plus a border and a space either side per column."""
+    """The narrowest the table renders without cutting a name or a number: no-wrap columns at their widest
+    cell, the wrapping ones (verdicts) at their min_width, plus a border and a space either side per column."""
     from rich.text import Text
 
     def width(cell: Any) -> int:
-        return Text.from_markup(cell).cell_len if isinstance(cell, str) else 0
+        return cell.cell_len if isinstance(cell, Text) else Text(str(cell)).cell_len
 
     total = 1
     for column in table.columns:

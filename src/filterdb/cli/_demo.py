@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import click
+from rich.console import RenderableType
+from rich.progress import Progress
 
 from .._format import count
+from .._names import display_name
 from ._app import app, console, err_console
+from ._table import text_cell
 
 if TYPE_CHECKING:
     from ..demo import DemoResult
@@ -18,37 +22,57 @@ REPORT_NAME = "filterdb-demo-report.html"  # in the current folder: where a newc
 
 
 class _Display:
-    """Progress over the whole run, on stderr: a rich bar in a terminal, else one plain line per phase (and per
-    digits model trained), so that a log or CI shows where the time goes. Stdout keeps the summary alone."""
+    """Progress over the whole run, on stderr: in a terminal a bar that fits its width (spinner, phase, bar,
+    steps done, elapsed time) over a line with the current sub-step and its own seconds, both redrawn ten
+    times a second so that a long step visibly runs; else one plain line per phase and sub-step, so that a
+    log or CI shows where the time goes. Stdout keeps the summary alone."""
 
     def __init__(self, mode: str) -> None:  # "bar", "lines" or "off"
         self.mode = mode
         self.started = time.perf_counter()
         self.bar: Any = None
         self.task: Any = None
+        self.status = ""
+        self.status_since = self.started
         if mode == "bar":
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-            self.bar = Progress(TextColumn("[bold]{task.fields[phase]:<8}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), TextColumn("{task.description}"), console=err_console,
-                                transient=True)
+            # spinner 1 + phase 8 + counts ~7 + elapsed 7 + gaps: the bar gets the rest, 10 to 40 cells
+            bar_width = max(10, min(40, err_console.width - 32))
+            self.bar = _ProgressWithStatus(self._status_line, SpinnerColumn(), TextColumn("[bold]{task.fields[phase]:<8}"),
+                                           BarColumn(bar_width=bar_width), MofNCompleteColumn(), TimeElapsedColumn(),
+                                           console=err_console, transient=True)
             self.bar.start()
             self.task = self.bar.add_task("", total=3, phase="zoo")
+
+    def _status_line(self) -> RenderableType:
+        from rich.text import Text
+
+        if not self.status:
+            return Text("")
+        seconds = time.perf_counter() - self.status_since
+        line = Text(f"{seconds:4.0f} s  ", style="dim")  # first: a long sub-step text never cuts the seconds
+        line.append_text(text_cell(self.status, style="dim"))
+        line.no_wrap, line.overflow = True, "ellipsis"  # one line: never wraps the live display
+        return line
 
     def _line(self, text: str) -> None:
         err_console.print(f"[{time.perf_counter() - self.started:5.1f} s] {text}", markup=False, soft_wrap=True)
 
+    def _set_status(self, text: str) -> None:
+        self.status, self.status_since = text, time.perf_counter()
+
     def phase(self, name: str, total: int, what: str = "") -> None:
         if self.bar is not None:
-            self.bar.reset(self.task, total=max(total, 1), phase=name, description="")
+            self.bar.reset(self.task, total=max(total, 1), phase=name)
+            self._set_status(what)
         elif self.mode == "lines":
             self._line(f"{name}: {what}" if what else name)
 
     def step(self, text: str, advance: int = 1) -> None:  # filterdb.demo.DemoProgress
         if self.bar is not None:
-            from rich.markup import escape
-
-            self.bar.update(self.task, advance=advance, description=escape(text[:70]))
+            self.bar.update(self.task, advance=advance)
+            self._set_status(text)
 
     def say(self, text: str) -> None:
         if self.bar is not None:
@@ -59,6 +83,18 @@ class _Display:
     def stop(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+class _ProgressWithStatus(Progress):
+    """A rich Progress that draws one more line under its bar: the current sub-step."""
+
+    def __init__(self, status: Callable[[], RenderableType], *columns: Any, **kwargs: Any) -> None:
+        self._status = status
+        super().__init__(*columns, **kwargs)
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        yield self._status()
 
 
 @app.command("demo")
@@ -109,13 +145,13 @@ def demo_cmd(workdir: Path | None, output: Path, no_digits: bool, train: bool, p
 def _print_summary(result: DemoResult, figures: Path | None, open_: bool) -> None:
     s = result.summary
     for note in result.notes:
-        err_console.print(f"note: {note}", markup=False, soft_wrap=True)
+        err_console.print(f"note: {note}", markup=False)
     console.print(f"[bold]filterdb demo[/] — {s['n_models']} models, {count(s['n_layers'])} conv layers, "
                   f"{count(s['n_filters'])} filters ({count(s['n_filters_shape'])} of shape {s['shape']}); "
                   f"{result.n_ingested} ingested now, {result.n_skipped} already in the store")
     for finding in s.get("findings", []):  # the study's findings on drift, each by its stated rule
         if finding["kind"] in ("axis_ranking", "most_shifted", "no_shift"):
-            console.print(f"  {finding['text']}", markup=False, soft_wrap=True)
+            console.print(f"  {finding['text']}", markup=False)  # wraps at spaces
     bad = s["degenerated_layers"]
     by_kind: dict[str, int] = {}
     for entry in bad:
@@ -125,11 +161,11 @@ def _print_summary(result: DemoResult, figures: Path | None, open_: bool) -> Non
     console.print(f"  degenerated layers: {len(bad)} ({kinds})", markup=False)
     per_model: dict[str, list[str]] = {}
     for entry in bad:
-        per_model.setdefault(entry["model"], []).append(f"{entry['layer'].rsplit(';', 1)[-1]} "
+        per_model.setdefault(entry["model"], []).append(f"{display_name(entry['layer'])} "
                                                         f"[{'/'.join(entry['verdicts'])}]")
     for model, found in list(per_model.items())[:16]:
         shown = ", ".join(found[:3]) + (f", +{len(found) - 3} more" if len(found) > 3 else "")
-        console.print(f"    {model}: {shown}", markup=False, soft_wrap=True)
+        console.print(f"    {model}: {shown}", markup=False)
     if len(per_model) > 16:
         console.print(f"    ... and {len(per_model) - 16} more models (see the report)", markup=False)
     t = result.seconds

@@ -7,7 +7,6 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
 from .._kernel import kernel_key
@@ -17,8 +16,9 @@ from ._app import app, console
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
 
-from ._common import (NAME_MIN_WIDTH, fmt, json_safe, max_memory_option, print_layers, producer_text,
-                      read_with_progress)
+from .._names import display_name
+from ._common import fmt, json_safe, max_memory_option, print_layers, producer_text, read_with_progress
+from ._table import json_safe_text, text_cell
 
 
 def inspect_dict(record: ModelRecord) -> dict:
@@ -57,36 +57,35 @@ def inspect_dict(record: ModelRecord) -> dict:
 def inspect_command(model: str, as_json: bool, trust_pickle: bool, format_: str | None) -> None:
     """List the convolution layers of MODEL and its facts, without metrics.
 
-    MODEL is a file or a source name such as pypi:nudenet==3.4.2#nudenet/320n.onnx.
+    MODEL is a file or a source name such as pypi:nudenet==3.4.2#nudenet/320n.onnx. Layers are listed by
+    display name (the conv's own op out of a fused TFLite name); --json keeps the full names.
     """
     record = read_with_progress(model, trust_pickle=trust_pickle, format=format_)
     data = inspect_dict(record)
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json_safe_text(json.dumps(data, indent=2)))
         return
-    longest = max((len(layer.name) for layer in record.layers), default=4)
-    table = Table(title=escape(f"{model}: {len(record.layers)} convolution layers"), title_justify="left")
+    table = Table(title=text_cell(f"{model}: {len(record.layers)} convolution layers"), title_justify="left")
     for col in ("name", "op", "kind", "shape", "groups", "stride", "depth", "depth_norm", "dtype"):
         justify: JustifyMethod = "right" if col in ("groups", "depth", "depth_norm") else "left"
-        if col == "name":  # names fold; print_layers lists one block per layer when the numbers leave no room
-            table.add_column(col, overflow="fold", min_width=min(longest, NAME_MIN_WIDTH))
-        else:
-            table.add_column(col, justify=justify, no_wrap=True)
+        # nothing wraps: print_layers lists one block per layer when the names and numbers do not fit whole
+        table.add_column(col, justify=justify, no_wrap=True)
     blocks = []
     for layer in record.layers:
         depth = fmt(layer.conv_depth) + ("*" if layer.depth_source == "order" and layer.conv_depth is not None else "")
         cells = (layer.op_type, layer.kind, fmt(tuple(layer.weight.shape)), str(layer.groups), fmt(layer.stride),
                  depth, fmt(layer.conv_depth_norm), layer.storage_dtype)
-        table.add_row(escape(layer.name), *(escape(c) for c in cells))
-        blocks.append((layer.name, [escape(f"{cells[0]} ({cells[1]}) {cells[2]}, groups {cells[3]}, stride {cells[4]}, "
-                                           f"depth {cells[5]} ({cells[6]}), {cells[7]}")]))
+        name = display_name(layer.name)
+        table.add_row(text_cell(name), *(text_cell(c) for c in cells))
+        blocks.append((name, [text_cell(f"{cells[0]} ({cells[1]}) {cells[2]}, groups {cells[3]}, stride {cells[4]}, "
+                                        f"depth {cells[5]} ({cells[6]}), {cells[7]}")]))
     print_layers(console, table, blocks)
     m = data["model"]
-    console.print(f"format {m['format']}, producer {producer_text(m['producer'], m['producer_version'])}, "
-                  f"opset {fmt(m['opset'])}, {count(m['n_parameters'])} parameters", markup=False)
+    console.print(text_cell(f"format {m['format']}, producer {producer_text(m['producer'], m['producer_version'])}, "
+                            f"opset {fmt(m['opset'])}, {count(m['n_parameters'])} parameters"))
     console.print("filters by kernel shape: " + (", ".join(f"{k}: {count(v)}" for k, v in m["filters_by_shape"].items())
-                                                 or "none (no 2-D convolution)"))
+                                                 or "none (no 2-D convolution)"), markup=False)
     if any(layer.depth_source == "order" for layer in record.layers):
-        console.print("* depth inferred from layer order (the format has no graph)")
+        console.print("* depth inferred from layer order (the format has no graph)", markup=False)
     for note in m["notes"]:
-        console.print(f"note: {note}", markup=False)
+        console.print(text_cell(f"note: {note}"))

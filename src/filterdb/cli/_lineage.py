@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import click
-from rich.markup import escape
 
 from .._atomic import atomic_write_text
 from ._app import app, console, err_console
 from ._similar import fingerprint_progress
+from ._table import markup_safe as escape  # stored names: controls shown escaped, never markup
 
 
 @app.command("lineage")

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
 from ._app import abort, app, console, err_console
+from ._table import markup_safe as escape  # stored names: controls shown escaped, never markup
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import click
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ..errors import UsageError
 from ._app import app, console
 from ._common import max_memory_option, print_layers, read_with_progress
+from ._table import markup_safe as escape
+from ._table import safe_text, text_cell
 
 
 def _shape(value: str | None) -> tuple[int, ...] | None:
@@ -74,9 +76,9 @@ def prune_command(model: str, target: float, by: str, input_shape: str | None, f
     blocks = []
     for lp in plan.layers:
         cells = [lp.kind, str(lp.out_channels), str(lp.n_remove), f"{lp.ratio:.0%}", lp.reason]
-        table.add_row(escape(lp.name), *(escape(c) for c in cells))
-        blocks.append((lp.name, [f"{lp.kind}, {lp.out_channels} channels: remove {lp.n_remove} ({lp.ratio:.0%}) — "
-                                 f"{escape(lp.reason)}"]))
+        table.add_row(text_cell(lp.name), *(text_cell(c) for c in cells))
+        blocks.append((safe_text(lp.name), [Text(f"{lp.kind}, {lp.out_channels} channels: remove {lp.n_remove} "
+                                                 f"({lp.ratio:.0%}) — {lp.reason}")]))
     print_layers(console, table, blocks)
     for line in plan.notes:
         console.print(f"note: {escape(line)}", soft_wrap=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
 from ._app import app, console, err_console
+from ._table import markup_safe as escape  # stored names: controls shown escaped, never markup
 
 
 def fingerprint_progress(show: bool) -> tuple[Callable[[int, int, str], None] | None, Callable[[], None]]:

@@ -33,7 +33,7 @@ def init_cmd(store: Path, float32: bool) -> None:
     from ..store import init_store
 
     init_store(store, dtype="float32" if float32 else "float16").close()
-    console.print(f"created filter store {store} ({'float32' if float32 else 'float16'})")
+    console.print(f"created filter store {store} ({'float32' if float32 else 'float16'})", markup=False)
 
 
 @app.command("models")
@@ -53,7 +53,7 @@ def models_cmd(store: Path, fmt: str, all_columns: bool) -> None:
                 frame = frame.drop(columns="aliases")
             else:
                 frame = frame.assign(aliases=frame["aliases"].map(lambda names: ", ".join(map(str, names))))
-    print_frame(frame, fmt, title=f"{len(frame)} model(s) in {store}")
+    print_frame(frame, fmt, title=f"{len(frame)} model(s) in {store}", key=["model"])
 
 
 @app.command("layers")
@@ -80,7 +80,7 @@ def layers_cmd(store: Path, selection: Selection, columns: str | None, limit: in
         frame = frame[[c for c in keep if c in frame.columns]]
     if limit is not None:
         frame = frame.head(limit)
-    print_frame(frame, fmt, title=f"{len(frame)} layer(s)")
+    print_frame(frame, fmt, title=f"{len(frame)} layer(s)", key=["model", "layer"])
 
 
 @app.command("sql")
@@ -117,7 +117,7 @@ def stats_cmd(store: Path, fmt: str) -> None:
         frame = stats.shapes.copy()
         print_frame(frame, fmt)
         return
-    console.print(f"store {store}: format {handle.format_version}, {handle.dtype}")
+    console.print(f"store {store}: format {handle.format_version}, {handle.dtype}", markup=False)
     console.print(f"  models {count(stats.n_models)}   layers {count(stats.n_layers)}   "
                   f"filters {count(stats.n_filters)}")
     console.print(f"  on disk {size(stats.total_bytes)} (shards {size(stats.shard_bytes)}, "

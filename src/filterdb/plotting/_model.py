@@ -424,5 +424,7 @@ def _title(fig: Any, layer: ConvLayer, details: str, th: Any) -> None:
 
 def _short(name: str, limit: int = 60) -> str:
     """Layer names can be long (TFLite joins fused op names with ';'): keep the head and the tail."""
-    name = name.rsplit(";", 1)[-1]  # a fused TFLite op lists every op it absorbed; the convolution is last
+    from .._names import display_name
+
+    name = display_name(name)  # a fused TFLite op lists every op it absorbed: the conv's own op name
     return name if len(name) <= limit else name[: limit // 2 - 1] + "…" + name[-(limit // 2 - 1):]

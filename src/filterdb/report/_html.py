@@ -303,8 +303,10 @@ def badges(verdicts: Sequence[str]) -> Html:
 
 
 def display_name(name: str) -> str:
-    """TFLite names a fused op by all the ops it absorbed, joined by ';': the convolution is the last one."""
-    return name.rsplit(";", 1)[-1] if ";" in name else name
+    """The shown name of a layer: the one rule of filterdb._names (the conv's own op out of a fused name)."""
+    from .._names import display_name as rule
+
+    return rule(name)
 
 
 def name_cell(name: str) -> Html:

@@ -6,13 +6,14 @@ It assembles what the check computed (:class:`~filterdb.check.ModelReport`) and 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .._format import size
-from ..check import VERDICT_KINDS, ModelReport, Verdict
+from ..check import BORDERLINE_SPREADS, VERDICT_KINDS, ModelReport, Verdict
 from ..errors import UsageError
 from ..types import ModelRecord
 from ._html import Html, Page, cell_number, display_name, esc, name_cell, table_html, write_html
@@ -166,8 +167,9 @@ def _verdict_line(s: dict[str, Any]) -> Html:
     if counts["any"] == 0:
         return Html(f'<p><span class="badge b-ok">healthy</span> no verdict in {s["n_conv_layers"]} layers</p>')
     badges = "".join(f'<span class="badge b-{k}">{esc(k)} {counts[k]}</span>' for k in VERDICT_KINDS if counts[k])
+    borderline = s.get("n_borderline", 0)
     return Html(f"<p>{badges} <span class=\"muted\">{counts['any']} of {s['n_conv_layers']} layers "
-                "degenerated</span></p>")
+                "degenerated" + (f", {borderline} of them borderline" if borderline else "") + "</span></p>")
 
 
 def _verdict_section(page: Page, report: ModelReport) -> None:
@@ -185,8 +187,9 @@ def _verdict_section(page: Page, report: ModelReport) -> None:
         for v in verdicts:
             rows.append([name_cell(frame["name"].iloc[i]), cell_number(frame["conv_depth"].iloc[i], 0),
                          _shape(frame["shape"].iloc[i]),
-                         Html(f'<span class="badge b-{esc(v.kind)}" title="{esc(v.message)}">{esc(v.kind)}</span>'),
-                         _value(v), _threshold(v)])
+                         Html(f'<span class="badge b-{esc(v.kind)}" title="{esc(v.message)}">{esc(v.kind)}</span>'
+                              + (' <span class="muted">borderline</span>' if v.borderline else "")),
+                         _value(v), _threshold(v), _margin(v)])
             titles.append(v.message)
     if not rows:
         page.raw(Html('<p><span class="badge b-ok">healthy</span> No layer got a verdict.</p>'))
@@ -194,8 +197,16 @@ def _verdict_section(page: Page, report: ModelReport) -> None:
     kinds = [k for k in VERDICT_KINDS if any(v.kind == k for layer in report.verdicts for v in layer)]
     page.raw(Html("<p>" + "<br>".join(f'<span class="badge b-{k}">{k}</span> {esc(_ABOUT_KIND[k])}' for k in kinds)
                   + "</p>"))
-    page.table(["layer", "depth", "weight shape", "verdict", "value", "threshold"], rows,
-               numeric=(1, 4, 5), name_col=0)
+    page.table(["layer", "depth", "weight shape", "verdict", "value", "threshold", "margin"], rows,
+               numeric=(1, 4, 5, 6), name_col=0)
+    page.paragraph(f"margin: how far past its threshold the value is, in spreads (standard deviations) of the "
+                   f"measurement for random layers of that size; borderline: within {BORDERLINE_SPREADS:g} spread, "
+                   "where chance moves a layer across the threshold often (docs/metrics.md).")
+
+
+def _margin(v: Verdict) -> str:
+    """The verdict's margin in spreads ('–' where the spread is unknown: cell_number's missing value)."""
+    return cell_number(v.margin if math.isfinite(v.margin) else None, 1)
 
 
 def _all_layers_section(page: Page, report: ModelReport, *, open_: bool) -> None:

@@ -193,6 +193,20 @@ def query_resource_error(root: Path, error: Exception) -> StoreError | None:
     return None
 
 
+def _set_up_reader(con: Any) -> None:
+    """Run the reader setup, unless this process' shared database instance is already locked: a reader
+    connection open at the same time ran it (DuckDB shares one instance per file within a process)."""
+    import duckdb
+
+    for statement in _READER_SETUP:
+        try:
+            run(con, statement)
+        except duckdb.InvalidInputException as e:
+            if "configuration has been locked" not in str(e):
+                raise
+            return
+
+
 def _is_lock_conflict(e: Exception) -> bool:
     text = str(e)
     return "lock" in text.lower() and ("Conflicting" in text or "Could not set lock" in text)
@@ -212,8 +226,7 @@ def connect(root: Path, *, read_only: bool, timeout: float = 60.0) -> Iterator[A
         try:
             con = duckdb.connect(str(path), read_only=read_only, config=reader_config() if read_only else {})
             if read_only:
-                for statement in _READER_SETUP:
-                    run(con, statement)
+                _set_up_reader(con)
             break
         except duckdb.IOException as e:
             if not _is_lock_conflict(e):
