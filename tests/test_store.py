@@ -154,10 +154,10 @@ def test_read_only_store_refuses_writes(tmp_path):
 
 def test_garbage_is_collected_by_the_next_writer(store):
     ingest_record(store, synthetic_record(12))
-    orphan = store.root / "shards" / "3x3" / "deadbeef.arrow"
+    orphan = store.root / "shards" / "3x3" / ("de" * 16 + ".arrow")  # the names a killed writer leaves
     orphan.write_bytes(b"partial")
     (store.root / "tmp").mkdir(exist_ok=True)
-    (store.root / "tmp" / "x.arrow.part").write_bytes(b"partial")
+    (store.root / "tmp" / ("ab" * 16 + ".arrow.part")).write_bytes(b"partial")
     assert sum(len(b) for b in open_store(store.root).iter_filters()) == 560  # invisible to readers
     writer = open_store(store.root, mode="a")
     ingest_record(writer, synthetic_record(13))

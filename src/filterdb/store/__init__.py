@@ -15,8 +15,11 @@ from ._errors import (
     StoreFormatError,
     StoreNotFoundError,
     StoreQueryError,
+    StoreResourceError,
     StoreWriteError,
 )
+from ._catalog import Catalog
+from ._model_data import ModelDataError
 from ._exchange import export_hdf5, export_parquet, iter_hdf5_models
 from ._prepare import LayerMetrics, PreparedModel, kernel_key, prepare_model, record_sha256
 from ._reading import ShardRows, read_ahead, readahead_budget
@@ -41,6 +44,9 @@ __all__ = [
     "StoreFormatError",
     "StoreNotFoundError",
     "StoreQueryError",
+    "StoreResourceError",
+    "Catalog",
+    "ModelDataError",
     "StoreStats",
     "StoreWriteError",
     "VerifyReport",

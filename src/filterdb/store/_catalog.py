@@ -8,17 +8,20 @@ retry with backoff while the other side holds it (see docs/store.md).
 
 from __future__ import annotations
 
+import os
 import re
 import time
+from datetime import datetime, timezone
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ._errors import StoreBusyError, StoreError, StoreWriteError
+from ._errors import StoreBusyError, StoreError, StoreResourceError, StoreWriteError
 
 __all__ = [
     "CATALOG_FILE",
+    "Catalog",
     "METRIC_COLUMNS",
     "TAXONOMY",
     "column_sql",
@@ -69,6 +72,16 @@ METRIC_COLUMNS = {
     "verdicts": "VARCHAR[]",
 }
 
+# Tables added after format version 1 was released: created by init, and by the first write to an older store.
+_ADDED_TABLES = (
+    # every name and source a model was ingested under (aliases: the same bytes under another name)
+    "CREATE TABLE IF NOT EXISTS t_names (model_id BIGINT NOT NULL, name VARCHAR NOT NULL, source VARCHAR, "
+    "added_at TIMESTAMP)",
+    # per-model data files (data/<kind>/<sha256>.npz) and their checksums
+    "CREATE TABLE IF NOT EXISTS t_model_data (sha256 VARCHAR NOT NULL, kind VARCHAR NOT NULL, file VARCHAR NOT NULL, "
+    "bytes BIGINT NOT NULL, checksum VARCHAR NOT NULL, PRIMARY KEY (sha256, kind))",
+)
+
 _SCHEMA = f"""
 CREATE TABLE t_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE t_models (
@@ -91,7 +104,7 @@ CREATE TABLE t_layers (
 );
 CREATE TABLE t_shards (shard VARCHAR PRIMARY KEY, model_id BIGINT NOT NULL, kernel VARCHAR NOT NULL,
     n_rows BIGINT NOT NULL, bytes BIGINT NOT NULL, sha256 VARCHAR);
-"""
+""" + ";".join(("", *(_ADDED_TABLES)))
 
 # Columns of t_models that the `layers` view leaves out (they clash with layer columns or are bulky).
 _MODEL_COLUMNS_NOT_IN_LAYERS = ("model_id", "n_filters", "notes", "op_counts", "path", "sha256", "ingested_at",
@@ -134,8 +147,50 @@ def normalise_column(name: str) -> str:
 
 # Readers run the user's SQL: it sees the catalog and nothing else (no read_text('/etc/passwd'), no COPY TO a
 # file, no ATTACH, no extension), and it cannot switch that back on.
-_READER_CONFIG: dict[str, str | bool | int | float | list[str]] = {"enable_external_access": False,
-                                                                   "lock_configuration": True}
+_READER_CONFIG: dict[str, str | bool | int | float | list[str]] = {"enable_external_access": False}
+# then, before the connection is handed out: no progress bar on the terminal (the library never prints), and
+# the configuration locked
+_READER_SETUP = ("SET enable_progress_bar = false", "SET lock_configuration = true")
+
+# A reader's query runs under a memory limit, spilling to a temporary folder of bounded size (the process' own,
+# under the system's temporary directory: a reader may not write into the store). A query over the limit is an
+# expensive query, not a damaged catalog (see query_resource_error).
+MEMORY_ENV, TEMP_ENV = "FILTERDB_SQL_MEMORY", "FILTERDB_SQL_TEMP"
+_DEFAULT_MEMORY, _DEFAULT_TEMP = "2GB", "8GB"
+_temp_dir: str | None = None
+
+
+def _reader_temp_dir() -> str:
+    global _temp_dir
+    if _temp_dir is None or not os.path.isdir(_temp_dir):
+        import atexit
+        import shutil
+        import tempfile
+
+        _temp_dir = tempfile.mkdtemp(prefix="filterdb-sql-")
+        atexit.register(shutil.rmtree, _temp_dir, True)
+    return _temp_dir
+
+
+def reader_config() -> dict[str, str | bool | int | float | list[str]]:
+    """The configuration of a read-only connection: sandboxed, memory-limited, with a bounded spill folder."""
+    return {**_READER_CONFIG, "memory_limit": os.environ.get(MEMORY_ENV) or _DEFAULT_MEMORY,
+            "max_temp_directory_size": os.environ.get(TEMP_ENV) or _DEFAULT_TEMP, "temp_directory": _reader_temp_dir()}
+
+
+def query_resource_error(root: Path, error: Exception) -> StoreError | None:
+    """The message for a query that ran out of memory (or spill space) or was interrupted; None otherwise."""
+    import duckdb
+
+    text = (str(error).splitlines() or [""])[0]
+    if isinstance(error, duckdb.OutOfMemoryException) or "out of memory" in text.lower():
+        return StoreResourceError(
+            f"{root}: the query needs more memory than the reader's limit ({text}); the store is fine: narrow the "
+            f"query (fewer rows or columns, no cross join), or raise the limits with {MEMORY_ENV}=4GB and "
+            f"{TEMP_ENV}=32GB (spill space)")
+    if isinstance(error, duckdb.InterruptException) or "interrupted" in text.lower():
+        return StoreResourceError(f"{root}: the query was interrupted ({text}); the store is unchanged")
+    return None
 
 
 def _is_lock_conflict(e: Exception) -> bool:
@@ -155,7 +210,10 @@ def connect(root: Path, *, read_only: bool, timeout: float = 60.0) -> Iterator[A
     delay = 0.01
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only, config=_READER_CONFIG if read_only else {})
+            con = duckdb.connect(str(path), read_only=read_only, config=reader_config() if read_only else {})
+            if read_only:
+                for statement in _READER_SETUP:
+                    run(con, statement)
             break
         except duckdb.IOException as e:
             if not _is_lock_conflict(e):
@@ -183,7 +241,7 @@ def connect(root: Path, *, read_only: bool, timeout: float = 60.0) -> Iterator[A
     try:
         yield con
     except duckdb.Error as e:  # not a user's query (Store.sql turns those into StoreQueryError first)
-        raise catalog_error(root, e) from e
+        raise (query_resource_error(root, e) or catalog_error(root, e)) from e
     finally:
         try:
             con.close()
@@ -209,8 +267,14 @@ def upgrade_schema(con: Any) -> None:
 
     - ``t_shards.sha256`` (the shard's checksum): older stores have none; their shards get checksums when
       ``filterdb verify --record-checksums`` has checked them.
+    - ``t_names`` (aliases, filled with each model's own name and source) and ``t_model_data``.
     """
     run(con, "ALTER TABLE t_shards ADD COLUMN IF NOT EXISTS sha256 VARCHAR")
+    if "t_names" not in tables(con):
+        for statement in _ADDED_TABLES:
+            run(con, statement)
+        run(con, "INSERT INTO t_names SELECT model_id, model, source, ingested_at FROM t_models")
+        refresh_views(con)
 
 
 def shard_records(root: Path) -> dict[str, Any]:
@@ -223,6 +287,10 @@ def shard_records(root: Path) -> dict[str, Any]:
                    + ("s.sha256" if has_sha else "NULL") + " FROM t_shards s LEFT JOIN t_models m USING (model_id)")
     return {shard: ShardRecord(int(n_bytes), int(n_rows), f"model {name!r} (id {mid})", sha)
             for shard, n_bytes, n_rows, mid, name, sha in rows}
+
+
+def tables(con: Any) -> set[str]:
+    return {r[0] for r in run(con, "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'")}
 
 
 def _columns(con: Any, table: str) -> list[str]:
@@ -248,7 +316,12 @@ def model_columns(con: Any) -> list[str]:
 def refresh_views(con: Any) -> None:
     """(Re)create the documented views; called again whenever a manifest adds a metadata column."""
     excluded = ", ".join(_MODEL_COLUMNS_NOT_IN_LAYERS)
-    run(con, "CREATE OR REPLACE VIEW models AS SELECT * EXCLUDE (path) FROM t_models")
+    run(con, "CREATE OR REPLACE VIEW models AS SELECT m.* EXCLUDE (path), coalesce(a.aliases, []::VARCHAR[]) AS aliases "
+        "FROM t_models m LEFT JOIN (SELECT n.model_id, list_sort(list_distinct(list(n.name))) AS aliases "
+        "FROM t_names n JOIN t_models o ON o.model_id = n.model_id AND n.name <> o.model GROUP BY n.model_id) a "
+        "USING (model_id) ORDER BY m.model_id")
+    run(con, "CREATE OR REPLACE VIEW model_names AS SELECT n.model_id, n.name, n.source, n.added_at FROM t_names n "
+        "ORDER BY n.model_id, n.added_at")
     run(con, "CREATE OR REPLACE VIEW layers AS SELECT l.* EXCLUDE (shard, row_offset), "
         f"m.* EXCLUDE ({excluded}) FROM t_layers l JOIN t_models m USING (model_id)"
     )
@@ -260,3 +333,197 @@ def refresh_views(con: Any) -> None:
         "count(*) AS n_layers, CAST(sum(n_filters) AS BIGINT) AS n_filters FROM t_layers GROUP BY kernel "
         "ORDER BY n_filters DESC"
     )
+
+
+def rollback(con: Any) -> None:
+    """Roll back after a failed statement; a failed COMMIT has ended the transaction already ("cannot
+    rollback - no transaction is active"), and that must not hide the error that caused it."""
+    try:
+        run(con, "ROLLBACK")
+    except Exception:  # noqa: BLE001 - the original error is being raised
+        pass
+
+
+@contextmanager
+def transaction(con: Any) -> Iterator[None]:
+    run(con, "BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        rollback(con)
+        raise
+    run(con, "COMMIT")
+
+
+Known = tuple[int, str, int, int]  # (model_id, name, n_layers, n_filters) of a model in the store
+MAX_MODEL_COLUMNS = 512  # columns of t_models: the taxonomy, the built-in ones and the extra metadata keys
+_SHA_PREFIX = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+class Catalog:
+    """Every SQL statement against the internal tables (``t_models``, ``t_layers``, ``t_shards``, ``t_names``,
+    ``t_model_data``): the store asks it questions and hands it rows; nothing else writes catalog SQL
+    (the read plan, :mod:`._segments`, joins the views with the tables; ``verify`` reads them all)."""
+
+    def __init__(self, root: Path, busy_timeout: float = 60.0) -> None:
+        self.root = root
+        self.busy_timeout = busy_timeout
+        self._schema_checked = False
+
+    def connect(self, read_only: bool = True) -> Any:
+        return connect(self.root, read_only=read_only, timeout=self.busy_timeout)
+
+    def _writer(self) -> Any:
+        """A read-write connection, the schema brought up to date once per store object (under the lock)."""
+        return _UpgradingConnection(self)
+
+    # -- reads -------------------------------------------------------------------------------------
+    def known(self, sha256: str, con: Any = None) -> Known | None:
+        if con is None:
+            with self.connect() as own:
+                return self.known(sha256, own)
+        rows = run(con, "SELECT model_id, model, n_layers, n_filters FROM t_models WHERE sha256 = ?", [sha256])
+        return (int(rows[0][0]), str(rows[0][1]), int(rows[0][2]), int(rows[0][3])) if rows else None
+
+    def hashes(self) -> set[str]:
+        with self.connect() as con:
+            return {r[0] for r in run(con, "SELECT sha256 FROM t_models")}
+
+    def resolve(self, text: str) -> list[int]:
+        """Model ids named by an id, a name (all its versions) or a sha256 prefix; [] when none."""
+        with self.connect() as con:
+            if text.isdigit():
+                rows = run(con, "SELECT model_id FROM t_models WHERE model_id = ?", [int(text)])
+                if rows:
+                    return [int(r[0]) for r in rows]
+            rows = run(con, "SELECT model_id FROM t_models WHERE model = ? ORDER BY model_id", [text])
+            if not rows and _SHA_PREFIX.match(text):
+                rows = run(con, "SELECT model_id FROM t_models WHERE starts_with(sha256, ?) ORDER BY model_id", [text])
+        return [int(r[0]) for r in rows]
+
+    def shard_files(self) -> list[str]:
+        with self.connect() as con:
+            return [r[0] for r in run(con, "SELECT shard FROM t_shards")]
+
+    def model_hashes_with_data(self) -> tuple[set[str], dict[tuple[str, str], tuple[str, int, str]]]:
+        """(every model's sha256, (sha256, kind) -> (file, bytes, checksum) of the recorded per-model data)."""
+        with self.connect() as con:
+            shas = {r[0] for r in run(con, "SELECT sha256 FROM t_models")}
+            if "t_model_data" not in tables(con):
+                return shas, {}
+            rows = run(con, "SELECT sha256, kind, file, bytes, checksum FROM t_model_data")
+        return shas, {(s, k): (f, int(b), c) for s, k, f, b, c in rows}
+
+    def sizes(self) -> tuple[int, int, int, Any, int]:
+        """(models, layers, filters, filters per shape (a DataFrame), shard bytes)."""
+        with self.connect() as con:
+            n_models = run(con, "SELECT count(*) FROM t_models")[0][0]
+            n_layers, n_filters = run(con, "SELECT count(*), coalesce(sum(n_filters), 0) FROM t_layers")[0]
+            shapes = con.execute(
+                "SELECT s.kernel, s.n_models, s.n_layers, s.n_filters, coalesce(b.bytes, 0) AS shard_bytes "
+                "FROM shapes s LEFT JOIN (SELECT kernel, CAST(sum(bytes) AS BIGINT) AS bytes FROM t_shards "
+                "GROUP BY kernel) b USING (kernel) ORDER BY s.n_filters DESC").df()
+            shard_bytes = run(con, "SELECT coalesce(sum(bytes), 0) FROM t_shards")[0][0]
+        return int(n_models), int(n_layers), int(n_filters), shapes, int(shard_bytes)
+
+    # -- writes (under the writer lock) ------------------------------------------------------------
+    def add_model(self, model_row: dict[str, Any], layer_rows: list[dict[str, Any]], layer_kernel: list[str],
+                  written: list[tuple[str, str, int, int, str]], schema: Any) -> int | Known:
+        """Insert one model, its layers (each pointed at its rows of its kernel's shard) and its shards, in one
+        transaction; the known model instead when the same bytes were committed meanwhile."""
+        import pyarrow as pa
+
+        shard_of = {key: rel for key, rel, _, _, _ in written}
+        offsets: dict[str, int] = {}
+        with self._writer() as con, transaction(con):
+            known = self.known(model_row["sha256"], con)
+            if known:
+                return known
+            row = dict(model_row)
+            self._add_columns(con, row)
+            model_id = run(con, "SELECT coalesce(max(model_id), 0) + 1 FROM t_models")[0][0]
+            version = run(con, "SELECT coalesce(max(version), 0) + 1 FROM t_models WHERE model = ?", [row["model"]])[0][0]
+            now = datetime.now(timezone.utc).replace(tzinfo=None)
+            row.update(model_id=model_id, version=version, ingested_at=now)
+            cols = list(row)
+            run(con, f"INSERT INTO t_models ({', '.join(quote_ident(c) for c in cols)}) "
+                f"VALUES ({', '.join('?' for _ in cols)})", [row[c] for c in cols])
+            run(con, "INSERT INTO t_names VALUES (?, ?, ?, ?)", [model_id, row["model"], row.get("source"), now])
+            first_layer = run(con, "SELECT coalesce(max(layer_id), 0) + 1 FROM t_layers")[0][0]
+            rows = []
+            for i, (lrow, key) in enumerate(zip(layer_rows, layer_kernel)):
+                rows.append(dict(lrow, layer_id=first_layer + i, model_id=model_id, shard=shard_of.get(key),
+                                 row_offset=offsets.get(key, 0)))
+                offsets[key] = offsets.get(key, 0) + int(lrow["n_filters"])
+            if rows:
+                con.register("_new_layers", pa.Table.from_pylist(rows, schema=schema(rows[0])))
+                run(con, "INSERT INTO t_layers BY NAME SELECT * FROM _new_layers")
+                con.unregister("_new_layers")
+            for key, rel, n, size, digest in written:
+                run(con, "INSERT INTO t_shards (shard, model_id, kernel, n_rows, bytes, sha256) VALUES (?, ?, ?, ?, ?, ?)",
+                    [rel, model_id, key, n, size, digest])
+        return int(model_id)
+
+    def _add_columns(self, con: Any, row: dict[str, Any]) -> None:
+        existing = set(model_columns(con))
+        added = [c for c in row if c not in existing]
+        if len(existing) + len(added) > MAX_MODEL_COLUMNS:
+            raise StoreError(
+                f"{self.root}: model {row['model']!r} would bring the models view to {len(existing) + len(added):,} "
+                f"columns, more than {MAX_MODEL_COLUMNS:,}; extra metadata keys become columns: keep the ones you query")
+        for col in added:
+            run(con, f"ALTER TABLE t_models ADD COLUMN {quote_ident(col)} VARCHAR")
+        if added:
+            refresh_views(con)
+
+    def add_name(self, sha256: str, name: str, source: str | None) -> Known | None:
+        """Record ``name``/``source`` as an alias of the model ``sha256`` (once); the model, None if absent."""
+        with self._writer() as con, transaction(con):
+            known = self.known(sha256, con)
+            if known is not None:
+                run(con, "INSERT INTO t_names SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM t_names WHERE "
+                    "model_id = ? AND name = ? AND source IS NOT DISTINCT FROM ?)",
+                    [known[0], name, source, datetime.now(timezone.utc).replace(tzinfo=None), known[0], name, source])
+        return known
+
+    def remove(self, ids: list[int], check: Any) -> tuple[list[str], list[str]]:
+        """Delete models ``ids`` and everything of theirs from the catalog, in one transaction; (their shard
+        files, their sha256s), each checked by ``check(kind, value)`` before anything changes."""
+        with self._writer() as con, transaction(con):
+            shards = [check("shard", r[0]) for r in run(
+                con, "SELECT shard FROM t_shards WHERE list_contains(?, model_id)", [ids])]
+            shas = [check("sha256", r[0]) for r in run(
+                con, "SELECT sha256 FROM t_models WHERE list_contains(?, model_id)", [ids])]
+            run(con, "DELETE FROM t_model_data WHERE list_contains(?, sha256)", [shas])
+            for table in ("t_names", "t_layers", "t_shards", "t_models"):
+                run(con, f"DELETE FROM {table} WHERE list_contains(?, model_id)", [ids])
+        return shards, shas
+
+    def record_model_data(self, sha256: str, kind: str, file: str, n_bytes: int, checksum: str) -> bool:
+        """Record a per-model data file; False (nothing recorded) when no model has that sha256."""
+        with self._writer() as con, transaction(con):
+            if self.known(sha256, con) is None:
+                return False
+            run(con, "INSERT OR REPLACE INTO t_model_data VALUES (?, ?, ?, ?, ?)", [sha256, kind, file, n_bytes, checksum])
+        return True
+
+
+class _UpgradingConnection:
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self._cm: Any = None
+
+    def __enter__(self) -> Any:
+        self._cm = self._catalog.connect(read_only=False)
+        con = self._cm.__enter__()
+        if not self._catalog._schema_checked:
+            try:
+                upgrade_schema(con)
+            except BaseException as e:
+                self._cm.__exit__(type(e), e, e.__traceback__)
+                raise
+            self._catalog._schema_checked = True
+        return con
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._cm.__exit__(*exc)

@@ -14,6 +14,7 @@ __all__ = [
     "StoreFormatError",
     "StoreNotFoundError",
     "StoreQueryError",
+    "StoreResourceError",
     "StoreWriteError",
     "write_error",
 ]
@@ -40,6 +41,10 @@ class StoreWriteError(StoreError, OSError):
 
     Nothing of the model being written is visible (shards are referenced only after the commit).
     """
+
+
+class StoreResourceError(StoreError):
+    """A query ran out of memory or spill space, or was interrupted: the store is fine, the query too big."""
 
 
 class ShardCorruptError(StoreError):

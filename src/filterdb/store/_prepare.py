@@ -13,16 +13,75 @@ from typing import Any
 
 import numpy as np
 
-from .._kernel import kernel_key  # the one kernel-key rule (filterdb._kernel)
+from .._kernel import KernelKey, kernel_key  # the one kernel-key rule (filterdb._kernel)
 from ..errors import UsageError
 from ..types import ConvLayer, ModelRecord
 from ._catalog import METRIC_COLUMNS, normalise_column
 
-__all__ = ["LayerMetrics", "PreparedModel", "kernel_key", "metric_rows", "prepare_model", "record_sha256"]
+__all__ = ["LayerMetrics", "PreparedModel", "check_prepared", "kernel_key", "metric_rows", "model_name", "prepare_model",
+           "record_sha256"]
 
-# A layer metrics table, one row per layer of the record: filterdb.check.check_model(record).layers (a DataFrame)
-# or its rows (mappings). The store stores it; it never computes one (that is the ingest layer's job).
-LayerMetrics = Any
+@dataclass(frozen=True)
+class LayerMetrics:
+    """The metrics of each layer of one record, as numpy columns: what ingest hands the store (which stores
+    them; it never computes them). ``names`` are the layers' names (checked against the record);
+    ``columns`` holds one array per catalog metric column (float64, int64 for counts) and ``verdicts`` the
+    verdict kinds per layer.
+
+    Build it with :meth:`from_columns` from ``filterdb.check.check_model(record).columns`` (no DataFrame).
+    """
+
+    names: tuple[str, ...]
+    columns: Mapping[str, np.ndarray]
+    verdicts: tuple[tuple[str, ...], ...]
+
+    @classmethod
+    def from_columns(cls, columns: Mapping[str, Any]) -> LayerMetrics:
+        """From per-layer columns (name -> sequence): ``name``, the metric columns (missing ones: NULL), and
+        ``verdicts`` (per layer, a list of kinds)."""
+        names = tuple(str(n) for n in columns.get("name", ()))
+        n = len(names)
+        out: dict[str, np.ndarray] = {}
+        for col, sql_type in METRIC_COLUMNS.items():
+            if col == "verdicts" or col not in columns:
+                continue
+            values = columns[col]
+            if sql_type == "BIGINT":
+                arr = np.array([None if _missing(v) else int(v) for v in values], dtype=object)
+            else:
+                arr = np.asarray([np.nan if _missing(v) else float(v) for v in values], dtype=np.float64)
+            if len(arr) != n:
+                raise UsageError(f"layer metrics: column {col!r} has {len(arr)} values for {n} layers")
+            out[col] = arr
+        raw = columns.get("verdicts")
+        verdicts = tuple(tuple(str(v) for v in (row if isinstance(row, (list, tuple, np.ndarray)) else ()))
+                         for row in raw) if raw is not None else tuple(() for _ in names)
+        if len(verdicts) != n:
+            raise UsageError(f"layer metrics: {len(verdicts)} verdict lists for {n} layers")
+        return cls(names, out, verdicts)
+
+    @classmethod
+    def of(cls, table: Any) -> LayerMetrics:
+        """From a layer metrics table: a LayerMetrics, ``check_model(record).layers`` (a DataFrame) or its rows."""
+        if isinstance(table, LayerMetrics):
+            return table
+        if hasattr(table, "to_dict"):
+            return cls.from_columns({c: list(table[c]) for c in table.columns})
+        rows = [dict(r) for r in table]
+        keys = {k for r in rows for k in r}
+        return cls.from_columns({k: [r.get(k) for r in rows] for k in keys} if rows else {"name": []})
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The catalog's metric columns per layer (None for NULL)."""
+        out = []
+        for i in range(len(self.names)):
+            row: dict[str, Any] = {col: None for col in METRIC_COLUMNS}
+            for col, arr in self.columns.items():
+                value = arr[i]
+                row[col] = None if _missing(value) else (int(value) if METRIC_COLUMNS[col] == "BIGINT" else float(value))
+            row["verdicts"] = list(self.verdicts[i]) if self.verdicts else None
+            out.append(row)
+        return out
 
 
 def record_sha256(record: ModelRecord) -> str:
@@ -58,26 +117,15 @@ def _scale(weight: np.ndarray) -> float:
     return top if top > 0 else 1.0
 
 
-def metric_rows(table: LayerMetrics, record: ModelRecord) -> list[dict[str, Any]]:
-    """The catalog's metric columns per layer of ``record`` from a layer metrics table (DataFrame or rows)."""
-    rows = table.to_dict("records") if hasattr(table, "to_dict") else [dict(r) for r in table]
-    names = [layer.name for layer in record.layers]
-    if [r.get("name") for r in rows] != names:
-        raise UsageError(f"{record.info.source}: the metrics table has layers {[r.get('name') for r in rows][:5]}…, "
-                         f"the model {names[:5]}…; compute it from this record (filterdb.check.check_model)")
-    out = []
-    for row in rows:
-        clean: dict[str, Any] = {}
-        for col in METRIC_COLUMNS:
-            value = row.get(col)
-            if col == "verdicts":
-                clean[col] = [str(v) for v in value] if isinstance(value, (list, tuple, np.ndarray)) else None
-            elif value is None or _missing(value):
-                clean[col] = None
-            else:
-                clean[col] = int(value) if METRIC_COLUMNS[col] == "BIGINT" else float(value)
-        out.append(clean)
-    return out
+def metric_rows(table: LayerMetrics | Any, record: ModelRecord) -> list[dict[str, Any]]:
+    """The catalog's metric columns per layer of ``record`` from its layer metrics (a :class:`LayerMetrics`, a
+    DataFrame or rows)."""
+    metrics = LayerMetrics.of(table)
+    names = tuple(layer.name for layer in record.layers)
+    if metrics.names != names:
+        raise UsageError(f"{record.info.source}: the metrics table has layers {list(metrics.names)[:5]}…, "
+                         f"the model {list(names)[:5]}…; compute it from this record (filterdb.check.check_model)")
+    return metrics.rows()
 
 
 def _missing(value: Any) -> bool:
@@ -114,7 +162,7 @@ def prepare_model(
     metadata: Mapping[str, Any] | None = None,
     *,
     dtype: str = "float16",
-    metrics: LayerMetrics | None,
+    metrics: LayerMetrics | Any | None,
 ) -> PreparedModel:
     """Catalog rows and per-shape filter arrays of ``record``.
 
@@ -152,7 +200,7 @@ def prepare_model(
         kernels.append(row["kernel"])
         chunks.setdefault(row["kernel"], []).append(stored)
     filters = {k: (np.concatenate(v) if len(v) > 1 else v[0]) for k, v in chunks.items()}
-    name = metadata.pop("name", None) or metadata.pop("model", None) or _default_name(record)
+    name = _name(record, metadata)
     sha256 = record_sha256(record)
     model_row: dict[str, Any] = {
         "model": str(name),
@@ -175,6 +223,55 @@ def prepare_model(
             key = f"meta_{key}"
         model_row[key] = None if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
     return PreparedModel(sha256, model_row, rows, filters, kernels)
+
+
+def _name(record: ModelRecord, metadata: dict[str, Any]) -> str:
+    return str(metadata.pop("name", None) or metadata.pop("model", None) or _default_name(record))
+
+
+def model_name(record: ModelRecord, metadata: Mapping[str, Any] | None) -> tuple[str, str]:
+    """(the name, the source) ``record`` is ingested under with ``metadata``."""
+    return _name(record, {normalise_column(k): v for k, v in (metadata or {}).items()}), record.info.source
+
+
+def check_prepared(prepared: PreparedModel, dtype: str) -> None:
+    """Refuse a prepared model whose rows disagree with each other or with its arrays: each layer's shape,
+    groups, kernel and n_filters, and each kernel's filter count and width (a reader or a caller's bug must
+    not reach the catalog, where every later reader would trip on it)."""
+    from ._errors import StoreError
+
+    model = prepared.model_row.get("model")
+    expect = np.float16 if dtype == "float16" else np.float32
+    counts: dict[str, int] = {}
+    if len(prepared.layer_kernel) != len(prepared.layer_rows):
+        raise StoreError(f"model {model!r}: {len(prepared.layer_rows)} layer rows but {len(prepared.layer_kernel)} "
+                         "kernel keys")
+    for row, key in zip(prepared.layer_rows, prepared.layer_kernel):
+        def bad(what: str) -> StoreError:
+            return StoreError(f"model {model!r}, layer {str(row.get('layer'))[:120]!r}: {what}; the rows disagree, "
+                              "nothing was written (a reader's or the caller's bug)")
+
+        shape = row.get("shape")
+        if not isinstance(shape, (list, tuple)) or len(shape) < 3 or not all(isinstance(d, int) and d > 0 for d in shape):
+            raise bad(f"weight shape {shape!r} is not (out, in, *kernel) of positive sizes")
+        n, groups = row.get("n_filters"), row.get("groups")
+        if n != shape[0] * shape[1]:
+            raise bad(f"n_filters {n!r} is not out x in = {shape[0] * shape[1]} of shape {tuple(shape)}")
+        if not isinstance(groups, int) or groups < 1 or shape[0] % groups:
+            raise bad(f"groups {groups!r} does not divide the {shape[0]} filters of the first axis")
+        if row.get("kernel") != key or key != kernel_key(tuple(shape[2:])):
+            raise bad(f"kernel {row.get('kernel')!r} / {key!r} is not the shape's {kernel_key(tuple(shape[2:]))!r}")
+        counts[key] = counts.get(key, 0) + n
+    for key, values in prepared.filters.items():
+        width = KernelKey.parse(key).width
+        if values.dtype != expect:
+            raise StoreError(f"model {model!r}: prepared filters are {values.dtype}, the store holds {dtype}")
+        if values.ndim != 2 or values.shape[1] != width or values.shape[0] != counts.get(key, 0):
+            raise StoreError(f"model {model!r}: the {key} filters are an array of shape {values.shape}, the layer "
+                             f"rows need ({counts.get(key, 0)}, {width}); nothing was written")
+    missing = set(counts) - set(prepared.filters)
+    if any(counts[k] for k in missing):
+        raise StoreError(f"model {model!r}: layers of kernel {sorted(missing)[0]} have no filter array")
 
 
 def _default_name(record: ModelRecord) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 from ._errors import ShardCorruptError
 from ._shards import ShardReader, ShardRecord, shard_path
 
-__all__ = ["READAHEAD_BYTES", "ShardRows", "iter_segment_rows", "read_ahead", "readahead_budget"]
+__all__ = ["READAHEAD_BYTES", "ShardRows", "iter_batches", "iter_segment_rows", "read_ahead", "readahead_budget"]
 
 # Where the rows of a shard lie in its file, keyed by the file's identity (shards are immutable: a rewrite is
 # a new file). The first open of a shard in a process parses its Arrow IPC footer (ShardReader, ~0.2 ms
@@ -135,8 +135,9 @@ _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux: fault the pages in with t
 
 
 class ShardRows:
-    """A read-only map of rows ``[first, end)`` of one shard; ``array`` is their (end - first, width) view;
-    ``close`` unmaps it. Rows past the shard's end raise :class:`ShardCorruptError` (the catalog and the
+    """A read-only map of rows ``[first, end)`` of one shard; ``array`` is their (end - first, width) view.
+    The mapping lives as long as the last array viewing it: ``close`` (or the end of a ``with`` block) drops
+    this object's hold and unmaps at once when no view of it remains. Rows past the shard's end raise :class:`ShardCorruptError` (the catalog and the
     file disagree).
 
     Only the pages of the rows read are mapped, and (Linux) they are populated by the mmap call itself, with
@@ -181,10 +182,16 @@ class ShardRows:
         self.close()
 
     def close(self) -> None:
-        self.array = None  # type: ignore[assignment]  # closed: the mapped array is released, never read again
-        if self._map is not None:
-            self._map.close()
-            self._map = None
+        """Release this object's hold on the mapping. The pages are unmapped when nothing views them any more:
+        an array taken from ``array`` (a slice a kernel kept, a view a traceback holds) owns a reference to
+        the map and stays valid, so closing never invalidates memory still in use (nor fails because of it)."""
+        self.array = None  # type: ignore[assignment]  # closed: read through views taken before, if any
+        mapped, self._map = self._map, None
+        if mapped is not None:
+            try:
+                mapped.close()  # unmapped now when no view exists: the common case, no page held longer
+            except BufferError:  # views exist: each holds the map, the last one to go unmaps it
+                pass
 
 
 def _record(n_rows: Any, n_bytes: Any, sha256: Any, owner: str) -> ShardRecord | None:
@@ -213,3 +220,35 @@ def iter_segment_rows(root: Path, segments: Any) -> Iterator[np.ndarray]:
     finally:
         if current is not None:
             current[1].close()
+
+
+def iter_batches(root: Path, table: Any, width: int, batch_rows: int, scaled: bool,
+                 with_layer_ids: bool) -> Iterator[Any]:
+    """float32 ``(batch_rows, width)`` batches of the rows of a read plan (see :meth:`Store.iter_filters`)."""
+    out = np.empty((batch_rows, width), dtype=np.float32)
+    ids = np.empty(batch_rows, dtype=np.int64)
+    fill = 0
+    for layer_id, scale, rows in zip(table["layer_id"], table["scale"], iter_segment_rows(root, table)):
+        pos = 0
+        while pos < len(rows):
+            take = min(batch_rows - fill, len(rows) - pos)
+            block = out[fill : fill + take]
+            np.copyto(block, rows[pos : pos + take], casting="unsafe")
+            if scaled:
+                _scale_rows(block)
+            elif scale != 1.0:
+                block *= np.float32(scale)
+            ids[fill : fill + take] = layer_id
+            fill += take
+            pos += take
+            if fill == batch_rows:
+                yield (out.copy(), ids.copy()) if with_layer_ids else out.copy()
+                fill = 0
+    if fill:
+        yield (out[:fill].copy(), ids[:fill].copy()) if with_layer_ids else out[:fill].copy()
+
+
+def _scale_rows(block: np.ndarray) -> None:
+    """Divide each row by its max |value| in place; all-zero rows stay zero."""
+    peak = np.abs(block).max(axis=1, keepdims=True)
+    np.divide(block, peak, out=block, where=peak > 0)

@@ -23,9 +23,11 @@ import numpy as np
 from .._kernel import KEY_PATTERN, KernelKey
 from ..errors import UsageError
 from ._errors import ShardCorruptError, write_error
+from ._paths import SHARDS_DIR, TMP_DIR, own_dir, own_files
 
-__all__ = ["SHARD_SUFFIX", "ShardReader", "ShardRecord", "collect_garbage", "collect_garbage_candidates", "fsync_dir",
-           "shard_path", "shard_width", "write_shard"]
+__all__ = ["SHARD_NAME", "SHARD_SUFFIX", "TMP_NAME", "ShardReader", "ShardRecord", "collect_garbage",
+           "collect_garbage_candidates", "fsync_dir", "partial_files", "remove_files", "shard_path", "shard_width",
+           "unreferenced_shards", "write_shard"]
 
 SHARD_SUFFIX = ".arrow"
 COLUMN = "filter"
@@ -87,14 +89,14 @@ def write_shard(root: Path, kernel: str, values: np.ndarray) -> tuple[str, int, 
     column = pa.FixedSizeListArray.from_arrays(flat, type=_arrow_type(values.dtype, width))
     batch = pa.record_batch([column], names=[COLUMN])
     name = f"{uuid.uuid4().hex}{SHARD_SUFFIX}"
-    tmp_dir = root / "tmp"
-    final_dir = root / "shards" / kernel
+    tmp_dir = root / TMP_DIR
+    final_dir = root / SHARDS_DIR / kernel
     tmp = tmp_dir / (name + ".part")
     final = final_dir / name
     try:
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        final_dir.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
+        own_dir(root, TMP_DIR, create=True)  # real folders of the store, never links (StoreError otherwise)
+        own_dir(root, SHARDS_DIR, kernel, create=True)
+        with open(tmp, "xb") as fh:
             hashing = _HashingFile(fh)
             with pa.ipc.new_file(hashing, batch.schema) as writer:
                 writer.write_batch(batch)
@@ -252,25 +254,51 @@ class ShardReader:
         self._source.close()
 
 
-def collect_garbage_candidates(root: Path, referenced: Iterable[str]) -> list[str]:
-    """Partial files under ``tmp/`` and shards no catalog row references (paths relative to ``root``)."""
+# The names the store gives its files: clean-up deletes nothing else (a foreign file or a link is left alone).
+TMP_NAME = re.compile(r"[0-9a-f]{32}\.(arrow|npz)\.part")
+SHARD_NAME = re.compile(r"[0-9a-f]{32}" + re.escape(SHARD_SUFFIX))
+_KERNEL_DIR = re.compile(KEY_PATTERN)
+
+
+def partial_files(root: Path) -> list[str]:
+    """Files being written under ``tmp/`` (garbage when no writer holds the lock), relative to ``root``."""
+    return [f"{TMP_DIR}/{p.name}" for p in own_files(root, root / TMP_DIR, TMP_NAME)]
+
+
+def unreferenced_shards(root: Path, referenced: Iterable[str]) -> list[str]:
+    """Shard files no catalog row references, relative to ``root``."""
     keep = set(referenced)
+    shards = own_dir(root, SHARDS_DIR)
     found: list[str] = []
-    tmp_dir = root / "tmp"
-    if tmp_dir.is_dir():
-        found.extend(f"tmp/{path.name}" for path in sorted(tmp_dir.iterdir()))
-    shards = root / "shards"
-    if shards.is_dir():
-        for kernel_dir in sorted(shards.iterdir()):
-            if kernel_dir.is_dir():
-                found.extend(rel for rel in (f"shards/{kernel_dir.name}/{p.name}" for p in sorted(kernel_dir.iterdir()))
-                             if rel not in keep)
+    try:
+        kernels = sorted(e.name for e in os.scandir(shards) if _KERNEL_DIR.fullmatch(e.name))
+    except (FileNotFoundError, NotADirectoryError):
+        return found
+    for kernel in kernels:
+        folder = own_dir(root, SHARDS_DIR, kernel)
+        found.extend(rel for rel in (f"{SHARDS_DIR}/{kernel}/{p.name}" for p in own_files(root, folder, SHARD_NAME))
+                     if rel not in keep)
     return found
 
 
-def collect_garbage(root: Path, referenced: Iterable[str]) -> list[str]:
-    """Delete partial files and shards no catalog row references; call only under the writer lock."""
-    removed = collect_garbage_candidates(root, referenced)
-    for rel in removed:
-        (root / rel).unlink(missing_ok=True)
+def collect_garbage_candidates(root: Path, referenced: Iterable[str]) -> list[str]:
+    """Partial files under ``tmp/`` and shards no catalog row references (paths relative to ``root``)."""
+    return partial_files(root) + unreferenced_shards(root, referenced)
+
+
+def remove_files(root: Path, relpaths: Iterable[str]) -> list[str]:
+    """Delete the store's own files ``relpaths`` (checked again: regular files, never links); those removed."""
+    removed = []
+    for rel in relpaths:
+        path = root / rel
+        if path.is_symlink() or not path.is_file():
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(rel)
     return removed
+
+
+def collect_garbage(root: Path, referenced: Iterable[str], *, shards: bool = True) -> list[str]:
+    """Delete partial files and (``shards``: no reader holds the store) shards no catalog row references;
+    call only under the writer lock."""
+    return remove_files(root, partial_files(root) + (unreferenced_shards(root, referenced) if shards else []))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -18,13 +17,16 @@ from .._kernel import KernelKey
 from ..errors import UsageError
 from ..types import ModelRecord
 from . import _catalog as catalog
-from ._errors import StoreError, StoreFormatError, StoreNotFoundError, StoreQueryError, write_error
-from ._lock import WriterLock
-from ._prepare import LayerMetrics, PreparedModel, prepare_model, record_sha256
+from ._catalog import Catalog
+from ._errors import StoreError, StoreFormatError, StoreNotFoundError, write_error
+from ._lock import READ_LOCK_FILE, ReaderLease, WriterLock, no_readers
+from ._model_data import data_files, read_model_data, write_model_data
+from ._paths import check_sha256
+from ._prepare import LayerMetrics, PreparedModel, check_prepared, model_name, prepare_model, record_sha256
 from ._query import is_users_mistake, query_error
-from ._reading import iter_segment_rows
+from ._reading import iter_batches
 from ._segments import segments as plan_segments
-from ._shards import collect_garbage, shard_path, write_shard
+from ._shards import collect_garbage, remove_files, shard_path, write_shard
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,7 +41,6 @@ FORMAT_VERSION = 1
 FORMAT_NAME = "filterdb-store"
 FORMAT_FILE = "filterdb-store.json"
 LOCK_FILE = "write.lock"
-MAX_MODEL_COLUMNS = 512  # columns of t_models: the taxonomy, the built-in ones and the extra metadata keys
 Dtype = Literal["float16", "float32"]
 
 
@@ -178,11 +179,13 @@ def _read_format(root: Path) -> dict[str, Any]:
     return fmt
 
 
-_SHA_PREFIX = re.compile(r"^[0-9a-f]{8,64}$")
-
-
 class Store:
-    """A filter store on disk. Use :func:`open_store` / :func:`init_store` to get one."""
+    """A filter store on disk. Use :func:`open_store` / :func:`init_store` to get one.
+
+    The store owns every file in its folder: the catalog (all its SQL in :class:`Catalog`), the shards, the
+    per-model data (:meth:`put_model_data`), the locks. A read plan taken through it (:meth:`segments`) holds a
+    reader lease until :meth:`close`: models removed meanwhile keep their files until then.
+    """
 
     def __init__(self, root: Path, mode: str, *, lock_timeout: float | None, busy_timeout: float) -> None:
         fmt = _read_format(root)
@@ -191,11 +194,15 @@ class Store:
         self.dtype: Dtype = fmt["dtype"]
         self.format_version: int = fmt["version"]
         self.busy_timeout = busy_timeout
+        self.catalog = Catalog(root, busy_timeout)
+        self._lock_timeout = lock_timeout
         self._lock = WriterLock(root / LOCK_FILE, timeout=lock_timeout) if mode == "a" else None
+        self._lease = ReaderLease(root / READ_LOCK_FILE)
         self._gc_done = False
-        self._schema_checked = False
 
-    # -- properties ---------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"<Store {str(self.root)!r} mode={self.mode!r} dtype={self.dtype}>"
+
     @property
     def read_only(self) -> bool:
         return self.mode == "r"
@@ -204,9 +211,6 @@ class Store:
     def supports_writes(self) -> bool:
         return self.mode == "a"
 
-    def __repr__(self) -> str:
-        return f"<Store {str(self.root)!r} mode={self.mode!r} dtype={self.dtype}>"
-
     def __enter__(self) -> Store:
         return self
 
@@ -214,28 +218,29 @@ class Store:
         self.close()
 
     def close(self) -> None:
+        """Release the writer lock and the reader lease (files of models removed meanwhile may then go)."""
+        self._lease.release()
         if self._lock is not None:
             while self._lock.held:
                 self._lock.release()
 
     def _connect(self, read_only: bool = True) -> AbstractContextManager[Any]:
-        return catalog.connect(self.root, read_only=read_only, timeout=self.busy_timeout)
-
-    def _writable(self) -> WriterLock:
-        if self._lock is None:
-            raise StoreError(f"{self.root}: opened read-only; open it with mode='a' to change it")
-        return self._lock
+        return self.catalog.connect(read_only)
 
     def writer(self) -> WriterLock:
         """The writer lock, for holding it across several writes: ``with store.writer(): ...``."""
-        return self._writable()
+        if self._lock is None:
+            raise StoreError(f"{self.root}: opened read-only; open it with mode='a' to change it")
+        return self._lock
 
     # -- queries ------------------------------------------------------------------------------------
     def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Run a read-only SQL query over the views (models, layers, filter_counts, shapes); a DataFrame.
 
         Values go in ``params`` (``?`` or ``$name`` placeholders), never into the query text. A query that
-        DuckDB refuses (syntax, unknown view or column, missing values) raises :class:`StoreQueryError`.
+        DuckDB refuses (syntax, unknown view or column, missing values) raises :class:`StoreQueryError`; one
+        that needs more memory than the reader's limit (``FILTERDB_SQL_MEMORY``, default 2GB, spilling up to
+        ``FILTERDB_SQL_TEMP``, default 8GB) or is interrupted raises :class:`StoreResourceError`.
         """
         return self._query(query, params, query, "query")
 
@@ -250,10 +255,14 @@ class Store:
         except Exception as e:
             if is_users_mistake(e):
                 raise query_error(e, text, what, con) from None
+            resource = catalog.query_resource_error(self.root, e)
+            if resource is not None:
+                raise resource from None
             raise
 
     def models(self) -> pd.DataFrame:
-        """All models with their metadata, as a DataFrame (one row per model version)."""
+        """All models with their metadata, as a DataFrame (one row per model version; ``aliases``: the other
+        names the same bytes were ingested under, on stores written by this version)."""
         return self.sql("SELECT * FROM models ORDER BY model_id")
 
     def layers(self, where: str | None = None,
@@ -267,23 +276,25 @@ class Store:
         return self._query(query, params, where or "", "where predicate")
 
     def has(self, sha256: str) -> bool:
-        with self._connect() as con:
-            return con.execute("SELECT count(*) FROM t_models WHERE sha256 = ?", [sha256]).fetchall()[0][0] > 0
+        return self.catalog.known(sha256) is not None
 
     def known_hashes(self) -> set[str]:
         """The sha256 of every model in the store (the content addresses ingest skips)."""
-        with self._connect() as con:
-            return {r[0] for r in con.execute("SELECT sha256 FROM t_models").fetchall()}
+        return self.catalog.hashes()
 
-    def existing(self, sha256: str) -> IngestResult:
-        """The :class:`IngestResult` (``skipped=True``) of a model already in the store, by its sha256."""
-        with self._connect() as con:
-            rows = con.execute("SELECT model_id, model, n_layers, n_filters FROM t_models WHERE sha256 = ?",
-                               [sha256]).fetchall()
-        if not rows:
+    def existing(self, sha256: str, *, name: str | None = None, source: str | None = None) -> IngestResult:
+        """The :class:`IngestResult` (``skipped=True``) of a model already in the store, by its sha256; its
+        ``model`` is the name the store knows it by. With ``name`` (and ``source``) on a writable store: also
+        record them as an alias of the model (shown in the ``aliases`` column of ``models``)."""
+        if name is not None and self.supports_writes:
+            with self.writer():
+                known = self.catalog.add_name(sha256, str(name), source)
+        else:
+            known = self.catalog.known(sha256)
+        if known is None:
             raise StoreError(f"{self.root}: no model with sha256 {sha256}")
-        mid, name, n_layers, n_filters = rows[0]
-        return IngestResult(int(mid), name, sha256, True, int(n_layers), int(n_filters))
+        model_id, model, n_layers, n_filters = known
+        return IngestResult(model_id, model, sha256, True, n_layers, n_filters)
 
     def segments(self, shape: str = "3x3", where: str | None = None, params: Sequence[Any] | None = None, *,
                  group: str | None = None, layer_columns: bool = False) -> pd.DataFrame:
@@ -301,7 +312,11 @@ class Store:
         column. ``layer_columns=True``: every column of the ``layers`` view instead of the first six (the
         view's own ``n_nonfinite``, null where not counted). Read the rows with :meth:`iter_filters`, or
         with :class:`filterdb.store.ShardRows` (a row range of one shard, memory-mapped).
+
+        Taking a plan takes a reader lease (kept until :meth:`close`): the files it names stay readable
+        even if their models are removed meanwhile (docs/store.md, Concurrency).
         """
+        self._lease.acquire()  # before the catalog is read: a model removed after this keeps its files
         return plan_segments(self, shape, where, params, group=group, layer_columns=layer_columns)
 
     def layer_columns(self) -> list[str]:
@@ -314,16 +329,8 @@ class Store:
         ('Visual Category' -> ``"visual_category"``); None when the view has no such column."""
         return catalog.column_sql(self.layer_columns(), name)
 
-    def iter_filters(
-        self,
-        shape: str = "3x3",
-        where: str | None = None,
-        params: Sequence[Any] | None = None,
-        *,
-        batch_rows: int = 1 << 20,
-        scaled: bool = True,
-        with_layer_ids: bool = False,
-    ) -> Iterator[Any]:
+    def iter_filters(self, shape: str = "3x3", where: str | None = None, params: Sequence[Any] | None = None, *,
+                     batch_rows: int = 1 << 20, scaled: bool = True, with_layer_ids: bool = False) -> Iterator[Any]:
         """Stream the filters of one kernel shape as float32 ``(n, k)`` batches, memory-mapped.
 
         Parameters
@@ -349,214 +356,140 @@ class Store:
             raise UsageError(f"batch_rows must be >= 1, got {batch_rows}")
         table = self.segments(shape, where, params)
         width = KernelKey.parse(shape).width if table.shape[0] else 0
-        out = np.empty((batch_rows, width), dtype=np.float32)
-        ids = np.empty(batch_rows, dtype=np.int64)
-        fill = 0
-        for layer_id, scale, rows in zip(table["layer_id"], table["scale"], iter_segment_rows(self.root, table)):
-            pos = 0
-            while pos < len(rows):
-                take = min(batch_rows - fill, len(rows) - pos)
-                block = out[fill : fill + take]
-                np.copyto(block, rows[pos : pos + take], casting="unsafe")
-                if scaled:
-                    _scale_rows(block)
-                elif scale != 1.0:
-                    block *= np.float32(scale)
-                ids[fill : fill + take] = layer_id
-                fill += take
-                pos += take
-                if fill == batch_rows:
-                    yield (out.copy(), ids.copy()) if with_layer_ids else out.copy()
-                    fill = 0
-        if fill:
-            yield (out[:fill].copy(), ids[:fill].copy()) if with_layer_ids else out[:fill].copy()
+        return iter_batches(self.root, table, width, batch_rows, scaled, with_layer_ids)
 
     def stats(self) -> StoreStats:
         """Models, layers, filters per shape, and bytes on disk."""
-        with self._connect() as con:
-            n_models = con.execute("SELECT count(*) FROM t_models").fetchall()[0][0]
-            n_layers, n_filters = con.execute("SELECT count(*), coalesce(sum(n_filters), 0) FROM t_layers").fetchall()[0]
-            shapes = con.execute(
-                "SELECT s.kernel, s.n_models, s.n_layers, s.n_filters, coalesce(b.bytes, 0) AS shard_bytes "
-                "FROM shapes s LEFT JOIN (SELECT kernel, CAST(sum(bytes) AS BIGINT) AS bytes FROM t_shards GROUP BY kernel) b "
-                "USING (kernel) ORDER BY s.n_filters DESC"
-            ).df()
-            shard_bytes = con.execute("SELECT coalesce(sum(bytes), 0) FROM t_shards").fetchall()[0][0]
+        n_models, n_layers, n_filters, shapes, shard_bytes = self.catalog.sizes()
         catalog_bytes = sum(p.stat().st_size for p in self.root.glob("catalog.duckdb*") if p.is_file())
         total = sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
-        return StoreStats(int(n_models), int(n_layers), int(n_filters), shapes, int(shard_bytes),
-                          int(catalog_bytes), int(total))
+        return StoreStats(n_models, n_layers, n_filters, shapes, shard_bytes, int(catalog_bytes), int(total))
 
     def verify(self, *, progress: Any = None) -> VerifyReport:
-        """Check the whole store (catalog, every shard's size, structure and sha256); a :class:`VerifyReport`
-        that says which models to re-ingest. ``progress(done, total)`` is called per shard."""
+        """Check the whole store (catalog, every shard's size, structure and sha256, the per-model data); a
+        :class:`VerifyReport` that says which models to re-ingest. ``progress(done, total)`` is called per shard."""
         from ._verify import verify_store
 
         return verify_store(self, progress=progress)
 
+    # -- per-model data -------------------------------------------------------------------------------
+    def put_model_data(self, sha256: str, kind: str, arrays: Mapping[str, np.ndarray]) -> None:
+        """Keep ``arrays`` (numeric, boolean or string numpy arrays, at most 64 of 64 MiB each) as the ``kind``
+        data of the model ``sha256`` (e.g. kind "fingerprint"), replacing what was there: written atomically,
+        its checksum recorded (``verify`` checks it), removed with the model by ``rm``. Works on a store
+        opened read-only too (as a cache: it takes the writer lock for the moment); a store that cannot be
+        written raises :class:`StoreWriteError` (an ``OSError``)."""
+        lock = self._lock if self._lock is not None else WriterLock(self.root / LOCK_FILE, timeout=self._lock_timeout)
+        with lock:
+            rel, size, digest = write_model_data(self.root, sha256, kind, arrays)
+            if not self.catalog.record_model_data(sha256, kind, rel, size, digest):
+                remove_files(self.root, [rel])
+                raise StoreError(f"{self.root}: no model with sha256 {sha256}; per-model data belongs to a model "
+                                 "of the store")
+
+    def model_data(self, sha256: str, kind: str) -> dict[str, np.ndarray] | None:
+        """The ``kind`` data of model ``sha256`` (name -> array), None when there is none. A damaged or foreign
+        file raises :class:`ModelDataError` (a :class:`StoreError`): rebuild it with :meth:`put_model_data`.
+        Check the shapes your kind needs: the store checks sizes and dtypes only."""
+        return read_model_data(self.root, sha256, kind)
+
     # -- writes -------------------------------------------------------------------------------------
     def gc(self) -> list[str]:
-        """Remove partial and unreferenced shard files (left by a killed writer). Returns what it removed."""
-        with self._writable():
-            with self._connect() as con:
-                referenced = [r[0] for r in con.execute("SELECT shard FROM t_shards").fetchall()]
+        """Remove what no catalog row references: partial files of a killed writer, and (when no reader holds
+        a lease) shards and per-model data of removed models. Returns what it removed."""
+        with self.writer():
+            self._lease.release()  # this process' own plans do not keep its garbage
             try:
-                removed = collect_garbage(self.root, referenced)
+                with no_readers(self.root) as free:
+                    removed = collect_garbage(self.root, self.catalog.shard_files(), shards=free)
+                    if free:
+                        shas, _ = self.catalog.model_hashes_with_data()
+                        removed += remove_files(self.root, [f for sha, files in data_files(self.root).items()
+                                                            if sha not in shas for f in files])
             except OSError as e:
                 raise write_error(self.root, "removing unreferenced files", e) from e
             self._gc_done = True
             return removed
 
     def ingest(self, record: ModelRecord, metadata: Mapping[str, Any] | None = None, *,
-               metrics: LayerMetrics | None) -> IngestResult:
-        """Add one model (all its conv layers and their filters) in one atomic step; a no-op for known bytes.
+               metrics: LayerMetrics | Any | None) -> IngestResult:
+        """Add one model (all its conv layers and their filters) in one atomic step; a no-op for known bytes
+        (which records the name as an alias when it differs).
 
         ``metadata``: the model's name and taxonomy (keys as in a manifest: "Name", "Task",
         "Visual Category", ... or already normalised: "name", "task", ...); extra keys become new columns.
-        ``metrics``: the layer metrics table of ``filterdb.check.check_model(record).layers`` (or its rows), or
-        None to store NULL metrics; required, since the store never runs the health check itself.
-        :func:`filterdb.ingest_record` computes it (and the lineage fingerprint) and calls the store.
+        ``metrics``: the layer metrics of the record (a :class:`LayerMetrics`, or
+        ``filterdb.check.check_model(record).layers``), or None to store NULL metrics; required, since the
+        store never runs the health check itself. :func:`filterdb.ingest_record` computes it (and the
+        lineage fingerprint) and calls the store.
         """
         sha = record_sha256(record)
         if self.supports_writes and self.has(sha):
-            return self.existing(sha)
+            name, source = model_name(record, metadata)
+            return self.existing(sha, name=name, source=source)
         return self.ingest_prepared(prepare_model(record, metadata, dtype=self.dtype, metrics=metrics))
 
     def ingest_prepared(self, prepared: PreparedModel) -> IngestResult:
-        """Write a :class:`PreparedModel`: shards first (invisible until referenced), then one transaction."""
-        with self._writable():
+        """Write a :class:`PreparedModel`: shards first (invisible until referenced), then one transaction.
+        Its rows are checked first (shapes, groups, filter counts and the arrays agree; else StoreError)."""
+        check_prepared(prepared, self.dtype)
+        with self.writer():
             if not self._gc_done:
                 self.gc()
-            dtype = np.float16 if self.dtype == "float16" else np.float32
-            for values in prepared.filters.values():
-                if values.dtype != dtype:
-                    raise StoreError(f"prepared filters are {values.dtype}, the store holds {self.dtype}")
             written: list[tuple[str, str, int, int, str]] = []  # (kernel, shard, rows, bytes, sha256)
             try:
                 for key, values in prepared.filters.items():
                     rel, size, digest = write_shard(self.root, key, values)
                     written.append((key, rel, len(values), size, digest))
-                existing = self._commit(prepared, written)
+                added = self.catalog.add_model(prepared.model_row, prepared.layer_rows, prepared.layer_kernel,
+                                               written, _layer_schema)
             except BaseException:
-                self._discard(written)
+                _discard(self.root, [w[1] for w in written])
                 raise
-            if isinstance(existing, IngestResult):  # the same bytes were committed meanwhile: a no-op
-                self._discard(written)
-                return existing
-        return IngestResult(int(existing), prepared.model_row["model"], prepared.sha256, False,
-                            len(prepared.layer_rows), prepared.n_filters)
-
-    def _discard(self, written: list[tuple[str, str, int, int, str]]) -> None:
-        """Remove shards no commit references (best effort: what stays is garbage for the next writer)."""
-        for _, rel, _, _, _ in written:
-            try:
-                (self.root / rel).unlink(missing_ok=True)
-            except OSError:
-                pass
-
-    def _commit(self, prepared: PreparedModel, written: list[tuple[str, str, int, int, str]]) -> int | IngestResult:
-        import pyarrow as pa
-
-        shard_of = {key: rel for key, rel, _, _, _ in written}
-        offsets: dict[str, int] = {}
-        with self._connect(read_only=False) as con:
-            if not self._schema_checked:
-                catalog.upgrade_schema(con)
-                self._schema_checked = True
-            catalog.run(con, "BEGIN TRANSACTION")
-            try:
-                known = con.execute("SELECT model_id, model, n_layers, n_filters FROM t_models WHERE sha256 = ?",
-                                    [prepared.sha256]).fetchall()
-                if known:
-                    catalog.run(con, "ROLLBACK")
-                    mid, name, n_layers, n_filters = known[0]
-                    return IngestResult(int(mid), name, prepared.sha256, True, int(n_layers), int(n_filters))
-                existing = set(catalog.model_columns(con))
-                row = dict(prepared.model_row)
-                added = [c for c in row if c not in existing]
-                if len(existing) + len(added) > MAX_MODEL_COLUMNS:
-                    raise StoreError(
-                        f"{self.root}: model {row['model']!r} would bring the models view to "
-                        f"{len(existing) + len(added):,} columns, more than {MAX_MODEL_COLUMNS:,}; extra metadata "
-                        "keys become columns: keep the ones you query")
-                for col in added:
-                    catalog.run(con, f"ALTER TABLE t_models ADD COLUMN {catalog.quote_ident(col)} VARCHAR")
-                if added:
-                    catalog.refresh_views(con)
-                model_id = con.execute("SELECT coalesce(max(model_id), 0) + 1 FROM t_models").fetchall()[0][0]
-                version = con.execute("SELECT coalesce(max(version), 0) + 1 FROM t_models WHERE model = ?",
-                                      [row["model"]]).fetchall()[0][0]
-                row.update(model_id=model_id, version=version, ingested_at=datetime.now(timezone.utc).replace(tzinfo=None))
-                cols = list(row)
-                catalog.run(
-                    con,
-                    f"INSERT INTO t_models ({', '.join(catalog.quote_ident(c) for c in cols)}) "
-                    f"VALUES ({', '.join('?' for _ in cols)})",
-                    [row[c] for c in cols],
-                )
-                first_layer = con.execute("SELECT coalesce(max(layer_id), 0) + 1 FROM t_layers").fetchall()[0][0]
-                layer_rows = []
-                for i, (lrow, key) in enumerate(zip(prepared.layer_rows, prepared.layer_kernel)):
-                    lrow = dict(lrow, layer_id=first_layer + i, model_id=model_id, shard=shard_of.get(key),
-                                row_offset=offsets.get(key, 0))
-                    offsets[key] = offsets.get(key, 0) + int(lrow["n_filters"])
-                    layer_rows.append(lrow)
-                if layer_rows:
-                    table = pa.Table.from_pylist(layer_rows, schema=_layer_schema(layer_rows[0]))
-                    con.register("_new_layers", table)
-                    catalog.run(con, "INSERT INTO t_layers BY NAME SELECT * FROM _new_layers")
-                    con.unregister("_new_layers")
-                for key, rel, n, size, digest in written:
-                    catalog.run(con, "INSERT INTO t_shards (shard, model_id, kernel, n_rows, bytes, sha256) "
-                                "VALUES (?, ?, ?, ?, ?, ?)", [rel, model_id, key, n, size, digest])
-                catalog.run(con, "COMMIT")
-            except BaseException:
-                _rollback(con)
-                raise
-        return int(model_id)
+            if not isinstance(added, int):  # the same bytes were committed meanwhile: a no-op (and an alias)
+                _discard(self.root, [w[1] for w in written])
+                return self.existing(prepared.sha256, name=prepared.model_row["model"],
+                                     source=prepared.model_row.get("source"))
+        return IngestResult(added, prepared.model_row["model"], prepared.sha256, False, len(prepared.layer_rows),
+                            prepared.n_filters)
 
     def resolve(self, model: str | int) -> list[int]:
         """Model ids named by an id, a sha256 prefix (>= 8 hex digits) or a name (all its versions)."""
         text = str(model).strip()
-        with self._connect() as con:
-            if text.isdigit():
-                rows = con.execute("SELECT model_id FROM t_models WHERE model_id = ?", [int(text)]).fetchall()
-                if rows:
-                    return [int(r[0]) for r in rows]
-            rows = con.execute("SELECT model_id FROM t_models WHERE model = ? ORDER BY model_id", [text]).fetchall()
-            if not rows and _SHA_PREFIX.match(text):
-                rows = con.execute("SELECT model_id FROM t_models WHERE starts_with(sha256, ?)", [text]).fetchall()
-        if not rows:
+        ids = self.catalog.resolve(text)
+        if not ids:
             raise StoreError(f"{self.root}: no model {text!r} (give a name, a model id or a sha256 prefix; "
                              "`filterdb models` lists them)")
-        return [int(r[0]) for r in rows]
-
-    def remove(self, model: str | int) -> list[int]:
-        """Remove a model (all versions of a name, or one id / sha256 prefix); returns the removed ids."""
-        with self._writable():
-            ids = self.resolve(model)
-            with self._connect(read_only=False) as con:
-                catalog.run(con, "BEGIN TRANSACTION")
-                try:
-                    paths = [shard_path(self.root, r[0]) for r in con.execute(  # checked before anything changes
-                        "SELECT shard FROM t_shards WHERE list_contains(?, model_id)", [ids]).fetchall()]
-                    for table in ("t_layers", "t_shards", "t_models"):
-                        catalog.run(con, f"DELETE FROM {table} WHERE list_contains(?, model_id)", [ids])
-                    catalog.run(con, "COMMIT")
-                except BaseException:
-                    _rollback(con)
-                    raise
-            for path in paths:  # after the commit: a crash here leaves garbage, never a dangling reference
-                path.unlink(missing_ok=True)
         return ids
 
+    def remove(self, model: str | int) -> list[int]:
+        """Remove a model (all versions of a name, or one id / sha256 prefix); returns the removed ids.
 
-def _rollback(con: Any) -> None:
-    """Roll back after a failed statement; a failed COMMIT has ended the transaction already ("cannot
-    rollback - no transaction is active"), and that must not hide the error that caused it."""
+        The catalog rows go at once (one transaction); the files go after the commit when no reader holds a
+        lease, else they stay, unreferenced, for a later ``gc`` (a running analysis keeps reading them)."""
+        with self.writer():
+            ids = self.resolve(model)
+            shards, shas = self.catalog.remove(ids, self._checked)
+            self._lease.release()
+            with no_readers(self.root) as free:
+                if free:  # after the commit: a crash here leaves garbage, never a dangling reference
+                    files = data_files(self.root)
+                    remove_files(self.root, shards + [f for sha in shas for f in files.get(sha, [])])
+        return ids
+
+    def _checked(self, kind: str, value: Any) -> str:
+        """A catalog value about to become a path, checked (a hostile catalog names no file elsewhere)."""
+        if kind == "shard":
+            shard_path(self.root, value)
+            return str(value)
+        return check_sha256(self.root, value)
+
+
+def _discard(root: Path, shards: list[str]) -> None:
+    """Remove shards no commit references (best effort: what stays is garbage for the next writer)."""
     try:
-        catalog.run(con, "ROLLBACK")
-    except Exception:  # noqa: BLE001 - the original error is being raised
+        remove_files(root, shards)
+    except OSError:
         pass
 
 
@@ -584,9 +517,3 @@ def _layer_schema(example: Mapping[str, Any]) -> pa.Schema:
     for col, sql_type in catalog.METRIC_COLUMNS.items():
         types[col] = {"DOUBLE": pa.float64(), "BIGINT": pa.int64(), "VARCHAR[]": pa.list_(pa.string())}[sql_type]
     return pa.schema([(c, types[c]) for c in example if c in types])
-
-
-def _scale_rows(block: np.ndarray) -> None:
-    """Divide each row by its max |value| in place; all-zero rows stay zero."""
-    peak = np.abs(block).max(axis=1, keepdims=True)
-    np.divide(block, peak, out=block, where=peak > 0)
