@@ -126,11 +126,14 @@ class Net:
 
 
 def _new_head(state: dict[str, Any], convs: list[str], seed: int, classes: int = 10) -> dict[str, Any]:
+    """The backbone (convs and their PReLUs) with a new 1x1 conv head: the old heads are dropped (a re-head)."""
     import torch
 
     torch.manual_seed(seed)
+    keep = set(convs) | {c.replace("conv", "prelu") for c in convs}
     conv = torch.nn.Conv2d(state[convs[-1] + ".weight"].shape[0], classes, 1)
-    return {**state, "head.weight": conv.weight.detach().clone(), "head.bias": conv.bias.detach().clone()}
+    return {**{k: v for k, v in state.items() if k.split(".")[0] in keep},
+            "head.weight": conv.weight.detach().clone(), "head.bias": conv.bias.detach().clone()}
 
 
 def _train(net: Net, steps: int, seed: int, *, lr: float = 0.01, wd: float = 0.0, masks: dict[str, Any] | None = None,

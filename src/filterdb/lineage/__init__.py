@@ -11,7 +11,6 @@ from typing import Any
 
 from ._compare import THRESHOLDS, Comparison, LayerMatch, Thresholds, compare, compare_weights
 from ._fingerprint import Fingerprint, fingerprint
-from ._figure import lineage_figure, lineage_html
 from ._store import (
     Edge,
     Lineage,
@@ -20,6 +19,7 @@ from ._store import (
     StoreLike,
     fingerprint_model,
     lineage,
+    relate,
     similar,
     store_fingerprints,
 )
@@ -42,8 +42,7 @@ __all__ = [
     "fingerprint",
     "fingerprint_model",
     "lineage",
-    "lineage_figure",
-    "lineage_html",
+    "relate",
     "similar",
     "store_fingerprints",
     "weights_from_store",

@@ -169,7 +169,8 @@ def degeneration_section(ctx: ReportContext) -> Section:
 
 def lineage_section(ctx: ReportContext) -> Section:
     """Families of models that share weights, as trees, and their parent → child edges."""
-    from ..lineage import LineageError, lineage, lineage_figure
+    from ..lineage import LineageError, lineage
+    from ..plotting import lineage_figure
 
     ctx.step("model families")
     body = Page("")
