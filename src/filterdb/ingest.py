@@ -25,8 +25,8 @@ from typing import Any, Literal
 from ._hashing import file_sha256
 from .errors import FilterDBError, ModelFormatError, ModelNotFoundError
 from .manifest import DEFAULT_REQUIRED, Manifest, ManifestMatch, is_source_name, load_manifest, match_manifest
-from .store import (IngestResult, ManifestError, PreparedModel, Store, StoreError, StoreWriteError, as_store,
-                    init_store, iter_hdf5_models, prepare_model, record_sha256)
+from .store import (IngestResult, LayerMetrics, ManifestError, PreparedModel, Store, StoreError, StoreWriteError,
+                    as_store, init_store, iter_hdf5_models, name_for, prepare_model, record_sha256)
 from .types import ModelRecord
 
 __all__ = ["MODEL_SUFFIXES", "IngestError", "IngestEvent", "IngestReport", "SourceItem", "expand_sources",
@@ -162,7 +162,8 @@ def _prepare(record: ModelRecord, metadata: Mapping[str, Any] | None, dtype: str
     turn it into catalog rows and shard arrays: every path into the store goes through here."""
     from .check import check_model
 
-    prepared = prepare_model(record, metadata, dtype=dtype, metrics=check_model(record).layers)
+    metrics = LayerMetrics.from_columns(check_model(record).columns)  # numpy columns, no DataFrame
+    prepared = prepare_model(record, metadata, dtype=dtype, metrics=metrics)
     fp = _fingerprint(record)
     if fp is not None and not fp.sha256:  # an in-memory record: cached under the hash the store gave it
         fp = replace(fp, sha256=prepared.sha256)
@@ -199,7 +200,10 @@ def ingest_record(store: Store | str | os.PathLike[str], record: ModelRecord,
     target = as_store(store, "a")
     sha = record_sha256(record)
     if target.has(sha):
-        return target.existing(sha)
+        from .store._prepare import model_name
+
+        name, source = model_name(record, metadata)
+        return target.existing(sha, name=name, source=source)  # the same bytes: recorded as an alias
     return _write(target, _prepare(record, metadata, target.dtype))
 
 
@@ -289,17 +293,22 @@ def _plan(sources: Sequence[str | os.PathLike[str]], manifest: str | os.PathLike
 
 
 def _skip_known(target: Store, items: list[SourceItem], shas: list[str], report: IngestReport,
-                progress: Callable[[IngestEvent], None] | None) -> list[int]:
+                progress: Callable[[IngestEvent], None] | None, metadata: Mapping[str, Mapping[str, Any]]) -> list[int]:
     """Report the models already in the store as skipped; the positions of the ones left to ingest (the
     same bytes twice in one run are ingested once)."""
     todo: list[int] = []
     pending: set[str] = set()
     known = target.known_hashes() if items else set()
+    names = [name_for(item.spec, metadata.get(item.key)) for item in items]
+    target.add_aliases([(sha, name, item.spec)  # the same bytes met again: an alias
+                        for item, sha, name in zip(items, shas, names) if sha in known])
     for i, (item, sha) in enumerate(zip(items, shas)):
         if sha in pending:
             continue
         if sha in known:
             result = target.existing(sha)
+            if names[i] != result.model:
+                result = replace(result, alias=names[i])
             report.results.append(result)
             if progress:
                 progress(IngestEvent("skipped", i, len(items), item.spec, result))
@@ -434,7 +443,7 @@ def ingest(
     total = len(items)
     if progress:
         progress(IngestEvent("start", 0, total, total_bytes=report.bytes_read))
-    todo = _skip_known(target, items, shas, report, progress)
+    todo = _skip_known(target, items, shas, report, progress, planned.metadata)
     if jobs is None:  # worker processes start in ~1-3 s (imports): they pay only for a large batch of files
         todo_bytes = sum(items[i].path.stat().st_size for i in todo)
         jobs = (os.cpu_count() or 1) if todo_bytes >= PARALLEL_MIN_BYTES and len(todo) > 2 else 1

@@ -72,6 +72,10 @@ def ingest_cmd(store: Path, sources: tuple[str, ...], manifest: Path | None, req
         # reader errors already name their file: print the source only when the message does not
         text = error if spec in error else f"{spec}: {error}"
         err_console.print(f"[yellow]failed:[/] {escape(text)}", soft_wrap=True, markup=True, highlight=False)
+    for result in report.skipped:
+        if result.alias is not None:  # the same bytes under another name: recorded as an alias
+            console.print(f"{escape(result.alias)}: already in the store as {escape(result.model)} (kept as an alias)",
+                          soft_wrap=True, markup=True, highlight=False)
     mb = report.bytes_read / 1e6
     console.print(
         f"ingested {len(report.ingested)} model(s), {report.n_filters:,} filters; "

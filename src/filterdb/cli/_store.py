@@ -45,8 +45,14 @@ def models_cmd(store: Path, fmt: str, all_columns: bool) -> None:
     frame = _open(store).models()
     if not all_columns and fmt == "table":
         keep = [c for c in ("model_id", "model", "version", "format", "task", "visual_category",
-                            "training_dataset", "architecture", "n_layers", "n_filters") if c in frame.columns]
+                            "training_dataset", "architecture", "n_layers", "n_filters", "aliases")
+                if c in frame.columns]
         frame = frame[keep]
+        if "aliases" in frame.columns:  # other names of the same bytes, shown only when some model has one
+            if not frame["aliases"].map(len).any():
+                frame = frame.drop(columns="aliases")
+            else:
+                frame = frame.assign(aliases=frame["aliases"].map(lambda names: ", ".join(map(str, names))))
     print_frame(frame, fmt, title=f"{len(frame)} model(s) in {store}")
 
 

@@ -21,7 +21,7 @@ from ._errors import (
 from ._catalog import Catalog
 from ._model_data import ModelDataError
 from ._exchange import export_hdf5, export_parquet, iter_hdf5_models
-from ._prepare import LayerMetrics, PreparedModel, kernel_key, prepare_model, record_sha256
+from ._prepare import LayerMetrics, PreparedModel, kernel_key, name_for, prepare_model, record_sha256
 from ._reading import ShardRows, read_ahead, readahead_budget
 from ._segments import SEGMENT_COLUMNS
 from ._store import FORMAT_VERSION, IngestResult, Store, StoreStats, as_store, init_store, open_store
@@ -63,4 +63,5 @@ __all__ = [
     "readahead_budget",
     "record_checksums",
     "record_sha256",
+    "name_for",
 ]

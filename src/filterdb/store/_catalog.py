@@ -289,6 +289,12 @@ def shard_records(root: Path) -> dict[str, Any]:
             for shard, n_bytes, n_rows, mid, name, sha in rows}
 
 
+def run_read(root: Path, query: str, params: Any = None) -> list[Any]:
+    """One read-only query on a connection of its own."""
+    with connect(root, read_only=True) as con:
+        return run(con, query, params)
+
+
 def tables(con: Any) -> set[str]:
     return {r[0] for r in run(con, "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'")}
 
@@ -476,15 +482,17 @@ class Catalog:
         if added:
             refresh_views(con)
 
-    def add_name(self, sha256: str, name: str, source: str | None) -> Known | None:
-        """Record ``name``/``source`` as an alias of the model ``sha256`` (once); the model, None if absent."""
+    def add_names(self, entries: list[tuple[str, str, str | None]]) -> None:
+        """Record each (sha256, name, source) as a name of the model with that sha256 (once; models not in the
+        store are ignored), in one transaction."""
+        if not entries:
+            return
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
         with self._writer() as con, transaction(con):
-            known = self.known(sha256, con)
-            if known is not None:
-                run(con, "INSERT INTO t_names SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM t_names WHERE "
-                    "model_id = ? AND name = ? AND source IS NOT DISTINCT FROM ?)",
-                    [known[0], name, source, datetime.now(timezone.utc).replace(tzinfo=None), known[0], name, source])
-        return known
+            for sha, name, source in entries:
+                run(con, "INSERT INTO t_names SELECT model_id, ?, ?, ? FROM t_models m WHERE sha256 = ? AND NOT EXISTS "
+                    "(SELECT 1 FROM t_names n WHERE n.model_id = m.model_id AND n.name = ? AND "
+                    "n.source IS NOT DISTINCT FROM ?)", [name, source, now, sha, name, source])
 
     def remove(self, ids: list[int], check: Any) -> tuple[list[str], list[str]]:
         """Delete models ``ids`` and everything of theirs from the catalog, in one transaction; (their shard

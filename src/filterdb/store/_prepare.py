@@ -18,7 +18,8 @@ from ..errors import UsageError
 from ..types import ConvLayer, ModelRecord
 from ._catalog import METRIC_COLUMNS, normalise_column
 
-__all__ = ["LayerMetrics", "PreparedModel", "check_prepared", "kernel_key", "metric_rows", "model_name", "prepare_model",
+__all__ = ["LayerMetrics", "PreparedModel", "check_prepared", "kernel_key", "metric_rows", "model_name", "name_for", "prepare_model",
+           "source_name",
            "record_sha256"]
 
 @dataclass(frozen=True)
@@ -234,6 +235,12 @@ def model_name(record: ModelRecord, metadata: Mapping[str, Any] | None) -> tuple
     return _name(record, {normalise_column(k): v for k, v in (metadata or {}).items()}), record.info.source
 
 
+def name_for(source: str, metadata: Mapping[str, Any] | None) -> str:
+    """The name a model from ``source`` is ingested under: the manifest's Name, else the file name."""
+    clean = {normalise_column(k): v for k, v in (metadata or {}).items()}
+    return str(clean.get("name") or clean.get("model") or source_name(source))
+
+
 def check_prepared(prepared: PreparedModel, dtype: str) -> None:
     """Refuse a prepared model whose rows disagree with each other or with its arrays: each layer's shape,
     groups, kernel and n_filters, and each kernel's filter count and width (a reader or a caller's bug must
@@ -275,7 +282,11 @@ def check_prepared(prepared: PreparedModel, dtype: str) -> None:
 
 
 def _default_name(record: ModelRecord) -> str:
+    return source_name(record.info.source or record.info.path or "model")
+
+
+def source_name(source: str) -> str:
+    """The name a model gets from its source when the manifest gives none: the file name."""
     from pathlib import PurePath
 
-    src = record.info.source or record.info.path or "model"
-    return PurePath(src.split("#")[-1]).name or src
+    return PurePath(source.split("#")[-1]).name or source

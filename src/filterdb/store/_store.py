@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -54,6 +55,7 @@ class IngestResult:
     skipped: bool  # True: the same bytes were already in the store
     n_layers: int
     n_filters: int
+    alias: str | None = None  # skipped under another name: the name recorded as an alias of ``model``
 
 
 @dataclass(frozen=True)
@@ -285,16 +287,21 @@ class Store:
     def existing(self, sha256: str, *, name: str | None = None, source: str | None = None) -> IngestResult:
         """The :class:`IngestResult` (``skipped=True``) of a model already in the store, by its sha256; its
         ``model`` is the name the store knows it by. With ``name`` (and ``source``) on a writable store: also
-        record them as an alias of the model (shown in the ``aliases`` column of ``models``)."""
+        record them as an alias of the model (see :meth:`add_aliases`)."""
         if name is not None and self.supports_writes:
-            with self.writer():
-                known = self.catalog.add_name(sha256, str(name), source)
-        else:
-            known = self.catalog.known(sha256)
+            self.add_aliases([(sha256, str(name), source)])
+        known = self.catalog.known(sha256)
         if known is None:
             raise StoreError(f"{self.root}: no model with sha256 {sha256}")
         model_id, model, n_layers, n_filters = known
-        return IngestResult(model_id, model, sha256, True, n_layers, n_filters)
+        alias = str(name) if name is not None and str(name) != model else None
+        return IngestResult(model_id, model, sha256, True, n_layers, n_filters, alias)
+
+    def add_aliases(self, entries: Sequence[tuple[str, str, str | None]]) -> None:
+        """Record each ``(sha256, name, source)``: the same bytes met again under another name or source (the
+        ``aliases`` column of ``models``, the ``model_names`` view). Known pairs and unknown hashes are ignored."""
+        with self.writer():
+            self.catalog.add_names([(sha, str(name), source) for sha, name, source in entries])
 
     def segments(self, shape: str = "3x3", where: str | None = None, params: Sequence[Any] | None = None, *,
                  group: str | None = None, layer_columns: bool = False) -> pd.DataFrame:
@@ -469,7 +476,7 @@ class Store:
         lease, else they stay, unreferenced, for a later ``gc`` (a running analysis keeps reading them)."""
         with self.writer():
             ids = self.resolve(model)
-            shards, shas = self.catalog.remove(ids, self._checked)
+            shards, shas = self.catalog.remove(ids, functools.partial(_checked, self.root))
             self._lease.release()
             with no_readers(self.root) as free:
                 if free:  # after the commit: a crash here leaves garbage, never a dangling reference
@@ -477,12 +484,14 @@ class Store:
                     remove_files(self.root, shards + [f for sha in shas for f in files.get(sha, [])])
         return ids
 
-    def _checked(self, kind: str, value: Any) -> str:
-        """A catalog value about to become a path, checked (a hostile catalog names no file elsewhere)."""
-        if kind == "shard":
-            shard_path(self.root, value)
-            return str(value)
-        return check_sha256(self.root, value)
+
+
+def _checked(root: Path, kind: str, value: Any) -> str:
+    """A catalog value about to become a path, checked (a hostile catalog names no file elsewhere)."""
+    if kind == "shard":
+        shard_path(root, value)
+        return str(value)
+    return check_sha256(root, value)
 
 
 def _discard(root: Path, shards: list[str]) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 from .._hashing import file_sha256
 from . import _catalog as catalog
 from ._errors import ShardCorruptError, StoreError
+from ._model_data import ModelDataError, data_files, load_npz
+from ._paths import HEX64, LEGACY_FINGERPRINT_DIR
 from ._shards import ShardReader, ShardRecord, collect_garbage_candidates, shard_path
 
 __all__ = ["Damage", "VerifyReport", "verify_store"]
@@ -38,6 +40,7 @@ class VerifyReport:
     catalog_damaged: bool = False  # the catalog could not be read: nothing else could be checked
     without_checksum: list[str] = field(default_factory=list)  # shards of an older filterdb: structure checked only
     unreferenced: list[str] = field(default_factory=list)  # garbage of a killed writer (removed by the next write)
+    n_model_data: int = 0  # per-model data files checked (fingerprints)
 
     @property
     def ok(self) -> bool:
@@ -100,7 +103,39 @@ def verify_store(store: Any, *, progress: Callable[[int, int], None] | None = No
         if progress:
             progress(done, total)
     report.unreferenced = collect_garbage_candidates(store.root, [s[0] for s in shards])
+    _verify_model_data(store, report, damage)
     return report
+
+
+def _verify_model_data(store: Any, report: VerifyReport, damage: Callable[[int, str], None]) -> None:
+    """Every per-model data file: its model exists, it loads (sizes, dtypes), and its checksum matches."""
+    try:
+        shas, recorded = store.catalog.model_hashes_with_data()
+        ids = {sha: int(mid) for mid, sha in catalog.run_read(store.root, "SELECT model_id, sha256 FROM t_models")}
+    except StoreError as e:
+        report.damage.append(Damage(str(e)))
+        return
+    for sha in shas:
+        if not HEX64.fullmatch(str(sha)):
+            damage(ids.get(sha, -1), f"sha256 {str(sha)[:80]!r} in the catalog is not 64 hex digits (edited catalog)")
+    files = data_files(store.root)
+    for sha, paths in sorted(files.items()):
+        for rel in paths:
+            report.n_model_data += 1
+            owner = ids.get(sha)
+            kind = "fingerprint" if rel.startswith(LEGACY_FINGERPRINT_DIR + "/") else rel.split("/")[1]
+            if owner is None:
+                report.unreferenced.append(rel)
+                continue
+            path = store.root / rel
+            try:
+                load_npz(path, path.stat().st_size)
+            except (ModelDataError, OSError) as e:
+                damage(owner, f"{rel}: {str(e).split(': ', 1)[-1].split('; it is rebuilt')[0]}")
+                continue
+            entry = recorded.get((sha, kind))
+            if entry is not None and entry[0] == rel and file_sha256(path) != entry[2]:
+                damage(owner, f"{rel}: checksum mismatch (the {kind} data changed after it was written)")
 
 
 def _short(message: str, root: Any, owner: str) -> str:
