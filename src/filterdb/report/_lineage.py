@@ -9,15 +9,11 @@ as attributes or mapping keys).
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._context import Section
 from ._html import Html, Page, cell_number, esc, render_figure, table_html
 
-if TYPE_CHECKING:
-    from ._context import ReportContext
-
-__all__ = ["lineage_html", "lineage_section"]
+__all__ = ["lineage_html"]
 
 _HOWTO = ("Models that share weights, found from the convolution weights alone (docs/lineage.md): identical "
           "copies, the same weights in another format or precision, and models derived from one another "
@@ -36,12 +32,9 @@ def _drawable(result: Any) -> Any:
 
 
 def _figure_function() -> Any:
-    from .. import plotting
+    from ..plotting import lineage_figure
 
-    found = getattr(plotting, "lineage_figure", None)
-    if found is None:  # until the figure lives in plotting/ (issue 21)
-        from ..lineage import lineage_figure as found
-    return found
+    return lineage_figure
 
 
 def _edge_table(result: Any) -> Html:
@@ -63,27 +56,3 @@ def lineage_html(result: Any, *, theme: str = "light") -> Html:
                     alt="model families as trees", caption=_CAPTION.format(n=len(families)))
         page.raw(_edge_table(result))
     return Html("\n".join(str(p) for p in page.parts))
-
-
-def lineage_section(ctx: ReportContext) -> Section:
-    """The study's model families (from fingerprints stored at ingest), as trees and an edge table."""
-    ctx.step("model families")
-    result = ctx.study.families
-    body = Page("")
-    body.heading("Model families", anchor="lineage")
-    body.howto(_HOWTO)
-    if result is None:
-        why = ctx.study.errors.get("families", "Model families were not part of this study.")
-        body.raw(Html(f'<div class="note">{esc(why)}</div>'))
-        return Section("Families", "lineage", body)
-    if result.note:
-        body.raw(Html(f'<div class="note">{esc(result.note)}</div>'))
-    families = [f for f in result.families if len(f) > 1]
-    summary = {"families": [list(f) for f in families]}
-    if not families:
-        body.paragraph(f"No two of the {result.n_models} models compared share weights.", cls="muted")
-        return Section("Families", "lineage", body, summary=summary)
-    figure = ctx.draw_fixed(_figure_function(), _drawable(result))
-    body.figure(figure, alt="model families as trees", caption=_CAPTION.format(n=len(families)))
-    body.raw(_edge_table(result))
-    return Section("Families", "lineage", body, (("lineage.png", figure),), summary)
