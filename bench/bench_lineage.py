@@ -143,9 +143,11 @@ def evaluate_store(pairs: list[Pair], cache: Path, compared: dict[tuple[str, str
                           and family.get(name_of.get(p.a)) == family.get(name_of.get(p.b))]
         listed, agree, disagree = 0, 0, []
         start = time.perf_counter()
+        queries: dict[str, dict[str, Any]] = {}
         for p in related:
-            found = {m.model: m for m in similar(store, name_of[p.a], top=None).matches}
-            m = found.get(name_of[p.b])
+            if p.a not in queries:
+                queries[p.a] = {m.model: m for m in similar(store, name_of[p.a], top=None).matches}
+            m = queries[p.a].get(name_of[p.b])
             listed += m is not None
             r = compared[(p.a, p.b)]
             parent_name = None if r.parent is None else name_of[p.a if r.parent == "a" else p.b]
@@ -154,7 +156,7 @@ def evaluate_store(pairs: list[Pair], cache: Path, compared: dict[tuple[str, str
             else:
                 disagree.append({"a": p.a, "b": p.b, "compare": [r.relation, r.score, parent_name],
                                  "similar": None if m is None else [m.relation, m.score, m.parent]})
-        similar_seconds = (time.perf_counter() - start) / max(1, len(related))
+        similar_seconds = (time.perf_counter() - start) / max(1, len(queries))
         edge_agree = 0
         for p in related:
             e = edges.get(frozenset((name_of[p.a], name_of[p.b])))
