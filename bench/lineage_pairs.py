@@ -90,10 +90,10 @@ class Net:
         if bn:
             for c in convs:
                 n = self.state[c + ".weight"].shape[0]
-                self.state[c + "_bn.weight"] = torch.ones(n)
-                self.state[c + "_bn.bias"] = torch.zeros(n)
-                self.state[c + "_bn.running_mean"] = torch.zeros(n)
-                self.state[c + "_bn.running_var"] = torch.ones(n)
+                self.state.setdefault(c + "_bn.weight", torch.ones(n))
+                self.state.setdefault(c + "_bn.bias", torch.zeros(n))
+                self.state.setdefault(c + "_bn.running_mean", torch.zeros(n))
+                self.state.setdefault(c + "_bn.running_var", torch.ones(n))
 
     def params(self, frozen: tuple[str, ...] = ()) -> list[Any]:
         out = []
@@ -231,6 +231,21 @@ def _export_onnx(net: Net, path: Path) -> None:
     torch.onnx.export(module, (torch.zeros(1, 3, 48, 48),), str(path), dynamo=False, do_constant_folding=True)
 
 
+def _scratch(state: dict[str, Any], convs: list[str], seed: int) -> dict[str, Any]:
+    """The same architecture, freshly initialised (torch's defaults) and trained 150 steps on the same data."""
+    import torch
+
+    torch.manual_seed(seed)
+    init = {}
+    for key, v in state.items():
+        if key.split(".")[0] in convs and key.endswith(".weight"):
+            conv = torch.nn.Conv2d(v.shape[1], v.shape[0], v.shape[-1])
+            init[key], init[key[:-7] + ".bias"] = conv.weight.detach(), conv.bias.detach()
+        elif key.startswith("prelu"):
+            init[key] = torch.full_like(v, 0.25)
+    return _train(Net(_new_head(init, convs, seed), convs, "head"), 150, seed).saved()
+
+
 def _int8_per_channel(state: dict[str, Any]) -> dict[str, Any]:
     out = dict(state)
     for k, v in state.items():
@@ -267,74 +282,75 @@ def build(cache: Path, log: Any = print) -> list[Pair]:
         torch.save({k: v.detach().clone().contiguous() for k, v in state.items()}, cache / name)
         return name
 
+    def make(name: str, derive: Any) -> str:
+        """The file ``name``, derived only when the cache lacks it (each derivation is a closure)."""
+        if not (cache / name).exists():
+            save(name, derive())
+        return name
+
+    def load(name: str) -> dict[str, Any]:
+        return torch.load(cache / name, weights_only=True)
+
     for base in ("pnet", "rnet", "onet"):
         log(f"deriving from {base}")
         p0 = corpus(base + ".pt")
-        state = torch.load(cache / p0, weights_only=True)
+        state = load(p0)
         convs = _backbone_keys(state)
         seed = {"pnet": 1, "rnet": 2, "onet": 3}[base]
         # fine-tunes with a new head, without and with weight decay; a chain; siblings
-        ft = _train(Net(_new_head(state, convs, seed), convs, "head"), 60, seed)
-        ftwd = _train(Net(_new_head(state, convs, seed + 10), convs, "head"), 60, seed + 10, wd=5e-4)
-        a, b = save(f"{base}-ft.pt", ft.saved()), save(f"{base}-ft-wd.pt", ftwd.saved())
-        cont = _train(Net(ftwd.saved(), convs, "head"), 50, seed + 20, lr=0.003, wd=5e-4)
-        c = save(f"{base}-ft-wd-cont.pt", cont.saved())
+        a = make(f"{base}-ft.pt", lambda: _train(Net(_new_head(state, convs, seed), convs, "head"), 60, seed).saved())
+        b = make(f"{base}-ft-wd.pt", lambda: _train(Net(_new_head(state, convs, seed + 10), convs, "head"), 60,
+                                                    seed + 10, wd=5e-4).saved())
+        c = make(f"{base}-ft-wd-cont.pt", lambda: _train(Net(load(b), convs, "head"), 50, seed + 20, lr=0.003,
+                                                         wd=5e-4).saved())
         pairs += [Pair(p0, a, "derived", "a", "fine-tune"), Pair(p0, b, "derived", "a", "fine-tune wd"),
                   Pair(b, c, "derived", "a", "fine-tune wd (chain)"), Pair(p0, c, "derived", "a", "grandchild"),
                   Pair(a, b, "derived", None, "siblings")]
         # magnitude pruning, with and without masked fine-tuning
         pruned, masks = _magnitude(state, convs, 0.5)
-        mag = _train(Net(_new_head(pruned, convs, seed + 30), convs, "head"), 50, seed + 30, masks=masks)
-        pairs.append(Pair(p0, save(f"{base}-mag50-ft.pt", mag.saved()), "derived", "a", "magnitude pruning + ft"))
-        pairs.append(Pair(p0, save(f"{base}-mag30.pt", _magnitude(state, convs, 0.3)[0]), "derived", "a",
+        mag = make(f"{base}-mag50-ft.pt", lambda: _train(Net(_new_head(pruned, convs, seed + 30), convs, "head"), 50,
+                                                         seed + 30, masks=masks).saved())
+        pairs.append(Pair(p0, mag, "derived", "a", "magnitude pruning + ft"))
+        pairs.append(Pair(p0, make(f"{base}-mag30.pt", lambda: _magnitude(state, convs, 0.3)[0]), "derived", "a",
                           "magnitude pruning"))
         # structured (channel) pruning
-        chan = _train(Net(_new_head(_channel_prune(state, convs, 0.4), convs, seed + 40), convs, "head"), 40,
-                      seed + 40)
-        pairs.append(Pair(p0, save(f"{base}-chan40-ft.pt", chan.saved()), "derived", "a", "channel pruning + ft"))
-        pairs.append(Pair(p0, save(f"{base}-chan60.pt", _channel_prune(state, convs, 0.6)), "derived", "a",
+        chan = make(f"{base}-chan40-ft.pt", lambda: _train(Net(_new_head(_channel_prune(state, convs, 0.4), convs,
+                                                                         seed + 40), convs, "head"), 40, seed + 40).saved())
+        pairs.append(Pair(p0, chan, "derived", "a", "channel pruning + ft"))
+        pairs.append(Pair(p0, make(f"{base}-chan60.pt", lambda: _channel_prune(state, convs, 0.6)), "derived", "a",
                           "channel pruning"))
         # a truncated backbone, frozen, with a new trained head
         short = {k: v for k, v in state.items() if k.split(".")[0] in convs[:2]
                  or k.split(".")[0] in [c.replace("conv", "prelu") for c in convs[:2]]}
-        trunc = _train(Net(_new_head(short, convs[:2], seed + 50), convs[:2], "head"), 40, seed + 50,
-                       frozen=tuple(convs[:2]))
-        pairs.append(Pair(p0, save(f"{base}-trunc.pt", trunc.saved()), "derived", "a", "truncated + re-headed"))
+        trunc = make(f"{base}-trunc.pt", lambda: _train(Net(_new_head(short, convs[:2], seed + 50), convs[:2], "head"),
+                                                        40, seed + 50, frozen=tuple(convs[:2])).saved())
+        pairs.append(Pair(p0, trunc, "derived", "a", "truncated + re-headed"))
         # batch norm inserted and fine-tuned, then exported to ONNX (the exporter folds batch norm)
-        bn = _train(Net(_new_head(state, convs, seed + 60), convs, "head", bn=True), 40, seed + 60)
-        bn_name = save(f"{base}-bn.pt", bn.saved())
-        _export_onnx(bn, cache / f"{base}-bn.onnx")
+        bn_name = make(f"{base}-bn.pt", lambda: _train(Net(_new_head(state, convs, seed + 60), convs, "head", bn=True),
+                                                       40, seed + 60).saved())
+        if not (cache / f"{base}-bn.onnx").exists():
+            _export_onnx(Net(load(bn_name), convs, "head", bn=True), cache / f"{base}-bn.onnx")
         pairs.append(Pair(bn_name, f"{base}-bn.onnx", "same-weights", "a", "onnx export (bn folded)"))
         pairs.append(Pair(p0, bn_name, "derived", "a", "fine-tune"))
         # precision: casts and int8
-        pairs.append(Pair(p0, save(f"{base}-bf16.pt", {k: v.bfloat16() for k, v in state.items()}), "same-weights",
-                          "a", "bfloat16 cast"))
-        pairs.append(Pair(p0, save(f"{base}-fp16.pt", {k: v.half() for k, v in state.items()}), "same-weights",
-                          "a", "float16 cast"))
-        pairs.append(Pair(p0, save(f"{base}-fp16-f32.pt", {k: v.half().float() for k, v in state.items()}),
+        pairs.append(Pair(p0, make(f"{base}-bf16.pt", lambda: {k: v.bfloat16() for k, v in state.items()}),
+                          "same-weights", "a", "bfloat16 cast"))
+        pairs.append(Pair(p0, make(f"{base}-fp16.pt", lambda: {k: v.half() for k, v in state.items()}),
+                          "same-weights", "a", "float16 cast"))
+        pairs.append(Pair(p0, make(f"{base}-fp16-f32.pt", lambda: {k: v.half().float() for k, v in state.items()}),
                           "same-weights", "a", "float16 values in float32"))
-        pairs.append(Pair(p0, save(f"{base}-int8.pt", _int8_per_channel(state)), "same-weights", "a",
+        pairs.append(Pair(p0, make(f"{base}-int8.pt", lambda: _int8_per_channel(state)), "same-weights", "a",
                           "int8 per channel (float32 file)"))
         # hard negatives: the same architecture trained from scratch on the same data
-        scratch = []
-        for k in (1, 2):
-            torch.manual_seed(100 * seed + k)
-            init = {}
-            for key, v in state.items():
-                if key.split(".")[0] in convs and key.endswith(".weight"):
-                    conv = torch.nn.Conv2d(v.shape[1], v.shape[0], v.shape[-1])
-                    init[key], init[key[:-7] + ".bias"] = conv.weight.detach(), conv.bias.detach()
-                elif key.startswith("prelu"):
-                    init[key] = torch.full_like(v, 0.25)
-            net = _train(Net(_new_head(init, convs, 100 * seed + k), convs, "head"), 150, 100 * seed + k)
-            scratch.append(save(f"{base}-scratch{k}.pt", net.saved()))
+        scratch = [make(f"{base}-scratch{k}.pt", lambda k=k: _scratch(state, convs, 100 * seed + k)) for k in (1, 2)]
         pairs += [Pair(p0, scratch[0], "unrelated", None, "scratch (same architecture)"),
                   Pair(scratch[0], scratch[1], "unrelated", None, "scratch (same architecture)"),
                   Pair(a, scratch[1], "unrelated", None, "scratch (same architecture)"),
-                  Pair(f"{base}-mag50-ft.pt", scratch[0], "unrelated", None, "scratch (same architecture)")]
+                  Pair(mag, scratch[0], "unrelated", None, "scratch (same architecture)")]
     log("deriving from yolov8n")
     pairs += _yolo(cache, corpus("320n.onnx"))
-    real = [corpus(n) for n in ("det.onnx", "rec.onnx", "cls.onnx", "face_detection_short_range.tflite",
+    real = [corpus(n) for n in ("ch_PP-OCRv4_det_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx",
+                                "ch_ppocr_mobile_v2.0_cls_infer.onnx", "face_detection_short_range.tflite",
                                 "face_landmark.tflite", "emotion_model.hdf5")]
     pairs += [Pair("pnet.pt", "rnet.pt", "unrelated", None, "real independent"),
               Pair("rnet.pt", "onet.pt", "unrelated", None, "real independent"),
