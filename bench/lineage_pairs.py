@@ -314,8 +314,8 @@ def build(cache: Path, log: Any = print) -> list[Pair]:
         pairs.append(Pair(p0, make(f"{base}-mag30.pt", lambda: _magnitude(state, convs, 0.3)[0]), "derived", "a",
                           "magnitude pruning"))
         # structured (channel) pruning
-        chan = make(f"{base}-chan40-ft.pt", lambda: _train(Net(_new_head(_channel_prune(state, convs, 0.4), convs,
-                                                                         seed + 40), convs, "head"), 40, seed + 40).saved())
+        chan_net = lambda: Net(_new_head(_channel_prune(state, convs, 0.4), convs, seed + 40), convs, "head")  # noqa: E731
+        chan = make(f"{base}-chan40-ft.pt", lambda: _train(chan_net(), 40, seed + 40).saved())
         pairs.append(Pair(p0, chan, "derived", "a", "channel pruning + ft"))
         pairs.append(Pair(p0, make(f"{base}-chan60.pt", lambda: _channel_prune(state, convs, 0.6)), "derived", "a",
                           "channel pruning"))

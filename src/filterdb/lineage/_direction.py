@@ -123,7 +123,8 @@ def signals(relation: str, wa: ModelWeights, wb: ModelWeights, pairs: list[tuple
         out.append(Signal("added", side, STRENGTH["added"],
                           f"{child} has {len(rest_a or rest_b)} layers without a counterpart in {parent} (first: "
                           f"{layer}), {parent} none: layers added (a new head) make the child"))
-    elif good and rest_a and rest_b and len(rest_a) != len(rest_b) and _tail(rest_a, matched_a) and _tail(rest_b, matched_b):
+    elif (good and rest_a and rest_b and len(rest_a) != len(rest_b)
+          and _tail(rest_a, matched_a) and _tail(rest_b, matched_b)):
         side = "a" if len(rest_a) < len(rest_b) else "b"
         child, parent = _names(wa, wb, side)
         out.append(Signal("subset", side, STRENGTH["subset"],
@@ -140,8 +141,9 @@ def signals(relation: str, wa: ModelWeights, wb: ModelWeights, pairs: list[tuple
     if votes and any(votes):
         larger: Side = "b" if sum(votes) > 0 else "a"
         name, _ = _names(wa, wb, larger)
+        n_larger = sum(v == (1 if larger == "b" else -1) for v in votes)
         out.append(Signal("norm", None, 0.0,
-                          f"{name} has the larger weight norm in {sum(v == (1 if larger == 'b' else -1) for v in votes)}"
+                          f"{name} has the larger weight norm in {n_larger}"
                           f" of {len(votes)} changed layers (weak: training grows norms, weight decay shrinks them; "
                           "not used alone)"))
     return out

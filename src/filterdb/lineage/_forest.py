@@ -80,7 +80,8 @@ def forest(names: list[str], results: dict[tuple[int, int], Comparison],
     n_classes = int(klass.max()) + 1 if n else 0
     # a class's representative: the member no copy comparison names as a child (highest precision), then by name
     child_in_copy = {names.index(r.child_name) for r in related.values() if r.relation in _COPY and r.child_name}
-    reps = [min(map(int, np.flatnonzero(klass == c)), key=lambda k: (k in child_in_copy, names[k])) for c in range(n_classes)]
+    reps = [min(map(int, np.flatnonzero(klass == c)), key=lambda k: (k in child_in_copy, names[k]))
+            for c in range(n_classes)]
     edges: list[Edge] = []
     for c, rep in enumerate(reps):
         for k in map(int, np.flatnonzero(klass == c)):

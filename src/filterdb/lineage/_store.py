@@ -269,7 +269,8 @@ def lineage(store: StoreLike, *, exhaustive: bool | None = None, progress: Progr
     for i, fp in enumerate(prints):
         for j in _candidates(fp, stack, prints, full):
             if j > i and (i, int(j)) not in results:
-                results[(i, int(j))] = relate(load(fp.sha256).renamed(fp.name), load(prints[j].sha256).renamed(prints[j].name))
+                other = prints[j]
+                results[(i, int(j))] = relate(load(fp.sha256).renamed(fp.name), load(other.sha256).renamed(other.name))
     names = [p.name for p in prints]
     aliases = _aliases(store)
     return forest(names, results, {p.name: aliases.get(p.sha256, []) for p in prints})
