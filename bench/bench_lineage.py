@@ -1,15 +1,20 @@
-"""Benchmark of model lineage (filterdb compare / similar / lineage) against a family with known lineage.
+"""Benchmark of model lineage (filterdb compare / similar / lineage) on a labelled set of real derivations.
 
-Run by hand (minutes: it trains the family first, or reuses it):
+Run by hand (the first run builds the labelled set: a few minutes of CPU; later runs reuse it):
 
-    PYTHONPATH=src python bench/bench_lineage.py --family /tmp/lineage-family --parents 6 --epochs 3
+    PYTHONPATH=src python bench/bench_lineage.py [--cache DIR] [--costs]
 
-Measures, on every labelled pair of the family (filterdb.testing.family_pairs) plus real pairs of the corpus:
-related-vs-unrelated F1, four-way accuracy, unrelated pairs called identical/same-weights, parent direction
-on parent → child pairs, for `compare` (full weights) and for the fingerprints `similar` uses. Then the costs:
-fingerprint size and time (against reading the model: a proxy for ingest), `similar` over 10,000 fingerprints
-(a synthetic zoo made from the family's), and `filterdb compare` of two 250k-filter models, whole process.
-Results go to bench/results/lineage.json.
+The labelled set is bench/lineage_pairs.py: real pretrained CNNs of the corpus (MTCNN, YOLOv8n, PP-OCR,
+MediaPipe, FER) and real derivations of them (fine-tunes with and without weight decay, magnitude and channel
+pruning, a truncated re-headed backbone, a torch → ONNX export with batch norm folded, bfloat16 / float16 /
+int8 copies, chains, siblings, same-architecture nets trained from scratch, real independent pairs).
+On it, for `compare` (files): relation F1 (related vs unrelated) and four-way accuracy; on pairs with a true
+parent: the direction right / wrong / unknown, wrong parents at confidence >= 0.9, a calibration table
+(parents named at confidence >= c: share right) and each direction signal's own record; a table per
+derivation class. Then every file goes into one store and `similar` / `lineage` are measured on it: recall of
+related pairs (in one family; listed by `similar`), false families (unrelated pairs in one family), and
+whether they give the relation and parent `compare` gives. ``--costs`` adds fingerprint size and time and a
+`filterdb compare` of two 262k-filter models. Results: bench/results/lineage.json.
 """
 
 from __future__ import annotations
@@ -23,81 +28,160 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from lineage_pairs import Pair, build  # noqa: E402
 
 from filterdb.lineage import compare_weights, fingerprint, weights_of  # noqa: E402
 from filterdb.lineage._fingerprint import FingerprintStack, score_stack  # noqa: E402
-from filterdb.lineage._store import FP_DERIVED, FP_SAME, similar_in  # noqa: E402
-from filterdb.testing import family_pairs, load_family, make_family  # noqa: E402
 
-CORPUS_PAIRS = [  # (a, b, relation): real copies shipped by two packages / in two formats, and unrelated models
-    ("pnet.pt", "pnet.lz4", "identical"), ("rnet.pt", "rnet.lz4", "identical"), ("onet.pt", "onet.lz4", "identical"),
-    ("emotion_model.hdf5", "emotion_model_quantized.tflite", "same-weights"),
-    ("nmp.onnx", "nmp.tflite", "identical"),
-    ("pnet.pt", "rnet.pt", "unrelated"), ("pnet.pt", "emotion_model.hdf5", "unrelated"),
-    ("onet.pt", "emotion_model.hdf5", "unrelated"), ("nmp.onnx", "emotion_model.hdf5", "unrelated"),
-    ("rnet.pt", "nmp.onnx", "unrelated"),
-]
+LEVELS = (0.5, 0.75, 0.8, 0.9, 0.95, 0.99)
 
 
-def _scores(confusion: collections.Counter) -> dict[str, float]:
-    total = sum(confusion.values())
-    right = sum(v for (t, p), v in confusion.items() if t == p)
-    tp = sum(v for (t, p), v in confusion.items() if t != "unrelated" and p != "unrelated")
-    fp = sum(v for (t, p), v in confusion.items() if t == "unrelated" and p != "unrelated")
-    fn = sum(v for (t, p), v in confusion.items() if t != "unrelated" and p == "unrelated")
-    bad = sum(v for (t, p), v in confusion.items() if t == "unrelated" and p in ("identical", "same-weights"))
-    return {"pairs": total, "accuracy": right / total, "f1_related": 2 * tp / max(1, 2 * tp + fp + fn),
-            "unrelated_called_same": bad}
+def _related(relation: str) -> bool:
+    return relation != "unrelated"
 
 
-def _fingerprint_relation(scores, j: int) -> str:  # noqa: ANN001
-    if scores.identical[j]:
-        return "identical"
-    if scores.same_shapes[j] and scores.closeness[j] >= FP_SAME:
-        return "same-weights"
-    return "derived" if scores.score[j] >= FP_DERIVED else "unrelated"
+def evaluate_compare(pairs: list[Pair], cache: Path) -> tuple[dict[str, Any], dict[tuple[str, str], Any]]:
+    """`compare` on every labelled pair (files read by filterdb's readers)."""
+    weights: dict[str, Any] = {}
 
+    def w(name: str) -> Any:
+        if name not in weights:
+            weights[name] = weights_of(str(cache / name), name=name, trust_pickle=True)
+        return weights[name]
 
-def family_accuracy(members: list, corpus: dict[str, object]) -> dict[str, object]:
-    weights = {m.name: weights_of(m.path, name=m.name) for m in members}
-    weights.update(corpus)
-    prints = {name: fingerprint(w) for name, w in weights.items()}
-    names = list(prints)
-    stack = FingerprintStack.of([prints[n] for n in names])
-    index = {n: k for k, n in enumerate(names)}
-    pairs = [(p.a, p.b, p.relation, p.parent, p.hard_negative) for p in family_pairs(members)]
-    pairs += [(a, b, rel, None, False) for a, b, rel in CORPUS_PAIRS if a in corpus and b in corpus]
-    full, fp_conf = collections.Counter(), collections.Counter()
-    direction, fp_direction, seconds = [], [], []
-    mistakes = []
-    for a, b, relation, parent, _hard in pairs:
-        start = time.perf_counter()
-        result = compare_weights(weights[a], weights[b])
-        seconds.append(time.perf_counter() - start)
-        full[(relation, result.relation)] += 1
-        if result.relation != relation:
-            mistakes.append((a, b, relation, result.relation, result.score))
-        scores = score_stack(prints[a], stack)
-        j = index[b]
-        fp_conf[(relation, _fingerprint_relation(scores, j))] += 1
-        if parent is not None:
-            direction.append(result.parent == parent)
-            fp_direction.append((scores.parent[j] > 0) == (parent == "a") and scores.parent[j] != 0)
-    kinds = collections.Counter(rel for _, _, rel, _, _ in pairs)
-    return {
-        "pairs": dict(kinds), "hard_negatives": sum(h for *_, h in pairs),
-        "compare": {**_scores(full), "direction": float(np.mean(direction)), "direction_pairs": len(direction),
-                    "confusion": {f"{t} -> {p}": v for (t, p), v in sorted(full.items())},
-                    "median_seconds_per_pair": float(np.median(seconds)), "mistakes": mistakes},
-        "fingerprints": {**_scores(fp_conf), "direction": float(np.mean(fp_direction)),
-                         "confusion": {f"{t} -> {p}": v for (t, p), v in sorted(fp_conf.items())}},
+    confusion: collections.Counter[tuple[str, str]] = collections.Counter()
+    per_class: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    named: list[tuple[float, bool]] = []  # (confidence, right) for every named parent, siblings included
+    signal_record: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    rows, results = [], {}
+    for p in pairs:
+        r = compare_weights(w(p.a), w(p.b))
+        results[(p.a, p.b)] = r
+        confusion[(p.relation, r.relation)] += 1
+        c = per_class[p.kind]
+        c["pairs"] += 1
+        c["relation right"] += r.relation == p.relation
+        c["related right"] += _related(r.relation) == _related(p.relation)
+        verdict = "-"
+        if _related(p.relation) and p.relation != "identical":
+            if r.parent is None:
+                verdict = "unknown"
+            else:
+                verdict = "right" if r.parent == p.parent else "wrong"
+                named.append((r.parent_confidence, verdict == "right"))
+            c[f"direction {verdict}"] += 1
+        if p.parent is not None:
+            for s in r.signals:
+                if s.child is not None:
+                    signal_record[s.kind]["right" if s.child != p.parent else "wrong"] += 1
+        rows.append({"kind": p.kind, "a": p.a, "b": p.b, "truth": p.relation, "parent": p.parent,
+                     "relation": r.relation, "score": r.score, "named": r.parent,
+                     "confidence": r.parent_confidence, "direction": verdict,
+                     "signals": [f"{s.kind}:{s.child}" for s in r.signals]})
+    tp = sum(v for (t, q), v in confusion.items() if _related(t) and _related(q))
+    fp = sum(v for (t, q), v in confusion.items() if not _related(t) and _related(q))
+    fn = sum(v for (t, q), v in confusion.items() if _related(t) and not _related(q))
+    with_parent = [row for row in rows if row["parent"] is not None and row["truth"] != "identical"]
+    right = sum(row["direction"] == "right" for row in with_parent)
+    wrong = sum(row["direction"] == "wrong" for row in with_parent)
+    unknown = sum(row["direction"] == "unknown" for row in with_parent)
+    siblings_named = sum(row["direction"] == "wrong" for row in rows if row["kind"] == "siblings")
+    out = {
+        "pairs": len(pairs),
+        "relation_accuracy": sum(v for (t, q), v in confusion.items() if t == q) / len(pairs),
+        "f1_related": 2 * tp / max(1, 2 * tp + fp + fn),
+        "confusion": {f"{t} -> {q}": v for (t, q), v in sorted(confusion.items())},
+        "parent_pairs": len(with_parent),
+        "direction_right_when_named": right / max(1, right + wrong),
+        "direction_unknown_share": unknown / max(1, len(with_parent)),
+        "direction": {"right": right, "wrong": wrong, "unknown": unknown},
+        "siblings_given_a_parent": siblings_named,
+        "wrong_parents_at_0.9": sum(1 for conf, ok in named if conf >= 0.9 and not ok),
+        "calibration": [{"confidence_at_least": c, "named": sum(conf >= c for conf, _ in named),
+                         "right": sum(conf >= c and ok for conf, ok in named),
+                         "share_right": (sum(conf >= c and ok for conf, ok in named)
+                                         / max(1, sum(conf >= c for conf, _ in named)))} for c in LEVELS],
+        "signals": {k: dict(v) for k, v in sorted(signal_record.items())},
+        "per_class": {k: dict(v) for k, v in sorted(per_class.items())},
+        "rows": rows,
     }
+    return out, results
+
+
+def evaluate_store(pairs: list[Pair], cache: Path, compared: dict[tuple[str, str], Any]) -> dict[str, Any]:
+    """`similar` and `lineage` on one store holding every file of the set."""
+    from filterdb.ingest import ingest
+    from filterdb.lineage import lineage, similar
+    from filterdb.store import open_store
+
+    files = sorted({n for p in pairs for n in (p.a, p.b)})
+    with tempfile.TemporaryDirectory() as tmp:
+        ingest(Path(tmp) / "set.fdb", [str(cache / f) for f in files], create=True, trust_pickle=True)
+        store = open_store(Path(tmp) / "set.fdb")
+        models = store.sql("SELECT model, source, aliases FROM models")
+        name_of = {}
+        for model, source, aliases in zip(models["model"], models["source"], models["aliases"]):
+            for f in files:
+                if str(source).endswith(os.sep + f) or str(source) == f:
+                    name_of[f] = str(model)
+        start = time.perf_counter()
+        forest = lineage(store)
+        lineage_seconds = time.perf_counter() - start
+        family = {m: k for k, fam in enumerate(forest.families) for m in fam}
+        edges = {frozenset((e.parent, e.child)): e for e in forest.edges}
+        related = [p for p in pairs if _related(p.relation)]
+        together = sum(family.get(name_of.get(p.a)) == family.get(name_of.get(p.b)) for p in related)
+        false_families = [(p.a, p.b) for p in pairs if not _related(p.relation)
+                          and family.get(name_of.get(p.a)) == family.get(name_of.get(p.b))]
+        listed, agree, disagree = 0, 0, []
+        start = time.perf_counter()
+        queries: dict[str, dict[str, Any]] = {}
+        for p in related:
+            if p.a not in queries:
+                queries[p.a] = {m.model: m for m in similar(store, name_of[p.a], top=None).matches}
+            m = queries[p.a].get(name_of[p.b])
+            listed += m is not None
+            r = compared[(p.a, p.b)]
+            parent_name = None if r.parent is None else name_of[p.a if r.parent == "a" else p.b]
+            if m is not None and m.relation == r.relation and m.parent == parent_name:
+                agree += 1
+            else:
+                disagree.append({"a": p.a, "b": p.b, "compare": [r.relation, r.score, parent_name],
+                                 "similar": None if m is None else [m.relation, m.score, m.parent]})
+        similar_seconds = (time.perf_counter() - start) / max(1, len(queries))
+        edge_agree = 0
+        for p in related:
+            e = edges.get(frozenset((name_of[p.a], name_of[p.b])))
+            if e is not None and e.relation == compared[(p.a, p.b)].relation:
+                edge_agree += 1
+    return {"models": len(files), "lineage_recall": together / max(1, len(related)),
+            "false_families": len(false_families), "false_family_pairs": false_families,
+            "similar_recall": listed / max(1, len(related)),
+            "similar_agrees_with_compare": agree, "related_pairs": len(related), "disagreements": disagree,
+            "families": [list(f) for f in forest.families if len(f) > 1],
+            "edges": [e.__dict__ for e in forest.edges], "lineage_seconds": lineage_seconds,
+            "similar_seconds_per_query": similar_seconds}
+
+
+def report(result: dict[str, Any]) -> str:
+    """The tables of docs/lineage.md (markdown)."""
+    c = result["compare"]
+    lines = ["| class | pairs | relation right | direction right | wrong | unknown |", "|---|---|---|---|---|---|"]
+    for kind, v in c["per_class"].items():
+        lines.append(f"| {kind} | {v.get('pairs', 0)} | {v.get('relation right', 0)} | {v.get('direction right', 0)} "
+                     f"| {v.get('direction wrong', 0)} | {v.get('direction unknown', 0)} |")
+    lines += ["", "| confidence ≥ | parents named | right | share right |", "|---|---|---|---|"]
+    for row in c["calibration"]:
+        lines.append(f"| {row['confidence_at_least']} | {row['named']} | {row['right']} | {row['share_right']:.3f} |")
+    return "\n".join(lines)
 
 
 def fingerprint_cost(members: list) -> dict[str, float]:
@@ -124,7 +208,7 @@ def fingerprint_cost(members: list) -> dict[str, float]:
 
 
 def similar_at_scale(members: list, n: int = 10_000) -> dict[str, float]:
-    """`similar` over n fingerprints: the family's, and perturbed / re-architected copies of them."""
+    """Fingerprint ranking (similar's candidate step) over n fingerprints: perturbed copies of real ones."""
     base = [fingerprint(weights_of(m.path, name=m.name)) for m in members]
     rng = np.random.default_rng(0)
     zoo = []
@@ -140,7 +224,7 @@ def similar_at_scale(members: list, n: int = 10_000) -> dict[str, float]:
     times, cpu = [], []
     for query in base[:3]:
         start, start_cpu = time.perf_counter(), time.process_time()
-        similar_in(query, stack, top=10)
+        score_stack(query, stack)
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
     return {"models": n, "query_layers": int(base[0].n_layers), "stack_seconds": build,
@@ -171,43 +255,33 @@ def compare_big(tmp: Path) -> dict[str, float]:
             "relation": json.loads(run.stdout)["relation"] if run.returncode == 0 else run.stderr[-200:]}
 
 
-def corpus_weights() -> dict[str, object]:
-    try:
-        from corpus import CORPUS
-
-        from filterdb.sources import resolve_source
-    except ImportError:
-        return {}
-    out = {}
-    for key in sorted({k for a, b, _ in CORPUS_PAIRS for k in (a, b)}):
-        try:
-            out[key] = weights_of(resolve_source(CORPUS[key].spec).path, name=key, trust_pickle=True)
-        except Exception as e:  # noqa: BLE001 - an unavailable corpus file only drops its pairs
-            print(f"corpus file {key} not available: {e}", file=sys.stderr)
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--family", default=str(Path(tempfile.gettempdir()) / "filterdb-lineage-family"))
-    parser.add_argument("--parents", type=int, default=6)
-    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "filterdb" / "lineage-pairs")
+    parser.add_argument("--costs", action="store_true", help="also measure fingerprint and compare costs")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "lineage.json"))
     args = parser.parse_args()
-    members = load_family(args.family)
-    if members is None:
-        start = time.perf_counter()
-        members = make_family(args.family, n_parents=args.parents, epochs=args.epochs)
-        print(f"trained the family in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    results = {"family": {"members": len(members), "parents": len({m.root for m in members})}}
-    results["accuracy"] = family_accuracy(members, corpus_weights())
-    results["fingerprint"] = fingerprint_cost(members)
-    results["similar"] = similar_at_scale(members)
-    with tempfile.TemporaryDirectory() as tmp:
-        results["compare_250k"] = compare_big(Path(tmp))
+    start = time.perf_counter()
+    pairs = build(args.cache, log=lambda m: print(m, file=sys.stderr))
+    results: dict[str, Any] = {"set": {"pairs": len(pairs), "files": len({n for p in pairs for n in (p.a, p.b)}),
+                                       "build_seconds": time.perf_counter() - start}}
+    results["compare"], compared = evaluate_compare(pairs, args.cache)
+    results["store"] = evaluate_store(pairs, args.cache, compared)
+    if args.costs:
+        from filterdb.testing import load_family, make_family
+
+        family = Path(tempfile.gettempdir()) / "filterdb-lineage-family"
+        members = load_family(family) or make_family(family, n_parents=6, epochs=3.0)
+        results["fingerprint"] = fingerprint_cost(members)
+        results["fingerprint_ranking"] = similar_at_scale(members)
+        with tempfile.TemporaryDirectory() as tmp:
+            results["compare_250k"] = compare_big(Path(tmp))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1))
-    print(json.dumps(results, indent=1))
+    Path(args.out).write_text(json.dumps(results, indent=1, default=str))
+    summary = {k: v for k, v in results["compare"].items() if k not in ("rows", "per_class", "calibration")}
+    print(json.dumps({"compare": summary, "store": {k: v for k, v in results["store"].items()
+                                                    if k not in ("edges", "families")}}, indent=1, default=str))
+    print(report(results))
 
 
 if __name__ == "__main__":

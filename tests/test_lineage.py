@@ -99,7 +99,9 @@ def test_small_change_everywhere_is_derived_not_same_weights():
     b = _map(a, "b", lambda w: w * 1.05 + 0.05 * np.abs(w).max() * rng.normal(size=w.shape))
     result = compare(a, b)
     assert result.relation == "derived"
-    assert result.parent == "a"  # b's weights grew: trained further
+    # b's weights grew, but norms alone never decide (weight decay shrinks them): direction unknown
+    assert result.parent is None
+    assert [s.kind for s in result.signals] == ["norm"] and result.signals[0].child is None
 
 
 def test_pruned_is_derived_and_the_child():
@@ -185,10 +187,11 @@ def test_family_pairs_all_classified(family):
         result = compare(weights[pair.a], weights[pair.b])
         if result.relation != pair.relation:
             wrong.append((pair.a, pair.b, pair.relation, result.relation, result.score))
-        if pair.parent is not None:
+        if pair.parent is not None and result.parent is not None:
             directions.append(result.parent == pair.parent)
     assert not wrong
-    assert all(directions) and len(directions) >= 6
+    # a parent named is right; plain fine-tunes (norms only) are "unknown", the pruned children and copies not
+    assert all(directions) and len(directions) >= 2
 
 
 @pytest.fixture(scope="session")
@@ -208,7 +211,7 @@ def test_similar_and_lineage_on_a_store(family, family_store):
     query = next(m.path for m in family if m.name == "p0-ft-long")
     result = similar(store, query, top=None, progress=lambda done, total, name: calls.append((done, total)))
     assert calls and calls[-1][0] == calls[-1][1]  # fingerprints computed once, with progress
-    assert len(list((family_store / "lineage").glob("*.npz"))) == len(family)
+    assert all(store.model_data(sha, "fingerprint") is not None for sha in store.models()["sha256"])
     family_of = {Path(m.path).name: m.root for m in family}
     assert {family_of[m.model] for m in result.matches} == {0}  # all of p0's family, nothing from p1's
     assert len(result.matches) == sum(r == 0 for r in family_of.values())
@@ -229,8 +232,7 @@ def test_similar_and_lineage_on_a_store(family, family_store):
     assert len({roots[f] for f, r in by_file.items() if r == 0}) == 1
     assert len({roots[f] for f, r in by_file.items() if r == 1}) == 1
     assert roots["p0.pt"] != roots["p1.pt"]
-    chain = {(e.parent, e.child) for e in forest.edges}
-    assert ("p0-ft-long.pt", "p0-ft-long-ft.pt") in chain
+    assert roots["p0-ft-long.pt"] == roots["p0-ft-long-ft.pt"]  # the chain (no direction evidence) in one family
     data = json.loads(forest.to_json())
     assert set(data) == {"families", "edges"} and {"parent", "child", "relation", "score"} <= set(data["edges"][0])
 
@@ -245,21 +247,17 @@ def test_ingest_writes_fingerprints_that_agree_with_the_stored_filters(family, t
     members = [m for m in family if m.root == 0][:4] + [m for m in family if m.root == 1][:2]
     root = tmp_path / "zoo.fdb"
     ingest(root, [m.path for m in members], create=True)
-    assert len(list((root / "lineage").glob("*.npz"))) == len(members)  # before any `similar` ran
+    store = open_store(root)
+    assert all(store.model_data(sha, "fingerprint") is not None for sha in store.models()["sha256"])  # at ingest
     query = members[1].path
-    at_ingest = similar(open_store(root), query, top=None)
-    shutil.rmtree(root / "lineage")
+    at_ingest = similar(store, query, top=None)
+    shutil.rmtree(root / "data" / "fingerprint")  # lost fingerprints: rebuilt from the shards
     computed: list = []
     from_shards = similar(open_store(root), query, top=None, progress=lambda *a: computed.append(a))
     assert len(computed) == len(members)
-    # the same relation for every model, except that float16 shards can no longer prove bit-identity: a copy
-    # that ingest (reading the file's float32 weights) calls identical is same-weights when rebuilt from them
-    rel_ingest = {m.model: m.relation for m in at_ingest.matches}
-    rel_shards = {m.model: m.relation for m in from_shards.matches}
-    assert rel_ingest.keys() == rel_shards.keys()
-    for model, relation in rel_ingest.items():
-        assert relation == rel_shards[model] or (relation, rel_shards[model]) == ("identical", "same-weights")
-    assert "identical" in rel_ingest.values()
+    # every relation is decided by the full comparison on the stored weights: the same with either fingerprints
+    assert at_ingest == from_shards
+    assert "identical" in {m.relation for m in at_ingest.matches}
 
 
 def test_name_not_in_store(family_store):

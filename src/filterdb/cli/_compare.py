@@ -11,7 +11,7 @@ from ._app import app, console, err_console
 from ._table import markup_safe as escape  # stored names: controls shown escaped, never markup
 
 if TYPE_CHECKING:
-    from ..lineage import ModelWeights
+    from ..lineage import Comparison, ModelWeights
 
 _COLOURS = {"identical": "blue", "same-weights": "yellow", "derived": "red", "unrelated": "green"}
 
@@ -44,7 +44,9 @@ def compare_command(a: str, b: str, store: str | None, as_json: bool, trust_pick
     of a store with --store. Relations: identical (the same tensors bit for bit), same-weights (equal up to
     float16/bfloat16/int8 rounding, layout, format, batch-norm folding), derived (fine-tuned, pruned,
     re-headed or sharing a parent), unrelated (independently trained). For related models the likely parent is
-    named with a confidence. The method and its measured accuracy: docs/lineage.md.
+    named with a confidence and each piece of direction evidence is listed (pruned zeros, removed channels,
+    storage precision, added layers, a truncated backbone; weight norms only as weak evidence); weak or
+    conflicting evidence gives "parent: unknown". The method and its measured accuracy: docs/lineage.md.
     """
     from ..lineage import compare_weights
 
@@ -53,21 +55,34 @@ def compare_command(a: str, b: str, store: str | None, as_json: bool, trust_pick
         click.echo(result.to_json())
         return
     colour = _COLOURS[result.relation]
-    console.print(f"[bold {colour}]{result.relation}[/]  score {result.score:.3f}   "
-                  f"A = {escape(result.a)}   B = {escape(result.b)}", soft_wrap=True)
-    if result.parent is not None:
-        parent, child = (result.a, result.b) if result.parent == "a" else (result.b, result.a)
-        console.print(f"parent: {escape(parent)} → {escape(child)} (confidence {result.parent_confidence:.2f})",
-                      soft_wrap=True)
+    console.print(f"[bold {colour}]{result.relation}[/]  score {result.score:.3f}", soft_wrap=True)
+    console.print(f"  A = {escape(result.a)}", soft_wrap=True)
+    console.print(f"  B = {escape(result.b)}", soft_wrap=True)
+    if result.parent_name is not None:
+        console.print(f"parent: {escape(result.parent_name)} → {escape(result.child_name or '')} (confidence "
+                      f"{result.parent_confidence:.2f})", soft_wrap=True)
+    elif result.relation in ("same-weights", "derived"):
+        console.print("parent: unknown (the direction evidence is weak or conflicts)")
+    signal_texts = {s.text for s in result.signals}
     for line in result.evidence:
-        console.print(f"  · {escape(line)}", soft_wrap=True)
+        if line not in signal_texts:
+            console.print(f"  · {escape(line)}", soft_wrap=True)
+    if result.signals:
+        console.print("direction evidence:")
+    for signal in result.signals:
+        side = {"a": "A is the child", "b": "B is the child", None: "no side"}[signal.child]
+        console.print(f"  · {signal.kind} ({side}): {escape(signal.text)}", soft_wrap=True)
     if result.layers:
-        table = Table(title=f"layer matching ({len(result.layers)} paired; unpaired: A {result.unpaired_a}, "
-                            f"B {result.unpaired_b})", title_justify="left")
-        for column in ("layer A", "layer B", "kernel", "channels", "matched", "similarity", "chance", "same"):
-            table.add_column(column, justify="right" if column in ("matched", "similarity", "chance") else "left")
-        for m in result.layers:
-            same = "exact" if m.exact else ("rounded" if m.rounded else "")
-            table.add_row(escape(m.layer_a), escape(m.layer_b), m.kernel, f"{m.channels_a}/{m.channels_b}",
-                          f"{m.share:.0%}", f"{m.similarity:.4f}", f"{m.chance:.3f}", same)
-        console.print(table)
+        _layer_table(result)
+
+
+def _layer_table(result: Comparison) -> None:
+    """Two lines per paired layer, so that layer names stay whole at 80 columns."""
+    console.print(f"layer matching: {len(result.layers)} paired; unpaired A {result.unpaired_a}, "
+                  f"B {result.unpaired_b}")
+    console.print("  [dim]kernel  channels A/B  matched  similarity  chance  same[/]")
+    for m in result.layers:
+        same = "exact" if m.exact else ("rounded" if m.rounded else "")
+        console.print(f"  {escape(m.layer_a)} ↔ {escape(m.layer_b)}", soft_wrap=True)
+        console.print(f"    {m.kernel:<6} {f'{m.channels_a}/{m.channels_b}':>11} {m.share:>8.0%} {m.similarity:>11.4f} "
+                      f"{m.chance:>7.3f}  {same}")

@@ -39,14 +39,18 @@ def fingerprint_progress(show: bool) -> tuple[Callable[[int, int, str], None] | 
 @click.option("--json", "as_json", is_flag=True,
               help='Print one JSON object: {"query", "matches": [{"model", "relation", "score", "parent"}, ...]}.')
 @click.option("--trust-pickle", is_flag=True, help="Allow formats whose loading runs pickle code (trusted files only).")
+@click.option("--exhaustive/--no-exhaustive", default=None,
+              help="Compare every model with a layer shape in common, not only the fingerprints' candidates "
+                   "[on for stores of at most 200 models].")
 @click.option("--progress/--no-progress", default=None, help="Progress bar while fingerprints are computed [on when interactive].")
 def similar_command(store: str, model: str, top: int, show_all: bool, as_json: bool, trust_pickle: bool,
-                    progress: bool | None) -> None:
+                    exhaustive: bool | None, progress: bool | None) -> None:
     """Rank the models of STORE by their relation to MODEL (a file, a pypi:... name, or a model of the store).
 
-    Runs on per-model fingerprints kept in STORE/lineage/; a store without them gets them computed once (a
-    progress bar on a terminal). Relations as in `filterdb compare`; fingerprints see a sample of each model's
-    channels, so `filterdb compare` gives the full evidence for a pair.
+    Fingerprints (kept in the store; computed once for a store without them, with a progress bar on a
+    terminal) propose candidates; each is decided by the comparison of `filterdb compare`, so the relation,
+    score and parent are the ones `compare` gives for the pair. Other names the same file was ingested under
+    are listed as identical.
     """
     from ..lineage import similar
     from ..store import open_store
@@ -54,7 +58,7 @@ def similar_command(store: str, model: str, top: int, show_all: bool, as_json: b
     callback, stop = fingerprint_progress(err_console.is_terminal if progress is None else progress)
     try:
         result = similar(open_store(store), model, top=top, include_unrelated=show_all, trust_pickle=trust_pickle,
-                         progress=callback)
+                         exhaustive=exhaustive, progress=callback)
     finally:
         stop()
     if as_json:
@@ -63,10 +67,8 @@ def similar_command(store: str, model: str, top: int, show_all: bool, as_json: b
     if not result.matches:
         console.print(f"no model of {escape(store)} is related to {escape(result.query)} (--all lists them by score)")
         return
-    table = Table(title=f"models related to {escape(result.query)}", title_justify="left")
-    for column in ("model", "relation", "score", "parent", "confidence"):
-        table.add_column(column, justify="right" if column in ("score", "confidence") else "left")
-    for m in result.matches:
-        table.add_row(escape(m.model), m.relation, f"{m.score:.3f}", escape(m.parent or "–"),
-                      f"{m.parent_confidence:.2f}" if m.parent else "–")
-    console.print(table)
+    console.print(f"models related to {escape(result.query)}", soft_wrap=True)
+    for m in result.matches:  # one line per model, names whole (no table cell to wrap them at 80 columns)
+        parent = (f"parent {escape(m.parent)} ({m.parent_confidence:.2f})" if m.parent else
+                  "parent unknown" if m.relation in ("same-weights", "derived") else "")
+        console.print(f"  {m.score:.3f}  {m.relation:<12}  {escape(m.model)}  {parent}".rstrip(), soft_wrap=True)

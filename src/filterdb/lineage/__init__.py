@@ -11,7 +11,6 @@ from typing import Any
 
 from ._compare import THRESHOLDS, Comparison, LayerMatch, Thresholds, compare, compare_weights
 from ._fingerprint import Fingerprint, fingerprint
-from ._figure import lineage_figure, lineage_html
 from ._store import (
     Edge,
     Lineage,
@@ -21,6 +20,7 @@ from ._store import (
     fingerprint_model,
     lineage,
     lineage_of,
+    relate,
     similar,
     store_fingerprints,
     stored_fingerprints,
@@ -44,9 +44,8 @@ __all__ = [
     "fingerprint",
     "fingerprint_model",
     "lineage",
-    "lineage_figure",
-    "lineage_html",
     "lineage_of",
+    "relate",
     "similar",
     "store_fingerprints",
     "stored_fingerprints",

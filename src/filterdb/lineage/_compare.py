@@ -12,11 +12,13 @@ See docs/lineage.md for the method, its thresholds and their measured accuracy.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ._direction import Signal, direction, signals
+from ._rounding import Grid, grid_of, rounds_to
 from ._weights import ConvWeight, ModelWeights, weights_of
 
 if TYPE_CHECKING:
@@ -70,11 +72,22 @@ class Comparison:
     unpaired_a: int  # convolutions of A without a counterpart in B
     unpaired_b: int
     evidence: tuple[str, ...] = field(default=())  # one line per reason behind relation and parent
+    signals: tuple[Signal, ...] = field(default=())  # the direction evidence, each with the side it names
+
+    @property
+    def parent_name(self) -> str | None:
+        """The parent's name (None: direction unknown, or no parent for this relation)."""
+        return None if self.parent is None else (self.a if self.parent == "a" else self.b)
+
+    @property
+    def child_name(self) -> str | None:
+        return None if self.parent is None else (self.b if self.parent == "a" else self.a)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["layers"] = [asdict(layer) for layer in self.layers]
         out["evidence"] = list(self.evidence)
+        out["signals"] = [asdict(signal) for signal in self.signals]
         return out
 
     def to_json(self, **kwargs: Any) -> str:
@@ -109,17 +122,41 @@ def compare(a: Any, b: Any, *, trust_pickle: bool = False, thresholds: Threshold
 
 
 def compare_weights(wa: ModelWeights, wb: ModelWeights, thresholds: Thresholds = THRESHOLDS) -> Comparison:
-    """:func:`compare` on weights already read."""
+    """:func:`compare` on weights already read.
+
+    The pair is computed in one canonical order (by content hash, then name) and turned round for the caller,
+    so that A against B and B against A give the same score, relation and parent.
+    """
+    if (wb.sha256 or "", wb.name) < (wa.sha256 or "", wa.name):
+        return _swapped(_compare_ordered(wb, wa, thresholds))
+    return _compare_ordered(wa, wb, thresholds)
+
+
+def _swapped(c: Comparison) -> Comparison:
+    """The same comparison seen from the other side (A and B exchanged)."""
+    flip: dict[str, Literal["a", "b"]] = {"a": "b", "b": "a"}
+    layers = tuple(replace(m, layer_a=m.layer_b, layer_b=m.layer_a, channels_a=m.channels_b, channels_b=m.channels_a)
+                   for m in c.layers)
+    signals = tuple(replace(s, child=flip[s.child] if s.child else None) for s in c.signals)
+    parent = flip[c.parent] if c.parent else None
+    return Comparison(c.b, c.a, c.relation, c.score, parent, c.parent_confidence, layers, c.unpaired_b, c.unpaired_a,
+                      c.evidence, signals)
+
+
+def _compare_ordered(wa: ModelWeights, wb: ModelWeights, thresholds: Thresholds) -> Comparison:
     pairs = pair_by_content(wa, wb)
     if not pairs:
         return Comparison(wa.name, wb.name, "unrelated", 0.0, None, 0.5, (), len(wa.layers), len(wb.layers),
                           ("no convolution of A has a counterpart in B (no kernel shape / channel count in common)",))
+    grids = ([grid_of(layer.weight, layer.storage_dtype) for layer in wa.layers],
+             [grid_of(layer.weight, layer.storage_dtype) for layer in wb.layers])
+    precision = max(wa.precision, wb.precision)
     matches: list[LayerMatch] = []
     weights: list[float] = []
     previous: tuple[int, int, np.ndarray, np.ndarray] | None = None  # (Oa, Ob, matched rows of A, of B)
     for i, j in pairs:
         la, lb = wa.layers[i], wb.layers[j]
-        match, rows = _match_layer(la, lb, previous, thresholds)
+        match, rows = _match_layer(la, lb, (grids[0][i], grids[1][j], precision), previous, thresholds)
         matches.append(match)
         weights.append(_layer_weight(la, lb))
         previous = (la.weight.shape[0], lb.weight.shape[0], *rows)
@@ -128,9 +165,11 @@ def compare_weights(wa: ModelWeights, wb: ModelWeights, thresholds: Thresholds =
     relation, evidence = _decide(matches, score, unpaired_a, unpaired_b, thresholds)
     if wa.sha256 and wa.sha256 == wb.sha256:
         relation, evidence = "identical", ["the same file content (sha256)"]
-    parent, confidence, why = _direction(relation, wa, wb, pairs, matches)
+    found = signals(relation, wa, wb, pairs, matches, grids) if relation in ("same-weights", "derived") else []
+    parent, confidence, why = direction(found)
     return Comparison(wa.name, wb.name, relation, 1.0 if relation == "identical" else round(score, 4), parent,
-                      round(confidence, 3), tuple(matches), unpaired_a, unpaired_b, tuple(evidence + why))
+                      round(confidence, 3), tuple(matches), unpaired_a, unpaired_b, tuple(evidence + why),
+                      tuple(found))
 
 
 # ---- layer pairing -------------------------------------------------------------------------------------------
@@ -244,13 +283,16 @@ def _matched(ua: np.ndarray, ub: np.ndarray, limit: int) -> tuple[np.ndarray, np
     return ra, rb, similarity[ra, rb]
 
 
-def _match_layer(la: ConvWeight, lb: ConvWeight, previous: tuple[int, int, np.ndarray, np.ndarray] | None,
+def _match_layer(la: ConvWeight, lb: ConvWeight, grids: tuple[Grid, Grid, float],
+                 previous: tuple[int, int, np.ndarray, np.ndarray] | None,
                  thresholds: Thresholds) -> tuple[LayerMatch, tuple[np.ndarray, np.ndarray]]:
     a, b = la.weight, lb.weight
+    grid_a, grid_b, precision = grids
     exact = a.shape == b.shape and np.array_equal(a, b)
-    # rounding keeps every channel where it was: test it only where aligned channels are that close already
+    # rounding keeps every channel where it was: test it only where aligned channels are that close already;
+    # each side's grid decides the tolerance when it is the rounded one (docs/lineage.md, "same-weights")
     rounded = exact or (a.shape == b.shape and _aligned_similarity(a, b) >= 0.98
-                        and (_rounds_to(a, b) or _rounds_to(b, a)))
+                        and (rounds_to(a, b, grid_b, grid_a, precision) or rounds_to(b, a, grid_a, grid_b, precision)))
     if a.shape[1] == b.shape[1]:
         xa, xb, inputs = _rows(a, None), _rows(b, None), "same"
         n_in = a.shape[1]
@@ -301,65 +343,6 @@ def _chance(ua: np.ndarray, xb: np.ndarray, shape: tuple[int, ...], limit: int) 
     return float(np.median(_matched(ua, ub, limit)[2]))
 
 
-def _grid_step(weight: np.ndarray) -> np.ndarray:
-    """Per output channel: the step of the 8-bit quantisation grid its values sit on (0 where there is none).
-
-    Tries the grids int8 and uint8 exporters use: symmetric per tensor and per channel (step max|w|/127) and
-    asymmetric (step (max - min)/255, offset min). A float channel is on none of them (its values are not all
-    within 1e-3 steps of a grid point); a quantised one is, whatever its size.
-    """
-    rows = weight.reshape(weight.shape[0], -1).astype(np.float64)
-    steps = np.zeros(rows.shape[0])
-    if rows.size == 0 or not np.isfinite(rows).all():
-        return steps
-
-    def on_grid(values: np.ndarray, step: np.ndarray, offset: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            q = (values - offset) / step
-        return np.all(np.abs(q - np.round(q)) < 1e-3, axis=-1) & (step[..., 0] > 0)
-
-    peak = np.abs(rows).max(axis=1, keepdims=True)
-    candidates = [
-        (np.full_like(peak, np.abs(rows).max() / 127.0), np.zeros_like(peak)),  # symmetric per tensor
-        (peak / 127.0, np.zeros_like(peak)),  # symmetric per channel
-        (np.full_like(peak, (rows.max() - rows.min()) / 255.0), np.full_like(peak, rows.min())),  # uint8 per tensor
-    ]
-    if not any(on_grid(rows[:1], step[:1], offset[:1])[0] for step, offset in candidates):
-        return steps  # the first channel is on no grid: a float tensor (the common case, decided cheaply)
-    for step, offset in candidates:
-        hit = on_grid(rows, step, offset) & (steps == 0)
-        steps[hit] = step[hit, 0]
-    return steps
-
-
-def _rounds_to(high: np.ndarray, low: np.ndarray) -> bool:
-    """Whether ``low`` is ``high`` rounded (float16 / bfloat16 / 8-bit), up to a per-channel scale (folded BN).
-
-    Each channel of ``high`` is scaled onto ``low`` by least squares; then at least 99 % of the weights must lie
-    within the rounding error of their format: half a bfloat16 ulp (2^-8 relative), 2^-10 of the layer's
-    largest weight (float16 stores), or three quarters of the 8-bit grid step (half a step plus the error of the fitted scale) where ``low`` sits on such a grid.
-    """
-    h = high.reshape(high.shape[0], -1).astype(np.float64)
-    lo = low.reshape(low.shape[0], -1).astype(np.float64)
-    if not (np.isfinite(h).all() and np.isfinite(lo).all()):
-        return bool(np.array_equal(high, low, equal_nan=True))
-    step_low, step_high = _grid_step(low), _grid_step(high)
-    coarse = np.abs(lo) > 2.0 * step_low[:, None]  # the fit skips values that rounding changed by > 25 %
-    hf, lf = np.where(coarse, h, 0.0), np.where(coarse, lo, 0.0)
-    fitted = np.einsum("ij,ij->i", hf, lf) / np.maximum(np.einsum("ij,ij->i", hf, hf), 1e-300)
-    fitted = np.where(coarse.any(axis=1), fitted, 1.0)
-    layer_max = float(np.abs(lo).max()) if lo.size else 0.0
-    tolerance = np.maximum(2.0**-8 * np.abs(lo), 2.0**-10 * layer_max)
-    within = []
-    # a least-squares scale absorbs folded batch norm, but coarse rounding of a small channel skews it: try 1 too
-    for alpha in (np.ones_like(fitted), fitted):
-        grids = 0.75 * (step_low + np.abs(alpha) * step_high)  # half a step, plus the scale fit's error
-        within.append(np.abs(alpha[:, None] * h - lo) <= np.maximum(tolerance, grids[:, None]) + 1e-12)
-    residual_ok = np.where(within[0].mean(axis=1, keepdims=True) >= within[1].mean(axis=1, keepdims=True),
-                           within[0], within[1])
-    return float(np.mean(residual_ok)) >= 0.99
-
-
 def _layer_weight(la: ConvWeight, lb: ConvWeight) -> float:
     """How much a layer's matching says: more channels and longer vectors tell chance from sharing better."""
     channels = min(la.weight.shape[0], lb.weight.shape[0])
@@ -390,51 +373,3 @@ def _decide(matches: list[LayerMatch], score: float, unpaired_a: int, unpaired_b
             lines.append(f"{n_exact} of {len(matches)} paired convolutions bit-identical (frozen or shared)")
         return "derived", lines
     return "unrelated", [f"channel similarity at chance level (score {score:.3f} < {thresholds.derived})"]
-
-
-# ---- direction -----------------------------------------------------------------------------------------------
-
-def _direction(relation: Relation, wa: ModelWeights, wb: ModelWeights, pairs: list[tuple[int, int]],
-               matches: list[LayerMatch]) -> tuple[Literal["a", "b"] | None, float, list[str]]:
-    """Which model is the parent: fewer channels (pruned), lower precision, or weights trained further."""
-    if relation in ("identical", "unrelated"):
-        return None, 0.5, []
-    fewer_a = sum(m.channels_a < m.channels_b for m in matches)
-    fewer_b = sum(m.channels_b < m.channels_a for m in matches)
-    if fewer_a != fewer_b:
-        child = "a" if fewer_a > fewer_b else "b"
-        return _other(child), 0.95, [f"{wa.name if child == 'a' else wb.name} has channels removed (pruned)"]
-    bits_a = min(layer.bits for layer in wa.layers)
-    bits_b = min(layer.bits for layer in wb.layers)
-    if bits_a != bits_b:
-        child = "a" if bits_a < bits_b else "b"
-        return _other(child), 0.9, [f"{wa.name if child == 'a' else wb.name} is stored at lower precision"]
-    if relation == "same-weights":
-        return None, 0.5, []
-    votes = []
-    for (i, j), m in zip(pairs, matches):
-        if m.exact:
-            continue  # frozen layers say nothing about direction
-        votes.append(_norm(wb.layers[j].weight) - _norm(wa.layers[i].weight))
-    if not votes:
-        return None, 0.5, []
-    ahead = float(np.mean(np.sign(votes)))  # > 0: B's weights grew more: trained further
-    confidence = 0.5 + 0.5 * abs(ahead)
-    parent: Literal["a", "b"] = "a" if ahead > 0 else "b"
-    child_name = wb.name if parent == "a" else wa.name
-    return parent, confidence, [f"{child_name} looks trained further (larger weight norm in "
-                                f"{sum(np.sign(votes) == (1 if parent == 'a' else -1))} of {len(votes)} changed layers)"]
-
-
-def _other(side: str) -> Literal["a", "b"]:
-    return "b" if side == "a" else "a"
-
-
-def _norm(weight: np.ndarray) -> float:
-    """L2 norm of a layer. Training grows the weights of a convolution followed by normalisation (its output
-    is scale-invariant, so gradient steps only add to the norm): the model trained further has the larger
-    norms. Measured on the family benchmark; weight decay in the fine-tune would weaken this sign."""
-    w = weight[np.isfinite(weight)].astype(np.float64)
-    return float(np.sqrt(np.sum(w * w)))
-
-

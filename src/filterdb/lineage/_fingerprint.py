@@ -1,13 +1,13 @@
 """Fingerprints: compact per-model summaries (< 64 KB) that rank a whole store against one model in a second.
 
 A fingerprint keeps, for each of the first :data:`MAX_LAYERS` convolutions: the weight shape, a hash of the
-exact bytes, the layer's L2 norm and storage precision, and for its first :data:`CHANNELS` output channels two
+exact bytes, the layer's L2 norm and storage precision, and for its :data:`CHANNELS` largest output channels two
 unit vectors (float16): the weights of the first :data:`INPUTS` input channels (first 9 taps each), and the
 mean kernel over all inputs (which survives input channels being pruned). Two fingerprints are scored slot by
 slot (layer i against layer i) with a best-match of channels above a chance level, the same idea as
 :func:`filterdb.lineage.compare` on a sample of the weights, vectorised over all models at once.
 
-Stores keep fingerprints in ``STORE/lineage/<sha256>.npz`` (written atomically, computed on first use).
+Stores keep fingerprints as their per-model data of kind ``fingerprint`` (computed on first use).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from ._weights import ModelWeights
 __all__ = ["Fingerprint", "fingerprint", "FingerprintStack", "MAX_LAYERS", "CHANNELS", "INPUTS",
            "FINGERPRINT_VERSION"]
 
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2  # 2: channels sampled by size (survive channel pruning), not the first ones
 MAX_LAYERS = 80  # convolutions kept (the first ones: where derived models share the most)
 CHANNELS = 8  # output channels kept per convolution
 INPUTS = 4  # input channels kept per output channel
@@ -50,25 +51,53 @@ class Fingerprint:
     def n_layers(self) -> int:
         return int(self.shapes.shape[0])
 
+    def renamed(self, name: str) -> Fingerprint:
+        return Fingerprint(name, self.sha256, self.shapes, self.hashes, self.norms, self.bits, self.channels,
+                           self.means)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The fields as named numpy arrays (the store keeps them as per-model data)."""
+        return {"version": np.array(FINGERPRINT_VERSION, dtype=np.int32), "name": np.array(self.name),
+                "sha256": np.array(self.sha256), "shapes": self.shapes, "hashes": self.hashes, "norms": self.norms,
+                "bits": self.bits, "channels": self.channels, "means": self.means}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> Fingerprint | None:
+        """A fingerprint from :meth:`to_arrays`' arrays; None when any is missing or of another version,
+        shape or dtype (a damaged or foreign file: the caller rebuilds it)."""
+        try:
+            if int(np.asarray(arrays["version"]).reshape(())) != FINGERPRINT_VERSION:
+                return None
+            fields = {k: np.asarray(arrays[k]) for k in ("shapes", "hashes", "norms", "bits", "channels", "means")}
+            name, sha = str(np.asarray(arrays["name"]).reshape(())), str(np.asarray(arrays["sha256"]).reshape(()))
+        except (KeyError, ValueError, TypeError):
+            return None
+        n = fields["shapes"].shape[0] if fields["shapes"].ndim == 2 else -1
+        expected = {"shapes": ((n, 3), "i"), "hashes": ((n,), "u"), "norms": ((n,), "f"), "bits": ((n,), "u"),
+                    "channels": ((n, CHANNELS, INPUTS * TAPS), "f"), "means": ((n, CHANNELS, TAPS), "f")}
+        if not 0 < n <= MAX_LAYERS or any(fields[k].shape != shape or fields[k].dtype.kind != kind
+                                         for k, (shape, kind) in expected.items()):
+            return None
+        if not (np.isfinite(fields["channels"]).all() and np.isfinite(fields["means"]).all()):
+            return None
+        return cls(name, sha, fields["shapes"].astype(np.int32), fields["hashes"].astype(np.uint64),
+                   fields["norms"].astype(np.float32), fields["bits"].astype(np.uint8),
+                   fields["channels"].astype(np.float16), fields["means"].astype(np.float16))
+
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write as .npz atomically (:mod:`filterdb._atomic`)."""
+        """Write as .npz atomically (:mod:`filterdb._atomic`), outside a store."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(target, "wb") as f:
-            np.savez(f, version=np.int32(FINGERPRINT_VERSION), name=np.str_(self.name),
-                     sha256=np.str_(self.sha256), shapes=self.shapes, hashes=self.hashes, norms=self.norms,
-                     bits=self.bits, channels=self.channels, means=self.means)
+            np.savez(f, **self.to_arrays())  # type: ignore[arg-type]  # numpy's stub: keywords are arrays
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Fingerprint | None:
-        """Read a fingerprint file; None when it is unreadable or of another version (it is then rebuilt)."""
+        """Read a fingerprint file; None when it is unreadable, damaged or of another version (then rebuild it)."""
         try:
             with np.load(path, allow_pickle=False) as data:
-                if int(data["version"]) != FINGERPRINT_VERSION:
-                    return None
-                return cls(str(data["name"]), str(data["sha256"]), data["shapes"], data["hashes"], data["norms"],
-                           data["bits"], data["channels"], data["means"])
-        except (OSError, ValueError, KeyError):
+                return cls.from_arrays({k: data[k] for k in data.files})
+        except (OSError, ValueError, KeyError, EOFError):
             return None
 
 
@@ -105,7 +134,8 @@ def fingerprint(weights: ModelWeights) -> Fingerprint:
                                   dtype=np.uint64)[0]
         norms[i] = float(np.sqrt(np.sum(w * w)))
         bits[i] = layer.bits
-        head = w[:CHANNELS]
+        # the largest channels (L1): what magnitude-based channel pruning keeps, so a pruned child keeps them too
+        head = w[np.sort(np.argsort(-np.abs(w).reshape(w.shape[0], -1).sum(axis=1), kind="stable")[:CHANNELS])]
         taps = _taps(head[:, :INPUTS])  # (c, inputs, TAPS)
         block = np.zeros((head.shape[0], INPUTS, TAPS))
         block[:, : taps.shape[1]] = taps

@@ -1,9 +1,12 @@
-"""``similar`` and ``lineage``: a store's models ranked against one model, and the store's families.
+"""``similar`` and ``lineage`` on a store: candidates from fingerprints, every relation from :func:`compare`.
 
-Both run on fingerprints (:mod:`._fingerprint`), cached in ``STORE/lineage/<sha256>.npz``: a store made before
-fingerprints existed gets them computed once, on first use (``progress`` is called per model).
-:func:`fingerprint_model` is the hook for ingest: called with a model's weights and the store, it writes the
-fingerprint right away.
+Fingerprints (:mod:`._fingerprint`) are the store's per-model data of kind ``fingerprint``
+(:meth:`filterdb.store.Store.put_model_data`); a store made before them gets them computed once, on first use
+(``progress`` is called per model), and a damaged one is rebuilt. They only propose candidates: each candidate
+pair is decided by :func:`filterdb.lineage.compare_weights` on the weights rebuilt from the store, so
+``compare``, ``similar``, ``lineage`` and the report give one relation, score and parent per pair
+(:func:`relate`). Stores of at most :data:`EXHAUSTIVE_MODELS` models (or ``exhaustive=True``) compare every pair
+with a layer shape in common, so nothing is lost to the fingerprint threshold.
 """
 
 from __future__ import annotations
@@ -12,26 +15,26 @@ import functools
 import json
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeAlias, cast
 
 import numpy as np
 
-from ._fingerprint import Fingerprint, FingerprintScores, FingerprintStack, fingerprint, score_stack
+from ._compare import Comparison, compare_weights
+from ._fingerprint import Fingerprint, FingerprintStack, fingerprint, score_stack
+from ._forest import Edge, Lineage, forest
 from ._weights import LineageError, ModelWeights, weights_from_store, weights_of
 
 if TYPE_CHECKING:
     import pandas as pd
-    from matplotlib.figure import Figure
 
     from ..store import Store
 
-__all__ = ["Match", "Similar", "Edge", "Lineage", "similar", "lineage", "store_fingerprints", "stored_fingerprints",
-           "fingerprint_model", "FP_DERIVED", "FP_SAME"]
+__all__ = ["Match", "Similar", "Edge", "Lineage", "similar", "lineage", "lineage_of", "store_fingerprints",
+           "stored_fingerprints", "fingerprint_model", "relate", "FP_DERIVED", "EXHAUSTIVE_MODELS"]
 
-FP_DERIVED = 0.2  # fingerprint score at least this: derived (family benchmark: derived >= 0.28, unrelated <= 0.17)
-FP_SAME = 0.9997  # lowest per-layer channel similarity at least this, same shapes: same weights
-FINGERPRINT_DIR = "lineage"
+FP_DERIVED = 0.2  # fingerprint score at least this: a candidate (the full comparison decides)
+EXHAUSTIVE_MODELS = 200  # stores up to this size compare every pair with a layer shape in common
+FINGERPRINT_KIND = "fingerprint"
 
 Progress = Callable[[int, int, str], None]  # (done, total, model name)
 StoreLike: TypeAlias = "Store | str | os.PathLike[str]"  # a store, or the path to open it read-only
@@ -39,12 +42,12 @@ StoreLike: TypeAlias = "Store | str | os.PathLike[str]"  # a store, or the path 
 
 @dataclass(frozen=True)
 class Match:
-    """One model of the store and its relation to the query."""
+    """One model of the store and its relation to the query (the same as ``compare`` gives for the pair)."""
 
     model: str
     relation: str  # identical | same-weights | derived | unrelated
     score: float
-    parent: str | None  # the name of the likely parent of the two (None: no direction)
+    parent: str | None  # the name of the likely parent of the two (None: no direction, or unknown)
     parent_confidence: float
 
 
@@ -68,72 +71,51 @@ class Similar:
         return pd.DataFrame([asdict(m) for m in self.matches], columns=list(Match.__dataclass_fields__))
 
 
-@dataclass(frozen=True)
-class Edge:
-    """parent → child inside a family."""
-
-    parent: str
-    child: str
-    relation: str
-    score: float
-    confidence: float  # of the direction: 0.5 = a guess
+def relate(wa: ModelWeights, wb: ModelWeights) -> Comparison:
+    """The one function that decides a pair's relation, score and parent (compare, similar, lineage, report)."""
+    return compare_weights(wa, wb)
 
 
-@dataclass(frozen=True)
-class Lineage:
-    """A store's families (models that share weights) as a forest of directed edges."""
+# ---- fingerprints as the store's per-model data ---------------------------------------------------------------
 
-    families: tuple[tuple[str, ...], ...]  # every model once; singletons are families of one
-    edges: tuple[Edge, ...]
+def _read_fingerprint(store: Store, sha256: str) -> Fingerprint | None:
+    """The stored fingerprint, or None when there is none or it is damaged (then it is rebuilt)."""
+    from ..store import StoreError
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"families": [list(f) for f in self.families], "edges": [asdict(e) for e in self.edges]}
-
-    def to_json(self, **kwargs: Any) -> str:
-        """``{"families": [[model, ...], ...], "edges": [{"parent", "child", "relation", "score", ...}]}``."""
-        return json.dumps(self.to_dict(), **kwargs)
-
-    def to_frame(self) -> pd.DataFrame:
-        """The edges as a DataFrame, with each edge's family index."""
-        import pandas as pd
-
-        family_of = {m: i for i, fam in enumerate(self.families) for m in fam}
-        rows = [{"family": family_of[e.parent], **asdict(e)} for e in self.edges]
-        return pd.DataFrame(rows, columns=["family", *Edge.__dataclass_fields__])
-
-    def figure(self, *, theme: str = "light") -> Figure:
-        """The families drawn as trees (matplotlib Figure); see :func:`filterdb.lineage.lineage_figure`."""
-        from ._figure import lineage_figure
-
-        return lineage_figure(self, theme=theme)
+    try:
+        arrays = store.model_data(sha256, FINGERPRINT_KIND)
+    except (StoreError, OSError, ValueError):
+        return None
+    return None if arrays is None else Fingerprint.from_arrays(arrays)
 
 
-def _fingerprint_path(store: Store, sha256: str) -> Path:
-    from ..store import check_sha256, own_dir  # the store's rules: a real folder, a 64-hex file name
-
-    root = Path(store.root)
-    return own_dir(root, FINGERPRINT_DIR) / f"{check_sha256(root, sha256)}.npz"
+def _write_fingerprint(store: Store, sha256: str, fp: Fingerprint) -> None:
+    store.put_model_data(sha256, FINGERPRINT_KIND, fp.to_arrays())
 
 
 def fingerprint_model(store: Store, weights: Fingerprint | ModelWeights | Any) -> Fingerprint:
-    """Cache the fingerprint of a model of the store, computing it unless one is given (ingest's hook)."""
+    """Keep the fingerprint of a model of the store, computing it unless one is given (ingest's hook)."""
     fp = weights if isinstance(weights, Fingerprint) else fingerprint(weights_of(weights))
     if fp.sha256:
-        fp.save(_fingerprint_path(store, fp.sha256))
+        _write_fingerprint(store, fp.sha256, fp)
     return fp
 
 
-def store_fingerprints(store: Store, progress: Progress | None = None) -> list[Fingerprint]:
-    """Every model's fingerprint, computing (and caching) the missing ones from the stored filters."""
-    rows = store.sql("SELECT model_id, model, version, sha256 FROM models ORDER BY model_id")
+def _model_rows(store: Store) -> pd.DataFrame:
+    rows = store.sql("SELECT * FROM models ORDER BY model_id")
     if rows.shape[0] == 0:
         raise LineageError(f"{store.root}: the store holds no models; ingest some first (`filterdb ingest`)")
+    return rows
+
+
+def store_fingerprints(store: Store, progress: Progress | None = None) -> list[Fingerprint]:
+    """Every model's fingerprint, computing (and keeping) the missing or damaged ones from the stored filters."""
+    rows = _model_rows(store)
     names = _labels(rows)
     out = []
     total = rows.shape[0]
     for k, (model_id, sha) in enumerate(zip(rows["model_id"], rows["sha256"])):
-        path = _fingerprint_path(store, str(sha))
-        fp = Fingerprint.load(path) if path.exists() else None
+        fp = _read_fingerprint(store, str(sha))
         if fp is None:
             try:
                 weights = weights_from_store(store, int(model_id))
@@ -142,12 +124,11 @@ def store_fingerprints(store: Store, progress: Progress | None = None) -> list[F
             if weights is not None:
                 fp = fingerprint(weights)
                 try:
-                    fp.save(path)
+                    _write_fingerprint(store, str(sha), fp)
                 except OSError:
-                    pass  # a read-only store: the fingerprint is recomputed next time
+                    pass  # a store that cannot be written: the fingerprint is recomputed next time
         if fp is not None:
-            out.append(Fingerprint(names[k], fp.sha256, fp.shapes, fp.hashes, fp.norms, fp.bits, fp.channels,
-                                   fp.means))
+            out.append(fp.renamed(names[k]))
         if progress is not None:
             progress(k + 1, total, names[k])
     if not out:
@@ -163,13 +144,12 @@ def stored_fingerprints(store: Store) -> tuple[list[Fingerprint], list[str]]:
     found, missing = [], []
     for name, sha in zip(names, rows["sha256"]):
         text = str(sha)
-        valid = len(text) == 64 and all(c in "0123456789abcdef" for c in text)  # never a path outside lineage/
-        path = _fingerprint_path(store, text)
-        fp = Fingerprint.load(path) if valid and path.exists() else None
+        valid = len(text) == 64 and all(c in "0123456789abcdef" for c in text)  # the store refuses others too
+        fp = _read_fingerprint(store, text) if valid else None
         if fp is None:
             missing.append(name)
         else:
-            found.append(Fingerprint(name, fp.sha256, fp.shapes, fp.hashes, fp.norms, fp.bits, fp.channels, fp.means))
+            found.append(fp.renamed(name))
     return found, missing
 
 
@@ -179,18 +159,55 @@ def _labels(rows: pd.DataFrame) -> list[str]:
     return [str(m) if counts[m] == 1 else f"{m}@{v}" for m, v in zip(rows["model"], rows["version"])]
 
 
-def _relation(scores: FingerprintScores, j: int) -> str:
-    if scores.identical[j]:
-        return "identical"
-    if scores.same_shapes[j] and scores.closeness[j] >= FP_SAME:
-        return "same-weights"
-    return "derived" if scores.score[j] >= FP_DERIVED else "unrelated"
+def _aliases(store: Store) -> dict[str, list[str]]:
+    """sha256 -> the other names the same bytes were ingested under (the store's ``aliases`` column)."""
+    rows = _model_rows(store)
+    if "aliases" not in rows.columns:
+        return {}
+    out: dict[str, list[str]] = {}
+    for model, sha, names in zip(rows["model"], rows["sha256"], rows["aliases"]):
+        others = [str(n) for n in (list(names) if names is not None else []) if str(n) != str(model)]
+        if others:
+            out[str(sha)] = sorted(set(others))
+    return out
 
 
-def _query_weights(store: Store, model: Any, trust_pickle: bool) -> ModelWeights | None:
-    """The query's weights (None for a bare fingerprint: its matches cannot be confirmed)."""
-    if isinstance(model, Fingerprint):
-        return None
+# ---- candidates -------------------------------------------------------------------------------------------------
+
+def _shares_a_shape(a: Fingerprint, b: Fingerprint) -> bool:
+    """Whether two models have a layer that can be the same layer (kernel equal, channels within 4x)."""
+    for out_a, in_a, taps_a in a.shapes:
+        same = b.shapes[b.shapes[:, 2] == taps_a]
+        if len(same) and np.any((np.minimum(same[:, 0], out_a) * 4 >= np.maximum(same[:, 0], out_a))
+                                & (np.minimum(same[:, 1], in_a) * 4 >= np.maximum(same[:, 1], in_a))):
+            return True
+    return False
+
+
+def _candidates(query: Fingerprint, stack: FingerprintStack, prints: list[Fingerprint], exhaustive: bool) -> np.ndarray:
+    """Indices of the stack's models worth the full comparison with ``query``."""
+    scores = score_stack(query, stack)
+    keep = (scores.score >= FP_DERIVED) | scores.identical
+    if exhaustive:
+        keep |= np.array([_shares_a_shape(query, fp) for fp in prints])
+    return np.flatnonzero(keep)
+
+
+def _loader(store: Store, size: int) -> Callable[[str], ModelWeights]:
+    return functools.lru_cache(maxsize=size)(lambda sha: weights_from_store(store, sha))
+
+
+def _open(store: StoreLike) -> Store:
+    if hasattr(store, "sql") and hasattr(store, "root"):  # a Store, or a view that reads like one (the report's)
+        return cast("Store", store)
+    from ..store import open_store
+
+    return open_store(store)
+
+
+# ---- similar ----------------------------------------------------------------------------------------------------
+
+def _query_weights(store: Store, model: Any, trust_pickle: bool) -> ModelWeights:
     if isinstance(model, str) and not os.path.exists(model) and ":" not in model:
         try:
             return weights_from_store(store, model)  # a name of the store
@@ -199,28 +216,9 @@ def _query_weights(store: Store, model: Any, trust_pickle: bool) -> ModelWeights
     return weights_of(model, trust_pickle=trust_pickle)
 
 
-def _confirmer(store: Store) -> Callable[[ModelWeights | str, str], bool]:
-    """Confirm a fingerprint's "derived" with the full comparison (docs/lineage.md): fingerprints are a compact
-    filter that unrelated real models can pass near its threshold; the channel matching of :func:`compare`,
-    on the weights rebuilt from the store, decides. Weights are read once per model (a few at a time)."""
-    from functools import lru_cache
-
-    from ._compare import compare_weights
-
-    load = lru_cache(maxsize=16)(lambda sha: weights_from_store(store, sha))
-
-    def confirm(a: ModelWeights | str, b_sha: str) -> bool:
-        if not b_sha or (isinstance(a, str) and not a):
-            return True  # nothing to read back: keep the fingerprint's word
-        first = load(a) if isinstance(a, str) else a
-        return compare_weights(first, load(b_sha)).relation != "unrelated"
-
-    return confirm
-
-
 def similar(store: StoreLike, model: Any, *, top: int | None = 10, include_unrelated: bool = False,
-            trust_pickle: bool = False, progress: Progress | None = None) -> Similar:
-    """The models of ``store`` ranked by their relation to ``model`` (best first).
+            trust_pickle: bool = False, exhaustive: bool | None = None, progress: Progress | None = None) -> Similar:
+    """The models of ``store`` ranked by their relation to ``model`` (identical first, then by score).
 
     Parameters
     ----------
@@ -232,6 +230,9 @@ def similar(store: StoreLike, model: Any, *, top: int | None = 10, include_unrel
         At most this many matches (None: all).
     include_unrelated : bool
         Also list unrelated models (by score).
+    exhaustive : bool or None
+        Compare every model with a layer shape in common, not only the fingerprints' candidates (None: when
+        the store has at most :data:`EXHAUSTIVE_MODELS` models).
 
     Examples
     --------
@@ -239,121 +240,94 @@ def similar(store: StoreLike, model: Any, *, top: int | None = 10, include_unrel
     """
     store = _open(store)
     weights = _query_weights(store, model, trust_pickle)
-    query = model if weights is None else fingerprint(weights)
+    query = fingerprint(weights)
     prints = store_fingerprints(store, progress)
-    confirm = None if weights is None else functools.partial(_confirmer(store), weights)
-    return similar_in(query, FingerprintStack.of(prints), top=top, include_unrelated=include_unrelated,
-                      confirm=confirm)
-
-
-def similar_in(query: Fingerprint, stack: FingerprintStack, *, top: int | None = 10,
-               include_unrelated: bool = False, confirm: Callable[[str], bool] | None = None) -> Similar:
-    """:func:`similar` against fingerprints already loaded (the query itself, by name and hash, is left out).
-
-    ``confirm(sha256)``, if given, is asked about each model the fingerprints call derived; False makes it
-    unrelated."""
-    scores = score_stack(query, stack)
-    rank = np.lexsort((-scores.score, ~scores.identical))
-    matches = []
-    for j in rank:
-        if stack.names[j] == query.name and stack.shas[j] == query.sha256:
+    stack = FingerprintStack.of(prints)
+    full = len(prints) <= EXHAUSTIVE_MODELS if exhaustive is None else exhaustive
+    load = _loader(store, 16)
+    aliases = _aliases(store)
+    matches: list[Match] = []
+    for j in _candidates(query, stack, prints, full):
+        fp = prints[j]
+        if fp.name == weights.name and fp.sha256 == (weights.sha256 or ""):
+            matches += [Match(alias, "identical", 1.0, None, 0.5) for alias in aliases.get(fp.sha256, [])]
             continue
-        relation = _relation(scores, j)
-        if relation == "derived" and confirm is not None and not confirm(str(stack.shas[j])):
-            relation = "unrelated"
-        if relation == "unrelated" and not include_unrelated:
+        result = relate(weights, load(fp.sha256).renamed(fp.name))
+        if result.relation == "unrelated" and not include_unrelated:
             continue
-        side = int(scores.parent[j])
-        parent = None if relation in ("identical", "unrelated") or side == 0 else (
-            query.name if side > 0 else stack.names[j])
-        score = 1.0 if relation == "identical" else round(float(scores.score[j]), 4)
-        matches.append(Match(stack.names[j], relation, score, parent, round(float(scores.parent_confidence[j]), 3)))
-        if top is not None and len(matches) >= top:
-            break
-    return Similar(query.name, tuple(matches))
+        matches.append(Match(fp.name, result.relation, result.score, result.parent_name, result.parent_confidence))
+        if result.relation == "identical":
+            matches += [Match(alias, "identical", 1.0, None, 0.5) for alias in aliases.get(fp.sha256, [])]
+    if include_unrelated:
+        seen = {m.model for m in matches}
+        matches += [Match(p.name, "unrelated", 0.0, None, 0.5) for p in prints
+                    if p.name not in seen and not (p.name == weights.name and p.sha256 == (weights.sha256 or ""))]
+    matches.sort(key=lambda m: (m.relation != "identical", -m.score, m.model))
+    return Similar(weights.name, tuple(matches[:top] if top is not None else matches))
 
 
-def _open(store: StoreLike) -> Store:
-    if hasattr(store, "sql") and hasattr(store, "root"):  # a Store, or a view that reads like one (the report's)
-        return cast("Store", store)
-    from ..store import open_store
+# ---- lineage ----------------------------------------------------------------------------------------------------
 
-    return open_store(store)
+def lineage(store: StoreLike, *, exhaustive: bool | None = None, progress: Progress | None = None) -> Lineage:
+    """The families of a store and their parent → child edges.
 
-
-def lineage(store: StoreLike, *, progress: Progress | None = None) -> Lineage:
-    """The families of a store and their parent → child edges, from the models' fingerprints.
-
-    Families are the connected groups of related models (identical, same-weights or derived); inside each, the
-    edges form a maximum spanning tree of the pairwise scores, each edge pointing from the likely parent.
+    Every candidate pair (fingerprints, or every pair with a layer shape in common on small stores) is decided
+    by :func:`relate`; families are the connected groups of related models, copies hang under their highest
+    precision member, and the copy classes are joined by a spanning tree that prefers pairs with a named
+    parent. A tree edge without direction evidence between two models closer to each other than to anything
+    else is reported as siblings (a shared unknown parent), not as parent and child.
     """
     store = _open(store)
     prints = store_fingerprints(store, progress)
-    check = _confirmer(store)
-    return lineage_of(prints, confirm=lambda i, j: check(prints[i].sha256, prints[j].sha256))
+    stack = FingerprintStack.of(prints)
+    full = len(prints) <= EXHAUSTIVE_MODELS if exhaustive is None else exhaustive
+    load = _loader(store, len(prints) if full else 32)
+    results: dict[tuple[int, int], Comparison] = {}
+    for i, fp in enumerate(prints):
+        for j in _candidates(fp, stack, prints, full):
+            if j > i and (i, int(j)) not in results:
+                other = prints[j]
+                results[(i, int(j))] = relate(load(fp.sha256).renamed(fp.name), load(other.sha256).renamed(other.name))
+    names = [p.name for p in prints]
+    aliases = _aliases(store)
+    return forest(names, results, {p.name: aliases.get(p.sha256, []) for p in prints})
 
 
-def lineage_of(prints: list[Fingerprint], *, confirm: Callable[[int, int], bool] | None = None) -> Lineage:
-    """:func:`lineage` on fingerprints already computed.
+def lineage_of(prints: list[Fingerprint]) -> Lineage:
+    """Families from fingerprints alone, for the study of a large store (it never reads weights back).
 
-    Copies first: models that are identical or same-weights form one class, whose representative is the copy
-    of highest precision (ties: the first by name); each other copy hangs under it. The classes are then joined
-    by a maximum spanning tree of their derived scores, each edge pointing from the likely parent.
+    Two models are related when their fingerprints score at least ``FP_DERIVED``; each family is joined by a
+    maximum spanning tree of those scores. The edges carry the fingerprint's score and direction evidence;
+    `filterdb lineage` (and :func:`lineage`) decides every pair with the full comparison instead, so its scores
+    and parents are the ones to cite for a pair (docs/lineage.md).
     """
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
     stack = FingerprintStack.of(prints)
     n = len(stack)
-    relation = np.full((n, n), "unrelated", dtype=object)
-    raw = np.zeros((n, n))
+    score = np.zeros((n, n))
+    identical = np.zeros((n, n), dtype=bool)
     side = np.zeros((n, n), dtype=np.int8)
     confidence = np.full((n, n), 0.5)
     for i, fp in enumerate(prints):
         scores = score_stack(fp, stack)
-        for j in range(n):
-            if i != j:
-                relation[i, j] = _relation(scores, j)
-                raw[i, j] = 1.0 if relation[i, j] == "identical" else float(scores.score[j])
-                side[i, j] = scores.parent[j]
-                confidence[i, j] = scores.parent_confidence[j]
-    if confirm is not None:  # the full comparison decides each pair the fingerprints call derived
-        for i, j in zip(*np.nonzero(np.triu((relation == "derived") | (relation.T == "derived"), 1))):
-            if not confirm(int(i), int(j)):
-                relation[i, j] = relation[j, i] = "unrelated"
-    copy = np.isin(relation, ["identical", "same-weights"])
-    copy = copy | copy.T
-    related = copy | (relation != "unrelated") | (relation.T != "unrelated")
-    n_families, family_label = connected_components(csr_matrix(related), directed=False)
-    n_classes, class_label = connected_components(csr_matrix(copy), directed=False)
-    bits = np.where(stack.bits > 0, stack.bits, 255).min(axis=1)
-    reps = [min(np.flatnonzero(class_label == c), key=lambda k: (-int(bits[k]), stack.names[k])) for c in range(n_classes)]
+        score[i] = np.where(scores.identical, 1.0, scores.score)
+        identical[i] = scores.identical
+        side[i] = scores.parent
+        confidence[i] = scores.parent_confidence
+    np.fill_diagonal(score, 0.0)
+    linked = np.maximum(score, score.T) >= FP_DERIVED
+    _, label = connected_components(csr_matrix(linked), directed=False)
+    tree = minimum_spanning_tree(csr_matrix(np.where(linked, 2.0 - np.maximum(score, score.T), 0.0))).tocoo()
     edges = []
-    for c, rep in enumerate(reps):
-        for k in np.flatnonzero(class_label == c):
-            if k != rep:
-                edges.append(Edge(stack.names[rep], stack.names[k], str(relation[rep, k]) if relation[rep, k] in
-                                  ("identical", "same-weights") else "same-weights", round(float(raw[rep, k]), 4),
-                                  round(float(confidence[rep, k]), 3)))
-    # derived edges between classes: the strongest score between their members
-    strength = np.zeros((n_classes, n_classes))
-    for i in range(n):
-        for j in range(n):
-            ci, cj = class_label[i], class_label[j]
-            if ci != cj and relation[i, j] == "derived" and raw[i, j] > strength[ci, cj]:
-                strength[ci, cj] = raw[i, j]
-    strength = np.maximum(strength, strength.T)
-    tree = minimum_spanning_tree(csr_matrix(np.where(strength > 0, 2.0 - strength, 0.0))).tocoo()
-    for ci, cj in zip(tree.row, tree.col):
-        i, j = reps[ci], reps[cj]
-        # direction: the vote of every member pair, so that one odd copy (folded batch norm) cannot flip it
-        votes = side[np.ix_(class_label == ci, class_label == cj)].astype(float)
-        lean = float(votes.mean()) if votes.size else 0.0
-        p, c = (i, j) if lean >= 0 else (j, i)
-        edges.append(Edge(stack.names[p], stack.names[c], "derived", round(float(strength[ci, cj]), 4),
-                          round(0.5 + 0.5 * abs(lean), 3)))
-    index = {name: k for k, name in enumerate(stack.names)}
-    families = [tuple(stack.names[k] for k in np.flatnonzero(family_label == f)) for f in range(n_families)]
-    families.sort(key=lambda f: (-len(f), f))
-    edges.sort(key=lambda e: (family_label[index[e.parent]], e.relation != "derived", e.parent, e.child))
-    return Lineage(tuple(families), tuple(edges))
+    for i, j in zip(tree.row, tree.col):
+        i, j = int(i), int(j)
+        relation = "identical" if identical[i, j] else "derived"
+        directed = relation == "derived" and side[i, j] != 0
+        parent, child = (i, j) if side[i, j] >= 0 else (j, i)
+        edges.append(Edge(stack.names[parent], stack.names[child], relation, round(float(max(score[i, j], score[j, i])), 4),
+                          round(float(confidence[i, j]), 4) if directed else 0.5, directed))
+    families = tuple(tuple(stack.names[k] for k in np.flatnonzero(label == c)) for c in range(int(label.max()) + 1)) \
+        if n else ()
+    return Lineage(families, tuple(edges))

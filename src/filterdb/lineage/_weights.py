@@ -47,6 +47,10 @@ class ModelWeights:
     name: str
     layers: tuple[ConvWeight, ...]
     sha256: str | None = None
+    precision: float = 0.0  # rounding of the source, as a share of each layer's largest weight (float16 stores)
+
+    def renamed(self, name: str) -> ModelWeights:
+        return ModelWeights(name, self.layers, self.sha256, self.precision)
 
 
 def weights_of(model: Any, *, name: str | None = None, trust_pickle: bool = False) -> ModelWeights:
@@ -101,4 +105,6 @@ def weights_from_store(store: Store, model: str | int) -> ModelWeights:
     if not layers:
         raise LineageError(f"{store.root}: model {label!r} has no convolution layers in the store; lineage "
                            "compares convolution weights")
-    return ModelWeights(label, tuple(layers), str(info["sha256"].iloc[0]))
+    # a float16 store keeps w / max|w| in float16: within 2^-11 of the layer's largest weight
+    precision = 2.0**-11 if getattr(store, "dtype", "float32") == "float16" else 0.0
+    return ModelWeights(label, tuple(layers), str(info["sha256"].iloc[0]), precision)

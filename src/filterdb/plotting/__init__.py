@@ -13,6 +13,7 @@ Examples
 >>> layer_filters(record.layers_2d[0]).savefig("conv1.png")          # doctest: +SKIP
 """
 
+from ._lineage import lineage_figure
 from ._model import layer_filters, metrics_vs_depth, rgb_filters
 # the house style, for figures drawn by other packages (lineage, monitor)
 from ._style import (
@@ -45,5 +46,5 @@ from ._zoo import (
 
 __all__ = ["BLUE", "FILTER_CMAP", "GREY", "ORANGE", "PAGE_WIDTH", "THEMES", "THRESHOLD", "VERDICT_COLOURS", "VERDICT_MARKERS",
            "VERMILLION", "WIDE_WIDTH", "Theme", "coefficient_density_map", "degeneration_shares", "drift_boxplots", "drift_heatmap",
-           "eigen_images", "layer_filters", "metrics_vs_depth", "new_figure", "require_matplotlib", "rgb_filters",
+           "eigen_images", "layer_filters", "lineage_figure", "metrics_vs_depth", "new_figure", "require_matplotlib", "rgb_filters",
            "ridge_plot", "smallest_text_pt", "style_axes", "theme"]

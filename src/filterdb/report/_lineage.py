@@ -36,12 +36,9 @@ def _drawable(result: Any) -> Any:
 
 
 def _figure_function() -> Any:
-    from .. import plotting
+    from ..plotting import lineage_figure
 
-    found = getattr(plotting, "lineage_figure", None)
-    if found is None:  # until the figure lives in plotting/ (issue 21)
-        from ..lineage import lineage_figure as found
-    return found
+    return lineage_figure
 
 
 def _edge_table(result: Any) -> Html:

@@ -1,25 +1,20 @@
-"""The lineage figure: each family a small tree, parents above children, edges coloured by relation."""
+"""The lineage figure: a store's model families drawn as trees (takes a :class:`filterdb.lineage.Lineage`)."""
 
 from __future__ import annotations
 
-import base64
-import html
-import io
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ..plotting import BLUE, GREY, ORANGE, VERMILLION, new_figure, theme as get_theme
+from ._style import BLUE, GREY, ORANGE, VERMILLION, new_figure, theme as get_theme
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from ._store import Edge, Lineage
+__all__ = ["lineage_figure"]
 
-__all__ = ["lineage_figure", "lineage_html"]
-
-_COLOURS = {"identical": BLUE, "same-weights": ORANGE, "derived": VERMILLION}
+_COLOURS = {"identical": BLUE, "same-weights": ORANGE, "derived": VERMILLION, "siblings": GREY}
 
 
-def _layout(family: tuple[str, ...], edges: list[Edge]) -> dict[str, tuple[float, float]]:
+def _layout(family: tuple[str, ...], edges: list[Any]) -> dict[str, tuple[float, float]]:
     """Depth from the roots (models with no parent) down; siblings spread evenly."""
     children: dict[str, list[str]] = {m: [] for m in family}
     has_parent = set()
@@ -43,11 +38,13 @@ def _layout(family: tuple[str, ...], edges: list[Edge]) -> dict[str, tuple[float
     return {m: (i - (len(ms) - 1) / 2, -d) for d, ms in rows.items() for i, m in enumerate(ms)}
 
 
-def lineage_figure(result: Lineage, *, theme: str = "light", max_families: int = 12) -> Figure:
+def lineage_figure(result: Any, *, theme: str = "light", max_families: int = 12) -> Figure:
     """A matplotlib Figure of the first ``max_families`` families with more than one model.
 
-    One row per family, parents above children, 4.8 in wide with 10 pt text (the report's rule: readable on a
-    phone); arrows are coloured by relation (blue identical, orange same weights, vermillion derived).
+    ``result`` is a :class:`filterdb.lineage.Lineage` (or any object with ``families`` and ``edges``). One row
+    per family, parents above children, 4.8 in wide with 10 pt text (the report's rule: readable on a phone);
+    arrows are coloured by relation (blue identical, orange same weights, vermillion derived); an edge whose
+    direction is unknown is a line without a head, siblings (a shared unknown parent) a dashed grey one.
     """
     th = get_theme(theme)
     families = [f for f in result.families if len(f) > 1][:max_families]
@@ -67,10 +64,12 @@ def lineage_figure(result: Lineage, *, theme: str = "light", max_families: int =
     for ax, (family, edges, pos, _) in zip(axes, rows):
         for e in edges:
             (x0, y0), (x1, y1) = pos[e.parent], pos[e.child]
+            directed = getattr(e, "directed", True)
             ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                        arrowprops=dict(arrowstyle="-|>", color=_COLOURS.get(e.relation, GREY), lw=1.4,
-                                        shrinkA=7, shrinkB=7))
-            if e.relation == "derived":  # copies score 1: their colour says it
+                        arrowprops=dict(arrowstyle="-|>" if directed else "-", color=_COLOURS.get(e.relation, GREY),
+                                        lw=1.4, shrinkA=7, shrinkB=7,
+                                        linestyle="--" if e.relation == "siblings" else "-"))
+            if e.relation in ("derived", "siblings"):  # copies score 1: their colour says it
                 ax.text((x0 + x1) / 2 + 0.06, (y0 + y1) / 2, f"{e.score:.2f}", fontsize=10, color=th.ink,
                         ha="left", va="center")
         for model, (x, y) in pos.items():
@@ -83,22 +82,3 @@ def lineage_figure(result: Lineage, *, theme: str = "light", max_families: int =
         ax.set_axis_off()
         ax.set_facecolor(th.paper)
     return fig
-
-
-def lineage_html(result: Lineage, *, theme: str = "light") -> str:
-    """An HTML fragment (figure as an inline PNG + the edge table) for a report section or a page."""
-    fig = lineage_figure(result, theme=theme)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, facecolor=fig.get_facecolor())
-    image = base64.b64encode(buffer.getvalue()).decode("ascii")
-    rows = "".join(f"<tr><td>{html.escape(e.parent)}</td><td>{html.escape(e.child)}</td>"
-                   f"<td>{html.escape(e.relation)}</td><td>{e.score:.3f}</td><td>{e.confidence:.2f}</td></tr>"
-                   for e in result.edges)
-    n_multi = sum(len(f) > 1 for f in result.families)
-    return (f'<section class="lineage"><h2>Model families</h2><p>{n_multi} families of related models, '
-            f'{len(result.families)} groups in all (a model without relatives is a group of one).</p>'
-            "<p>Arrows point from parent to child: blue identical, orange same weights, vermillion derived "
-            "(with its score).</p>"
-            f'<img alt="model families" src="data:image/png;base64,{image}">'
-            "<table><thead><tr><th>parent</th><th>child</th><th>relation</th><th>score</th>"
-            f"<th>direction confidence</th></tr></thead><tbody>{rows}</tbody></table></section>")
