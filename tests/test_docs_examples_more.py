@@ -100,7 +100,7 @@ def words(text: str) -> str:
 def test_examples_are_found():
     assert len(runnable(LINEAGE_MD, "console")) == 1 and len(runnable(LINEAGE_MD, "python")) == 1
     assert len(command_lines(runnable(LINEAGE_MD, "console")[0].body)) == 5
-    assert len(runnable(ANALYSIS_MD, "python")) == 2
+    assert len(runnable(ANALYSIS_MD, "python")) == 3
     assert len(runnable(MONITOR_MD, "python")) == 5  # worked example, signature, Lightning, Keras, snapshots
 
 

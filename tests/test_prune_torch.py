@@ -30,13 +30,13 @@ class _Residual(nn.Module):
     def __init__(self, batch_norm: bool = True) -> None:
         super().__init__()
         torch.manual_seed(1)
-        self.stem = nn.Conv2d(3, 32, 3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(32) if batch_norm else nn.Identity()
-        self.a = nn.Conv2d(32, 48, 3, padding=1, bias=False)
-        self.b = nn.Conv2d(48, 32, 3, padding=1, bias=False)
-        self.c = nn.Conv2d(32, 64, 3, stride=2, padding=1, bias=False)
-        self.dw = nn.Conv2d(64, 64, 3, padding=1, groups=64, bias=False)
-        self.pw = nn.Conv2d(64, 40, 1, bias=False)
+        self.stem = nn.Conv2d(3, 64, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(64) if batch_norm else nn.Identity()
+        self.a = nn.Conv2d(64, 96, 3, padding=1, bias=False)
+        self.b = nn.Conv2d(96, 64, 3, padding=1, bias=False)
+        self.c = nn.Conv2d(64, 128, 3, stride=2, padding=1, bias=False)
+        self.dw = nn.Conv2d(128, 128, 3, padding=1, groups=128, bias=False)
+        self.pw = nn.Conv2d(128, 40, 1, bias=False)
         self.head = nn.Linear(40, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

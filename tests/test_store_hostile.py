@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import shutil
+
 import numpy as np
 import pytest
 from helpers import snapshot
@@ -136,6 +138,7 @@ def test_model_data_refuses_what_it_cannot_load_safely(store, tmp_path):
     with pytest.raises(UsageError, match="kind"):
         store.put_model_data(sha, "../x", {"x": np.zeros(1)})
     folder = store.root / "data" / "fingerprint"
+    shutil.rmtree(folder, ignore_errors=True)  # the fingerprint ingest stored: this test writes its own files
     folder.mkdir(parents=True)
     # a pickled object array: np.load would run its code with allow_pickle=True
     np.savez(folder / f"{sha}.npz", x=np.array([print], dtype=object))
@@ -158,6 +161,7 @@ def test_model_data_refuses_what_it_cannot_load_safely(store, tmp_path):
 
 def test_legacy_fingerprint_folder_is_read_and_removed_with_the_model(store):
     sha = store.models()["sha256"][0]
+    shutil.rmtree(store.root / "data" / "fingerprint")  # a store written before fingerprints were per-model data
     legacy = store.root / "lineage" / f"{sha}.npz"
     legacy.parent.mkdir(exist_ok=True)
     np.savez(legacy, version=np.int32(1), means=np.zeros((2, 9), np.float32))

@@ -186,7 +186,7 @@ def test_numpy_kernel_gives_the_same_study(synthetic_zoo, result):
 
 def test_families_from_stored_fingerprints_only(tmp_path):
     store = build_synthetic_zoo(tmp_path / "zoo.fdb")
-    folder = Path(store.root) / "lineage"
+    folder = Path(store.root) / "data" / "fingerprint"
     shutil.rmtree(folder, ignore_errors=True)  # a store ingested before fingerprints were stored
     st = study(store, by=["visual_category"])
     assert st.families is not None and st.families.n_models == 0

@@ -257,7 +257,8 @@ ALLOWED = {  # what report/ may import from the layers that compute: result type
                  "HistogramResult"},
     "analysis.study": {"Study", "AxisStudy", "AxisRank", "Finding", "GroupShift", "Families", "DominantModel"},
     "store": {"Store", "as_store"},
-    "check": {"judge_layers", "ModelReport", "LayerReport", "Thresholds", "Verdict", "VERDICT_KINDS"},  # no check_model
+    "check": {"judge_layers", "ModelReport", "LayerReport", "Thresholds", "Verdict", "VERDICT_KINDS",
+              "BORDERLINE_SPREADS"},  # no check_model
     "lineage": {"lineage_figure", "Lineage", "Edge"},
 }
 

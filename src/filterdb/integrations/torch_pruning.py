@@ -179,20 +179,19 @@ def _matching_scale(module: Any, plan: PrunePlan, example_inputs: Any, ignored: 
         return 1 - conv_params(clone) / before
 
     tolerance = 0.02 * target
-    lo, hi = 1.0, 1.0
-    reached = removed(1.0)
-    if abs(reached - target) <= tolerance:
-        return 1.0
-    if reached > target:
-        lo = 0.0
-    else:
-        while reached < target and hi < 16:  # ratios are capped at max_ratio, so this ends
-            lo, hi = hi, hi * 2
-            reached = removed(hi)
-    for _ in range(12):
+    tried: dict[float, float] = {}
+
+    def reached(scale: float) -> float:
+        if scale not in tried:
+            tried[scale] = removed(scale)
+        return tried[scale]
+
+    lo, hi = 0.0, 1.0
+    while reached(hi) < target and hi < 16:  # ratios are capped at max_ratio, so this ends
+        lo, hi = hi, hi * 2
+    for _ in range(16):  # channels come in whole numbers: stop when close enough, else keep the closest
+        if abs(reached(hi) - target) <= tolerance:
+            break
         mid = (lo + hi) / 2
-        got = removed(mid)
-        if abs(got - target) <= tolerance:
-            return mid
-        lo, hi = (mid, hi) if got < target else (lo, mid)
-    return hi
+        lo, hi = (mid, hi) if reached(mid) < target else (lo, mid)
+    return min(tried, key=lambda scale: abs(tried[scale] - target))
