@@ -631,16 +631,8 @@ def _layer_stats(
     gram = gram_a[:d, :d]
     sums = gram_a[d, :d]
     trace = float(np.trace(gram))
-    size = weight.size
     l2 = math.sqrt(max(trace, 0.0))
-    row["sparsity"] = n_sparse / n
-    row["n_sparse"] = n_sparse
-    row["n_clean"] = n - n_sparse
-    row["norm_l1"] = l1
-    row["norm_l2"] = l2
-    row["norm_l1_std"] = l1 / size
-    row["norm_l2_std"] = l2 / math.sqrt(size)
-    row["orthogonality"] = _orthogonality(weight.reshape(weight.shape[0], -1))
+    _size_facts(row, weight, n, n_sparse, l1, l2)
     row["neighbour_corr"] = _neighbour_corr_from_gram(gram, sums, n, (int(kernel[0]), int(kernel[1])))
     # Covariance scatter = XᵀX − n μμᵀ, accumulated in float64 (cancellation only matters when the mean
     # dwarfs the spread by ~1e8, far from real weights).
@@ -663,6 +655,19 @@ def _layer_stats(
     return n_nonfinite
 
 
+def _size_facts(row: dict[str, Any], weight: np.ndarray, n: int, n_sparse: int, l1: float, l2: float) -> None:
+    """The sparsity counts, norms and orthogonality of a layer's row (both layer-stats paths)."""
+    size = weight.size
+    row["sparsity"] = n_sparse / n
+    row["n_sparse"] = n_sparse
+    row["n_clean"] = n - n_sparse
+    row["norm_l1"] = l1
+    row["norm_l2"] = l2
+    row["norm_l1_std"] = l1 / size
+    row["norm_l2_std"] = l2 / math.sqrt(size)
+    row["orthogonality"] = _orthogonality(weight.reshape(weight.shape[0], -1))
+
+
 def _wide_layer_stats(weight: np.ndarray, x32: np.ndarray, kernel: tuple[int, ...], mask: np.ndarray, l1: float,
                       row: dict[str, Any], row_index: int, pending: dict[int, list[tuple[np.ndarray, int, str]]]
                       ) -> None:
@@ -673,15 +678,7 @@ def _wide_layer_stats(weight: np.ndarray, x32: np.ndarray, kernel: tuple[int, ..
     x64 = x32.astype(np.float64)
     n_sparse = int(np.count_nonzero(mask))
     l2 = math.sqrt(float(np.einsum("fk,fk->", x64, x64)))
-    size = weight.size
-    row["sparsity"] = n_sparse / n
-    row["n_sparse"] = n_sparse
-    row["n_clean"] = n - n_sparse
-    row["norm_l1"] = l1
-    row["norm_l2"] = l2
-    row["norm_l1_std"] = l1 / size
-    row["norm_l2_std"] = l2 / math.sqrt(size)
-    row["orthogonality"] = _orthogonality(weight.reshape(weight.shape[0], -1))
+    _size_facts(row, weight, n, n_sparse, l1, l2)
     row["neighbour_corr"] = _neighbour_corr_direct(x64, (int(kernel[0]), int(kernel[1])))
     scatter = _centred_scatter(x64)
     pending[scatter.shape[0]].append((scatter, row_index, "variance_entropy"))
