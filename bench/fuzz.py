@@ -12,7 +12,6 @@ failures - uncaught exceptions, crashes, hangs, memory blow-ups - with the files
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from corpus import CORPUS  # noqa: E402
-from fuzzing import mutants, run_cases, torchscript_running_code  # noqa: E402
+from fuzzing import mutants, report_failures, run_cases, torchscript_running_code  # noqa: E402
 
 from filterdb.sources import resolve_source  # noqa: E402
 
@@ -62,13 +61,7 @@ def main() -> None:
         print(f"read: {counts['ok']}, refused with a FilterDBError: {counts['refused']}")
         print(f"uncaught exceptions: {counts['unexpected']}, crashes: {counts['crash']}, hangs: {counts['hang']}, "
               f"blow-ups (> {args.blowup_mib:.0f} MiB): {len(blowups)}")
-        print(f"slowest case: {max(r.seconds for r in results):.2f} s; "
-              f"peak worker RSS: {max(r.rss_mib for r in results):.0f} MiB")
-        if failures:
-            args.keep.mkdir(exist_ok=True)
-            for r in failures:
-                shutil.copy(r.path, args.keep / Path(r.path).name)
-                print(f"  {r.outcome}: {Path(r.path).name}: {r.detail}")
+        report_failures(results, failures, args.keep)
 
 
 if __name__ == "__main__":

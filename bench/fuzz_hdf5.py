@@ -15,7 +15,6 @@ RSS stayed under --blowup-mib. Prints the counts per class.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fuzz_hdf5 import KINDS, cases, run_imports  # noqa: E402
+from fuzzing import report_failures  # noqa: E402
 
 
 def main() -> None:
@@ -61,13 +61,7 @@ def main() -> None:
         total = sum(per_kind.values(), Counter())
         print(f"{'all':<10} {total['tried']:>6} {total['held']:>6} {total['failed']:>6}   {total['ok']:>8} "
               f"{total['refused']:>8}")
-        print(f"slowest case: {max(r.seconds for r in results):.2f} s; "
-              f"peak worker RSS: {max(r.rss_mib for r in results):.0f} MiB")
-        if failures:
-            args.keep.mkdir(exist_ok=True)
-            for r in failures:
-                shutil.copy(r.path, args.keep / Path(r.path).name)
-                print(f"  {r.outcome}: {Path(r.path).name}: {r.detail} ({r.rss_mib:.0f} MiB)")
+        report_failures(results, failures, args.keep)
 
 
 if __name__ == "__main__":

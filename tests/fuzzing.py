@@ -374,3 +374,17 @@ def tflite_lying_dense_levels(src: Path, dst: Path, size: int = 0x7FFFFFFF) -> P
         break
     dst.write_bytes(bytes(data))
     return dst
+
+
+def report_failures(results: list, failures: list, keep: Path) -> None:
+    """The closing lines of a fuzz run (bench/fuzz*.py): the slowest case, the peak worker memory, and each
+    failing input copied into ``keep`` and named with its outcome."""
+    import shutil
+
+    print(f"slowest case: {max(r.seconds for r in results):.2f} s; "
+          f"peak worker RSS: {max(r.rss_mib for r in results):.0f} MiB")
+    if failures:
+        keep.mkdir(exist_ok=True)
+        for r in failures:
+            shutil.copy(r.path, keep / Path(r.path).name)
+            print(f"  {r.outcome}: {Path(r.path).name}: {r.detail} ({r.rss_mib:.0f} MiB)")
