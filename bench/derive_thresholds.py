@@ -56,29 +56,28 @@ def entropies(x: np.ndarray) -> np.ndarray:
     return -terms.sum(axis=1)
 
 
-def low_quantile(n: int, d: int, rng: np.random.Generator) -> float:
-    """The QUANTILE quantile of the entropy of random (n, d) layers."""
-    # Fewer trials for large layers: the distribution narrows as n grows, and the cost grows with n * d^2.
-    trials = int(np.clip(2e7 / (n * d * d), 200, 4000))
+def random_entropies(n: int, d: int, trials: int, rng: np.random.Generator) -> np.ndarray:
+    """The entropies of ``trials`` random (n, d) layers, drawn in chunks of about 10 M values."""
     values = []
     done = 0
     while done < trials:
         chunk = min(trials - done, max(1, int(1e7 / (n * d))))
         values.append(entropies(rng.standard_normal((chunk, n, d))))
         done += chunk
-    return float(np.quantile(np.concatenate(values), QUANTILE))
+    return np.concatenate(values)
+
+
+def low_quantile(n: int, d: int, rng: np.random.Generator) -> float:
+    """The QUANTILE quantile of the entropy of random (n, d) layers."""
+    # Fewer trials for large layers: the distribution narrows as n grows, and the cost grows with n * d^2.
+    trials = int(np.clip(2e7 / (n * d * d), 200, 4000))
+    return float(np.quantile(random_entropies(n, d, trials, rng), QUANTILE))
 
 
 def spread(n: int, d: int, rng: np.random.Generator) -> float:
     """The standard deviation of the entropy of random (n, d) layers."""
     trials = int(np.clip(1e9 / (n * d * d), 40, 600))
-    values = []
-    done = 0
-    while done < trials:
-        chunk = min(trials - done, max(1, int(1e7 / (n * d))))
-        values.append(entropies(rng.standard_normal((chunk, n, d))))
-        done += chunk
-    return float(np.std(np.concatenate(values), ddof=1))
+    return float(np.std(random_entropies(n, d, trials, rng), ddof=1))
 
 
 def main_spread() -> None:
