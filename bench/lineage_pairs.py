@@ -255,8 +255,13 @@ def _int8_per_channel(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build(cache: Path, log: Any = print) -> list[Pair]:
-    """Build (or reuse) every file under ``cache`` and return the labelled pairs."""
+def build(cache: Path, log: Any = print, held_out: bool = False) -> list[Pair]:
+    """Build (or reuse) every file under ``cache`` and return the labelled pairs.
+
+    ``held_out``: the held-out set instead, never used to set a threshold or a strength: the same MTCNN
+    derivations trained with other seeds (files ``ho-*``), and MediaPipe's iris landmark net derived without
+    gradients (pruned, cast, truncated, re-ordered), against real independent nets.
+    """
     import torch
 
     sys.path.insert(0, str(ROOT / "tests"))
@@ -267,7 +272,7 @@ def build(cache: Path, log: Any = print) -> list[Pair]:
     torch.set_num_threads(1)
     cache.mkdir(parents=True, exist_ok=True)
     pairs: list[Pair] = []
-    made = cache / f"pairs-v{SET_VERSION}.json"
+    made = cache / (f"pairs-heldout-v{SET_VERSION}.json" if held_out else f"pairs-v{SET_VERSION}.json")
     if made.exists():
         return [Pair(**p) for p in json.loads(made.read_text())]
 
@@ -292,61 +297,70 @@ def build(cache: Path, log: Any = print) -> list[Pair]:
         return torch.load(cache / name, weights_only=True)
 
     for base in ("pnet", "rnet", "onet"):
-        log(f"deriving from {base}")
+        log(f"deriving from {base}{' (held-out seeds)' if held_out else ''}")
         p0 = corpus(base + ".pt")
         state = load(p0)
         convs = _backbone_keys(state)
-        seed = {"pnet": 1, "rnet": 2, "onet": 3}[base]
+        seed = {"pnet": 1, "rnet": 2, "onet": 3}[base] + (1000 if held_out else 0)
+        pre = "ho-" if held_out else ""
         # fine-tunes with a new head, without and with weight decay; a chain; siblings
-        a = make(f"{base}-ft.pt", lambda: _train(Net(_new_head(state, convs, seed), convs, "head"), 60, seed).saved())
-        b = make(f"{base}-ft-wd.pt", lambda: _train(Net(_new_head(state, convs, seed + 10), convs, "head"), 60,
+        a = make(f"{pre}{base}-ft.pt", lambda: _train(Net(_new_head(state, convs, seed), convs, "head"), 60, seed).saved())
+        b = make(f"{pre}{base}-ft-wd.pt", lambda: _train(Net(_new_head(state, convs, seed + 10), convs, "head"), 60,
                                                     seed + 10, wd=5e-4).saved())
-        c = make(f"{base}-ft-wd-cont.pt", lambda: _train(Net(load(b), convs, "head"), 50, seed + 20, lr=0.003,
+        c = make(f"{pre}{base}-ft-wd-cont.pt", lambda: _train(Net(load(b), convs, "head"), 50, seed + 20, lr=0.003,
                                                          wd=5e-4).saved())
         pairs += [Pair(p0, a, "derived", "a", "fine-tune"), Pair(p0, b, "derived", "a", "fine-tune wd"),
                   Pair(b, c, "derived", "a", "fine-tune wd (chain)"), Pair(p0, c, "derived", "a", "grandchild"),
                   Pair(a, b, "derived", None, "siblings")]
         # magnitude pruning, with and without masked fine-tuning
         pruned, masks = _magnitude(state, convs, 0.5)
-        mag = make(f"{base}-mag50-ft.pt", lambda: _train(Net(_new_head(pruned, convs, seed + 30), convs, "head"), 50,
+        mag = make(f"{pre}{base}-mag50-ft.pt", lambda: _train(Net(_new_head(pruned, convs, seed + 30), convs, "head"), 50,
                                                          seed + 30, masks=masks).saved())
         pairs.append(Pair(p0, mag, "derived", "a", "magnitude pruning + ft"))
-        pairs.append(Pair(p0, make(f"{base}-mag30.pt", lambda: _magnitude(state, convs, 0.3)[0]), "derived", "a",
-                          "magnitude pruning"))
+        share = 0.4 if held_out else 0.3  # the held-out set prunes other amounts (no seed in these)
+        pairs.append(Pair(p0, make(f"{pre}{base}-mag{round(100 * share)}.pt", lambda: _magnitude(state, convs, share)[0]),
+                          "derived", "a", "magnitude pruning"))
         # structured (channel) pruning
         chan_net = lambda: Net(_new_head(_channel_prune(state, convs, 0.4), convs, seed + 40), convs, "head")  # noqa: E731
-        chan = make(f"{base}-chan40-ft.pt", lambda: _train(chan_net(), 40, seed + 40).saved())
+        chan = make(f"{pre}{base}-chan40-ft.pt", lambda: _train(chan_net(), 40, seed + 40).saved())
         pairs.append(Pair(p0, chan, "derived", "a", "channel pruning + ft"))
-        pairs.append(Pair(p0, make(f"{base}-chan60.pt", lambda: _channel_prune(state, convs, 0.6)), "derived", "a",
-                          "channel pruning"))
+        share = 0.5 if held_out else 0.6
+        pairs.append(Pair(p0, make(f"{pre}{base}-chan{round(100 * share)}.pt", lambda: _channel_prune(state, convs, share)),
+                          "derived", "a", "channel pruning"))
         # a truncated backbone, frozen, with a new trained head
         short = {k: v for k, v in state.items() if k.split(".")[0] in convs[:2]
                  or k.split(".")[0] in [c.replace("conv", "prelu") for c in convs[:2]]}
-        trunc = make(f"{base}-trunc.pt", lambda: _train(Net(_new_head(short, convs[:2], seed + 50), convs[:2], "head"),
+        trunc = make(f"{pre}{base}-trunc.pt", lambda: _train(Net(_new_head(short, convs[:2], seed + 50), convs[:2], "head"),
                                                         40, seed + 50, frozen=tuple(convs[:2])).saved())
         pairs.append(Pair(p0, trunc, "derived", "a", "truncated + re-headed"))
         # batch norm inserted and fine-tuned, then exported to ONNX (the exporter folds batch norm)
-        bn_name = make(f"{base}-bn.pt", lambda: _train(Net(_new_head(state, convs, seed + 60), convs, "head", bn=True),
+        bn_name = make(f"{pre}{base}-bn.pt", lambda: _train(Net(_new_head(state, convs, seed + 60), convs, "head", bn=True),
                                                        40, seed + 60).saved())
-        if not (cache / f"{base}-bn.onnx").exists():
-            _export_onnx(Net(load(bn_name), convs, "head", bn=True), cache / f"{base}-bn.onnx")
-        pairs.append(Pair(bn_name, f"{base}-bn.onnx", "same-weights", "a", "onnx export (bn folded)"))
+        if not (cache / f"{pre}{base}-bn.onnx").exists():
+            _export_onnx(Net(load(bn_name), convs, "head", bn=True), cache / f"{pre}{base}-bn.onnx")
+        pairs.append(Pair(bn_name, f"{pre}{base}-bn.onnx", "same-weights", "a", "onnx export (bn folded)"))
         pairs.append(Pair(p0, bn_name, "derived", "a", "fine-tune"))
         # precision: casts and int8
-        pairs.append(Pair(p0, make(f"{base}-bf16.pt", lambda: {k: v.bfloat16() for k, v in state.items()}),
+        pairs.append(Pair(p0, make(f"{pre}{base}-bf16.pt", lambda: {k: v.bfloat16() for k, v in state.items()}),
                           "same-weights", "a", "bfloat16 cast"))
-        pairs.append(Pair(p0, make(f"{base}-fp16.pt", lambda: {k: v.half() for k, v in state.items()}),
+        pairs.append(Pair(p0, make(f"{pre}{base}-fp16.pt", lambda: {k: v.half() for k, v in state.items()}),
                           "same-weights", "a", "float16 cast"))
-        pairs.append(Pair(p0, make(f"{base}-fp16-f32.pt", lambda: {k: v.half().float() for k, v in state.items()}),
+        pairs.append(Pair(p0, make(f"{pre}{base}-fp16-f32.pt", lambda: {k: v.half().float() for k, v in state.items()}),
                           "same-weights", "a", "float16 values in float32"))
-        pairs.append(Pair(p0, make(f"{base}-int8.pt", lambda: _int8_per_channel(state)), "same-weights", "a",
+        pairs.append(Pair(p0, make(f"{pre}{base}-int8.pt", lambda: _int8_per_channel(state)), "same-weights", "a",
                           "int8 per channel (float32 file)"))
         # hard negatives: the same architecture trained from scratch on the same data
-        scratch = [make(f"{base}-scratch{k}.pt", lambda k=k: _scratch(state, convs, 100 * seed + k)) for k in (1, 2)]
+        scratch = [make(f"{pre}{base}-scratch{k}.pt", lambda k=k: _scratch(state, convs, 100 * seed + k)) for k in (1, 2)]
         pairs += [Pair(p0, scratch[0], "unrelated", None, "scratch (same architecture)"),
                   Pair(scratch[0], scratch[1], "unrelated", None, "scratch (same architecture)"),
                   Pair(a, scratch[1], "unrelated", None, "scratch (same architecture)"),
                   Pair(mag, scratch[0], "unrelated", None, "scratch (same architecture)")]
+    if held_out:
+        log("deriving from MediaPipe's iris landmarks")
+        pairs += _iris(cache, corpus("iris_landmark.tflite"), [corpus(n) for n in (
+            "face_landmark.tflite", "face_detection_short_range.tflite", "320n.onnx")])
+        made.write_text(json.dumps([asdict(p) for p in pairs], indent=1))
+        return pairs
     log("deriving from yolov8n")
     pairs += _yolo(cache, corpus("320n.onnx"))
     real = [corpus(n) for n in ("ch_PP-OCRv4_det_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx",
@@ -398,11 +412,81 @@ def _yolo(cache: Path, name: str) -> list[Pair]:
     return pairs
 
 
+def _iris(cache: Path, name: str, others: list[str]) -> list[Pair]:
+    """MediaPipe's iris landmark net (TFLite, 81 convolutions, no torch module) derived without gradients; each
+    derivation is a safetensors file of its convolutions (read back in PyTorch layout by filterdb's reader)."""
+    from safetensors.numpy import save_file
+
+    from filterdb.lineage import weights_of
+
+    layers = [np.ascontiguousarray(layer.weight, dtype=np.float32) for layer in weights_of(str(cache / name)).layers]
+    n = len(layers)
+
+    def write(target: str, tensors: list[np.ndarray], order: list[int] | None = None) -> str:
+        if not (cache / target).exists():
+            order = order or list(range(len(tensors)))  # the file's names fix the layer order it is read in
+            save_file({f"conv{order[k]:03d}.weight": np.ascontiguousarray(t) for k, t in enumerate(tensors)},
+                      str(cache / target))
+        return target
+
+    def magnitude(share: float) -> list[np.ndarray]:
+        return [np.where(np.abs(w) > np.quantile(np.abs(w), share), w, 0.0).astype(np.float32) for w in layers]
+
+    def channels(share: float) -> list[np.ndarray]:
+        """``share`` of each layer's output channels removed (smallest L1), and the matching inputs of the next
+        layer where it reads as many inputs as this one has outputs; a depthwise layer keeps the channels its
+        input kept. Only the convolution weights are written (no graph), which is all lineage reads."""
+        out: list[np.ndarray] = []
+        kept: np.ndarray | None = None
+        outputs = -1
+        for w in layers:
+            if kept is not None and w.shape[1] == 1 and w.shape[0] == outputs:
+                out.append(w[kept])  # depthwise: its channels are its input's
+                continue
+            if kept is not None and w.shape[1] == outputs and outputs > 1:
+                w = w[:, kept]
+            l1 = np.abs(w).reshape(w.shape[0], -1).sum(axis=1)
+            kept = np.sort(np.argsort(-l1, kind="stable")[: max(1, round((1 - share) * w.shape[0]))])
+            outputs = w.shape[0]
+            out.append(w[kept])
+        return out
+
+    def int8(w: np.ndarray) -> np.ndarray:
+        step = np.abs(w).reshape(w.shape[0], -1).max(axis=1).reshape(-1, *([1] * (w.ndim - 1))) / 127.0
+        step = np.where(step > 0, step, 1.0)
+        return (np.clip(np.round(w / step), -127, 127) * step).astype(np.float32)
+
+    def bf16(w: np.ndarray) -> np.ndarray:
+        bits = np.ascontiguousarray(w, dtype=np.float32).view(np.uint32)
+        return ((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000).astype(np.uint32).view(np.float32)
+
+    mag50 = write("iris-mag50.safetensors", magnitude(0.5))
+    fp16 = write("iris-fp16-f32.safetensors", [w.astype(np.float16).astype(np.float32) for w in layers])
+    chan = write("iris-chan60.safetensors", channels(0.6))
+    pairs = [Pair(name, write("iris.safetensors", layers), "identical", None, "another format, another layer order"),
+             Pair(name, write("iris-reordered.safetensors", layers, list(range(n))[::-1]), "identical", None,
+                  "another format, another layer order"),
+             Pair(name, mag50, "derived", "a", "magnitude pruning"),
+             Pair(name, write("iris-mag30.safetensors", magnitude(0.3)), "derived", "a", "magnitude pruning"),
+             Pair(name, chan, "derived", "a", "channel pruning"),
+             Pair(name, write("iris-trunc.safetensors", layers[: n // 2]), "derived", "a", "truncated"),
+             Pair(name, fp16, "same-weights", "a", "float16 values in float32"),
+             Pair(name, write("iris-bf16-f32.safetensors", [bf16(w) for w in layers]), "same-weights", "a",
+                  "bfloat16 values in float32"),
+             Pair(name, write("iris-int8.safetensors", [int8(w) for w in layers]), "same-weights", "a",
+                  "int8 per channel (float32 file)"),
+             Pair(mag50, chan, "derived", None, "siblings")]
+    pairs += [Pair(name, other, "unrelated", None, "real independent") for other in others]
+    pairs.append(Pair(chan, others[0], "unrelated", None, "real independent"))
+    return pairs
+
+
 if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "filterdb" / "lineage-pairs")
+    parser.add_argument("--held-out", action="store_true", help="the held-out set (other seeds, MediaPipe's iris)")
     args = parser.parse_args()
-    for p in build(args.cache):
+    for p in build(args.cache, held_out=args.held_out):
         print(p.kind, p.a, p.b, p.relation, p.parent, sep="\t")

@@ -368,7 +368,7 @@ def _families(store: Any) -> Families:
                 "weights back from the store), after which the study includes them")
     if len(prints) < 2:
         return Families((), (), len(prints), tuple(missing), note)
-    result = lineage_of(prints)
+    result = lineage_of(prints, store)  # candidates from fingerprints, each decided by the full comparison
     families = tuple(tuple(f) for f in result.families if len(f) > 1)
     edges = tuple({"parent": e.parent, "child": e.child, "relation": e.relation, "score": float(e.score),
                    "confidence": float(e.confidence)} for e in result.edges)

@@ -1,13 +1,23 @@
-"""Fingerprints: compact per-model summaries (< 64 KB) that rank a whole store against one model in a second.
+"""Fingerprints: compact per-model summaries (< 64 KB) that rank a whole store against one model quickly.
 
-A fingerprint keeps, for each of the first :data:`MAX_LAYERS` convolutions: the weight shape, a hash of the
-exact bytes, the layer's L2 norm and storage precision, and for its :data:`CHANNELS` largest output channels two
-unit vectors (float16): the weights of the first :data:`INPUTS` input channels (first 9 taps each), and the
-mean kernel over all inputs (which survives input channels being pruned). Two fingerprints are scored slot by
-slot (layer i against layer i) with a best-match of channels above a chance level, the same idea as
-:func:`filterdb.lineage.compare` on a sample of the weights, vectorised over all models at once.
+A fingerprint keeps, for up to :data:`MAX_LAYERS` convolutions (the largest, when a model has more): the weight
+shape, a hash of the exact bytes, the layer's L2 norm and storage precision, and a **sketch**: the
+:data:`KERNELS` kernels (one output channel's weights over one input channel, a k×k slice) of largest norm,
+each a float16 unit vector of its central 3×3 taps. Kernels are what channel pruning keeps (the largest
+channels hold the largest kernels), what survives input pruning (a kernel does not depend on the other
+inputs), and what a per-channel scale (batch norm folded, per-channel quantisation) leaves unchanged once
+normalised.
 
-Stores keep fingerprints as their per-model data of kind ``fingerprint`` (computed on first use).
+Two fingerprints are matched **by content, never by slot**: every sketched layer of one model is compared
+with every layer of the other of the same kernel size and channel counts within 4× (what
+:func:`filterdb.lineage.compare` can pair), the similarity of two layers being the mean, over one sketch's
+kernels, of its best ``|cos|`` in the other sketch, taken above a chance level (the same kernels turned by
+90°: smoothness kept, orientation lost). Each layer keeps its best counterpart, so a format that lists
+layers in another order, a truncated backbone or a re-headed copy score like the model itself. The score of
+a pair is the mean of the two directions (each model's layers against the other's). Ranking is vectorised
+over a whole store: one matrix product per kernel size and chunk of stored layers (docs/lineage.md).
+
+Stores keep fingerprints as their per-model data of kind ``fingerprint``; one of another version is rebuilt.
 """
 
 from __future__ import annotations
@@ -17,21 +27,22 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
 from .._atomic import atomic_write
 from ._weights import ModelWeights
 
-__all__ = ["Fingerprint", "fingerprint", "FingerprintStack", "MAX_LAYERS", "CHANNELS", "INPUTS",
-           "FINGERPRINT_VERSION"]
+__all__ = ["Fingerprint", "fingerprint", "FingerprintStack", "FingerprintScores", "score_stack", "MAX_LAYERS",
+           "KERNELS", "TAPS", "FINGERPRINT_VERSION"]
 
-FINGERPRINT_VERSION = 2  # 2: channels sampled by size (survive channel pruning), not the first ones
-MAX_LAYERS = 80  # convolutions kept (the first ones: where derived models share the most)
-CHANNELS = 8  # output channels kept per convolution
-INPUTS = 4  # input channels kept per output channel
-TAPS = 9  # kernel taps kept (a 3x3 kernel whole; larger kernels are truncated, smaller ones zero-padded)
+# 3: per-layer sketches of the largest kernels, matched by content across layers (order-free, survive pruning);
+# 2: channels sampled by size, scored slot by slot
+FINGERPRINT_VERSION = 3
+MAX_LAYERS = 96  # convolutions kept (the largest ones when a model has more)
+KERNELS = 16  # kernels kept per convolution
+TAPS = 9  # a kernel's central 3x3 taps (2x2 and 1-D kernels zero-padded)
+PAIRS_PER_PRODUCT = 65536  # query layers x stored layers per matrix product: ~64 MB of similarities at a time
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,49 +51,47 @@ class Fingerprint:
 
     name: str
     sha256: str
-    shapes: np.ndarray  # (L, 3) int32: out channels, in channels (per group), kernel taps
+    shapes: np.ndarray  # (L, 4) int32: out channels, in channels (per group), kernel height, kernel width
     hashes: np.ndarray  # (L,) uint64: first 8 bytes of the sha256 of the layer's float32 weights
-    norms: np.ndarray  # (L,) float32: layer L2 norms (direction: the model trained further has larger ones)
+    norms: np.ndarray  # (L,) float32: layer L2 norms
     bits: np.ndarray  # (L,) uint8: storage precision in bits
-    channels: np.ndarray  # (L, CHANNELS, INPUTS * TAPS) float16 unit rows (zeros where absent)
-    means: np.ndarray  # (L, CHANNELS, TAPS) float16 unit rows: each channel's mean kernel over its inputs
+    kernels: np.ndarray  # (L, KERNELS, TAPS) float16 unit rows, largest kernels first (zeros: none / 1x1 layer)
 
     @property
     def n_layers(self) -> int:
         return int(self.shapes.shape[0])
 
     def renamed(self, name: str) -> Fingerprint:
-        return Fingerprint(name, self.sha256, self.shapes, self.hashes, self.norms, self.bits, self.channels,
-                           self.means)
+        return Fingerprint(name, self.sha256, self.shapes, self.hashes, self.norms, self.bits, self.kernels)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The fields as named numpy arrays (the store keeps them as per-model data)."""
         return {"version": np.array(FINGERPRINT_VERSION, dtype=np.int32), "name": np.array(self.name),
                 "sha256": np.array(self.sha256), "shapes": self.shapes, "hashes": self.hashes, "norms": self.norms,
-                "bits": self.bits, "channels": self.channels, "means": self.means}
+                "bits": self.bits, "kernels": self.kernels}
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> Fingerprint | None:
         """A fingerprint from :meth:`to_arrays`' arrays; None when any is missing or of another version,
-        shape or dtype (a damaged or foreign file: the caller rebuilds it)."""
+        shape or dtype (an older, damaged or foreign file: the caller rebuilds it)."""
         try:
             if int(np.asarray(arrays["version"]).reshape(())) != FINGERPRINT_VERSION:
                 return None
-            fields = {k: np.asarray(arrays[k]) for k in ("shapes", "hashes", "norms", "bits", "channels", "means")}
+            fields = {k: np.asarray(arrays[k]) for k in ("shapes", "hashes", "norms", "bits", "kernels")}
             name, sha = str(np.asarray(arrays["name"]).reshape(())), str(np.asarray(arrays["sha256"]).reshape(()))
         except (KeyError, ValueError, TypeError):
             return None
         n = fields["shapes"].shape[0] if fields["shapes"].ndim == 2 else -1
-        expected = {"shapes": ((n, 3), "i"), "hashes": ((n,), "u"), "norms": ((n,), "f"), "bits": ((n,), "u"),
-                    "channels": ((n, CHANNELS, INPUTS * TAPS), "f"), "means": ((n, CHANNELS, TAPS), "f")}
+        expected = {"shapes": ((n, 4), "i"), "hashes": ((n,), "u"), "norms": ((n,), "f"), "bits": ((n,), "u"),
+                    "kernels": ((n, KERNELS, TAPS), "f")}
         if not 0 < n <= MAX_LAYERS or any(fields[k].shape != shape or fields[k].dtype.kind != kind
                                          for k, (shape, kind) in expected.items()):
             return None
-        if not (np.isfinite(fields["channels"]).all() and np.isfinite(fields["means"]).all()):
+        if not np.isfinite(fields["kernels"]).all() or (fields["shapes"] < 0).any():
             return None
         return cls(name, sha, fields["shapes"].astype(np.int32), fields["hashes"].astype(np.uint64),
                    fields["norms"].astype(np.float32), fields["bits"].astype(np.uint8),
-                   fields["channels"].astype(np.float16), fields["means"].astype(np.float16))
+                   fields["kernels"].astype(np.float16))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write as .npz atomically (:mod:`filterdb._atomic`), outside a store."""
@@ -101,192 +110,198 @@ class Fingerprint:
             return None
 
 
-def _unit_rows(rows: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
+def _kernel_hw(shape: tuple[int, ...]) -> tuple[int, int]:
+    """A weight's kernel as (height, width): 1-D kernels are 1×k, 3-D ones are flattened after the first axis."""
+    if len(shape) == 3:
+        return 1, int(shape[2])
+    if len(shape) == 4:
+        return int(shape[2]), int(shape[3])
+    return int(shape[2]), int(np.prod(shape[3:]))
+
+
+def _central_taps(slices: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(n, h, w) kernels → (n, TAPS): the central 3×3 (smaller kernels zero-padded at the end)."""
+    top, left = max(0, (h - 3) // 2), max(0, (w - 3) // 2)
+    crop = slices[:, top: top + 3, left: left + 3]
+    out = np.zeros((slices.shape[0], TAPS), dtype=np.float64)
+    flat = crop.reshape(crop.shape[0], -1)
+    out[:, : flat.shape[1]] = flat
+    return out
+
+
+def _sketch(w: np.ndarray) -> np.ndarray:
+    """(KERNELS, TAPS) float16: the largest-norm kernels of one layer as unit vectors (zeros for 1x1 layers)."""
+    out = np.zeros((KERNELS, TAPS), dtype=np.float16)
+    h, wd = _kernel_hw(w.shape)
+    if h * wd < 2:
+        return out  # a 1x1 kernel is one number: no shape to match (the layer still counts by its hash)
+    slices = w.reshape(w.shape[0] * w.shape[1], h, wd)
+    norms = np.sqrt(np.sum(slices.reshape(slices.shape[0], -1) ** 2, axis=1))
+    k = min(KERNELS, int(np.sum(norms > 0)))
+    if k == 0:
+        return out
+    top = np.argpartition(-norms, k - 1)[:k] if k < len(norms) else np.arange(len(norms))
+    top = top[np.lexsort((top, -norms[top]))]  # largest first, ties by position: deterministic
+    taps = _central_taps(slices[top], h, wd)
+    length = np.linalg.norm(taps, axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where((norms > 0) & np.isfinite(norms), rows / norms, 0.0)
-    return np.nan_to_num(out).astype(np.float16)
-
-
-def _taps(kernels: np.ndarray) -> np.ndarray:
-    """(..., *kernel) → (..., TAPS): the first TAPS taps, zero-padded."""
-    flat = kernels.reshape(*kernels.shape[:2], -1) if kernels.ndim > 2 else kernels[..., None]
-    out = np.zeros((*flat.shape[:2], TAPS), dtype=np.float64)
-    n = min(TAPS, flat.shape[2])
-    out[..., :n] = flat[..., :n]
+        unit = np.where(length > 0, taps / length, 0.0)
+    out[:k] = np.nan_to_num(unit).astype(np.float16)
     return out
 
 
 def fingerprint(weights: ModelWeights) -> Fingerprint:
     """The fingerprint of a model (see the module docstring); a few ms for most models."""
-    layers = weights.layers[:MAX_LAYERS]
+    layers = list(weights.layers)
+    if len(layers) > MAX_LAYERS:  # the largest layers: a choice that does not depend on the format's layer order
+        sizes = np.array([layer.weight.size for layer in layers])
+        keep = np.sort(np.lexsort((np.arange(len(layers)), -sizes))[:MAX_LAYERS])
+        layers = [layers[i] for i in keep]
     n = len(layers)
-    shapes = np.zeros((n, 3), dtype=np.int32)
+    shapes = np.zeros((n, 4), dtype=np.int32)
     hashes = np.zeros(n, dtype=np.uint64)
     norms = np.zeros(n, dtype=np.float32)
     bits = np.zeros(n, dtype=np.uint8)
-    channels = np.zeros((n, CHANNELS, INPUTS * TAPS), dtype=np.float16)
-    means = np.zeros((n, CHANNELS, TAPS), dtype=np.float16)
+    kernels = np.zeros((n, KERNELS, TAPS), dtype=np.float16)
     for i, layer in enumerate(layers):
         w = np.nan_to_num(layer.weight.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        shapes[i] = (w.shape[0], w.shape[1], int(np.prod(w.shape[2:])))
+        shapes[i] = (w.shape[0], w.shape[1], *_kernel_hw(w.shape))
         hashes[i] = np.frombuffer(hashlib.sha256(np.ascontiguousarray(layer.weight).tobytes()).digest()[:8],
                                   dtype=np.uint64)[0]
         norms[i] = float(np.sqrt(np.sum(w * w)))
         bits[i] = layer.bits
-        # the largest channels (L1): what magnitude-based channel pruning keeps, so a pruned child keeps them too
-        head = w[np.sort(np.argsort(-np.abs(w).reshape(w.shape[0], -1).sum(axis=1), kind="stable")[:CHANNELS])]
-        taps = _taps(head[:, :INPUTS])  # (c, inputs, TAPS)
-        block = np.zeros((head.shape[0], INPUTS, TAPS))
-        block[:, : taps.shape[1]] = taps
-        channels[i, : head.shape[0]] = _unit_rows(block.reshape(head.shape[0], -1))
-        means[i, : head.shape[0]] = _unit_rows(_taps(head.mean(axis=1, keepdims=True))[:, 0])
-    return Fingerprint(weights.name, weights.sha256 or "", shapes, hashes, norms, bits, channels, means)
+        kernels[i] = _sketch(w)
+    return Fingerprint(weights.name, weights.sha256 or "", shapes, hashes, norms, bits, kernels)
 
+
+# ---- many fingerprints at once -----------------------------------------------------------------------------
 
 @dataclass(frozen=True, eq=False)
 class FingerprintStack:
-    """Many fingerprints padded to one array per field, for vectorised scoring."""
+    """The sketched layers of many fingerprints, grouped by kernel size, for vectorised scoring."""
 
     names: list[str]
     shas: list[str]
-    shapes: np.ndarray  # (N, MAX_LAYERS, 3); zero rows: no layer
-    hashes: np.ndarray  # (N, MAX_LAYERS)
-    norms: np.ndarray
-    bits: np.ndarray
-    channels: np.ndarray  # (N, MAX_LAYERS, CHANNELS, INPUTS * TAPS) float32
-    means: np.ndarray
-    n_layers: np.ndarray  # (N,)
+    hash_sets: list[np.ndarray]  # per model: its layers' sorted hashes (identical copies in any layer order)
+    n_layers: np.ndarray  # (N,) layers kept
+    n_sketched: np.ndarray  # (N,) layers with a sketch (kernels larger than 1x1)
+    groups: dict[tuple[int, int], _Group]
 
     @classmethod
     def of(cls, prints: list[Fingerprint]) -> FingerprintStack:
-        n = len(prints)
-
-        def pad(field: str, tail: tuple[int, ...], dtype: Any) -> np.ndarray:
-            out = np.zeros((n, MAX_LAYERS, *tail), dtype=dtype)
-            for k, fp in enumerate(prints):
-                value = getattr(fp, field)
-                out[k, : len(value)] = value
-            return out
-
-        return cls([p.name for p in prints], [p.sha256 for p in prints], pad("shapes", (3,), np.int32),
-                   pad("hashes", (), np.uint64), pad("norms", (), np.float32), pad("bits", (), np.uint8),
-                   # float32 in memory: a query then multiplies without converting (≈ 12 KB per model)
-                   pad("channels", (CHANNELS, INPUTS * TAPS), np.float32), pad("means", (CHANNELS, TAPS), np.float32),
-                   np.array([p.n_layers for p in prints], dtype=np.int32))
+        per_kernel: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for m, fp in enumerate(prints):
+            for i in range(fp.n_layers):
+                if fp.kernels[i, 0].any():
+                    per_kernel.setdefault((int(fp.shapes[i, 2]), int(fp.shapes[i, 3])), []).append((m, i))
+        groups = {}
+        for kernel, members in per_kernel.items():
+            model = np.array([m for m, _ in members], dtype=np.int64)
+            groups[kernel] = _Group(model, np.array([prints[m].shapes[i, :2] for m, i in members], dtype=np.int64),
+                                    np.stack([prints[m].kernels[i] for m, i in members]).astype(np.float32))
+        sketched = np.array([int(fp.kernels[:, 0].any(axis=1).sum()) for fp in prints], dtype=np.int64)
+        return cls([p.name for p in prints], [p.sha256 for p in prints], [np.sort(p.hashes) for p in prints],
+                   np.array([p.n_layers for p in prints], dtype=np.int64), sketched, groups)
 
     def __len__(self) -> int:
         return len(self.names)
+
+
+@dataclass(frozen=True, eq=False)
+class _Group:
+    """The stored layers of one kernel size, in model order."""
+
+    model: np.ndarray  # (T,) the model each layer belongs to (non-decreasing)
+    channels: np.ndarray  # (T, 2) out, in
+    kernels: np.ndarray  # (T, KERNELS, TAPS) float32
 
 
 @dataclass(frozen=True)
 class FingerprintScores:
     """A query's fingerprint against every model of a stack."""
 
-    score: np.ndarray  # (N,) excess channel similarity over chance, discounted for unpaired layers
-    identical: np.ndarray  # (N,) bool: every layer's bytes the same
-    same_shapes: np.ndarray  # (N,) bool: the same layer shapes throughout
-    closeness: np.ndarray  # (N,) lowest per-layer best-match similarity over layers with equal inputs
-    parent: np.ndarray  # (N,) int8: +1 the query is the parent, -1 the model is, 0 unknown
-    parent_confidence: np.ndarray  # (N,)
+    score: np.ndarray  # (N,) mean of both directions' mean best-layer excess similarity over chance
+    identical: np.ndarray  # (N,) bool: the same file, or the same layer bytes in any order
 
 
-def _slot_match(query: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Mean over the query's live channels of its best |cos| among each model's channels, for one layer slot.
+def _null_order(h: int, w: int) -> np.ndarray:
+    """The tap permutation that makes a kernel unrelated to itself in orientation: a quarter turn for square
+    kernels (its central 3x3, or a 2x2), the taps reversed for others (1-D kernels)."""
+    order = np.arange(TAPS)
+    if h >= 3 and w >= 3:
+        return np.rot90(order.reshape(3, 3)).reshape(-1)
+    if h == w == 2:
+        return np.array([1, 3, 0, 2, *range(4, TAPS)])
+    n = min(h, 3) * min(w, 3)
+    order[:n] = order[:n][::-1]
+    return order
 
-    query (C, D), rows (N, C, D) → (N,): one matrix product (BLAS) for all models.
+
+def _best_matches(q: np.ndarray, s: np.ndarray, q_live: np.ndarray, s_live: np.ndarray) -> tuple[np.ndarray, ...]:
+    """For query layers q (Lq, K, TAPS) and stored layers s (C, K, TAPS): both directions' mean best |cos|.
+
+    Returns (forward, backward), each (Lq, C): the mean over q's live kernels of its best |cos| among s's, and
+    the mean over s's live kernels of its best among q's. One matrix product for all pairs of layers.
     """
-    live = np.abs(query).sum(axis=-1) > 0
-    if not live.any():
-        return np.zeros(rows.shape[0], dtype=np.float32)
-    q = query[live].astype(np.float32)
-    flat = rows.reshape(-1, rows.shape[-1])
-    sims = np.abs(flat.astype(np.float32, copy=False) @ q.T).reshape(rows.shape[0], rows.shape[1], -1)
-    return sims.max(axis=1).mean(axis=1)
+    lq, k = q.shape[:2]
+    c = s.shape[0]
+    sims = np.abs(q.reshape(lq * k, TAPS) @ s.reshape(c * k, TAPS).T).reshape(lq, k, c, k)
+    forward = sims.max(axis=3)  # (lq, k, c): dead stored kernels are zeros, never a best match above a live one
+    forward = np.einsum("ikc,ik->ic", forward, q_live) / np.maximum(1, q_live.sum(axis=1))[:, None]
+    backward = sims.max(axis=1)  # (lq, c, k)
+    backward = np.einsum("ick,ck->ic", backward, s_live) / np.maximum(1, s_live.sum(axis=1))[None, :]
+    return forward, backward
 
 
-_ROT90 = np.array([2, 5, 8, 1, 4, 7, 0, 3, 6])  # a 3x3 kernel's taps turned by 90 degrees
-
-
-def _null(rows: np.ndarray, n_inputs: np.ndarray) -> np.ndarray:
-    """One slot's channels made unrelated to the query's: kept inputs shifted by one, or kernels turned.
-
-    rows (N, C, k·TAPS), n_inputs (N,): the same null as :func:`filterdb.lineage.compare`'s chance level
-    (a model whose slot has a single input gets its kernels turned by 90 degrees instead).
-    """
-    inputs = rows.shape[-1] // TAPS
-    shaped = rows.reshape(*rows.shape[:-1], inputs, TAPS)
-    out = shaped[..., _ROT90]
-    if inputs > 1:
-        kept = np.minimum(n_inputs, inputs)
-        for k in range(2, inputs + 1):
-            where = kept == k
-            if where.any():
-                block = shaped[where]
-                out[where] = np.concatenate([np.roll(block[:, :, :k], 1, axis=-2), block[:, :, k:]], axis=-2)
-    return out.reshape(rows.shape)
+def _excess(similarity: np.ndarray, null: np.ndarray) -> np.ndarray:
+    return np.clip((similarity - null) / np.maximum(1e-6, 1.0 - null), 0.0, 1.0)
 
 
 def score_stack(query: Fingerprint, stack: FingerprintStack) -> FingerprintScores:
-    """Score one fingerprint against every fingerprint of a stack (vectorised)."""
-    n_slots = min(query.n_layers, MAX_LAYERS)
-    q_shapes = np.zeros((MAX_LAYERS, 3), dtype=np.int32)
-    q_shapes[:n_slots] = query.shapes[:n_slots]
-    present = (stack.shapes[:, :, 0] > 0) & (q_shapes[None, :, 0] > 0)
-    same_taps = present & (stack.shapes[:, :, 2] == q_shapes[None, :, 2])
-    same_inputs = same_taps & (stack.shapes[:, :, 1] == q_shapes[None, :, 1])
-    q_channels = np.zeros((MAX_LAYERS, CHANNELS, INPUTS * TAPS), dtype=np.float16)
-    q_channels[:n_slots] = query.channels[:n_slots]
-    q_means = np.zeros((MAX_LAYERS, CHANNELS, TAPS), dtype=np.float16)
-    q_means[:n_slots] = query.means[:n_slots]
+    """Score one fingerprint against every fingerprint of a stack (vectorised per kernel size).
 
+    Every sketched layer of the query is compared with every stored layer of the same kernel size whose
+    channel counts are within 4× of its own; each layer keeps its best counterpart in each model (in both
+    directions), and a model's score is the mean of the two directions' mean layer excess over chance.
+    """
     n = len(stack)
-    full, full_null, mean, mean_null = (np.zeros((n, MAX_LAYERS), dtype=np.float32) for _ in range(4))
-    for slot in range(n_slots):  # only the query's layers: the rest score 0
-        users = np.flatnonzero(same_taps[:, slot])
-        if not len(users):
+    forward_sum = np.zeros(n)  # Σ over the query's layers of the best excess found in each model
+    backward_sum = np.zeros(n)  # Σ over each model's layers of its best excess among the query's
+    q_sketched = query.kernels[:, 0].any(axis=1)
+    for (h, w), group in stack.groups.items():
+        mine = np.flatnonzero(q_sketched & (query.shapes[:, 2] == h) & (query.shapes[:, 3] == w))
+        if not len(mine):
             continue
-        rows, inputs = stack.channels[users, slot], stack.shapes[users, slot, 1]
-        full[users, slot] = _slot_match(q_channels[slot], rows)
-        full_null[users, slot] = _slot_match(q_channels[slot], _null(rows, inputs))
-        rows = stack.means[users, slot]
-        mean[users, slot] = _slot_match(q_means[slot], rows)
-        mean_null[users, slot] = _slot_match(q_means[slot], _null(rows, np.ones_like(inputs)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        excess_full = np.clip((full - full_null) / np.maximum(1e-6, 1 - full_null), 0, 1)
-        excess_mean = np.clip((mean - mean_null) / np.maximum(1e-6, 1 - mean_null), 0, 1)
-    # layers with the same inputs compare whole channels; pruned inputs leave the mean kernels, worth less
-    slot_score = np.where(same_inputs, excess_full, np.where(same_taps, 0.5 * excess_mean, 0.0))
-    n_total = np.maximum(stack.n_layers, n_slots).clip(1, MAX_LAYERS)
-    score = slot_score.sum(axis=1) / n_total
-    identical = (same_inputs.sum(axis=1) == n_total) & (stack.n_layers == query.n_layers)
-    q_hashes = np.zeros(MAX_LAYERS, dtype=np.uint64)
-    q_hashes[:n_slots] = query.hashes[:n_slots]
-    identical &= np.all((stack.hashes == q_hashes[None]) | ~present, axis=1)
-    # the same layers listed in another order (formats order layers differently): the same sorted hashes
-    identical |= (stack.n_layers == query.n_layers) & np.all(np.sort(stack.hashes, axis=1) == np.sort(q_hashes), axis=1)
-    identical |= np.array([bool(query.sha256) and s == query.sha256 for s in stack.shas])
-    same_shapes = np.all((stack.shapes == q_shapes[None]), axis=(1, 2))
-    closeness = np.where(same_inputs, full, 2.0).min(axis=1)
-    closeness = np.where(same_inputs.any(axis=1), closeness, 0.0)
-
-    # direction: pruned (fewer channels) is the child, then lower precision, then smaller norms (less trained)
-    fewer_q = np.sum(present & (q_shapes[None, :, 0] < stack.shapes[:, :, 0]), axis=1)
-    fewer_m = np.sum(present & (stack.shapes[:, :, 0] < q_shapes[None, :, 0]), axis=1)
-    q_bits = int(query.bits.min()) if query.n_layers else 32
-    m_bits = np.where(stack.n_layers > 0, np.where(stack.bits > 0, stack.bits, 255).min(axis=1), 32)
-    q_norms = np.zeros(MAX_LAYERS, dtype=np.float32)
-    q_norms[:n_slots] = query.norms[:n_slots]
-    changed = same_inputs & (stack.hashes != q_hashes[None])
-    votes = np.where(changed, np.sign(stack.norms - q_norms[None]), 0.0)
-    n_votes = changed.sum(axis=1)
-    lean = np.where(n_votes > 0, votes.sum(axis=1) / np.maximum(n_votes, 1), 0.0)  # > 0: model trained further
-    parent = np.sign(lean).astype(np.int8)
-    confidence = 0.5 + 0.5 * np.abs(lean)
-    by_bits = m_bits != q_bits
-    parent = np.where(by_bits, np.where(m_bits < q_bits, 1, -1), parent).astype(np.int8)
-    confidence = np.where(by_bits, 0.9, confidence)
-    by_pruning = fewer_q != fewer_m
-    parent = np.where(by_pruning, np.where(fewer_m > fewer_q, 1, -1), parent).astype(np.int8)
-    confidence = np.where(by_pruning, 0.95, confidence)
-    return FingerprintScores(score, identical, same_shapes, closeness, parent, confidence)
+        q = query.kernels[mine].astype(np.float32)
+        q_live = (np.abs(q).sum(axis=2) > 0).astype(np.float32)
+        q_null = q[:, :, np.argsort(_null_order(h, w))]  # cos(q, P s) = cos(P⁻¹ q, s): turn the query instead
+        q_channels = query.shapes[mine, :2].astype(np.int64)
+        best_forward = np.zeros((len(mine), n))
+        chunk = max(64, PAIRS_PER_PRODUCT // len(mine))
+        for start in range(0, len(group.model), chunk):
+            stop = min(len(group.model), start + chunk)
+            s = group.kernels[start:stop]
+            s_live = (np.abs(s).sum(axis=2) > 0).astype(np.float32)
+            fwd, bwd = _best_matches(q, s, q_live, s_live)
+            fwd_null, bwd_null = _best_matches(q_null, s, q_live, s_live)
+            low = np.minimum(q_channels[:, None, :], group.channels[None, start:stop, :])
+            high = np.maximum(q_channels[:, None, :], group.channels[None, start:stop, :])
+            compatible = np.all(low * 4 >= high, axis=2)  # what compare can pair: channels within 4x
+            fwd = np.where(compatible, _excess(fwd, fwd_null), 0.0)
+            bwd = np.where(compatible, _excess(bwd, bwd_null), 0.0)
+            models = group.model[start:stop]
+            starts = np.flatnonzero(np.r_[True, models[1:] != models[:-1]])
+            ids = models[starts]
+            # each query layer's best layer in each model (layers of a model are contiguous in the group)
+            best_forward[:, ids] = np.maximum(best_forward[:, ids], np.maximum.reduceat(fwd, starts, axis=1))
+            backward_sum += np.bincount(models, weights=bwd.max(axis=0), minlength=n)
+        forward_sum += best_forward.sum(axis=0)
+    n_query = max(1, int(q_sketched.sum()))
+    forward = forward_sum / n_query
+    backward = backward_sum / np.maximum(1, stack.n_sketched)
+    score = np.where(stack.n_sketched > 0, 0.5 * (forward + backward), 0.0)
+    q_hashes = np.sort(query.hashes)
+    identical = np.array([bool(query.sha256) and s == query.sha256 for s in stack.shas], dtype=bool)
+    identical |= np.array([len(h) == len(q_hashes) and bool(np.array_equal(h, q_hashes)) for h in stack.hash_sets],
+                          dtype=bool)
+    return FingerprintScores(score, identical)

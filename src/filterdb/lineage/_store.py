@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["Match", "Similar", "Edge", "Lineage", "similar", "lineage", "lineage_of", "store_fingerprints",
            "stored_fingerprints", "fingerprint_model", "relate", "FP_DERIVED", "EXHAUSTIVE_MODELS"]
 
-FP_DERIVED = 0.2  # fingerprint score at least this: a candidate (the full comparison decides)
+FP_DERIVED = 0.4  # fingerprint score at least this: a candidate (the full comparison decides; docs/lineage.md)
+MAX_CONFIRMED = 256  # lineage_of: candidate pairs decided by the full comparison (the rest: fingerprint only)
 EXHAUSTIVE_MODELS = 200  # stores up to this size compare every pair with a layer shape in common
 FINGERPRINT_KIND = "fingerprint"
 
@@ -293,41 +294,45 @@ def lineage(store: StoreLike, *, exhaustive: bool | None = None, progress: Progr
     return forest(names, results, {p.name: aliases.get(p.sha256, []) for p in prints})
 
 
-def lineage_of(prints: list[Fingerprint]) -> Lineage:
-    """Families from fingerprints alone, for the study of a large store (it never reads weights back).
+def _unconfirmed(a: str, b: str, score: float) -> Comparison:
+    """A fingerprint candidate left undecided (past ``max_pairs``): related, direction unknown."""
+    return Comparison(a, b, "derived", round(score, 4), None, 0.5, (), 0, 0,
+                      (f"fingerprint score {score:.3f} >= {FP_DERIVED}; not confirmed by the full comparison "
+                       "(more candidate pairs than the bound)",))
 
-    Two models are related when their fingerprints score at least ``FP_DERIVED``; each family is joined by a
-    maximum spanning tree of those scores. The edges carry the fingerprint's score and direction evidence;
-    `filterdb lineage` (and :func:`lineage`) decides every pair with the full comparison instead, so its scores
-    and parents are the ones to cite for a pair (docs/lineage.md).
+
+def lineage_of(prints: list[Fingerprint], store: StoreLike, *, max_pairs: int = MAX_CONFIRMED,
+               progress: Progress | None = None) -> Lineage:
+    """Families of many models from their fingerprints, each candidate pair confirmed by :func:`relate`.
+
+    For the study of a large store: fingerprints (already computed) propose the candidate pairs (score at
+    least :data:`FP_DERIVED`, or the same layer bytes), and the ``max_pairs`` candidates with the highest
+    fingerprint scores are decided by the full comparison on the weights read back from ``store``, so their
+    relation, score and parent are the ones ``compare`` and ``filterdb lineage`` give. Candidates past the
+    bound stay related with the fingerprint's score and no direction. No pair outside the candidates is
+    compared (:func:`lineage` compares every same-architecture pair of a small store).
     """
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
-
+    store = _open(store)
     stack = FingerprintStack.of(prints)
     n = len(stack)
     score = np.zeros((n, n))
     identical = np.zeros((n, n), dtype=bool)
-    side = np.zeros((n, n), dtype=np.int8)
-    confidence = np.full((n, n), 0.5)
     for i, fp in enumerate(prints):
         scores = score_stack(fp, stack)
-        score[i] = np.where(scores.identical, 1.0, scores.score)
-        identical[i] = scores.identical
-        side[i] = scores.parent
-        confidence[i] = scores.parent_confidence
-    np.fill_diagonal(score, 0.0)
-    linked = np.maximum(score, score.T) >= FP_DERIVED
-    _, label = connected_components(csr_matrix(linked), directed=False)
-    tree = minimum_spanning_tree(csr_matrix(np.where(linked, 2.0 - np.maximum(score, score.T), 0.0))).tocoo()
-    edges = []
-    for i, j in zip(tree.row, tree.col):
-        i, j = int(i), int(j)
-        relation = "identical" if identical[i, j] else "derived"
-        directed = relation == "derived" and side[i, j] != 0
-        parent, child = (i, j) if side[i, j] >= 0 else (j, i)
-        edges.append(Edge(stack.names[parent], stack.names[child], relation, round(float(max(score[i, j], score[j, i])), 4),
-                          round(float(confidence[i, j]), 4) if directed else 0.5, directed))
-    families = tuple(tuple(stack.names[k] for k in np.flatnonzero(label == c)) for c in range(int(label.max()) + 1)) \
-        if n else ()
-    return Lineage(families, tuple(edges))
+        score[i], identical[i] = scores.score, scores.identical
+    score, identical = np.maximum(score, score.T), identical | identical.T  # one score per pair, either way
+    rows, cols = np.nonzero(np.triu((score >= FP_DERIVED) | identical, k=1))
+    order = np.lexsort((cols, rows, -np.where(identical[rows, cols], 2.0, score[rows, cols])))
+    load = _loader(store, min(n, 32))
+    results: dict[tuple[int, int], Comparison] = {}
+    for rank, k in enumerate(order):
+        i, j = int(rows[k]), int(cols[k])
+        if rank < max_pairs:
+            results[(i, j)] = relate(load(prints[i].sha256).renamed(prints[i].name),
+                                     load(prints[j].sha256).renamed(prints[j].name))
+        else:
+            results[(i, j)] = _unconfirmed(prints[i].name, prints[j].name, float(score[i, j]))
+        if progress is not None:
+            progress(rank + 1, len(order), f"{prints[i].name} / {prints[j].name}")
+    aliases = _aliases(store)
+    return forest([p.name for p in prints], results, {p.name: aliases.get(p.sha256, []) for p in prints})
