@@ -2,7 +2,7 @@
 
 Run by hand (the first run builds the labelled set: a few minutes of CPU; later runs reuse it):
 
-    PYTHONPATH=src python bench/bench_lineage.py [--cache DIR] [--costs]
+    PYTHONPATH=src python bench/bench_lineage.py [--cache DIR] [--set tuning|held-out] [--exhaustive] [--costs]
 
 The labelled set is bench/lineage_pairs.py: real pretrained CNNs of the corpus (MTCNN, YOLOv8n, PP-OCR,
 MediaPipe, FER) and real derivations of them (fine-tunes with and without weight decay, magnitude and channel
@@ -40,6 +40,7 @@ from lineage_pairs import Pair, build  # noqa: E402
 
 from filterdb.lineage import compare_weights, fingerprint, weights_of  # noqa: E402
 from filterdb.lineage._fingerprint import FingerprintStack, score_stack  # noqa: E402
+from filterdb.lineage._store import FP_DERIVED  # noqa: E402
 
 LEVELS = (0.5, 0.75, 0.8, 0.9, 0.95, 0.99)
 
@@ -62,6 +63,12 @@ def evaluate_compare(pairs: list[Pair], cache: Path) -> tuple[dict[str, Any], di
     named: list[tuple[float, bool]] = []  # (confidence, right) for every named parent, siblings included
     signal_record: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     rows, results = [], {}
+    prints = {}
+    for name in sorted({n for p in pairs for n in (p.a, p.b)}):
+        prints[name] = fingerprint(w(name))
+    stack = FingerprintStack.of(list(prints.values()))
+    index = {name: k for k, name in enumerate(prints)}
+    fp_scores = {name: score_stack(fp, stack) for name, fp in prints.items()}
     for p in pairs:
         r = compare_weights(w(p.a), w(p.b))
         results[(p.a, p.b)] = r
@@ -85,6 +92,8 @@ def evaluate_compare(pairs: list[Pair], cache: Path) -> tuple[dict[str, Any], di
         rows.append({"kind": p.kind, "a": p.a, "b": p.b, "truth": p.relation, "parent": p.parent,
                      "relation": r.relation, "score": r.score, "named": r.parent,
                      "confidence": r.parent_confidence, "direction": verdict,
+                     "fingerprint": round(float(fp_scores[p.a].score[index[p.b]]), 4),
+                     "fingerprint_identical": bool(fp_scores[p.a].identical[index[p.b]]),
                      "signals": [f"{s.kind}:{s.child}" for s in r.signals]})
     tp = sum(v for (t, q), v in confusion.items() if _related(t) and _related(q))
     fp = sum(v for (t, q), v in confusion.items() if not _related(t) and _related(q))
@@ -110,16 +119,33 @@ def evaluate_compare(pairs: list[Pair], cache: Path) -> tuple[dict[str, Any], di
                          "share_right": (sum(conf >= c and ok for conf, ok in named)
                                          / max(1, sum(conf >= c for conf, _ in named)))} for c in LEVELS],
         "signals": {k: dict(v) for k, v in sorted(signal_record.items())},
+        "fingerprint": _fingerprint_margin(rows),
         "per_class": {k: dict(v) for k, v in sorted(per_class.items())},
         "rows": rows,
     }
     return out, results
 
 
-def evaluate_store(pairs: list[Pair], cache: Path, compared: dict[tuple[str, str], Any]) -> dict[str, Any]:
-    """`similar` and `lineage` on one store holding every file of the set."""
+def _fingerprint_margin(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fingerprint scores of the labelled pairs: lowest related, highest unrelated, and the misses at FP_DERIVED."""
+    related = [r for r in rows if _related(r["truth"])]
+    unrelated = [r for r in rows if not _related(r["truth"])]
+    low = min(related, key=lambda r: 2.0 if r["fingerprint_identical"] else r["fingerprint"])
+    high = max(unrelated, key=lambda r: r["fingerprint"])
+    found = [r for r in related if r["fingerprint_identical"] or r["fingerprint"] >= FP_DERIVED]
+    return {"threshold": FP_DERIVED, "lowest_related": [low["a"], low["b"], low["fingerprint"]],
+            "highest_unrelated": [high["a"], high["b"], high["fingerprint"]],
+            "margin": low["fingerprint"] - high["fingerprint"], "recall": len(found) / max(1, len(related)),
+            "false_candidates": sum(r["fingerprint"] >= FP_DERIVED for r in unrelated),
+            "missed": [[r["a"], r["b"], r["fingerprint"]] for r in related if r not in found]}
+
+
+def evaluate_store(pairs: list[Pair], cache: Path, compared: dict[tuple[str, str], Any],
+                   exhaustive: bool | None) -> dict[str, Any]:
+    """`similar`, `lineage` and the study's `lineage_of` (fingerprint candidates, each confirmed by the full
+    comparison) on one store holding every file of the set."""
     from filterdb.ingest import ingest
-    from filterdb.lineage import lineage, similar
+    from filterdb.lineage import lineage, lineage_of, similar, stored_fingerprints
     from filterdb.store import open_store
 
     files = sorted({n for p in pairs for n in (p.a, p.b)})
@@ -133,8 +159,11 @@ def evaluate_store(pairs: list[Pair], cache: Path, compared: dict[tuple[str, str
                 if str(source).endswith(os.sep + f) or str(source) == f:
                     name_of[f] = str(model)
         start = time.perf_counter()
-        forest = lineage(store)
+        forest = lineage(store, exhaustive=exhaustive)
         lineage_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        study = _families_record(lineage_of(stored_fingerprints(store)[0], store), pairs, name_of, compared)
+        study["seconds"] = time.perf_counter() - start
         family = {m: k for k, fam in enumerate(forest.families) for m in fam}
         edges = {frozenset((e.parent, e.child)): e for e in forest.edges}
         related = [p for p in pairs if _related(p.relation)]
@@ -146,7 +175,8 @@ def evaluate_store(pairs: list[Pair], cache: Path, compared: dict[tuple[str, str
         queries: dict[str, dict[str, Any]] = {}
         for p in related:
             if p.a not in queries:
-                queries[p.a] = {m.model: m for m in similar(store, name_of[p.a], top=None).matches}
+                queries[p.a] = {m.model: m for m in similar(store, name_of[p.a], top=None,
+                                                            exhaustive=exhaustive).matches}
             m = queries[p.a].get(name_of[p.b])
             listed += m is not None
             r = compared[(p.a, p.b)]
@@ -168,7 +198,30 @@ def evaluate_store(pairs: list[Pair], cache: Path, compared: dict[tuple[str, str
             "similar_agrees_with_compare": agree, "related_pairs": len(related), "disagreements": disagree,
             "families": [list(f) for f in forest.families if len(f) > 1],
             "edges": [e.__dict__ for e in forest.edges], "lineage_seconds": lineage_seconds,
-            "similar_seconds_per_query": similar_seconds}
+            "similar_seconds_per_query": similar_seconds, "exhaustive": exhaustive, "lineage_of": study}
+
+
+def _families_record(forest: Any, pairs: list[Pair], name_of: dict[str, str],
+                     compared: dict[tuple[str, str], Any]) -> dict[str, Any]:
+    """Recall, false families and agreement with `compare` of one forest (the study's families)."""
+    family = {m: k for k, fam in enumerate(forest.families) for m in fam}
+    edges = {frozenset((e.parent, e.child)): e for e in forest.edges}
+    related = [p for p in pairs if _related(p.relation)]
+    together = sum(family.get(name_of.get(p.a)) == family.get(name_of.get(p.b)) for p in related)
+    false = [(p.a, p.b) for p in pairs if not _related(p.relation)
+             and family.get(name_of.get(p.a)) == family.get(name_of.get(p.b))]
+    agree, on_edges = 0, 0
+    for p in related:
+        e = edges.get(frozenset((name_of[p.a], name_of[p.b])))
+        if e is None:
+            continue
+        on_edges += 1
+        r = compared[(p.a, p.b)]
+        parent = None if r.parent is None else name_of[p.a if r.parent == "a" else p.b]
+        same_parent = (e.parent == parent) if e.directed else parent is None
+        agree += e.relation in (r.relation, "siblings") and abs(e.score - r.score) < 0.02 and same_parent
+    return {"recall": together / max(1, len(related)), "false_families": len(false), "false_family_pairs": false,
+            "labelled_pairs_on_edges": on_edges, "edges_agreeing_with_compare": agree}
 
 
 def report(result: dict[str, Any]) -> str:
@@ -178,6 +231,12 @@ def report(result: dict[str, Any]) -> str:
     for kind, v in c["per_class"].items():
         lines.append(f"| {kind} | {v.get('pairs', 0)} | {v.get('relation right', 0)} | {v.get('direction right', 0)} "
                      f"| {v.get('direction wrong', 0)} | {v.get('direction unknown', 0)} |")
+    lines += ["", "| class | fingerprint score (lowest – highest) |", "|---|---|"]
+    by_kind: dict[str, list[float]] = collections.defaultdict(list)
+    for row in c["rows"]:
+        by_kind[row["kind"]].append(1.0 if row["fingerprint_identical"] else row["fingerprint"])
+    for kind, values in sorted(by_kind.items()):
+        lines.append(f"| {kind} | {min(values):.3f} – {max(values):.3f} |")
     lines += ["", "| confidence ≥ | parents named | right | share right |", "|---|---|---|---|"]
     for row in c["calibration"]:
         lines.append(f"| {row['confidence_at_least']} | {row['named']} | {row['right']} | {row['share_right']:.3f} |")
@@ -207,30 +266,6 @@ def fingerprint_cost(members: list) -> dict[str, float]:
             "ingest_seconds": ingest_seconds, "share_of_ingest": float(np.sum(fp_time) / ingest_seconds)}
 
 
-def similar_at_scale(members: list, n: int = 10_000) -> dict[str, float]:
-    """Fingerprint ranking (similar's candidate step) over n fingerprints: perturbed copies of real ones."""
-    base = [fingerprint(weights_of(m.path, name=m.name)) for m in members]
-    rng = np.random.default_rng(0)
-    zoo = []
-    for k in range(n):
-        fp = base[k % len(base)]
-        channels = fp.channels.astype(np.float32) + rng.normal(scale=0.5, size=fp.channels.shape)
-        zoo.append(type(fp)(f"synthetic-{k}", f"{k:064x}", fp.shapes, fp.hashes + np.uint64(k + 1), fp.norms,
-                            fp.bits, (channels / np.linalg.norm(channels, axis=-1, keepdims=True)).astype(np.float16),
-                            fp.means))
-    start = time.perf_counter()
-    stack = FingerprintStack.of(zoo)
-    build = time.perf_counter() - start
-    times, cpu = [], []
-    for query in base[:3]:
-        start, start_cpu = time.perf_counter(), time.process_time()
-        score_stack(query, stack)
-        times.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return {"models": n, "query_layers": int(base[0].n_layers), "stack_seconds": build,
-            "query_seconds": float(np.median(times)), "query_cpu_seconds": float(np.median(cpu))}
-
-
 def compare_big(tmp: Path) -> dict[str, float]:
     """`filterdb compare` (whole process) of two models of ~250k 3x3 filters: a model and a fine-tuned copy."""
     from safetensors.numpy import save_file
@@ -258,29 +293,37 @@ def compare_big(tmp: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "filterdb" / "lineage-pairs")
+    parser.add_argument("--set", choices=("tuning", "held-out"), default="tuning",
+                        help="the labelled set: the one thresholds and strengths were set on, or the held-out one "
+                             "(other seeds, MediaPipe's iris net; never tuned on)")
+    parser.add_argument("--exhaustive", action=argparse.BooleanOptionalAction, default=None,
+                        help="similar/lineage compare every same-architecture pair (default: automatic by store size)")
     parser.add_argument("--costs", action="store_true", help="also measure fingerprint and compare costs")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "lineage.json"))
+    parser.add_argument("--out", default=None, help="default: bench/results/lineage[-heldout].json")
     args = parser.parse_args()
+    args.out = args.out or str(ROOT / "bench" / "results" / ("lineage-heldout.json" if args.set == "held-out"
+                                                             else "lineage.json"))
     start = time.perf_counter()
-    pairs = build(args.cache, log=lambda m: print(m, file=sys.stderr))
+    pairs = build(args.cache, log=lambda m: print(m, file=sys.stderr), held_out=args.set == "held-out")
     results: dict[str, Any] = {"set": {"pairs": len(pairs), "files": len({n for p in pairs for n in (p.a, p.b)}),
                                        "build_seconds": time.perf_counter() - start}}
     results["compare"], compared = evaluate_compare(pairs, args.cache)
-    results["store"] = evaluate_store(pairs, args.cache, compared)
+    results["store"] = evaluate_store(pairs, args.cache, compared, args.exhaustive)
+    results["load"] = os.getloadavg()
     if args.costs:
         from filterdb.testing import load_family, make_family
 
         family = Path(tempfile.gettempdir()) / "filterdb-lineage-family"
         members = load_family(family) or make_family(family, n_parents=6, epochs=3.0)
         results["fingerprint"] = fingerprint_cost(members)
-        results["fingerprint_ranking"] = similar_at_scale(members)
         with tempfile.TemporaryDirectory() as tmp:
             results["compare_250k"] = compare_big(Path(tmp))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1, default=str))
     summary = {k: v for k, v in results["compare"].items() if k not in ("rows", "per_class", "calibration")}
-    print(json.dumps({"compare": summary, "store": {k: v for k, v in results["store"].items()
-                                                    if k not in ("edges", "families")}}, indent=1, default=str))
+    print(json.dumps({"set": args.set, "load": results["load"], "compare": summary,
+                      "store": {k: v for k, v in results["store"].items() if k not in ("edges", "families")}},
+                     indent=1, default=str))
     print(report(results))
 
 

@@ -42,6 +42,8 @@ FINGERPRINT_VERSION = 3
 MAX_LAYERS = 96  # convolutions kept (the largest ones when a model has more)
 KERNELS = 16  # kernels kept per convolution
 TAPS = 9  # a kernel's central 3x3 taps (2x2 and 1-D kernels zero-padded)
+COARSE_KERNELS = 4  # the coarse pass: each sketch's largest kernels only
+COARSE_SCORE = 0.15  # coarse score at least this: scored in full (docs/lineage.md: below every related pair's)
 PAIRS_PER_PRODUCT = 65536  # query layers x stored layers per matrix product: ~64 MB of similarities at a time
 
 
@@ -197,8 +199,9 @@ class FingerprintStack:
         groups = {}
         for kernel, members in per_kernel.items():
             model = np.array([m for m, _ in members], dtype=np.int64)
+            kernels = np.stack([prints[m].kernels[i] for m, i in members], axis=1).astype(np.float32)
             groups[kernel] = _Group(model, np.array([prints[m].shapes[i, :2] for m, i in members], dtype=np.int64),
-                                    np.stack([prints[m].kernels[i] for m, i in members]).astype(np.float32))
+                                    kernels, np.ascontiguousarray(kernels[:COARSE_KERNELS]))
         sketched = np.array([int(fp.kernels[:, 0].any(axis=1).sum()) for fp in prints], dtype=np.int64)
         return cls([p.name for p in prints], [p.sha256 for p in prints], [np.sort(p.hashes) for p in prints],
                    np.array([p.n_layers for p in prints], dtype=np.int64), sketched, groups)
@@ -213,7 +216,8 @@ class _Group:
 
     model: np.ndarray  # (T,) the model each layer belongs to (non-decreasing)
     channels: np.ndarray  # (T, 2) out, in
-    kernels: np.ndarray  # (T, KERNELS, TAPS) float32
+    kernels: np.ndarray  # (KERNELS, T, TAPS) float32, kernel-major (the maxima then run over whole rows)
+    coarse: np.ndarray  # (COARSE_KERNELS, T, TAPS) float32: the largest kernels (contiguous, for the coarse pass)
 
 
 @dataclass(frozen=True)
@@ -238,23 +242,74 @@ def _null_order(h: int, w: int) -> np.ndarray:
 
 
 def _best_matches(q: np.ndarray, s: np.ndarray, q_live: np.ndarray, s_live: np.ndarray) -> tuple[np.ndarray, ...]:
-    """For query layers q (Lq, K, TAPS) and stored layers s (C, K, TAPS): both directions' mean best |cos|.
-
-    Returns (forward, backward), each (Lq, C): the mean over q's live kernels of its best |cos| among s's, and
-    the mean over s's live kernels of its best among q's. One matrix product for all pairs of layers.
+    """For query sketches q (Lq, K, TAPS) and stored ones s (K', C, TAPS) (kernel-major): both directions' mean
+    best |cos|, each (Lq, C): the mean over q's live kernels of its best |cos| among s's, and the mean over s's
+    live kernels (s_live (K', C)) of its best among q's. One matrix product for all pairs of layers; both
+    maxima run over a leading axis (whole rows at a time), which numpy does far faster than over a short last one.
     """
     lq, k = q.shape[:2]
-    c = s.shape[0]
-    sims = np.abs(q.reshape(lq * k, TAPS) @ s.reshape(c * k, TAPS).T).reshape(lq, k, c, k)
-    forward = sims.max(axis=3)  # (lq, k, c): dead stored kernels are zeros, never a best match above a live one
+    ks, c = s.shape[:2]
+    sims = q.reshape(lq * k, TAPS) @ s.reshape(ks * c, TAPS).T
+    np.abs(sims, out=sims)
+    sims = sims.reshape(lq, k, ks, c)
+    forward = sims.max(axis=2)  # (lq, k, c): dead stored kernels are zeros, never a best match above a live one
     forward = np.einsum("ikc,ik->ic", forward, q_live) / np.maximum(1, q_live.sum(axis=1))[:, None]
-    backward = sims.max(axis=1)  # (lq, c, k)
-    backward = np.einsum("ick,ck->ic", backward, s_live) / np.maximum(1, s_live.sum(axis=1))[None, :]
+    backward = sims.max(axis=1)  # (lq, ks, c)
+    backward = np.einsum("ikc,kc->ic", backward, s_live) / np.maximum(1, s_live.sum(axis=0))[None, :]
     return forward, backward
 
 
 def _excess(similarity: np.ndarray, null: np.ndarray) -> np.ndarray:
     return np.clip((similarity - null) / np.maximum(1e-6, 1.0 - null), 0.0, 1.0)
+
+
+def _layer_scores(query: Fingerprint, stack: FingerprintStack, coarse: bool,
+                  models: np.ndarray | None) -> np.ndarray:
+    """(N,) the mean of both directions' mean best-layer excess over chance, with every sketch's :data:`KERNELS`
+    kernels, or (``coarse``) only its :data:`COARSE_KERNELS` largest; ``models`` (bool mask): score only those
+    (the others 0)."""
+    n = len(stack)
+    forward_sum = np.zeros(n)  # Σ over the query's layers of the best excess found in each model
+    backward_sum = np.zeros(n)  # Σ over each model's layers of its best excess among the query's
+    q_sketched = query.kernels[:, 0].any(axis=1)
+    used = COARSE_KERNELS if coarse else KERNELS
+    for (h, w), group in stack.groups.items():
+        mine = np.flatnonzero(q_sketched & (query.shapes[:, 2] == h) & (query.shapes[:, 3] == w))
+        if not len(mine):
+            continue
+        stored = group.coarse if coarse else group.kernels
+        rows = None if models is None else np.flatnonzero(models[group.model])
+        total = len(group.model) if rows is None else len(rows)
+        if not total:
+            continue
+        q = np.ascontiguousarray(query.kernels[mine, :used], dtype=np.float32)
+        q_live = (np.abs(q).sum(axis=2) > 0).astype(np.float32)
+        q_null = np.ascontiguousarray(q[:, :, np.argsort(_null_order(h, w))])  # cos(q, P s) = cos(P⁻¹ q, s)
+        q_channels = query.shapes[mine, :2].astype(np.int64)
+        best_forward = np.zeros((len(mine), n))
+        chunk = max(64, PAIRS_PER_PRODUCT * (KERNELS // used) ** 2 // len(mine))
+        for start in range(0, total, chunk):
+            part = slice(start, min(total, start + chunk)) if rows is None else rows[start: start + chunk]
+            s = np.ascontiguousarray(stored[:, part])
+            s_live = (np.abs(s).sum(axis=2) > 0).astype(np.float32)
+            fwd, bwd = _best_matches(q, s, q_live, s_live)
+            fwd_null, bwd_null = _best_matches(q_null, s, q_live, s_live)
+            channels = group.channels[part]
+            low = np.minimum(q_channels[:, None, :], channels[None, :, :])
+            high = np.maximum(q_channels[:, None, :], channels[None, :, :])
+            compatible = np.all(low * 4 >= high, axis=2)  # what compare can pair: channels within 4x
+            fwd = np.where(compatible, _excess(fwd, fwd_null), 0.0)
+            bwd = np.where(compatible, _excess(bwd, bwd_null), 0.0)
+            owners = group.model[part]
+            starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+            ids = owners[starts]
+            # each query layer's best layer in each model (layers of a model are contiguous in the group)
+            best_forward[:, ids] = np.maximum(best_forward[:, ids], np.maximum.reduceat(fwd, starts, axis=1))
+            backward_sum += np.bincount(owners, weights=bwd.max(axis=0), minlength=n)
+        forward_sum += best_forward.sum(axis=0)
+    forward = forward_sum / max(1, int(q_sketched.sum()))
+    backward = backward_sum / np.maximum(1, stack.n_sketched)
+    return np.where(stack.n_sketched > 0, 0.5 * (forward + backward), 0.0)
 
 
 def score_stack(query: Fingerprint, stack: FingerprintStack) -> FingerprintScores:
@@ -263,45 +318,18 @@ def score_stack(query: Fingerprint, stack: FingerprintStack) -> FingerprintScore
     Every sketched layer of the query is compared with every stored layer of the same kernel size whose
     channel counts are within 4× of its own; each layer keeps its best counterpart in each model (in both
     directions), and a model's score is the mean of the two directions' mean layer excess over chance.
+    A coarse pass first scores every model with each sketch's :data:`COARSE_KERNELS` largest kernels (16×
+    fewer similarities); only the models it scores at least :data:`COARSE_SCORE` are scored in full (the
+    others keep the coarse score, below any candidate threshold). The coarse pass is always run, whatever
+    the stack's size, so a pair's score does not depend on what else is stored.
     """
-    n = len(stack)
-    forward_sum = np.zeros(n)  # Σ over the query's layers of the best excess found in each model
-    backward_sum = np.zeros(n)  # Σ over each model's layers of its best excess among the query's
-    q_sketched = query.kernels[:, 0].any(axis=1)
-    for (h, w), group in stack.groups.items():
-        mine = np.flatnonzero(q_sketched & (query.shapes[:, 2] == h) & (query.shapes[:, 3] == w))
-        if not len(mine):
-            continue
-        q = query.kernels[mine].astype(np.float32)
-        q_live = (np.abs(q).sum(axis=2) > 0).astype(np.float32)
-        q_null = q[:, :, np.argsort(_null_order(h, w))]  # cos(q, P s) = cos(P⁻¹ q, s): turn the query instead
-        q_channels = query.shapes[mine, :2].astype(np.int64)
-        best_forward = np.zeros((len(mine), n))
-        chunk = max(64, PAIRS_PER_PRODUCT // len(mine))
-        for start in range(0, len(group.model), chunk):
-            stop = min(len(group.model), start + chunk)
-            s = group.kernels[start:stop]
-            s_live = (np.abs(s).sum(axis=2) > 0).astype(np.float32)
-            fwd, bwd = _best_matches(q, s, q_live, s_live)
-            fwd_null, bwd_null = _best_matches(q_null, s, q_live, s_live)
-            low = np.minimum(q_channels[:, None, :], group.channels[None, start:stop, :])
-            high = np.maximum(q_channels[:, None, :], group.channels[None, start:stop, :])
-            compatible = np.all(low * 4 >= high, axis=2)  # what compare can pair: channels within 4x
-            fwd = np.where(compatible, _excess(fwd, fwd_null), 0.0)
-            bwd = np.where(compatible, _excess(bwd, bwd_null), 0.0)
-            models = group.model[start:stop]
-            starts = np.flatnonzero(np.r_[True, models[1:] != models[:-1]])
-            ids = models[starts]
-            # each query layer's best layer in each model (layers of a model are contiguous in the group)
-            best_forward[:, ids] = np.maximum(best_forward[:, ids], np.maximum.reduceat(fwd, starts, axis=1))
-            backward_sum += np.bincount(models, weights=bwd.max(axis=0), minlength=n)
-        forward_sum += best_forward.sum(axis=0)
-    n_query = max(1, int(q_sketched.sum()))
-    forward = forward_sum / n_query
-    backward = backward_sum / np.maximum(1, stack.n_sketched)
-    score = np.where(stack.n_sketched > 0, 0.5 * (forward + backward), 0.0)
     q_hashes = np.sort(query.hashes)
     identical = np.array([bool(query.sha256) and s == query.sha256 for s in stack.shas], dtype=bool)
     identical |= np.array([len(h) == len(q_hashes) and bool(np.array_equal(h, q_hashes)) for h in stack.hash_sets],
                           dtype=bool)
+    rough = _layer_scores(query, stack, True, None)
+    keep = (rough >= COARSE_SCORE) | identical
+    score = np.where(keep, 0.0, np.minimum(rough, COARSE_SCORE))
+    if keep.any():
+        score = np.where(keep, _layer_scores(query, stack, False, keep), score)
     return FingerprintScores(score, identical)
