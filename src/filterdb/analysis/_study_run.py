@@ -357,7 +357,8 @@ def _axis_ranking(axes: Sequence[AxisStudy]) -> tuple[AxisRank, ...]:
 
 
 def _families(store: Any) -> Families:
-    """Families from the fingerprints stored at ingest; models without one are named, with how to add them."""
+    """Families: candidates from the fingerprints stored at ingest, confirmed by the full comparison on the
+    stored weights (lineage_of); models without a fingerprint are named, with how to add them."""
     from ..lineage import lineage_of, stored_fingerprints
 
     prints, missing = stored_fingerprints(store)

@@ -16,7 +16,10 @@ the labelled set (bench/lineage_pairs.py) on which that signal alone named the r
 - ``norm``: weight norms differ. Weak: training without weight decay grows norms, weight decay (5e-4, most
   recipes' default) shrinks them, so it is reported and never decides;
 - ``scales``: channels equal up to a per-channel scale (batch norm folded into one side): a conversion whose
-  direction convolution weights do not show.
+  direction convolution weights do not show;
+- ``export``: with ``scales``, exactly one side is an inference format (ONNX, TFLite): exporters fold batch
+  norm, and folding cannot be undone (the statistics are gone), so the inference-format copy is the child.
+  A prior about how files are made, not a measurement of the weights: it decides only when nothing else does.
 
 The direction is named when the deciding signals agree; conflicting signals or only weak ones give
 "direction unknown" (no parent). The confidence combines the agreeing signals' strengths.
@@ -43,7 +46,8 @@ Side = Literal["a", "b"]
 # (bench/results/lineage.json, "signals"); derived pairs' precision is weaker (a fine-tune of a bfloat16 file
 # saved as float32 reverses it)
 STRENGTH = {"zeros": 0.97, "channels": 0.95, "precision": 0.95, "precision (derived)": 0.8, "added": 0.9,
-            "subset": 0.8}
+            "subset": 0.8, "export": 0.8}
+INFERENCE_FORMATS = frozenset({"onnx", "tflite"})  # formats exporters write for inference (batch norm folded)
 MIN_CONFIDENCE = 0.75  # below this the direction is reported as unknown
 
 
@@ -51,7 +55,7 @@ MIN_CONFIDENCE = 0.75  # below this the direction is reported as unknown
 class Signal:
     """One piece of direction evidence."""
 
-    kind: str  # zeros | channels | precision | added | subset | norm | scales
+    kind: str  # zeros | channels | precision | added | subset | norm | scales | export
     child: Side | None  # the side this signal takes for the child (None: reported only)
     strength: float  # the share of labelled pairs it named right alone (0: weak, never decides)
     text: str
@@ -136,6 +140,14 @@ def signals(relation: str, wa: ModelWeights, wb: ModelWeights, pairs: list[tuple
     if relation == "same-weights" and any(_rescaled(wa.layers[i].weight, wb.layers[j].weight) for i, j in scaled):
         out.append(Signal("scales", None, 0.0, "channels equal up to a per-channel scale (batch norm folded into "
                                               "one side): a conversion whose direction the weights do not show"))
+        exported = [(fmt or "") in INFERENCE_FORMATS for fmt in (wa.format, wb.format)]
+        if exported[0] != exported[1]:
+            side = "a" if exported[0] else "b"
+            child, parent = _names(wa, wb, side)
+            out.append(Signal("export", side, STRENGTH["export"],
+                              f"{child} is an inference format ({(wa if side == 'a' else wb).format}), {parent} not: "
+                              "exporters fold batch norm and folding cannot be undone, so the export is the child "
+                              "(a prior about how files are made)"))
     # norms: weak
     votes = [np.sign(_norm(wb.layers[j].weight) - _norm(wa.layers[i].weight)) for i, j in changed]
     if votes and any(votes):

@@ -48,9 +48,10 @@ class ModelWeights:
     layers: tuple[ConvWeight, ...]
     sha256: str | None = None
     precision: float = 0.0  # rounding of the source, as a share of each layer's largest weight (float16 stores)
+    format: str | None = None  # the reader's format name ("onnx", "tflite", "pytorch", ...), where known
 
     def renamed(self, name: str) -> ModelWeights:
-        return ModelWeights(name, self.layers, self.sha256, self.precision)
+        return ModelWeights(name, self.layers, self.sha256, self.precision, self.format)
 
 
 def weights_of(model: Any, *, name: str | None = None, trust_pickle: bool = False) -> ModelWeights:
@@ -69,7 +70,7 @@ def weights_of(model: Any, *, name: str | None = None, trust_pickle: bool = Fals
     if not layers:
         raise LineageError(f"{label}: the model has no convolution layers; lineage compares convolution weights, "
                            "so it cannot place this model (check it with `filterdb inspect`)")
-    return ModelWeights(label, layers, model.info.sha256)
+    return ModelWeights(label, layers, model.info.sha256, format=model.info.format)
 
 
 def weights_from_store(store: Store, model: str | int) -> ModelWeights:
@@ -84,7 +85,7 @@ def weights_from_store(store: Store, model: str | int) -> ModelWeights:
         model_id = store.resolve(model)[-1]
     except StoreError as e:
         raise LineageError(str(e)) from e
-    info = store.sql("SELECT model, sha256 FROM models WHERE model_id = ?", [model_id])
+    info = store.sql("SELECT model, sha256, format FROM models WHERE model_id = ?", [model_id])
     rows = store.sql("SELECT layer_id, layer, kernel, shape, storage_dtype FROM layers WHERE model_id = ? "
                      "ORDER BY layer_index", [model_id])
     weights: dict[int, list[np.ndarray]] = {}
@@ -107,4 +108,6 @@ def weights_from_store(store: Store, model: str | int) -> ModelWeights:
                            "compares convolution weights")
     # a float16 store keeps w / max|w| in float16: within 2^-11 of the layer's largest weight
     precision = 2.0**-11 if getattr(store, "dtype", "float32") == "float16" else 0.0
-    return ModelWeights(label, tuple(layers), str(info["sha256"].iloc[0]), precision)
+    fmt = info["format"].iloc[0]
+    return ModelWeights(label, tuple(layers), str(info["sha256"].iloc[0]), precision,
+                        None if fmt is None or fmt != fmt else str(fmt))  # fmt != fmt: a missing value (NaN)

@@ -63,7 +63,8 @@ def lineage_html(result: Any, *, theme: str = "light") -> Html:
 
 
 def lineage_section(ctx: ReportContext) -> Section:
-    """The study's model families (from fingerprints stored at ingest), as trees and an edge table."""
+    """The study's model families (fingerprint candidates confirmed by the full comparison), as trees and an
+    edge table."""
     ctx.step("model families")
     result = ctx.study.families
     body = Page("")
