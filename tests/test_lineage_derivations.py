@@ -166,11 +166,22 @@ def test_bfloat16_copy_is_the_child(zoo):
     assert any(s.kind == "precision" and s.child == "a" for s in result.signals)
 
 
-def test_onnx_export_folds_batch_norm_same_weights_direction_unknown(zoo):
+def test_onnx_export_folds_batch_norm_the_export_is_the_child_by_the_format_prior(zoo):
+    from filterdb.lineage import ModelWeights, weights_of
+    from filterdb.lineage._direction import STRENGTH
+
     result = compare(zoo["parent"], zoo["onnx"])
     assert result.relation == "same-weights", result.evidence
-    assert result.parent is None  # both float32: the weights do not show which side was folded
-    assert any(s.kind == "scales" for s in result.signals)
+    # the weights do not show which side was folded; folding cannot be undone and exporters do it, so the ONNX
+    # file is named the child, at the prior's strength (below 0.9: never a "sure" parent on this alone)
+    assert {s.kind for s in result.signals} >= {"scales", "export"}
+    assert (result.parent, result.parent_confidence) == ("a", STRENGTH["export"])
+    # the same folded weights in a training format: nothing tells the two apart
+    folded = weights_of(zoo["onnx"])
+    as_training = ModelWeights("folded.safetensors", folded.layers, "f" * 64, format="safetensors")
+    again = compare(weights_of(zoo["parent"]), as_training)
+    assert again.relation == "same-weights" and again.parent is None, again.evidence
+    assert any(s.kind == "scales" for s in again.signals)
 
 
 def test_truncated_re_headed_backbone_is_the_child_not_a_pruned_parent(zoo):
@@ -275,3 +286,27 @@ def test_the_ingest_path_loads_no_plotting(zoo):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
     assert run.returncode == 0, run.stderr
+
+
+def test_the_study_s_families_carry_compare_s_relation_score_and_parent(zoo, store):
+    """lineage_of (the study's families) proposes pairs from stored fingerprints and decides each with the full
+    comparison: its edges say what compare says of the same pair on the stored weights."""
+    from filterdb.lineage import lineage_of, stored_fingerprints, weights_from_store
+
+    prints, missing = stored_fingerprints(store)
+    assert not missing
+    forest = lineage_of(prints, store)
+    assert sorted(forest.families[0]) == sorted(_name(zoo, k) for k in ("bf16", "mag50", "parent", "trunc"))
+    assert (_name(zoo, "scratch"),) in forest.families
+    for edge in forest.edges:
+        expected = compare(weights_from_store(store, edge.parent), weights_from_store(store, edge.child))
+        assert edge.score == pytest.approx(expected.score, abs=1e-4)
+        assert edge.relation in (expected.relation, "siblings")
+        if edge.directed:
+            assert expected.parent_name == edge.parent
+        else:
+            assert expected.parent is None
+    # past the bound, candidates stay related on the fingerprint alone: the same families, no direction
+    bounded = lineage_of(prints, store, max_pairs=0)
+    assert sorted(map(sorted, bounded.families)) == sorted(map(sorted, forest.families))
+    assert not any(e.directed for e in bounded.edges if e.relation == "derived")

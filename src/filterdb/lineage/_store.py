@@ -177,8 +177,8 @@ def _aliases(store: Store) -> dict[str, list[str]]:
 
 def _shares_a_shape(a: Fingerprint, b: Fingerprint) -> bool:
     """Whether two models have a layer that can be the same layer (kernel equal, channels within 4x)."""
-    for out_a, in_a, taps_a in a.shapes:
-        same = b.shapes[b.shapes[:, 2] == taps_a]
+    for out_a, in_a, h_a, w_a in a.shapes:
+        same = b.shapes[(b.shapes[:, 2] == h_a) & (b.shapes[:, 3] == w_a)]
         if len(same) and np.any((np.minimum(same[:, 0], out_a) * 4 >= np.maximum(same[:, 0], out_a))
                                 & (np.minimum(same[:, 1], in_a) * 4 >= np.maximum(same[:, 1], in_a))):
             return True
