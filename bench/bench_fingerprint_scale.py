@@ -5,7 +5,9 @@ large store, and one row of the study's `lineage_of`).
 
 The stored fingerprints are perturbed copies of real ones (YOLOv8n's 64 convolutions, MTCNN's nets, PP-OCR's
 classifier, MediaPipe's face detector: corpus files, docs/corpus.md): their kernels get Gaussian noise and
-are renormalised, so no two are equal and every one has a real model's layer shapes. The query is YOLOv8n
+are renormalised, so no two are equal and every one has a real model's layer shapes. Two zoos: noise 0.5 (the
+copies stay weakly related to their model: a sixth of the store near each query, the worst case for the
+coarse pass) and 2.0 (unrelated copies: a diverse store). The query is YOLOv8n
 (64 convolutions, the deep case) and P-Net (5). ``--baseline REV`` also times the fingerprint module of a
 git revision (the slot-by-slot version 2 before this one) on its own fingerprints of the same models, in the
 same run, so the two are compared under the same load. Results: bench/results/fingerprint_scale.json.
@@ -51,10 +53,10 @@ def _module_at(rev: str) -> ModuleType:
     return module
 
 
-def _perturbed(fp: Any, k: int, rng: np.random.Generator, field: str) -> Any:
+def _perturbed(fp: Any, k: int, rng: np.random.Generator, field: str, noise: float) -> Any:
     """A copy of a fingerprint with noise on its unit vectors (``field``: kernels in v3, channels in v2)."""
     values = getattr(fp, field).astype(np.float32)
-    noisy = values + rng.normal(scale=0.5, size=values.shape).astype(np.float32) * (np.abs(values).sum(-1, keepdims=True) > 0)
+    noisy = values + rng.normal(scale=noise, size=values.shape).astype(np.float32) * (np.abs(values).sum(-1, keepdims=True) > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         unit = np.nan_to_num(noisy / np.linalg.norm(noisy, axis=-1, keepdims=True)).astype(np.float16)
     kwargs = {f: getattr(fp, f) for f in fp.__dataclass_fields__}
@@ -62,14 +64,14 @@ def _perturbed(fp: Any, k: int, rng: np.random.Generator, field: str) -> Any:
     return type(fp)(**kwargs)
 
 
-def rank(module: ModuleType, field: str, weights: list[Any], n: int) -> dict[str, Any]:
+def rank(module: ModuleType, field: str, weights: list[Any], n: int, noise: float) -> dict[str, Any]:
     base = [module.fingerprint(w) for w in weights]
     rng = np.random.default_rng(0)
-    zoo = [_perturbed(base[k % len(base)], k, rng, field) for k in range(n)]
+    zoo = [_perturbed(base[k % len(base)], k, rng, field, noise) for k in range(n)]
     start = time.perf_counter()
     stack = module.FingerprintStack.of(zoo)
     stack_seconds = time.perf_counter() - start
-    out: dict[str, Any] = {"models": n, "stack_seconds": round(stack_seconds, 3), "queries": {}}
+    out: dict[str, Any] = {"models": n, "noise": noise, "stack_seconds": round(stack_seconds, 3), "queries": {}}
     for w, fp in zip(weights[:2], base[:2]):
         times, cpu = [], []
         for _ in range(3):
@@ -86,6 +88,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=int, default=10_000)
     parser.add_argument("--baseline", default=None, help="a git revision whose fingerprint module to time too")
+    parser.add_argument("--noise", type=float, nargs="+", default=[0.5, 2.0],
+                        help="noise on the stored copies' unit vectors: 0.5 leaves them weakly related to their "
+                             "model (every sixth stored model near the query), 2.0 makes them unrelated (a diverse "
+                             "store, where the coarse pass leaves little for the full one)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "fingerprint_scale.json"))
     args = parser.parse_args()
     from corpus import CORPUS
@@ -94,11 +100,13 @@ def main() -> None:
 
     weights = [weights_of(str(resolve_source(CORPUS[name].spec).path), name=name, trust_pickle=True)
                for name in CORPUS_FILES]
-    result: dict[str, Any] = {"load_before": os.getloadavg(),
-                              f"v{current.FINGERPRINT_VERSION}": rank(current, "kernels", weights, args.models)}
-    if args.baseline:
-        old = _module_at(args.baseline)
-        result[f"v{old.FINGERPRINT_VERSION} ({args.baseline})"] = rank(old, "channels", weights, args.models)
+    result: dict[str, Any] = {"load_before": os.getloadavg()}
+    old = _module_at(args.baseline) if args.baseline else None
+    for noise in args.noise:
+        result[f"v{current.FINGERPRINT_VERSION}, noise {noise}"] = rank(current, "kernels", weights, args.models, noise)
+        if old is not None:
+            result[f"v{old.FINGERPRINT_VERSION} ({args.baseline}), noise {noise}"] = rank(old, "channels", weights,
+                                                                                       args.models, noise)
     result["load_after"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
