@@ -56,7 +56,8 @@ def _module_at(rev: str) -> ModuleType:
 def _perturbed(fp: Any, k: int, rng: np.random.Generator, field: str, noise: float) -> Any:
     """A copy of a fingerprint with noise on its unit vectors (``field``: kernels in v3, channels in v2)."""
     values = getattr(fp, field).astype(np.float32)
-    noisy = values + rng.normal(scale=noise, size=values.shape).astype(np.float32) * (np.abs(values).sum(-1, keepdims=True) > 0)
+    live = np.abs(values).sum(-1, keepdims=True) > 0  # absent rows stay absent
+    noisy = values + rng.normal(scale=noise, size=values.shape).astype(np.float32) * live
     with np.errstate(invalid="ignore", divide="ignore"):
         unit = np.nan_to_num(noisy / np.linalg.norm(noisy, axis=-1, keepdims=True)).astype(np.float16)
     kwargs = {f: getattr(fp, f) for f in fp.__dataclass_fields__}

@@ -302,55 +302,55 @@ def build(cache: Path, log: Any = print, held_out: bool = False) -> list[Pair]:
         state = load(p0)
         convs = _backbone_keys(state)
         seed = {"pnet": 1, "rnet": 2, "onet": 3}[base] + (1000 if held_out else 0)
-        pre = "ho-" if held_out else ""
+        stem = ("ho-" if held_out else "") + base  # file names: the held-out set's start with ho-
         # fine-tunes with a new head, without and with weight decay; a chain; siblings
-        a = make(f"{pre}{base}-ft.pt", lambda: _train(Net(_new_head(state, convs, seed), convs, "head"), 60, seed).saved())
-        b = make(f"{pre}{base}-ft-wd.pt", lambda: _train(Net(_new_head(state, convs, seed + 10), convs, "head"), 60,
+        a = make(f"{stem}-ft.pt", lambda: _train(Net(_new_head(state, convs, seed), convs, "head"), 60, seed).saved())
+        b = make(f"{stem}-ft-wd.pt", lambda: _train(Net(_new_head(state, convs, seed + 10), convs, "head"), 60,
                                                     seed + 10, wd=5e-4).saved())
-        c = make(f"{pre}{base}-ft-wd-cont.pt", lambda: _train(Net(load(b), convs, "head"), 50, seed + 20, lr=0.003,
+        c = make(f"{stem}-ft-wd-cont.pt", lambda: _train(Net(load(b), convs, "head"), 50, seed + 20, lr=0.003,
                                                          wd=5e-4).saved())
         pairs += [Pair(p0, a, "derived", "a", "fine-tune"), Pair(p0, b, "derived", "a", "fine-tune wd"),
                   Pair(b, c, "derived", "a", "fine-tune wd (chain)"), Pair(p0, c, "derived", "a", "grandchild"),
                   Pair(a, b, "derived", None, "siblings")]
         # magnitude pruning, with and without masked fine-tuning
         pruned, masks = _magnitude(state, convs, 0.5)
-        mag = make(f"{pre}{base}-mag50-ft.pt", lambda: _train(Net(_new_head(pruned, convs, seed + 30), convs, "head"), 50,
+        mag = make(f"{stem}-mag50-ft.pt", lambda: _train(Net(_new_head(pruned, convs, seed + 30), convs, "head"), 50,
                                                          seed + 30, masks=masks).saved())
         pairs.append(Pair(p0, mag, "derived", "a", "magnitude pruning + ft"))
         share = 0.4 if held_out else 0.3  # the held-out set prunes other amounts (no seed in these)
-        pairs.append(Pair(p0, make(f"{pre}{base}-mag{round(100 * share)}.pt", lambda: _magnitude(state, convs, share)[0]),
+        pairs.append(Pair(p0, make(f"{stem}-mag{round(100 * share)}.pt", lambda: _magnitude(state, convs, share)[0]),
                           "derived", "a", "magnitude pruning"))
         # structured (channel) pruning
         chan_net = lambda: Net(_new_head(_channel_prune(state, convs, 0.4), convs, seed + 40), convs, "head")  # noqa: E731
-        chan = make(f"{pre}{base}-chan40-ft.pt", lambda: _train(chan_net(), 40, seed + 40).saved())
+        chan = make(f"{stem}-chan40-ft.pt", lambda: _train(chan_net(), 40, seed + 40).saved())
         pairs.append(Pair(p0, chan, "derived", "a", "channel pruning + ft"))
         share = 0.5 if held_out else 0.6
-        pairs.append(Pair(p0, make(f"{pre}{base}-chan{round(100 * share)}.pt", lambda: _channel_prune(state, convs, share)),
+        pairs.append(Pair(p0, make(f"{stem}-chan{round(100 * share)}.pt", lambda: _channel_prune(state, convs, share)),
                           "derived", "a", "channel pruning"))
         # a truncated backbone, frozen, with a new trained head
         short = {k: v for k, v in state.items() if k.split(".")[0] in convs[:2]
                  or k.split(".")[0] in [c.replace("conv", "prelu") for c in convs[:2]]}
-        trunc = make(f"{pre}{base}-trunc.pt", lambda: _train(Net(_new_head(short, convs[:2], seed + 50), convs[:2], "head"),
+        trunc = make(f"{stem}-trunc.pt", lambda: _train(Net(_new_head(short, convs[:2], seed + 50), convs[:2], "head"),
                                                         40, seed + 50, frozen=tuple(convs[:2])).saved())
         pairs.append(Pair(p0, trunc, "derived", "a", "truncated + re-headed"))
         # batch norm inserted and fine-tuned, then exported to ONNX (the exporter folds batch norm)
-        bn_name = make(f"{pre}{base}-bn.pt", lambda: _train(Net(_new_head(state, convs, seed + 60), convs, "head", bn=True),
+        bn_name = make(f"{stem}-bn.pt", lambda: _train(Net(_new_head(state, convs, seed + 60), convs, "head", bn=True),
                                                        40, seed + 60).saved())
-        if not (cache / f"{pre}{base}-bn.onnx").exists():
-            _export_onnx(Net(load(bn_name), convs, "head", bn=True), cache / f"{pre}{base}-bn.onnx")
-        pairs.append(Pair(bn_name, f"{pre}{base}-bn.onnx", "same-weights", "a", "onnx export (bn folded)"))
+        if not (cache / f"{stem}-bn.onnx").exists():
+            _export_onnx(Net(load(bn_name), convs, "head", bn=True), cache / f"{stem}-bn.onnx")
+        pairs.append(Pair(bn_name, f"{stem}-bn.onnx", "same-weights", "a", "onnx export (bn folded)"))
         pairs.append(Pair(p0, bn_name, "derived", "a", "fine-tune"))
         # precision: casts and int8
-        pairs.append(Pair(p0, make(f"{pre}{base}-bf16.pt", lambda: {k: v.bfloat16() for k, v in state.items()}),
+        pairs.append(Pair(p0, make(f"{stem}-bf16.pt", lambda: {k: v.bfloat16() for k, v in state.items()}),
                           "same-weights", "a", "bfloat16 cast"))
-        pairs.append(Pair(p0, make(f"{pre}{base}-fp16.pt", lambda: {k: v.half() for k, v in state.items()}),
+        pairs.append(Pair(p0, make(f"{stem}-fp16.pt", lambda: {k: v.half() for k, v in state.items()}),
                           "same-weights", "a", "float16 cast"))
-        pairs.append(Pair(p0, make(f"{pre}{base}-fp16-f32.pt", lambda: {k: v.half().float() for k, v in state.items()}),
+        pairs.append(Pair(p0, make(f"{stem}-fp16-f32.pt", lambda: {k: v.half().float() for k, v in state.items()}),
                           "same-weights", "a", "float16 values in float32"))
-        pairs.append(Pair(p0, make(f"{pre}{base}-int8.pt", lambda: _int8_per_channel(state)), "same-weights", "a",
+        pairs.append(Pair(p0, make(f"{stem}-int8.pt", lambda: _int8_per_channel(state)), "same-weights", "a",
                           "int8 per channel (float32 file)"))
         # hard negatives: the same architecture trained from scratch on the same data
-        scratch = [make(f"{pre}{base}-scratch{k}.pt", lambda k=k: _scratch(state, convs, 100 * seed + k)) for k in (1, 2)]
+        scratch = [make(f"{stem}-scratch{k}.pt", lambda k=k: _scratch(state, convs, 100 * seed + k)) for k in (1, 2)]
         pairs += [Pair(p0, scratch[0], "unrelated", None, "scratch (same architecture)"),
                   Pair(scratch[0], scratch[1], "unrelated", None, "scratch (same architecture)"),
                   Pair(a, scratch[1], "unrelated", None, "scratch (same architecture)"),

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from filterdb.lineage import Fingerprint, fingerprint, weights_of
-from filterdb.lineage._fingerprint import (COARSE_KERNELS, COARSE_SCORE, FINGERPRINT_VERSION, KERNELS, TAPS, FingerprintStack,
-                                           _null_order, score_stack)
+from filterdb.lineage._fingerprint import (COARSE_KERNELS, COARSE_SCORE, FINGERPRINT_VERSION, KERNELS, TAPS,
+                                           FingerprintStack, _null_order, score_stack)
 from filterdb.lineage._store import FP_DERIVED
 from filterdb.lineage._weights import ConvWeight, ModelWeights
 
@@ -84,8 +84,9 @@ def _reference(a: Fingerprint, b: Fingerprint, kernels: int = KERNELS) -> float:
 
 
 def _random_model(rng: np.random.Generator, name: str, shapes: list[tuple[int, ...]]) -> ModelWeights:
-    layers = tuple(ConvWeight(f"c{k}", rng.normal(size=s).astype(np.float32) * rng.uniform(0.2, 2.0, size=(s[0], 1, 1, 1))
-                              .astype(np.float32)) for k, s in enumerate(shapes))
+    scales = [rng.uniform(0.2, 2.0, size=(s[0], 1, 1, 1)) for s in shapes]  # channels of unequal size, as trained
+    layers = tuple(ConvWeight(f"c{k}", (rng.normal(size=s) * scale).astype(np.float32))
+                   for k, (s, scale) in enumerate(zip(shapes, scales)))
     return ModelWeights(name, layers, f"{rng.integers(1 << 60):064x}")
 
 
