@@ -310,3 +310,23 @@ def test_the_study_s_families_carry_compare_s_relation_score_and_parent(zoo, sto
     bounded = lineage_of(prints, store, max_pairs=0)
     assert sorted(map(sorted, bounded.families)) == sorted(map(sorted, forest.families))
     assert not any(e.directed for e in bounded.edges if e.relation == "derived")
+
+
+def test_a_plain_truncation_names_no_parent_a_small_new_head_does(zoo):
+    """Half the layers cut off, nothing added: as well explained by an extension of the short model as by a
+    truncation of the long one, so `added` does not decide (it named the full model the child before). A new
+    head (one layer more, a small part of the model) still decides."""
+    from filterdb.lineage import ModelWeights, weights_of
+
+    full = weights_of(zoo["parent"])
+    assert len(full.layers) >= 4
+    cut = ModelWeights("cut", full.layers[: len(full.layers) // 2], "c" * 64)
+    result = compare(full, cut)
+    assert result.relation == "derived" and result.parent is None, result.evidence
+    assert [(s.kind, s.child) for s in result.signals if s.kind == "added"] == [("added", None)]
+    head = np.random.default_rng(0).normal(size=(10, full.layers[-1].weight.shape[0], 1, 1)).astype(np.float32)
+    from filterdb.lineage._weights import ConvWeight
+
+    longer = ModelWeights("re-headed", (*full.layers, ConvWeight("new_head", head)), "d" * 64)
+    extended = compare(full, longer)
+    assert extended.parent == "a" and any(s.kind == "added" and s.child == "b" for s in extended.signals)

@@ -9,7 +9,10 @@ the labelled set (bench/lineage_pairs.py) on which that signal alone named the r
   pruning). Layers matched only at chance (a new head paired with an old one) do not count;
 - ``precision``: one model's values lie on a coarser storage grid (bfloat16, float16, int8): the export;
 - ``added``: one model has layers without a well-matched counterpart, the other none: layers added (a new
-  head) make the child. Layers paired only at chance count as without a counterpart;
+  head) make the child. Layers paired only at chance count as without a counterpart. Only when they are a
+  small part of their model (at most a quarter): a large unmatched part is as well explained by a backbone cut
+  out of that model (a truncation: the other is the child) as by a neck and head built on the other, so it is
+  reported and does not decide;
 - ``subset``: both end in layers without a counterpart (a cut or replaced tail), one in fewer: a truncated
   backbone with a new head keeps fewer, so it is taken for the child (weaker: a re-head with a deeper head
   reverses it);
@@ -49,6 +52,7 @@ STRENGTH = {"zeros": 0.97, "channels": 0.95, "precision": 0.95, "precision (deri
             "subset": 0.8, "export": 0.8}
 INFERENCE_FORMATS = frozenset({"onnx", "tflite"})  # formats exporters write for inference (batch norm folded)
 MIN_CONFIDENCE = 0.75  # below this the direction is reported as unknown
+ADDED_SHARE = 0.25  # `added` decides only when the layers without a counterpart are at most this share of their model
 
 
 @dataclass(frozen=True)
@@ -123,10 +127,18 @@ def signals(relation: str, wa: ModelWeights, wb: ModelWeights, pairs: list[tuple
     if good and bool(rest_a) != bool(rest_b):
         side = "a" if rest_a else "b"
         child, parent = _names(wa, wb, side)
-        layer = (wa if side == "a" else wb).layers[(rest_a or rest_b)[0]].name
-        out.append(Signal("added", side, STRENGTH["added"],
-                          f"{child} has {len(rest_a or rest_b)} layers without a counterpart in {parent} (first: "
-                          f"{layer}), {parent} none: layers added (a new head) make the child"))
+        longer = wa if side == "a" else wb
+        layer = longer.layers[(rest_a or rest_b)[0]].name
+        extra = len(rest_a or rest_b)
+        if extra <= ADDED_SHARE * len(longer.layers):
+            out.append(Signal("added", side, STRENGTH["added"],
+                              f"{child} has {extra} layers without a counterpart in {parent} (first: {layer}), "
+                              f"{parent} none: layers added (a new head) make the child"))
+        else:  # as well explained by a backbone cut out of the longer model as by a neck and head added to it
+            out.append(Signal("added", None, 0.0,
+                              f"{child} has {extra} of its {len(longer.layers)} layers without a counterpart in "
+                              f"{parent}, {parent} none: too many for a new head (a truncation of {child} or an "
+                              "extension of the other: not used)"))
     elif (good and rest_a and rest_b and len(rest_a) != len(rest_b)
           and _tail(rest_a, matched_a) and _tail(rest_b, matched_b)):
         side = "a" if len(rest_a) < len(rest_b) else "b"
