@@ -141,7 +141,7 @@ def _fingerprint_margin(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def evaluate_store(pairs: list[Pair], cache: Path, compared: dict[tuple[str, str], Any],
-                   exhaustive: bool | None) -> dict[str, Any]:
+                   exhaustive: bool | None, families_only: bool = False) -> dict[str, Any]:
     """`similar`, `lineage` and the study's `lineage_of` (fingerprint candidates, each confirmed by the full
     comparison) on one store holding every file of the set."""
     from filterdb.ingest import ingest
@@ -159,11 +159,15 @@ def evaluate_store(pairs: list[Pair], cache: Path, compared: dict[tuple[str, str
                 if str(source).endswith(os.sep + f) or str(source) == f:
                     name_of[f] = str(model)
         start = time.perf_counter()
+        study_forest = lineage_of(stored_fingerprints(store)[0], store)
+        study = _families_record(study_forest, pairs, name_of, compared)
+        study["seconds"] = time.perf_counter() - start
+        study["edges_agreeing_with_relate_on_the_store"] = _edges_agree(study_forest, store)
+        if families_only:
+            return {"models": len(files), "lineage_of": study}
+        start = time.perf_counter()
         forest = lineage(store, exhaustive=exhaustive)
         lineage_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        study = _families_record(lineage_of(stored_fingerprints(store)[0], store), pairs, name_of, compared)
-        study["seconds"] = time.perf_counter() - start
         family = {m: k for k, fam in enumerate(forest.families) for m in fam}
         edges = {frozenset((e.parent, e.child)): e for e in forest.edges}
         related = [p for p in pairs if _related(p.relation)]
@@ -199,6 +203,21 @@ def evaluate_store(pairs: list[Pair], cache: Path, compared: dict[tuple[str, str
             "families": [list(f) for f in forest.families if len(f) > 1],
             "edges": [e.__dict__ for e in forest.edges], "lineage_seconds": lineage_seconds,
             "similar_seconds_per_query": similar_seconds, "exhaustive": exhaustive, "lineage_of": study}
+
+
+def _edges_agree(forest: Any, store: Any) -> list[int]:
+    """[edges, those whose relation, score and parent are what relate() gives on the store's weights]."""
+    from filterdb.lineage import relate, weights_from_store
+
+    agree = 0
+    for e in forest.edges:
+        if e.relation == "identical" and not e.directed and e.score == 1.0:
+            agree += 1  # an alias: the same bytes
+            continue
+        r = relate(weights_from_store(store, e.parent), weights_from_store(store, e.child))
+        parent_ok = r.parent_name == e.parent if e.directed else r.parent is None
+        agree += e.relation in (r.relation, "siblings") and abs(e.score - r.score) < 1e-4 and parent_ok
+    return [len(forest.edges), agree]
 
 
 def _families_record(forest: Any, pairs: list[Pair], name_of: dict[str, str],
@@ -298,17 +317,19 @@ def main() -> None:
                              "(other seeds, MediaPipe's iris net; never tuned on)")
     parser.add_argument("--exhaustive", action=argparse.BooleanOptionalAction, default=None,
                         help="similar/lineage compare every same-architecture pair (default: automatic by store size)")
+    parser.add_argument("--families-only", action="store_true",
+                        help="compare, fingerprints and the study's families (lineage_of) only: no similar/lineage")
     parser.add_argument("--costs", action="store_true", help="also measure fingerprint and compare costs")
     parser.add_argument("--out", default=None, help="default: bench/results/lineage[-heldout].json")
     args = parser.parse_args()
-    args.out = args.out or str(ROOT / "bench" / "results" / ("lineage-heldout.json" if args.set == "held-out"
-                                                             else "lineage.json"))
+    stem = ("lineage-heldout" if args.set == "held-out" else "lineage") + ("-families" if args.families_only else "")
+    args.out = args.out or str(ROOT / "bench" / "results" / f"{stem}.json")
     start = time.perf_counter()
     pairs = build(args.cache, log=lambda m: print(m, file=sys.stderr), held_out=args.set == "held-out")
     results: dict[str, Any] = {"set": {"pairs": len(pairs), "files": len({n for p in pairs for n in (p.a, p.b)}),
                                        "build_seconds": time.perf_counter() - start}}
     results["compare"], compared = evaluate_compare(pairs, args.cache)
-    results["store"] = evaluate_store(pairs, args.cache, compared, args.exhaustive)
+    results["store"] = evaluate_store(pairs, args.cache, compared, args.exhaustive, args.families_only)
     results["load"] = os.getloadavg()
     if args.costs:
         from filterdb.testing import load_family, make_family

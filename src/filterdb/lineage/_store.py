@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["Match", "Similar", "Edge", "Lineage", "similar", "lineage", "lineage_of", "store_fingerprints",
            "stored_fingerprints", "fingerprint_model", "relate", "FP_DERIVED", "EXHAUSTIVE_MODELS"]
 
-FP_DERIVED = 0.4  # fingerprint score at least this: a candidate (the full comparison decides; docs/lineage.md)
+FP_DERIVED = 0.3  # fingerprint score at least this: a candidate (between 0.19 and 0.37 on the tuning set; docs/lineage.md)
 MAX_CONFIRMED = 256  # lineage_of: candidate pairs decided by the full comparison (the rest: fingerprint only)
 EXHAUSTIVE_MODELS = 200  # stores up to this size compare every pair with a layer shape in common
 FINGERPRINT_KIND = "fingerprint"
