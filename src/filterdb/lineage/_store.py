@@ -306,8 +306,8 @@ def lineage_of(prints: list[Fingerprint], store: StoreLike, *, max_pairs: int = 
     """Families of many models from their fingerprints, each candidate pair confirmed by :func:`relate`.
 
     For the study of a large store: fingerprints (already computed) propose the candidate pairs (score at
-    least :data:`FP_DERIVED`, or the same layer bytes), and the ``max_pairs`` candidates with the highest
-    fingerprint scores are decided by the full comparison on the weights read back from ``store``, so their
+    least :data:`FP_DERIVED`, or the same layer bytes), and ``max_pairs`` of them (first a spanning tree of the
+    candidates, the closest links, then the others by fingerprint score) are decided by the full comparison on the weights read back from ``store``, so their
     relation, score and parent are the ones ``compare`` and ``filterdb lineage`` give. Candidates past the
     bound stay related with the fingerprint's score and no direction. No pair outside the candidates is
     compared (:func:`lineage` compares every same-architecture pair of a small store).
@@ -322,7 +322,16 @@ def lineage_of(prints: list[Fingerprint], store: StoreLike, *, max_pairs: int = 
         score[i], identical[i] = scores.score, scores.identical
     score, identical = np.maximum(score, score.T), identical | identical.T  # one score per pair, either way
     rows, cols = np.nonzero(np.triu((score >= FP_DERIVED) | identical, k=1))
-    order = np.lexsort((cols, rows, -np.where(identical[rows, cols], 2.0, score[rows, cols])))
+    closeness = np.where(identical[rows, cols], 2.0, score[rows, cols])
+    # a spanning tree of the candidates first (every family's closest links), then the rest by score: within the
+    # bound, each family is joined by confirmed pairs before any family gets a second link
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import minimum_spanning_tree
+
+    tree = minimum_spanning_tree(csr_matrix((3.0 - closeness, (rows, cols)), shape=(n, n))).tocoo()
+    in_tree = {(min(int(i), int(j)), max(int(i), int(j))) for i, j in zip(tree.row, tree.col)}
+    first = np.array([(int(i), int(j)) not in in_tree for i, j in zip(rows, cols)], dtype=bool)
+    order = np.lexsort((cols, rows, -closeness, first))
     load = _loader(store, min(n, 32))
     results: dict[tuple[int, int], Comparison] = {}
     for rank, k in enumerate(order):
