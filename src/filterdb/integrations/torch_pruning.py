@@ -13,7 +13,6 @@ ratio the plan allows all of its members, with the plan's channel scores summed 
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -92,30 +91,169 @@ class PlanImportance:
             scores = self.scores[id(layer)]
             root = group[i].root_idxs
             if total is None:
-                total = np.zeros(max(root) + 1 if len(root) else 0)
+                total = np.zeros(len(group[0].idxs))
             np.add.at(total, np.asarray(root), scores[np.asarray(idxs)])
         return None if total is None else torch.as_tensor(total, dtype=torch.float32)
 
 
-def pruning_ratios(module: Any, plan: PrunePlan, example_inputs: Any, mapping: Mapping[str, Any]) -> dict[Any, float]:
-    """Per conv module the plan's ratio, made equal across each coupled group (the smallest member ratio)."""
-    tp = _tp()
-    graph = tp.DependencyGraph().build_dependency(module, example_inputs=example_inputs)
-    ratio = {id(mapping[lp.name]): lp.ratio for lp in plan.layers if lp.name in mapping}
-    out: dict[Any, float] = {}
-    for group in graph.get_all_groups(root_module_types=[type(m) for m in mapping.values()]):
-        members = [dep.layer for dep, _ in group
-                   if dep.pruning_fn == tp.prune_conv_out_channels and id(dep.layer) in ratio]
-        if not members:
-            continue
-        shared = min(ratio[id(m)] for m in members)  # the ratio every member can take
-        if shared > 0:
-            out[group[0][0].target.module] = shared
-    return out
+def pruning_ratios(module: Any, plan: PrunePlan, example_inputs: Any, mapping: Mapping[str, Any], *,
+                   ignored_layers: Iterable[Any] = (), match_params: bool = True, max_ratio: float = 0.95,
+                   graph_options: Mapping[str, Any] | None = None) -> dict[Any, float]:
+    """Per coupled group (keyed by its root conv) the share of channels to remove, as ``MetaPruner`` takes it.
+
+    A group's ratio is the smallest planned ratio of its members (the ratio every member can take); members the
+    file's plan could not follow (grouped convolutions and the layers feeding them) do not vote, and a group of
+    only such members takes the plan's mean ratio, since Torch-Pruning's graph does follow them. With
+    ``match_params`` all ratios are scaled by one factor so that the module loses the plan's share of conv
+    weights: the count of weights each choice removes is computed from the graph (:class:`_Groups`), no copy
+    of the module is pruned.
+    """
+    groups = _Groups(module, plan, example_inputs, mapping, list(ignored_layers), graph_options or {})
+    scale = 1.0
+    if match_params:
+        target = plan.params_removed / plan.params_total if plan.params_total else 0.0
+        scale = groups.matching_scale(target, max_ratio)
+    return groups.ratio_dict(groups.counts(scale, max_ratio))
+
+
+# the plan's reasons for a layer it did not assess because it could not follow the coupling (docs/prune.md)
+_NOT_FOLLOWED = ("keep: coupling not understood",)
+
+
+class _Groups:
+    """Torch-Pruning's coupled groups of a module, with what removing channels from each costs in conv weights.
+
+    Each group is rooted at a conv whose output channels it prunes, and lists every layer those channels touch
+    (the root's consumers' inputs, a residual add's other convs, a concatenation's slice, a depthwise conv's
+    inputs and outputs). The count of channels ``MetaPruner`` removes for a ratio is reproduced exactly (its
+    rounding and channel groups), so the weights left in every conv follow without pruning anything.
+    """
+
+    def __init__(self, module: Any, plan: PrunePlan, example_inputs: Any, mapping: Mapping[str, Any],
+                 ignored: list[Any], graph_options: Mapping[str, Any]) -> None:
+        tp = _tp()
+        import torch.nn as nn
+
+        conv_types = (nn.modules.conv._ConvNd,)
+        self.graph = tp.DependencyGraph().build_dependency(module, example_inputs=example_inputs, **graph_options)
+        by_module = {id(mapping[lp.name]): lp for lp in plan.layers if lp.name in mapping}
+        untouched = {name for name, _ in plan.untouched}
+        assessed = [lp.ratio for lp in plan.layers if lp.name not in untouched]
+        mean_ratio = float(np.mean(assessed)) if assessed else 0.0
+        self.convs = [m for m in module.modules() if isinstance(m, conv_types)]
+        index = {id(m): i for i, m in enumerate(self.convs)}
+        self.params = np.array([float(m.weight.numel()) for m in self.convs])
+        self.roots: list[Any] = []
+        self.base: list[float] = []  # the group's planned ratio before scaling
+        self.size: list[int] = []  # channels per channel group of the root (MetaPruner's group_size)
+        self.ch_groups: list[int] = []
+        self.out_share: list[list[tuple[int, float]]] = []  # (conv, channels removed per root channel removed)
+        self.in_share: list[list[tuple[int, float]]] = []
+        expanded = [sub for m in ignored for sub in m.modules()]
+        for group in self.graph.get_all_groups(ignored_layers=expanded, root_module_types=conv_types):
+            root_n = len(group[0].idxs)
+            votes, followed_only = [], True
+            outs, ins = [], []
+            for dep, idxs in group:
+                target = dep.target.module
+                is_out = self.graph.is_out_channel_pruning_fn(dep.handler)
+                if isinstance(target, conv_types) and id(target) in index:
+                    (outs if is_out else ins).append((index[id(target)], len(idxs) / root_n if root_n else 0.0))
+                if is_out and id(target) in by_module:
+                    lp = by_module[id(target)]
+                    if lp.reason not in _NOT_FOLLOWED:
+                        followed_only = False
+                        votes.append(lp.ratio)
+            if not votes and followed_only and any(id(dep.target.module) in by_module for dep, _ in group):
+                votes = [mean_ratio]  # only layers the file's plan could not follow: the graph can
+            ch = self._channel_groups(group, conv_types)
+            if not votes or root_n < 2 or root_n % ch:
+                continue
+            self.roots.append(group[0].dep.target.module)
+            self.base.append(min(votes))
+            self.size.append(root_n // ch)
+            self.ch_groups.append(ch)
+            self.out_share.append(outs)
+            self.in_share.append(ins)
+
+    def _channel_groups(self, group: Any, conv_types: tuple[type, ...]) -> int:
+        """MetaPruner's channel groups of a group: a grouped conv (not depthwise) or a GroupNorm splits it."""
+        found = [1]
+        for dep, _ in group:
+            m = dep.target.module
+            if isinstance(m, conv_types) and m.groups == m.out_channels:
+                continue
+            pruner = self.graph.get_pruner_of_module(m)
+            if pruner is None:
+                continue
+            n = (pruner.get_out_channel_groups(m) if self.graph.is_out_channel_pruning_fn(dep.handler)
+                 else pruner.get_in_channel_groups(m))
+            if n and n > 1:
+                found.append(int(n))
+        return max(found)
+
+    def counts(self, scale: float, max_ratio: float) -> list[int]:
+        """Channels removed per channel group of each root at ``scale`` × the base ratios (MetaPruner's rounding:
+        it keeps ``int(size × (1 − ratio))``), never all of them."""
+        out = []
+        for base, size in zip(self.base, self.size):
+            ratio = min(max_ratio, base * scale)
+            k = size - int(size * (1 - ratio)) if ratio > 0 else 0
+            out.append(min(k, size - 1))
+        return out
+
+    def removed_share(self, counts: list[int]) -> float:
+        """The share of the module's conv weights gone when each group removes ``counts`` channels."""
+        out_rm = np.zeros(len(self.convs))
+        in_rm = np.zeros(len(self.convs))
+        for k, ch, outs, ins in zip(counts, self.ch_groups, self.out_share, self.in_share):
+            for i, share in outs:
+                out_rm[i] += k * ch * share
+            for i, share in ins:
+                in_rm[i] += k * ch * share
+        left = 0.0
+        for i, m in enumerate(self.convs):
+            o, n_in = float(m.out_channels), float(m.in_channels)
+            kernel = self.params[i] / (o * n_in / m.groups) if o and n_in else 0.0
+            o_left, in_left = max(0.0, o - out_rm[i]), max(0.0, n_in - in_rm[i])
+            if m.groups > 1 and m.groups == m.in_channels == m.out_channels:  # depthwise: one filter per channel
+                left += min(o_left, in_left) * kernel
+            else:
+                left += o_left * in_left / m.groups * kernel
+        total = float(self.params.sum())
+        return 1 - left / total if total else 0.0
+
+    def matching_scale(self, target: float, max_ratio: float) -> float:
+        """The scale of the base ratios whose removed share of conv weights is closest to ``target``."""
+        if not self.roots or target <= 0:
+            return 1.0
+        tried: dict[float, float] = {}
+
+        def reached(scale: float) -> float:
+            if scale not in tried:
+                tried[scale] = self.removed_share(self.counts(scale, max_ratio))
+            return tried[scale]
+
+        lo, hi = 0.0, 1.0
+        top = max_ratio / max(min(b for b in self.base if b > 0), 1e-6) if any(b > 0 for b in self.base) else 1.0
+        while reached(hi) < target and hi < top:  # past ``top`` every ratio is capped: more scale changes nothing
+            lo, hi = hi, min(top, hi * 2)
+        for _ in range(40):  # counts are whole channels: the closest of the scales tried wins
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if reached(mid) < target else (lo, mid)
+        return min(tried, key=lambda scale: (abs(tried[scale] - target), scale))
+
+    def ratio_dict(self, counts: list[int]) -> dict[Any, float]:
+        """``MetaPruner``'s ``pruning_ratio_dict``: a ratio per root that makes it remove exactly ``counts``
+        (``int(size × (1 − (k − ½)/size))`` is ``size − k``, safe from rounding either way)."""
+        return {root: (k - 0.5) / size for root, k, size in zip(self.roots, counts, self.size) if k > 0}
+
+    def planned(self, counts: list[int]) -> dict[Any, int]:
+        return {root: k * ch for root, k, ch in zip(self.roots, counts, self.ch_groups) if k > 0}
 
 
 def plan_pruner(module: Any, plan: PrunePlan, example_inputs: Any, *, ignored_layers: Iterable[Any] = (),
-                match_params: bool = True, max_ratio: float = 0.95, **pruner_options: Any) -> Any:
+                match_params: bool = True, max_ratio: float = 0.9, **pruner_options: Any) -> Any:
     """A Torch-Pruning ``MetaPruner`` that applies ``plan`` to ``module`` when its ``step()`` is called.
 
     Parameters
@@ -128,37 +266,32 @@ def plan_pruner(module: Any, plan: PrunePlan, example_inputs: Any, *, ignored_la
         One input batch, for tracing the module's graph.
     ignored_layers : modules of ``module`` to leave alone (e.g. a detection head), besides the plan's own.
     match_params : bool, default True
-        Scale all ratios by one factor, found on copies of the module, so that the pruned module loses the
-        plan's share of conv weights ± 2 %: a coupled group prunes at its smallest member's ratio, so
-        without this the module would lose less than planned.
+        Scale all ratios by one factor so that the pruned module loses the plan's share of conv weights
+        (± 2 % on the torchvision classifiers, docs/prune.md): a coupled group prunes at its smallest member's
+        ratio, so without this the module would lose less than planned. The factor is found on the module's
+        dependency graph by counting weights; nothing is pruned until ``step()``.
     max_ratio : float
         No group loses more than this share of its channels.
-    **pruner_options : passed to ``torch_pruning.pruner.MetaPruner`` (``round_to``, ...).
+    **pruner_options : passed to ``torch_pruning.pruner.MetaPruner`` (``unwrapped_parameters``, ...).
+        ``round_to`` is refused: the counts are exact.
     """
-    names = {id(m): name for name, m in module.named_modules()}
-    unknown = [m for m in ignored_layers if id(m) not in names]
-    if unknown:
-        raise UsageError("ignored_layers must be modules of the module being pruned")
-    ignored = [names[id(m)] for m in ignored_layers]
-    scale = 1.0
-    if match_params:
-        target = plan.params_removed / plan.params_total if plan.params_total else 0.0
-        scale = _matching_scale(module, plan, example_inputs, ignored, target, max_ratio, pruner_options)
-    return _pruner(module, plan, example_inputs, ignored, scale, max_ratio, pruner_options)
-
-
-def _pruner(module: Any, plan: PrunePlan, example_inputs: Any, ignored: list[str], scale: float,
-            max_ratio: float, options: Mapping[str, Any]) -> Any:
     tp = _tp()
+    import torch.nn as nn
+
+    names = {id(m): name for name, m in module.named_modules()}
+    if any(id(m) not in names for m in ignored_layers):
+        raise UsageError("ignored_layers must be modules of the module being pruned")
+    if pruner_options.get("round_to"):
+        raise UsageError("plan_pruner does not take round_to: it removes the planned number of channels exactly")
     mapping = map_layers(module, plan)
-    ratios = pruning_ratios(module, plan, example_inputs, mapping)
-    modules = dict(module.named_modules())
-    planned_zero = [m for name, m in mapping.items() if m not in ratios
-                    and next(lp for lp in plan.layers if lp.name == name).ratio == 0.0]
+    graph_options = {k: pruner_options[k] for k in ("unwrapped_parameters", "customized_pruners")
+                     if k in pruner_options}
+    ratios = pruning_ratios(module, plan, example_inputs, mapping, ignored_layers=list(ignored_layers),
+                            match_params=match_params, max_ratio=max_ratio, graph_options=graph_options)
     return tp.pruner.MetaPruner(
         module, example_inputs, importance=PlanImportance(plan, mapping), pruning_ratio=0.0,
-        pruning_ratio_dict={m: min(max_ratio, r * scale) for m, r in ratios.items()},
-        ignored_layers=[modules[name] for name in ignored] + planned_zero, **options)
+        pruning_ratio_dict=ratios, ignored_layers=list(ignored_layers),
+        root_module_types=[nn.modules.conv._ConvNd], **pruner_options)
 
 
 def conv_params(model: Any) -> int:
@@ -166,32 +299,3 @@ def conv_params(model: Any) -> int:
     import torch.nn as nn
 
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd))
-
-
-def _matching_scale(module: Any, plan: PrunePlan, example_inputs: Any, ignored: list[str], target: float,
-                    max_ratio: float, options: Mapping[str, Any]) -> float:
-    """The ratio scale at which a copy of ``module`` loses ``target`` of its conv weights (bisection)."""
-    before = conv_params(module)
-
-    def removed(scale: float) -> float:
-        clone = copy.deepcopy(module)
-        _pruner(clone, plan, example_inputs, ignored, scale, max_ratio, options).step()
-        return 1 - conv_params(clone) / before
-
-    tolerance = 0.02 * target
-    tried: dict[float, float] = {}
-
-    def reached(scale: float) -> float:
-        if scale not in tried:
-            tried[scale] = removed(scale)
-        return tried[scale]
-
-    lo, hi = 0.0, 1.0
-    while reached(hi) < target and hi < 16:  # ratios are capped at max_ratio, so this ends
-        lo, hi = hi, hi * 2
-    for _ in range(16):  # channels come in whole numbers: stop when close enough, else keep the closest
-        if abs(reached(hi) - target) <= tolerance:
-            break
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if reached(mid) < target else (lo, mid)
-    return min(tried, key=lambda scale: abs(tried[scale] - target))
