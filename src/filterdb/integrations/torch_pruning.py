@@ -14,7 +14,7 @@ ratio the plan allows all of its members, with the plan's channel scores summed 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -109,11 +109,10 @@ def pruning_ratios(module: Any, plan: PrunePlan, example_inputs: Any, mapping: M
     of the module is pruned.
     """
     groups = _Groups(module, plan, example_inputs, mapping, list(ignored_layers), graph_options or {})
-    scale = 1.0
     if match_params:
         target = plan.params_removed / plan.params_total if plan.params_total else 0.0
-        scale = groups.matching_scale(target, max_ratio)
-    return groups.ratio_dict(groups.counts(scale, max_ratio))
+        return groups.ratio_dict(groups.matching_counts(target, max_ratio))
+    return groups.ratio_dict(groups.counts(1.0, max_ratio))
 
 
 # the plan's reasons for a layer it did not assess because it could not follow the coupling (docs/prune.md)
@@ -202,46 +201,62 @@ class _Groups:
             out.append(min(k, size - 1))
         return out
 
-    def removed_share(self, counts: list[int]) -> float:
-        """The share of the module's conv weights gone when each group removes ``counts`` channels."""
-        out_rm = np.zeros(len(self.convs))
-        in_rm = np.zeros(len(self.convs))
-        for k, ch, outs, ins in zip(counts, self.ch_groups, self.out_share, self.in_share):
+    def _arrays(self) -> None:
+        """The weight count as arrays: channels each group removes from each conv's outputs and inputs."""
+        n, g = len(self.convs), len(self.roots)
+        self._out = np.zeros((n, g))
+        self._in = np.zeros((n, g))
+        for j, (ch, outs, ins) in enumerate(zip(self.ch_groups, self.out_share, self.in_share)):
             for i, share in outs:
-                out_rm[i] += k * ch * share
+                self._out[i, j] += ch * share
             for i, share in ins:
-                in_rm[i] += k * ch * share
-        left = 0.0
-        for i, m in enumerate(self.convs):
-            o, n_in = float(m.out_channels), float(m.in_channels)
-            kernel = self.params[i] / (o * n_in / m.groups) if o and n_in else 0.0
-            o_left, in_left = max(0.0, o - out_rm[i]), max(0.0, n_in - in_rm[i])
-            if m.groups > 1 and m.groups == m.in_channels == m.out_channels:  # depthwise: one filter per channel
-                left += min(o_left, in_left) * kernel
-            else:
-                left += o_left * in_left / m.groups * kernel
+                self._in[i, j] += ch * share
+        self._o = np.array([float(m.out_channels) for m in self.convs])
+        self._i = np.array([float(m.in_channels) for m in self.convs])
+        self._g = np.array([float(m.groups) for m in self.convs])
+        self._dw = np.array([m.groups > 1 and m.groups == m.in_channels == m.out_channels for m in self.convs])
+        self._kernel = self.params / np.maximum(self._o * self._i / self._g, 1.0)
+
+    def removed_share(self, counts: Sequence[int]) -> float:
+        """The share of the module's conv weights gone when each group removes ``counts`` channels."""
+        if not hasattr(self, "_out"):
+            self._arrays()
+        k = np.asarray(counts, dtype=np.float64)
+        o_left = np.maximum(0.0, self._o - self._out @ k) if len(k) else self._o
+        i_left = np.maximum(0.0, self._i - self._in @ k) if len(k) else self._i
+        # a depthwise conv has one filter per channel; any other keeps its groups (a grouped conv loses
+        # channels evenly from every group)
+        left = np.where(self._dw, np.minimum(o_left, i_left), o_left * i_left / self._g) * self._kernel
         total = float(self.params.sum())
-        return 1 - left / total if total else 0.0
+        return 1 - float(left.sum()) / total if total else 0.0
 
-    def matching_scale(self, target: float, max_ratio: float) -> float:
-        """The scale of the base ratios whose removed share of conv weights is closest to ``target``."""
+    def matching_counts(self, target: float, max_ratio: float) -> list[int]:
+        """Channels per group whose removed share of conv weights is closest to ``target``: one scale of the base
+        ratios (bisected), then single channels added where the scale jumps past the target (a grouped conv
+        removes a channel from every group at once, so one step of a wide stage can be several % of the model)."""
         if not self.roots or target <= 0:
-            return 1.0
-        tried: dict[float, float] = {}
-
-        def reached(scale: float) -> float:
-            if scale not in tried:
-                tried[scale] = self.removed_share(self.counts(scale, max_ratio))
-            return tried[scale]
-
+            return self.counts(1.0, max_ratio)
         lo, hi = 0.0, 1.0
-        top = max_ratio / max(min(b for b in self.base if b > 0), 1e-6) if any(b > 0 for b in self.base) else 1.0
-        while reached(hi) < target and hi < top:  # past ``top`` every ratio is capped: more scale changes nothing
-            lo, hi = hi, min(top, hi * 2)
-        for _ in range(40):  # counts are whole channels: the closest of the scales tried wins
+        positive = [b for b in self.base if b > 0]
+        top = max_ratio / min(positive) if positive else 1.0
+        while self.removed_share(self.counts(hi, max_ratio)) < target and hi < top:
+            lo, hi = hi, min(top, hi * 2)  # past ``top`` every ratio is capped: more scale changes nothing
+        for _ in range(40):
             mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if reached(mid) < target else (lo, mid)
-        return min(tried, key=lambda scale: (abs(tried[scale] - target), scale))
+            lo, hi = (mid, hi) if self.removed_share(self.counts(mid, max_ratio)) < target else (lo, mid)
+        counts = self.counts(lo, max_ratio)
+        best = min((counts, self.counts(hi, max_ratio)), key=lambda c: abs(self.removed_share(c) - target))
+        cap = [min(size - 1, size - int(size * (1 - max_ratio))) for size in self.size]
+        share = self.removed_share(counts)
+        while share < target:  # one channel at a time: the step that gets closest without passing, else the least past
+            options = [(self.removed_share(counts[:j] + [counts[j] + 1] + counts[j + 1:]), j)
+                       for j in range(len(counts)) if self.base[j] > 0 and counts[j] < cap[j]]
+            if not options:
+                break
+            below = [o for o in options if o[0] <= target]
+            share, j = max(below) if below else min(options)
+            counts = counts[:j] + [counts[j] + 1] + counts[j + 1:]
+        return min((best, counts), key=lambda c: abs(self.removed_share(c) - target))
 
     def ratio_dict(self, counts: list[int]) -> dict[Any, float]:
         """``MetaPruner``'s ``pruning_ratio_dict``: a ratio per root that makes it remove exactly ``counts``
