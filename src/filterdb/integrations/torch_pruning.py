@@ -13,8 +13,9 @@ ratio the plan allows all of its members, with the plan's channel scores summed 
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -89,10 +90,12 @@ class PlanImportance:
             if dep.pruning_fn != tp.prune_conv_out_channels or id(layer) not in self.scores:
                 continue
             scores = self.scores[id(layer)]
-            root = group[i].root_idxs
+            at, root = np.asarray(idxs, dtype=np.int64), np.asarray(group[i].root_idxs, dtype=np.int64)
             if total is None:
                 total = np.zeros(len(group[0].idxs))
-            np.add.at(total, np.asarray(root), scores[np.asarray(idxs)])
+            if len(at) != len(root) or (len(at) and (at.max() >= len(scores) or root.max() >= len(total))):
+                continue  # indices the graph maps through a model output or a reshape it cannot follow: no vote
+            np.add.at(total, root, scores[at])
         return None if total is None else torch.as_tensor(total, dtype=torch.float32)
 
 
@@ -299,14 +302,17 @@ def plan_pruner(module: Any, plan: PrunePlan, example_inputs: Any, *, ignored_la
     if pruner_options.get("round_to"):
         raise UsageError("plan_pruner does not take round_to: it removes the planned number of channels exactly")
     mapping = map_layers(module, plan)
-    graph_options = {k: pruner_options[k] for k in ("unwrapped_parameters", "customized_pruners")
-                     if k in pruner_options}
-    ratios = pruning_ratios(module, plan, example_inputs, mapping, ignored_layers=list(ignored_layers),
-                            match_params=match_params, max_ratio=max_ratio, graph_options=graph_options)
-    return tp.pruner.MetaPruner(
-        module, example_inputs, importance=PlanImportance(plan, mapping), pruning_ratio=0.0,
-        pruning_ratio_dict=ratios, ignored_layers=list(ignored_layers),
-        root_module_types=[nn.modules.conv._ConvNd], **pruner_options)
+    with _opaque_permutations(module) as (opaque, opaque_pruners):
+        options = dict(pruner_options)
+        options["customized_pruners"] = {**opaque_pruners, **options.get("customized_pruners", {})}
+        ignored = list(ignored_layers) + opaque
+        graph_options = {k: options[k] for k in ("unwrapped_parameters", "customized_pruners") if k in options}
+        ratios = pruning_ratios(module, plan, example_inputs, mapping, ignored_layers=ignored,
+                                match_params=match_params, max_ratio=max_ratio, graph_options=graph_options)
+        return tp.pruner.MetaPruner(
+            module, example_inputs, importance=PlanImportance(plan, mapping), pruning_ratio=0.0,
+            pruning_ratio_dict=ratios, ignored_layers=ignored, root_module_types=[nn.modules.conv._ConvNd],
+            **options)
 
 
 def conv_params(model: Any) -> int:
@@ -314,3 +320,71 @@ def conv_params(model: Any) -> int:
     import torch.nn as nn
 
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd))
+
+
+@contextlib.contextmanager
+def _opaque_permutations(module: Any) -> Iterator[tuple[list[Any], dict[Any, Any]]]:
+    """Trace torchvision's ShuffleNet channel shuffle as one node that nothing prunes through.
+
+    A channel shuffle is a reshape, transpose and reshape that interleaves the channels of two branches;
+    Torch-Pruning's graph cannot map indices through it (its tracer fails on the reshape; Torch-Pruning issue
+    #14). While the graph is traced, each block's shuffle runs as a module of its own whose backward is one
+    autograd node; that module is ignored, so every group whose channels cross a shuffle (the branch outputs and
+    the next block's inputs) is left alone, and the channels inside each branch stay prunable. Yields the
+    modules to ignore and the customized pruners for them; the block's own code is restored on exit.
+    """
+    try:
+        from torchvision.models import shufflenetv2
+    except ImportError:
+        yield [], {}
+        return
+    blocks = [m for m in module.modules() if isinstance(m, shufflenetv2.InvertedResidual)]
+    if not blocks:
+        yield [], {}
+        return
+    import torch
+    import torch.nn as nn
+
+    real = shufflenetv2.channel_shuffle
+
+    class _Permute(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Any, groups: int) -> Any:  # type: ignore[override]
+            ctx.groups = groups
+            return real(x, groups)
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:  # type: ignore[override]
+            return real(grad, grad.shape[1] // ctx.groups), None  # the inverse interleave
+
+    class ChannelShuffle(nn.Module):
+        def __init__(self, groups: int) -> None:
+            super().__init__()
+            self.groups = groups
+
+        def forward(self, x: Any) -> Any:
+            self.channels = int(x.shape[1])  # what the graph asks (a split after it needs the count)
+            return _Permute.apply(x, self.groups)
+
+    class Opaque(_tp().ops.DummyPruner):  # type: ignore[misc]
+        """Prunes nothing, couples its inputs and outputs (one function for both), reports its channels."""
+
+        def get_out_channels(self, layer: Any) -> Any:
+            return getattr(layer, "channels", None)
+
+        get_in_channels = get_out_channels
+
+    shuffles = {id(block): ChannelShuffle(2) for block in blocks}
+    current: list[Any] = []
+    hooks = [block.register_forward_pre_hook(lambda m, args: current.append(m)) for block in blocks]
+    for block in blocks:
+        block.add_module("_filterdb_shuffle", shuffles[id(block)])
+    shufflenetv2.channel_shuffle = lambda x, groups: shuffles[id(current[-1])](x)  # type: ignore[assignment]
+    try:
+        yield list(shuffles.values()), {ChannelShuffle: Opaque()}
+    finally:
+        shufflenetv2.channel_shuffle = real
+        for hook in hooks:
+            hook.remove()
+        for block in blocks:
+            del block._modules["_filterdb_shuffle"]
