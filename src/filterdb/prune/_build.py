@@ -18,12 +18,15 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from ..errors import UsageError
 from ..types import ConvLayer, ModelRecord
+
+if TYPE_CHECKING:
+    from ..check import Thresholds
 from ._plan import LayerPlan, PrunePlan
 from ._scores import ChannelScores, channel_scores
 
@@ -86,8 +89,14 @@ def prune_plan(model: Any, target: float = 0.5, by: Literal["params", "flops"] =
     if by == "flops" and flops is None:
         raise UsageError("--by flops needs the input shape (--input-shape C,H,W)")
     graph = _chain(layers, settings)
-    scores = [channel_scores(layer.weight, zero_eps=settings.zero_eps, duplicate_cos=settings.duplicate_cos)
-              for layer in layers]
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread, as for the metrics (metrics.layer_metric_columns): a layer's Gram matrix is at most a few
+    # thousand channels square, and on a busy machine OpenBLAS's spinning threads made ResNet-50's scores five to
+    # ten times slower than one thread (docs/prune.md, "Speed").
+    with threadpool_limits(1, user_api="blas"):
+        scores = [channel_scores(layer.weight, zero_eps=settings.zero_eps, duplicate_cos=settings.duplicate_cos)
+                  for layer in layers]
     low_diversity = _low_diversity(record)
     params = [float(layer.weight.size) for layer in layers]
     if free_only:
@@ -238,12 +247,37 @@ def _follow(keep: list[int], graph: _Chain) -> list[int]:
     return keep
 
 
-def _low_diversity(record: ModelRecord) -> set[str]:
-    from ..check import check_model
+def _low_diversity(record: ModelRecord, thresholds: Thresholds | None = None) -> set[str]:
+    """Layers with the low-diversity verdict of ``filterdb check`` (check.judge_layers on the normalised
+    variance entropy), from that one metric: the rest of the check (orthogonality, norms, the clean entropy) was
+    two thirds of a ResNet-50 plan's time and says nothing here. tests/test_prune_coverage.py checks the set
+    against check_model's verdicts."""
+    from ..check import Thresholds, judge_layers
+    from ..metrics import _normalised, variance_entropy
 
-    report = check_model(record)
-    return {layer.name for layer, verdicts in zip(record.layers, report.verdicts)
-            if any(v.kind == "low-diversity" for v in verdicts)}
+    t = thresholds or Thresholds()
+    if t.entropy != "all":  # the clean variant needs the sparse filters removed first: the whole check does that
+        from ..check import check_model
+
+        report = check_model(record, t)
+        return {layer.name for layer, verdicts in zip(record.layers, report.verdicts)
+                if any(v.kind == "low-diversity" for v in verdicts)}
+    names, n_filters, kernels, entropy = [], [], [], []
+    for layer in record.layers:
+        kernel = tuple(int(k) for k in layer.weight.shape[2:])
+        if len(kernel) != 2 or kernel[0] * kernel[1] <= 1:
+            continue
+        n = int(layer.weight.shape[0] * layer.weight.shape[1])
+        h = variance_entropy(layer.weight.reshape(n, kernel[0] * kernel[1]))
+        names.append(layer.name)
+        n_filters.append(n)
+        kernels.append(kernel)
+        entropy.append(_normalised(h, n, kernel)[0])
+    if not names:
+        return set()
+    judged = judge_layers({"n_filters": np.array(n_filters), "kernel": kernels, "sparsity": np.zeros(len(names)),
+                           "variance_entropy_norm": np.array(entropy)}, t)
+    return {name for name, kinds in zip(names, judged.kinds()) if "low-diversity" in kinds}
 
 
 def _input_shape(shape: Sequence[int] | None) -> tuple[int, ...] | None:

@@ -103,10 +103,9 @@ def _duplicates(gram: np.ndarray, norms: np.ndarray, zero: np.ndarray, order: np
     cos[:, zero] = 0.0
     max_cosine = cos.max(axis=1) if n > 1 else np.zeros(n)
     duplicate_of = np.full(n, -1, dtype=np.int64)
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    for c in range(n):  # O(n²) over a cosine matrix already built: layers have at most a few thousand channels
-        earlier = np.flatnonzero((cos[c] >= threshold) & (rank < rank[c]))
-        if earlier.size:
-            duplicate_of[c] = int(earlier[np.argmin(rank[earlier])])
+    if n > 1:  # in importance order, each channel's first earlier channel at the threshold (one pass, no loop)
+        close = cos[np.ix_(order, order)] >= threshold
+        close &= np.tri(n, k=-1, dtype=bool)
+        found = close.any(axis=1)
+        duplicate_of[order[found]] = order[close[found].argmax(axis=1)]
     return max_cosine, duplicate_of
