@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -112,10 +113,17 @@ def pruning_ratios(module: Any, plan: PrunePlan, example_inputs: Any, mapping: M
     of the module is pruned.
     """
     groups = _Groups(module, plan, example_inputs, mapping, list(ignored_layers), graph_options or {})
-    if match_params:
-        target = plan.params_removed / plan.params_total if plan.params_total else 0.0
-        return groups.ratio_dict(groups.matching_counts(target, max_ratio))
-    return groups.ratio_dict(groups.counts(1.0, max_ratio))
+    if not match_params:
+        return groups.ratio_dict(groups.counts(1.0, max_ratio))
+    target = plan.params_removed / plan.params_total if plan.params_total else 0.0
+    counts = groups.matching_counts(target, max_ratio)
+    reached = groups.removed_share(counts)
+    if abs(reached - target) > 0.02 * target:
+        warnings.warn(f"the module's graph lets the plan remove {reached:.1%} of its conv weights, not the planned "
+                      f"{target:.1%}: channels that cross a coupling the pruner leaves alone (a channel shuffle, an "
+                      f"ignored layer, a model output) cannot go, and no group loses more than {max_ratio:.0%}",
+                      stacklevel=3)
+    return groups.ratio_dict(counts)
 
 
 # the plan's reasons for a layer it did not assess because it could not follow the coupling (docs/prune.md)
