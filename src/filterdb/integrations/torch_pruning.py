@@ -163,7 +163,8 @@ class _Groups:
         for group in self.graph.get_all_groups(ignored_layers=expanded, root_module_types=conv_types):
             root_n = len(group[0].idxs)
             votes, followed_only = [], True
-            outs, ins = [], []
+            outs: list[tuple[int, float]] = []
+            ins: list[tuple[int, float]] = []
             for dep, idxs in group:
                 target = dep.target.module
                 is_out = self.graph.is_out_channel_pruning_fn(dep.handler)
@@ -186,7 +187,7 @@ class _Groups:
             self.out_share.append(outs)
             self.in_share.append(ins)
 
-    def _channel_groups(self, group: Any, conv_types: tuple[type, ...]) -> int:
+    def _channel_groups(self, group: Any, conv_types: Any) -> int:
         """MetaPruner's channel groups of a group: a grouped conv (not depthwise) or a GroupNorm splits it."""
         found = [1]
         for dep, _ in group:
@@ -314,7 +315,8 @@ def plan_pruner(module: Any, plan: PrunePlan, example_inputs: Any, *, ignored_la
         options = dict(pruner_options)
         options["customized_pruners"] = {**opaque_pruners, **options.get("customized_pruners", {})}
         ignored = list(ignored_layers) + opaque
-        graph_options = {k: options[k] for k in ("unwrapped_parameters", "customized_pruners") if k in options}
+        graph_options: dict[str, Any] = {k: options[k] for k in ("unwrapped_parameters", "customized_pruners")
+                                         if k in options}
         ratios = pruning_ratios(module, plan, example_inputs, mapping, ignored_layers=ignored,
                                 match_params=match_params, max_ratio=max_ratio, graph_options=graph_options)
         return tp.pruner.MetaPruner(
@@ -357,12 +359,12 @@ def _opaque_permutations(module: Any) -> Iterator[tuple[list[Any], dict[Any, Any
 
     class _Permute(torch.autograd.Function):
         @staticmethod
-        def forward(ctx: Any, x: Any, groups: int) -> Any:  # type: ignore[override]
+        def forward(ctx: Any, x: Any, groups: int) -> Any:
             ctx.groups = groups
             return real(x, groups)
 
         @staticmethod
-        def backward(ctx: Any, grad: Any) -> Any:  # type: ignore[override]
+        def backward(ctx: Any, grad: Any) -> Any:
             return real(grad, grad.shape[1] // ctx.groups), None  # the inverse interleave
 
     class ChannelShuffle(nn.Module):
@@ -387,7 +389,7 @@ def _opaque_permutations(module: Any) -> Iterator[tuple[list[Any], dict[Any, Any
     hooks = [block.register_forward_pre_hook(lambda m, args: current.append(m)) for block in blocks]
     for block in blocks:
         block.add_module("_filterdb_shuffle", shuffles[id(block)])
-    shufflenetv2.channel_shuffle = lambda x, groups: shuffles[id(current[-1])](x)  # type: ignore[assignment]
+    shufflenetv2.channel_shuffle = lambda x, groups: shuffles[id(current[-1])](x)
     try:
         yield list(shuffles.values()), {ChannelShuffle: Opaque()}
     finally:
