@@ -170,3 +170,14 @@ def test_the_corpus_mtcnn_nets_are_pruned_as_planned(corpus_path, key: str, make
     heads = [lp.name for lp in plan.layers if lp.reason == "keep: model output"]
     assert heads and all(getattr(model, name.removesuffix(".weight")).out_channels ==
                          dict((lp.name, lp.out_channels) for lp in plan.layers)[name] for name in heads)
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("key", ["alex.pth", "vgg.pth", "squeeze.pth"])
+def test_the_corpus_lpips_heads_have_nothing_to_prune(corpus_path, key: str) -> None:
+    """LPIPS's weights are 1×1 heads with one output channel each: every one is an output, left at 0 and named."""
+    plan = prune_plan(read_model(corpus_path(key)), target=0.5)
+    assert plan.layers and all(lp.out_channels == 1 for lp in plan.layers)
+    assert plan.params_removed == 0
+    assert {name for name, _ in plan.untouched} == {lp.name for lp in plan.layers}
+    assert {reason for _, reason in plan.untouched} == {"keep: model output"}
