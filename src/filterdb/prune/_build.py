@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -94,9 +95,20 @@ def prune_plan(model: Any, target: float = 0.5, by: Literal["params", "flops"] =
     # One BLAS thread, as for the metrics (metrics.layer_metric_columns): a layer's Gram matrix is at most a few
     # thousand channels square, and on a busy machine OpenBLAS's spinning threads made ResNet-50's scores five to
     # ten times slower than one thread (docs/prune.md, "Speed").
+    # The layers are scored in parallel instead, one per core: numpy and LAPACK release the GIL, each layer's
+    # scores depend on its weights alone, so the result is the same in any order.
+    def score(layer: ConvLayer) -> ChannelScores:
+        return channel_scores(layer.weight, zero_eps=settings.zero_eps, duplicate_cos=settings.duplicate_cos)
+
     with threadpool_limits(1, user_api="blas"):
-        scores = [channel_scores(layer.weight, zero_eps=settings.zero_eps, duplicate_cos=settings.duplicate_cos)
-                  for layer in layers]
+        workers = min(len(layers), os.cpu_count() or 1, 8)
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                scores = list(pool.map(score, layers))
+        else:
+            scores = [score(layer) for layer in layers]
     low_diversity = _low_diversity(record)
     params = [float(layer.weight.size) for layer in layers]
     if free_only:
