@@ -7,8 +7,11 @@
 The plan's layer names come from whatever file it was made from (the module itself, a saved state_dict,
 an ONNX export); :func:`map_layers` matches them onto the module's conv layers by name, and by order and
 weight shape where names differ. Torch-Pruning's dependency graph then keeps coupled layers (residual
-adds, depthwise pairs, concatenations) consistent: a group of coupled layers is pruned at the largest
-ratio the plan allows all of its members, with the plan's channel scores summed over the group.
+adds, depthwise pairs, concatenations, grouped convs) consistent: a group of coupled layers is pruned at the
+largest ratio the plan allows all of its members, with the plan's channel scores summed over the group, and the
+counts per group are chosen on the graph so that the module loses the plan's share of conv weights.
+ShuffleNet's channel shuffle, which the graph cannot map, is traced as one node nothing prunes through.
+Coverage (every torchvision CNN family) and the rules: docs/prune.md.
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ class PlanImportance:
 
 
 def pruning_ratios(module: Any, plan: PrunePlan, example_inputs: Any, mapping: Mapping[str, Any], *,
-                   ignored_layers: Iterable[Any] = (), match_params: bool = True, max_ratio: float = 0.95,
+                   ignored_layers: Iterable[Any] = (), match_params: bool = True, max_ratio: float = 0.9,
                    graph_options: Mapping[str, Any] | None = None) -> dict[Any, float]:
     """Per coupled group (keyed by its root conv) the share of channels to remove, as ``MetaPruner`` takes it.
 
@@ -274,9 +277,6 @@ class _Groups:
         """``MetaPruner``'s ``pruning_ratio_dict``: a ratio per root that makes it remove exactly ``counts``
         (``int(size × (1 − (k − ½)/size))`` is ``size − k``, safe from rounding either way)."""
         return {root: (k - 0.5) / size for root, k, size in zip(self.roots, counts, self.size) if k > 0}
-
-    def planned(self, counts: list[int]) -> dict[Any, int]:
-        return {root: k * ch for root, k, ch in zip(self.roots, counts, self.ch_groups) if k > 0}
 
 
 def plan_pruner(module: Any, plan: PrunePlan, example_inputs: Any, *, ignored_layers: Iterable[Any] = (),
