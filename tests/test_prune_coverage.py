@@ -58,7 +58,7 @@ def test_a_torchvision_builder_is_pruned_as_planned(name: str) -> None:
     assert out.shape == (2, classes) and bool(torch.isfinite(out).all())
     after = {n: (m.out_channels, m.in_channels, m.groups) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     for layer, reason in plan.untouched:  # a layer the plan names as a model output keeps its channels
-        if reason == "keep: model output" and name != "densenet121":  # DenseNet: see below
+        if reason == "keep: model output":
             assert after[layer][0] == convs[layer][0], layer
     grouped = [n for n, (o, i, g) in convs.items() if 1 < g < o]
     if grouped:  # RegNet: Torch-Pruning prunes grouped convs evenly across their groups, groups kept
