@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from filterdb.store import put_model_data
 
 HOSTILE_SHA = ["../../x", "/tmp/fdb-x", "a" * 63, "A" * 64, "0" * 64 + "/../y", "x" * 100_000, "", "é" * 64]
 HOSTILE_SHARD = ["../../victim/precious.txt", "/etc/passwd", "shards/3x3/../../../x.arrow", "shards/3x3/" + "0" * 32,
@@ -37,7 +38,7 @@ def build_base(root: Path) -> Path:
     for seed in (1, 2, 3):
         ingest_record(store, synthetic_record(seed, channels=8))
     for sha in store.models()["sha256"]:
-        store.put_model_data(sha, "fingerprint", {"means": np.ones((3, 9), np.float32), "version": np.int32(1)})
+        put_model_data(store, sha, "fingerprint", {"means": np.ones((3, 9), np.float32), "version": np.int32(1)})
     store.close()
     return root
 
