@@ -91,11 +91,11 @@ def main() -> None:
     ap.add_argument("--keys", default="", help="comma-separated number paths (or path endings) to show")
     ap.add_argument("--python", default=sys.executable, help="the interpreter both checkouts run under")
     ap.add_argument("--json", type=Path, help="also write every run's numbers here")
-    ap.add_argument("command", nargs=argparse.REMAINDER, help="-- SCRIPT ARGS... (SCRIPT relative to a checkout)")
-    args = ap.parse_args()
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        ap.error("give the bench command after --")
+    argv = sys.argv[1:]
+    if "--" not in argv or argv.index("--") == len(argv) - 1:
+        ap.error("give the bench command after --: ... -- SCRIPT ARGS...")
+    cut = argv.index("--")
+    args, command = ap.parse_args(argv[:cut]), argv[cut + 1:]
     checkouts = {"A": args.a.resolve(), "B": args.b.resolve()}
     keys = [k for k in args.keys.split(",") if k]
     print(f"A = {checkouts['A']}\nB = {checkouts['B']}\ncommand: {' '.join(command)}", flush=True)
