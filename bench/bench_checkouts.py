@@ -91,6 +91,8 @@ def main() -> None:
     ap.add_argument("--keys", default="", help="comma-separated number paths (or path endings) to show")
     ap.add_argument("--python", default=sys.executable, help="the interpreter both checkouts run under")
     ap.add_argument("--json", type=Path, help="also write every run's numbers here")
+    ap.add_argument("--warmup", action="store_true",
+                    help="run each checkout once first, unrecorded (numba's cache, the page cache)")
     argv = sys.argv[1:]
     if "--" not in argv or argv.index("--") == len(argv) - 1:
         ap.error("give the bench command after --: ... -- SCRIPT ARGS...")
@@ -99,6 +101,10 @@ def main() -> None:
     checkouts = {"A": args.a.resolve(), "B": args.b.resolve()}
     keys = [k for k in args.keys.split(",") if k]
     print(f"A = {checkouts['A']}\nB = {checkouts['B']}\ncommand: {' '.join(command)}", flush=True)
+    if args.warmup:
+        for label in "AB":
+            run_once(checkouts[label], command, args.python)
+        print("warm-up: one unrecorded run each", flush=True)
     runs: list[dict[str, Any]] = []
     for rnd in range(1, args.rounds + 1):
         for label in ("AB" if rnd % 2 else "BA"):
