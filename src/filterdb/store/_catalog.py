@@ -417,6 +417,15 @@ class Catalog:
                 raise resource from None
             raise
 
+    def models(self) -> Any:
+        """The ``models`` view, ordered by model id (:meth:`Store.models`)."""
+        return self.query("SELECT * FROM models ORDER BY model_id", None, "", "query")
+
+    def layers(self, where: str | None, params: Any) -> Any:
+        """The ``layers`` view, optionally filtered by the user's ``where`` predicate (:meth:`Store.layers`)."""
+        query = "SELECT * FROM layers" + (f" WHERE ({where})" if where else "") + " ORDER BY model_id, layer_index"
+        return self.query(query, params, where or "", "where predicate")
+
     def layer_columns(self, con: Any = None) -> list[str]:
         """The columns of the ``layers`` view, in order (the manifests' metadata columns included)."""
         if con is None:

@@ -244,7 +244,7 @@ class Store:
     def models(self) -> pd.DataFrame:
         """All models with their metadata, as a DataFrame (one row per model version; ``aliases``: the other
         names the same bytes were ingested under, on stores written by this version)."""
-        return self.sql("SELECT * FROM models ORDER BY model_id")
+        return self.catalog.models()
 
     def layers(self, where: str | None = None,
                params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
@@ -253,8 +253,7 @@ class Store:
         ``where`` is an SQL predicate over the ``layers`` view's columns with ``?`` placeholders, e.g.
         ``store.layers("task = ? AND kernel = ?", ["Classification", "3x3"])``.
         """
-        query = "SELECT * FROM layers" + (f" WHERE ({where})" if where else "") + " ORDER BY model_id, layer_index"
-        return self.catalog.query(query, params, where or "", "where predicate")
+        return self.catalog.layers(where, params)
 
     def existing(self, sha256: str, *, name: str | None = None, source: str | None = None) -> IngestResult:
         """The :class:`IngestResult` (``skipped=True``) of a model already in the store, by its sha256; its
