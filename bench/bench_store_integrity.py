@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from filterdb.store import verify_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -32,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from filterdb.readers import make_layer
-    from filterdb.store import init_store
+    from filterdb.store import init_store, verify_store
     from filterdb.store._shards import ShardReader, write_shard
     from filterdb.types import ModelInfo, ModelRecord
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from filterdb.store import put_model_data
 
 HOSTILE_SHA = ["../../x", "/tmp/fdb-x", "a" * 63, "A" * 64, "0" * 64 + "/../y", "x" * 100_000, "", "é" * 64]
 HOSTILE_SHARD = ["../../victim/precious.txt", "/etc/passwd", "shards/3x3/../../../x.arrow", "shards/3x3/" + "0" * 32,
@@ -31,7 +30,7 @@ HOSTILE_SHARD = ["../../victim/precious.txt", "/etc/passwd", "shards/3x3/../../.
 def build_base(root: Path) -> Path:
     """A small healthy store: three synthetic models, each with fingerprint data, one in the old folder."""
     from filterdb import ingest_record
-    from filterdb.store import init_store
+    from filterdb.store import init_store, put_model_data
     from filterdb.testing import synthetic_record
 
     store = init_store(root)

@@ -15,7 +15,7 @@ import pytest
 from helpers import run_cli as run, snapshot
 
 from filterdb import ingest_record
-from filterdb.store import StoreError, StoreWriteError, init_store, open_store
+from filterdb.store import StoreError, StoreWriteError, init_store, open_store, remove_models, verify_store
 from filterdb.testing import synthetic_record
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -152,7 +152,6 @@ import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # the write fails with EFBIG instead of killing the process
 resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
 from filterdb.cli import main
-from filterdb.store import remove_models, verify_store
 main(sys.argv[2:])
 """
 
