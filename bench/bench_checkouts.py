@@ -3,8 +3,9 @@
 On a shared machine timings drift by tens of percent between minutes, so two versions are only comparable
 when measured side by side: this runs the same command in checkout A and checkout B in turns (A B, B A,
 A B, ...: neither always goes first), each with ``PYTHONPATH`` set to that checkout's ``src`` and the
-checkout as working directory, and prints every run's numbers, the load average before it, and the ratio
-B / A of each round.
+checkout as working directory, and prints every run's numbers, the load average before it, the CPU seconds
+of the whole command (``cpu_s``: user + system of all its processes, steadier than wall time when the
+machine is crowded) and the ratio B / A of each round.
 
     python bench/bench_checkouts.py A B [-n 3] [--keys total_s,pca_s] [--json out.json] -- SCRIPT ARGS...
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -69,17 +71,23 @@ def run_once(checkout: Path, command: list[str], python: str) -> tuple[dict[str,
     """(the numbers of one run, its wall seconds, the 1-minute load average just before it)."""
     env = dict(os.environ, PYTHONPATH=str(checkout / "src"))
     load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     out = subprocess.run([python, *command], cwd=checkout, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode:
         raise SystemExit(f"{checkout}: {' '.join(command)} failed ({out.returncode}):\n{out.stderr[-4000:]}")
-    return numbers(parse_output(out.stdout)), wall, load
+    values = numbers(parse_output(out.stdout))
+    # CPU seconds of the command and all its processes: on a crowded machine far steadier than wall time
+    values["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return values, wall, load
 
 
 def pick(values: dict[str, float], keys: list[str]) -> dict[str, float]:
     if not keys:
         return values
+    keys = [*keys, "cpu_s"]
     return {path: v for path, v in values.items() if any(path == k or path.endswith("." + k) for k in keys)}
 
 
