@@ -67,11 +67,9 @@ def parse_output(text: str) -> Any:
         return docs if len(docs) > 1 else docs[0]
 
 
-values_doc: dict[int, Any] = {}
-
-
-def run_once(checkout: Path, command: list[str], python: str) -> tuple[dict[str, float], float, float]:
-    """(the numbers of one run, its wall seconds, the 1-minute load average just before it)."""
+def run_once(checkout: Path, command: list[str], python: str) -> tuple[dict[str, float], Any, float, float]:
+    """(the numbers of one run, its whole output (texts such as checksums included), its wall seconds, the
+    1-minute load average just before it)."""
     env = dict(os.environ, PYTHONPATH=str(checkout / "src"))
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -83,10 +81,10 @@ def run_once(checkout: Path, command: list[str], python: str) -> tuple[dict[str,
         raise SystemExit(f"{checkout}: {' '.join(command)} failed ({out.returncode}):\n{out.stderr[-4000:]}")
     doc = parse_output(out.stdout)
     values = numbers(doc)
-    values_doc[id(values)] = doc  # the whole output, for --json (texts such as checksums included)
+
     # CPU seconds of the command and all its processes: on a crowded machine far steadier than wall time
     values["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return values, wall, load
+    return values, doc, wall, load
 
 
 def pick(values: dict[str, float], keys: list[str]) -> dict[str, float]:
@@ -121,10 +119,10 @@ def main() -> None:
     runs: list[dict[str, Any]] = []
     for rnd in range(1, args.rounds + 1):
         for label in ("AB" if rnd % 2 else "BA"):
-            values, wall, load = run_once(checkouts[label], command, args.python)
+            values, doc, wall, load = run_once(checkouts[label], command, args.python)
             shown = pick(values, keys)
             runs.append({"round": rnd, "version": label, "load": load, "wall_s": wall, "values": values,
-                         "output": values_doc.pop(id(values), None)})
+                         "output": doc})
             print(f"round {rnd} {label}  load {load:4.2f}  wall {wall:6.1f} s  "
                   + "  ".join(f"{k}={v:.4g}" for k, v in shown.items()), flush=True)
     print("\nB / A per round (below 1: B smaller; for times, B faster; for rates, B slower):")
