@@ -1,7 +1,7 @@
 """``similar`` and ``lineage`` on a store: candidates from fingerprints, every relation from :func:`compare`.
 
 Fingerprints (:mod:`._fingerprint`) are the store's per-model data of kind ``fingerprint``
-(:meth:`filterdb.store.Store.put_model_data`); a store made before them gets them computed once, on first use
+(:func:`filterdb.store.put_model_data`); a store made before them gets them computed once, on first use
 (``progress`` is called per model), and a damaged one is rebuilt. They only propose candidates: each candidate
 pair is decided by :func:`filterdb.lineage.compare_weights` on the weights rebuilt from the store, so
 ``compare``, ``similar``, ``lineage`` and the report give one relation, score and parent per pair
