@@ -66,11 +66,12 @@ class _Clock:
 def default_axes(store: Any, selection: Selection) -> list[str]:
     """See :func:`filterdb.analysis.study.default_axes` (one catalog query)."""
     store = as_store(store)
-    columns = set(store.layer_columns())
+    columns = set(store.catalog.layer_columns())
     candidates = [c for c in CANDIDATE_AXES if c in columns]
     axes: list[str] = []
     if candidates:
-        frame = store.selected_layers(selection.replace(by=None, groups=None), axes=candidates, columns=("layer_id",))
+        frame = store.catalog.selected_layers(selection.replace(by=None, groups=None), axes=candidates,
+                                              columns=("layer_id",))
         for i, col in enumerate(candidates):
             if len(axes) < 3 and frame[f"axis_{i}"].dropna().nunique() >= 2:
                 axes.append(col)
@@ -92,7 +93,8 @@ def run_study(store: Any, selection: Selection | None, by: Sequence[str] | None,
     if isinstance(by, str):
         by = [by]
     axes = list(dict.fromkeys(by)) if by else default_axes(store, sel)
-    depth_axes = {axis: store.axis_sql(axis)[1] for axis in axes}  # an unknown column: a UsageError, before any work
+    # an unknown column: a UsageError, before any work
+    depth_axes = {axis: store.catalog.axis_sql(axis)[1] for axis in axes}
     clock = _Clock(progress)
     errors: dict[str, str] = {}
     model_names = {}
