@@ -37,12 +37,13 @@ import torch_pruning as tp
 
 from filterdb import read_model
 from filterdb.integrations.torch_pruning import conv_params, plan_pruner
-from filterdb.prune import prune_plan
+from filterdb.integrations._compensate import compensated_step
+from filterdb.prune import PlanSettings, prune_plan
 
 FASHION = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "filterdb" / "bench-prune"
 TARGETS = (0.3, 0.5, 0.7)
-METHODS = ("filterdb", "uniform-l1", "global-l1", "random")
+METHODS = ("filterdb-novelty", "filterdb-energy", "filterdb-compensated", "uniform-l1", "global-l1", "random")
 SEED = 0
 
 
@@ -201,42 +202,67 @@ def tp_at_target(model: nn.Module, example: torch.Tensor, importance, target: fl
     return best[0]
 
 
-def filterdb_at_target(model: nn.Module, example: torch.Tensor, target: float) -> tuple[nn.Module, dict]:
+def filterdb_at_target(model: nn.Module, example: torch.Tensor, target: float, strategy: str) -> tuple[nn.Module, dict]:
+    """The plan of ``strategy`` applied with ``plan_pruner``; the compensated strategy prunes with
+    ``compensated_step`` (near-duplicates merged, removed means folded into the next layer)."""
     clone = copy.deepcopy(model)
-    record = read_model(clone)
-    plan = prune_plan(record, target=target)
-    plan_pruner(clone, plan, example, ignored_layers=_heads(clone)).step()
-    return clone, {"planned": plan.params_removed / plan.params_total,
-                   "ratios": {lp.name: lp.ratio for lp in plan.layers}}
+    # the last conv feeds the linear head, which every method keeps (ignored_layers): the plan may prune that
+    # conv like the baselines do, instead of keeping it whole as a possible model output
+    plan = prune_plan(read_model(clone), target=target, settings=PlanSettings(strategy=strategy, protect_outputs=False))
+    pruner = plan_pruner(clone, plan, example, ignored_layers=_heads(clone))
+    extra: dict = {"planned": round(plan.params_removed / plan.params_total, 4),
+                   "ratios": {lp.name: lp.ratio for lp in plan.layers if lp.ratio}}
+    if strategy == "compensated":
+        done = compensated_step(pruner)
+        extra["compensation"] = {"merged": done.merged, "folded": done.folded, "uncompensated": done.uncompensated}
+    else:
+        pruner.step()
+    return clone, extra
 
 
-def run_net(name: str, model: nn.Module, data, example: torch.Tensor, finetune_lr: float, quick: bool) -> dict:
+def subset(x: torch.Tensor, y: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random subset of ``n`` examples (all when ``n`` ≥ their number)."""
+    if n >= len(x):
+        return x, y
+    index = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    return x[index], y[index]
+
+
+def run_net(name: str, model: nn.Module, data, example: torch.Tensor, args: argparse.Namespace, result: dict) -> dict:
+    """Every method at every target: accuracy pruned, then after one fine-tune epoch over the same images."""
     x_train, y_train, x_test, y_test = data
+    x_tune, y_tune = subset(x_train, y_train, args.finetune_images, SEED + 2)
+    x_test, y_test = subset(x_test, y_test, args.test_images, SEED + 3)
     base = accuracy(model, x_test, y_test)
     before = conv_params(model)
-    rows = []
-    for target in TARGETS[1:2] if quick else TARGETS:
-        for method in METHODS:
+    out = {"net": name, "base_accuracy": round(base, 2), "conv_params": before, "train_images": len(x_train),
+           "finetune_images": len(x_tune), "test_images": len(x_test), "recipe": list(RECIPES[name][2:]), "rows": []}
+    result.setdefault("nets", []).append(out)
+    for target in TARGETS[1:2] if args.quick else TARGETS:
+        for method in args.methods:
             torch.manual_seed(SEED)
             extra: dict = {}
-            if method == "filterdb":
-                pruned, extra = filterdb_at_target(model, example, target)
+            start = time.perf_counter()
+            if method.startswith("filterdb-"):
+                pruned, extra = filterdb_at_target(model, example, target, method.removeprefix("filterdb-"))
             elif method == "uniform-l1":
                 pruned = tp_at_target(model, example, tp.importance.MagnitudeImportance(p=1), target, False)
             elif method == "global-l1":
                 pruned = tp_at_target(model, example, tp.importance.MagnitudeImportance(p=1), target, True)
             else:
                 pruned = tp_at_target(model, example, tp.importance.RandomImportance(), target, False)
+            prune_s = time.perf_counter() - start
             removed = 1 - conv_params(pruned) / before
             acc_pruned = accuracy(pruned, x_test, y_test)
-            train(pruned, x_train, y_train, epochs=1, lr=finetune_lr, seed=SEED + 1)
+            train(pruned, x_tune, y_tune, epochs=1, lr=args.finetune_lr, seed=SEED + 1, one_cycle=False)
             acc_tuned = accuracy(pruned, x_test, y_test)
-            rows.append({"net": name, "target": target, "method": method, "removed": round(removed, 4),
-                         "acc_pruned": round(acc_pruned, 2), "acc_finetuned": round(acc_tuned, 2),
-                         **({"planned": round(extra["planned"], 4)} if extra else {})})
-            print(f"  {name:8s} {target:.0%} {method:11s} removed {removed:.1%}  acc {acc_pruned:5.1f} → "
-                  f"{acc_tuned:5.1f} (base {base:.1f})", flush=True)
-    return {"net": name, "base_accuracy": round(base, 2), "conv_params": before, "rows": rows}
+            out["rows"].append({"target": target, "method": method, "removed": round(removed, 4),
+                                "acc_pruned": round(acc_pruned, 2), "acc_finetuned": round(acc_tuned, 2),
+                                "prune_s": round(prune_s, 2), "load": round(os.getloadavg()[0], 1), **extra})
+            print(f"  {name:8s} {target:.0%} {method:22s} removed {removed:.1%}  acc {acc_pruned:5.1f} → "
+                  f"{acc_tuned:5.1f} (base {base:.1f})  load {os.getloadavg()[0]:.1f}", flush=True)
+            save(result, args.out)  # after every row: a stopped run keeps what it measured
+    return out
 
 
 # --- speed and coverage -----------------------------------------------------------------------------------
@@ -300,42 +326,92 @@ def main() -> None:
     parser.add_argument("--nets", nargs="*", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--train", nargs="*", choices=list(RECIPES), help="only train (and cache) these nets")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (fixed: results depend on it)")
+    parser.add_argument("--methods", nargs="*", default=list(METHODS))
+    parser.add_argument("--finetune-images", type=int, default=60000,
+                        help="the fine-tune is one epoch over this many training images (a fixed random subset)")
+    parser.add_argument("--finetune-lr", type=float, default=0.01)
+    parser.add_argument("--test-images", type=int, default=10000, help="accuracy on this many test images")
+    parser.add_argument("--merge", nargs="*", type=Path, help="merge these result JSONs into --out and stop")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
     result: dict = {"machine": f"{platform.node()} {os.cpu_count()} cores, {platform.python_version()}, "
                                f"torch {torch.__version__}, torch-pruning {_version('torch-pruning')}",
-                    "load": os.getloadavg(), "seed": SEED}
+                    "load": os.getloadavg(), "seed": SEED, "threads": args.threads}
+    if args.merge:
+        merged = json.loads(args.merge[0].read_text())
+        for more in args.merge[1:]:
+            merged["nets"] += json.loads(more.read_text())["nets"]
+        save(merged, args.out)
+        print(markdown(merged))
+        return
     if args.train:
         for name in args.train:
             trained(name, dataset(RECIPES[name][1]))
         return
     if "nets" not in args.skip:
-        result["nets"] = []
         for name in args.nets:
             data = dataset(RECIPES[name][1])
             example = data[0][:1].clone()
-            result["nets"].append(run_net(name, trained(name, data), data, example, args, result))
+            run_net(name, trained(name, data), data, example, args, result)
     if "timing" not in args.skip:
         result["timing"] = resnet50_timing()
         print("  timing", result["timing"], flush=True)
     if "torchvision" not in args.skip:
         result["torchvision"] = torchvision_coverage()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
+    save(result, args.out)
     print(markdown(result))
 
 
+def save(result: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(result))
+
+
 def markdown(result: dict) -> str:
-    lines = [f"# bench_prune: {result['machine']}", f"load {result['load']}, seed {result['seed']}", ""]
+    lines = [f"# bench_prune: {result['machine']}", f"load at start {result['load']}, seed {result['seed']}, "
+             f"torch threads {result.get('threads', '?')}", ""]
     for net in result.get("nets", []):
-        lines += [f"## {net['net']} (base accuracy {net['base_accuracy']} %, {net['conv_params']:,} conv weights)", "",
-                  "| target | method | removed | acc. pruned | acc. after 1-epoch fine-tune |", "|---|---|---|---|---|"]
+        lines += [f"## {net['net']} (base accuracy {net['base_accuracy']} % on {net.get('test_images', '?')} test "
+                  f"images, {net['conv_params']:,} conv weights; trained {net.get('recipe', '?')} "
+                  f"(epochs, peak lr, batch) on {net.get('train_images', '?')} images; fine-tune: one epoch over "
+                  f"{net.get('finetune_images', '?')} of them)", "",
+                  "| target | method | removed | acc. pruned | acc. after fine-tune | load |", "|---|---|---|---|---|---|"]
         for row in net["rows"]:
             lines.append(f"| {row['target']:.0%} | {row['method']} | {row['removed']:.1%} | {row['acc_pruned']:.1f} | "
-                         f"{row['acc_finetuned']:.1f} |")
-        lines.append("")
+                         f"{row['acc_finetuned']:.1f} | {row.get('load', '')} |")
+        lines += [""] + verdicts(net) + [""]
+    return _tail(result, lines)
+
+
+def verdicts(net: dict) -> list[str]:
+    """The issue's two targets, per filterdb strategy: at 50 % before the fine-tune ≥ 3 points above uniform
+    L1; after the fine-tune never more than 0.5 below the best baseline (every target)."""
+    out = []
+    rows = net["rows"]
+    strategies = sorted({r["method"] for r in rows if r["method"].startswith("filterdb-")})
+    for method in strategies:
+        parts = []
+        for target in sorted({r["target"] for r in rows}):
+            at = {r["method"]: r for r in rows if r["target"] == target}
+            if method not in at:
+                continue
+            mine = at[method]
+            baselines = [r for m, r in at.items() if not m.startswith("filterdb-")]
+            if not baselines:
+                continue
+            best = max(r["acc_finetuned"] for r in baselines)
+            text = f"{target:.0%}: after fine-tune {mine['acc_finetuned'] - best:+.1f} vs best baseline"
+            if "uniform-l1" in at:
+                gap = mine["acc_pruned"] - at["uniform-l1"]["acc_pruned"]
+                text = f"{target:.0%}: pruned {gap:+.1f} vs uniform-l1, " + text.split(": ", 1)[1]
+            parts.append(text)
+        out.append(f"- **{method}**: " + "; ".join(parts))
+    return out
+
+
+def _tail(result: dict, lines: list[str]) -> str:
     if "timing" in result:
         lines += [f"ResNet-50 safetensors, `filterdb prune --json` whole process: {result['timing']}", ""]
     if "torchvision" in result:

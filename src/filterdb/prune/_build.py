@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import UsageError
 from ..types import ConvLayer, ModelRecord
 from ._plan import LayerPlan, PrunePlan
-from ._scores import ChannelScores, channel_scores
+from ._scores import STRATEGIES, ChannelScores, layer_scores
 
 __all__ = ["prune_plan", "PlanSettings"]
 
@@ -39,6 +39,7 @@ class PlanSettings:
     max_ratio: float = 0.9  # never remove more than this share of one layer's channels
     min_channels: int = 1  # never keep fewer channels than this
     protect_outputs: bool = True  # a layer no other conv consumes may be a model output: left alone
+    strategy: str = "novelty"  # how channels are ranked: one of prune._scores.STRATEGIES (docs/prune.md)
 
 
 def prune_plan(model: Any, target: float = 0.5, by: Literal["params", "flops"] = "params", *,
@@ -85,9 +86,12 @@ def prune_plan(model: Any, target: float = 0.5, by: Literal["params", "flops"] =
     flops = _layer_flops(layers, shape) if shape is not None else None
     if by == "flops" and flops is None:
         raise UsageError("--by flops needs the input shape (--input-shape C,H,W)")
+    if settings.strategy not in STRATEGIES:
+        raise UsageError(f"unknown strategy {settings.strategy!r}: one of {', '.join(STRATEGIES)}")
     graph = _chain(layers, settings)
-    scores = [channel_scores(layer.weight, zero_eps=settings.zero_eps, duplicate_cos=settings.duplicate_cos)
-              for layer in layers]
+    consumers = [layers[c[0]].weight if c else None for c in graph.consumers]  # the strategy hook (_scores)
+    scores = layer_scores([layer.weight for layer in layers], consumers, settings.strategy,
+                          zero_eps=settings.zero_eps, duplicate_cos=settings.duplicate_cos)
     low_diversity = _low_diversity(record)
     params = [float(layer.weight.size) for layer in layers]
     if free_only:
@@ -96,7 +100,7 @@ def prune_plan(model: Any, target: float = 0.5, by: Literal["params", "flops"] =
     else:
         keep = _allocate(layers, scores, graph, flops if by == "flops" and flops else params, float(target), settings)
     plan = _assemble(record, layers, scores, graph, keep, low_diversity, flops, shape, float(target), by, settings)
-    return dataclasses.replace(plan, strategy="free-only") if free_only else plan
+    return dataclasses.replace(plan, strategy="free-only" if free_only else settings.strategy)
 
 
 def _read(model: Any, options: dict[str, Any]) -> ModelRecord:
