@@ -43,7 +43,8 @@ from filterdb.prune import PlanSettings, prune_plan
 FASHION = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "filterdb" / "bench-prune"
 TARGETS = (0.3, 0.5, 0.7)
-METHODS = ("filterdb-novelty", "filterdb-energy", "filterdb-compensated", "uniform-l1", "global-l1", "random")
+METHODS = ("filterdb-novelty", "filterdb-energy", "filterdb-compensated", "filterdb-compensated/uniform", "uniform-l1",
+           "global-l1", "random")  # filterdb-STRATEGY[/ALLOCATION] (PlanSettings)
 SEED = 0
 
 
@@ -126,7 +127,7 @@ def digits_net() -> nn.Module:
 # How each net is trained: (builder, data, epochs, peak learning rate of the one-cycle schedule, batch size).
 # Fashion-MNIST: the full 60,000 training images; digits: 1,400 of sklearn's 1,797 (the rest is the test set).
 RECIPES = {"vgg": (vgg, "fashion", 1, 0.1, 128), "resnet": (resnet, "fashion", 1, 0.1, 128),
-           "digits": (digits_net, "digits", 40, 0.1, 64)}
+           "digits": (digits_net, "digits", 30, 0.05, 32)}
 
 
 # --- training ---------------------------------------------------------------------------------------------
@@ -202,13 +203,15 @@ def tp_at_target(model: nn.Module, example: torch.Tensor, importance, target: fl
     return best[0]
 
 
-def filterdb_at_target(model: nn.Module, example: torch.Tensor, target: float, strategy: str) -> tuple[nn.Module, dict]:
+def filterdb_at_target(model: nn.Module, example: torch.Tensor, target: float, method: str) -> tuple[nn.Module, dict]:
     """The plan of ``strategy`` applied with ``plan_pruner``; the compensated strategy prunes with
     ``compensated_step`` (near-duplicates merged, removed means folded into the next layer)."""
     clone = copy.deepcopy(model)
     # the last conv feeds the linear head, which every method keeps (ignored_layers): the plan may prune that
     # conv like the baselines do, instead of keeping it whole as a possible model output
-    plan = prune_plan(read_model(clone), target=target, settings=PlanSettings(strategy=strategy, protect_outputs=False))
+    strategy, _, allocation = method.partition("/")
+    settings = PlanSettings(strategy=strategy, allocation=allocation or "share", protect_outputs=False)
+    plan = prune_plan(read_model(clone), target=target, settings=settings)
     pruner = plan_pruner(clone, plan, example, ignored_layers=_heads(clone))
     extra: dict = {"planned": round(plan.params_removed / plan.params_total, 4),
                    "ratios": {lp.name: lp.ratio for lp in plan.layers if lp.ratio}}
@@ -254,7 +257,10 @@ def run_net(name: str, model: nn.Module, data, example: torch.Tensor, args: argp
             prune_s = time.perf_counter() - start
             removed = 1 - conv_params(pruned) / before
             acc_pruned = accuracy(pruned, x_test, y_test)
-            train(pruned, x_tune, y_tune, epochs=1, lr=args.finetune_lr, seed=SEED + 1, one_cycle=False)
+            # the net's own batch size: 1,400 digits at 128 a batch would be 11 steps, too few for the batch
+            # norms' running statistics (momentum 0.1) to forget the pruned net's
+            train(pruned, x_tune, y_tune, epochs=1, lr=args.finetune_lr, seed=SEED + 1, one_cycle=False,
+                  batch=RECIPES[name][4])
             acc_tuned = accuracy(pruned, x_test, y_test)
             out["rows"].append({"target": target, "method": method, "removed": round(removed, 4),
                                 "acc_pruned": round(acc_pruned, 2), "acc_finetuned": round(acc_tuned, 2),

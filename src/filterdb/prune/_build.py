@@ -40,6 +40,7 @@ class PlanSettings:
     min_channels: int = 1  # never keep fewer channels than this
     protect_outputs: bool = True  # a layer no other conv consumes may be a model output: left alone
     strategy: str = "novelty"  # how channels are ranked: one of prune._scores.STRATEGIES (docs/prune.md)
+    allocation: str = "share"  # per-layer ratios: "share" (one importance-energy share τ) or "uniform" (one ratio)
 
 
 def prune_plan(model: Any, target: float = 0.5, by: Literal["params", "flops"] = "params", *,
@@ -86,6 +87,8 @@ def prune_plan(model: Any, target: float = 0.5, by: Literal["params", "flops"] =
     flops = _layer_flops(layers, shape) if shape is not None else None
     if by == "flops" and flops is None:
         raise UsageError("--by flops needs the input shape (--input-shape C,H,W)")
+    if settings.allocation not in ("share", "uniform"):
+        raise UsageError(f"unknown allocation {settings.allocation!r}: 'share' or 'uniform'")
     if settings.strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy {settings.strategy!r}: one of {', '.join(STRATEGIES)}")
     graph = _chain(layers, settings)
@@ -215,7 +218,10 @@ def _allocate(layers: Sequence[ConvLayer], scores: Sequence[ChannelScores], grap
                 continue
             floor = max(settings.min_channels, math.ceil((1 - settings.max_ratio) * n))
             energy = energies[i]
-            k = floor if energy is None else int(np.searchsorted(energy, tau - 1e-12) + 1)
+            if settings.allocation == "uniform":  # the same share of channels kept in every layer
+                k = math.ceil(tau * n)
+            else:
+                k = floor if energy is None else int(np.searchsorted(energy, tau - 1e-12) + 1)
             keep.append(min(n, max(floor, k)))
         return _follow(keep, graph)
 
