@@ -22,8 +22,9 @@ import numpy as np
 
 from ..errors import UsageError, missing_dependency
 from ..prune import PrunePlan
+from ._compensate import compensated_step  # the compensated strategy's step (docs/prune.md, "Strategies")
 
-__all__ = ["plan_pruner", "PlanImportance", "map_layers", "pruning_ratios"]
+__all__ = ["plan_pruner", "PlanImportance", "map_layers", "pruning_ratios", "compensated_step"]
 
 
 def _tp() -> Any:
