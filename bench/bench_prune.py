@@ -253,7 +253,7 @@ def run_net(name: str, model: nn.Module, data, example: torch.Tensor, args: argp
     out = {"net": name, "base_accuracy": round(base, 2), "conv_params": before, "train_images": len(x_train),
            "finetune_images": len(x_tune), "test_images": len(x_test), "recipe": list(RECIPES[name][2:]), "rows": []}
     result.setdefault("nets", []).append(out)
-    for target in TARGETS[:1] if args.quick else TARGETS:
+    for target in TARGETS[:1] if args.quick else args.targets:
         for method in args.methods:
             torch.manual_seed(SEED)
             extra: dict = {}
@@ -342,6 +342,7 @@ def main() -> None:
     parser.add_argument("--train", nargs="*", choices=list(RECIPES), help="only train (and cache) these nets")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (fixed: results depend on it)")
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
+    parser.add_argument("--targets", nargs="*", type=float, default=list(TARGETS))
     parser.add_argument("--finetune-images", type=int, default=60000,
                         help="the fine-tune is one epoch over this many training images (a fixed random subset)")
     parser.add_argument("--finetune-lr", type=float, default=0.01)
@@ -355,8 +356,17 @@ def main() -> None:
                     "load": os.getloadavg(), "seed": SEED, "threads": args.threads}
     if args.merge:
         merged = json.loads(args.merge[0].read_text())
-        for more in args.merge[1:]:
-            merged["nets"] += json.loads(more.read_text())["nets"]
+        merged["load"] = [merged["load"]]
+        nets = {net["net"]: net for net in merged["nets"]}
+        for more in args.merge[1:]:  # runs split by net or by target: rows of one net are joined
+            other = json.loads(more.read_text())
+            merged["load"].append(other["load"])
+            for net in other["nets"]:
+                if net["net"] in nets:
+                    nets[net["net"]]["rows"] += net["rows"]
+                else:
+                    nets[net["net"]] = net
+                    merged["nets"].append(net)
         save(merged, args.out)
         print(markdown(merged))
         return

@@ -118,3 +118,57 @@ def test_compensation_keeps_a_trained_net_closer_than_plain_removal() -> None:
         with torch.no_grad():
             errors[compensate] = float(((pruned(test) - reference) ** 2).mean())
     assert errors[True] < 0.8 * errors[False], errors
+
+
+class _Block(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
+        self.conv2, self.bn2 = nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+
+
+def test_a_compensated_plan_on_a_residual_net_stays_closer_than_the_plain_step() -> None:
+    """Through plan_pruner and Torch-Pruning's real graph: residual groups couple several batch norms."""
+    from filterdb import read_model
+    from filterdb.integrations.torch_pruning import compensated_step, plan_pruner
+    from filterdb.prune import PlanSettings, prune_plan
+
+    x, y = _digits()
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(1, 24, 3, padding=1, bias=False), nn.BatchNorm2d(24), nn.ReLU(), _Block(24),
+                          nn.Conv2d(24, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
+    model.train()
+    for _ in range(25):
+        optimiser.zero_grad()
+        F.cross_entropy(model(x[:1400]), y[:1400]).backward()
+        optimiser.step()
+    model.eval()
+    test = x[1400:]
+    with torch.no_grad():
+        reference = model(test)
+    plan = prune_plan(read_model(model), target=0.4, settings=PlanSettings(strategy="compensated"))
+    errors = {}
+    for compensate in (False, True):
+        pruned = copy_of(model)
+        pruner = plan_pruner(pruned, plan, x[:1], ignored_layers=[pruned[-1]], match_params=False)
+        if compensate:
+            done = compensated_step(pruner)
+            assert done.folded + done.merged > 0 and done.groups > 0
+        else:
+            pruner.step()
+        with torch.no_grad():
+            out = pruned(test)
+        assert torch.isfinite(out).all()
+        errors[compensate] = float(((out - reference) ** 2).mean())
+    assert errors[True] < 0.8 * errors[False], errors
+
+
+def copy_of(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model)
