@@ -1,17 +1,24 @@
 """filterdb's data-free prune plan against Torch-Pruning's uniform L1, global magnitude and random channels.
 
-Trains three over-parameterised CNNs on real data, deterministically on the CPU (a VGG-style and a
-ResNet-style net on Fashion-MNIST from Debian's `dataset-fashion-mnist` package, a small net on
-scikit-learn's digits), prunes each to 30 / 50 / 70 % of its conv weights with every method, and measures
-test accuracy before and after the same one-epoch fine-tune. Then the timing of a plan for a
-ResNet-50-sized file (whole process) and whether a plan builds a working pruner for torchvision's
-classification builders.
+Trains three over-parameterised CNNs on real data, deterministically on the CPU (fixed seeds, fixed torch
+threads, torch.use_deterministic_algorithms): a VGG-style and a ResNet-style net on the full 60,000-image
+Fashion-MNIST training set (Debian's `dataset-fashion-mnist` package) with a one-cycle learning-rate
+schedule, and a small batch-norm net on scikit-learn's digits. Each is pruned to 30 / 50 / 70 % of its conv
+weights with every method — filterdb's strategies (METHODS: filterdb-STRATEGY[/ALLOCATION], the
+compensated one applied with compensated_step) and the three baselines — and its test accuracy measured
+before and after the same one-epoch fine-tune. Then, unless skipped, the timing of a plan for a
+ResNet-50-sized file (whole process) and whether a plan builds a working pruner for torchvision's builders.
 
     apt-get install dataset-fashion-mnist      # once; /usr/share/datasets/fashion-mnist
-    PYTHONPATH=src .venv/bin/python bench/bench_prune.py [--quick] [--out bench/results/prune]
+    PYTHONPATH=src .venv/bin/python bench/bench_prune.py --train vgg resnet digits      # train and cache
+    PYTHONPATH=src .venv/bin/python bench/bench_prune.py --nets vgg --targets 0.5 --skip timing torchvision \
+        --finetune-images 3000 --test-images 2000 --out /tmp/vgg50                      # one slice
+    PYTHONPATH=src .venv/bin/python bench/bench_prune.py --merge /tmp/*.json --out bench/results/prune_full_DATE
 
-Needs the prune and test extras (torch, torch-pruning, scikit-learn, torchvision). Trained nets are cached
-under $XDG_CACHE_HOME/filterdb/bench-prune (same seeds, same weights). Results: OUT.json and OUT.md.
+Slices run in parallel processes on a small machine and are merged afterwards. Needs the prune and test
+extras (torch, torch-pruning, scikit-learn, torchvision). Trained nets are cached under
+$XDG_CACHE_HOME/filterdb/bench-prune, named by recipe and seed: a rerun loads the same weights. Results:
+OUT.json and OUT.md, written after every row.
 """
 
 from __future__ import annotations
