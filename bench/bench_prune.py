@@ -370,7 +370,8 @@ def main() -> None:
             merged["load"].append(other["load"])
             for net in other["nets"]:
                 if net["net"] in nets:
-                    nets[net["net"]]["rows"] += net["rows"]
+                    seen = {(r["target"], r["method"]) for r in nets[net["net"]]["rows"]}
+                    nets[net["net"]]["rows"] += [r for r in net["rows"] if (r["target"], r["method"]) not in seen]
                 else:
                     nets[net["net"]] = net
                     merged["nets"].append(net)

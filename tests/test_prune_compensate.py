@@ -159,13 +159,20 @@ def test_a_compensated_plan_on_a_residual_net_stays_closer_than_the_plain_step()
         if compensate:
             done = compensated_step(pruner)
             assert done.folded + done.merged > 0 and done.groups > 0
-        else:
-            pruner.step()
+        else:  # plain removal: the groups as Torch-Pruning yields them (step() itself would compensate)
+            for group in pruner.step(interactive=True):
+                group.prune()
         with torch.no_grad():
             out = pruned(test)
         assert torch.isfinite(out).all()
         errors[compensate] = float(((out - reference) ** 2).mean())
     assert errors[True] < 0.8 * errors[False], errors
+    # the plan says "compensated": plan_pruner's own step() compensates, with the same outputs
+    pruned = copy_of(model)
+    report = plan_pruner(pruned, plan, x[:1], ignored_layers=[pruned[-1]], match_params=False).step()
+    assert report.groups > 0
+    with torch.no_grad():
+        assert float(((pruned(test) - reference) ** 2).mean()) == pytest.approx(errors[True], rel=1e-6)
 
 
 def copy_of(model: nn.Module) -> nn.Module:

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Compensation", "compensated_step", "compensate_group", "relu_gaussian_mean"]
+__all__ = ["Compensation", "compensated_step", "compensating", "compensate_group", "relu_gaussian_mean"]
 
 
 @dataclass
@@ -57,6 +57,23 @@ def compensated_step(pruner: Any, *, duplicate_cos: float = 0.95) -> Compensatio
     for group in pruner.step(interactive=True):
         compensate_group(group, pruner.DG, duplicate_cos=duplicate_cos, report=report)
     return report
+
+
+def compensating(pruner: Any, *, duplicate_cos: float = 0.95) -> Any:
+    """Make ``pruner.step()`` compensated (what a plan of the compensated strategy asks for); it then returns
+    the :class:`Compensation`. ``step(interactive=True)`` still yields the plain groups."""
+    plain = pruner.step
+
+    def step(interactive: bool = False) -> Any:
+        if interactive:
+            return plain(interactive=True)
+        report = Compensation()
+        for group in plain(interactive=True):
+            compensate_group(group, pruner.DG, duplicate_cos=duplicate_cos, report=report)
+        return report
+
+    pruner.step = step
+    return pruner
 
 
 def compensate_group(group: Any, graph: Any, *, duplicate_cos: float = 0.95,

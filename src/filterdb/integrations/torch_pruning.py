@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import UsageError, missing_dependency
 from ..prune import PrunePlan
-from ._compensate import compensated_step  # the compensated strategy's step (docs/prune.md, "Strategies")
+from ._compensate import compensated_step, compensating  # the compensated strategy (docs/prune.md, "Strategies")
 
 __all__ = ["plan_pruner", "PlanImportance", "map_layers", "pruning_ratios", "compensated_step"]
 
@@ -145,7 +145,10 @@ def plan_pruner(module: Any, plan: PrunePlan, example_inputs: Any, *, ignored_la
     if match_params:
         target = plan.params_removed / plan.params_total if plan.params_total else 0.0
         scale = _matching_scale(module, plan, example_inputs, ignored, target, max_ratio, pruner_options)
-    return _pruner(module, plan, example_inputs, ignored, scale, max_ratio, pruner_options)
+    pruner = _pruner(module, plan, example_inputs, ignored, scale, max_ratio, pruner_options)
+    if plan.strategy == "compensated":  # hook: step() merges and folds the removed channels (_compensate.py)
+        compensating(pruner, duplicate_cos=plan.settings.get("duplicate_cos", 0.95))
+    return pruner
 
 
 def _pruner(module: Any, plan: PrunePlan, example_inputs: Any, ignored: list[str], scale: float,

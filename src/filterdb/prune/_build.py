@@ -39,7 +39,9 @@ class PlanSettings:
     max_ratio: float = 0.9  # never remove more than this share of one layer's channels
     min_channels: int = 1  # never keep fewer channels than this
     protect_outputs: bool = True  # a layer no other conv consumes may be a model output: left alone
-    strategy: str = "novelty"  # how channels are ranked: one of prune._scores.STRATEGIES (docs/prune.md)
+    # how channels are ranked: one of prune._scores.STRATEGIES. The default is the one bench/bench_prune.py
+    # measured best (docs/prune.md, "Measured"): compensated, ahead before fine-tuning on every net
+    strategy: str = "compensated"
     allocation: str = "share"  # per-layer ratios: "share" (one importance-energy share τ) or "uniform" (one ratio)
 
 
