@@ -50,9 +50,10 @@ def prune_command(model: str, target: float, by: str, input_shape: str | None, f
 
     MODEL is anything `filterdb check` reads. Channels that are all near zero go first (removable with no
     change to the outputs where their bias is zero), then channels that nearly repeat a kept one, then the
-    channels that add the least new direction; one novelty threshold for all layers meets --target. Apply a
-    plan to a PyTorch module with filterdb.integrations.torch_pruning. The rules and the measured accuracy
-    against uniform and global magnitude pruning: docs/prune.md.
+    weakest by --strategy (default compensated: filter energy, near-duplicates first); one importance share
+    for all layers meets --target. Apply a plan to a PyTorch module with filterdb.integrations.torch_pruning
+    (a compensated plan's step merges duplicates and folds removed means into the next layer). The rules and
+    the measured accuracy against uniform and global magnitude pruning: docs/prune.md.
     """
     from ..prune import PlanSettings, prune_plan
 
