@@ -398,8 +398,9 @@ def main() -> None:
 
 def save(result: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
+    # name + suffix, not with_suffix: "/tmp/vgg_0.3" must not become "/tmp/vgg_0.json"
+    out.parent.joinpath(out.name + ".json").write_text(json.dumps(result, indent=1) + "\n")
+    out.parent.joinpath(out.name + ".md").write_text(markdown(result))
 
 
 def markdown(result: dict) -> str:
