@@ -26,7 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Compensation", "compensated_step", "compensating", "compensate_group", "relu_gaussian_mean"]
+__all__ = ["Compensation", "compensated_step", "compensating", "compensate_group", "relu_gaussian_mean",
+           "relu_gaussian_moments"]
 
 
 @dataclass
@@ -84,7 +85,7 @@ def compensate_group(group: Any, graph: Any, *, duplicate_cos: float = 0.95,
     report = report if report is not None else Compensation()
     with torch.no_grad():
         roles = _roles(group)
-        actions = _actions(roles, duplicate_cos, report)
+        actions = _actions(roles, graph, duplicate_cos, report)
         group.prune()
         for consumer, removed, kept, merges, means, old_columns in actions:
             _apply(consumer, removed, merges, means, old_columns, graph)
@@ -120,39 +121,26 @@ def _roles(group: Any) -> _Roles:
     return roles
 
 
-def _actions(roles: _Roles, duplicate_cos: float, report: Compensation) -> list[tuple[Any, ...]]:
+def _actions(roles: _Roles, graph: Any, duplicate_cos: float, report: Compensation) -> list[tuple[Any, ...]]:
     """Per consumer: (module, removed in-channels, kept in-channels, merges [(removed, position of its twin
     among the kept inputs, scale)], the mean of each removed input or None, the removed inputs' weights) —
     all read before the group is pruned."""
-    import torch
-
-    root_mean: dict[int, float] = {}
-    if roles.norms:
-        mean_sum: dict[int, float] = {}
-        var_sum: dict[int, float] = {}
-        for bn, idxs, roots in roles.norms:
-            for i, r in zip(idxs, roots):
-                mean_sum[r] = mean_sum.get(r, 0.0) + (float(bn.bias[i]) if bn.bias is not None else 0.0)
-                gamma = float(bn.weight[i]) if bn.weight is not None else 1.0
-                var_sum[r] = var_sum.get(r, 0.0) + gamma * gamma
-        keys = sorted(mean_sum)
-        means = relu_gaussian_mean(torch.tensor([mean_sum[r] for r in keys], dtype=torch.float64),
-                                   torch.tensor([math.sqrt(var_sum[r]) for r in keys], dtype=torch.float64))
-        root_mean = dict(zip(keys, means.tolist()))
-    twins = _twins(roles, duplicate_cos)  # root of a removed channel -> (kept channel index, scale, its mean)
+    twins = _twins(roles, duplicate_cos)  # removed channel -> (kept channel, scale)
     actions = []
-    for module, idxs, roots in roles.consumers:
+    for module, idxs, _ in roles.consumers:
         size = module.in_channels if hasattr(module, "in_channels") else module.in_features
+        moments = _input_moments(graph, module)
+        input_mean = moments[0].tolist() if moments is not None and len(moments[0]) == size else None
         removed = set(idxs)
         kept = [i for i in range(size) if i not in removed]
         merges, means = [], []
-        for i, r in zip(idxs, roots):
-            twin = twins.get(r)
-            mean = root_mean.get(r)
+        for i in idxs:
+            twin = twins.get(i)
+            mean = input_mean[i] if input_mean is not None else None
             if twin is not None and twin[0] < size and twin[0] not in removed:
-                k, scale, twin_mean = twin
+                k, scale = twin
                 merges.append((i, kept.index(k), scale))
-                means.append(None if mean is None or twin_mean is None else mean - scale * twin_mean)
+                means.append(None if input_mean is None else mean - scale * input_mean[k])
                 report.merged += 1
             else:
                 means.append(mean)
@@ -165,7 +153,65 @@ def _actions(roles: _Roles, duplicate_cos: float, report: Compensation) -> list[
     return actions
 
 
-def _twins(roles: _Roles, duplicate_cos: float) -> dict[int, tuple[int, float, float | None]]:
+_PASS_THROUGH = ("MaxPool", "AvgPool", "AdaptiveAvgPool", "Mean", "View", "Reshape", "Flatten", "Clone", "Dropout",
+                 "Contiguous", "Identity")
+
+
+def _input_moments(graph: Any, consumer: Any) -> tuple[Any, Any] | None:
+    """Mean and variance per input channel of ``consumer``, data-free, along Torch-Pruning's graph: a batch
+    norm's output is N(β, γ²); a ReLU maps a Gaussian's moments to the rectified ones; an addition sums means
+    and variances (independent branches); pooling, reshapes and the like pass them on (max-pooling's rise of
+    the mean is ignored). None where the path holds anything else."""
+    node = graph.module2node.get(consumer) if graph is not None else None
+    if node is None or len(node.inputs) != 1:
+        return None
+    return _moments(node.inputs[0], 0)
+
+
+def _moments(node: Any, depth: int) -> tuple[Any, Any] | None:
+    import torch
+    import torch.nn as nn
+
+    if depth > 64:
+        return None
+    module = node.module
+    if isinstance(module, nn.BatchNorm2d):
+        n = module.num_features
+        gamma = module.weight.detach().double() if module.weight is not None else torch.ones(n, dtype=torch.float64)
+        beta = module.bias.detach().double() if module.bias is not None else torch.zeros(n, dtype=torch.float64)
+        return beta.clone(), gamma * gamma
+    name = type(module).__name__ + str(getattr(module, "_grad_fn", ""))
+    inputs = [i for i in node.inputs]
+    if isinstance(module, nn.ReLU) or "Relu" in name:
+        if len(inputs) != 1:
+            return None
+        given = _moments(inputs[0], depth + 1)
+        return None if given is None else relu_gaussian_moments(*given)
+    if "AddBackward" in name and len(inputs) == 2:
+        a, b = _moments(inputs[0], depth + 1), _moments(inputs[1], depth + 1)
+        if a is None or b is None or a[0].shape != b[0].shape:
+            return None
+        return a[0] + b[0], a[1] + b[1]
+    if any(word in name for word in _PASS_THROUGH) and len(inputs) == 1:
+        return _moments(inputs[0], depth + 1)
+    return None
+
+
+def relu_gaussian_moments(mean: Any, var: Any) -> tuple[Any, Any]:
+    """Mean and variance of ``max(0, Y)`` for ``Y ~ N(mean, var)``, elementwise."""
+    import torch
+
+    std = torch.sqrt(var.clamp(min=0))
+    safe = torch.where(std > 0, std, torch.ones_like(std))
+    z = mean / safe
+    pdf = torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    cdf = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
+    first = torch.where(std > 0, mean * cdf + std * pdf, mean.clamp(min=0))
+    second = torch.where(std > 0, (mean * mean + var) * cdf + mean * std * pdf, mean.clamp(min=0) ** 2)
+    return first, (second - first * first).clamp(min=0)
+
+
+def _twins(roles: _Roles, duplicate_cos: float) -> dict[int, tuple[int, float]]:
     """For a plain chain (one conv, its batch norm, consumers indexed like the conv's outputs): each removed
     channel's nearest kept channel by effective-filter cosine, when at least ``duplicate_cos``."""
     import torch
@@ -181,7 +227,6 @@ def _twins(roles: _Roles, duplicate_cos: float) -> dict[int, tuple[int, float, f
             return {}  # the consumer does not index the conv's channels one to one (a flatten, a concat)
     weight = conv.weight.detach().double().reshape(out, -1)
     bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros(out, dtype=torch.float64)
-    stats = None
     if roles.norms:
         bn = roles.norms[0][0]
         if bn.num_features != out or bn.running_var is None or bn.running_mean is None:
@@ -190,14 +235,13 @@ def _twins(roles: _Roles, duplicate_cos: float) -> dict[int, tuple[int, float, f
         beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros(out, dtype=torch.float64)
         scale = gamma / torch.sqrt(bn.running_var.double() + bn.eps)
         weight, bias = weight * scale[:, None], (bias - bn.running_mean.double()) * scale + beta
-        stats = relu_gaussian_mean(beta, gamma)
     effective = torch.cat([weight, bias[:, None]], dim=1)
     norms = effective.norm(dim=1)
     gone = set(removed)
     keep = torch.tensor([c for c in range(out) if c not in gone], dtype=torch.long)
     if keep.numel() == 0:
         return {}
-    twins: dict[int, tuple[int, float, float | None]] = {}
+    twins: dict[int, tuple[int, float]] = {}
     for c in removed:
         if norms[c] == 0:
             continue
@@ -205,7 +249,7 @@ def _twins(roles: _Roles, duplicate_cos: float) -> dict[int, tuple[int, float, f
         best = int(torch.argmax(cos))
         if float(cos[best]) >= duplicate_cos:
             k = int(keep[best])
-            twins[c] = (k, float(norms[c] / norms[k]), float(stats[k]) if stats is not None else None)
+            twins[c] = (k, float(norms[c] / norms[k]))
     return twins
 
 
