@@ -10,13 +10,15 @@ Two corrections need no data (docs/prune.md, "compensated"):
   exact (positively scaled) copy is merged with no change to the outputs.
 - **mean**: what is not merged is replaced by its mean. A batch norm's running statistics say that its
   output ``y_c`` has mean ``β_c`` and standard deviation ``|γ_c|`` on the training data; taking ``y_c``
-  Gaussian, ``E[relu(y_c)] = β Φ(β/|γ|) + |γ| φ(β/|γ|)``. The consumer's bias (or, without one, the
-  running mean of the batch norm after it) absorbs ``Σ_c E[a_c] · Σ_kernel W_next[:, c]``. Where a residual
-  addition couples several batch norms their outputs are summed as independent Gaussians. A group with no
-  batch norm has no data-free mean, and only merges.
+  Gaussian, ``E[relu(y_c)] = β Φ(β/|γ|) + |γ| φ(β/|γ|)``. These moments are carried along Torch-Pruning's
+  graph to each consumer's input (a ReLU rectifies them, a residual addition sums them as independent
+  branches, pooling and reshapes pass them on), so the consumer of a residual sum and the consumer of one
+  branch each get their own. The consumer's bias (or, without one, the running mean of the batch norm after
+  it) absorbs ``Σ_c E[a_c] · Σ_kernel W_next[:, c]``. An input whose path reaches no batch norm (or holds an
+  operation not listed) has no data-free mean, and is only merged.
 
-Assumptions, stated where they are made: a ReLU follows the batch norm (or the residual sum); zero padding
-and pooling between producer and consumer are ignored (the mean is taken over the whole kernel).
+Approximations, stated where they are made: Gaussian batch-norm outputs, independent residual branches;
+zero padding and max-pooling's rise of the mean are ignored (the mean is taken over the whole kernel).
 """
 
 from __future__ import annotations
