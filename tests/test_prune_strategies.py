@@ -32,7 +32,7 @@ def _mobile(seed: int = 0) -> ModelRecord:
                    make_layer("head", "Conv", rng.standard_normal((10, 64, 1, 1))))
 
 
-SETTINGS = [PlanSettings(strategy=s, allocation=a) for s in STRATEGIES for a in ("share", "uniform")]
+SETTINGS = [PlanSettings(strategy=s, allocation=a) for s in STRATEGIES for a in ("share", "uniform", "global")]
 
 
 @pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: f"{s.strategy}-{s.allocation}")

@@ -42,7 +42,9 @@ class PlanSettings:
     # how channels are ranked: one of prune._scores.STRATEGIES. The default is the one bench/bench_prune.py
     # measured best (docs/prune.md, "Measured"): compensated, ahead before fine-tuning on every net
     strategy: str = "compensated"
-    allocation: str = "share"  # per-layer ratios: "share" (one importance-energy share τ) or "uniform" (one ratio)
+    # per-layer ratios: "share" (one importance-energy share τ), "uniform" (one ratio) or "global" (one
+    # threshold on importances relative to their layer's mean)
+    allocation: str = "share"
 
 
 def prune_plan(model: Any, target: float = 0.5, by: Literal["params", "flops"] = "params", *,
@@ -89,8 +91,8 @@ def prune_plan(model: Any, target: float = 0.5, by: Literal["params", "flops"] =
     flops = _layer_flops(layers, shape) if shape is not None else None
     if by == "flops" and flops is None:
         raise UsageError("--by flops needs the input shape (--input-shape C,H,W)")
-    if settings.allocation not in ("share", "uniform"):
-        raise UsageError(f"unknown allocation {settings.allocation!r}: 'share' or 'uniform'")
+    if settings.allocation not in ("share", "uniform", "global"):
+        raise UsageError(f"unknown allocation {settings.allocation!r}: 'share', 'uniform' or 'global'")
     if settings.strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy {settings.strategy!r}: one of {', '.join(STRATEGIES)}")
     graph = _chain(layers, settings)
@@ -212,6 +214,12 @@ def _allocate(layers: Sequence[ConvLayer], scores: Sequence[ChannelScores], grap
         cumulative = np.cumsum(ordered)
         energies.append(cumulative / cumulative[-1] if cumulative.size and cumulative[-1] > 0 else None)
 
+    # "global": one threshold on importances scaled by their layer's mean (Torch-Pruning's global pruning
+    # with the strategy's scores): a layer of many equal channels and a layer of few strong ones compare
+    relative = [s.importance / s.importance.mean() if s.importance.size and s.importance.mean() > 0
+                else np.zeros(len(s.importance)) for s in scores]
+    top = max((float(r.max()) for r in relative if r.size), default=0.0)
+
     def keep_for(tau: float) -> list[int]:
         keep = []
         for i, n in enumerate(out):
@@ -222,6 +230,8 @@ def _allocate(layers: Sequence[ConvLayer], scores: Sequence[ChannelScores], grap
             energy = energies[i]
             if settings.allocation == "uniform":  # the same share of channels kept in every layer
                 k = math.ceil(tau * n)
+            elif settings.allocation == "global":  # every channel above one threshold, whatever its layer
+                k = int((relative[i] >= (1 - tau) * top).sum()) if tau < 1 else n
             else:
                 k = floor if energy is None else int(np.searchsorted(energy, tau - 1e-12) + 1)
             keep.append(min(n, max(floor, k)))
