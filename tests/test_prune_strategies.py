@@ -58,6 +58,7 @@ def test_plans_of_every_strategy_round_trip_through_json(settings: PlanSettings,
     back = PrunePlan.from_json(path)
     assert back == plan and back.strategy == settings.strategy
     assert json.loads(path.read_text())["strategy"] == settings.strategy
+    assert back.settings["allocation"] == settings.allocation
 
 
 def test_energy_is_own_energy_times_the_consumers_input_energy_each_against_its_layer_mean() -> None:

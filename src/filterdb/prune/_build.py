@@ -329,7 +329,7 @@ def _assemble(record: ModelRecord, layers: Sequence[ConvLayer], scores: Sequence
         redundant_params=int(round(cheap - free)), flops_total=int(sum(flops)) if flops else None,
         flops_removed=int(sum(lp.flops_removed or 0 for lp in plans)) if flops else None, input_shape=shape,
         notes=notes, settings={"zero_eps": settings.zero_eps, "duplicate_cos": settings.duplicate_cos,
-                               "max_ratio": settings.max_ratio})
+                               "max_ratio": settings.max_ratio, "allocation": settings.allocation})
 
 
 def _removed_if(sizes: Sequence[float], graph: _Chain, producer: Sequence[int], out: Sequence[int],
