@@ -118,6 +118,6 @@ def test_cli_strategy_option(tmp_path, capsys) -> None:
                               [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
     path = tmp_path / "m.onnx"
     onnx.save(helper.make_model(graph), path)
-    code, out, err = run_cli(capsys, "prune", str(path), "--strategy", "energy", "--json")
+    code, out, err = run_cli(capsys, "prune", str(path), "--strategy", "energy", "--allocation", "global", "--json")
     assert code == 0, err
-    assert json.loads(out)["strategy"] == "energy"
+    assert json.loads(out)["strategy"] == "energy" and json.loads(out)["settings"]["allocation"] == "global"
