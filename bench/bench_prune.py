@@ -50,8 +50,8 @@ from filterdb.prune import PlanSettings, prune_plan
 FASHION = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "filterdb" / "bench-prune"
 TARGETS = (0.5, 0.3, 0.7)  # 50 % first: the before-fine-tune target is measured there
-METHODS = ("filterdb-novelty", "filterdb-energy", "filterdb-compensated", "filterdb-compensated/uniform", "uniform-l1",
-           "global-l1", "random")  # filterdb-STRATEGY[/ALLOCATION] (PlanSettings)
+METHODS = ("filterdb-novelty", "filterdb-energy", "filterdb-compensated", "filterdb-compensated/uniform",
+           "filterdb-compensated/global", "uniform-l1", "global-l1", "random")  # filterdb-STRATEGY[/ALLOCATION] (PlanSettings)
 SEED = 0
 
 
@@ -363,11 +363,12 @@ def main() -> None:
                     "load": os.getloadavg(), "seed": SEED, "threads": args.threads}
     if args.merge:
         merged = json.loads(args.merge[0].read_text())
-        merged["load"] = [merged["load"]]
+        loads = merged["load"]
+        merged["load"] = loads if loads and isinstance(loads[0], list) else [loads]  # one per merged run
         nets = {net["net"]: net for net in merged["nets"]}
         for more in args.merge[1:]:  # runs split by net or by target: rows of one net are joined
             other = json.loads(more.read_text())
-            merged["load"].append(other["load"])
+            merged["load"] += other["load"] if other["load"] and isinstance(other["load"][0], list) else [other["load"]]
             for net in other["nets"]:
                 if net["net"] in nets:
                     seen = {(r["target"], r["method"]) for r in nets[net["net"]]["rows"]}
