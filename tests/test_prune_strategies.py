@@ -121,3 +121,30 @@ def test_cli_strategy_option(tmp_path, capsys) -> None:
     code, out, err = run_cli(capsys, "prune", str(path), "--strategy", "energy", "--allocation", "global", "--json")
     assert code == 0, err
     assert json.loads(out)["strategy"] == "energy" and json.loads(out)["settings"]["allocation"] == "global"
+
+
+def test_global_allocation_prunes_the_layer_whose_channels_are_weak_against_their_own_mean() -> None:
+    """Layer a: 16 equal channels; layer b: 4 strong channels and 12 weak ones (each input slice of every
+    consumer has the same norm, so only the channels' own energies differ). One global threshold on
+    importances relative to the layer's mean takes b's weak channels first; uniform takes both alike."""
+    rng = np.random.default_rng(6)
+
+    def unit_inputs(w: np.ndarray) -> np.ndarray:  # every input channel's slice of norm 1
+        return w / np.sqrt((w ** 2).sum(axis=(0, 2, 3), keepdims=True))
+
+    a = rng.standard_normal((16, 3, 3, 3))
+    a /= np.sqrt((a ** 2).sum(axis=(1, 2, 3), keepdims=True))  # every output channel of norm 1
+    b = unit_inputs(rng.standard_normal((16, 16, 3, 3)))
+    b /= np.sqrt((b ** 2).sum(axis=(1, 2, 3), keepdims=True))
+    b[:4] *= 10.0
+    b[4:] *= 0.5
+    c = unit_inputs(rng.standard_normal((8, 16, 3, 3)))
+    head = rng.standard_normal((4, 8, 1, 1))
+    record = _record(*(make_layer(n, "Conv", w) for n, w in (("a", a), ("b", b), ("c", c), ("head", head))))
+    ratios = {}
+    for allocation in ("global", "uniform"):
+        plan = prune_plan(record, target=0.2, settings=PlanSettings(strategy="energy", allocation=allocation))
+        ratios[allocation] = {lp.name: lp.ratio for lp in plan.layers}
+        assert plan.reduction >= 0.2
+    assert ratios["global"]["b"] > ratios["global"]["a"]
+    assert abs(ratios["uniform"]["b"] - ratios["uniform"]["a"]) <= 1 / 16 + 1e-9
