@@ -38,7 +38,7 @@ def _shape(value: str | None) -> tuple[int, ...] | None:
                    "their bias is zero too.")
 @click.option("--strategy", type=click.Choice(["novelty", "energy", "compensated"]), default=None,
               help="How channels are ranked (docs/prune.md); the default is the one the bench measured best.")
-@click.option("--allocation", type=click.Choice(["share", "uniform", "global"]), default="share", show_default=True,
+@click.option("--allocation", type=click.Choice(["share", "uniform", "global"]), default="uniform", show_default=True,
               help="How per-layer ratios are spread (docs/prune.md, \"Strategies\").")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object (PrunePlan.to_json).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
@@ -53,8 +53,8 @@ def prune_command(model: str, target: float, by: str, input_shape: str | None, f
 
     MODEL is anything `filterdb check` reads. Channels that are all near zero go first (removable with no
     change to the outputs where their bias is zero), then channels that nearly repeat a kept one, then the
-    weakest by --strategy (default compensated: filter energy, near-duplicates first); one importance share
-    for all layers meets --target. Apply a plan to a PyTorch module with filterdb.integrations.torch_pruning
+    weakest by --strategy (default compensated: filter energy, near-duplicates first), with one ratio for every
+    prunable layer (--allocation uniform, the default) or per-layer ratios (share, global) that meet --target. Apply a plan to a PyTorch module with filterdb.integrations.torch_pruning
     (a compensated plan's step merges duplicates and folds removed means into the next layer). The rules and
     the measured accuracy against uniform and global magnitude pruning: docs/prune.md.
     """
