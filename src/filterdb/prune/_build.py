@@ -44,7 +44,7 @@ class PlanSettings:
     strategy: str = "compensated"
     # per-layer ratios: "share" (one importance-energy share τ), "uniform" (one ratio) or "global" (one
     # threshold on importances relative to their layer's mean). The bench's choice (docs/prune.md): uniform
-    # was ahead of share in 6 of 9 cells before fine-tuning and 7 of 9 after
+    # was ahead of share in 6 of 9 cells before fine-tuning, ahead or level in 7 of 9 after
     allocation: str = "uniform"
 
 
