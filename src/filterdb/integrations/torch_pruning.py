@@ -26,8 +26,9 @@ import numpy as np
 
 from ..errors import UsageError, missing_dependency
 from ..prune import PrunePlan
+from ._compensate import compensated_step, compensating  # the compensated strategy (docs/prune.md, "Strategies")
 
-__all__ = ["plan_pruner", "PlanImportance", "map_layers", "pruning_ratios"]
+__all__ = ["plan_pruner", "PlanImportance", "map_layers", "pruning_ratios", "compensated_step"]
 
 
 def _tp() -> Any:
@@ -319,10 +320,13 @@ def plan_pruner(module: Any, plan: PrunePlan, example_inputs: Any, *, ignored_la
                                          if k in options}
         ratios = pruning_ratios(module, plan, example_inputs, mapping, ignored_layers=ignored,
                                 match_params=match_params, max_ratio=max_ratio, graph_options=graph_options)
-        return tp.pruner.MetaPruner(
+        pruner = tp.pruner.MetaPruner(
             module, example_inputs, importance=PlanImportance(plan, mapping), pruning_ratio=0.0,
             pruning_ratio_dict=ratios, ignored_layers=ignored, root_module_types=[nn.modules.conv._ConvNd],
             **options)
+    if plan.strategy == "compensated":  # hook: step() merges and folds the removed channels (_compensate.py)
+        compensating(pruner, duplicate_cos=plan.settings.get("duplicate_cos", 0.95))
+    return pruner
 
 
 def conv_params(model: Any) -> int:
