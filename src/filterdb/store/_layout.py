@@ -112,7 +112,7 @@ def _learn(n: int, width: int, dtype: np.dtype[Any]) -> ShardTemplate | None:
         return None  # padding that is not zeros: not the format this module knows
     # two fields with one value (1-wide rows: rows = values; k·s a multiple of 8: bytes = padded bytes) are one
     # function of n for odd n: the first stands for both (and the checks would catch any other coincidence)
-    values = {}
+    values: dict[int, int] = {}
     for i, (_, f) in enumerate(_FIELDS):
         values.setdefault(f(n, k, s), i)
     meta = head + tail
