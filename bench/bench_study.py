@@ -94,7 +94,7 @@ def phases(argv: list[str]) -> dict:
 
 def bare(store: str) -> dict:
     wall, rss, cpu, out, code = _run([sys.executable, __file__, "_bare", store])
-    return {**json.loads(out), "wall_s": wall, "peak_rss_mb": rss, "cpu_s": cpu, "exit_code": code}
+    return {**json.loads(out), "wall_s": wall, "peak_rss_mb": rss, "cpu_s": cpu, **_LAST_USAGE, "exit_code": code}
 
 
 def _bare_child(store_path: str) -> None:
@@ -111,15 +111,18 @@ def _bare_child(store_path: str) -> None:
     t_plan = time.perf_counter() - t0
     engine = execution.make_engine()
     spec = PassSpec(d=plan.d, kernel=execution.kernel_name())
-    passes = []
+    passes, cpu = [], []
     for backward in (False, False, True):
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), os.times()
         total = run_pass(plan, spec, engine, execution.task_rows, backward=backward)
         passes.append(time.perf_counter() - t1)
+        c2 = os.times()
+        cpu.append({"user_s": c2.user - c1.user, "sys_s": c2.system - c1.system})
     # third: backward after a forward pass, as the study's histogram pass (a store larger than the page cache
     # finds the shards the pass before read last still cached)
     print(json.dumps({"plan_s": t_plan, "first_pass_s": passes[0], "second_pass_s": passes[1],
-                      "backward_pass_s": passes[2], "n": int(total.n), "filters_per_s": total.n / min(passes)}))
+                      "backward_pass_s": passes[2], "pass_cpu": cpu, "n": int(total.n),
+                      "filters_per_s": total.n / min(passes)}))
 
 
 def evict(store: str) -> None:
