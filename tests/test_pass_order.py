@@ -93,3 +93,21 @@ def test_gram_backward_task_is_refused(zoo):
     task = plan.tasks(1_000)[0]
     with pytest.raises(ValueError, match="Gram pass"):
         run_task(task, plan.root, PassSpec(d=plan.d), None, True)
+
+
+def test_backward_on_dask_equals_forward_local(zoo):
+    # the engine whose workers do not share this process's page cache: tasks travel with their direction
+    pytest.importorskip("distributed")
+    from distributed import Client, LocalCluster
+
+    from filterdb.engine import get_engine
+
+    _, plan, basis = zoo
+    spec = _hist_spec(plan, basis, "numba")
+    local = run_pass(plan, spec, LocalEngine(1), 1_000)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            engine = get_engine(client)
+            _same(local, run_pass(plan, spec, engine, 1_000, backward=True))
+            gram = PassSpec(d=plan.d)
+            _same(run_pass(plan, gram, LocalEngine(1), 1_000), run_pass(plan, gram, engine, 1_000, backward=True))
