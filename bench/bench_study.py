@@ -73,8 +73,11 @@ def phases(argv: list[str]) -> dict:
     ap.add_argument("--out", default=None)
     ap.add_argument("--evict", action="store_true", help="drop the store's files from the page cache before each "
                     "run (every run starts cold; nothing is written)")
+    ap.add_argument("--others-first", action="store_true", help="run the --src trees before this one")
     a = ap.parse_args(argv)
     trees = [ROOT / "src", *[Path(x).resolve() for x in a.src]]
+    if a.others_first:
+        trees = trees[1:] + trees[:1]
     runs = []
     for r in range(a.repeats):
         for src in trees:
