@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -170,24 +171,32 @@ def cpu_ratio(store_path: str, repeats: int = 3) -> dict:
     out: dict[str, list[float]] = {"kernel": [], **{n: [] for n in names}}
     budget = _reading.READAHEAD_BYTES
     predicted = _reading.predicted_layout
+    split: dict[str, list[dict[str, float]]] = {}  # user and system CPU ns per filter
+
+    def note(name: str, a: Any, b: Any, n: int) -> None:
+        split.setdefault(name, []).append({"user_ns": (b.user - a.user) / n * 1e9,
+                                           "sys_ns": (b.system - a.system) / n * 1e9})
+
     for _ in range(repeats):
-        t = time.process_time()
+        t, a = time.process_time(), os.times()
         run_rows(x, np.array([0]), np.array([len(x)]), np.array([0]), spec, 1)
         out["kernel"].append(len(x) / (time.process_time() - t))
+        note("kernel", a, os.times(), len(x))
         for name in names:
             if name.startswith("store_layouts_cold"):
                 _reading._LAYOUTS.clear()
             if name == "store_layouts_cold_full_check":  # the open before store/_layout.py: every footer parsed
                 _reading.predicted_layout = lambda *a, **k: None  # type: ignore[assignment]
             _reading.READAHEAD_BYTES = 0 if name == "store_readahead_off" else budget
-            t = time.process_time()
+            t, a = time.process_time(), os.times()
             total = run_pass(plan, spec, engine, 4_000_000)
             out[name].append(total.n / (time.process_time() - t))
+            note(name, a, os.times(), total.n)
             _reading.predicted_layout = predicted
         _reading.READAHEAD_BYTES = budget
     best = {k: max(v) for k, v in out.items()}
     return {"filters_per_cpu_s": best, "vs_kernel": {k: v / best["kernel"] for k, v in best.items()},
-            "plan_cpu_s": plan_cpu, "runs": out, "load": os.getloadavg()[0]}
+            "plan_cpu_s": plan_cpu, "runs": out, "cpu_ns_per_filter": split, "load": os.getloadavg()[0]}
 
 
 def main() -> None:
