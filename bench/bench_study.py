@@ -13,6 +13,7 @@ The load average is recorded before each run (the development machine is shared)
     nice python bench/bench_study.py /work/bigstore/zoo1400M --repeats 2 --out bench/results/study_1400M.json
     nice python bench/bench_study.py phases STORE [--src OTHER/src ...]  # the report's phases, code trees side by side
     nice python bench/bench_study.py cpu STORE     # the store pass vs the kernel in memory, per CPU-second
+    nice python bench/bench_study.py order STORE 2 # the report, histogram pass forward vs backward (cold store)
 
 ``phases`` runs ``filterdb report STORE --json`` once per code tree (``--src``: a ``src`` folder, e.g. main's;
 this tree's own always), alternating, ``--repeats`` times: per phase seconds, wall, user and system CPU
@@ -129,6 +130,40 @@ def _bare_child(store_path: str) -> None:
                       "filters_per_s": total.n / min(passes)}))
 
 
+def _order_child(mode: str, store: str) -> None:
+    """``filterdb report STORE --json`` with the study's histogram pass read ``mode`` ("forward" or "backward")."""
+    import runpy
+
+    import filterdb.analysis._study_run as study_run
+
+    real = study_run.run_pass
+
+    def run_pass(plan: Any, spec: Any, engine: Any, task_rows: int, backward: bool = False) -> Any:
+        return real(plan, spec, engine, task_rows, backward=backward and mode == "backward")
+
+    study_run.run_pass = run_pass  # type: ignore[assignment]
+    sys.argv = ["filterdb", "report", store, "--json", "--no-progress"]
+    runpy.run_module("filterdb", run_name="__main__")
+
+
+def order(store: str, repeats: int) -> dict:
+    """The report with its histogram pass forward and backward (the same code otherwise), alternating, each
+    from a cold store: what the backward order alone changes."""
+    runs = []
+    for r in range(repeats):
+        for mode in (("backward", "forward") if r % 2 == 0 else ("forward", "backward")):
+            evict(store)
+            load = os.getloadavg()[0]
+            wall, rss, cpu, out, code = _run([sys.executable, __file__, "_order", mode, store])
+            data = json.loads(out) if out.strip() else {}
+            result = {"mode": mode, "repeat": r, "wall_s": wall, "peak_rss_mb": rss, "cpu_s": cpu, **_LAST_USAGE,
+                      "exit_code": code, "timings": data.get("timings"), "load_before": load,
+                      "load_after": os.getloadavg()[0]}
+            runs.append(result)
+            print(json.dumps(result), file=sys.stderr, flush=True)
+    return {"store": store, "runs": runs}
+
+
 def evict(store: str) -> None:
     """Drop the store's shard files from the page cache (``posix_fadvise(DONTNEED)``: a hint, nothing is
     written), so that every run starts from a cold store whatever ran before it."""
@@ -208,6 +243,13 @@ def main() -> None:
         print(json.dumps(result, indent=1))
         if len(sys.argv) > 4 and sys.argv[3] == "--out":
             Path(sys.argv[4]).write_text(json.dumps(result, indent=1) + "\n")
+        return
+    if len(sys.argv) > 3 and sys.argv[1] == "_order":
+        _order_child(sys.argv[2], sys.argv[3])
+        return
+    if len(sys.argv) > 2 and sys.argv[1] == "order":
+        repeats = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+        print(json.dumps(order(sys.argv[2], repeats), indent=1))
         return
     if len(sys.argv) > 2 and sys.argv[1] == "phases":
         print(json.dumps(phases(sys.argv[2:]), indent=1))
