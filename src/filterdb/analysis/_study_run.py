@@ -4,7 +4,8 @@ The plan's histogram *unit* is a (model, half, value of every axis) combination,
 fills every axis at once: an axis's group histograms, its (group, model) histograms for ``per_model`` and its
 (group, half) histograms for the noise floors are sums of unit histograms. The first pass fits the basis
 (and, through gram slots, the bases of the largest groups of the first axis); the second bins every
-coefficient, keeps their extremes (the "u-based" signs, applied afterwards by mirroring the histograms of
+coefficient (reading the shards in reverse order, so that it starts on those the first pass left in the
+page cache), keeps their extremes (the "u-based" signs, applied afterwards by mirroring the histograms of
 the flipped components over the symmetric range ±(√d + ‖μ‖)) and fills the density of coefficients 1 and 2.
 """
 
@@ -126,7 +127,8 @@ def run_study(store: Any, selection: Selection | None, by: Sequence[str] | None,
             spec = PassSpec(d=plan.d, gram=False, hist=True, minmax=True, density=True,
                             components=basis.components, mean=basis.mean, lo=-basis.bound(), hi=basis.bound(),
                             nbins=settings.bins, kernel=kernel, density_bins=settings.density_bins)
-            second = run_pass(plan, spec, engine, execution.task_rows)
+            # backward: it starts on the shards the basis pass read last, still in the page cache (_run.py)
+            second = run_pass(plan, spec, engine, execution.task_rows, backward=True)
             basis, hist_units, dens = _signed(basis, second, settings.sign_rule)
             group_pcas = {g: _aligned(p, basis) for g, p in group_pcas.items()}
             edges = np.linspace(-basis.bound(), basis.bound(), settings.density_bins + 1)
