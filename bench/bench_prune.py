@@ -1,22 +1,30 @@
 """filterdb's data-free prune plan against Torch-Pruning's uniform L1, global magnitude and random channels.
 
-Trains three over-parameterised CNNs on real data, deterministically on the CPU (a VGG-style and a
-ResNet-style net on Fashion-MNIST from Debian's `dataset-fashion-mnist` package, a small net on
-scikit-learn's digits), prunes each to 30 / 50 / 70 % of its conv weights with every method, and measures
-test accuracy before and after the same one-epoch fine-tune. Then the timing of a plan for a
-ResNet-50-sized file (whole process) and whether a plan builds a working pruner for torchvision's
-classification builders.
+Trains three over-parameterised CNNs on real data, deterministically on the CPU (fixed seeds, fixed torch
+threads, torch.use_deterministic_algorithms): a VGG-style and a ResNet-style net on the full 60,000-image
+Fashion-MNIST training set (Debian's `dataset-fashion-mnist` package) with a one-cycle learning-rate
+schedule, and a small batch-norm net on scikit-learn's digits. Each is pruned to 30 / 50 / 70 % of its conv
+weights with every method — filterdb's strategies (METHODS: filterdb-STRATEGY[/ALLOCATION], the
+compensated one applied with compensated_step) and the three baselines — and its test accuracy measured
+before and after the same one-epoch fine-tune. Then, unless skipped, the timing of a plan for a
+ResNet-50-sized file (whole process) and whether a plan builds a working pruner for torchvision's builders.
 
     apt-get install dataset-fashion-mnist      # once; /usr/share/datasets/fashion-mnist
-    PYTHONPATH=src .venv/bin/python bench/bench_prune.py [--quick] [--out bench/results/prune]
+    PYTHONPATH=src .venv/bin/python bench/bench_prune.py --train vgg resnet digits      # train and cache
+    PYTHONPATH=src .venv/bin/python bench/bench_prune.py --nets vgg --targets 0.5 --skip timing torchvision \
+        --finetune-images 3000 --test-images 2000 --out /tmp/vgg50                      # one slice
+    PYTHONPATH=src .venv/bin/python bench/bench_prune.py --merge /tmp/*.json --out bench/results/prune_full_DATE
 
-Needs the prune and test extras (torch, torch-pruning, scikit-learn, torchvision). Trained nets are cached
-under $XDG_CACHE_HOME/filterdb/bench-prune (same seeds, same weights). Results: OUT.json and OUT.md.
+Slices run in parallel processes on a small machine and are merged afterwards. Needs the prune and test
+extras (torch, torch-pruning, scikit-learn, torchvision). Trained nets are cached under
+$XDG_CACHE_HOME/filterdb/bench-prune, named by recipe and seed: a rerun loads the same weights. Results:
+OUT.json and OUT.md, written after every row.
 """
 
 from __future__ import annotations
 
 import argparse
+from importlib.metadata import version as _version
 import copy
 import gzip
 import json
@@ -36,12 +44,14 @@ import torch_pruning as tp
 
 from filterdb import read_model
 from filterdb.integrations.torch_pruning import conv_params, plan_pruner
-from filterdb.prune import prune_plan
+from filterdb.integrations._compensate import compensated_step
+from filterdb.prune import PlanSettings, prune_plan
 
 FASHION = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "filterdb" / "bench-prune"
-TARGETS = (0.3, 0.5, 0.7)
-METHODS = ("filterdb", "uniform-l1", "global-l1", "random")
+TARGETS = (0.5, 0.3, 0.7)  # 50 % first: the issue's before-fine-tune target is measured there
+METHODS = ("filterdb-novelty", "filterdb-energy", "filterdb-compensated", "filterdb-compensated/uniform",
+           "filterdb-compensated/global", "uniform-l1", "global-l1", "random")  # filterdb-STRATEGY[/ALLOCATION] (PlanSettings)
 SEED = 0
 
 
@@ -65,6 +75,10 @@ def fashion(n_train: int, n_test: int) -> tuple[torch.Tensor, ...]:
     return images("train", n_train), labels("train", n_train), images("t10k", n_test), labels("t10k", n_test)
 
 
+def dataset(name: str) -> tuple[torch.Tensor, ...]:
+    return fashion(60000, 10000) if name == "fashion" else digits()
+
+
 def digits() -> tuple[torch.Tensor, ...]:
     from sklearn.datasets import load_digits
 
@@ -77,7 +91,8 @@ def digits() -> tuple[torch.Tensor, ...]:
 
 
 # --- nets -------------------------------------------------------------------------------------------------
-def vgg(widths: tuple[int, ...] = (16, 32, 32, 64, 64, 64)) -> nn.Module:
+def vgg(widths: tuple[int, ...] = (16, 16, 32, 32, 64, 64)) -> nn.Module:
+    """conv-bn-relu pairs with a max-pool after every second: 28 → 14 → 7 (VGG's pattern, Fashion-MNIST sized)."""
     layers: list[nn.Module] = []
     channels = 1
     for i, width in enumerate(widths):
@@ -103,29 +118,47 @@ class Block(nn.Module):
 
 
 def resnet() -> nn.Module:
+    """Basic blocks, two with a projection shortcut and one with an identity shortcut (a residual coupling)."""
     return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-                         Block(16, 16, 1), Block(16, 32, 2), Block(32, 64, 2),
+                         Block(16, 32, 2), Block(32, 64, 2), Block(64, 64, 1),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
 
 
 def digits_net() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(1, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
-                         nn.MaxPool2d(2), nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(),
+    return nn.Sequential(nn.Conv2d(1, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                         nn.Conv2d(64, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Conv2d(64, 128, 3, padding=1, bias=False), nn.BatchNorm2d(128), nn.ReLU(),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10))
 
 
+# How each net is trained: (builder, data, epochs, peak learning rate of the one-cycle schedule, batch size).
+# Fashion-MNIST: the full 60,000 training images; digits: 1,400 of sklearn's 1,797 (the rest is the test set).
+RECIPES = {"vgg": (vgg, "fashion", 1, 0.1, 128), "resnet": (resnet, "fashion", 1, 0.1, 128),
+           "digits": (digits_net, "digits", 30, 0.05, 32)}
+
+
 # --- training ---------------------------------------------------------------------------------------------
-def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, seed: int = SEED) -> None:
+def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, seed: int = SEED,
+          batch: int = 128, one_cycle: bool = True, progress: bool = False) -> None:
+    """SGD with Nesterov momentum; with ``one_cycle`` the learning rate rises to ``lr`` and anneals to ~0
+    over the run (OneCycleLR), which trains a net well in few epochs; without it ``lr`` is constant."""
     generator = torch.Generator().manual_seed(seed)
-    optimiser = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    optimiser = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    steps = epochs * ((len(x) + batch - 1) // batch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps) if one_cycle else None
     model.train()
-    for _ in range(epochs):
+    started = time.perf_counter()
+    for epoch in range(epochs):
         order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), 128):
-            batch = order[start:start + 128]
+        for step, start in enumerate(range(0, len(x), batch)):
+            if progress and step % 100 == 0:
+                print(f"    epoch {epoch} step {step}: {time.perf_counter() - started:.0f} s", flush=True)
+            index = order[start:start + batch]
             optimiser.zero_grad()
-            F.cross_entropy(model(x[batch]), y[batch]).backward()
+            F.cross_entropy(model(x[index]), y[index]).backward()
             optimiser.step()
+            if schedule is not None:
+                schedule.step()
 
 
 @torch.no_grad()
@@ -135,14 +168,19 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return 100.0 * hits / len(x)
 
 
-def trained(name: str, make, data, epochs: int, lr: float) -> nn.Module:
-    path = CACHE / f"{name}-seed{SEED}-e{epochs}.pt"
+def trained(name: str, data) -> nn.Module:
+    """The net of ``RECIPES[name]`` trained on ``data`` (cached: same seed and recipe, same weights)."""
+    make, _, epochs, lr, batch = RECIPES[name]
+    path = CACHE / f"{name}-seed{SEED}-e{epochs}-lr{lr}-b{batch}-n{len(data[0])}.pt"
     torch.manual_seed(SEED)
     model = make()
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
         return model
-    train(model, data[0], data[1], epochs, lr)
+    start = time.perf_counter()
+    train(model, data[0], data[1], epochs, lr, batch=batch, progress=True)
+    print(f"  trained {name} in {time.perf_counter() - start:.0f} s: {accuracy(model, data[2], data[3]):.2f} %",
+          flush=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
     return model
@@ -172,42 +210,81 @@ def tp_at_target(model: nn.Module, example: torch.Tensor, importance, target: fl
     return best[0]
 
 
-def filterdb_at_target(model: nn.Module, example: torch.Tensor, target: float) -> tuple[nn.Module, dict]:
+def filterdb_at_target(model: nn.Module, example: torch.Tensor, target: float, method: str) -> tuple[nn.Module, dict]:
+    """The plan of ``strategy`` applied with ``plan_pruner``; the compensated strategy prunes with
+    ``compensated_step`` (near-duplicates merged, removed means folded into the next layer)."""
     clone = copy.deepcopy(model)
-    record = read_model(clone)
-    plan = prune_plan(record, target=target)
-    plan_pruner(clone, plan, example, ignored_layers=_heads(clone)).step()
-    return clone, {"planned": plan.params_removed / plan.params_total,
-                   "ratios": {lp.name: lp.ratio for lp in plan.layers}}
+    # the last conv feeds the linear head, which every method keeps (ignored_layers): the plan may prune that
+    # conv like the baselines do, instead of keeping it whole as a possible model output
+    strategy, _, allocation = method.partition("/")
+    settings = PlanSettings(strategy=strategy, allocation=allocation or "share", protect_outputs=False)
+    plan = prune_plan(read_model(clone), target=target, settings=settings)
+    pruner = plan_pruner(clone, plan, example, ignored_layers=_heads(clone))
+    extra: dict = {"planned": round(plan.params_removed / plan.params_total, 4),
+                   "ratios": {lp.name: lp.ratio for lp in plan.layers if lp.ratio}}
+    if strategy == "compensated":
+        done = compensated_step(pruner)
+        extra["compensation"] = {"merged": done.merged, "folded": done.folded, "uncompensated": done.uncompensated}
+    else:
+        pruner.step()
+    return clone, extra
 
 
-def run_net(name: str, model: nn.Module, data, example: torch.Tensor, finetune_lr: float, quick: bool) -> dict:
+def finetune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float, batch: int) -> None:
+    """One epoch at a constant learning rate, every method alike. The batch norms average their statistics
+    over the epoch (momentum None) instead of an exponential average: a short epoch (1,400 digits are 44
+    batches) would otherwise keep a share of the statistics of the net before the fine-tune, which the
+    methods leave in different states."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    train(model, x, y, epochs=1, lr=lr, seed=SEED + 1, one_cycle=False, batch=batch)
+
+
+def subset(x: torch.Tensor, y: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random subset of ``n`` examples (all when ``n`` ≥ their number)."""
+    if n >= len(x):
+        return x, y
+    index = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    return x[index], y[index]
+
+
+def run_net(name: str, model: nn.Module, data, example: torch.Tensor, args: argparse.Namespace, result: dict) -> dict:
+    """Every method at every target: accuracy pruned, then after one fine-tune epoch over the same images."""
     x_train, y_train, x_test, y_test = data
+    x_tune, y_tune = subset(x_train, y_train, args.finetune_images, SEED + 2)
+    x_test, y_test = subset(x_test, y_test, args.test_images, SEED + 3)
     base = accuracy(model, x_test, y_test)
     before = conv_params(model)
-    rows = []
-    for target in TARGETS[1:2] if quick else TARGETS:
-        for method in METHODS:
+    out = {"net": name, "base_accuracy": round(base, 2), "conv_params": before, "train_images": len(x_train),
+           "finetune_images": len(x_tune), "test_images": len(x_test), "recipe": list(RECIPES[name][2:]), "rows": []}
+    result.setdefault("nets", []).append(out)
+    for target in TARGETS[:1] if args.quick else args.targets:
+        for method in args.methods:
             torch.manual_seed(SEED)
             extra: dict = {}
-            if method == "filterdb":
-                pruned, extra = filterdb_at_target(model, example, target)
+            start = time.perf_counter()
+            if method.startswith("filterdb-"):
+                pruned, extra = filterdb_at_target(model, example, target, method.removeprefix("filterdb-"))
             elif method == "uniform-l1":
                 pruned = tp_at_target(model, example, tp.importance.MagnitudeImportance(p=1), target, False)
             elif method == "global-l1":
                 pruned = tp_at_target(model, example, tp.importance.MagnitudeImportance(p=1), target, True)
             else:
                 pruned = tp_at_target(model, example, tp.importance.RandomImportance(), target, False)
+            prune_s = time.perf_counter() - start
             removed = 1 - conv_params(pruned) / before
             acc_pruned = accuracy(pruned, x_test, y_test)
-            train(pruned, x_train, y_train, epochs=1, lr=finetune_lr, seed=SEED + 1)
+            finetune(pruned, x_tune, y_tune, args.finetune_lr, RECIPES[name][4])
             acc_tuned = accuracy(pruned, x_test, y_test)
-            rows.append({"net": name, "target": target, "method": method, "removed": round(removed, 4),
-                         "acc_pruned": round(acc_pruned, 2), "acc_finetuned": round(acc_tuned, 2),
-                         **({"planned": round(extra["planned"], 4)} if extra else {})})
-            print(f"  {name:8s} {target:.0%} {method:11s} removed {removed:.1%}  acc {acc_pruned:5.1f} → "
-                  f"{acc_tuned:5.1f} (base {base:.1f})", flush=True)
-    return {"net": name, "base_accuracy": round(base, 2), "conv_params": before, "rows": rows}
+            out["rows"].append({"target": target, "method": method, "removed": round(removed, 4),
+                                "acc_pruned": round(acc_pruned, 2), "acc_finetuned": round(acc_tuned, 2),
+                                "prune_s": round(prune_s, 2), "load": round(os.getloadavg()[0], 1), **extra})
+            print(f"  {name:8s} {target:.0%} {method:22s} removed {removed:.1%}  acc {acc_pruned:5.1f} → "
+                  f"{acc_tuned:5.1f} (base {base:.1f})  load {os.getloadavg()[0]:.1f}", flush=True)
+            save(result, args.out)  # after every row: a stopped run keeps what it measured
+    return out
 
 
 # --- speed and coverage -----------------------------------------------------------------------------------
@@ -268,40 +345,108 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="50 %% only, smaller training sets")
     parser.add_argument("--out", type=Path, default=Path("bench/results/prune"))
     parser.add_argument("--skip", nargs="*", default=[], choices=["nets", "timing", "torchvision"])
+    parser.add_argument("--nets", nargs="*", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--train", nargs="*", choices=list(RECIPES), help="only train (and cache) these nets")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (fixed: results depend on it)")
+    parser.add_argument("--methods", nargs="*", default=list(METHODS))
+    parser.add_argument("--targets", nargs="*", type=float, default=list(TARGETS))
+    parser.add_argument("--finetune-images", type=int, default=60000,
+                        help="the fine-tune is one epoch over this many training images (a fixed random subset)")
+    parser.add_argument("--finetune-lr", type=float, default=0.01)
+    parser.add_argument("--test-images", type=int, default=10000, help="accuracy on this many test images")
+    parser.add_argument("--merge", nargs="*", type=Path, help="merge these result JSONs into --out and stop")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
     result: dict = {"machine": f"{platform.node()} {os.cpu_count()} cores, {platform.python_version()}, "
-                               f"torch {torch.__version__}, torch-pruning {tp.__version__}",
-                    "load": os.getloadavg(), "seed": SEED}
+                               f"torch {torch.__version__}, torch-pruning {_version('torch-pruning')}",
+                    "load": os.getloadavg(), "seed": SEED, "threads": args.threads}
+    if args.merge:
+        merged = json.loads(args.merge[0].read_text())
+        loads = merged["load"]
+        merged["load"] = loads if loads and isinstance(loads[0], list) else [loads]  # one per merged run
+        nets = {net["net"]: net for net in merged["nets"]}
+        for more in args.merge[1:]:  # runs split by net or by target: rows of one net are joined
+            other = json.loads(more.read_text())
+            merged["load"] += other["load"] if other["load"] and isinstance(other["load"][0], list) else [other["load"]]
+            for net in other["nets"]:
+                if net["net"] in nets:
+                    seen = {(r["target"], r["method"]) for r in nets[net["net"]]["rows"]}
+                    nets[net["net"]]["rows"] += [r for r in net["rows"] if (r["target"], r["method"]) not in seen]
+                else:
+                    nets[net["net"]] = net
+                    merged["nets"].append(net)
+        save(merged, args.out)
+        print(markdown(merged))
+        return
+    if args.train:
+        for name in args.train:
+            trained(name, dataset(RECIPES[name][1]))
+        return
     if "nets" not in args.skip:
-        n_train = 4000 if args.quick else 8000
-        fm = fashion(n_train, 5000)
-        dg = digits()
-        nets = [("vgg", trained("vgg", vgg, fm, 2, 0.05), fm, torch.randn(1, 1, 28, 28)),
-                ("resnet", trained("resnet", resnet, fm, 2, 0.05), fm, torch.randn(1, 1, 28, 28)),
-                ("digits", trained("digits", digits_net, dg, 30, 0.02), dg, torch.randn(1, 1, 8, 8))]
-        result["nets"] = [run_net(name, model, data, example, 0.01, args.quick) for name, model, data, example in nets]
+        for name in args.nets:
+            data = dataset(RECIPES[name][1])
+            example = data[0][:1].clone()
+            run_net(name, trained(name, data), data, example, args, result)
     if "timing" not in args.skip:
         result["timing"] = resnet50_timing()
         print("  timing", result["timing"], flush=True)
     if "torchvision" not in args.skip:
         result["torchvision"] = torchvision_coverage()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
+    save(result, args.out)
     print(markdown(result))
 
 
+def save(result: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # name + suffix, not with_suffix: "/tmp/vgg_0.3" must not become "/tmp/vgg_0.json"
+    out.parent.joinpath(out.name + ".json").write_text(json.dumps(result, indent=1) + "\n")
+    out.parent.joinpath(out.name + ".md").write_text(markdown(result))
+
+
 def markdown(result: dict) -> str:
-    lines = [f"# bench_prune: {result['machine']}", f"load {result['load']}, seed {result['seed']}", ""]
+    lines = [f"# bench_prune: {result['machine']}", f"load at start {result['load']}, seed {result['seed']}, "
+             f"torch threads {result.get('threads', '?')}", ""]
     for net in result.get("nets", []):
-        lines += [f"## {net['net']} (base accuracy {net['base_accuracy']} %, {net['conv_params']:,} conv weights)", "",
-                  "| target | method | removed | acc. pruned | acc. after 1-epoch fine-tune |", "|---|---|---|---|---|"]
-        for row in net["rows"]:
+        lines += [f"## {net['net']} (base accuracy {net['base_accuracy']} % on {net.get('test_images', '?')} test "
+                  f"images, {net['conv_params']:,} conv weights; trained {net.get('recipe', '?')} "
+                  f"(epochs, peak lr, batch) on {net.get('train_images', '?')} images; fine-tune: one epoch over "
+                  f"{net.get('finetune_images', '?')} of them)", "",
+                  "| target | method | removed | acc. pruned | acc. after fine-tune | load |", "|---|---|---|---|---|---|"]
+        for row in sorted(net["rows"], key=lambda r: r["target"]):
             lines.append(f"| {row['target']:.0%} | {row['method']} | {row['removed']:.1%} | {row['acc_pruned']:.1f} | "
-                         f"{row['acc_finetuned']:.1f} |")
-        lines.append("")
+                         f"{row['acc_finetuned']:.1f} | {row.get('load', '')} |")
+        lines += [""] + verdicts(net) + [""]
+    return _tail(result, lines)
+
+
+def verdicts(net: dict) -> list[str]:
+    """The issue's two targets, per filterdb strategy: at 50 % before the fine-tune ≥ 3 points above uniform
+    L1; after the fine-tune never more than 0.5 below the best baseline (every target)."""
+    out = []
+    rows = net["rows"]
+    strategies = sorted({r["method"] for r in rows if r["method"].startswith("filterdb-")})
+    for method in strategies:
+        parts = []
+        for target in sorted({r["target"] for r in rows}):
+            at = {r["method"]: r for r in rows if r["target"] == target}
+            if method not in at:
+                continue
+            mine = at[method]
+            baselines = [r for m, r in at.items() if not m.startswith("filterdb-")]
+            if not baselines:
+                continue
+            best = max(r["acc_finetuned"] for r in baselines)
+            text = f"{target:.0%}: after fine-tune {mine['acc_finetuned'] - best:+.1f} vs best baseline"
+            if "uniform-l1" in at:
+                gap = mine["acc_pruned"] - at["uniform-l1"]["acc_pruned"]
+                text = f"{target:.0%}: pruned {gap:+.1f} vs uniform-l1, " + text.split(": ", 1)[1]
+            parts.append(text)
+        out.append(f"- **{method}**: " + "; ".join(parts))
+    return out
+
+
+def _tail(result: dict, lines: list[str]) -> str:
     if "timing" in result:
         lines += [f"ResNet-50 safetensors, `filterdb prune --json` whole process: {result['timing']}", ""]
     if "torchvision" in result:

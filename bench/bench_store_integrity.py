@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from filterdb.readers import make_layer
-    from filterdb.store import init_store
+    from filterdb.store import init_store, verify_store
     from filterdb.store._shards import ShardReader, write_shard
     from filterdb.types import ModelInfo, ModelRecord
 
@@ -69,7 +69,7 @@ def main() -> None:
                 ShardReader(store.root, shard).close()
         open_us = (time.perf_counter() - t) / (repeats * len(shards)) * 1e6
         t = time.perf_counter()
-        report = store.verify()
+        report = verify_store(store)
         verify_s = time.perf_counter() - t
         assert report.ok
         mb = report.n_bytes / 1e6

@@ -30,14 +30,14 @@ HOSTILE_SHARD = ["../../victim/precious.txt", "/etc/passwd", "shards/3x3/../../.
 def build_base(root: Path) -> Path:
     """A small healthy store: three synthetic models, each with fingerprint data, one in the old folder."""
     from filterdb import ingest_record
-    from filterdb.store import init_store
+    from filterdb.store import init_store, put_model_data
     from filterdb.testing import synthetic_record
 
     store = init_store(root)
     for seed in (1, 2, 3):
         ingest_record(store, synthetic_record(seed, channels=8))
     for sha in store.models()["sha256"]:
-        store.put_model_data(sha, "fingerprint", {"means": np.ones((3, 9), np.float32), "version": np.int32(1)})
+        put_model_data(store, sha, "fingerprint", {"means": np.ones((3, 9), np.float32), "version": np.int32(1)})
     store.close()
     return root
 

@@ -27,6 +27,7 @@ from filterdb.lineage import (
 )
 from filterdb.lineage._compare import pair_layers
 from filterdb.lineage._weights import ConvWeight
+from filterdb.store import model_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -211,7 +212,7 @@ def test_similar_and_lineage_on_a_store(family, family_store):
     query = next(m.path for m in family if m.name == "p0-ft-long")
     result = similar(store, query, top=None, progress=lambda done, total, name: calls.append((done, total)))
     assert calls and calls[-1][0] == calls[-1][1]  # fingerprints computed once, with progress
-    assert all(store.model_data(sha, "fingerprint") is not None for sha in store.models()["sha256"])
+    assert all(model_data(store, sha, "fingerprint") is not None for sha in store.models()["sha256"])
     family_of = {Path(m.path).name: m.root for m in family}
     assert {family_of[m.model] for m in result.matches} == {0}  # all of p0's family, nothing from p1's
     assert len(result.matches) == sum(r == 0 for r in family_of.values())
@@ -248,7 +249,7 @@ def test_ingest_writes_fingerprints_that_agree_with_the_stored_filters(family, t
     root = tmp_path / "zoo.fdb"
     ingest(root, [m.path for m in members], create=True)
     store = open_store(root)
-    assert all(store.model_data(sha, "fingerprint") is not None for sha in store.models()["sha256"])  # at ingest
+    assert all(model_data(store, sha, "fingerprint") is not None for sha in store.models()["sha256"])  # at ingest
     query = members[1].path
     at_ingest = similar(store, query, top=None)
     shutil.rmtree(root / "data" / "fingerprint")  # lost fingerprints: rebuilt from the shards

@@ -18,6 +18,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
 from filterdb.lineage import compare, lineage, similar  # noqa: E402
+from filterdb.store import model_data, put_model_data
 
 ROOT = Path(__file__).resolve().parents[1]
 CONVS = [("c1", 1, 16), ("c2", 16, 32), ("c3", 32, 32)]
@@ -253,13 +254,13 @@ def test_siblings_without_their_parent_are_siblings_not_an_edge(zoo, tmp_path):
 
 def test_a_damaged_fingerprint_is_rebuilt(zoo, store):
     sha = str(store.sql("SELECT sha256 FROM models WHERE model = ?", [_name(zoo, "parent")])["sha256"].iloc[0])
-    store.put_model_data(sha, "fingerprint", {"version": np.array(2, dtype=np.int32), "shapes": np.zeros((3, 5)),
+    put_model_data(store, sha, "fingerprint", {"version": np.array(2, dtype=np.int32), "shapes": np.zeros((3, 5)),
                                               "channels": np.zeros(7)})
     matches = similar(store, _name(zoo, "parent"), top=None).matches
     assert {m.model for m in matches} >= {_name(zoo, "mag50"), _name(zoo, "bf16")}
     from filterdb.lineage import Fingerprint
 
-    assert Fingerprint.from_arrays(store.model_data(sha, "fingerprint") or {}) is not None  # rebuilt
+    assert Fingerprint.from_arrays(model_data(store, sha, "fingerprint") or {}) is not None  # rebuilt
 
 
 def test_aliases_are_identical_models(zoo, tmp_path):

@@ -12,7 +12,7 @@ import scipy.linalg
 
 from filterdb import ModelInfo, ModelRecord
 from filterdb.errors import UsageError
-from filterdb.prune import PrunePlan, channel_scores, prune_plan
+from filterdb.prune import PlanSettings, PrunePlan, channel_scores, prune_plan
 from filterdb.readers import make_layer
 from helpers import run_cli
 
@@ -76,7 +76,7 @@ def test_duplicated_channels_go_first_and_are_named() -> None:
     w1 = rng.standard_normal((16, 3, 3, 3))
     w1[8:] = w1[:8] * 0.5
     record = _record(make_layer("c1", "Conv", w1), make_layer("c2", "Conv", rng.standard_normal((8, 16, 3, 3))))
-    plan = prune_plan(record, target=0.3)
+    plan = prune_plan(record, target=0.3, settings=PlanSettings(allocation="share"))  # the share rule takes all
     first = plan.layers[0]
     assert sorted(first.remove) == list(range(8, 16)) and first.reason == "redundant channels"
     assert plan.redundant_params > 0 and plan.free_params == 0

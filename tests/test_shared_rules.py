@@ -138,12 +138,12 @@ def two_models(tmp_path_factory):
 
 def test_column_sql_names_view_columns_quoted(two_models) -> None:
     store = two_models
-    assert "visual_category" in store.layer_columns()
-    assert store.column_sql("visual_category") == '"visual_category"'
-    assert store.column_sql("Visual Category") == '"visual_category"'  # as a manifest header writes it
-    assert store.column_sql("Training-Dataset") == '"training_dataset"'
+    assert "visual_category" in store.catalog.layer_columns()
+    assert store.catalog.column_sql("visual_category") == '"visual_category"'
+    assert store.catalog.column_sql("Visual Category") == '"visual_category"'  # as a manifest header writes it
+    assert store.catalog.column_sql("Training-Dataset") == '"training_dataset"'
     for not_a_column in ("colour", "kernel = '3x3'", 'task" OR 1=1 --', "1x", ""):
-        assert store.column_sql(not_a_column) is None
+        assert store.catalog.column_sql(not_a_column) is None
 
 
 def test_column_sql_doubles_quotes_inside_a_name() -> None:

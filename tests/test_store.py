@@ -17,6 +17,7 @@ from filterdb.store import (
     open_store,
 )
 from filterdb.testing import synthetic_record
+from filterdb.store import remove_models
 
 
 @pytest.fixture()
@@ -138,11 +139,11 @@ def test_remove_and_stats(store):
     assert (stats.n_models, stats.n_layers, stats.n_filters) == (2, 8, 2 * (560 + 64))
     assert set(stats.shapes["kernel"]) == {"3x3", "1x1"}
     assert stats.shard_bytes > 2 * 560 * 18
-    assert store.remove("a") == [1]
+    assert remove_models(store, "a") == [1]
     assert list(store.models()["model"]) == ["b"]
     assert len(list((store.root / "shards").rglob("*.arrow"))) == 2  # b's 3x3 and 1x1 shards
     with pytest.raises(StoreError, match="no model 'a'"):
-        store.remove("a")
+        remove_models(store, "a")
 
 
 def test_read_only_store_refuses_writes(tmp_path):
@@ -178,14 +179,14 @@ def test_public_store_helpers(tmp_path):
     root = tmp_path / "zoo"
     store = init_store(root)
     first = ingest_record(store, synthetic_record(1), {"Name": "a"})
-    assert store.known_hashes() == {first.sha256}
+    assert store.catalog.hashes() == {first.sha256}
     again = store.existing(first.sha256)
     assert again.skipped and (again.model_id, again.model, again.n_filters) == (first.model_id, "a", first.n_filters)
     with pytest.raises(StoreError, match="no model with sha256"):
         store.existing("0" * 64)
     assert as_store(store, "a") is store
     reader = as_store(root)
-    assert reader.read_only and reader.known_hashes() == {first.sha256}
+    assert reader.read_only and reader.catalog.hashes() == {first.sha256}
     with pytest.raises(StoreError, match="opened read-only"):
         as_store(reader, "a")
 

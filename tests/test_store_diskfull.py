@@ -15,7 +15,7 @@ import pytest
 from helpers import run_cli as run, snapshot
 
 from filterdb import ingest_record
-from filterdb.store import StoreError, StoreWriteError, init_store, open_store
+from filterdb.store import StoreError, StoreWriteError, init_store, open_store, remove_models, verify_store
 from filterdb.testing import synthetic_record
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -91,7 +91,7 @@ def test_every_amount_of_free_space_ends_cleanly(disk):
         try:
             result = ingest_record(store, record, {"Name": "big"})
             outcomes.add("ok")
-            store.remove(result.model_id)  # may itself meet the full disk
+            remove_models(store, result.model_id)  # may itself meet the full disk
         except StoreWriteError as e:
             text = str(e)
             assert "No space left on device" in text and "cannot rollback" not in text, text
@@ -99,13 +99,13 @@ def test_every_amount_of_free_space_ends_cleanly(disk):
         finally:
             store.close()
             disk.unfill()
-        report = open_store(root).verify()
+        report = verify_store(open_store(root))
         assert report.ok, report.damage
         models = list(open_store(root).models()["model"])
         assert models in ([], ["big"]), models
         if models:
             assert snapshot(root)[2] != before[2]  # the model is whole: its shards are there
-            open_store(root, "a").remove("big")
+            remove_models(open_store(root, "a"), "big")
     assert outcomes == {"ok", "full"}
 
 
@@ -170,4 +170,4 @@ def test_file_size_limit_in_a_child_process(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert "File too large" in proc.stderr and "Traceback" not in proc.stderr and "unexpected" not in proc.stderr
     assert snapshot(root) == before
-    assert open_store(root).verify().ok
+    assert verify_store(open_store(root)).ok

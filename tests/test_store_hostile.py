@@ -17,6 +17,7 @@ from filterdb.errors import UsageError
 from filterdb.store import (LayerMetrics, ModelDataError, StoreError, StoreResourceError, init_store, open_store,
                             prepare_model)
 from filterdb.testing import synthetic_record
+from filterdb.store import gc_store, model_data, put_model_data, remove_models, verify_store
 
 
 @pytest.fixture()
@@ -53,7 +54,7 @@ def test_linked_folder_is_refused_and_nothing_outside_is_touched(store, victim, 
     with pytest.raises(StoreError, match=f"'{link}' inside the store .* is a symbolic link"):
         ingest_record(writer, synthetic_record(2))
     with pytest.raises(StoreError, match="symbolic link"):
-        writer.gc()
+        gc_store(writer)
     assert _intact(victim) == before
 
 
@@ -81,7 +82,7 @@ def test_clean_up_removes_only_the_stores_own_files(store):
     own_orphan.write_bytes(b"x")
     link = store.root / "shards" / "3x3" / ("2d" * 16 + ".arrow")
     link.symlink_to(foreign[2])
-    removed = open_store(store.root, "a").gc()
+    removed = gc_store(open_store(store.root, "a"))
     assert sorted(removed) == sorted([f"tmp/{own_partial.name}", f"shards/3x3/{own_orphan.name}"])
     assert all(p.read_text() == "mine" for p in foreign) and link.is_symlink()
 
@@ -94,56 +95,56 @@ def test_catalog_sha256_is_never_a_path(store, bad, tmp_path):
     with duckdb.connect(str(store.root / "catalog.duckdb")) as con:
         con.execute("UPDATE t_models SET sha256 = ? WHERE sha256 = ?", [bad, good])
     with pytest.raises(StoreError, match="not 64 hex digits"):
-        store.put_model_data(bad, "fingerprint", {"a": np.zeros(3)})
+        put_model_data(store, bad, "fingerprint", {"a": np.zeros(3)})
     with pytest.raises(StoreError, match="not 64 hex digits"):
-        store.model_data(bad, "fingerprint")
+        model_data(store, bad, "fingerprint")
     with pytest.raises(StoreError, match="not 64 hex digits"):
-        open_store(store.root, "a").remove(int(store.models()["model_id"][0]))
+        remove_models(open_store(store.root, "a"), int(store.models()["model_id"][0]))
     from filterdb.lineage import similar
 
     with pytest.raises(StoreError, match="not 64 hex digits"):
         similar(open_store(store.root), synthetic_record(1))
     assert not (tmp_path / "x.npz").exists() and not (tmp_path.parent / "x.npz").exists()
-    report = open_store(store.root).verify()
+    report = verify_store(open_store(store.root))
     assert not report.ok and "not 64 hex digits" in report.damage[-1].what
 
 
 def test_model_data_round_trip_verify_rm_and_gc(store):
     sha = store.models()["sha256"][0]
     arrays = {"hashes": np.arange(12, dtype=np.uint64).reshape(3, 4), "name": np.str_("m1"), "norm": np.float32(2.5)}
-    store.put_model_data(sha, "fingerprint", arrays)
-    got = store.model_data(sha, "fingerprint")
+    put_model_data(store, sha, "fingerprint", arrays)
+    got = model_data(store, sha, "fingerprint")
     assert set(got) == set(arrays) and all(np.array_equal(got[k], arrays[k]) for k in arrays)
     assert got["hashes"].dtype == np.uint64
-    assert store.model_data(sha, "other") is None
-    assert open_store(store.root).verify().ok
+    assert model_data(store, sha, "other") is None
+    assert verify_store(open_store(store.root)).ok
     path = store.root / "data" / "fingerprint" / f"{sha}.npz"
     blob = bytearray(path.read_bytes())
     blob[-30] ^= 0xFF  # one flipped byte in the zip's directory: damaged
     path.write_bytes(bytes(blob))
-    report = open_store(store.root).verify()
+    report = verify_store(open_store(store.root))
     assert [d.model for d in report.damage] == ["synthetic-1"]
     assert not ingest_record(store, synthetic_record(9)).skipped  # other writes go on
-    open_store(store.root, "a").remove(sha[:12])
+    remove_models(open_store(store.root, "a"), sha[:12])
     assert not path.exists()
     with pytest.raises(StoreError, match="no model with sha256"):
-        store.put_model_data(sha, "fingerprint", arrays)
+        put_model_data(store, sha, "fingerprint", arrays)
     assert not path.exists()
 
 
 def test_model_data_refuses_what_it_cannot_load_safely(store, tmp_path):
     sha = store.models()["sha256"][0]
     with pytest.raises(UsageError, match="dtype object"):
-        store.put_model_data(sha, "fingerprint", {"x": np.array([{"a": 1}], dtype=object)})
+        put_model_data(store, sha, "fingerprint", {"x": np.array([{"a": 1}], dtype=object)})
     with pytest.raises(UsageError, match="kind"):
-        store.put_model_data(sha, "../x", {"x": np.zeros(1)})
+        put_model_data(store, sha, "../x", {"x": np.zeros(1)})
     folder = store.root / "data" / "fingerprint"
     shutil.rmtree(folder, ignore_errors=True)  # the fingerprint ingest stored: this test writes its own files
     folder.mkdir(parents=True)
     # a pickled object array: np.load would run its code with allow_pickle=True
     np.savez(folder / f"{sha}.npz", x=np.array([print], dtype=object))
     with pytest.raises(ModelDataError, match="damaged per-model data"):
-        store.model_data(sha, "fingerprint")
+        model_data(store, sha, "fingerprint")
     # a member that claims to unpack to a huge size: refused before reading
     import zipfile
 
@@ -152,11 +153,11 @@ def test_model_data_refuses_what_it_cannot_load_safely(store, tmp_path):
         z.writestr("x.npy", b"\0" * (70 << 20))
     assert path.stat().st_size < 1 << 20
     with pytest.raises(ModelDataError, match="unpacks to"):
-        store.model_data(sha, "fingerprint")
+        model_data(store, sha, "fingerprint")
     path.unlink()
     path.symlink_to(tmp_path / "elsewhere.npz")
     with pytest.raises(ModelDataError, match="not a regular file"):
-        store.model_data(sha, "fingerprint")
+        model_data(store, sha, "fingerprint")
 
 
 def test_legacy_fingerprint_folder_is_read_and_removed_with_the_model(store):
@@ -165,11 +166,11 @@ def test_legacy_fingerprint_folder_is_read_and_removed_with_the_model(store):
     legacy = store.root / "lineage" / f"{sha}.npz"
     legacy.parent.mkdir(exist_ok=True)
     np.savez(legacy, version=np.int32(1), means=np.zeros((2, 9), np.float32))
-    assert store.model_data(sha, "fingerprint")["means"].shape == (2, 9)
+    assert model_data(store, sha, "fingerprint")["means"].shape == (2, 9)
     orphan = store.root / "lineage" / ("9" * 64 + ".npz")
     np.savez(orphan, x=np.zeros(1))
-    assert "lineage/" + orphan.name in open_store(store.root, "a").gc()
-    open_store(store.root, "a").remove("synthetic-1")
+    assert "lineage/" + orphan.name in gc_store(open_store(store.root, "a"))
+    remove_models(open_store(store.root, "a"), "synthetic-1")
     assert not legacy.exists()
 
 

@@ -17,6 +17,7 @@ from filterdb.analysis import drift
 from filterdb.engine import LocalEngine
 from filterdb.store import open_store
 from filterdb.testing import build_synthetic_zoo
+from filterdb.store import gc_store, verify_store
 
 
 def _cli(*args, check=True):
@@ -59,18 +60,18 @@ def test_rm_during_an_analysis_keeps_its_snapshot(zoo, tmp_path):
     assert result.groups == expected.groups and result.sizes == expected.sizes
     np.testing.assert_array_equal(result.matrix, expected.matrix)  # the snapshot it planned on, bit for bit
     assert victim not in set(open_store(zoo).models()["model"])  # the catalog changed at once
-    leftovers = open_store(zoo).verify().unreferenced
+    leftovers = verify_store(open_store(zoo)).unreferenced
     assert leftovers  # the removed model's shards wait for the reader
     store.close()
-    assert sorted(open_store(zoo, "a").gc()) == sorted(leftovers)
-    assert open_store(zoo).verify().ok and not open_store(zoo).verify().unreferenced
+    assert sorted(gc_store(open_store(zoo, "a"))) == sorted(leftovers)
+    assert verify_store(open_store(zoo)).ok and not verify_store(open_store(zoo)).unreferenced
 
 
 def test_rm_without_readers_deletes_at_once(zoo):
     before = {p.name for p in (zoo / "shards").rglob("*.arrow")}
     _cli("rm", zoo, open_store(zoo).models()["model"].iloc[0])
     after = {p.name for p in (zoo / "shards").rglob("*.arrow")}
-    assert after < before and not open_store(zoo).verify().unreferenced
+    assert after < before and not verify_store(open_store(zoo)).unreferenced
 
 
 def test_two_ingests_of_the_same_files_at_once(tmp_path):
@@ -93,7 +94,7 @@ def test_two_ingests_of_the_same_files_at_once(tmp_path):
     store = open_store(root)
     models = store.models()
     assert sorted(models["model"]) == [f.name for f in files] and models["sha256"].is_unique
-    assert store.verify().ok and not store.verify().unreferenced
+    assert verify_store(store).ok and not verify_store(store).unreferenced
     ingested = sum(int(out.split("ingested ")[1].split(" ")[0]) for out, _ in outs)
     assert ingested == 4  # each model written once, by one of the two
 
@@ -131,10 +132,10 @@ def test_sigkill_during_rm_removes_all_or_nothing(zoo):
         store = open_store(copy)
         held = sorted(store.models()["model"])
         assert held in (names, [n for n in names if n != victim])  # the model entirely there, or entirely gone
-        report = store.verify()
+        report = verify_store(store)
         assert report.ok, report.damage  # every remaining model whole: no half-removed model
-        open_store(copy, "a").gc()
-        assert not open_store(copy).verify().unreferenced  # what a kill leaves is garbage the next writer takes
+        gc_store(open_store(copy, "a"))
+        assert not verify_store(open_store(copy)).unreferenced  # what a kill leaves is garbage the next writer takes
         if len(held) == len(names):
             _cli("rm", copy, victim)  # and the rm can simply be run again
 
@@ -148,8 +149,8 @@ def test_sigkill_during_record_checksums(zoo):
     args = lambda root: ["verify", str(root), "--record-checksums"]  # noqa: E731
     duration = _durations(args, zoo)
     for copy in _kill_during(args, zoo, np.linspace(0.0, duration * 1.1, 6)):
-        report = open_store(copy).verify()
+        report = verify_store(open_store(copy))
         assert report.ok, report.damage  # a checksum is recorded right or not at all
         assert open_store(copy).models().shape[0] == open_store(zoo).models().shape[0]
         _cli("verify", copy, "--record-checksums")  # and running it again finishes the job
-        assert not open_store(copy).verify().without_checksum
+        assert not verify_store(open_store(copy)).without_checksum

@@ -19,6 +19,7 @@ from helpers import run_cli as run
 from filterdb import ingest_record
 from filterdb.store import ShardCorruptError, ShardRows, StoreError, init_store, open_store
 from filterdb.testing import synthetic_record
+from filterdb.store import verify_store
 
 
 @pytest.fixture()
@@ -57,7 +58,7 @@ def test_checksums_are_the_shard_files_sha256(root):
 
 
 def test_verify_intact_store(root, capsys):
-    report = open_store(root).verify()
+    report = verify_store(open_store(root))
     assert report.ok and report.n_models == 3 and report.n_shards == 6 and not report.without_checksum
     code, out, err = run(capsys, "verify", root)
     assert code == 0 and "3 model(s), 6 shard(s)" in out and out.rstrip().endswith(": ok"), err
@@ -71,7 +72,7 @@ def test_flipped_values_are_found_by_verify_with_the_model_to_reingest(root, cap
     after = np.concatenate(list(open_store(root).iter_filters("3x3", "model = ?", ["net1"], scaled=False)))
     assert not np.array_equal(before, after)
     # ... the full check does, and names the model
-    report = open_store(root).verify()
+    report = verify_store(open_store(root))
     assert not report.ok and [(mid, name) for mid, name, _ in report.models_to_reingest()] == [(2, "net1")]
     code, out, err = run(capsys, "verify", root)
     assert code == 1
@@ -119,7 +120,7 @@ def test_shard_of_another_store_or_model_is_checked_by_rows(root):
     assert len(data_a) == len(data_b)
     (root / a).write_bytes(data_b)
     (root / b).write_bytes(data_a)
-    report = open_store(root).verify()
+    report = verify_store(open_store(root))
     assert sorted(name for _, name, _ in report.models_to_reingest()) == ["net1", "net2"]
 
 

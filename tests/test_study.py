@@ -117,15 +117,16 @@ def test_two_passes_over_the_shards(synthetic_zoo, monkeypatch):
     calls = []
     real = run.run_pass
 
-    def counted(plan, spec, engine, task_rows):
-        calls.append(spec)
-        return real(plan, spec, engine, task_rows)
+    def counted(plan, spec, engine, task_rows, backward=False):
+        calls.append((spec, backward))
+        return real(plan, spec, engine, task_rows, backward=backward)
 
     monkeypatch.setattr(run, "run_pass", counted)
     st = study(synthetic_zoo, by=["task", "visual_category", "depth"])
     assert len(calls) == 2 and len(st.axes) == 3 and not st.errors
-    assert calls[0].gram and not calls[0].hist
-    assert calls[1].hist and calls[1].density and calls[1].minmax and not calls[1].gram
+    assert calls[0][0].gram and not calls[0][0].hist and not calls[0][1]
+    # the histogram pass reads the shards backward: it starts on those the basis pass left in the page cache
+    assert calls[1][0].hist and calls[1][0].density and calls[1][0].minmax and not calls[1][0].gram and calls[1][1]
 
 
 def test_u_based_signs_density_and_group_bases(synthetic_zoo):

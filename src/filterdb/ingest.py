@@ -26,8 +26,8 @@ from ._hashing import file_sha256
 from .errors import FilterDBError, ModelFormatError, ModelNotFoundError
 from .manifest import (DEFAULT_REQUIRED, Manifest, ManifestError, ManifestMatch, is_source_name, load_manifest,
                        match_manifest)
-from .store import (IngestResult, LayerMetrics, PreparedModel, Store, StoreError, StoreWriteError, as_store,
-                    init_store, iter_hdf5_models, name_for, prepare_model, record_sha256)
+from .store import (IngestResult, LayerMetrics, PreparedModel, Store, StoreError, StoreWriteError, add_aliases,
+                    as_store, init_store, iter_hdf5_models, name_for, prepare_model, record_sha256)
 from .types import ModelRecord
 
 __all__ = ["MODEL_SUFFIXES", "IngestError", "IngestEvent", "IngestReport", "SourceItem", "expand_sources",
@@ -200,7 +200,7 @@ def ingest_record(store: Store | str | os.PathLike[str], record: ModelRecord,
     """
     target = as_store(store, "a")
     sha = record_sha256(record)
-    if target.has(sha):
+    if target.catalog.known(sha) is not None:
         from .store._prepare import model_name
 
         name, source = model_name(record, metadata)
@@ -313,9 +313,9 @@ def _skip_known(target: Store, items: list[SourceItem], shas: list[str], report:
     same bytes twice in one run are ingested once)."""
     todo: list[int] = []
     pending: set[str] = set()
-    known = target.known_hashes() if items else set()
+    known = target.catalog.hashes() if items else set()
     names = [name_for(item.spec, metadata.get(item.key)) for item in items]
-    target.add_aliases([(sha, name, item.spec)  # the same bytes met again: an alias
+    add_aliases(target, [(sha, name, item.spec)  # the same bytes met again: an alias
                         for item, sha, name in zip(items, shas, names) if sha in known])
     for i, (item, sha) in enumerate(zip(items, shas)):
         if sha in pending:
@@ -474,7 +474,7 @@ def ingest(
                 assert prepared is not None
                 _commit(target, job, prepared, report, total, progress)
     first: dict[str, str] = {}  # the same bytes twice in this run: the later files are aliases of the first
-    target.add_aliases([(sha, name_for(item.spec, planned.metadata.get(item.key)), item.spec)
+    add_aliases(target, [(sha, name_for(item.spec, planned.metadata.get(item.key)), item.spec)
                         for item, sha in zip(items, shas) if first.setdefault(sha, item.spec) != item.spec])
     report.seconds = time.perf_counter() - started
     return report

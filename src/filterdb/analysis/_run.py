@@ -31,14 +31,15 @@ def _segments(task: Task) -> list[tuple[str, np.ndarray, int, int]]:
     return out
 
 
-def run_task(task: Task, root: str, spec: PassSpec, next_task: Task | None = None) -> Partial:
+def run_task(task: Task, root: str, spec: PassSpec, next_task: Task | None = None, backward: bool = False) -> Partial:
     """Read the task's shards (:class:`filterdb.store.ShardRows`, each closed after use) and run ``spec`` over
     its segments.
 
     Top-level and picklable: this is what Dask workers execute. The kernel adds every shard into one set of
     accumulators (the same floats as merging one partial per shard in shard order). The shards ahead (of
     this task, then of ``next_task``: the task this process runs next, when known) are read ahead, up to
-    the store's read-ahead budget (``FILTERDB_READAHEAD_MB``).
+    the store's read-ahead budget (``FILTERDB_READAHEAD_MB``). ``backward``: its shards in reverse order (only
+    for a pass without a Gram matrix, whose integer sums and extremes do not depend on the order).
     """
     local, inverse = np.unique(task.units, return_inverse=True)
     inverse = inverse.astype(np.int64).ravel()
@@ -49,13 +50,20 @@ def run_task(task: Task, root: str, spec: PassSpec, next_task: Task | None = Non
         plain = replace(spec, unit_slot=None)
         slot_acc = {int(k): _Accumulator(plain, len(local) if spec.hist else 0) for k in np.unique(slots[task.units])}
     segments = _segments(task)
+    if backward:
+        if spec.gram:
+            raise ValueError("a Gram pass reads a task's shards in order (its float sums depend on the order)")
+        segments.reverse()
     ahead: list[tuple[str, int, int, int, Any]] = []  # (shard, first, end, approx. bytes, record), in order
     budget = readahead_budget()
     if budget > 0:
         # bytes are estimated as float16 rows (float32 stores read twice that much ahead)
         ahead = [(sh, f, e, (e - f) * spec.d * 2, _record(task, sh)) for sh, _, f, e in segments]
         if next_task is not None:
-            ahead += [(sh, f, e, (e - f) * spec.d * 2, _record(next_task, sh)) for sh, _, f, e in _segments(next_task)]
+            after = _segments(next_task)
+            if backward:
+                after.reverse()
+            ahead += [(sh, f, e, (e - f) * spec.d * 2, _record(next_task, sh)) for sh, _, f, e in after]
     hinted = 0  # entries of ``ahead`` hinted so far
     for i, (shard, seg, first, end) in enumerate(segments):
         if budget > 0:
@@ -136,21 +144,36 @@ def _task_rows(plan: Plan, task_rows: int) -> int:
     return max(1, min(task_rows, max(262_144, math.ceil(plan.n_filters / 16))))
 
 
-def run_pass(plan: Plan, spec: PassSpec, engine: Any, task_rows: int) -> Partial:
-    """One pass of ``spec`` over every row of ``plan`` on ``engine``; merged in task order."""
+def run_pass(plan: Plan, spec: PassSpec, engine: Any, task_rows: int, backward: bool = False) -> Partial:
+    """One pass of ``spec`` over every row of ``plan`` on ``engine``; merged in task order.
+
+    ``backward``: read the shards in the reverse order (last task first, each task's shards last first), for a
+    pass that follows another over the same plan: a store larger than the page cache keeps only the shards
+    read last, and a forward second pass would evict each of them just before it gets to it (nothing found
+    cached); backward, it starts on them. The result is bit-identical to a forward pass: a pass without a
+    Gram matrix adds integers (histograms, counts, density) and takes extremes, which no order changes; a
+    Gram pass keeps each task's shards in order and its partials are merged in task order all the same.
+    """
     tasks = plan.tasks(_task_rows(plan, task_rows))
     total = merge([], spec.d, spec.nbins, plan.n_units if spec.hist else 0)
+    order = tasks[::-1] if backward else tasks
+    within = backward and not spec.gram  # a task's own shards in reverse too (its sums are integers)
     if getattr(engine, "shares_page_cache", False):
         # threads of this process: a task also reads ahead the first shards of the task its thread will
         # likely run next (tasks start in order, so with n threads that is the one n tasks further)
         n = max(1, int(getattr(engine, "n_threads", 1)))
-        parts = engine.map(_run_task_pair, list(zip(tasks, tasks[n:] + [None] * min(n, len(tasks)))),
-                           plan.root, spec)
+        parts = engine.map(_run_task_pair, list(zip(order, order[n:] + [None] * min(n, len(order)))),
+                           plan.root, spec, within)
     else:
-        parts = engine.map(run_task, tasks, plan.root, spec)
+        parts = engine.map(run_task, order, plan.root, spec, None, within)
     try:
-        for part in parts:
-            total = merge_into(total, part)
+        if backward and spec.gram:
+            # float sums: merged in task order, as a forward pass does (the partials are a few KB each)
+            for part in reversed(list(parts)):
+                total = merge_into(total, part)
+        else:
+            for part in parts:
+                total = merge_into(total, part)
     finally:
         close = getattr(parts, "close", None)
         if close is not None:  # an engine's iterator cancels its queued tasks and joins its threads now
@@ -158,5 +181,5 @@ def run_pass(plan: Plan, spec: PassSpec, engine: Any, task_rows: int) -> Partial
     return total
 
 
-def _run_task_pair(pair: tuple[Task, Task | None], root: str, spec: PassSpec) -> Partial:
-    return run_task(pair[0], root, spec, pair[1])
+def _run_task_pair(pair: tuple[Task, Task | None], root: str, spec: PassSpec, backward: bool = False) -> Partial:
+    return run_task(pair[0], root, spec, pair[1], backward)

@@ -162,10 +162,10 @@ def _shard_records(frame: Any) -> dict[str, Any]:
 
 def group_expression(store: Store, by: str | None) -> tuple[str, bool]:
     """(SQL expression for the group value, whether it is the depth-decile axis): the store's rule
-    (:meth:`Store.axis_sql`), kept for callers that name an axis before any work."""
+    (:meth:`Catalog.axis_sql`), kept for callers that name an axis before any work."""
     if by is None:
         return "'all'", False
-    return store.axis_sql(by)
+    return store.catalog.axis_sql(by)
 
 
 def _finite_layers(store: Store, frame: Any, selection: Selection) -> tuple[Any, list[str]]:
@@ -204,8 +204,8 @@ def plan_for(store: Store, selection: Selection, *, halves: bool = False) -> Pla
     """
     shape, d = selection.shape_key, selection.d
     by, groups = selection.by, selection.groups
-    is_depth = by is not None and store.axis_sql(by)[1]
     frame = store.segments(selection.replace(groups=None) if by is not None else selection, halves=halves)
+    is_depth = "group_value" in frame.attrs.get("depth", ())  # the plan says so: no second catalog open
     if by is None:
         frame["group_value"] = "all"
     frame = frame.loc[frame["n_filters"] > 0, ["layer_id", "model_id", "n_filters", "group_value", *SHARD_COLUMNS,

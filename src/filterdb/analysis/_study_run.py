@@ -4,7 +4,8 @@ The plan's histogram *unit* is a (model, half, value of every axis) combination,
 fills every axis at once: an axis's group histograms, its (group, model) histograms for ``per_model`` and its
 (group, half) histograms for the noise floors are sums of unit histograms. The first pass fits the basis
 (and, through gram slots, the bases of the largest groups of the first axis); the second bins every
-coefficient, keeps their extremes (the "u-based" signs, applied afterwards by mirroring the histograms of
+coefficient (reading the shards in reverse order, so that it starts on those the first pass left in the
+page cache), keeps their extremes (the "u-based" signs, applied afterwards by mirroring the histograms of
 the flipped components over the symmetric range ±(√d + ‖μ‖)) and fills the density of coefficients 1 and 2.
 """
 
@@ -66,11 +67,12 @@ class _Clock:
 def default_axes(store: Any, selection: Selection) -> list[str]:
     """See :func:`filterdb.analysis.study.default_axes` (one catalog query)."""
     store = as_store(store)
-    columns = set(store.layer_columns())
+    columns = set(store.catalog.layer_columns())
     candidates = [c for c in CANDIDATE_AXES if c in columns]
     axes: list[str] = []
     if candidates:
-        frame = store.selected_layers(selection.replace(by=None, groups=None), axes=candidates, columns=("layer_id",))
+        frame = store.catalog.selected_layers(selection.replace(by=None, groups=None), axes=candidates,
+                                              columns=("layer_id",))
         for i, col in enumerate(candidates):
             if len(axes) < 3 and frame[f"axis_{i}"].dropna().nunique() >= 2:
                 axes.append(col)
@@ -92,7 +94,8 @@ def run_study(store: Any, selection: Selection | None, by: Sequence[str] | None,
     if isinstance(by, str):
         by = [by]
     axes = list(dict.fromkeys(by)) if by else default_axes(store, sel)
-    depth_axes = {axis: store.axis_sql(axis)[1] for axis in axes}  # an unknown column: a UsageError, before any work
+    # an unknown column: a UsageError, before any work
+    depth_axes = {axis: store.catalog.axis_sql(axis)[1] for axis in axes}
     clock = _Clock(progress)
     errors: dict[str, str] = {}
     model_names = {}
@@ -124,7 +127,8 @@ def run_study(store: Any, selection: Selection | None, by: Sequence[str] | None,
             spec = PassSpec(d=plan.d, gram=False, hist=True, minmax=True, density=True,
                             components=basis.components, mean=basis.mean, lo=-basis.bound(), hi=basis.bound(),
                             nbins=settings.bins, kernel=kernel, density_bins=settings.density_bins)
-            second = run_pass(plan, spec, engine, execution.task_rows)
+            # backward: it starts on the shards the basis pass read last, still in the page cache (_run.py)
+            second = run_pass(plan, spec, engine, execution.task_rows, backward=True)
             basis, hist_units, dens = _signed(basis, second, settings.sign_rule)
             group_pcas = {g: _aligned(p, basis) for g, p in group_pcas.items()}
             edges = np.linspace(-basis.bound(), basis.bound(), settings.density_bins + 1)

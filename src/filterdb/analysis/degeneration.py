@@ -132,7 +132,7 @@ def degeneration(store: Any, by: str | None = None, where: str | None = None, pa
     t = thresholds or Thresholds()
     store = as_store(store)
     # the store writes the selection's SQL; the depth deciles are its axis "depth" (the one rule)
-    frame = store.selected_layers(sel.replace(by=None), axes=["depth"] if by is None else ["depth", by],
+    frame = store.catalog.selected_layers(sel.replace(by=None), axes=["depth"] if by is None else ["depth", by],
                                   columns=("layer_id", "model_id", "model", "n_filters", "kernel", "conv_depth_norm",
                                            "sparsity", "variance_entropy_norm", "variance_entropy_clean_norm",
                                            "neighbour_corr", "n_nonfinite"))
@@ -156,7 +156,7 @@ def degeneration(store: Any, by: str | None = None, where: str | None = None, pa
     per_depth = per_depth.sort_values("depth_decile", key=lambda s: s.map(order)).reset_index(drop=True)
     per_group = None
     if by is not None:
-        empty = "unknown" if store.axis_sql(by)[1] else "(none)"  # depth: as in per_depth
+        empty = "unknown" if store.catalog.axis_sql(by)[1] else "(none)"  # depth: as in per_depth
         flagged["group"] = flagged["axis_1"].astype(object).where(flagged["axis_1"].notna(), empty).astype(str)
         per_group = _table(flagged, "group").rename(columns={"group": by})
     total = float(flagged["n_filters"].sum())

@@ -3,7 +3,8 @@
 What ``filterdb report`` shows and ``filterdb report --json`` prints: the PCA basis, the drift matrix of every
 grouping axis with each group's noise floor and a ranking of the groups by how far they sit from the
 others, the ranking of the axes, the 2-D density of the first two coefficients, the degenerated layers
-(catalog rows only), the model families (stored fingerprints only), the caveats, and the *findings*: short
+(catalog rows only), the model families (connected components of the fingerprint scores at or above
+``filterdb.lineage.FP_DERIVED``, from stored fingerprints only; see :class:`Families`), the caveats, and the *findings*: short
 statements, each with the numbers behind it and the rule that produced it (docs/report.md, "Findings").
 
 The filters are read twice whatever the number of axes (docs/analysis.md, "The study"): a basis pass
@@ -208,7 +209,21 @@ class AxisRank:
 
 @dataclass(frozen=True)
 class Families:
-    """Models that share weights, from the fingerprints stored at ingest (docs/lineage.md)."""
+    """Models that share weights, from the fingerprints stored at ingest (docs/lineage.md); no weights are read.
+
+    How they are computed (:func:`filterdb.lineage.lineage_of`, docs/report.md "Model families"): every pair of
+    models with a stored fingerprint is scored with the fingerprint score (layer slot against layer slot, the
+    first 80 convolutions: the best-matching channels above the level of unrelated channels, averaged over the
+    larger model's slots; identical layer hashes or file sha256: an identical copy, score 1). Two models are
+    *linked* when the larger of their two scores is at least ``filterdb.lineage.FP_DERIVED`` (0.2). A family is
+    a connected component of the links, so membership is transitive: A and C are in one family when A–B and
+    B–C are linked, whatever A–C scores. Only components of two models or more are kept. ``edges`` are each
+    family's maximum spanning tree of the scores (k − 1 edges for k models, not every linked pair), each with
+    its relation ("identical" or "derived"), its score, and the parent the fingerprints' direction evidence
+    points to (fewer channels, then lower precision, then smaller norms is the child; ``confidence`` 0.5:
+    no direction). These are fingerprint candidates: ``filterdb lineage`` decides each pair with the full
+    comparison of the weights, and its scores and parents are the ones to cite for a pair.
+    """
 
     families: tuple[tuple[str, ...], ...]
     """Families of two or more related models (model names)."""

@@ -264,12 +264,25 @@ def _write_card(path: Path, record: ModelRecord, report: ModelReport) -> None:
     try:
         from ..report import write_model_card
 
-        write_model_card(path, record, report)
+        write_model_card(path, record, report, plan=_card_plan(record))
         err_console.print(f"[dim]report card written to {markup_safe(path)}[/]")
     except MissingDependencyError as e:
         abort(f"--html: {markup_safe(e)}")
     except OSError as e:
         abort(f"{markup_safe(path)}: cannot write the report card there: {e.strerror or e}")
+
+
+def _card_plan(record: ModelRecord) -> Any:
+    """The prune plan whose headline and per-layer ratios the card shows (docs/prune.md); None, with a note on
+    stderr, for a model the plan cannot read (no conv layer with a channel axis)."""
+    from ..errors import UsageError
+    from ..prune import prune_plan
+
+    try:
+        return prune_plan(record, target=0.5)
+    except UsageError as e:
+        err_console.print(f"[dim]no prune plan in the card: {markup_safe(e)}[/]")
+        return None
 
 
 def _write_atomically(path: Path, text: str) -> None:

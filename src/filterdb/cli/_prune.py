@@ -36,27 +36,35 @@ def _shape(value: str | None) -> tuple[int, ...] | None:
 @click.option("--free-only", is_flag=True,
               help="Remove only near-zero channels (--target is ignored): the plan that changes no output where "
                    "their bias is zero too.")
+@click.option("--strategy", type=click.Choice(["novelty", "energy", "compensated"]), default=None,
+              help="How channels are ranked (docs/prune.md); the default is the one the bench measured best.")
+@click.option("--allocation", type=click.Choice(["share", "uniform", "global"]), default="uniform", show_default=True,
+              help="How per-layer ratios are spread (docs/prune.md, \"Strategies\").")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object (PrunePlan.to_json).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Also write the plan as JSON to this file (read it back with PrunePlan.from_json).")
 @click.option("--trust-pickle", is_flag=True, help="Allow formats whose loading runs pickle code (trusted files only).")
 @max_memory_option
-def prune_command(model: str, target: float, by: str, input_shape: str | None, free_only: bool, as_json: bool,
-                  output: str | None, trust_pickle: bool) -> None:
+def prune_command(model: str, target: float, by: str, input_shape: str | None, free_only: bool,
+                  strategy: str | None, allocation: str, as_json: bool, output: str | None,
+                  trust_pickle: bool) -> None:
     """Plan how to prune MODEL from its weights alone: per conv layer, the share of output channels to remove,
     the reason, and a data-free importance score for every channel.
 
     MODEL is anything `filterdb check` reads. Channels that are all near zero go first (removable with no
     change to the outputs where their bias is zero), then channels that nearly repeat a kept one, then the
-    channels that add the least new direction; one novelty threshold for all layers meets --target. Apply a
-    plan to a PyTorch module with filterdb.integrations.torch_pruning. The rules and the measured accuracy
-    against uniform and global magnitude pruning: docs/prune.md.
+    weakest by --strategy (default compensated: filter energy, near-duplicates first), with one ratio for every
+    prunable layer (--allocation uniform, the default) or per-layer ratios (share, global) that meet --target. Apply a plan to a PyTorch module with filterdb.integrations.torch_pruning
+    (a compensated plan's step merges duplicates and folds removed means into the next layer). The rules and
+    the measured accuracy against uniform and global magnitude pruning: docs/prune.md.
     """
-    from ..prune import prune_plan
+    from ..prune import PlanSettings, prune_plan
 
     record = read_with_progress(model, trust_pickle=trust_pickle, format=None)
+    settings = PlanSettings(allocation=allocation) if strategy is None else PlanSettings(strategy=strategy,
+                                                                                         allocation=allocation)
     plan = prune_plan(record, target=target, by=by, input_shape=_shape(input_shape),  # type: ignore[arg-type]
-                      free_only=free_only)
+                      free_only=free_only, settings=settings)
     if output is not None:
         plan.to_json(output)
     if as_json:

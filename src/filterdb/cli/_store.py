@@ -99,10 +99,10 @@ def sql_cmd(store: Path, query: str, params: tuple[str, ...], fmt: str) -> None:
 @click.option("--wait", type=float, default=600.0, show_default=True, help="Seconds to wait for another writer.")
 def rm_cmd(store: Path, model: str, wait: float) -> None:
     """Remove MODEL (a name: all its versions; a model id; or a sha256 prefix) from STORE."""
-    from ..store import open_store
+    from ..store import open_store, remove_models
 
     with open_store(store, mode="a", lock_timeout=wait) as handle:
-        ids = handle.remove(model)
+        ids = remove_models(handle, model)
     console.print(f"removed {len(ids)} model(s): id {', '.join(map(str, ids))}")
 
 

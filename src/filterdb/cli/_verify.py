@@ -23,12 +23,12 @@ def verify_cmd(store: Path, as_json: bool, record_checksums: bool) -> None:
     Exit code 0 when the store is intact, 1 when something is damaged: the output names each damaged
     shard and the models to re-ingest (`filterdb rm STORE ID`, then ingest the file again).
     """
-    from ..store import open_store
+    from ..store import open_store, verify_store
     from ..store import record_checksums as record
 
     handle = open_store(store, mode="a" if record_checksums else "r")
     recorded = record(handle) if record_checksums else 0
-    report = handle.verify()
+    report = verify_store(handle)
     handle.close()
     reingest = report.models_to_reingest()
     if as_json:

@@ -1,7 +1,7 @@
 """``similar`` and ``lineage`` on a store: candidates from fingerprints, every relation from :func:`compare`.
 
 Fingerprints (:mod:`._fingerprint`) are the store's per-model data of kind ``fingerprint``
-(:meth:`filterdb.store.Store.put_model_data`); a store made before them gets them computed once, on first use
+(:func:`filterdb.store.put_model_data`); a store made before them gets them computed once, on first use
 (``progress`` is called per model), and a damaged one is rebuilt. They only propose candidates: each candidate
 pair is decided by :func:`filterdb.lineage.compare_weights` on the weights rebuilt from the store, so
 ``compare``, ``similar``, ``lineage`` and the report give one relation, score and parent per pair
@@ -81,17 +81,19 @@ def relate(wa: ModelWeights, wb: ModelWeights) -> Comparison:
 
 def _read_fingerprint(store: Store, sha256: str) -> Fingerprint | None:
     """The stored fingerprint, or None when there is none or it is damaged (then it is rebuilt)."""
-    from ..store import StoreError
+    from ..store import StoreError, model_data
 
     try:
-        arrays = store.model_data(sha256, FINGERPRINT_KIND)
+        arrays = model_data(store, sha256, FINGERPRINT_KIND)
     except (StoreError, OSError, ValueError):
         return None
     return None if arrays is None else Fingerprint.from_arrays(arrays)
 
 
 def _write_fingerprint(store: Store, sha256: str, fp: Fingerprint) -> None:
-    store.put_model_data(sha256, FINGERPRINT_KIND, fp.to_arrays())
+    from ..store import put_model_data
+
+    put_model_data(store, sha256, FINGERPRINT_KIND, fp.to_arrays())
 
 
 def fingerprint_model(store: Store, weights: Fingerprint | ModelWeights | Any) -> Fingerprint:

@@ -79,10 +79,10 @@ def weights_from_store(store: Store, model: str | int) -> ModelWeights:
     float16 stores keep each layer to float16 precision (relative 2^-11 of the layer's largest weight):
     enough for every relation but ``identical``, which the sha256 of the files decides there.
     """
-    from ..store import StoreError
+    from ..store import StoreError, resolve_models
 
     try:
-        model_id = store.resolve(model)[-1]
+        model_id = resolve_models(store, model)[-1]
     except StoreError as e:
         raise LineageError(str(e)) from e
     info = store.sql("SELECT model, sha256, format FROM models WHERE model_id = ?", [model_id])

@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from ..errors import UsageError
 from ..types import ConvLayer, ModelRecord
+
+if TYPE_CHECKING:
+    from ..check import Thresholds
 from ._plan import LayerPlan, PrunePlan
-from ._scores import ChannelScores, channel_scores
+from ._scores import STRATEGIES, ChannelScores, layer_scores
 
 __all__ = ["prune_plan", "PlanSettings"]
 
@@ -39,6 +43,13 @@ class PlanSettings:
     max_ratio: float = 0.9  # never remove more than this share of one layer's channels
     min_channels: int = 1  # never keep fewer channels than this
     protect_outputs: bool = True  # a layer no other conv consumes may be a model output: left alone
+    # how channels are ranked: one of prune._scores.STRATEGIES. The default is the one bench/bench_prune.py
+    # measured best (docs/prune.md, "Measured"): compensated, ahead before fine-tuning on every net
+    strategy: str = "compensated"
+    # per-layer ratios: "share" (one importance-energy share τ), "uniform" (one ratio) or "global" (one
+    # threshold on importances relative to their layer's mean). The bench's choice (docs/prune.md): uniform
+    # was ahead of share in 6 of 9 cells before fine-tuning, ahead or level in 7 of 9 after
+    allocation: str = "uniform"
 
 
 def prune_plan(model: Any, target: float = 0.5, by: Literal["params", "flops"] = "params", *,
@@ -69,9 +80,11 @@ def prune_plan(model: Any, target: float = 0.5, by: Literal["params", "flops"] =
     >>> w2 = rng.standard_normal((4, 8, 3, 3))
     >>> record = ModelRecord(ModelInfo(source="demo", format="onnx"),
     ...                      (make_layer("c1", "Conv", w1), make_layer("c2", "Conv", w2)))
-    >>> plan = prune_plan(record, target=0.3)
+    >>> plan = prune_plan(record, target=0.3, settings=PlanSettings(allocation="share"))
     >>> plan.layers[0].reason, sorted(plan.layers[0].remove)
     ('redundant channels', [4, 5, 6, 7])
+    >>> sorted(prune_plan(record, target=0.3).layers[0].remove)  # uniform, the default: 3 of 8 meet the target
+    [5, 6, 7]
     """
     if not 0.0 < float(target) < 1.0:
         raise UsageError(f"target must be a share between 0 and 1 (exclusive), got {target!r}")
@@ -85,9 +98,33 @@ def prune_plan(model: Any, target: float = 0.5, by: Literal["params", "flops"] =
     flops = _layer_flops(layers, shape) if shape is not None else None
     if by == "flops" and flops is None:
         raise UsageError("--by flops needs the input shape (--input-shape C,H,W)")
+    if settings.allocation not in ("share", "uniform", "global"):
+        raise UsageError(f"unknown allocation {settings.allocation!r}: 'share', 'uniform' or 'global'")
+    if settings.strategy not in STRATEGIES:
+        raise UsageError(f"unknown strategy {settings.strategy!r}: one of {', '.join(STRATEGIES)}")
     graph = _chain(layers, settings)
-    scores = [channel_scores(layer.weight, zero_eps=settings.zero_eps, duplicate_cos=settings.duplicate_cos)
-              for layer in layers]
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread, as for the metrics (metrics.layer_metric_columns): a layer's Gram matrix is at most a few
+    # thousand channels square, and on a busy machine OpenBLAS's spinning threads made ResNet-50's scores five to
+    # ten times slower than one thread (docs/prune.md, "Speed").
+    # The layers are scored in parallel instead, one per core: numpy and LAPACK release the GIL, each layer's
+    # scores depend on its weights alone, so the result is the same in any order.
+    consumers = [layers[c[0]].weight if c else None for c in graph.consumers]  # the strategy hook (_scores)
+
+    def score(i: int) -> ChannelScores:
+        return layer_scores([layers[i].weight], [consumers[i]], settings.strategy,
+                            zero_eps=settings.zero_eps, duplicate_cos=settings.duplicate_cos)[0]
+
+    with threadpool_limits(1, user_api="blas"):
+        workers = min(len(layers), os.cpu_count() or 1, 8)
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                scores = list(pool.map(score, range(len(layers))))
+        else:
+            scores = [score(i) for i in range(len(layers))]
     low_diversity = _low_diversity(record)
     params = [float(layer.weight.size) for layer in layers]
     if free_only:
@@ -96,7 +133,7 @@ def prune_plan(model: Any, target: float = 0.5, by: Literal["params", "flops"] =
     else:
         keep = _allocate(layers, scores, graph, flops if by == "flops" and flops else params, float(target), settings)
     plan = _assemble(record, layers, scores, graph, keep, low_diversity, flops, shape, float(target), by, settings)
-    return dataclasses.replace(plan, strategy="free-only") if free_only else plan
+    return dataclasses.replace(plan, strategy="free-only" if free_only else settings.strategy)
 
 
 def _read(model: Any, options: dict[str, Any]) -> ModelRecord:
@@ -203,6 +240,12 @@ def _allocate(layers: Sequence[ConvLayer], scores: Sequence[ChannelScores], grap
         cumulative = np.cumsum(ordered)
         energies.append(cumulative / cumulative[-1] if cumulative.size and cumulative[-1] > 0 else None)
 
+    # "global": one threshold on importances scaled by their layer's mean (Torch-Pruning's global pruning
+    # with the strategy's scores): a layer of many equal channels and a layer of few strong ones compare
+    relative = [s.importance / s.importance.mean() if s.importance.size and s.importance.mean() > 0
+                else np.zeros(len(s.importance)) for s in scores]
+    top = max((float(r.max()) for r in relative if r.size), default=0.0)
+
     def keep_for(tau: float) -> list[int]:
         keep = []
         for i, n in enumerate(out):
@@ -211,7 +254,12 @@ def _allocate(layers: Sequence[ConvLayer], scores: Sequence[ChannelScores], grap
                 continue
             floor = max(settings.min_channels, math.ceil((1 - settings.max_ratio) * n))
             energy = energies[i]
-            k = floor if energy is None else int(np.searchsorted(energy, tau - 1e-12) + 1)
+            if settings.allocation == "uniform":  # the same share of channels kept in every layer
+                k = math.ceil(tau * n)
+            elif settings.allocation == "global":  # every channel above one threshold, whatever its layer
+                k = int((relative[i] >= (1 - tau) * top).sum()) if tau < 1 else n
+            else:
+                k = floor if energy is None else int(np.searchsorted(energy, tau - 1e-12) + 1)
             keep.append(min(n, max(floor, k)))
         return _follow(keep, graph)
 
@@ -238,12 +286,37 @@ def _follow(keep: list[int], graph: _Chain) -> list[int]:
     return keep
 
 
-def _low_diversity(record: ModelRecord) -> set[str]:
-    from ..check import check_model
+def _low_diversity(record: ModelRecord, thresholds: Thresholds | None = None) -> set[str]:
+    """Layers with the low-diversity verdict of ``filterdb check`` (check.judge_layers on the normalised
+    variance entropy), from that one metric: the rest of the check (orthogonality, norms, the clean entropy) was
+    two thirds of a ResNet-50 plan's time and says nothing here. tests/test_prune_coverage.py checks the set
+    against check_model's verdicts."""
+    from ..check import Thresholds, judge_layers
+    from ..metrics import _normalised, variance_entropy
 
-    report = check_model(record)
-    return {layer.name for layer, verdicts in zip(record.layers, report.verdicts)
-            if any(v.kind == "low-diversity" for v in verdicts)}
+    t = thresholds or Thresholds()
+    if t.entropy != "all":  # the clean variant needs the sparse filters removed first: the whole check does that
+        from ..check import check_model
+
+        report = check_model(record, t)
+        return {layer.name for layer, verdicts in zip(record.layers, report.verdicts)
+                if any(v.kind == "low-diversity" for v in verdicts)}
+    names, n_filters, kernels, entropy = [], [], [], []
+    for layer in record.layers:
+        kernel = tuple(int(k) for k in layer.weight.shape[2:])
+        if len(kernel) != 2 or kernel[0] * kernel[1] <= 1:
+            continue
+        n = int(layer.weight.shape[0] * layer.weight.shape[1])
+        h = variance_entropy(layer.weight.reshape(n, kernel[0] * kernel[1]))
+        names.append(layer.name)
+        n_filters.append(n)
+        kernels.append(kernel)
+        entropy.append(_normalised(h, n, kernel)[0])
+    if not names:
+        return set()
+    judged = judge_layers({"n_filters": np.array(n_filters), "kernel": kernels, "sparsity": np.zeros(len(names)),
+                           "variance_entropy_norm": np.array(entropy)}, t)
+    return {name for name, kinds in zip(names, judged.kinds()) if "low-diversity" in kinds}
 
 
 def _input_shape(shape: Sequence[int] | None) -> tuple[int, ...] | None:
@@ -307,7 +380,7 @@ def _assemble(record: ModelRecord, layers: Sequence[ConvLayer], scores: Sequence
         redundant_params=int(round(cheap - free)), flops_total=int(sum(flops)) if flops else None,
         flops_removed=int(sum(lp.flops_removed or 0 for lp in plans)) if flops else None, input_shape=shape,
         notes=notes, settings={"zero_eps": settings.zero_eps, "duplicate_cos": settings.duplicate_cos,
-                               "max_ratio": settings.max_ratio})
+                               "max_ratio": settings.max_ratio, "allocation": settings.allocation})
 
 
 def _removed_if(sizes: Sequence[float], graph: _Chain, producer: Sequence[int], out: Sequence[int],

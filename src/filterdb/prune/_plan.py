@@ -83,9 +83,9 @@ class PrunePlan:
     flops_total: int | None = None
     flops_removed: int | None = None
     input_shape: tuple[int, ...] | None = None
-    strategy: str = "novelty"  # how channels and ratios were chosen (docs/prune.md)
+    strategy: str = "novelty"  # how channels were ranked (docs/prune.md, "Strategies"); a plan says which
     notes: tuple[str, ...] = ()
-    settings: dict[str, float] = field(default_factory=dict)  # thresholds used
+    settings: dict[str, Any] = field(default_factory=dict)  # thresholds used, and the ratio allocation
 
     @property
     def reduction(self) -> float:

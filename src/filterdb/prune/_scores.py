@@ -28,7 +28,17 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg.lapack
 
-__all__ = ["ChannelScores", "channel_scores"]
+__all__ = ["ChannelScores", "channel_scores", "layer_scores", "STRATEGIES"]
+
+# How the plan ranks a layer's channels (PlanSettings.strategy, `filterdb prune --strategy`; docs/prune.md):
+STRATEGIES: dict[str, str] = {
+    "novelty": "greedy novelty: the pivoted-QR residual of each channel against the channels before it",
+    "energy": "filter energy: the channel's squared weights times the squared input weights its consumer gives "
+              "it, each against its layer's mean (layer-wise normalisation: no layer is zeroed for its shape)",
+    "compensated": "energy, with near-duplicate channels ranked by what their kept twin does not explain "
+                   "(energy × sin of the angle): they go first, and filterdb.integrations.torch_pruning merges "
+                   "them into the twin and folds the removed channels' means into the next layer",
+}
 
 
 @dataclass(frozen=True)
@@ -103,10 +113,58 @@ def _duplicates(gram: np.ndarray, norms: np.ndarray, zero: np.ndarray, order: np
     cos[:, zero] = 0.0
     max_cosine = cos.max(axis=1) if n > 1 else np.zeros(n)
     duplicate_of = np.full(n, -1, dtype=np.int64)
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    for c in range(n):  # O(n²) over a cosine matrix already built: layers have at most a few thousand channels
-        earlier = np.flatnonzero((cos[c] >= threshold) & (rank < rank[c]))
-        if earlier.size:
-            duplicate_of[c] = int(earlier[np.argmin(rank[earlier])])
+    if n > 1:  # in importance order, each channel's first earlier channel at the threshold (one pass, no loop)
+        close = cos[np.ix_(order, order)] >= threshold
+        close &= np.tri(n, k=-1, dtype=bool)
+        found = close.any(axis=1)
+        duplicate_of[order[found]] = order[close[found].argmax(axis=1)]
     return max_cosine, duplicate_of
+
+
+def layer_scores(weights: list[np.ndarray], consumers: list[np.ndarray | None], strategy: str = "novelty", *,
+                 zero_eps: float = 0.01, duplicate_cos: float = 0.95) -> list[ChannelScores]:
+    """Scores of every layer's channels under one of :data:`STRATEGIES`.
+
+    ``consumers[i]`` is the weight of the layer that reads layer ``i``'s channels (``None`` when unknown): its
+    input weights of a channel say how much the network listens to that channel, which the channel's own
+    weights cannot say when a batch norm rescales them.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}: one of {', '.join(STRATEGIES)}")
+    out = []
+    for weight, consumer in zip(weights, consumers):
+        base = channel_scores(weight, zero_eps=zero_eps, duplicate_cos=duplicate_cos)
+        if strategy == "novelty":
+            out.append(base)
+            continue
+        importance = _energy(weight, consumer)
+        if strategy == "compensated":
+            duplicate = base.duplicate_of >= 0
+            sine = np.sqrt(np.clip(1.0 - base.max_cosine ** 2, 0.0, 1.0))
+            importance = np.where(duplicate, importance * sine, importance)
+        importance[base.zero] = 0.0
+        top = float(importance.max()) if importance.size else 0.0
+        importance = importance / top if top > 0 else importance
+        order = np.argsort(-importance, kind="stable").astype(np.int64)
+        out.append(ChannelScores(importance=importance, order=order, zero=base.zero,
+                                 duplicate_of=base.duplicate_of, max_cosine=base.max_cosine))
+    return out
+
+
+def _energy(weight: np.ndarray, consumer: np.ndarray | None) -> np.ndarray:
+    """sqrt of (own energy / layer mean) × (consumer's input energy / its mean), per output channel."""
+    flat = np.asarray(weight, dtype=np.float64).reshape(weight.shape[0], -1)
+    own = (flat ** 2).sum(axis=1)
+    own = own / own.mean() if own.size and own.mean() > 0 else own
+    n = flat.shape[0]
+    if consumer is not None and consumer.ndim >= 3:
+        c = np.asarray(consumer, dtype=np.float64)
+        if c.shape[1] == n:  # a conv that reads all n channels (groups 1)
+            listened = (c ** 2).sum(axis=tuple(a for a in range(c.ndim) if a != 1))
+        elif c.shape[0] == n and c.shape[1] == 1:  # depthwise: channel c feeds filter c only
+            listened = (c ** 2).reshape(n, -1).sum(axis=1)
+        else:
+            listened = None
+        if listened is not None and listened.mean() > 0:
+            own = own * (listened / listened.mean())
+    return np.sqrt(own)

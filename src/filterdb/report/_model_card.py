@@ -10,7 +10,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._format import size
 from ..check import BORDERLINE_SPREADS, VERDICT_KINDS, ModelReport, Verdict
@@ -18,7 +18,10 @@ from ..errors import UsageError
 from ..types import ModelRecord
 from ._html import Html, Page, cell_number, display_name, esc, name_cell, table_html, write_html
 
-__all__ = ["model_card_html", "write_model_card"]
+if TYPE_CHECKING:
+    from ..prune import PrunePlan
+
+__all__ = ["model_card_html", "write_model_card", "prune_headline"]
 
 _ABOUT_KIND = {
     "sparse": "most filters of the layer are (almost) all zero: unused capacity, or a pruned layer.",
@@ -31,7 +34,7 @@ _ABOUT_KIND = {
 
 
 def model_card_html(record: ModelRecord, report: ModelReport, *, max_degenerated: int = 6,
-                    title: str | None = None) -> str:
+                    title: str | None = None, plan: PrunePlan | None = None) -> str:
     """The report card of one model as a self-contained HTML page (inline CSS, PNG figures, no script).
 
     Parameters
@@ -45,6 +48,9 @@ def model_card_html(record: ModelRecord, report: ModelReport, *, max_degenerated
         kinds, so that every kind found is shown); the verdict table always lists all of them.
     title : str, optional
         Page heading; default the model file's name.
+    plan : PrunePlan, optional
+        ``filterdb.prune_plan(record)``: adds its headline (the share of conv weights removable at no measured
+        risk, and the share more at low diversity) and its per-layer ratios (docs/prune.md).
 
     Returns
     -------
@@ -66,6 +72,10 @@ def model_card_html(record: ModelRecord, report: ModelReport, *, max_degenerated
         raise UsageError("report does not belong to record: their layers differ; pass check_model(record)")
     if isinstance(max_degenerated, bool) or not isinstance(max_degenerated, int) or max_degenerated < 0:
         raise UsageError(f"max_degenerated must be an integer >= 0, got {max_degenerated!r}")
+    from ..prune import PrunePlan
+
+    if plan is not None and not isinstance(plan, PrunePlan):
+        raise TypeError(f"plan must be a filterdb.PrunePlan, got {type(plan).__name__}")
     from .. import __version__
     from ..plotting import layer_filters, metrics_vs_depth, rgb_filters
 
@@ -73,7 +83,8 @@ def model_card_html(record: ModelRecord, report: ModelReport, *, max_degenerated
     name = title or _model_name(info)
     page = Page(f"{name} · filterdb report card")
     page.raw(Html(f'<header><div class="kicker">filterdb · model report card</div><h1>{esc(name)}</h1>'
-                  f'<p class="muted">{esc(info.get("source", ""))}</p>{_verdict_line(s)}</header>'))
+                  f'<p class="muted">{esc(info.get("source", ""))}</p>{_verdict_line(s)}'
+                  f'{_prune_line(plan)}</header>'))
     _summary_section(page, info, s)
     if not s["has_2d_filters"]:
         page.heading("No 2-D filters", anchor="no-filters")
@@ -82,6 +93,8 @@ def model_card_html(record: ModelRecord, report: ModelReport, *, max_degenerated
             "are defined for 2-D convolution filters, so there are no metrics, verdicts or filter figures for "
             "it; its convolution layers are listed below.") + "</div>"))
         _all_layers_section(page, report, open_=True)
+        if plan is not None:
+            _prune_section(page, plan)
         _footer(page, report, __version__)
         return page.render()
 
@@ -97,6 +110,8 @@ def model_card_html(record: ModelRecord, report: ModelReport, *, max_degenerated
                 caption=f"{s['n_conv_layers']} layers with 2-D kernels; depthwise and grouped layers hollow.")
 
     _verdict_section(page, report)
+    if plan is not None:
+        _prune_section(page, plan)
 
     page.heading("Filters", anchor="filters")
     page.howto("Each small tile is one 2-D filter (one kernel slice), blue for negative and red for positive "
@@ -158,6 +173,40 @@ def _summary_section(page: Page, info: dict[str, Any], s: dict[str, Any]) -> Non
     page.raw(Html(f'<div class="facts">{cells}</div>'))
     for note in s.get("notes", []):
         page.raw(Html(f'<div class="note">{esc(note)}</div>'))
+
+
+def prune_headline(plan: PrunePlan) -> tuple[float, float, str]:
+    """(no-risk %, low-diversity %, the sentence) of a plan: the conv weights in near-zero channels, and those
+    more in duplicate channels and low-diversity layers, as shares of all conv weights (docs/prune.md)."""
+    total = plan.params_total or 1
+    free, more = 100 * plan.free_params / total, 100 * plan.redundant_params / total
+    return free, more, (f"{free:.1f} % of conv parameters removable at no measured risk; "
+                        f"{more:.1f} % more at low diversity")
+
+
+def _prune_line(plan: PrunePlan | None) -> Html:
+    if plan is None:
+        return Html("")
+    return Html(f'<p class="prune-headline"><span class="badge b-ok">prune</span> {esc(prune_headline(plan)[2])}</p>')
+
+
+def _prune_section(page: Page, plan: PrunePlan) -> None:
+    free, more, sentence = prune_headline(plan)
+    page.heading("Pruning headroom", anchor="prune")
+    page.howto("From the weights alone (filterdb prune, docs/prune.md). No measured risk: channels whose every "
+               "weight is near zero; removing them changes no output where their bias is zero too. Low diversity: "
+               "channels that nearly repeat a kept one, and channels of layers with the low-diversity verdict. "
+               f"The ratios are the plan at a target of {plan.target:.0%} of conv weights (by {plan.by}); a layer "
+               "the plan cannot prune safely stays at 0 with the reason. Apply the plan to a PyTorch module with "
+               "filterdb.integrations.torch_pruning.plan_pruner.")
+    page.raw(Html(f'<p><b>{esc(sentence)}.</b> The plan at {plan.target:.0%} removes '
+                  f'{100 * plan.params_removed / (plan.params_total or 1):.1f} % of the conv parameters.</p>'))
+    rows = [[name_cell(lp.name), lp.kind, f"{lp.out_channels:,}", f"{lp.n_remove:,}", f"{100 * lp.ratio:.1f} %",
+             f"{lp.n_zero:,}", f"{lp.n_duplicate:,}", lp.reason] for lp in plan.layers]
+    table = table_html(["layer", "kind", "channels", "remove", "ratio", "near-zero", "duplicate", "reason"], rows,
+                       numeric=(2, 3, 4, 5, 6), name_col=0)
+    page.raw(Html(f'<details{" open" if len(rows) <= 40 else ""}><summary>per-layer ratios, {len(rows)} conv '
+                  f"layers</summary>{table}</details>"))
 
 
 def _verdict_line(s: dict[str, Any]) -> Html:

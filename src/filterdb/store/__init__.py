@@ -1,5 +1,8 @@
 """The filter store: filters per kernel shape in memory-mappable Arrow IPC shards, metadata in DuckDB.
 
+``Store`` opens, queries, plans reads and ingests; the maintenance operations are the functions
+``remove_models``, ``gc_store``, ``verify_store``, ``put_model_data`` / ``model_data``, ``add_aliases`` and
+``resolve_models``, and ``Store.catalog`` (a :class:`Catalog`) runs every SQL statement.
 See docs/store.md for the layout, the guarantees (atomic per model, content-addressed, safe with
 concurrent readers and writers) and the views that SQL queries see.
 """
@@ -20,13 +23,14 @@ from ._errors import (
 from ._catalog import Catalog
 from ._model_data import ModelDataError
 from ._paths import check_sha256, own_dir
+from ._maintenance import add_aliases, gc_store, model_data, put_model_data, remove_models, resolve_models
 from ._exchange import export_hdf5, export_parquet, iter_hdf5_models
 from ._prepare import LayerMetrics, PreparedModel, kernel_key, name_for, prepare_model, record_sha256
 from ._reading import ShardRows, read_ahead, readahead_budget
 from ._segments import SEGMENT_COLUMNS
 from ._shards import ShardRecord
 from ._store import FORMAT_VERSION, IngestResult, Store, StoreStats, as_store, init_store, open_store
-from ._verify import Damage, VerifyReport, record_checksums
+from ._verify import Damage, VerifyReport, record_checksums, verify_store
 
 __all__ = [
     "FORMAT_VERSION",
@@ -51,7 +55,14 @@ __all__ = [
     "StoreStats",
     "StoreWriteError",
     "VerifyReport",
+    "add_aliases",
     "as_store",
+    "gc_store",
+    "model_data",
+    "put_model_data",
+    "remove_models",
+    "resolve_models",
+    "verify_store",
     "check_sha256",
     "own_dir",
     "export_hdf5",

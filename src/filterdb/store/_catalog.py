@@ -381,9 +381,10 @@ _SHA_PREFIX = re.compile(r"^[0-9a-f]{8,64}$")
 
 
 class Catalog:
-    """Every SQL statement against the internal tables (``t_models``, ``t_layers``, ``t_shards``, ``t_names``,
-    ``t_model_data``): the store asks it questions and hands it rows; nothing else writes catalog SQL
-    (the read plan, :mod:`._segments`, joins the views with the tables; ``verify`` reads them all)."""
+    """Every SQL statement the store runs: against the internal tables (``t_models``, ``t_layers``,
+    ``t_shards``, ``t_names``, ``t_model_data``) and the views (the user's queries, the read plan). The store
+    and its maintenance functions ask it questions and hand it rows; :mod:`._segments` writes the selection
+    SQL (a query over the ``layers`` view) that :meth:`where_rows_lie` joins with the tables."""
 
     def __init__(self, root: Path, busy_timeout: float = 60.0) -> None:
         self.root = root
@@ -396,6 +397,85 @@ class Catalog:
     def _writer(self) -> Any:
         """A read-write connection, the schema brought up to date once per store object (under the lock)."""
         return _UpgradingConnection(self)
+
+    # -- the views: the user's SQL and the read plan ----------------------------------------------------
+    def query(self, query: str, params: Any, text: str, what: str, con: Any = None) -> Any:
+        """Run ``query`` (on ``con``, else a read-only connection of its own) into a DataFrame; a user's mistake
+        in it is explained in terms of ``text`` (what the user wrote, a query or a ``where`` predicate)."""
+        from ._query import is_users_mistake, query_error
+
+        if con is None:
+            with self.connect() as own:
+                return self.query(query, params, text, what, own)
+        try:
+            return con.execute(query, params).df() if params is not None else con.execute(query).df()
+        except Exception as e:
+            if is_users_mistake(e):
+                raise query_error(e, text, what, con) from None
+            resource = query_resource_error(self.root, e)
+            if resource is not None:
+                raise resource from None
+            raise
+
+    def models(self) -> Any:
+        """The ``models`` view, ordered by model id (:meth:`Store.models`)."""
+        return self.query("SELECT * FROM models ORDER BY model_id", None, "", "query")
+
+    def layers(self, where: str | None, params: Any) -> Any:
+        """The ``layers`` view, optionally filtered by the user's ``where`` predicate (:meth:`Store.layers`)."""
+        query = "SELECT * FROM layers" + (f" WHERE ({where})" if where else "") + " ORDER BY model_id, layer_index"
+        return self.query(query, params, where or "", "where predicate")
+
+    def layer_columns(self, con: Any = None) -> list[str]:
+        """The columns of the ``layers`` view, in order (the manifests' metadata columns included)."""
+        if con is None:
+            with self.connect() as own:
+                return self.layer_columns(own)
+        return _columns(con, "layers")
+
+    def column_sql(self, name: str) -> str | None:
+        """The ``layers`` column that ``name`` names, as a quoted SQL identifier to build an expression on: the
+        column itself, else the one a manifest header becomes ('Visual Category' -> ``"visual_category"``);
+        None when the view has no such column."""
+        return column_sql(self.layer_columns(), name)
+
+    def axis_sql(self, by: str) -> tuple[str, bool]:
+        """(the SQL expression of a grouping axis, whether it is the depth deciles); see
+        :func:`filterdb.store._segments.axis_sql`. Raises :class:`filterdb.selection.SelectionError` for a bare
+        name that is no column."""
+        from ._segments import axis_sql
+
+        return axis_sql(self.layer_columns(), by)
+
+    def selected_layers(self, selection: Any, *, axes: Sequence[str] = (), columns: Sequence[str] = ()) -> Any:
+        """The ``layers`` rows of a :class:`filterdb.selection.Selection` (no shard is read), ordered by model
+        and layer. ``selection.shape`` None selects every layer with a 2-D kernel. ``columns``: the view's
+        columns to return (default all); ``group_value`` (of ``selection.by``) and ``axis_0``, ... (of ``axes``)
+        follow. ``frame.attrs["depth"]``: the added columns that hold depth deciles."""
+        from ._segments import selected_layers
+
+        return selected_layers(self, selection, axes=axes, columns=columns)
+
+    def where_rows_lie(self, con: Any, selected: str, bound: list[Any], explain: str, what: str,
+                       extra: Sequence[str], layer_columns: bool) -> Any:
+        """The read plan's query: the rows of ``selected`` (a query over the ``layers`` view, from
+        :mod:`._segments`) joined with ``t_layers`` and ``t_shards``: each layer's shard, row offset and the
+        shard's recorded rows, bytes and checksum; then its ``n_nonfinite`` and the ``extra`` columns of
+        ``selected`` (or every column of it, ``layer_columns=True``)."""
+        layer_cols, shard_cols = set(_columns(con, "t_layers")), set(_columns(con, "t_shards"))
+        # stores written by older versions lack some columns (read-only opens do not upgrade the catalog)
+        nonfinite = "coalesce(t.n_nonfinite, 0)" if "n_nonfinite" in layer_cols else "0"
+        sha = "s.sha256" if "sha256" in shard_cols else "CAST(NULL AS VARCHAR)"
+        if layer_columns:  # the view's columns (its own n_nonfinite among them) then where the rows lie
+            first, last = "l.*, ", ""
+        else:
+            first = "l.layer_id, l.model_id, l.model, l.layer_index, l.n_filters, l.scale, "
+            last = f", {nonfinite} AS n_nonfinite" + "".join(f", l.{c}" for c in extra)
+        query = (f"SELECT {first}t.shard, t.row_offset, s.n_rows AS shard_rows, s.bytes AS shard_bytes, "
+                 f"{sha} AS shard_sha256{last} "
+                 f"FROM ({selected}) l JOIN t_layers t USING (layer_id) "
+                 "LEFT JOIN t_shards s ON s.shard = t.shard ORDER BY l.model_id, l.layer_index")
+        return self.query(query, bound, explain, what, con)
 
     # -- reads -------------------------------------------------------------------------------------
     def known(self, sha256: str, con: Any = None) -> Known | None:
@@ -446,7 +526,43 @@ class Catalog:
             shard_bytes = run(con, "SELECT coalesce(sum(bytes), 0) FROM t_shards")[0][0]
         return int(n_models), int(n_layers), int(n_filters), shapes, int(shard_bytes)
 
+    def model_ids(self) -> dict[str, int]:
+        """sha256 -> model id of every model."""
+        with self.connect() as con:
+            return {sha: int(mid) for mid, sha in run(con, "SELECT model_id, sha256 FROM t_models")}
+
+    def verify_rows(self) -> tuple[dict[int, tuple[str, str | None]], list[Any], list[Any]]:
+        """What ``verify`` checks, read with every block's checksum checked: (model id -> (name, source or
+        path), the shards (shard, model_id, n_rows, bytes, sha256 or None) by name, the layers whose rows lie
+        outside their shard (model_id, layer, shard, row_offset, n_filters, the shard's n_rows or None))."""
+        with self.connect() as con:
+            for table in ("t_meta", "t_models", "t_layers", "t_shards"):
+                # reading every column of every row makes DuckDB check each block's checksum
+                run(con, f"SELECT count(*) FROM {table} WHERE hash(COLUMNS(*)) IS NOT NULL")
+            has_sha = "sha256" in _columns(con, "t_shards")
+            models = {int(mid): (name, source or path) for mid, name, source, path in run(
+                con, "SELECT model_id, model, source, path FROM t_models")}
+            shards = run(con, "SELECT shard, model_id, n_rows, bytes, " + ("sha256" if has_sha else "NULL")
+                         + " FROM t_shards ORDER BY shard")
+            outside = run(con, (
+                "SELECT l.model_id, l.layer, l.shard, l.row_offset, l.n_filters, s.n_rows FROM t_layers l "
+                "LEFT JOIN t_shards s ON s.shard = l.shard "
+                "WHERE l.n_filters > 0 AND (s.shard IS NULL OR l.row_offset < 0 OR l.row_offset + l.n_filters > s.n_rows)"))
+        return models, shards, outside
+
     # -- writes (under the writer lock) ------------------------------------------------------------
+    def shards_without_checksum(self) -> list[Any]:
+        """(shard, model_id, n_rows, bytes, model) of the shards an older filterdb recorded no sha256 for (the
+        schema brought up to date first)."""
+        with self._writer() as con:
+            return run(con, "SELECT s.shard, s.model_id, s.n_rows, s.bytes, m.model FROM t_shards s "
+                       "LEFT JOIN t_models m USING (model_id) WHERE s.sha256 IS NULL ORDER BY s.shard")
+
+    def set_checksums(self, digests: list[tuple[str, str]]) -> None:
+        """Record each (sha256, shard)."""
+        with self._writer() as con:
+            con.executemany("UPDATE t_shards SET sha256 = ? WHERE shard = ?", digests)
+
     def add_model(self, model_row: dict[str, Any], layer_rows: list[dict[str, Any]], layer_kernel: list[str],
                   written: list[tuple[str, str, int, int, str]], schema: Any) -> int | Known:
         """Insert one model, its layers (each pointed at its rows of its kernel's shard) and its shards, in one

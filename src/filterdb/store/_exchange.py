@@ -81,7 +81,7 @@ def export_hdf5(store: Store, path: str | os.PathLike[str], *, shape: str = "3x3
         if column in table.columns:
             meta[published] = _strings(table[column])
     known = set(HDF5_COLUMNS) | set(meta.columns)
-    model_cols = set(store.sql("SELECT * FROM models LIMIT 0").columns)
+    model_cols = set(store.models().columns)  # one row per model: cheap, and no SQL outside the catalog
     for column in table.columns:  # user columns from manifests travel along
         if column in model_cols and column not in known and column not in _NOT_EXPORTED and (
                 pd.api.types.is_string_dtype(table[column]) or table[column].dtype == object):

@@ -3,10 +3,10 @@
 A :class:`filterdb.selection.Selection` becomes SQL here and nowhere else: ``kernel = ? AND (where)`` with
 the shape bound first, a grouping axis as the quoted column it names, the depth deciles (``by="depth"``) as
 one ``CASE`` over ``conv_depth_norm``, or the caller's expression in brackets; the fixed split of a group's
-layers into two halves (the noise floors). :func:`segments` then joins the selected rows of the ``layers``
-view with the physical ``t_layers`` and ``t_shards`` tables: where the filters of each layer lie (shard
-file, row range, scale, the shard's recorded size and checksum). Analyses, export and
-:meth:`Store.iter_filters` all read through it.
+layers into two halves (the noise floors). :func:`segments` then asks the catalog where the filters of each
+selected layer lie (:meth:`Catalog.where_rows_lie`: shard file, row range, scale, the shard's recorded size and
+checksum). Analyses, export and :meth:`Store.iter_filters` all read through it. Each plan reads the catalog
+through one connection (an open costs ~10-30 ms: drift paid for five of them per call).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..selection import DEPTH_AXIS, DEPTH_EDGES, DEPTH_LABELS, Selection, Select
 from ._errors import StoreQueryError
 
 if TYPE_CHECKING:
-    from ._store import Store
+    from ._catalog import Catalog
 
 __all__ = ["HALF_SQL", "SEGMENT_COLUMNS", "axis_sql", "depth_decile_sql", "segments", "selected_layers"]
 
@@ -42,50 +42,47 @@ def depth_decile_sql(column: str = "conv_depth_norm") -> str:
     return f"(CASE WHEN {column} IS NULL THEN NULL {cases} ELSE '{DEPTH_LABELS[-1]}' END)"
 
 
-def axis_sql(store: Store, by: str) -> tuple[str, bool]:
-    """(SQL of a grouping axis, whether it is the depth-decile axis).
+def axis_sql(columns: Sequence[str], by: str) -> tuple[str, bool]:
+    """(SQL of a grouping axis, whether it is the depth-decile axis), given the ``layers`` view's ``columns``.
 
     ``by``: a column of the ``layers`` view (quoted here; a manifest header such as 'Visual Category' finds its
     column), "depth" (the deciles, unless the view has a column of that name) or an SQL expression over the
     view's columns. A bare name that is no column is a :class:`SelectionError` suggesting the closest.
     """
+    from ._catalog import column_sql
+
     if not isinstance(by, str) or not by.strip():
         raise SelectionError(f"by must be a column name, 'depth' or an SQL expression, got {by!r}")
     text = by.strip()
-    column = store.column_sql(text)
+    column = column_sql(columns, text)
     if column is not None:
         return column, False
     if text == DEPTH_AXIS:
         return depth_decile_sql(), True
     if _IDENT.match(text):
-        groupable = [c for c in store.layer_columns() if c not in _NOT_AXES] + [DEPTH_AXIS]
+        groupable = [c for c in columns if c not in _NOT_AXES] + [DEPTH_AXIS]
         raise SelectionError(
             f"{suggest(text, groupable, 'column')} (group by a column of the layers view, by 'depth' for depth "
             "deciles, or by an SQL expression over these columns)")
     return f"({text})", False
 
 
-def _physical_columns(con: Any) -> tuple[set[str], set[str]]:
-    """Columns of t_layers and t_shards: stores written by older versions lack some (read-only opens do not
-    upgrade the catalog)."""
-    out = []
-    for table in ("t_layers", "t_shards"):
-        cursor = con.execute(f"SELECT * FROM {table} LIMIT 0")
-        out.append({d[0] for d in cursor.description})
-        cursor.fetchall()
-    return out[0], out[1]
-
-
-def _selected(store: Store, selection: Selection, axes: Sequence[str], half: bool,
-              group: str | None) -> tuple[str, list[Any], str]:
-    """(``SELECT *, <axes> FROM layers WHERE ...``, its bound values, the text to explain an error with)."""
+def _selected(columns: Sequence[str], selection: Selection, axes: Sequence[str], half: bool,
+              group: str | None) -> tuple[str, list[Any], str, tuple[str, ...]]:
+    """(``SELECT *, <axes> FROM layers WHERE ...``, its bound values, the text to explain an error with, the
+    added columns that hold depth deciles)."""
     extra_cols = ""
+    depth: list[str] = []
     if group is not None:  # a raw expression (the older keyword API): passed through as written
         extra_cols += f", ({group}) AS group_value"
     elif selection.by is not None:
-        extra_cols += f", {axis_sql(store, selection.by)[0]} AS group_value"
+        sql, is_depth = axis_sql(columns, selection.by)
+        extra_cols += f", {sql} AS group_value"
+        depth += ["group_value"] if is_depth else []
     for i, axis in enumerate(axes):
-        extra_cols += f", {axis_sql(store, axis)[0]} AS axis_{i}"
+        sql, is_depth = axis_sql(columns, axis)
+        extra_cols += f", {sql} AS axis_{i}"
+        depth += [f"axis_{i}"] if is_depth else []
     if half:
         extra_cols += f", {HALF_SQL} AS half"
     if selection.shape is None:
@@ -98,22 +95,26 @@ def _selected(store: Store, selection: Selection, axes: Sequence[str], half: boo
     where = " AND ".join(conds)
     text = f"SELECT *{extra_cols} FROM layers WHERE {where}"
     explain = selection.where or "" if not extra_cols else text
-    return text, bound, explain
+    return text, bound, explain, tuple(depth)
 
 
-def selected_layers(store: Store, selection: Selection, *, axes: Sequence[str] = (), columns: Sequence[str] = ()
-                    ) -> Any:
-    """See :meth:`Store.selected_layers`."""
-    query, bound, explain = _selected(store, selection, axes, False, None)
-    wanted = ", ".join([*columns, *(["group_value"] if selection.by is not None else []),
-                        *(f"axis_{i}" for i in range(len(axes)))]) or "*"
-    what = "where predicate" if explain == (selection.where or "") else "query"
-    return store._query(f"SELECT {wanted} FROM ({query}) ORDER BY model_id, layer_index", bound, explain, what)
+def selected_layers(catalog: Catalog, selection: Selection, *, axes: Sequence[str] = (),
+                    columns: Sequence[str] = ()) -> Any:
+    """See :meth:`Catalog.selected_layers`."""
+    with catalog.connect() as con:
+        query, bound, explain, depth = _selected(catalog.layer_columns(con), selection, axes, False, None)
+        wanted = ", ".join([*columns, *(["group_value"] if selection.by is not None else []),
+                            *(f"axis_{i}" for i in range(len(axes)))]) or "*"
+        what = "where predicate" if explain == (selection.where or "") else "query"
+        frame = catalog.query(f"SELECT {wanted} FROM ({query}) ORDER BY model_id, layer_index", bound, explain,
+                              what, con)
+    frame.attrs["depth"] = depth
+    return frame
 
 
-def segments(store: Store, shape: str | Selection, where: str | None = None, params: Sequence[Any] | None = None,
-             *, group: str | None = None, layer_columns: bool = False, axes: Sequence[str] = (),
-             halves: bool = False) -> Any:
+def segments(catalog: Catalog, shape: str | Selection, where: str | None = None,
+             params: Sequence[Any] | None = None, *, group: str | None = None, layer_columns: bool = False,
+             axes: Sequence[str] = (), halves: bool = False) -> Any:
     """See :meth:`Store.segments`."""
     if isinstance(params, Mapping):
         raise StoreQueryError("use '?' placeholders with a list of params here (the shape is bound first)")
@@ -124,27 +125,12 @@ def segments(store: Store, shape: str | Selection, where: str | None = None, par
     else:
         selection = Selection(shape, where, tuple(params or ()))
     selection.shape_key  # noqa: B018 - the read plan needs a kernel shape (a UsageError otherwise)
-    with store._connect() as con:  # one connection for the schema and the plan: each costs ~10 ms
-        return _segments(store, con, selection, group, layer_columns, tuple(axes), halves)
-
-
-def _segments(store: Store, con: Any, selection: Selection, group: str | None, layer_columns: bool,
-              axes: tuple[str, ...], halves: bool) -> Any:
-    layer_cols, shard_cols = _physical_columns(con)
-    nonfinite = "coalesce(t.n_nonfinite, 0)" if "n_nonfinite" in layer_cols else "0"
-    sha = "s.sha256" if "sha256" in shard_cols else "CAST(NULL AS VARCHAR)"
-    inner, bound, explain = _selected(store, selection, axes, halves, group)
-    extra = [*(["l.group_value"] if group is not None or selection.by is not None else []),
-             *(f"l.axis_{i}" for i in range(len(axes))), *(["l.half"] if halves else [])]
-    if layer_columns:  # the view's columns (its own n_nonfinite among them) then where the rows lie
-        first, last = "l.*, ", ""
-    else:
-        first = "l.layer_id, l.model_id, l.model, l.layer_index, l.n_filters, l.scale, "
-        last = f", {nonfinite} AS n_nonfinite" + "".join(f", {c}" for c in extra)
-    query = (f"SELECT {first}t.shard, t.row_offset, s.n_rows AS shard_rows, s.bytes AS shard_bytes, "
-             f"{sha} AS shard_sha256{last} "
-             f"FROM ({inner}) l JOIN t_layers t USING (layer_id) "
-             "LEFT JOIN t_shards s ON s.shard = t.shard ORDER BY l.model_id, l.layer_index")
-    # a grouping expression is SQL too: a mistake in it or in the predicate is explained as one query
-    what = "where predicate" if explain == (selection.where or "") else "query"
-    return store._query(query, bound, explain, what, con)
+    with catalog.connect() as con:  # one connection for the columns, the schema and the plan
+        inner, bound, explain, depth = _selected(catalog.layer_columns(con), selection, tuple(axes), halves, group)
+        extra = [*(["group_value"] if group is not None or selection.by is not None else []),
+                 *(f"axis_{i}" for i in range(len(axes))), *(["half"] if halves else [])]
+        # a grouping expression is SQL too: a mistake in it or in the predicate is explained as one query
+        what = "where predicate" if explain == (selection.where or "") else "query"
+        frame = catalog.where_rows_lie(con, inner, bound, explain, what, extra, layer_columns)
+    frame.attrs["depth"] = depth
+    return frame

@@ -73,6 +73,20 @@ class _HashingFile:
         self.closed = True  # the caller closes the real file after fsync
 
 
+def write_ipc(sink: Any, values: np.ndarray) -> None:
+    """Write ``values`` (n, k) to ``sink`` as a shard's bytes: the one writer of the shard format (write_shard,
+    and the templates of :mod:`._layout`, which predict a shard's bytes from its rows and width)."""
+    import pyarrow as pa
+
+    values = np.ascontiguousarray(values)
+    width = values.shape[1]
+    flat = pa.array(values.reshape(-1), type=pa.float16() if values.dtype == np.float16 else pa.float32())
+    column = pa.FixedSizeListArray.from_arrays(flat, type=_arrow_type(values.dtype, width))
+    batch = pa.record_batch([column], names=[COLUMN])
+    with pa.ipc.new_file(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+
+
 def write_shard(root: Path, kernel: str, values: np.ndarray) -> tuple[str, int, str]:
     """Write ``values`` (n, k) as a new shard; return its path relative to ``root``, its size in bytes and the
     sha256 of its bytes (recorded in the catalog, checked by ``filterdb verify``).
@@ -81,13 +95,6 @@ def write_shard(root: Path, kernel: str, values: np.ndarray) -> tuple[str, int, 
     an unreferenced file under ``tmp/`` or ``shards/``, never a half-written referenced shard. A failed
     write (disk full, read-only store) removes its partial file and raises :class:`StoreWriteError`.
     """
-    import pyarrow as pa
-
-    values = np.ascontiguousarray(values)
-    width = values.shape[1]
-    flat = pa.array(values.reshape(-1), type=pa.float16() if values.dtype == np.float16 else pa.float32())
-    column = pa.FixedSizeListArray.from_arrays(flat, type=_arrow_type(values.dtype, width))
-    batch = pa.record_batch([column], names=[COLUMN])
     name = f"{uuid.uuid4().hex}{SHARD_SUFFIX}"
     tmp_dir = root / TMP_DIR
     final_dir = root / SHARDS_DIR / kernel
@@ -98,8 +105,7 @@ def write_shard(root: Path, kernel: str, values: np.ndarray) -> tuple[str, int, 
         own_dir(root, SHARDS_DIR, kernel, create=True)
         with open(tmp, "xb") as fh:
             hashing = _HashingFile(fh)
-            with pa.ipc.new_file(hashing, batch.schema) as writer:
-                writer.write_batch(batch)
+            write_ipc(hashing, values)
             fh.flush()
             os.fsync(fh.fileno())
         os.rename(tmp, final)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-
-import numpy as np
 
 from .._kernel import KernelKey
 from ..errors import UsageError
@@ -21,22 +17,17 @@ from ..selection import Selection
 from . import _catalog as catalog
 from ._catalog import Catalog
 from ._errors import StoreError, StoreFormatError, StoreNotFoundError, write_error
-from ._lock import READ_LOCK_FILE, ReaderLease, WriterLock, no_readers
-from ._model_data import data_files, read_model_data, write_model_data
-from ._paths import check_sha256
+from ._lock import READ_LOCK_FILE, ReaderLease, WriterLock
+from ._maintenance import gc_store
 from ._prepare import LayerMetrics, PreparedModel, check_prepared, model_name, prepare_model, record_sha256
-from ._query import is_users_mistake, query_error
 from ._reading import iter_batches
-from ._segments import axis_sql as plan_axis_sql
 from ._segments import segments as plan_segments
-from ._segments import selected_layers as plan_selected
-from ._shards import collect_garbage, remove_files, shard_path, write_shard
+from ._shards import remove_files, write_shard
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from ._verify import VerifyReport
 
 __all__ = ["FORMAT_FILE", "FORMAT_VERSION", "IngestResult", "Store", "StoreStats", "as_store", "init_store",
            "open_store"]
@@ -187,9 +178,12 @@ def _read_format(root: Path) -> dict[str, Any]:
 class Store:
     """A filter store on disk. Use :func:`open_store` / :func:`init_store` to get one.
 
-    The store owns every file in its folder: the catalog (all its SQL in :class:`Catalog`), the shards, the
-    per-model data (:meth:`put_model_data`), the locks. A read plan taken through it (:meth:`segments`) holds a
-    reader lease until :meth:`close`: models removed meanwhile keep their files until then.
+    The store owns every file in its folder: the catalog (all its SQL in :class:`Catalog`, ``store.catalog``),
+    the shards, the per-model data, the locks. The class opens, queries, plans reads and ingests; maintenance
+    is done by functions of the store package that take it (:func:`remove_models`, :func:`gc_store`,
+    :func:`verify_store`, :func:`put_model_data` / :func:`model_data`, :func:`add_aliases`,
+    :func:`resolve_models`). A read plan taken through it (:meth:`segments`) holds a reader lease until
+    :meth:`close`: models removed meanwhile keep their files until then.
     """
 
     def __init__(self, root: Path, mode: str, *, lock_timeout: float | None, busy_timeout: float) -> None:
@@ -201,7 +195,8 @@ class Store:
         self.busy_timeout = busy_timeout
         self.catalog = Catalog(root, busy_timeout)
         self._lock_timeout = lock_timeout
-        self._lock = WriterLock(root / LOCK_FILE, timeout=lock_timeout) if mode == "a" else None
+        self._lock_path = root / LOCK_FILE
+        self._lock = WriterLock(self._lock_path, timeout=lock_timeout) if mode == "a" else None
         self._lease = ReaderLease(root / READ_LOCK_FILE)
         self._gc_done = False
 
@@ -229,9 +224,6 @@ class Store:
             while self._lock.held:
                 self._lock.release()
 
-    def _connect(self, read_only: bool = True) -> AbstractContextManager[Any]:
-        return self.catalog.connect(read_only)
-
     def writer(self) -> WriterLock:
         """The writer lock, for holding it across several writes: ``with store.writer(): ...``."""
         if self._lock is None:
@@ -247,28 +239,12 @@ class Store:
         that needs more memory than the reader's limit (``FILTERDB_SQL_MEMORY``, default 2GB, spilling up to
         ``FILTERDB_SQL_TEMP``, default 8GB) or is interrupted raises :class:`StoreResourceError`.
         """
-        return self._query(query, params, query, "query")
-
-    def _query(self, query: str, params: Any, text: str, what: str, con: Any = None) -> pd.DataFrame:
-        """Run ``query`` (on ``con``, else a connection of its own); a user's mistake in it is explained in
-        terms of ``text`` (what the user wrote)."""
-        if con is None:
-            with self._connect() as own:
-                return self._query(query, params, text, what, own)
-        try:
-            return con.execute(query, params).df() if params is not None else con.execute(query).df()
-        except Exception as e:
-            if is_users_mistake(e):
-                raise query_error(e, text, what, con) from None
-            resource = catalog.query_resource_error(self.root, e)
-            if resource is not None:
-                raise resource from None
-            raise
+        return self.catalog.query(query, params, query, "query")
 
     def models(self) -> pd.DataFrame:
         """All models with their metadata, as a DataFrame (one row per model version; ``aliases``: the other
         names the same bytes were ingested under, on stores written by this version)."""
-        return self.sql("SELECT * FROM models ORDER BY model_id")
+        return self.catalog.models()
 
     def layers(self, where: str | None = None,
                params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
@@ -277,34 +253,21 @@ class Store:
         ``where`` is an SQL predicate over the ``layers`` view's columns with ``?`` placeholders, e.g.
         ``store.layers("task = ? AND kernel = ?", ["Classification", "3x3"])``.
         """
-        query = "SELECT * FROM layers" + (f" WHERE ({where})" if where else "") + " ORDER BY model_id, layer_index"
-        return self._query(query, params, where or "", "where predicate")
-
-    def has(self, sha256: str) -> bool:
-        return self.catalog.known(sha256) is not None
-
-    def known_hashes(self) -> set[str]:
-        """The sha256 of every model in the store (the content addresses ingest skips)."""
-        return self.catalog.hashes()
+        return self.catalog.layers(where, params)
 
     def existing(self, sha256: str, *, name: str | None = None, source: str | None = None) -> IngestResult:
         """The :class:`IngestResult` (``skipped=True``) of a model already in the store, by its sha256; its
         ``model`` is the name the store knows it by. With ``name`` (and ``source``) on a writable store: also
-        record them as an alias of the model (see :meth:`add_aliases`)."""
+        record them as an alias of the model (see :func:`add_aliases`)."""
         if name is not None and self.supports_writes:
-            self.add_aliases([(sha256, str(name), source)])
+            with self.writer():
+                self.catalog.add_names([(sha256, str(name), source)])
         known = self.catalog.known(sha256)
         if known is None:
             raise StoreError(f"{self.root}: no model with sha256 {sha256}")
         model_id, model, n_layers, n_filters = known
         alias = str(name) if name is not None and str(name) != model else None
         return IngestResult(model_id, model, sha256, True, n_layers, n_filters, alias)
-
-    def add_aliases(self, entries: Sequence[tuple[str, str, str | None]]) -> None:
-        """Record each ``(sha256, name, source)``: the same bytes met again under another name or source (the
-        ``aliases`` column of ``models``, the ``model_names`` view). Known pairs and unknown hashes are ignored."""
-        with self.writer():
-            self.catalog.add_names([(sha, str(name), source) for sha, name, source in entries])
 
     def segments(self, shape: str | Selection = "3x3", where: str | None = None, params: Sequence[Any] | None = None,
                  *, group: str | None = None, layer_columns: bool = False, axes: Sequence[str] = (),
@@ -328,37 +291,16 @@ class Store:
         ``layers`` view instead of the first six. Read the rows with :meth:`iter_filters`, or with
         :class:`filterdb.store.ShardRows` (a row range of one shard, memory-mapped).
 
+        ``frame.attrs["depth"]``: the names of the added columns (``group_value``, ``axis_i``) that hold depth
+        deciles (:data:`filterdb.selection.DEPTH_LABELS`), for ordering them. The whole plan is one catalog
+        connection.
+
         Taking a plan takes a reader lease (kept until :meth:`close`): the files it names stay readable
         even if their models are removed meanwhile (docs/store.md, Concurrency).
         """
         self._lease.acquire()  # before the catalog is read: a model removed after this keeps its files
-        return plan_segments(self, shape, where, params, group=group, layer_columns=layer_columns, axes=axes,
+        return plan_segments(self.catalog, shape, where, params, group=group, layer_columns=layer_columns, axes=axes,
                              halves=halves)
-
-    def selected_layers(self, selection: Selection, *, axes: Sequence[str] = (),
-                        columns: Sequence[str] = ()) -> pd.DataFrame:
-        """The ``layers`` rows of a selection (catalog only, no shard), ordered by model and layer.
-
-        ``selection.shape`` None selects every layer with a 2-D kernel. ``columns``: the view's columns to
-        return (default all); ``group_value`` (of ``selection.by``) and ``axis_0``, ... (of ``axes``) follow.
-        """
-        return plan_selected(self, selection, axes=axes, columns=columns)
-
-    def axis_sql(self, by: str) -> tuple[str, bool]:
-        """(the SQL expression of a grouping axis, whether it is the depth deciles); see
-        :func:`filterdb.store._segments.axis_sql`. Raises :class:`filterdb.selection.SelectionError` for a bare
-        name that is no column."""
-        return plan_axis_sql(self, by)
-
-    def layer_columns(self) -> list[str]:
-        """The columns of the ``layers`` view, in order (the manifests' metadata columns included)."""
-        return list(self.sql("SELECT * FROM layers LIMIT 0").columns)
-
-    def column_sql(self, name: str) -> str | None:
-        """The ``layers`` column that ``name`` names, as a quoted SQL identifier to build an expression on (a
-        ``group`` of :meth:`segments`): the column itself, else the one a manifest header becomes
-        ('Visual Category' -> ``"visual_category"``); None when the view has no such column."""
-        return catalog.column_sql(self.layer_columns(), name)
 
     def iter_filters(self, shape: str = "3x3", where: str | None = None, params: Sequence[Any] | None = None, *,
                      batch_rows: int = 1 << 20, scaled: bool = True, with_layer_ids: bool = False) -> Iterator[Any]:
@@ -396,52 +338,7 @@ class Store:
         total = sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
         return StoreStats(n_models, n_layers, n_filters, shapes, shard_bytes, int(catalog_bytes), int(total))
 
-    def verify(self, *, progress: Any = None) -> VerifyReport:
-        """Check the whole store (catalog, every shard's size, structure and sha256, the per-model data); a
-        :class:`VerifyReport` that says which models to re-ingest. ``progress(done, total)`` is called per shard."""
-        from ._verify import verify_store
-
-        return verify_store(self, progress=progress)
-
-    # -- per-model data -------------------------------------------------------------------------------
-    def put_model_data(self, sha256: str, kind: str, arrays: Mapping[str, np.ndarray]) -> None:
-        """Keep ``arrays`` (numeric, boolean or string numpy arrays, at most 64 of 64 MiB each) as the ``kind``
-        data of the model ``sha256`` (e.g. kind "fingerprint"), replacing what was there: written atomically,
-        its checksum recorded (``verify`` checks it), removed with the model by ``rm``. Works on a store
-        opened read-only too (as a cache: it takes the writer lock for the moment); a store that cannot be
-        written raises :class:`StoreWriteError` (an ``OSError``)."""
-        lock = self._lock if self._lock is not None else WriterLock(self.root / LOCK_FILE, timeout=self._lock_timeout)
-        with lock:
-            rel, size, digest = write_model_data(self.root, sha256, kind, arrays)
-            if not self.catalog.record_model_data(sha256, kind, rel, size, digest):
-                remove_files(self.root, [rel])
-                raise StoreError(f"{self.root}: no model with sha256 {sha256}; per-model data belongs to a model "
-                                 "of the store")
-
-    def model_data(self, sha256: str, kind: str) -> dict[str, np.ndarray] | None:
-        """The ``kind`` data of model ``sha256`` (name -> array), None when there is none. A damaged or foreign
-        file raises :class:`ModelDataError` (a :class:`StoreError`): rebuild it with :meth:`put_model_data`.
-        Check the shapes your kind needs: the store checks sizes and dtypes only."""
-        return read_model_data(self.root, sha256, kind)
-
     # -- writes -------------------------------------------------------------------------------------
-    def gc(self) -> list[str]:
-        """Remove what no catalog row references: partial files of a killed writer, and (when no reader holds
-        a lease) shards and per-model data of removed models. Returns what it removed."""
-        with self.writer():
-            self._lease.release()  # this process' own plans do not keep its garbage
-            try:
-                with no_readers(self.root) as free:
-                    removed = collect_garbage(self.root, self.catalog.shard_files(), shards=free)
-                    if free:
-                        shas, _ = self.catalog.model_hashes_with_data()
-                        removed += remove_files(self.root, [f for sha, files in data_files(self.root).items()
-                                                            if sha not in shas for f in files])
-            except OSError as e:
-                raise write_error(self.root, "removing unreferenced files", e) from e
-            self._gc_done = True
-            return removed
-
     def ingest(self, record: ModelRecord, metadata: Mapping[str, Any] | None = None, *,
                metrics: LayerMetrics | Any | None) -> IngestResult:
         """Add one model (all its conv layers and their filters) in one atomic step; a no-op for known bytes
@@ -455,7 +352,7 @@ class Store:
         lineage fingerprint) and calls the store.
         """
         sha = record_sha256(record)
-        if self.supports_writes and self.has(sha):
+        if self.supports_writes and self.catalog.known(sha) is not None:
             name, source = model_name(record, metadata)
             return self.existing(sha, name=name, source=source)
         return self.ingest_prepared(prepare_model(record, metadata, dtype=self.dtype, metrics=metrics))
@@ -466,7 +363,7 @@ class Store:
         check_prepared(prepared, self.dtype)
         with self.writer():
             if not self._gc_done:
-                self.gc()
+                gc_store(self)
             written: list[tuple[str, str, int, int, str]] = []  # (kernel, shard, rows, bytes, sha256)
             try:
                 for key, values in prepared.filters.items():
@@ -483,39 +380,6 @@ class Store:
                                      source=prepared.model_row.get("source"))
         return IngestResult(added, prepared.model_row["model"], prepared.sha256, False, len(prepared.layer_rows),
                             prepared.n_filters)
-
-    def resolve(self, model: str | int) -> list[int]:
-        """Model ids named by an id, a sha256 prefix (>= 8 hex digits) or a name (all its versions)."""
-        text = str(model).strip()
-        ids = self.catalog.resolve(text)
-        if not ids:
-            raise StoreError(f"{self.root}: no model {text!r} (give a name, a model id or a sha256 prefix; "
-                             "`filterdb models` lists them)")
-        return ids
-
-    def remove(self, model: str | int) -> list[int]:
-        """Remove a model (all versions of a name, or one id / sha256 prefix); returns the removed ids.
-
-        The catalog rows go at once (one transaction); the files go after the commit when no reader holds a
-        lease, else they stay, unreferenced, for a later ``gc`` (a running analysis keeps reading them)."""
-        with self.writer():
-            ids = self.resolve(model)
-            shards, shas = self.catalog.remove(ids, functools.partial(_checked, self.root))
-            self._lease.release()
-            with no_readers(self.root) as free:
-                if free:  # after the commit: a crash here leaves garbage, never a dangling reference
-                    files = data_files(self.root)
-                    remove_files(self.root, shards + [f for sha in shas for f in files.get(sha, [])])
-        return ids
-
-
-
-def _checked(root: Path, kind: str, value: Any) -> str:
-    """A catalog value about to become a path, checked (a hostile catalog names no file elsewhere)."""
-    if kind == "shard":
-        shard_path(root, value)
-        return str(value)
-    return check_sha256(root, value)
 
 
 def _discard(root: Path, shards: list[str]) -> None:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._hashing import file_sha256
-from . import _catalog as catalog
 from ._errors import ShardCorruptError, StoreError
 from ._model_data import ModelDataError, data_files, load_npz
 from ._paths import HEX64, LEGACY_FINGERPRINT_DIR
@@ -56,19 +55,7 @@ def verify_store(store: Any, *, progress: Callable[[int, int], None] | None = No
     """Check every byte of ``store`` (an open :class:`Store`); ``progress(done, total)`` per shard."""
     report = VerifyReport()
     try:
-        with store._connect() as con:
-            for table in ("t_meta", "t_models", "t_layers", "t_shards"):
-                # reading every column of every row makes DuckDB check each block's checksum
-                catalog.run(con, f"SELECT count(*) FROM {table} WHERE hash(COLUMNS(*)) IS NOT NULL")
-            has_sha = "sha256" in catalog._columns(con, "t_shards")
-            models = {int(mid): (name, source or path) for mid, name, source, path in catalog.run(
-                con, "SELECT model_id, model, source, path FROM t_models")}
-            shards = catalog.run(con, "SELECT shard, model_id, n_rows, bytes, "
-                                 + ("sha256" if has_sha else "NULL") + " FROM t_shards ORDER BY shard")
-            outside = catalog.run(con, (
-                "SELECT l.model_id, l.layer, l.shard, l.row_offset, l.n_filters, s.n_rows FROM t_layers l "
-                "LEFT JOIN t_shards s ON s.shard = l.shard "
-                "WHERE l.n_filters > 0 AND (s.shard IS NULL OR l.row_offset < 0 OR l.row_offset + l.n_filters > s.n_rows)"))
+        models, shards, outside = store.catalog.verify_rows()
     except StoreError as e:
         report.catalog_damaged = True
         report.damage.append(Damage(str(e)))
@@ -111,7 +98,7 @@ def _verify_model_data(store: Any, report: VerifyReport, damage: Callable[[int, 
     """Every per-model data file: its model exists, it loads (sizes, dtypes), and its checksum matches."""
     try:
         shas, recorded = store.catalog.model_hashes_with_data()
-        ids = {sha: int(mid) for mid, sha in catalog.run_read(store.root, "SELECT model_id, sha256 FROM t_models")}
+        ids = store.catalog.model_ids()
     except StoreError as e:
         report.damage.append(Damage(str(e)))
         return
@@ -148,15 +135,11 @@ def record_checksums(store: Any) -> int:
     """Record the sha256 of shards that have none (stores made by an older filterdb), after checking their
     size, rows and Arrow structure; returns how many. Needs the store opened with mode "a"."""
     with store.writer():
-        with store._connect(read_only=False) as con:
-            catalog.upgrade_schema(con)
-            missing = catalog.run(con, "SELECT s.shard, s.model_id, s.n_rows, s.bytes, m.model FROM t_shards s "
-                                  "LEFT JOIN t_models m USING (model_id) WHERE s.sha256 IS NULL ORDER BY s.shard")
+        missing = store.catalog.shards_without_checksum()
         digests = []
         for shard, mid, n_rows, n_bytes, name in missing:
             ShardReader(store.root, shard, ShardRecord(int(n_bytes), int(n_rows), f"model {name!r} (id {mid})")).close()
             digests.append((file_sha256(shard_path(store.root, shard)), shard))
         if digests:
-            with store._connect(read_only=False) as con:
-                con.executemany("UPDATE t_shards SET sha256 = ? WHERE shard = ?", digests)
+            store.catalog.set_checksums(digests)
     return len(digests)

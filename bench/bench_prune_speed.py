@@ -1,0 +1,133 @@
+"""How long `filterdb prune resnet50.safetensors --target 0.5 --json` takes as a whole process, beside `check`.
+
+The issue's target: a plan for a ResNet-50-sized model in under 1 s, whole process (interpreter start, imports,
+reading, scoring, JSON). Writes torchvision's ResNet-50 (random init, seed 0) once as safetensors and ONNX, then
+runs each command ``--repeat`` times, interleaved, and records the wall time and the CPU time (user + sys) of each
+child process, with the load (`uptime`) before and after. On a shared machine the CPU time is the steadier
+number: the wall time grows with the load. ``--base-src DIR`` also runs the same commands with another version's
+``src`` on PYTHONPATH (e.g. main's), interleaved, for a ratio measured under the same load.
+
+    PYTHONPATH=src .venv/bin/python bench/bench_prune_speed.py [--repeat 5] [--base-src ../main/src] \
+        [--out bench/results/prune_speed]
+
+Also checks that the prune path never imports torch (``-X importtime``). Needs torch and torchvision only to write
+the two files (cached under $XDG_CACHE_HOME/filterdb/bench-prune). Results: OUT.json and OUT.md (docs/prune.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "filterdb" / "bench-prune"
+
+
+def write_models(folder: Path) -> dict[str, Path]:
+    """ResNet-50 (random init, seed 0) as safetensors and ONNX, written once."""
+    paths = {"safetensors": folder / "resnet50.safetensors", "onnx": folder / "resnet50.onnx"}
+    if all(p.exists() for p in paths.values()):
+        return paths
+    import torch
+    import torchvision
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50().eval()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(paths["safetensors"]))
+    torch.onnx.export(model, (torch.randn(1, 3, 224, 224),), str(paths["onnx"]), dynamo=False)
+    return paths
+
+
+def run(command: list[str], src: str) -> dict[str, float]:
+    """One child process: wall seconds and CPU seconds (user + sys, from the children's rusage)."""
+    env = {**os.environ, "PYTHONPATH": src}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode not in (0, 1):  # check exits 1 when it finds degenerated layers
+        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall": wall, "cpu": cpu}
+
+
+def imports_torch(path: Path, src: str) -> list[str]:
+    """Modules named torch* that the prune command imports (``-X importtime``)."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "filterdb", "prune", str(path), "--json"],
+                          env={**os.environ, "PYTHONPATH": src}, capture_output=True, text=True)
+    names = [line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
+    return [n for n in names if n == "torch" or n.startswith(("torch.", "torchvision", "torch_pruning"))]
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--src", default="src", help="the version measured (PYTHONPATH)")
+    parser.add_argument("--base-src", default=None, help="another version's src, run interleaved for a ratio")
+    parser.add_argument("--out", default="bench/results/prune_speed")
+    args = parser.parse_args()
+    paths = write_models(CACHE)
+    versions = {"this": str(Path(args.src).resolve())}
+    if args.base_src:
+        versions["base"] = str(Path(args.base_src).resolve())
+    commands = {}
+    for fmt, path in paths.items():
+        commands[f"prune {fmt}"] = [sys.executable, "-m", "filterdb", "prune", str(path), "--target", "0.5", "--json"]
+        commands[f"check {fmt}"] = [sys.executable, "-m", "filterdb", "check", str(path)]
+    commands["import filterdb.prune"] = [sys.executable, "-c", "import filterdb.prune"]
+    commands["python -c pass"] = [sys.executable, "-c", "pass"]
+    result: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+                              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                                       text=True).stdout.strip(),
+                              "file_mb": {fmt: round(p.stat().st_size / 1e6, 1) for fmt, p in paths.items()},
+                              "versions": versions, "load_before": _uptime()}
+    samples: dict[str, dict[str, list[dict[str, float]]]] = {v: {c: [] for c in commands} for v in versions}
+    for _ in range(args.repeat):  # interleaved: every command and version sees the same load
+        for name, command in commands.items():
+            for version, src in versions.items():
+                samples[version][name].append(run(command, src))
+    result["load_after"] = _uptime()
+    result["torch_imported_by_prune"] = {v: imports_torch(paths["safetensors"], src) for v, src in versions.items()}
+    result["median"] = {v: {c: {k: round(statistics.median(s[k] for s in runs), 3) for k in ("wall", "cpu")}
+                            for c, runs in by_command.items()} for v, by_command in samples.items()}
+    result["samples"] = samples
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(result, args.repeat))
+    print(markdown(result, args.repeat))
+
+
+def markdown(result: dict[str, Any], repeat: int) -> str:
+    versions = list(result["versions"])
+    head = " | ".join(f"{v} wall s | {v} CPU s" for v in versions)
+    lines = ["# `filterdb prune` on ResNet-50, whole process, beside `filterdb check`", "",
+             f"machine: {result['machine']}; commit {result['commit']}; files {result['file_mb']} MB; "
+             f"median of {repeat} interleaved runs; versions: {result['versions']}", "",
+             f"load before: `{result['load_before']}`", "", f"load after: `{result['load_after']}`", "",
+             f"| command | {head} |", "|---|" + "---|" * (2 * len(versions))]
+    for command in result["median"][versions[0]]:
+        cells = " | ".join(f"{result['median'][v][command]['wall']:.2f} | {result['median'][v][command]['cpu']:.2f}"
+                           for v in versions)
+        lines.append(f"| `{command}` | {cells} |")
+    lines += ["", f"torch imported by the prune command: {result['torch_imported_by_prune']}"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""What keeps `filterdb prune` fast on a weights file (bench/bench_prune_speed.py measures it, docs/prune.md): the
+prune path never imports torch, and the plan's low-diversity layers — found from the variance entropy alone, not
+the whole check — are exactly the layers `filterdb check` gives the low-diversity verdict."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from filterdb import ModelInfo, ModelRecord
+from filterdb.check import check_model
+from filterdb.prune import prune_plan
+from filterdb.prune._build import _low_diversity
+from filterdb.readers import make_layer
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _weights(path: Path) -> None:
+    """A small VGG-like state dict as safetensors, written without torch."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    tensors = {"features.0.weight": rng.standard_normal((16, 3, 3, 3)).astype(np.float32),
+               "features.2.weight": rng.standard_normal((32, 16, 3, 3)).astype(np.float32),
+               "features.4.weight": rng.standard_normal((32, 32, 3, 3)).astype(np.float32),
+               "classifier.weight": rng.standard_normal((10, 32)).astype(np.float32)}
+    save_file(tensors, str(path))
+
+
+def test_the_prune_command_on_a_weights_file_never_imports_torch(tmp_path) -> None:
+    path = tmp_path / "net.safetensors"
+    _weights(path)
+    env = {**os.environ, "PYTHONPATH": SRC}
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "filterdb", "prune", str(path), "--target",
+                           "0.5", "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    plan = json.loads(done.stdout)
+    assert [lp["name"] for lp in plan["layers"]] == ["features.0", "features.2", "features.4"]
+    imported = [line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
+    assert "filterdb.prune._build" in imported  # the listing is real
+    assert not [name for name in imported if name == "torch" or name.startswith(("torch.", "torch_pruning"))]
+
+
+def test_the_python_prune_path_never_imports_torch(tmp_path) -> None:
+    path = tmp_path / "net.safetensors"
+    _weights(path)
+    code = ("import sys; from filterdb.prune import prune_plan; plan = prune_plan(sys.argv[1], target=0.4); "
+            "print(plan.params_removed > 0, sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'torchvision', 'torch_pruning')))")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], env={**os.environ, "PYTHONPATH": SRC},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "True []"
+
+
+def _record() -> ModelRecord:
+    """Layers on both sides of the low-diversity threshold: filters repeating 1, 2 or 3 patterns, random ones,
+    1×1 kernels (no entropy), too few filters to judge."""
+    rng = np.random.default_rng(3)
+    layers = []
+    for i, patterns in enumerate((1, 2, 3, 9)):
+        base = rng.standard_normal((patterns, 9))
+        w = base[rng.integers(0, patterns, 32 * 16)] + 0.05 * rng.standard_normal((32 * 16, 9))
+        layers.append(make_layer(f"conv{i}", "Conv", w.reshape(32, 16, 3, 3)))
+    layers.append(make_layer("pointwise", "Conv", rng.standard_normal((32, 32, 1, 1))))
+    layers.append(make_layer("few", "Conv", np.repeat(rng.standard_normal((1, 1, 3, 3)), 4, axis=0)))
+    return ModelRecord(ModelInfo(source="diversity", format="onnx"), tuple(layers))
+
+
+def test_the_plans_low_diversity_layers_are_the_checks() -> None:
+    record = _record()
+    report = check_model(record)
+    expected = {layer.name for layer, verdicts in zip(record.layers, report.verdicts)
+                if any(v.kind == "low-diversity" for v in verdicts)}
+    assert expected and expected != {layer.name for layer in record.layers}  # both sides present
+    assert _low_diversity(record) == expected
+    plan = prune_plan(record, target=0.5)
+    assert {lp.name for lp in plan.layers if lp.reason == "low diversity"} <= expected
+
+
+@pytest.mark.parametrize("entropy", ["all", "clean"])
+def test_low_diversity_follows_the_thresholds(entropy: str) -> None:
+    from filterdb.check import Thresholds
+
+    record = _record()
+    t = Thresholds(low_diversity=0.9, entropy=entropy)  # type: ignore[arg-type]
+    report = check_model(record, t)
+    expected = {layer.name for layer, verdicts in zip(record.layers, report.verdicts)
+                if any(v.kind == "low-diversity" for v in verdicts)}
+    assert _low_diversity(record, t) == expected
