@@ -175,6 +175,7 @@ def test_a_fingerprint_of_an_older_version_is_rebuilt(tmp_path):
     from filterdb import open_store
     from filterdb.ingest import ingest
     from filterdb.lineage import store_fingerprints
+    from filterdb.store import model_data, put_model_data
 
     rng = np.random.default_rng(1)
     save_file({"c1.weight": rng.normal(size=(8, 3, 3, 3)).astype(np.float32),
@@ -183,18 +184,18 @@ def test_a_fingerprint_of_an_older_version_is_rebuilt(tmp_path):
     ingest(root, [str(tmp_path / "m.safetensors")], create=True)
     store = open_store(root)
     sha = str(store.models()["sha256"].iloc[0])
-    current = store.model_data(sha, "fingerprint")
+    current = model_data(store, sha, "fingerprint")
     assert current is not None and int(current["version"]) == FINGERPRINT_VERSION
     # what version 2 stored: slot-by-slot channel vectors, no kernel sketches
-    store.put_model_data(sha, "fingerprint", {"version": np.array(2, dtype=np.int32), "name": np.array("m"),
+    put_model_data(store, sha, "fingerprint", {"version": np.array(2, dtype=np.int32), "name": np.array("m"),
                                               "sha256": np.array(sha), "shapes": np.zeros((2, 3), np.int32),
                                               "hashes": np.zeros(2, np.uint64), "norms": np.ones(2, np.float32),
                                               "bits": np.full(2, 32, np.uint8),
                                               "channels": np.zeros((2, 8, 36), np.float16),
                                               "means": np.zeros((2, 8, 9), np.float16)})
-    assert Fingerprint.from_arrays(store.model_data(sha, "fingerprint") or {}) is None  # not read as version 3
+    assert Fingerprint.from_arrays(model_data(store, sha, "fingerprint") or {}) is None  # not read as version 3
     prints = store_fingerprints(store)
     assert len(prints) == 1 and prints[0].kernels[:, 0].any()
-    stored = store.model_data(sha, "fingerprint") or {}
+    stored = model_data(store, sha, "fingerprint") or {}
     assert int(stored["version"]) == FINGERPRINT_VERSION  # rewritten in place
     assert Fingerprint.from_arrays(stored) is not None
