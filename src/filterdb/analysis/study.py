@@ -3,8 +3,8 @@
 What ``filterdb report`` shows and ``filterdb report --json`` prints: the PCA basis, the drift matrix of every
 grouping axis with each group's noise floor and a ranking of the groups by how far they sit from the
 others, the ranking of the axes, the 2-D density of the first two coefficients, the degenerated layers
-(catalog rows only), the model families (connected components of the fingerprint scores at or above
-``filterdb.lineage.FP_DERIVED``, from stored fingerprints only; see :class:`Families`), the caveats, and the *findings*: short
+(catalog rows only), the model families (candidates from the fingerprints stored at ingest, the closest
+pairs decided by the full comparison of their weights; see :class:`Families`), the caveats, and the *findings*: short
 statements, each with the numbers behind it and the rule that produced it (docs/report.md, "Findings").
 
 The filters are read twice whatever the number of axes (docs/analysis.md, "The study"): a basis pass
@@ -71,7 +71,8 @@ class StudySettings:
     """Component signs: "u-based" (the published eigen-images; from the extremes of the second pass) or
     "loadings"."""
     lineage: bool = True
-    """Build the model families from the fingerprints stored at ingest (never from a re-read of weights)."""
+    """Build the model families: candidates from the fingerprints stored at ingest (never computed here), at most
+    ``filterdb.lineage.MAX_CONFIRMED`` candidate pairs decided by the full comparison of their weights."""
     dominant_share: float = 0.5
     """A model holding more than this share of a group's filters is a caveat of that group."""
 
@@ -209,20 +210,18 @@ class AxisRank:
 
 @dataclass(frozen=True)
 class Families:
-    """Models that share weights, from the fingerprints stored at ingest (docs/lineage.md); no weights are read.
+    """Models that share weights (docs/lineage.md, docs/report.md "Model families: how they are computed").
 
-    How they are computed (:func:`filterdb.lineage.lineage_of`, docs/report.md "Model families"): every pair of
-    models with a stored fingerprint is scored with the fingerprint score (layer slot against layer slot, the
-    first 80 convolutions: the best-matching channels above the level of unrelated channels, averaged over the
-    larger model's slots; identical layer hashes or file sha256: an identical copy, score 1). Two models are
-    *linked* when the larger of their two scores is at least ``filterdb.lineage.FP_DERIVED`` (0.2). A family is
-    a connected component of the links, so membership is transitive: A and C are in one family when A–B and
-    B–C are linked, whatever A–C scores. Only components of two models or more are kept. ``edges`` are each
-    family's maximum spanning tree of the scores (k − 1 edges for k models, not every linked pair), each with
-    its relation ("identical" or "derived"), its score, and the parent the fingerprints' direction evidence
-    points to (fewer channels, then lower precision, then smaller norms is the child; ``confidence`` 0.5:
-    no direction). These are fingerprint candidates: ``filterdb lineage`` decides each pair with the full
-    comparison of the weights, and its scores and parents are the ones to cite for a pair.
+    Computed by :func:`filterdb.lineage.lineage_of`: every pair of models with a stored fingerprint is scored
+    with the fingerprint score (each layer's sketch of its largest kernels matched by content to the best layer
+    of the other model, whatever the layer order; identical layer hashes or file sha256: an identical copy,
+    score 1). Pairs whose larger score is at least ``filterdb.lineage.FP_DERIVED`` are candidates; up to
+    ``filterdb.lineage.MAX_CONFIRMED`` of them (first a spanning tree of the candidates, then the others by
+    score) are decided by :func:`filterdb.lineage.relate` on the weights of those two models read back from
+    the store, so their relation, score and parent are the ones ``filterdb compare`` gives. A family is a
+    connected component of the related pairs (membership is transitive); ``edges`` are each family's spanning
+    tree, each with its relation, score, parent and ``confidence`` (0.5 and no parent: direction unknown).
+    Candidates past the bound stay in their family with the fingerprint's score and no direction.
     """
 
     families: tuple[tuple[str, ...], ...]

@@ -12,6 +12,8 @@ from typing import Any
 from ._compare import THRESHOLDS, Comparison, LayerMatch, Thresholds, compare, compare_weights
 from ._fingerprint import Fingerprint, fingerprint
 from ._store import (
+    FP_DERIVED,
+    MAX_CONFIRMED,
     Edge,
     Lineage,
     Match,
@@ -28,6 +30,8 @@ from ._store import (
 from ._weights import LineageError, ModelWeights, weights_from_store, weights_of
 
 __all__ = [
+    "FP_DERIVED",
+    "MAX_CONFIRMED",
     "THRESHOLDS",
     "Comparison",
     "Edge",
