@@ -46,6 +46,20 @@ def _calibrate(model: nn.Module, x: torch.Tensor) -> None:
     model.eval()
 
 
+def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full-batch Adam on the first 1,400 digits (a few seconds on a CPU); the held-out images and their outputs."""
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
+    model.train()
+    for _ in range(steps):
+        optimiser.zero_grad()
+        F.cross_entropy(model(x[:1400]), y[:1400]).backward()
+        optimiser.step()
+    model.eval()
+    test = x[1400:]
+    with torch.no_grad():
+        return test, model(test)
+
+
 def _remove(model: nn.Module, layer: nn.Module, channels: list[int], compensate: bool) -> None:
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(1, 1, 8, 8))
     group = graph.get_pruning_group(layer, tp.prune_conv_out_channels, channels)
@@ -82,7 +96,6 @@ def test_merging_an_exact_duplicate_changes_no_output() -> None:
         after = model(x)
     assert float((after - before).abs().max() / before.abs().max()) <= 1e-4
     # the same removal without the merge does change the outputs: the test can fail
-    plain = _net()
     torch.manual_seed(0)
     plain = _net()
     with torch.no_grad():
@@ -99,16 +112,7 @@ def test_compensation_keeps_a_trained_net_closer_than_plain_removal() -> None:
     x, y = _digits()
     torch.manual_seed(0)
     model = _net(24)
-    optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
-    model.train()
-    for _ in range(60):  # full-batch training on 1,400 images: a few seconds on a CPU
-        optimiser.zero_grad()
-        F.cross_entropy(model(x[:1400]), y[:1400]).backward()
-        optimiser.step()
-    model.eval()
-    test = x[1400:]
-    with torch.no_grad():
-        reference = model(test)
+    test, reference = _train(model, x, y, steps=60)
     errors = {}
     for compensate in (False, True):
         pruned = _net(24)
@@ -141,16 +145,7 @@ def test_a_compensated_plan_on_a_residual_net_stays_closer_than_the_plain_step()
     model = nn.Sequential(nn.Conv2d(1, 24, 3, padding=1, bias=False), nn.BatchNorm2d(24), nn.ReLU(), _Block(24),
                           nn.Conv2d(24, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
-    optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
-    model.train()
-    for _ in range(25):
-        optimiser.zero_grad()
-        F.cross_entropy(model(x[:1400]), y[:1400]).backward()
-        optimiser.step()
-    model.eval()
-    test = x[1400:]
-    with torch.no_grad():
-        reference = model(test)
+    test, reference = _train(model, x, y, steps=25)
     plan = prune_plan(read_model(model), target=0.4, settings=PlanSettings(strategy="compensated"))
     errors = {}
     for compensate in (False, True):
