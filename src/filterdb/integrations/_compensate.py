@@ -44,22 +44,12 @@ class Compensation:
 
 def relu_gaussian_mean(mean: Any, std: Any) -> Any:
     """``E[max(0, Y)]`` for ``Y ~ N(mean, std²)``, elementwise on tensors (``std`` = 0 gives ``max(0, mean)``)."""
-    import torch
-
-    std = std.abs()
-    safe = torch.where(std > 0, std, torch.ones_like(std))
-    z = mean / safe
-    pdf = torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
-    cdf = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
-    return torch.where(std > 0, mean * cdf + std * pdf, mean.clamp(min=0))
+    return relu_gaussian_moments(mean, std * std)[0]
 
 
 def compensated_step(pruner: Any, *, duplicate_cos: float = 0.95) -> Compensation:
     """``pruner.step()`` of a Torch-Pruning pruner, with every group compensated (see the module doc)."""
-    report = Compensation()
-    for group in pruner.step(interactive=True):
-        compensate_group(group, pruner.DG, duplicate_cos=duplicate_cos, report=report)
-    return report
+    return _compensate_groups(pruner.step(interactive=True), pruner.DG, duplicate_cos)
 
 
 def compensating(pruner: Any, *, duplicate_cos: float = 0.95) -> Any:
@@ -70,13 +60,17 @@ def compensating(pruner: Any, *, duplicate_cos: float = 0.95) -> Any:
     def step(interactive: bool = False) -> Any:
         if interactive:
             return plain(interactive=True)
-        report = Compensation()
-        for group in plain(interactive=True):
-            compensate_group(group, pruner.DG, duplicate_cos=duplicate_cos, report=report)
-        return report
+        return _compensate_groups(plain(interactive=True), pruner.DG, duplicate_cos)
 
     pruner.step = step
     return pruner
+
+
+def _compensate_groups(groups: Iterable[Any], graph: Any, duplicate_cos: float) -> Compensation:
+    report = Compensation()
+    for group in groups:
+        compensate_group(group, graph, duplicate_cos=duplicate_cos, report=report)
+    return report
 
 
 def compensate_group(group: Any, graph: Any, *, duplicate_cos: float = 0.95,
@@ -183,7 +177,7 @@ def _moments(node: Any, depth: int) -> tuple[Any, Any] | None:
         beta = module.bias.detach().double() if module.bias is not None else torch.zeros(n, dtype=torch.float64)
         return beta.clone(), gamma * gamma
     name = type(module).__name__ + str(getattr(module, "_grad_fn", ""))
-    inputs = [i for i in node.inputs]
+    inputs = list(node.inputs)
     if isinstance(module, nn.ReLU) or "Relu" in name:
         if len(inputs) != 1:
             return None

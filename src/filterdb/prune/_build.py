@@ -25,11 +25,11 @@ import numpy as np
 
 from ..errors import UsageError
 from ..types import ConvLayer, ModelRecord
+from ._plan import LayerPlan, PrunePlan
+from ._scores import STRATEGIES, ChannelScores, layer_scores
 
 if TYPE_CHECKING:
     from ..check import Thresholds
-from ._plan import LayerPlan, PrunePlan
-from ._scores import STRATEGIES, ChannelScores, layer_scores
 
 __all__ = ["prune_plan", "PlanSettings"]
 
