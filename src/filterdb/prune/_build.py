@@ -289,7 +289,7 @@ def _follow(keep: list[int], graph: _Chain) -> list[int]:
 def _low_diversity(record: ModelRecord, thresholds: Thresholds | None = None) -> set[str]:
     """Layers with the low-diversity verdict of ``filterdb check`` (check.judge_layers on the normalised
     variance entropy), from that one metric: the rest of the check (orthogonality, norms, the clean entropy) was
-    two thirds of a ResNet-50 plan's time and says nothing here. tests/test_prune_coverage.py checks the set
+    two thirds of a ResNet-50 plan's time and says nothing here. tests/test_prune_speed.py checks the set
     against check_model's verdicts."""
     from ..check import Thresholds, judge_layers
     from ..metrics import _normalised, variance_entropy
