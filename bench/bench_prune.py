@@ -133,7 +133,7 @@ def digits_net() -> nn.Module:
 
 # How each net is trained: (builder, data, epochs, peak learning rate of the one-cycle schedule, batch size).
 # Fashion-MNIST: the full 60,000 training images; digits: 1,400 of sklearn's 1,797 (the rest is the test set).
-RECIPES = {"vgg": (vgg, "fashion", 1, 0.1, 128), "resnet": (resnet, "fashion", 1, 0.1, 128),
+RECIPES = {"vgg": (vgg, "fashion", 5, 0.1, 128), "resnet": (resnet, "fashion", 5, 0.1, 128),
            "digits": (digits_net, "digits", 30, 0.05, 32)}
 
 

@@ -76,9 +76,14 @@ def test_duplicated_channels_go_first_and_are_named() -> None:
     w1 = rng.standard_normal((16, 3, 3, 3))
     w1[8:] = w1[:8] * 0.5
     record = _record(make_layer("c1", "Conv", w1), make_layer("c2", "Conv", rng.standard_normal((8, 16, 3, 3))))
-    plan = prune_plan(record, target=0.3, settings=PlanSettings(allocation="share"))  # the share rule takes all
+    # the 8 copies are half of c1's outputs and of c2's inputs: half the weights; the share rule takes them first
+    plan = prune_plan(record, target=0.5, settings=PlanSettings(allocation="share"))
     first = plan.layers[0]
     assert sorted(first.remove) == list(range(8, 16)) and first.reason == "redundant channels"
+    assert plan.reduction == 0.5
+    # at 30 % the plan keeps some of the copies back rather than overshoot: 5 of 16 channels (31.25 %)
+    fewer = prune_plan(record, target=0.3, settings=PlanSettings(allocation="share")).layers[0]
+    assert len(fewer.remove) == 5 and set(fewer.remove) <= set(range(8, 16))
     assert plan.redundant_params > 0 and plan.free_params == 0
 
 
