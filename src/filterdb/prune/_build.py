@@ -161,8 +161,11 @@ def _out_of_reach(plan: PrunePlan, settings: PlanSettings) -> tuple[str, ...]:
     parts.append(f"the layers it may prune keep {rest:.1%}, each at the most it may lose "
                  f"({settings.max_ratio:.0%} of its channels, at least {settings.min_channels} kept)")
     measure = "multiply-accumulates" if flops else "weights"
+    hint = (". A classifier's last conv feeds its linear layer, not the output: PlanSettings(protect_outputs=False) "
+            "plans such layers too" if "keep: model output" in held and settings.protect_outputs else "")
     return (f"target {plan.target:.0%} of conv {measure} is out of reach: this plan removes the most it may, "
-            f"{plan.reduction:.1%}. Of the conv {measure}, " + "; ".join(parts) + " (docs/prune.md, 'Coupling')",)
+            f"{plan.reduction:.1%}. Of the conv {measure}, " + "; ".join(parts) + hint +
+            " (docs/prune.md, 'Coupling')",)
 
 
 def _read(model: Any, options: dict[str, Any]) -> ModelRecord:
