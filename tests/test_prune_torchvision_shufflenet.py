@@ -48,7 +48,8 @@ def _most_removable(model) -> float:
         expand, depthwise, project = block.branch2[0], block.branch2[3], block.branch2[5]
         inner = keep(expand.out_channels)
         inputs = stem_keep if n == 0 else expand.in_channels
-        left += weights(expand, inner, inputs) + weights(depthwise, inner, inner) + weights(project, project.out_channels, inner)
+        left += weights(expand, inner, inputs) + weights(depthwise, inner, inner)
+        left += weights(project, project.out_channels, inner)
         if len(block.branch1):  # a stride-2 block: its branch1 sees the block input
             down, down_project = block.branch1[0], block.branch1[2]
             inputs = stem_keep if n == 0 else down.in_channels
@@ -151,7 +152,8 @@ def test_a_plan_short_of_its_target_names_what_holds_the_rest() -> None:
                     "each at the most it may lose (90% of its channels, at least 1 kept). A classifier's last conv "
                     "feeds its linear layer, not the output: PlanSettings(protect_outputs=False) plans such layers "
                     "too (docs/prune.md, 'Coupling')")
-    assert plan.headline().endswith("(target 80 % by params: out of reach, the notes say which layers it may not touch)")
+    assert plan.headline().endswith(
+        "(target 80 % by params: out of reach, the notes say which layers it may not touch)")
     assert PrunePlan.from_json(plan.to_json()).notes == plan.notes
     reachable = prune_plan(record, target=0.7)
     assert reachable.reduction >= 0.7 and not any("out of reach" in n for n in reachable.notes)
@@ -161,7 +163,8 @@ def test_a_plan_short_of_its_target_names_what_holds_the_rest() -> None:
 def test_names_alone_are_not_enough() -> None:
     """A net whose conv names look like ShuffleNet's but whose shapes are not gets the chain by order."""
     rng = np.random.default_rng(0)
-    names_shapes = [("conv1.0", (8, 3, 3, 3)), ("stage2.0.branch1.0", (8, 1, 3, 3)), ("stage2.0.branch1.2", (8, 8, 1, 1)),
+    names_shapes = [("conv1.0", (8, 3, 3, 3)), ("stage2.0.branch1.0", (8, 1, 3, 3)),
+                    ("stage2.0.branch1.2", (8, 8, 1, 1)),
                     ("stage2.0.branch2.0", (8, 8, 1, 1)), ("stage2.0.branch2.3", (8, 8, 3, 3)),  # not depthwise
                     ("stage2.0.branch2.5", (8, 8, 1, 1)), ("conv5.0", (16, 16, 1, 1))]
     record = ModelRecord(ModelInfo(source="test", format="onnx"), tuple(

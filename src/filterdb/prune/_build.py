@@ -156,7 +156,8 @@ def _out_of_reach(plan: PrunePlan, settings: PlanSettings) -> tuple[str, ...]:
                    for lp in lps) / total
         kept_total += kept
         names = ", ".join(lp.name for lp in lps[:3]) + (f" and {len(lps) - 3} more" if len(lps) > 3 else "")
-        parts.append(f"{len(lps)} layer{'s' if len(lps) > 1 else ''} '{reason}' ({names}) keep{'' if len(lps) > 1 else 's'} {kept:.1%}")
+        many = len(lps) > 1
+        parts.append(f"{len(lps)} layer{'s' if many else ''} '{reason}' ({names}) keep{'' if many else 's'} {kept:.1%}")
     rest = max(0.0, 1.0 - plan.reduction - kept_total)
     parts.append(f"the layers it may prune keep {rest:.1%}, each at the most it may lose "
                  f"({settings.max_ratio:.0%} of its channels, at least {settings.min_channels} kept)")

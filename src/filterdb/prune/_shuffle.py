@@ -69,10 +69,8 @@ def shufflenet_chain(names: Sequence[str], shapes: Sequence[tuple[int, ...]]) ->
         s, b = str(stage), str(block)
         branch2 = [at.get((s, b, "2", str(p))) for p in _PARTS["2"]]
         branch1 = [at.get((s, b, "1", str(p))) for p in _PARTS["1"]]
-        if any(i is None for i in branch2) or (block == 0) != all(i is not None for i in branch1):
-            return None  # a block without its branch2, or a branch1 outside the first block of a stage
-        if block > 0 and any(i is not None for i in branch1):
-            return None
+        if any(i is None for i in branch2) or any((i is None) == (block == 0) for i in branch1):
+            return None  # each block has a branch2; the first block of a stage (stride 2), and only it, a branch1
         expand, depthwise, project = (int(i) for i in branch2 if i is not None)
         width = shapes[expand][0]
         if shapes[depthwise][:2] != (width, 1) or shapes[project][1] != width:
