@@ -172,3 +172,21 @@ def test_names_alone_are_not_enough() -> None:
     plan = prune_plan(record, target=0.3)
     assert all(lp.reason != SHUFFLE for lp in plan.layers)
     assert not any("ShuffleNetV2" in n for n in plan.notes)
+
+
+def test_filterdb_prune_prints_why_a_target_is_out_of_reach(tmp_path, capsys) -> None:
+    """The command line shows the shortfall in the headline and the note, and keeps it in the JSON."""
+    safetensors = pytest.importorskip("safetensors.numpy")
+    from helpers import run_cli
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "m.safetensors"
+    safetensors.save_file({"c1.weight": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+                           "c2.weight": rng.standard_normal((2, 4, 3, 3)).astype(np.float32)}, str(path))
+    code, out, err = run_cli(capsys, "prune", path, "--target", "0.8", "-o", tmp_path / "p.json")
+    assert code == 0, err
+    flat = " ".join(out.split())
+    assert "(target 80 % by params: out of reach" in flat
+    assert "note: target 80% of conv weights is out of reach: this plan removes the most it may, 75.0%" in flat
+    assert "'keep: model output' (c2) keeps 10.0%" in flat
+    assert any("out of reach" in n for n in PrunePlan.from_json(tmp_path / "p.json").notes)
