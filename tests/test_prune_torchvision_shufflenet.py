@@ -149,9 +149,11 @@ def test_a_plan_short_of_its_target_names_what_holds_the_rest() -> None:
     note = plan.notes[-1]
     assert note == ("target 80% of conv weights is out of reach: this plan removes the most it may, 75.0%. Of the "
                     "conv weights, 1 layer 'keep: model output' (c2) keeps 10.0%; the layers it may prune keep 15.0%, "
-                    "each at the most it may lose (90% of its channels, at least 1 kept). A classifier's last conv "
-                    "feeds its linear layer, not the output: PlanSettings(protect_outputs=False) plans such layers "
-                    "too (docs/prune.md, 'Coupling')")
+                    "each at the most it may lose (90% of its channels, at least 1 kept). 'Model output' is a guess "
+                    "from the file (no conv takes those channels: a classifier's last conv feeds a linear layer, a "
+                    "concatenation hides its consumers); where the real outputs are left to plan_pruner's "
+                    "ignored_layers, PlanSettings(protect_outputs=False) plans those layers too (docs/prune.md, "
+                    "'Coupling')")
     assert plan.headline().endswith(
         "(target 80 % by params: out of reach, the notes say which layers it may not touch)")
     assert PrunePlan.from_json(plan.to_json()).notes == plan.notes

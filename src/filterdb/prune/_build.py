@@ -162,8 +162,10 @@ def _out_of_reach(plan: PrunePlan, settings: PlanSettings) -> tuple[str, ...]:
     parts.append(f"the layers it may prune keep {rest:.1%}, each at the most it may lose "
                  f"({settings.max_ratio:.0%} of its channels, at least {settings.min_channels} kept)")
     measure = "multiply-accumulates" if flops else "weights"
-    hint = (". A classifier's last conv feeds its linear layer, not the output: PlanSettings(protect_outputs=False) "
-            "plans such layers too" if "keep: model output" in held and settings.protect_outputs else "")
+    hint = (". 'Model output' is a guess from the file (no conv takes those channels: a classifier's last conv "
+            "feeds a linear layer, a concatenation hides its consumers); where the real outputs are left to "
+            "plan_pruner's ignored_layers, PlanSettings(protect_outputs=False) plans those layers too"
+            if "keep: model output" in held and settings.protect_outputs else "")
     return (f"target {plan.target:.0%} of conv {measure} is out of reach: this plan removes the most it may, "
             f"{plan.reduction:.1%}. Of the conv {measure}, " + "; ".join(parts) + hint +
             " (docs/prune.md, 'Coupling')",)
