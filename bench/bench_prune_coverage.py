@@ -42,7 +42,7 @@ FAMILIES = {
     "RegNet": ("regnet_x_400mf", "regnet_y_400mf", "regnet_y_1_6gf"),
     "DenseNet": ("densenet121",),
     "ConvNeXt": ("convnext_tiny",),
-    "ShuffleNet": ("shufflenet_v2_x0_5", "shufflenet_v2_x1_0"),
+    "ShuffleNet": ("shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"),
     "other": ("alexnet", "squeezenet1_1", "googlenet"),
 }
 NOT_CNN = ("vit_", "swin_", "maxvit_")
@@ -89,6 +89,7 @@ def check_builder(name: str, target: float = 0.5, size: int | None = None) -> di
         row["plan_s"] = round(time.perf_counter() - t, 2)
         row["planned"] = round(plan.params_removed / plan.params_total, 4)
         row["untouched"] = [f"{layer} ({reason.removeprefix('keep: ')})" for layer, reason in plan.untouched]
+        row["short"] = [note for note in plan.notes if "out of reach" in note]  # the plan's own word on a shortfall
         t = time.perf_counter()
         pruner = plan_pruner(model, plan, example, ignored_layers=classifier_head(model))
         pruner.step()
@@ -127,11 +128,16 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {r['model']} | | {r.get('planned', '')} | | | | **no**: {r['error']} | | | |")
             continue
         untouched = ", ".join(r["untouched"][:4]) + (f" … ({len(r['untouched'])})" if len(r["untouched"]) > 4 else "")
-        lines.append(f"| {r['model']} | {r['conv_params']:,} | {r['planned']:.1%} | {r['removed']:.1%} | "
+        planned = f"{r['planned']:.1%}" + (" (out of reach)" if r.get("short") else "")
+        lines.append(f"| {r['model']} | {r['conv_params']:,} | {planned} | {r['removed']:.1%} | "
                      f"{r['removed_all_params']:.1%} | {'yes' if r['forward'] else 'NO'} | "
                      f"{'yes' if r['ok'] else '**no**'} | {r['plan_s']} | {r['prune_s']} | {untouched or '–'} |")
     n_ok = sum(r["ok"] for r in result["rows"])
     lines += ["", f"{n_ok} of {len(result['rows'])} builders: forward pass runs and conv weights removed = planned ± 2 %."]
+    short = [r for r in result["rows"] if r.get("short")]
+    if short:
+        lines += ["", f"Plans short of the {result['target']:.0%} target, in their own words (`plan.notes`):", ""]
+        lines += [f"- {r['model']}: {r['short'][0]}" for r in short]
     return "\n".join(lines) + "\n"
 
 

@@ -144,7 +144,12 @@ def _actions(roles: _Roles, graph: Any, duplicate_cos: float, report: Compensati
                     report.uncompensated += 1
                 else:
                     report.folded += 1
-        old_columns = module.weight.detach()[:, idxs].clone()  # the removed inputs' weights, before pruning
+        # the removed inputs' weights, before pruning, in the rows the consumer keeps: a residual can couple a
+        # conv's outputs to its own inputs (MobileNetV3's first block: 16 → 16 around a 1x1), so the same group
+        # removes some of its rows too
+        gone_rows = {r for producer, out_idxs, _ in roles.producers if producer is module for r in out_idxs}
+        rows = [r for r in range(module.weight.shape[0]) if r not in gone_rows]
+        old_columns = module.weight.detach()[rows][:, idxs].clone()
         actions.append((module, idxs, kept, merges, means, old_columns))
     return actions
 

@@ -10,7 +10,8 @@ weight shape where names differ. Torch-Pruning's dependency graph then keeps cou
 adds, depthwise pairs, concatenations, grouped convs) consistent: a group of coupled layers is pruned at the
 largest ratio the plan allows all of its members, with the plan's channel scores summed over the group, and the
 counts per group are chosen on the graph so that the module loses the plan's share of conv weights.
-ShuffleNet's channel shuffle, which the graph cannot map, is traced as one node nothing prunes through.
+ShuffleNet's channel shuffle, which the graph cannot map, is traced as one node nothing prunes through (the plan
+keeps the same channels: prune/_shuffle.py).
 Coverage (every torchvision CNN family) and the rules: docs/prune.md.
 """
 

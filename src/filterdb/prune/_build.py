@@ -25,8 +25,9 @@ import numpy as np
 
 from ..errors import UsageError
 from ..types import ConvLayer, ModelRecord
-from ._plan import LayerPlan, PrunePlan
+from ._plan import UNTOUCHED, LayerPlan, PrunePlan
 from ._scores import STRATEGIES, ChannelScores, layer_scores
+from ._shuffle import SHUFFLE_REASON, shufflenet_chain
 
 if TYPE_CHECKING:
     from ..check import Thresholds
@@ -133,7 +134,41 @@ def prune_plan(model: Any, target: float = 0.5, by: Literal["params", "flops"] =
     else:
         keep = _allocate(layers, scores, graph, flops if by == "flops" and flops else params, float(target), settings)
     plan = _assemble(record, layers, scores, graph, keep, low_diversity, flops, shape, float(target), by, settings)
-    return dataclasses.replace(plan, strategy="free-only" if free_only else settings.strategy)
+    notes = plan.notes if free_only else plan.notes + _out_of_reach(plan, settings)
+    return dataclasses.replace(plan, strategy="free-only" if free_only else settings.strategy, notes=notes)
+
+
+def _out_of_reach(plan: PrunePlan, settings: PlanSettings) -> tuple[str, ...]:
+    """A note when the target is more than the plan may remove (the allocation then removes all it may): the
+    share it reaches, and what the layers it may not touch keep, by reason, so that the shortfall is explained
+    in the plan itself and not only by a smaller number."""
+    if plan.reduction >= plan.target - 1e-9:
+        return ()
+    flops = plan.by == "flops" and bool(plan.flops_total)
+    total = float((plan.flops_total if flops else plan.params_total) or 1)
+    held: dict[str, list[LayerPlan]] = {}
+    for lp in plan.layers:
+        if lp.reason in UNTOUCHED:
+            held.setdefault(lp.reason, []).append(lp)
+    parts, kept_total = [], 0.0
+    for reason, lps in held.items():
+        kept = sum(((lp.flops or 0) - (lp.flops_removed or 0)) if flops else lp.params - lp.params_removed
+                   for lp in lps) / total
+        kept_total += kept
+        names = ", ".join(lp.name for lp in lps[:3]) + (f" and {len(lps) - 3} more" if len(lps) > 3 else "")
+        many = len(lps) > 1
+        parts.append(f"{len(lps)} layer{'s' if many else ''} '{reason}' ({names}) keep{'' if many else 's'} {kept:.1%}")
+    rest = max(0.0, 1.0 - plan.reduction - kept_total)
+    parts.append(f"the layers it may prune keep {rest:.1%}, each at the most it may lose "
+                 f"({settings.max_ratio:.0%} of its channels, at least {settings.min_channels} kept)")
+    measure = "multiply-accumulates" if flops else "weights"
+    hint = (". 'Model output' is a guess from the file (no conv takes those channels: a classifier's last conv "
+            "feeds a linear layer, a concatenation hides its consumers); where the real outputs are left to "
+            "plan_pruner's ignored_layers, PlanSettings(protect_outputs=False) plans those layers too"
+            if "keep: model output" in held and settings.protect_outputs else "")
+    return (f"target {plan.target:.0%} of conv {measure} is out of reach: this plan removes the most it may, "
+            f"{plan.reduction:.1%}. Of the conv {measure}, " + "; ".join(parts) + hint +
+            " (docs/prune.md, 'Coupling')",)
 
 
 def _read(model: Any, options: dict[str, Any]) -> ModelRecord:
@@ -150,6 +185,7 @@ class _Chain:
     reason: tuple[str | None, ...]  # why a layer is left alone
     consumers: tuple[tuple[int, ...], ...]  # layers whose inputs are this layer's outputs
     follows: tuple[int, ...]  # depthwise layer -> the producer whose channels it carries, else -1
+    notes: tuple[str, ...] = ()  # what the plan says about the couplings it assumed
 
 
 def _out_channels(layer: ConvLayer) -> int:
@@ -177,11 +213,15 @@ def _as_read(layers: Sequence[ConvLayer]) -> list[ConvLayer]:
 
 
 def _chain(layers: Sequence[ConvLayer], settings: PlanSettings) -> _Chain:
-    """Consumers by order: the next layer whose input channels match (the file has no graph to follow)."""
+    """Consumers by order: the next layer whose input channels match (the file has no graph to follow); for
+    torchvision's ShuffleNetV2, recognised by its layer names, its real couplings (prune._shuffle)."""
     n = len(layers)
     consumers: list[list[int]] = [[] for _ in range(n)]
     follows = [-1] * n
-    for i, layer in enumerate(layers):
+    shuffle = shufflenet_chain([layer.name for layer in layers], [tuple(layer.weight.shape) for layer in layers])
+    if shuffle is not None:
+        consumers, follows = [list(c) for c in shuffle.consumers], list(shuffle.follows)
+    for i, layer in enumerate(layers if shuffle is None else ()):
         out = _out_channels(layer)
         for j in range(i + 1, n):
             if _in_channels(layers[j]) == out:
@@ -194,6 +234,10 @@ def _chain(layers: Sequence[ConvLayer], settings: PlanSettings) -> _Chain:
         why: str | None = None
         if layer.kind == "transpose" or layer.weight.ndim != 4:
             why = "keep: not a prunable kind"
+        elif shuffle is not None and i in shuffle.shuffled:
+            why = SHUFFLE_REASON
+        elif follows[i] >= 0:
+            why = None  # carries its producer's channels (a depthwise conv; in a state_dict, also one stored as conv)
         elif layer.kind == "grouped":
             why = "keep: coupling not understood"
         elif layer.kind == "depthwise":
@@ -202,9 +246,13 @@ def _chain(layers: Sequence[ConvLayer], settings: PlanSettings) -> _Chain:
             why = "keep: model output"
         elif any(layers[j].kind == "grouped" for j in consumers[i]):
             why = "keep: coupling not understood"
-        prunable.append(why is None and layer.kind != "depthwise")
+        prunable.append(why is None and follows[i] < 0 and layer.kind != "depthwise")
         reason.append(why)
-    return _Chain(tuple(prunable), tuple(reason), tuple(tuple(c) for c in consumers), tuple(follows))
+    notes = () if shuffle is None else (
+        "torchvision's ShuffleNetV2 layout was recognised from the layer names: a branch's output and the next "
+        "block's input cross a channel shuffle and are kept (keep: channel shuffle); each branch2's inner "
+        "channels and the stem's outputs are planned",)
+    return _Chain(tuple(prunable), tuple(reason), tuple(tuple(c) for c in consumers), tuple(follows), notes)
 
 
 def _producers(graph: _Chain) -> list[int]:
@@ -414,7 +462,7 @@ def _assemble(record: ModelRecord, layers: Sequence[ConvLayer], scores: Sequence
         for i, (o, s) in enumerate(zip(out, scores))])
     notes = ("no graph is read: a layer's consumer is the next layer with matching input channels, and a layer no "
              "conv consumes is kept as a possible model output; filterdb.integrations.torch_pruning follows a "
-             "module's real graph",)
+             "module's real graph",) + graph.notes
     return PrunePlan(
         model=record.info.source, target=target, by=by, layers=tuple(plans), params_total=int(sum(params)),
         params_removed=int(sum(lp.params_removed for lp in plans)), free_params=int(round(free)),

@@ -19,7 +19,7 @@ PLAN_FORMAT = 1  # the version of the JSON layout; from_json refuses other versi
 
 Reason = Literal["near-zero filters", "redundant channels", "low diversity", "least novel channels",
                  "keep: healthy and small", "keep: model output", "keep: coupling not understood",
-                 "keep: not a prunable kind"]
+                 "keep: channel shuffle", "keep: not a prunable kind"]
 REASONS: dict[str, str] = {
     "near-zero filters": "channels whose every weight is ≤ 1 % of the layer's largest: removable with no "
                          "change to the outputs where their bias is zero too",
@@ -30,8 +30,14 @@ REASONS: dict[str, str] = {
     "keep: model output": "its channels are a model output, or may be: no conv layer of the file takes them as "
                           "input (a classifier's last conv feeds a linear layer, a detector's heads are outputs)",
     "keep: coupling not understood": "a grouped convolution whose channel coupling the plan cannot follow",
+    "keep: channel shuffle": "its channels cross a channel shuffle (ShuffleNet), which interleaves them with "
+                             "another branch's: removing some would break the interleave",
     "keep: not a prunable kind": "transposed or non-2-D convolution: left to the user",
 }
+
+# the reasons of a layer the plan cannot prune safely (not its choice: what the file lets it see)
+UNTOUCHED = ("keep: model output", "keep: coupling not understood", "keep: channel shuffle",
+             "keep: not a prunable kind")
 
 
 @dataclass(frozen=True)
@@ -97,16 +103,17 @@ class PrunePlan:
     @property
     def untouched(self) -> tuple[tuple[str, str], ...]:
         """(layer, reason) for every layer the plan leaves alone because it cannot prune it safely."""
-        return tuple((lp.name, lp.reason) for lp in self.layers
-                     if lp.reason in ("keep: model output", "keep: coupling not understood", "keep: not a prunable kind"))
+        return tuple((lp.name, lp.reason) for lp in self.layers if lp.reason in UNTOUCHED)
 
     def headline(self) -> str:
         """One sentence for people: what is free, what is cheap, what the target costs."""
         total = self.params_total or 1
+        short = self.strategy != "free-only" and self.reduction < self.target - 1e-9
         return (f"{100 * self.free_params / total:.1f} % of conv parameters removable at no measured risk "
                 f"(near-zero channels); {100 * self.redundant_params / total:.1f} % more at low diversity "
                 f"(redundant channels); the plan removes {100 * self.params_removed / total:.1f} % "
-                f"(target {100 * self.target:.0f} % by {self.by})")
+                f"(target {100 * self.target:.0f} % by {self.by}"
+                + (": out of reach, the notes say which layers it may not touch)" if short else ")"))
 
     def ratios(self) -> dict[str, float]:
         """Layer name → share of output channels to remove (layers left alone included, at 0)."""
