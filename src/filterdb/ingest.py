@@ -225,22 +225,29 @@ def _fill_headroom(target: Store, models: Sequence[tuple[str, Callable[[], Model
     the model). Returns how many were filled; a file that no longer reads is left "not measured"."""
     from .prune import HEADROOM_KIND
 
-    if not models:
-        return 0
-    _, data = target.catalog.model_hashes_with_data()
-    have = {sha for sha, kind in data if kind == HEADROOM_KIND}
     filled = 0
     for sha, load in models:
-        if sha in have:
+        if _has_headroom(target, sha):
             continue
         try:
             record = load()
         except Exception:  # noqa: BLE001 - the model is in the store; only its headroom stays unmeasured
             continue
         _keep_data(target, sha, {HEADROOM_KIND: _headroom(record).to_arrays()})
-        have.add(sha)
         filled += 1
     return filled
+
+
+def _has_headroom(target: Store, sha256: str) -> bool:
+    """Whether the store keeps a readable headroom of this layout for the model (a damaged one is rewritten)."""
+    from .prune import HEADROOM_KIND, Headroom
+    from .store import model_data
+
+    try:
+        arrays = model_data(target, sha256, HEADROOM_KIND)
+    except (StoreError, OSError):
+        return False
+    return arrays is not None and Headroom.from_arrays(arrays) is not None
 
 
 def _keep_data(target: Store, sha256: str, data: Mapping[str, Mapping[str, Any]]) -> None:
