@@ -78,19 +78,24 @@ def zoo(tmp_path_factory, corpus_path) -> tuple[Path, dict[str, Path]]:
     return store, files
 
 
-def _json(capsys, store: Path) -> dict:
+def _study_json(capsys, store: Path) -> dict:
     """`filterdb report STORE --json`'s prune section (a tiny zoo may leave a drift axis with one group: exit 1,
     the JSON printed all the same; the prune section must not be what failed)."""
     code, out, err = run_cli(capsys, "report", store, "--json", "--no-progress", "--by", "task")
     study_json = json.loads(out)
     assert code == 0 or set(study_json["errors"]) <= {"drift:task", "pca", "histograms"}, err
     assert "prune" not in study_json["errors"]
-    return study_json["prune"]
+    return study_json
+
+
+def _json(capsys, store: Path) -> dict:
+    return _study_json(capsys, store)["prune"]
 
 
 def test_report_json_equals_the_plan_of_each_file_and_the_hand_counts(zoo, capsys) -> None:
     store, files = zoo
-    prune = _json(capsys, store)
+    whole = _study_json(capsys, store)
+    prune = whole["prune"]
     by_name = {m["model"]: m for m in prune["models"]}
     assert set(by_name) == {"known", "wide", "onet"} and prune["not_measured"] == [] and prune["note"] is None
     for name, path in files.items():
@@ -114,6 +119,13 @@ def test_report_json_equals_the_plan_of_each_file_and_the_hand_counts(zoo, capsy
     assert groups["planted"]["free_params"] == KNOWN_FREE + WIDE_FREE
     assert groups["planted"]["redundant_params"] == KNOWN_MORE + WIDE_MORE
     assert groups["Face Detection"]["free_params"] == by_name["onet"]["free_params"]
+    # the finding quotes the zoo's shares and the group with the largest no-risk share
+    finding = next(f for f in whole["findings"] if f["kind"] == "prune_headroom")
+    assert finding["numbers"]["free_share"] == pytest.approx(total["free_share"])
+    assert finding["numbers"]["redundant_share"] == pytest.approx(total["redundant_share"])
+    best = max(groups.values(), key=lambda g: g["free_share"])
+    assert finding["numbers"]["group"] == best["group"] == prune["groups"][0]["group"]
+    assert f"{100 * total['free_share']:.1f} % of the conv parameters of 3 measured models" in finding["text"]
 
 
 def _prune_part(page: str) -> str:

@@ -180,7 +180,7 @@ def run_study(store: Any, selection: Selection | None, by: Sequence[str] | None,
 
         ranking = _axis_ranking(axis_results)
         caveats = caveats_of(axis_results, families)
-        findings = findings_of(axis_results, ranking, degeneration, families)
+        findings = findings_of(axis_results, ranking, degeneration, families, prune)
     return Study(str(store.root), sel, settings, int(plan.n_filters), basis, group_pcas, tuple(axis_results),
                  ranking, density, degeneration, families, caveats, findings, errors, dict(clock.timings),
                  tuple(notes), prune)
