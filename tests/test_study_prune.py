@@ -228,3 +228,31 @@ def test_hdf5_imports_say_why_they_have_no_headroom(tmp_path) -> None:
     assert all("HDF5 layout keeps no output channels" in (m.note or "") for m in prune.models)
     assert prune.total.n_models == 0 and prune.note is None  # nothing a re-ingest could fill
 
+
+
+def test_headroom_counts_the_duplicates_at_the_threshold_as_the_plan_does() -> None:
+    """Ingest screens each layer's cosines in float32 and scores exactly only near the threshold: pairs planted at
+    cosines just under and just over 0.95 (and a negated copy) are counted as the plan counts them, by hand."""
+    from filterdb import ModelInfo, ModelRecord
+    from filterdb.prune import headroom
+    from filterdb.readers import make_layer
+
+    rng = np.random.default_rng(3)
+    basis, _ = np.linalg.qr(rng.standard_normal((64, 64)))
+    w1 = basis[:, :12].T.copy()  # 12 orthonormal channels of 4x4x4 = 64 values
+    pairs = {0: 0.93, 1: 0.9495, 2: 0.9505, 3: 0.97, 4: -0.99}  # channel 12 + k repeats channel k at this cosine
+    extra = []
+    for k, c in pairs.items():
+        extra.append(c * basis[:, k] + np.sqrt(1 - c * c) * basis[:, 40 + k])  # 40+: orthogonal to all channels
+    w1 = np.vstack([w1, np.array(extra)]).reshape(17, 4, 4, 4) * 0.5
+    w2 = rng.standard_normal((6, 17, 3, 3))
+    record = ModelRecord(ModelInfo(source="threshold", format="onnx"),
+                         (make_layer("c1", "Conv", w1.astype(np.float32)), make_layer("c2", "Conv", w2.astype(np.float32))))
+    h = headroom(record)
+    plan = prune_plan(record, free_only=True)
+    assert (h.params_total, h.free_params, h.redundant_params) == (plan.params_total, plan.free_params,
+                                                                    plan.redundant_params)
+    # by hand: the pairs at 0.9505 and 0.97 are duplicates (2 channels of 64 weights, and 2 inputs of c2's 6
+    # channels of 3x3); 0.93, 0.9495 and the negated copy are not; no channel is zero
+    assert h.n_duplicate == (2, 0) and h.n_zero == (0, 0)
+    assert (h.free_params, h.redundant_params) == (0, 2 * 64 + 2 * 6 * 9)

@@ -12,12 +12,12 @@ The arrays are plain numbers and strings (``to_arrays`` / ``from_arrays``): the 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..errors import FilterDBError
 from ..types import ModelRecord
 
 __all__ = ["HEADROOM_FORMAT", "HEADROOM_KIND", "MAX_CHANNELS", "Headroom", "headroom", "not_measurable"]
@@ -99,27 +99,83 @@ class Headroom:
 
 
 def headroom(record: ModelRecord, settings: Any = None) -> Headroom:
-    """The headroom of ``record``: :func:`prune_plan` with ``free_only=True`` (the same numbers), reduced to its
-    totals and per-layer counts. A model without convolution layers has 0 of 0 weights.
+    """The headroom of ``record``: the totals and per-layer counts of ``prune_plan(record, free_only=True)`` (the
+    same numbers; tests/test_study_prune.py checks them against it). A model without conv layers has 0 of 0.
 
-    Costs one Gram matrix per conv layer (the near-duplicate test): about as much as ``check_model`` on the same
-    model (docs/prune.md, "Headroom in a store", bench/results/ingest_headroom.md).
+    Cheaper than the plan: a layer's near-duplicates need its channels' cosines, but most trained layers have no
+    pair near the threshold, and then the order the plan ranks channels in (a pivoted Cholesky of the float64 Gram
+    matrix) changes nothing. So each layer is first screened with a float32 Gram matrix (half the work, no
+    Cholesky); only a layer with a pair within a rounding margin of the threshold is scored exactly, as the plan
+    scores it (docs/prune.md, "Headroom in a store"; bench/results/ingest_headroom.md).
     """
-    from ._build import PlanSettings, prune_plan
+    from threadpoolctl import threadpool_limits
 
-    plan_settings = settings if settings is not None else PlanSettings(strategy="novelty")
-    try:
-        # "novelty": the near-zero and duplicate tests are the same for every strategy, and novelty skips the
-        # consumer energies the others add to the ranking
-        plan = prune_plan(record, 0.5, free_only=True, settings=plan_settings)
-    except FilterDBError:
-        if not any(layer.weight.ndim >= 3 for layer in record.layers):
-            return Headroom(0, 0, 0, plan_settings.zero_eps, plan_settings.duplicate_cos)
-        raise
-    return Headroom(plan.params_total, plan.free_params, plan.redundant_params, plan_settings.zero_eps,
-                    plan_settings.duplicate_cos, tuple(lp.name for lp in plan.layers),
-                    tuple(lp.out_channels for lp in plan.layers), tuple(lp.n_zero for lp in plan.layers),
-                    tuple(lp.n_duplicate for lp in plan.layers), tuple(lp.ratio for lp in plan.layers))
+    from ._build import PlanSettings, _as_read, _chain, _follow, _out_channels, _producers, _removed_if
+
+    s = settings if settings is not None else PlanSettings()
+    layers = _as_read([layer for layer in record.layers if layer.weight.ndim >= 3])
+    if not layers:
+        return Headroom(0, 0, 0, s.zero_eps, s.duplicate_cos)
+    graph = _chain(layers, s)
+
+    def count(i: int) -> tuple[int, int]:
+        return _zero_and_duplicates(layers[i].weight, s.zero_eps, s.duplicate_cos)
+
+    # one BLAS thread per layer, layers in parallel: as prune_plan scores them (docs/prune.md, "Speed")
+    with threadpool_limits(1, user_api="blas"):
+        workers = min(len(layers), os.cpu_count() or 1, 8)
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                counts = list(pool.map(count, range(len(layers))))
+        else:
+            counts = [count(i) for i in range(len(layers))]
+    out = [_out_channels(layer) for layer in layers]
+    params = [float(layer.weight.size) for layer in layers]
+    producer = _producers(graph)
+    # as the plan's _assemble: the weights that go when each prunable layer loses its near-zero channels (and its
+    # duplicates), with the inputs of the layers that read them
+    free = _removed_if(params, graph, producer, out, [o - (z if graph.prunable[i] else 0)
+                                                      for i, (o, (z, _)) in enumerate(zip(out, counts))])
+    cheap = _removed_if(params, graph, producer, out, [o - (z + d if graph.prunable[i] else 0)
+                                                       for i, (o, (z, d)) in enumerate(zip(out, counts))])
+    keep = _follow([max(s.min_channels, o - z) if graph.prunable[i] else o
+                    for i, (o, (z, _)) in enumerate(zip(out, counts))], graph)  # the free-only plan's channels
+    return Headroom(int(sum(params)), int(round(free)), int(round(cheap - free)), s.zero_eps, s.duplicate_cos,
+                    tuple(layer.name for layer in layers), tuple(out), tuple(z for z, _ in counts),
+                    tuple(d for _, d in counts), tuple(round(1 - k / o, 6) for k, o in zip(keep, out)))
+
+
+def _zero_and_duplicates(weight: np.ndarray, zero_eps: float, duplicate_cos: float) -> tuple[int, int]:
+    """(near-zero channels, near-duplicate channels) of one layer, as ``channel_scores`` counts them."""
+    from ._scores import channel_scores
+
+    flat = np.asarray(weight).reshape(weight.shape[0], -1)
+    n = flat.shape[0]
+    if n < 2 or flat.size == 0:
+        scores = channel_scores(weight, zero_eps=zero_eps, duplicate_cos=duplicate_cos)
+        return scores.n_zero, scores.n_duplicate
+    # |w| and its maxima are exact in any precision: the zero test is channel_scores' own
+    absolute_max = np.abs(flat).max(axis=1).astype(np.float64)
+    layer_max = float(absolute_max.max())
+    zero = absolute_max <= zero_eps * layer_max if layer_max > 0 else np.ones(n, dtype=bool)
+    if zero.sum() >= n - 1:
+        return int(zero.sum()), 0  # at most one channel that is not zero: nothing to repeat
+    single = np.ascontiguousarray(flat, dtype=np.float32)
+    gram = single @ single.T
+    norms = np.sqrt(np.clip(np.diag(gram), 0.0, None)).astype(np.float32)
+    live = ~zero & (norms > 0)
+    safe = np.where(norms > 0, norms, np.float32(1.0))
+    cos = gram / safe[:, None] / safe[None, :]
+    np.fill_diagonal(cos, 0.0)
+    # a float32 dot product of d values is off by at most about d * 2^-24 of the norms' product: screen with that
+    # margin (and 0.01 more), so that every pair at or above the threshold in float64 is caught
+    margin = 0.01 + 2.0 * flat.shape[1] * 2.0 ** -24
+    if not (cos[np.ix_(live, live)] >= duplicate_cos - margin).any():
+        return int(zero.sum()), 0
+    scores = channel_scores(weight, zero_eps=zero_eps, duplicate_cos=duplicate_cos)  # the plan's exact scores
+    return scores.n_zero, scores.n_duplicate
 
 
 def not_measurable(reason: str, settings: Any = None) -> Headroom:
