@@ -200,7 +200,7 @@ def _headroom(record: ModelRecord, channels: bool = True) -> Any:
     try:
         return headroom(record)
     except (FilterDBError, ValueError, ArithmeticError, MemoryError) as e:  # LinAlgError is a ValueError
-        return not_measurable(f"not measured: {type(e).__name__}: {e}")
+        return not_measurable(f"could not be measured: {type(e).__name__}: {e}")
 
 
 def _write(target: Store, prepared: PreparedModel) -> IngestResult:
