@@ -20,8 +20,8 @@ _HOWTO = ("From the weights alone, measured when each model was ingested (filter
           "with the inputs of the next layer that read them; removing them changes no output where their bias is "
           "zero too. Low diversity: the weights more in channels that nearly repeat a kept one (cosine ≥ 0.95). "
           "Shares are of each model's conv weights; a group's share is of its measured models' conv weights "
-          "together. A model without numbers says why: \"not measured\" is never a 0. `filterdb prune MODEL "
-          "--target 0.5` gives a model's per-layer plan, `filterdb check MODEL --html` its card with the ratios.")
+          "together. A model without numbers says why: \"not measured\" is never a 0. filterdb prune MODEL "
+          "--target 0.5 gives a model's per-layer plan, filterdb check MODEL --html its card with the ratios.")
 
 
 def headline(free_share: float | None, redundant_share: float | None) -> str:
