@@ -20,7 +20,7 @@ from filterdb.errors import UsageError
 from filterdb.ingest import ingest
 from filterdb.report import Page, Rendered, build_zoo_report
 
-CONTENTS = ["findings", "summary", "pca", "drift", "degeneration", "lineage", "models"]
+CONTENTS = ["findings", "summary", "pca", "drift", "degeneration", "lineage", "prune", "models"]
 MAIN_FIGURES = ["eigen-images.png", "density.png", "drift.png", "ridge.png", "degeneration.png"]
 
 

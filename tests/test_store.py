@@ -243,8 +243,11 @@ def test_ingest_record_computes_the_checks_metrics_and_fingerprint(store):
     for column in ("sparsity", "variance_entropy", "orthogonality", "norm_l2"):
         np.testing.assert_allclose(stored.loc[expected.index, column], expected[column], rtol=1e-12)
     assert [list(v) for v in stored.loc[expected.index, "verdicts"]] == [list(v) for v in expected["verdicts"]]
-    fingerprints = list(store.root.rglob(f"{result.sha256}.npz"))  # the lineage cache `filterdb similar` reads
+    # the lineage cache `filterdb similar` reads, beside the pruning headroom the report reads (data/prune)
+    files = list(store.root.rglob(f"{result.sha256}.npz"))
+    fingerprints = [f for f in files if f.parent.name != "prune"]
     assert len(fingerprints) == 1 and Fingerprint.load(fingerprints[0]) is not None
+    assert [f.parent.name for f in files if f not in fingerprints] == ["prune"]
     assert ingest_record(store.root, record).skipped  # known bytes: a no-op, by path too
 
 

@@ -23,7 +23,8 @@ from filterdb._format import number
 from filterdb.analysis import Finding, study
 from filterdb.report import build_zoo_report, write_zoo_report
 
-SECTIONS = ("findings", "summary", "pca", "density", "drift", "ridge", "degeneration", "lineage", "models")
+SECTIONS = ("findings", "summary", "pca", "density", "drift", "ridge", "degeneration", "lineage", "prune",
+            "models")
 REPORT_DIR = Path(__file__).resolve().parents[1] / "src" / "filterdb" / "report"
 
 

@@ -76,6 +76,7 @@ class IngestReport:
     match: ManifestMatch | None = None  # manifest match report (None without a manifest)
     seconds: float = 0.0
     bytes_read: int = 0  # size of the model files read
+    headroom_filled: int = 0  # models already in the store whose pruning headroom this run added (_fill_headroom)
 
     @property
     def ingested(self) -> list[IngestResult]:
@@ -150,6 +151,15 @@ class PrepareJob:
     options: PrepareOptions
 
 
+def _reader(item: SourceItem, sha256: str, options: Any) -> Callable[[], ModelRecord]:
+    def load() -> ModelRecord:
+        from .readers import read_path
+
+        return read_path(item.path, options, source=item.spec, sha256=sha256)
+
+    return load
+
+
 def _read_and_prepare(job: PrepareJob) -> PreparedModel:
     """Worker: read one file and prepare it (:func:`_prepare`)."""
     from .readers import read_path
@@ -158,10 +168,13 @@ def _read_and_prepare(job: PrepareJob) -> PreparedModel:
     return _prepare(record, job.metadata, job.options.dtype)
 
 
-def _prepare(record: ModelRecord, metadata: Mapping[str, Any] | None, dtype: str) -> PreparedModel:
-    """Compute a record's layer metrics (with the verdicts of ``filterdb check``) and lineage fingerprint, and
-    turn it into catalog rows and shard arrays: every path into the store goes through here."""
+def _prepare(record: ModelRecord, metadata: Mapping[str, Any] | None, dtype: str, *,
+             channels: bool = True) -> PreparedModel:
+    """Compute a record's layer metrics (with the verdicts of ``filterdb check``), lineage fingerprint and pruning
+    headroom, and turn it into catalog rows and shard arrays: every path into the store goes through here.
+    ``channels`` False: the record keeps no output channels (the HDF5 layout), so it has no headroom."""
     from .check import check_model
+    from .prune import HEADROOM_KIND
 
     metrics = LayerMetrics.from_columns(check_model(record).columns)  # numpy columns, no DataFrame
     prepared = prepare_model(record, metadata, dtype=dtype, metrics=metrics)
@@ -169,11 +182,30 @@ def _prepare(record: ModelRecord, metadata: Mapping[str, Any] | None, dtype: str
     if fp is not None and not fp.sha256:  # an in-memory record: cached under the hash the store gave it
         fp = replace(fp, sha256=prepared.sha256)
     prepared.fingerprint = fp
+    prepared.model_data[HEADROOM_KIND] = _headroom(record, channels).to_arrays()
     return prepared
 
 
+def _headroom(record: ModelRecord, channels: bool = True) -> Any:
+    """The pruning headroom kept with the model (docs/prune.md, "Headroom in a store"): never an ingest error; what
+    cannot be measured is stored with the reason, which the report shows."""
+    from .prune._headroom import MAX_CHANNELS, headroom, not_measurable
+
+    if not channels:
+        return not_measurable("the CNN Filter DB HDF5 layout keeps no output channels")
+    widest = max((int(layer.weight.shape[0]) for layer in record.layers if layer.weight.ndim >= 3), default=0)
+    if widest > MAX_CHANNELS:  # the near-duplicate test's Gram matrix is out x out: bounded before allocating
+        return not_measurable(f"a conv layer has {widest:,} output channels, more than {MAX_CHANNELS:,}; "
+                              "`filterdb prune FILE` computes its plan")
+    try:
+        return headroom(record)
+    except (FilterDBError, ValueError, ArithmeticError, MemoryError) as e:  # LinAlgError is a ValueError
+        return not_measurable(f"could not be measured: {type(e).__name__}: {e}")
+
+
 def _write(target: Store, prepared: PreparedModel) -> IngestResult:
-    """Commit one prepared model (atomic, under the writer lock), then cache its lineage fingerprint."""
+    """Commit one prepared model (atomic, under the writer lock), then cache its lineage fingerprint and keep its
+    other per-model data (the pruning headroom)."""
     result = target.ingest_prepared(prepared)
     if prepared.fingerprint is not None and not result.skipped:
         from .lineage import fingerprint_model
@@ -182,7 +214,50 @@ def _write(target: Store, prepared: PreparedModel) -> IngestResult:
             fingerprint_model(target, prepared.fingerprint)
         except OSError:  # only a cache: `filterdb similar` computes a missing fingerprint from the shards
             pass
+    if not result.skipped:
+        _keep_data(target, prepared.sha256, prepared.model_data)
     return result
+
+
+def _fill_headroom(target: Store, models: Sequence[tuple[str, Callable[[], ModelRecord]]]) -> int:
+    """Keep the pruning headroom of models the store already holds without one (ingested before filterdb measured
+    it): ingesting their files again fills it, reading each once. ``models``: (sha256, a function that reads
+    the model). Returns how many were filled; a file that no longer reads is left "not measured"."""
+    from .prune import HEADROOM_KIND
+
+    filled = 0
+    for sha, load in models:
+        if _has_headroom(target, sha):
+            continue
+        try:
+            record = load()
+        except Exception:  # noqa: BLE001 - the model is in the store; only its headroom stays unmeasured
+            continue
+        _keep_data(target, sha, {HEADROOM_KIND: _headroom(record).to_arrays()})
+        filled += 1
+    return filled
+
+
+def _has_headroom(target: Store, sha256: str) -> bool:
+    """Whether the store keeps a readable headroom of this layout for the model (a damaged one is rewritten)."""
+    from .prune import HEADROOM_KIND, Headroom
+    from .store import model_data
+
+    try:
+        arrays = model_data(target, sha256, HEADROOM_KIND)
+    except (StoreError, OSError):
+        return False
+    return arrays is not None and Headroom.from_arrays(arrays) is not None
+
+
+def _keep_data(target: Store, sha256: str, data: Mapping[str, Mapping[str, Any]]) -> None:
+    from .store import put_model_data
+
+    for kind, arrays in data.items():
+        try:
+            put_model_data(target, sha256, kind, arrays)
+        except OSError:  # the model is in: a missing headroom reads "not measured", and a re-ingest fills it
+            pass
 
 
 def ingest_record(store: Store | str | os.PathLike[str], record: ModelRecord,
@@ -204,7 +279,9 @@ def ingest_record(store: Store | str | os.PathLike[str], record: ModelRecord,
         from .store._prepare import model_name
 
         name, source = model_name(record, metadata)
-        return target.existing(sha, name=name, source=source)  # the same bytes: recorded as an alias
+        result = target.existing(sha, name=name, source=source)  # the same bytes: recorded as an alias
+        _fill_headroom(target, [(sha, lambda: record)])
+        return result
     return _write(target, _prepare(record, metadata, target.dtype))
 
 
@@ -229,7 +306,7 @@ def import_hdf5(store: Store | str | os.PathLike[str], path: str | os.PathLike[s
             if sha in known:
                 results.append(known[sha])
                 continue
-            result = _write(target, _prepare(record, metadata, target.dtype))
+            result = _write(target, _prepare(record, metadata, target.dtype, channels=False))
             known[sha] = replace(result, skipped=True)  # the same model again further down the file
             results.append(result)
     return results
@@ -459,6 +536,9 @@ def ingest(
     if progress:
         progress(IngestEvent("start", 0, total, total_bytes=report.bytes_read))
     todo = _skip_known(target, items, shas, report, progress, planned.metadata)
+    new = {shas[i] for i in todo}
+    known = list({shas[i]: i for i in reversed(range(len(items))) if shas[i] not in new}.items())
+    report.headroom_filled = _fill_headroom(target, [(sha, _reader(items[i], sha, read_options)) for sha, i in known])
     if jobs is None:  # worker processes start in ~1-3 s (imports): they pay only for a large batch of files
         todo_bytes = sum(items[i].path.stat().st_size for i in todo)
         jobs = (os.cpu_count() or 1) if todo_bytes >= PARALLEL_MIN_BYTES and len(todo) > 2 else 1

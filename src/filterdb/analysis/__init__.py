@@ -14,6 +14,7 @@ from ._selection import group_expression  # the axis rule: (SQL expression, is d
 from ._settings import Execution, Selection
 from .degeneration import DegenerationResult, degeneration
 from .drift import DriftResult, DriftSettings, drift, drift_matrix, group_distributions, run_drift, sym_kl
+from ._headroom import GroupHeadroom, ModelHeadroom, PruneHeadroom, prune_headroom
 from .histograms import HistogramResult, coefficient_histograms
 from .pca import PCAResult, StreamingPCA, as_store, fit_pca
 from .study import AxisRank, AxisStudy, DominantModel, Families, Finding, GroupShift, Study, StudySettings, study
@@ -25,6 +26,10 @@ __all__ = [
     "Families",
     "Finding",
     "GroupShift",
+    "GroupHeadroom",
+    "ModelHeadroom",
+    "PruneHeadroom",
+    "prune_headroom",
     "Study",
     "StudySettings",
     "study",

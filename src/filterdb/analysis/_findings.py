@@ -15,14 +15,19 @@ Rules, in the order the findings come out:
   - ``dominant_model``: the groups one model dominates (more than half of their filters).
 - ``degeneration``: the share of layers with a verdict, and of the filters in them.
 - ``families``: how many families of related models the stored fingerprints show.
+- ``prune_headroom`` (a model with measured headroom): the share of the measured models' conv weights removable at
+  no measured risk and the share more at low diversity, and the group of the first axis with the most of both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .study import AxisRank, AxisStudy, DominantModel, Families, Finding, GroupShift
+
+if TYPE_CHECKING:
+    from ._headroom import PruneHeadroom
 
 __all__ = ["TOP_GROUPS", "caveats_of", "dominant_text", "findings_of"]
 
@@ -109,7 +114,7 @@ def dominant_text(dominant: Sequence[DominantModel]) -> str:
 
 
 def findings_of(axes: Sequence[AxisStudy], ranking: Sequence[AxisRank], degeneration: Any,
-                families: Families | None) -> tuple[Finding, ...]:
+                families: Families | None, prune: PruneHeadroom | None = None) -> tuple[Finding, ...]:
     """Every finding of a study, by the rules of the module docstring."""
     out: list[Finding] = []
     if len(ranking) >= 2:
@@ -133,7 +138,28 @@ def findings_of(axes: Sequence[AxisStudy], ranking: Sequence[AxisRank], degenera
                 if sizes else f"No two of the {families.n_models} models compared share weights.")
         out.append(Finding("families", text, {"n_families": len(sizes), "sizes": sizes,
                                               "n_compared": families.n_models, "n_missing": len(families.missing)}))
+    if prune is not None and prune.total.n_models:
+        out.append(_prune_finding(prune))
     return tuple(out)
+
+
+def _prune_finding(prune: PruneHeadroom) -> Finding:
+    t = prune.total
+    free, more = t.free_share or 0.0, t.redundant_share or 0.0
+    text = (f"{100 * free:.1f} % of the conv parameters of {t.n_models} measured model{'s' if t.n_models != 1 else ''} "
+            f"are removable at no measured risk (near-zero channels); {100 * more:.1f} % more at low diversity "
+            "(near-duplicate channels)")
+    numbers: dict[str, Any] = {"free_share": free, "redundant_share": more, "n_measured": t.n_models,
+                               "n_not_measured": t.n_not_measured, "params_total": t.params_total}
+    top = prune.groups[0] if len(prune.groups) >= 2 and prune.groups[0].free_share is not None else None
+    if top is not None:
+        text += (f"; by {prune.by}, most in {top.group} ({100 * (top.free_share or 0.0):.1f} % and "
+                 f"{100 * (top.redundant_share or 0.0):.1f} %)")
+        numbers["group"] = top.group
+    if t.n_not_measured:
+        text += f"; {t.n_not_measured} model{'s' if t.n_not_measured != 1 else ''} not measured"
+    return Finding("prune_headroom", text + ".", numbers, prune.by if top is not None else None,
+                   top.group if top is not None else None)
 
 
 def caveats_of(axes: Sequence[AxisStudy], families: Families | None) -> tuple[str, ...]:

@@ -167,15 +167,23 @@ def run_study(store: Any, selection: Selection | None, by: Sequence[str] | None,
                 families = _families(store)
             except (FilterDBError, ImportError) as e:
                 errors["families"] = str(e)
+    prune = None
+    with clock.phase("prune headroom"):
+        from ._headroom import prune_headroom
+
+        try:
+            prune = prune_headroom(store, None if first is None else axes[first])
+        except FilterDBError as e:
+            errors["prune"] = str(e)
     with clock.phase("findings"):
         from ._findings import caveats_of, findings_of
 
         ranking = _axis_ranking(axis_results)
         caveats = caveats_of(axis_results, families)
-        findings = findings_of(axis_results, ranking, degeneration, families)
+        findings = findings_of(axis_results, ranking, degeneration, families, prune)
     return Study(str(store.root), sel, settings, int(plan.n_filters), basis, group_pcas, tuple(axis_results),
                  ranking, density, degeneration, families, caveats, findings, errors, dict(clock.timings),
-                 tuple(notes))
+                 tuple(notes), prune)
 
 
 def _plan(store: Any, sel: Selection, axes: Sequence[str]) -> tuple[Plan, Any, Any]:

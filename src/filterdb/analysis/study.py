@@ -32,6 +32,7 @@ from .pca import PCAResult
 
 if TYPE_CHECKING:
     from ._density import DensityResult
+    from ._headroom import PruneHeadroom
     from .degeneration import DegenerationResult
     from .drift import DriftResult
 
@@ -293,11 +294,15 @@ class Study:
     """The statements, most important first (axis ranking, then per axis)."""
     errors: Mapping[str, str] = field(default_factory=dict)
     """Section -> the message of the error that stopped it ("pca", "drift:task", "density", "degeneration",
-    "families"). Empty when everything was computed."""
+    "families", "prune"). Empty when everything was computed."""
     timings: Mapping[str, float] = field(default_factory=dict)
-    """Phase -> seconds ("plan", "basis pass", "histogram pass", "degeneration", "families", "findings")."""
+    """Phase -> seconds ("plan", "basis pass", "histogram pass", "degeneration", "families", "prune headroom",
+    "findings")."""
     notes: tuple[str, ...] = ()
     """Notes of the plan (layers left out for NaN weights or a missing value)."""
+    prune: PruneHeadroom | None = None
+    """Pruning headroom per model, summed over the zoo and per group of the first axis, as ``filterdb ingest`` kept
+    it (no weights read); None when the section failed."""
 
     @property
     def ok(self) -> bool:
@@ -324,7 +329,7 @@ class Study:
             "families": None if self.families is None else self.families.to_dict(),
             "caveats": list(self.caveats), "findings": [f.to_dict() for f in self.findings],
             "errors": dict(self.errors), "timings": {k: round(float(v), 3) for k, v in self.timings.items()},
-            "notes": list(self.notes),
+            "notes": list(self.notes), "prune": None if self.prune is None else _clean(self.prune.to_dict()),
         }
 
     def to_json(self, path: str | os.PathLike[str] | None = None, *, indent: int | None = 1) -> str:

@@ -85,5 +85,7 @@ def ingest_cmd(store: Path, sources: tuple[str, ...], manifest: Path | None, req
         f"{len(report.skipped)} already in the store; {len(report.failed)} failed "
         f"({report.seconds:.1f} s, {mb / report.seconds if report.seconds else 0:.1f} MB/s)"
     )
+    if report.headroom_filled:  # models stored before ingest kept the headroom: read again once, the report has it
+        console.print(f"pruning headroom added to {report.headroom_filled} model(s) already in the store")
     if report.failed:
         raise SystemExit(1)

@@ -5,7 +5,9 @@
 """
 
 from ._build import PlanSettings, prune_plan
+from ._headroom import HEADROOM_KIND, Headroom, headroom
 from ._plan import REASONS, LayerPlan, PrunePlan
 from ._scores import ChannelScores, channel_scores
 
-__all__ = ["prune_plan", "PrunePlan", "LayerPlan", "PlanSettings", "REASONS", "ChannelScores", "channel_scores"]
+__all__ = ["prune_plan", "PrunePlan", "LayerPlan", "PlanSettings", "REASONS", "ChannelScores", "channel_scores",
+           "Headroom", "headroom", "HEADROOM_KIND"]

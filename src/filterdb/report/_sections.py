@@ -20,6 +20,7 @@ from ._findings import findings_section
 from ._html import Html, Page, badges, cell_number, esc, name_cell, table_html
 from ._lineage import lineage_section
 from ._model_sections import models_section
+from ._prune_section import prune_section
 
 if TYPE_CHECKING:
     from ._context import ReportContext
@@ -164,6 +165,7 @@ SECTIONS: tuple[SectionFunction, ...] = (
     drift_section,
     degeneration_section,
     lineage_section,
+    prune_section,
     models_section,
 )
 

@@ -107,6 +107,8 @@ class PreparedModel:
     filters: dict[str, np.ndarray] = field(default_factory=dict)  # kernel key -> (n, k) stored values
     layer_kernel: list[str] = field(default_factory=list)  # kernel key of each layer row
     fingerprint: Any = None  # the model's lineage fingerprint (docs/lineage.md), saved next to the catalog
+    # other per-model data (kind -> arrays, e.g. the pruning headroom), saved with put_model_data after the commit
+    model_data: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     @property
     def n_filters(self) -> int:
