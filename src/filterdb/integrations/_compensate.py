@@ -242,14 +242,19 @@ def _twins(roles: _Roles, duplicate_cos: float) -> dict[int, tuple[int, float]]:
     keep = torch.tensor([c for c in range(out) if c not in gone], dtype=torch.long)
     if keep.numel() == 0:
         return {}
+    gone_list = [c for c in removed if norms[c] != 0]
+    if not gone_list:
+        return {}
+    # one product for all removed channels: indexing the kept rows per channel copied the whole kept matrix
+    # once per removed channel (wide_resnet50_2's step took minutes)
+    index = torch.tensor(gone_list, dtype=torch.long)
+    cos = (effective[index] @ effective[keep].T) / (norms[index][:, None] * norms[keep][None, :]).clamp(min=1e-30)
+    best = cos.argmax(dim=1)  # the first of equal maxima, as before
+    best_cos = cos.gather(1, best[:, None])[:, 0]
     twins: dict[int, tuple[int, float]] = {}
-    for c in removed:
-        if norms[c] == 0:
-            continue
-        cos = (effective[keep] @ effective[c]) / (norms[keep] * norms[c]).clamp(min=1e-30)
-        best = int(torch.argmax(cos))
-        if float(cos[best]) >= duplicate_cos:
-            k = int(keep[best])
+    for c, value, b in zip(gone_list, best_cos.tolist(), best.tolist()):
+        if value >= duplicate_cos:
+            k = int(keep[b])
             twins[c] = (k, float(norms[c] / norms[k]))
     return twins
 
