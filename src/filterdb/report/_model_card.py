@@ -177,7 +177,7 @@ def _summary_section(page: Page, info: dict[str, Any], s: dict[str, Any]) -> Non
 
 def prune_headline(plan: PrunePlan) -> tuple[float, float, str]:
     """(no-risk %, low-diversity %, the sentence) of a plan: the conv weights in near-zero channels, and those
-    more in duplicate channels and low-diversity layers, as shares of all conv weights (docs/prune.md)."""
+    more in near-duplicate channels, as shares of all conv weights (docs/prune.md)."""
     total = plan.params_total or 1
     free, more = 100 * plan.free_params / total, 100 * plan.redundant_params / total
     return free, more, (f"{free:.1f} % of conv parameters removable at no measured risk; "
@@ -195,7 +195,7 @@ def _prune_section(page: Page, plan: PrunePlan) -> None:
     page.heading("Pruning headroom", anchor="prune")
     page.howto("From the weights alone (filterdb prune, docs/prune.md). No measured risk: channels whose every "
                "weight is near zero; removing them changes no output where their bias is zero too. Low diversity: "
-               "channels that nearly repeat a kept one, and channels of layers with the low-diversity verdict. "
+               "channels that nearly repeat a kept one (cosine at least the plan's duplicate threshold). "
                f"The ratios are the plan at a target of {plan.target:.0%} of conv weights (by {plan.by}); a layer "
                "the plan cannot prune safely stays at 0 with the reason. Apply the plan to a PyTorch module with "
                "filterdb.integrations.torch_pruning.plan_pruner.")
