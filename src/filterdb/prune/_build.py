@@ -121,11 +121,17 @@ def prune_plan(model: Any, target: float = 0.5, by: Literal["params", "flops"] =
         if workers > 1:
             from concurrent.futures import ThreadPoolExecutor
 
+            # the largest Gram matrices first (cost O²·D), and the low-diversity verdicts beside them: no worker
+            # is left with one big layer at the end while the others wait
+            by_cost = sorted(range(len(layers)), key=lambda i: -layers[i].weight.shape[0] ** 2 * layers[i].weight.size)
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                scores = list(pool.map(score, range(len(layers))))
+                diversity = pool.submit(_low_diversity, record)
+                scored = dict(zip(by_cost, pool.map(score, by_cost)))
+                low_diversity = diversity.result()
+            scores = [scored[i] for i in range(len(layers))]
         else:
             scores = [score(i) for i in range(len(layers))]
-    low_diversity = _low_diversity(record)
+            low_diversity = _low_diversity(record)
     params = [float(layer.weight.size) for layer in layers]
     if free_only:
         keep = _follow([max(settings.min_channels, _out_channels(layer) - s.n_zero) if graph.prunable[i]

@@ -170,26 +170,30 @@ _U32 = 2.0 ** -24
 def _screen(weight: np.ndarray, zero_eps: float, duplicate_cos: float) -> ChannelScores:
     """``zero``, ``duplicate_of`` and ``max_cosine`` as :func:`channel_scores` gives them, from a float32 screen.
 
-    The rows are scaled to unit norm in float64 and rounded to float32 (relative error ≤ u per value), so a
-    float32 cosine differs from the exact one by at most ``(d + 2)·u`` (rounding of both rows, then γ_d for the
-    dot product, |x̂|·|ŷ| ≤ 1), and float64's own cosines by far less than u. When every screened cosine is
-    below ``duplicate_cos`` minus twice that bound, no channel can be a duplicate in any order: the result is
-    final, with ``max_cosine`` the screened value (exact to that bound). Otherwise the layer goes through
-    :func:`channel_scores` unchanged. ``importance`` and ``order`` are placeholders: the strategies replace them.
+    Each row is scaled to unit norm (the norm in float64, the scale and the product rounded to float32: relative
+    error ≤ 2u per value), so a float32 cosine differs from the exact one by at most ``(d + 4)·u`` (the rounding
+    of both rows, then γ_d for the dot product, with |x̂|·|ŷ| ≤ 1), and float64's own cosines by far less
+    than u. When every screened cosine is below ``duplicate_cos`` minus twice that bound, no channel can be a
+    duplicate in any order: the result is final, with ``max_cosine`` the screened value (exact to that bound).
+    Otherwise the layer goes through :func:`channel_scores` unchanged. ``importance`` and ``order`` are
+    placeholders: the strategies replace them.
     """
-    flat = np.asarray(weight, dtype=np.float64).reshape(weight.shape[0], -1)
-    n, d = flat.shape
-    absolute_max = np.abs(flat).max(axis=1) if flat.size else np.zeros(n)
+    rows = np.asarray(weight).reshape(weight.shape[0], -1)
+    if rows.dtype not in (np.float32, np.float64):  # float16, integers: as channel_scores reads them
+        rows = rows.astype(np.float64)
+    n, d = rows.shape
+    # |w| and its maximum are exact in any float type: the same zero mask as channel_scores' float64 copy
+    absolute_max = np.abs(rows).max(axis=1).astype(np.float64) if rows.size else np.zeros(n)
     layer_max = float(absolute_max.max()) if n else 0.0
     zero = absolute_max <= zero_eps * layer_max if layer_max > 0 else np.ones(n, dtype=bool)
-    norms = np.sqrt(np.einsum("ij,ij->i", flat, flat))
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
     live = ~zero & (norms > 0)  # channel_scores zeroes the cosines of near-zero channels: a zero row does too
-    unit = np.zeros((n, d), dtype=np.float32)
-    unit[live] = flat[live] / norms[live, None]
+    scale = np.divide(1.0, norms, out=np.zeros(n), where=live)[:, None].astype(np.float32)
+    unit = np.multiply(rows, scale, dtype=np.float32, casting="same_kind")
     cos = unit @ unit.T
     np.fill_diagonal(cos, 0.0)
     max_cosine = cos.max(axis=1).astype(np.float64) if n > 1 else np.zeros(n)
-    bound = 2.0 * (d + 2) * _U32 + 1e-12
+    bound = 2.0 * (d + 4) * _U32 + 1e-9
     if n > 1 and float(max_cosine.max()) >= duplicate_cos - bound:  # a duplicate is possible: the exact path
         return channel_scores(weight, zero_eps=zero_eps, duplicate_cos=duplicate_cos)
     return ChannelScores(importance=np.zeros(n), order=np.arange(n, dtype=np.int64), zero=zero,
@@ -198,18 +202,23 @@ def _screen(weight: np.ndarray, zero_eps: float, duplicate_cos: float) -> Channe
 
 def _energy(weight: np.ndarray, consumer: np.ndarray | None) -> np.ndarray:
     """sqrt of (own energy / layer mean) × (consumer's input energy / its mean), per output channel."""
-    flat = np.asarray(weight, dtype=np.float64).reshape(weight.shape[0], -1)
-    own = (flat ** 2).sum(axis=1)
+    # squares in float64 straight from the stored weights (no float64 copy first): the same values, summed in
+    # the same order, as squaring a float64 copy
+    own = _squares(weight).reshape(weight.shape[0], -1).sum(axis=1)
     own = own / own.mean() if own.size and own.mean() > 0 else own
-    n = flat.shape[0]
+    n = weight.shape[0]
     if consumer is not None and consumer.ndim >= 3:
-        c = np.asarray(consumer, dtype=np.float64)
+        c = consumer
         if c.shape[1] == n:  # a conv that reads all n channels (groups 1)
-            listened = (c ** 2).sum(axis=tuple(a for a in range(c.ndim) if a != 1))
+            listened = _squares(c).sum(axis=tuple(a for a in range(c.ndim) if a != 1))
         elif c.shape[0] == n and c.shape[1] == 1:  # depthwise: channel c feeds filter c only
-            listened = (c ** 2).reshape(n, -1).sum(axis=1)
+            listened = _squares(c).reshape(n, -1).sum(axis=1)
         else:
             listened = None
         if listened is not None and listened.mean() > 0:
             own = own * (listened / listened.mean())
     return np.sqrt(own)
+
+
+def _squares(weight: np.ndarray) -> np.ndarray:
+    return np.square(np.asarray(weight), dtype=np.float64)
