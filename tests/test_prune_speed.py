@@ -95,3 +95,14 @@ def test_low_diversity_follows_the_thresholds(entropy: str) -> None:
     expected = {layer.name for layer, verdicts in zip(record.layers, report.verdicts)
                 if any(v.kind == "low-diversity" for v in verdicts)}
     assert _low_diversity(record, t) == expected
+
+
+def test_to_dict_is_dataclasses_asdict() -> None:
+    """PrunePlan.to_dict skips asdict's deep copy of every score (docs/prune.md, "Speed"); the dict is the same."""
+    import dataclasses
+
+    plan = prune_plan(_record(), target=0.5)
+    expected = {**dataclasses.asdict(plan), "format": 1, "reduction": plan.reduction, "headline": plan.headline()}
+    assert plan.to_dict() == expected
+    assert json.dumps(plan.to_dict()) == json.dumps(expected)
+    assert plan.to_dict()["settings"] is not plan.settings

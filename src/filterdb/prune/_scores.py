@@ -21,12 +21,13 @@ norms, and LAPACK's pivoted Cholesky of ``G`` (``dpstrf``) picks the same pivots
 norms as the pivoted QR of ``Wᵀ``, at the cost of one matrix product instead of a QR of ``I·k·k × O``.
 
 The ``energy`` and ``compensated`` strategies rank channels by energy, not novelty: of the above they need only
-``zero``, ``duplicate_of`` and (for the duplicates) ``max_cosine``, and the pivot order only to say which of
-two near-duplicates is the earlier one. They first screen the layer with a float32 Gram matrix of the unit
-rows, whose cosines are within a proven bound of the float64 ones (:func:`_screen`): a layer where no pair
-can reach ``duplicate_cos`` has no duplicate whatever the order, so neither the float64 Gram matrix nor the
-pivoted Cholesky is computed; any other layer is scored exactly as :func:`channel_scores` scores it. Same
-plan, half the arithmetic (docs/prune.md, "Speed").
+``zero`` and ``duplicate_of`` (and ``max_cosine`` of the duplicates), and the pivot order only to say which of
+two near-duplicates is the earlier one. They first screen the layer in float32 (:func:`_screen`): unit rows,
+one matrix product of a quarter of their columns plus a Cauchy–Schwarz bound for the rest, all within a proven
+rounding bound of the float64 cosines. A layer where no pair can reach ``duplicate_cos`` has no duplicate
+whatever the order, so neither the float64 Gram matrix nor the pivoted Cholesky is computed; any other layer
+is scored exactly as :func:`channel_scores` scores it. Same plans, byte for byte (tests/test_prune_screen.py);
+the time saved is measured in docs/prune.md, "Speed".
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ class ChannelScores:
     order: np.ndarray  # int64, channels from most to least important (the QR pivot order)
     zero: np.ndarray  # bool, every weight ≤ zero_eps × the layer's max |w|
     duplicate_of: np.ndarray  # int64, the kept channel this one nearly duplicates, -1 when none
-    max_cosine: np.ndarray  # float64, the largest cosine to any other channel
+    # float64, the largest cosine to any other channel (layer_scores' energy strategies: exact for the channels
+    # that reach duplicate_cos, elsewhere an upper bound below it; they use it for duplicates only)
+    max_cosine: np.ndarray
 
     @property
     def n_zero(self) -> int:
@@ -168,15 +171,16 @@ _U32 = 2.0 ** -24
 
 
 def _screen(weight: np.ndarray, zero_eps: float, duplicate_cos: float) -> ChannelScores:
-    """``zero``, ``duplicate_of`` and ``max_cosine`` as :func:`channel_scores` gives them, from a float32 screen.
+    """``zero`` and ``duplicate_of`` as :func:`channel_scores` gives them, from a float32 screen.
 
-    Each row is scaled to unit norm (the norm in float64, the scale and the product rounded to float32: relative
-    error ≤ 2u per value), so a float32 cosine differs from the exact one by at most ``(d + 4)·u`` (the rounding
-    of both rows, then γ_d for the dot product, with |x̂|·|ŷ| ≤ 1), and float64's own cosines by far less
-    than u. When every screened cosine is below ``duplicate_cos`` minus twice that bound, no channel can be a
-    duplicate in any order: the result is final, with ``max_cosine`` the screened value (exact to that bound).
-    Otherwise the layer goes through :func:`channel_scores` unchanged. ``importance`` and ``order`` are
-    placeholders: the strategies replace them.
+    Each row is scaled to unit norm: the norm in float64, then the row (if float64), the scale and the product
+    each rounded to float32, a relative error ≤ 3u per value (u = 2⁻²⁴). A float32 cosine of two such rows is
+    then within ``(d + 6)·u`` of the exact cosine (6u from the rows, γ_d ≈ d·u for the dot product, as
+    |x̂|·|ŷ| ≤ 1), and channel_scores' float64 cosines are within far less than u of it. When no screened
+    cosine (:func:`_max_cosine_bound`) reaches ``duplicate_cos`` minus twice ``(d + 8)·u``, no channel can be a
+    duplicate in any order: the result is final. Otherwise the layer goes through :func:`channel_scores`
+    unchanged. ``max_cosine`` is then an upper bound below ``duplicate_cos``, which the strategies use only for
+    duplicates; ``importance`` and ``order`` are placeholders they replace.
     """
     rows = np.asarray(weight).reshape(weight.shape[0], -1)
     if rows.dtype not in (np.float32, np.float64):  # float16, integers: as channel_scores reads them
@@ -190,14 +194,43 @@ def _screen(weight: np.ndarray, zero_eps: float, duplicate_cos: float) -> Channe
     live = ~zero & (norms > 0)  # channel_scores zeroes the cosines of near-zero channels: a zero row does too
     scale = np.divide(1.0, norms, out=np.zeros(n), where=live)[:, None].astype(np.float32)
     unit = np.multiply(rows, scale, dtype=np.float32, casting="same_kind")
-    cos = unit @ unit.T
-    np.fill_diagonal(cos, 0.0)
-    max_cosine = cos.max(axis=1).astype(np.float64) if n > 1 else np.zeros(n)
-    bound = 2.0 * (d + 4) * _U32 + 1e-9
-    if n > 1 and float(max_cosine.max()) >= duplicate_cos - bound:  # a duplicate is possible: the exact path
+    at = duplicate_cos - (2.0 * (d + 8) * _U32 + 1e-9)
+    max_cosine = _max_cosine_bound(unit, at) if n > 1 else np.zeros(n)
+    if n > 1 and float(max_cosine.max()) >= at:  # a duplicate is possible: the exact path
         return channel_scores(weight, zero_eps=zero_eps, duplicate_cos=duplicate_cos)
     return ChannelScores(importance=np.zeros(n), order=np.arange(n, dtype=np.int64), zero=zero,
                          duplicate_of=np.full(n, -1, dtype=np.int64), max_cosine=max_cosine)
+
+
+def _max_cosine_bound(unit: np.ndarray, at: float) -> np.ndarray:
+    """Per unit row, an upper bound of its largest cosine to another row; the float32 cosine itself where the
+    bound reaches ``at``.
+
+    Cauchy–Schwarz on a split of the columns into a head A (the first quarter) and the rest B gives
+    ``x·y ≤ x_A·y_A + |x_B|·|y_B|``: one matrix product of the rows ``[x_A, |x_B|]`` (a quarter of the
+    columns plus one) bounds every pair, and only the rows whose bound reaches ``at`` get their full products.
+    The rows ``[x_A, |x_B|]`` are unit vectors again, so the product's rounding (and the rounding of ``|x_B|``)
+    stays within ``(d/4 + 3)·u`` of the bound, inside the screen's margin. A layer with few columns gets the
+    full product at once.
+    """
+    n, d = unit.shape
+    k = d // 4
+    if k < 64:  # the whole Gram matrix is cheap; the bound would be too loose to save anything
+        cos = unit @ unit.T
+        np.fill_diagonal(cos, 0.0)
+        return cos.max(axis=1).astype(np.float64)
+    split = np.empty((n, k + 1), dtype=np.float32)
+    split[:, :k] = unit[:, :k]
+    split[:, k] = np.sqrt(np.einsum("ij,ij->i", unit[:, k:], unit[:, k:], dtype=np.float64))
+    bound = split @ split.T
+    np.fill_diagonal(bound, 0.0)
+    upper = bound.max(axis=1).astype(np.float64)
+    near = np.flatnonzero(upper >= at)
+    if near.size:  # these rows' real cosines, against every row
+        full = unit[near] @ unit.T
+        full[np.arange(near.size), near] = 0.0
+        upper[near] = full.max(axis=1)
+    return upper
 
 
 def _energy(weight: np.ndarray, consumer: np.ndarray | None) -> np.ndarray:
