@@ -106,3 +106,17 @@ def test_to_dict_is_dataclasses_asdict() -> None:
     assert plan.to_dict() == expected
     assert json.dumps(plan.to_dict()) == json.dumps(expected)
     assert plan.to_dict()["settings"] is not plan.settings
+
+
+def test_the_hash_computed_beside_the_read_is_the_files(tmp_path) -> None:
+    """read_path hashes the file in a thread while the reader parses it; the hash is hashlib's of the bytes, and a
+    hash the caller already has (ingest) is kept."""
+    import hashlib
+
+    from filterdb import read_model
+    from filterdb.readers import read_path
+
+    path = tmp_path / "net.safetensors"
+    _weights(path)
+    assert read_model(path).info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert read_path(path, sha256="given").info.sha256 == "given"

@@ -368,7 +368,7 @@ def _assemble(record: ModelRecord, layers: Sequence[ConvLayer], scores: Sequence
             coupled = tuple(layers[j].name for j in graph.consumers[i] if graph.follows[j] == i)
         plans.append(LayerPlan(
             name=layer.name, kind=layer.kind, out_channels=out[i], ratio=round(1 - keep[i] / out[i], 6),
-            remove=removed, reason=reason, importance=tuple(float(v) for v in s.importance), n_zero=s.n_zero,
+            remove=removed, reason=reason, importance=tuple(s.importance.tolist()), n_zero=s.n_zero,
             n_duplicate=s.n_duplicate, coupled_with=coupled, params=int(layer.weight.size),
             params_removed=int(round(params[i] - left[i])), flops=flops[i] if flops else None,
             flops_removed=int(round(flops[i] - flops_left[i])) if flops and flops_left is not None else None))
