@@ -1,6 +1,8 @@
 """What keeps `filterdb prune` fast on a weights file (bench/bench_prune_speed.py measures it, docs/prune.md): the
-prune path never imports torch, and the plan's low-diversity layers — found from the variance entropy alone, not
-the whole check — are exactly the layers `filterdb check` gives the low-diversity verdict."""
+prune path never imports torch (nor scipy where no layer has near-duplicates), the plan's low-diversity layers —
+found from the variance entropy alone, not the whole check — are exactly the layers `filterdb check` gives the
+low-diversity verdict, and the shortcuts (the hash beside the read, to_dict without asdict) give the same
+results. The float32 duplicate screen has its own file, tests/test_prune_screen.py."""
 
 from __future__ import annotations
 
@@ -46,6 +48,9 @@ def test_the_prune_command_on_a_weights_file_never_imports_torch(tmp_path) -> No
     imported = [line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
     assert "filterdb.prune._build" in imported  # the listing is real
     assert not [name for name in imported if name == "torch" or name.startswith(("torch.", "torch_pruning"))]
+    # nor scipy (a third of the start-up): the default strategy needs LAPACK's pivoted Cholesky only for a
+    # layer with near-duplicate channels, and these random layers have none
+    assert not [name for name in imported if name == "scipy" or name.startswith("scipy.")]
 
 
 def test_the_python_prune_path_never_imports_torch(tmp_path) -> None:
