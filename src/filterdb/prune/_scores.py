@@ -186,8 +186,9 @@ def _screen(weight: np.ndarray, zero_eps: float, duplicate_cos: float) -> Channe
     if rows.dtype not in (np.float32, np.float64):  # float16, integers: as channel_scores reads them
         rows = rows.astype(np.float64)
     n, d = rows.shape
-    # |w| and its maximum are exact in any float type: the same zero mask as channel_scores' float64 copy
-    absolute_max = np.abs(rows).max(axis=1).astype(np.float64) if rows.size else np.zeros(n)
+    # max |w| = max(max w, -min w), exact in any float type (no |w| copy): channel_scores' zero mask
+    absolute_max = (np.maximum(rows.max(axis=1), -rows.min(axis=1)).astype(np.float64) if rows.size
+                    else np.zeros(n))
     layer_max = float(absolute_max.max()) if n else 0.0
     zero = absolute_max <= zero_eps * layer_max if layer_max > 0 else np.ones(n, dtype=bool)
     norms = np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
