@@ -63,6 +63,22 @@ def test_the_screen_names_the_exact_duplicates_at_the_threshold(delta: float, d:
     _same_as_exact(weight)
 
 
+@pytest.mark.parametrize("scale", [1e-41, 1e30])  # subnormal float32 weights (1/norm overflows), huge ones
+@pytest.mark.parametrize("delta", [-1e-3, 1e-3])
+def test_the_screen_is_exact_for_tiny_and_huge_weights(scale: float, delta: float) -> None:
+    weight = (_pair(0.95 + delta, 256, seed=7) * scale).astype(np.float32).reshape(-1, 256, 1, 1)
+    assert np.all(np.isfinite(weight)) and np.any(weight != 0)
+    _same_as_exact(weight)
+
+
+def test_non_finite_weights_are_scored_as_before() -> None:
+    weight = _pair(0.99, 256, seed=8).astype(np.float32).reshape(-1, 256, 1, 1)
+    weight[3, 5] = np.nan
+    exact, screened = channel_scores(weight), _screen(weight, 0.01, 0.95)
+    np.testing.assert_array_equal(screened.zero, exact.zero)
+    np.testing.assert_array_equal(screened.duplicate_of, exact.duplicate_of)
+
+
 @pytest.mark.parametrize("d", [64, 1152])
 def test_the_screen_of_random_layers_is_final_and_bounds_the_cosines(d: int) -> None:
     rng = np.random.default_rng(d)

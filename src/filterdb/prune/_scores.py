@@ -193,6 +193,9 @@ def _screen(weight: np.ndarray, zero_eps: float, duplicate_cos: float) -> Channe
     zero = absolute_max <= zero_eps * layer_max if layer_max > 0 else np.ones(n, dtype=bool)
     norms = np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
     live = ~zero & (norms > 0)  # channel_scores zeroes the cosines of near-zero channels: a zero row does too
+    if not np.isfinite(norms).all() or (live.any() and float(norms[live].min()) < 1e-30):
+        # NaN or inf weights, or norms so small that 1/norm overflows float32: the exact path, as before
+        return channel_scores(weight, zero_eps=zero_eps, duplicate_cos=duplicate_cos)
     scale = np.divide(1.0, norms, out=np.zeros(n), where=live)[:, None].astype(np.float32)
     unit = np.multiply(rows, scale, dtype=np.float32, casting="same_kind")
     at = duplicate_cos - (2.0 * (d + 8) * _U32 + 1e-9)
