@@ -123,7 +123,7 @@ def prune_plan(model: Any, target: float = 0.5, by: Literal["params", "flops"] =
 
             # the largest Gram matrices first (cost O²·D), and the low-diversity verdicts beside them: no worker
             # is left with one big layer at the end while the others wait
-            by_cost = sorted(range(len(layers)), key=lambda i: -layers[i].weight.shape[0] ** 2 * layers[i].weight.size)
+            by_cost = sorted(range(len(layers)), key=lambda i: -layers[i].weight.shape[0] * layers[i].weight.size)
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 diversity = pool.submit(_low_diversity, record)
                 scored = dict(zip(by_cost, pool.map(score, by_cost)))
