@@ -8,7 +8,13 @@ number: the wall time grows with the load. ``--base-src DIR`` also runs the same
 ``src`` on PYTHONPATH (e.g. main's), interleaved, for a ratio measured under the same load.
 
     PYTHONPATH=src .venv/bin/python bench/bench_prune_speed.py [--repeat 5] [--base-src ../main/src] \
-        [--out bench/results/prune_speed]
+        [--bytecode cached|source] [--out bench/results/prune_speed]
+
+``--bytecode cached`` (the default) runs each version with its own bytecode cache (PYTHONPYCACHEPREFIX), written
+by one untimed warm-up round, as an installed package runs; ``--bytecode source`` copies each version's ``src``
+to a fresh folder and runs it with PYTHONDONTWRITEBYTECODE=1, so every filterdb module is compiled in every run
+(a checkout with bytecode writing off; installed libraries keep their caches). The table gives the median and
+the best of the runs.
 
 Also checks that the prune path never imports torch (``-X importtime``). Needs torch and torchvision only to write
 the two files (cached under $XDG_CACHE_HOME/filterdb/bench-prune). Results: OUT.json and OUT.md (docs/prune.md).
@@ -21,9 +27,11 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -48,9 +56,8 @@ def write_models(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def run(command: list[str], src: str) -> dict[str, float]:
+def run(command: list[str], env: dict[str, str]) -> dict[str, float]:
     """One child process: wall seconds and CPU seconds (user + sys, from the children's rusage)."""
-    env = {**os.environ, "PYTHONPATH": src}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -62,10 +69,20 @@ def run(command: list[str], src: str) -> dict[str, float]:
     return {"wall": wall, "cpu": cpu}
 
 
-def imports_torch(path: Path, src: str) -> list[str]:
+def environment(src: str, bytecode: str, scratch: Path, name: str) -> dict[str, str]:
+    """The children's environment for one version (see the module doc for the two bytecode modes)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
+    if bytecode == "cached":
+        return {**env, "PYTHONPATH": src, "PYTHONPYCACHEPREFIX": str(scratch / f"pycache-{name}")}
+    copy = scratch / f"src-{name}"
+    shutil.copytree(src, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return {**env, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def imports_torch(path: Path, env: dict[str, str]) -> list[str]:
     """Modules named torch* that the prune command imports (``-X importtime``)."""
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "filterdb", "prune", str(path), "--json"],
-                          env={**os.environ, "PYTHONPATH": src}, capture_output=True, text=True)
+                          env=env, capture_output=True, text=True)
     names = [line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
     return [n for n in names if n == "torch" or n.startswith(("torch.", "torchvision", "torch_pruning"))]
 
@@ -79,8 +96,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--src", default="src", help="the version measured (PYTHONPATH)")
     parser.add_argument("--base-src", default=None, help="another version's src, run interleaved for a ratio")
+    parser.add_argument("--bytecode", choices=["cached", "source"], default="cached",
+                        help="cached: each version's own bytecode cache, warmed up first; source: compile every run")
     parser.add_argument("--out", default="bench/results/prune_speed")
     args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="bench-prune-speed-"))
     paths = write_models(CACHE)
     versions = {"this": str(Path(args.src).resolve())}
     if args.base_src:
@@ -95,16 +115,25 @@ def main() -> None:
                               "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                                        text=True).stdout.strip(),
                               "file_mb": {fmt: round(p.stat().st_size / 1e6, 1) for fmt, p in paths.items()},
-                              "versions": versions, "load_before": _uptime()}
+                              "versions": versions, "bytecode": args.bytecode}
+    envs = {version: environment(src, args.bytecode, scratch, version) for version, src in versions.items()}
+    if args.bytecode == "cached":  # one untimed round writes each version's bytecode cache
+        for command in commands.values():
+            for env in envs.values():
+                run(command, env)
+    result["load_before"] = _uptime()
     samples: dict[str, dict[str, list[dict[str, float]]]] = {v: {c: [] for c in commands} for v in versions}
     for _ in range(args.repeat):  # interleaved: every command and version sees the same load
         for name, command in commands.items():
-            for version, src in versions.items():
-                samples[version][name].append(run(command, src))
+            for version, env in envs.items():
+                samples[version][name].append(run(command, env))
     result["load_after"] = _uptime()
-    result["torch_imported_by_prune"] = {v: imports_torch(paths["safetensors"], src) for v, src in versions.items()}
+    result["torch_imported_by_prune"] = {v: imports_torch(paths["safetensors"], env) for v, env in envs.items()}
+    shutil.rmtree(scratch, ignore_errors=True)
     result["median"] = {v: {c: {k: round(statistics.median(s[k] for s in runs), 3) for k in ("wall", "cpu")}
                             for c, runs in by_command.items()} for v, by_command in samples.items()}
+    result["best"] = {v: {c: {k: round(min(s[k] for s in runs), 3) for k in ("wall", "cpu")}
+                          for c, runs in by_command.items()} for v, by_command in samples.items()}
     result["samples"] = samples
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -115,15 +144,21 @@ def main() -> None:
 
 def markdown(result: dict[str, Any], repeat: int) -> str:
     versions = list(result["versions"])
-    head = " | ".join(f"{v} wall s | {v} CPU s" for v in versions)
+    head = " | ".join(f"{v} wall s (best) | {v} CPU s" for v in versions)
+    ratio = " | wall this/base | CPU this/base" if "base" in versions else ""
     lines = ["# `filterdb prune` on ResNet-50, whole process, beside `filterdb check`", "",
              f"machine: {result['machine']}; commit {result['commit']}; files {result['file_mb']} MB; "
-             f"median of {repeat} interleaved runs; versions: {result['versions']}", "",
+             f"median (and best) of {repeat} interleaved runs; bytecode: {result.get('bytecode', 'cached')}; "
+             f"versions: {result['versions']}", "",
              f"load before: `{result['load_before']}`", "", f"load after: `{result['load_after']}`", "",
-             f"| command | {head} |", "|---|" + "---|" * (2 * len(versions))]
+             f"| command | {head}{ratio} |", "|---|" + "---|" * (2 * len(versions) + (2 if ratio else 0))]
     for command in result["median"][versions[0]]:
-        cells = " | ".join(f"{result['median'][v][command]['wall']:.2f} | {result['median'][v][command]['cpu']:.2f}"
-                           for v in versions)
+        median, best = result["median"], result.get("best", result["median"])
+        cells = " | ".join(f"{median[v][command]['wall']:.2f} ({best[v][command]['wall']:.2f}) | "
+                           f"{median[v][command]['cpu']:.2f}" for v in versions)
+        if ratio:
+            cells += "".join(f" | {median['this'][command][k] / max(median['base'][command][k], 1e-9):.2f}"
+                             for k in ("wall", "cpu"))
         lines.append(f"| `{command}` | {cells} |")
     lines += ["", f"torch imported by the prune command: {result['torch_imported_by_prune']}"]
     return "\n".join(lines) + "\n"

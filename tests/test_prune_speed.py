@@ -1,6 +1,8 @@
 """What keeps `filterdb prune` fast on a weights file (bench/bench_prune_speed.py measures it, docs/prune.md): the
-prune path never imports torch, and the plan's low-diversity layers — found from the variance entropy alone, not
-the whole check — are exactly the layers `filterdb check` gives the low-diversity verdict."""
+prune path never imports torch (nor scipy where no layer has near-duplicates), the plan's low-diversity layers —
+found from the variance entropy alone, not the whole check — are exactly the layers `filterdb check` gives the
+low-diversity verdict, and the shortcuts (the hash beside the read, to_dict without asdict) give the same
+results. The float32 duplicate screen has its own file, tests/test_prune_screen.py."""
 
 from __future__ import annotations
 
@@ -46,6 +48,9 @@ def test_the_prune_command_on_a_weights_file_never_imports_torch(tmp_path) -> No
     imported = [line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
     assert "filterdb.prune._build" in imported  # the listing is real
     assert not [name for name in imported if name == "torch" or name.startswith(("torch.", "torch_pruning"))]
+    # nor scipy (a third of the start-up): the default strategy needs LAPACK's pivoted Cholesky only for a
+    # layer with near-duplicate channels, and these random layers have none
+    assert not [name for name in imported if name == "scipy" or name.startswith("scipy.")]
 
 
 def test_the_python_prune_path_never_imports_torch(tmp_path) -> None:
@@ -95,3 +100,28 @@ def test_low_diversity_follows_the_thresholds(entropy: str) -> None:
     expected = {layer.name for layer, verdicts in zip(record.layers, report.verdicts)
                 if any(v.kind == "low-diversity" for v in verdicts)}
     assert _low_diversity(record, t) == expected
+
+
+def test_to_dict_is_dataclasses_asdict() -> None:
+    """PrunePlan.to_dict skips asdict's deep copy of every score (docs/prune.md, "Speed"); the dict is the same."""
+    import dataclasses
+
+    plan = prune_plan(_record(), target=0.5)
+    expected = {**dataclasses.asdict(plan), "format": 1, "reduction": plan.reduction, "headline": plan.headline()}
+    assert plan.to_dict() == expected
+    assert json.dumps(plan.to_dict()) == json.dumps(expected)
+    assert plan.to_dict()["settings"] is not plan.settings
+
+
+def test_the_hash_computed_beside_the_read_is_the_files(tmp_path) -> None:
+    """read_path hashes the file in a thread while the reader parses it; the hash is hashlib's of the bytes, and a
+    hash the caller already has (ingest) is kept."""
+    import hashlib
+
+    from filterdb import read_model
+    from filterdb.readers import read_path
+
+    path = tmp_path / "net.safetensors"
+    _weights(path)
+    assert read_model(path).info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert read_path(path, sha256="given").info.sha256 == "given"

@@ -122,11 +122,17 @@ def prune_plan(model: Any, target: float = 0.5, by: Literal["params", "flops"] =
         if workers > 1:
             from concurrent.futures import ThreadPoolExecutor
 
+            # the largest Gram matrices first (cost O²·D), and the low-diversity verdicts beside them: no worker
+            # is left with one big layer at the end while the others wait
+            by_cost = sorted(range(len(layers)), key=lambda i: -layers[i].weight.shape[0] * layers[i].weight.size)
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                scores = list(pool.map(score, range(len(layers))))
+                diversity = pool.submit(_low_diversity, record)
+                scored = dict(zip(by_cost, pool.map(score, by_cost)))
+                low_diversity = diversity.result()
+            scores = [scored[i] for i in range(len(layers))]
         else:
             scores = [score(i) for i in range(len(layers))]
-    low_diversity = _low_diversity(record)
+            low_diversity = _low_diversity(record)
     params = [float(layer.weight.size) for layer in layers]
     if free_only:
         keep = _follow([max(settings.min_channels, _out_channels(layer) - s.n_zero) if graph.prunable[i]
@@ -451,7 +457,7 @@ def _assemble(record: ModelRecord, layers: Sequence[ConvLayer], scores: Sequence
             coupled = tuple(layers[j].name for j in graph.consumers[i] if graph.follows[j] == i)
         plans.append(LayerPlan(
             name=layer.name, kind=layer.kind, out_channels=out[i], ratio=round(1 - keep[i] / out[i], 6),
-            remove=removed, reason=reason, importance=tuple(float(v) for v in s.importance), n_zero=s.n_zero,
+            remove=removed, reason=reason, importance=tuple(s.importance.tolist()), n_zero=s.n_zero,
             n_duplicate=s.n_duplicate, coupled_with=coupled, params=int(layer.weight.size),
             params_removed=int(round(params[i] - left[i])), flops=flops[i] if flops else None,
             flops_removed=int(round(flops[i] - flops_left[i])) if flops and flops_left is not None else None))

@@ -7,6 +7,7 @@ A new format is a new module with a class that satisfies :class:`Reader` and one
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -149,15 +150,19 @@ def read_path(
     path = Path(os.fspath(path))
     with _reader_errors(path, "model"):
         reader = reader_for_path(path, options)
-    with _reader_errors(path, reader.format):
-        record = reader.read(path, options)
-    info = replace(
-        record.info,
-        source=source or record.info.source or str(path),
-        path=str(path),
-        sha256=sha256 or record.info.sha256 or file_sha256(path),
-        size_bytes=path.stat().st_size,
-    )
+    # the file's hash is computed beside the read, not after it (hashlib releases the GIL): on a 100 MB model
+    # that is a tenth of `filterdb prune`'s time saved where a second core is free (docs/prune.md, "Speed")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(file_sha256, path) if sha256 is None else None
+        with _reader_errors(path, reader.format):
+            record = reader.read(path, options)
+        info = replace(
+            record.info,
+            source=source or record.info.source or str(path),
+            path=str(path),
+            sha256=sha256 or record.info.sha256 or (digest.result() if digest is not None else file_sha256(path)),
+            size_bytes=path.stat().st_size,
+        )
     return ModelRecord(info=info, layers=record.layers)
 
 
