@@ -102,11 +102,9 @@ def headroom(record: ModelRecord, settings: Any = None) -> Headroom:
     """The headroom of ``record``: the totals and per-layer counts of ``prune_plan(record, free_only=True)`` (the
     same numbers; tests/test_study_prune.py checks them against it). A model without conv layers has 0 of 0.
 
-    Cheaper than the plan: a layer's near-duplicates need its channels' cosines, but most trained layers have no
-    pair near the threshold, and then the order the plan ranks channels in (a pivoted Cholesky of the float64 Gram
-    matrix) changes nothing. So each layer is first screened with a float32 Gram matrix (half the work, no
-    Cholesky); only a layer with a pair within a rounding margin of the threshold is scored exactly, as the plan
-    scores it (docs/prune.md, "Headroom in a store"; bench/results/ingest_headroom.md).
+    Cheaper than the plan: no importances, only the plan's float32 duplicate screen per layer; a layer with a pair
+    within a rounding margin of the threshold is scored exactly, as the plan scores it (docs/prune.md, "Headroom
+    in a store"; bench/results/ingest_headroom.md).
     """
     from threadpoolctl import threadpool_limits
 
@@ -148,33 +146,11 @@ def headroom(record: ModelRecord, settings: Any = None) -> Headroom:
 
 
 def _zero_and_duplicates(weight: np.ndarray, zero_eps: float, duplicate_cos: float) -> tuple[int, int]:
-    """(near-zero channels, near-duplicate channels) of one layer, as ``channel_scores`` counts them."""
-    from ._scores import channel_scores
+    """(near-zero channels, near-duplicate channels) of one layer, as the plan's default strategy counts them:
+    its float32 screen, exact wherever a pair comes near ``duplicate_cos`` (prune._scores._screen)."""
+    from ._scores import _screen
 
-    flat = np.asarray(weight).reshape(weight.shape[0], -1)
-    n = flat.shape[0]
-    if n < 2 or flat.size == 0:
-        scores = channel_scores(weight, zero_eps=zero_eps, duplicate_cos=duplicate_cos)
-        return scores.n_zero, scores.n_duplicate
-    # |w| and its maxima are exact in any precision: the zero test is channel_scores' own
-    absolute_max = np.abs(flat).max(axis=1).astype(np.float64)
-    layer_max = float(absolute_max.max())
-    zero = absolute_max <= zero_eps * layer_max if layer_max > 0 else np.ones(n, dtype=bool)
-    if zero.sum() >= n - 1:
-        return int(zero.sum()), 0  # at most one channel that is not zero: nothing to repeat
-    single = np.ascontiguousarray(flat, dtype=np.float32)
-    gram = single @ single.T
-    norms = np.sqrt(np.clip(np.diag(gram), 0.0, None)).astype(np.float32)
-    live = ~zero & (norms > 0)
-    safe = np.where(norms > 0, norms, np.float32(1.0))
-    cos = gram / safe[:, None] / safe[None, :]
-    np.fill_diagonal(cos, 0.0)
-    # a float32 dot product of d values is off by at most about d * 2^-24 of the norms' product: screen with that
-    # margin (and 0.01 more), so that every pair at or above the threshold in float64 is caught
-    margin = 0.01 + 2.0 * flat.shape[1] * 2.0 ** -24
-    if not (cos[np.ix_(live, live)] >= duplicate_cos - margin).any():
-        return int(zero.sum()), 0
-    scores = channel_scores(weight, zero_eps=zero_eps, duplicate_cos=duplicate_cos)  # the plan's exact scores
+    scores = _screen(weight, zero_eps, duplicate_cos)
     return scores.n_zero, scores.n_duplicate
 
 
