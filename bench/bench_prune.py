@@ -30,6 +30,7 @@ import gzip
 import json
 import os
 import platform
+import random
 import subprocess
 import sys
 import tempfile
@@ -275,6 +276,7 @@ def run_net(name: str, model: nn.Module, data, example: torch.Tensor, args: argp
     for target in TARGETS[:1] if args.quick else args.targets:
         for method in args.methods:
             torch.manual_seed(SEED)
+            random.seed(SEED)  # Torch-Pruning's RandomImportance shuffles with Python's random module
             extra: dict = {}
             start = time.perf_counter()
             if method.startswith("filterdb-"):

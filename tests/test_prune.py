@@ -71,6 +71,33 @@ def test_the_plan_meets_its_target_and_its_counts_are_the_sliced_weights(target:
     assert plan.layers[-1].ratio == 0.0 and plan.layers[-1].reason == "keep: model output"
 
 
+def _sliced_removed(record: ModelRecord, remove: dict[str, set[int]]) -> float:
+    """Share of a chain's weights gone when each layer loses ``remove[name]``: the weights sliced by hand."""
+    names = [layer.name for layer in record.layers]
+    left = total = 0
+    for i, layer in enumerate(record.layers):
+        w = layer.weight[np.setdiff1d(np.arange(layer.weight.shape[0]), sorted(remove[layer.name]))]
+        if i > 0:
+            w = w[:, np.setdiff1d(np.arange(layer.weight.shape[1]), sorted(remove[names[i - 1]]))]
+        left += w.size
+        total += layer.weight.size
+    return 1 - left / total
+
+
+@pytest.mark.parametrize("allocation", ["share", "uniform", "global"])
+@pytest.mark.parametrize("target", [0.3, 0.5, 0.7])
+def test_the_plan_removes_no_more_than_the_target_needs(allocation: str, target: float) -> None:
+    """Keeping back any one removed channel would miss the target: the plan does not overshoot."""
+    record = _chain()
+    plan = prune_plan(record, target=target, settings=PlanSettings(allocation=allocation))
+    remove = {lp.name: set(lp.remove) for lp in plan.layers}
+    assert _sliced_removed(record, remove) == pytest.approx(plan.reduction) and plan.reduction >= target
+    for lp in plan.layers:
+        if lp.remove:
+            fewer = dict(remove, **{lp.name: set(lp.remove[1:])})
+            assert _sliced_removed(record, fewer) < target, (lp.name, target)
+
+
 def test_duplicated_channels_go_first_and_are_named() -> None:
     rng = np.random.default_rng(3)
     w1 = rng.standard_normal((16, 3, 3, 3))
