@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,3 +103,17 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str
         main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return exit_info.value.code, out, err
+
+
+def planted_prune_weights() -> dict[str, Any]:
+    """A three-conv chain with known prune headroom: conv1 16 channels of 3x3x3, 4 of them all zero; conv2 32
+    channels of 16x3x3, 8 exact copies of 8 others; conv3 8 channels of 32x3x3 reads conv2 (the model output)."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    w1 = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    w1[[1, 6, 9, 14]] = 0.0
+    w2 = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+    w2[24:] = w2[:8]
+    w3 = rng.standard_normal((8, 32, 3, 3)).astype(np.float32)
+    return {"conv1.weight": w1, "conv2.weight": w2, "conv3.weight": w3}

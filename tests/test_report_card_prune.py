@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="the report card needs the 'plot' extra (matplotlib)")
 
-from helpers import run_cli
+from helpers import planted_prune_weights, run_cli
 
 from filterdb import read_model
 from filterdb.check import check_model
@@ -22,19 +22,8 @@ from filterdb.report import model_card_html
 from filterdb.types import ModelInfo, ModelRecord
 
 
-def _weights() -> dict[str, np.ndarray]:
-    """conv1: 16 channels, 4 of them all zero; conv2: 32 channels, 8 exact copies of 8 others; conv3 reads conv2."""
-    rng = np.random.default_rng(5)
-    w1 = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
-    w1[[1, 6, 9, 14]] = 0.0
-    w2 = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
-    w2[24:] = w2[:8]
-    w3 = rng.standard_normal((8, 32, 3, 3)).astype(np.float32)
-    return {"conv1.weight": w1, "conv2.weight": w2, "conv3.weight": w3}
-
-
 def _record() -> ModelRecord:
-    layers = tuple(make_layer(name.removesuffix(".weight"), "Conv", w) for name, w in _weights().items())
+    layers = tuple(make_layer(name.removesuffix(".weight"), "Conv", w) for name, w in planted_prune_weights().items())
     return ModelRecord(ModelInfo(source="known", format="onnx"), layers)
 
 
@@ -69,7 +58,7 @@ def test_check_html_shows_the_plan_of_the_same_file(tmp_path, capsys) -> None:
     from safetensors.numpy import save_file
 
     path = tmp_path / "known.safetensors"
-    save_file(_weights(), str(path))
+    save_file(planted_prune_weights(), str(path))
     card = tmp_path / "card.html"
     code, _, err = run_cli(capsys, "check", path, "--html", card)
     assert code in (0, 1), err

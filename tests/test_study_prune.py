@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import run_cli
+from helpers import planted_prune_weights, run_cli
 
 from filterdb import read_model
 from filterdb.analysis import study
@@ -26,16 +26,6 @@ from filterdb.store import open_store
 KNOWN_TOTAL = 16 * 27 + 32 * 16 * 9 + 8 * 32 * 9
 KNOWN_FREE = 4 * 27 + 32 * 4 * 9  # the zero channels, and conv2's inputs that read them
 KNOWN_MORE = 8 * 12 * 9 + 8 * 8 * 9  # the copies (their inputs from the zero channels already counted), conv3's inputs
-
-
-def _known() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(5)
-    w1 = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
-    w1[[1, 6, 9, 14]] = 0.0
-    w2 = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
-    w2[24:] = w2[:8]
-    w3 = rng.standard_normal((8, 32, 3, 3)).astype(np.float32)
-    return {"conv1.weight": w1, "conv2.weight": w2, "conv3.weight": w3}
 
 
 def _wide() -> dict[str, np.ndarray]:
@@ -66,7 +56,7 @@ def zoo(tmp_path_factory, corpus_path) -> tuple[Path, dict[str, Path]]:
 
     folder = tmp_path_factory.mktemp("headroom")
     files = {"known": folder / "known.safetensors", "wide": folder / "wide.safetensors", "onet": corpus_path("onet.pt")}
-    save_file(_known(), str(files["known"]))
+    save_file(planted_prune_weights(), str(files["known"]))
     save_file(_wide(), str(files["wide"]))
     manifest = folder / "zoo.csv"
     manifest.write_text("file,Name,Task,Visual Category,Training-Dataset\n"

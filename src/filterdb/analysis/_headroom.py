@@ -9,7 +9,7 @@ model ingested before they were kept is "not measured" (never a 0), and the note
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 __all__ = ["GroupHeadroom", "ModelHeadroom", "PruneHeadroom", "prune_headroom"]
@@ -21,8 +21,28 @@ def _share(part: int | None, total: int | None) -> float | None:
     return part / total if part is not None and total else None
 
 
+class _Shares:
+    """The two shares of a model's or a group's conv weights, and the dict both write (their fields first)."""
+
+    params_total: int | None
+    free_params: int | None
+    redundant_params: int | None
+
+    @property
+    def free_share(self) -> float | None:
+        return _share(self.free_params, self.params_total)
+
+    @property
+    def redundant_share(self) -> float | None:
+        return _share(self.redundant_params, self.params_total)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "free_share": self.free_share,  # type: ignore[call-overload]
+                "redundant_share": self.redundant_share}
+
+
 @dataclass(frozen=True)
-class ModelHeadroom:
+class ModelHeadroom(_Shares):
     """One model's headroom, or why there is none."""
 
     model: str
@@ -43,24 +63,9 @@ class ModelHeadroom:
     """The model's value of :attr:`PruneHeadroom.by` (None: no value, or no grouping)."""
     note: str | None = None
 
-    @property
-    def free_share(self) -> float | None:
-        return _share(self.free_params, self.params_total)
-
-    @property
-    def redundant_share(self) -> float | None:
-        return _share(self.redundant_params, self.params_total)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "model_id": self.model_id, "status": self.status,
-                "params_total": self.params_total, "free_params": self.free_params,
-                "redundant_params": self.redundant_params, "free_share": self.free_share,
-                "redundant_share": self.redundant_share, "n_layers": self.n_layers, "group": self.group,
-                "note": self.note}
-
 
 @dataclass(frozen=True)
-class GroupHeadroom:
+class GroupHeadroom(_Shares):
     """The measured models of one group (or of the whole zoo), summed: shares of their conv weights together."""
 
     group: str
@@ -71,20 +76,6 @@ class GroupHeadroom:
     params_total: int
     free_params: int
     redundant_params: int
-
-    @property
-    def free_share(self) -> float | None:
-        return _share(self.free_params, self.params_total)
-
-    @property
-    def redundant_share(self) -> float | None:
-        return _share(self.redundant_params, self.params_total)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"group": self.group, "n_models": self.n_models, "n_not_measured": self.n_not_measured,
-                "params_total": self.params_total, "free_params": self.free_params,
-                "redundant_params": self.redundant_params, "free_share": self.free_share,
-                "redundant_share": self.redundant_share}
 
 
 @dataclass(frozen=True)
