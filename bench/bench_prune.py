@@ -9,7 +9,7 @@ compensated one applied with compensated_step) and the three baselines — and i
 before and after the same one-epoch fine-tune. Then, unless skipped, the timing of a plan for a
 ResNet-50-sized file (whole process) and whether a plan builds a working pruner for torchvision's builders.
 
-    apt-get install dataset-fashion-mnist      # once; /usr/share/datasets/fashion-mnist
+    apt-get install dataset-fashion-mnist      # once; the bench runs it itself when the data is missing
     PYTHONPATH=src .venv/bin/python bench/bench_prune.py --train vgg resnet digits      # train and cache
     PYTHONPATH=src .venv/bin/python bench/bench_prune.py --nets vgg --targets 0.5 --skip timing torchvision \
         --finetune-images 3000 --test-images 2000 --out /tmp/vgg50                      # one slice
@@ -65,9 +65,26 @@ def _idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def fashion(n_train: int, n_test: int) -> tuple[torch.Tensor, ...]:
+def install_fashion() -> None:
+    """Debian's `dataset-fashion-mnist` (the images under /usr/share/datasets/fashion-mnist), installed with
+    apt-get when missing: as root directly, otherwise through sudo when there is one."""
+    import shutil
+
+    if FASHION.is_dir():
+        return
+    command = ["apt-get", "install", "-y", "dataset-fashion-mnist"]
+    if os.geteuid() != 0:
+        command = ["sudo", "-n", *command] if shutil.which("sudo") else []
+    if command and shutil.which("apt-get") and "FASHION_MNIST_DIR" not in os.environ:
+        print(f"  {FASHION} not found: {' '.join(command)}", flush=True)
+        subprocess.run(command, check=False)
     if not FASHION.is_dir():
-        sys.exit(f"{FASHION} not found: apt-get install dataset-fashion-mnist (or set FASHION_MNIST_DIR)")
+        sys.exit(f"{FASHION} not found and not installed: apt-get install dataset-fashion-mnist as root "
+                 "(Debian, Ubuntu), or set FASHION_MNIST_DIR to a folder with the four idx .gz files")
+
+
+def fashion(n_train: int, n_test: int) -> tuple[torch.Tensor, ...]:
+    install_fashion()
     def images(name: str, n: int) -> torch.Tensor:
         x = _idx(FASHION / f"{name}-images-idx3-ubyte.gz")[:n].astype(np.float32) / 255
         return torch.from_numpy((x - 0.286) / 0.353).unsqueeze(1)
