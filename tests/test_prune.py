@@ -195,3 +195,31 @@ def test_cli_prints_a_plan_and_writes_json(tmp_path, capsys) -> None:
     assert code == 0 and "conv_a" in out and "keep: model output" in out
     code, out, err = run_cli(capsys, "prune", path, "--by", "flops")
     assert code == 2 and "input shape" in err
+
+
+def test_a_layer_too_wide_to_score_is_left_alone_without_its_gram_matrix() -> None:
+    """A file can declare any width: 40,000 output channels of 1x1x1 weights are 160 kB, their Gram matrix 12.8
+    GB. The layer is named and kept, and the plan's memory stays linear in the weights (numpy reports its
+    allocations to tracemalloc)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(7)
+    wide = rng.standard_normal((40_000, 1, 1, 1)).astype(np.float32)
+    record = _record(make_layer("c0", "Conv", rng.standard_normal((8, 3, 3, 3))),
+                     make_layer("wide", "Conv", wide), make_layer("head", "Conv", rng.standard_normal((4, 40_000, 1, 1))))
+    tracemalloc.start()
+    try:
+        plan = prune_plan(record, target=0.3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200e6, peak
+    by_name = {lp.name: lp for lp in plan.layers}
+    assert by_name["wide"].reason == "keep: too wide to score" and by_name["wide"].ratio == 0.0
+    assert ("wide", "keep: too wide to score") in plan.untouched
+    assert plan.reduction < 0.3  # the rest cannot reach 30 %: the plan says so instead of scoring the wide layer
+    narrow = prune_plan(_record(make_layer("c0", "Conv", wide[:64].reshape(64, 1, 1, 1).repeat(9, 1)),
+                                make_layer("c1", "Conv", rng.standard_normal((8, 64, 1, 1)))),
+                        target=0.3, settings=PlanSettings(max_channels=32))
+    assert narrow.layers[0].reason == "keep: too wide to score" and narrow.layers[0].ratio == 0.0
+

@@ -25,8 +25,8 @@ import numpy as np
 
 from ..errors import UsageError
 from ..types import ConvLayer, ModelRecord
-from ._plan import UNTOUCHED, LayerPlan, PrunePlan
-from ._scores import STRATEGIES, ChannelScores, layer_scores
+from ._plan import TOO_WIDE_REASON, UNTOUCHED, LayerPlan, PrunePlan
+from ._scores import STRATEGIES, ChannelScores, layer_scores, unpaired_scores
 from ._shuffle import SHUFFLE_REASON, shufflenet_chain
 
 if TYPE_CHECKING:
@@ -44,6 +44,9 @@ class PlanSettings:
     max_ratio: float = 0.9  # never remove more than this share of one layer's channels
     min_channels: int = 1  # never keep fewer channels than this
     protect_outputs: bool = True  # a layer no other conv consumes may be a model output: left alone
+    # a layer with more output channels is left alone, unscored: its scores need O x O matrices (8,192: 0.5 GB
+    # each in float64), and O comes from an untrusted file (torchvision's widest classification conv has 7,392)
+    max_channels: int = 8192
     # how channels are ranked: one of prune._scores.STRATEGIES. The default is the one bench/bench_prune.py
     # measured best (docs/prune.md, "Measured"): compensated, ahead before fine-tuning on every net
     strategy: str = "compensated"
@@ -115,6 +118,8 @@ def prune_plan(model: Any, target: float = 0.5, by: Literal["params", "flops"] =
     consumers = [layers[c[0]].weight if c else None for c in graph.consumers]  # the strategy hook (_scores)
 
     def score(i: int) -> ChannelScores:
+        if _out_channels(layers[i]) > settings.max_channels:  # left alone (_chain): no O x O matrix is allocated
+            return unpaired_scores(layers[i].weight, zero_eps=settings.zero_eps)
         return layer_scores([layers[i].weight], [consumers[i]], settings.strategy,
                             zero_eps=settings.zero_eps, duplicate_cos=settings.duplicate_cos)[0]
 
@@ -241,6 +246,8 @@ def _chain(layers: Sequence[ConvLayer], settings: PlanSettings) -> _Chain:
         why: str | None = None
         if layer.kind == "transpose" or layer.weight.ndim != 4:
             why = "keep: not a prunable kind"
+        elif _out_channels(layer) > settings.max_channels:
+            why = TOO_WIDE_REASON
         elif shuffle is not None and i in shuffle.shuffled:
             why = SHUFFLE_REASON
         elif follows[i] >= 0:

@@ -37,8 +37,9 @@ REASONS: dict[str, str] = {
 }
 
 # the reasons of a layer the plan cannot prune safely (not its choice: what the file lets it see)
+TOO_WIDE_REASON = "keep: too wide to score"  # more output channels than PlanSettings.max_channels
 UNTOUCHED = ("keep: model output", "keep: coupling not understood", "keep: channel shuffle",
-             "keep: not a prunable kind")
+             "keep: not a prunable kind", TOO_WIDE_REASON)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ChannelScores", "channel_scores", "layer_scores", "STRATEGIES"]
+__all__ = ["ChannelScores", "channel_scores", "layer_scores", "unpaired_scores", "STRATEGIES"]
 
 # How the plan ranks a layer's channels (PlanSettings.strategy, `filterdb prune --strategy`; docs/prune.md):
 STRATEGIES: dict[str, str] = {
@@ -96,6 +96,22 @@ def channel_scores(weight: np.ndarray, *, zero_eps: float = 0.01, duplicate_cos:
     max_cosine, duplicate_of = _duplicates(gram, norms, zero, order, duplicate_cos)
     return ChannelScores(importance=importance, order=order, zero=zero, duplicate_of=duplicate_of,
                          max_cosine=max_cosine)
+
+
+def unpaired_scores(weight: np.ndarray, *, zero_eps: float = 0.01) -> ChannelScores:
+    """Scores that compare no pair of channels (no duplicates; importance the channel norms), in memory linear in
+    the weights: for a layer too wide for the O x O matrices of :func:`channel_scores`, which the plan leaves
+    alone."""
+    rows = np.asarray(weight).reshape(weight.shape[0], -1)
+    n = rows.shape[0]
+    absolute_max = np.maximum(rows.max(axis=1), -rows.min(axis=1)).astype(np.float64) if rows.size else np.zeros(n)
+    layer_max = float(absolute_max.max()) if n else 0.0
+    zero = absolute_max <= zero_eps * layer_max if layer_max > 0 else np.ones(n, dtype=bool)
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
+    top = float(norms.max()) if n and np.isfinite(norms).all() else 0.0
+    importance = np.where(zero, 0.0, norms / top) if top > 0 else np.zeros(n)
+    return ChannelScores(importance=importance, order=np.argsort(-importance, kind="stable").astype(np.int64),
+                         zero=zero, duplicate_of=np.full(n, -1, dtype=np.int64), max_cosine=np.zeros(n))
 
 
 def _greedy_novelty(gram: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
