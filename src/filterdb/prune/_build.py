@@ -14,6 +14,7 @@ PyTorch modules (``filterdb.integrations.torch_pruning``) follows the module's r
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 import os
@@ -233,14 +234,19 @@ def _chain(layers: Sequence[ConvLayer], settings: PlanSettings) -> _Chain:
     shuffle = shufflenet_chain([layer.name for layer in layers], [tuple(layer.weight.shape) for layer in layers])
     if shuffle is not None:
         consumers, follows = [list(c) for c in shuffle.consumers], list(shuffle.follows)
+    # the next layer with matching inputs, found by bisection in the layers grouped by input channels: a scan per
+    # layer would be quadratic in a file's layer count
+    by_inputs: dict[int, list[int]] = {}
+    for j, layer in enumerate(layers):
+        by_inputs.setdefault(_in_channels(layer), []).append(j)
     for i, layer in enumerate(layers if shuffle is None else ()):
-        out = _out_channels(layer)
-        for j in range(i + 1, n):
-            if _in_channels(layers[j]) == out:
-                consumers[i].append(j)
-                if layers[j].kind == "depthwise":
-                    follows[j] = i
-                break
+        readers = by_inputs.get(_out_channels(layer), [])
+        k = bisect.bisect_right(readers, i)
+        if k < len(readers):
+            j = readers[k]
+            consumers[i].append(j)
+            if layers[j].kind == "depthwise":
+                follows[j] = i
     prunable, reason = [], []
     for i, layer in enumerate(layers):
         why: str | None = None
@@ -348,37 +354,50 @@ def _give_back(keep: list[int], scores: Sequence[ChannelScores], graph: _Chain, 
     target (52.7 % for 50 % on bench/bench_prune.py's VGG). In each pass every layer may keep back one
     channel, the layers whose next channel is the most important against their mean first; passes repeat
     while any channel comes back."""
-    size = np.asarray(sizes, dtype=np.float64)
-    width = np.asarray(out, dtype=np.float64)
-    src = np.asarray(producer)
-    has_producer = src >= 0
-    src = np.where(has_producer, src, 0)
-    followers = np.flatnonzero(np.asarray(graph.follows) >= 0)
-    leaders = np.asarray(graph.follows)[followers]
-    total = float(size.sum())
+    readers: list[list[int]] = [[] for _ in out]  # the layers whose inputs are layer i's channels
+    for r, p in enumerate(producer):
+        if p >= 0:
+            readers[p].append(r)
+    led: list[list[int]] = [[] for _ in out]  # the depthwise layers that keep layer i's channels
+    for f, leader in enumerate(graph.follows):
+        if leader >= 0:
+            led[leader].append(f)
+    kept = _follow(list(keep), graph)
 
-    def removed(k: np.ndarray) -> float:  # _remaining, vectorised: it runs once per trial channel
-        k = k.astype(np.float64)
-        k[followers] = k[leaders]
-        own = np.where(np.asarray(graph.follows) >= 0, 1.0, k / width)
-        inputs = np.where(has_producer, k[src] / width[src], 1.0)
-        return total - float((size * own * inputs).sum())
+    def own(j: int) -> float:
+        return 1.0 if graph.follows[j] >= 0 else kept[j] / out[j]
 
-    kept = np.asarray(keep, dtype=np.int64)
+    def gain(i: int) -> float:  # the weights that come back when layer i keeps one more channel: its neighbours only
+        p = producer[i]
+        back = sizes[i] * (kept[p] / out[p] if p >= 0 else 1.0) / out[i]
+        back += sum(sizes[r] * own(r) for r in readers[i]) / out[i]
+        return back + sum(sum(sizes[r] * own(r) for r in readers[f]) / out[f] for f in led[i])
+
+    def removed() -> float:  # exact, O(layers): only where the running sum is too close to the goal to trust
+        return float(sum(sizes)) - float(_remaining(sizes, kept, out, graph, producer).sum())
+
+    now, margin = removed(), 1e-9 * float(sum(sizes))
     relative = [s.importance / s.importance.mean() if s.importance.size and s.importance.mean() > 0
                 else np.zeros(len(s.importance)) for s in scores]
-    while True:
+    while True:  # each pass is linear in the layers and their couplings
         candidates = sorted((-float(relative[i][scores[i].order[kept[i]]]), i) for i in range(len(out))
                             if graph.prunable[i] and kept[i] < out[i])
         changed = False
         for _, i in candidates:
-            kept[i] += 1
-            if removed(kept) >= goal:
-                changed = True
-            else:
-                kept[i] -= 1
+            after = now - gain(i)
+            if after < goal - margin:
+                continue
+            for j in (i, *led[i]):
+                kept[j] += 1
+            if after < goal + margin:
+                after = removed()
+                if after < goal:
+                    for j in (i, *led[i]):
+                        kept[j] -= 1
+                    continue
+            now, changed = after, True
         if not changed:
-            return _follow([int(k) for k in kept], graph)
+            return kept
 
 
 def _follow(keep: list[int], graph: _Chain) -> list[int]:
