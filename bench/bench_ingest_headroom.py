@@ -21,18 +21,17 @@ Results: OUT.json and OUT.md (docs/prune.md, "Headroom in a store").
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _results import median, save, summary, timed_child, uptime  # bench/_results.py
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -61,15 +60,8 @@ def run(files: list[Path], src: str) -> dict[str, float]:
     """One child process that ingests ``files`` into a new store: wall and CPU seconds."""
     folder = Path(tempfile.mkdtemp(prefix="fdb-headroom-"))
     try:
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", _CHILD, str(folder / "zoo.fdb"), *map(str, files)],
-                              env={**os.environ, "PYTHONPATH": src}, capture_output=True, text=True)
-        wall = time.perf_counter() - t
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if done.returncode != 0:
-            raise SystemExit(f"ingest failed ({done.returncode}): {done.stderr[-2000:]}")
-        return {"wall": wall, "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
+        return timed_child([sys.executable, "-c", _CHILD, str(folder / "zoo.fdb"), *map(str, files)],
+                           {**os.environ, "PYTHONPATH": src})
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -108,10 +100,6 @@ def steps(files: list[Path]) -> dict[str, float]:
     return out
 
 
-def _uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -126,23 +114,18 @@ def main() -> None:
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
         "sets": {name: {"files": len(files), "mb": round(sum(p.stat().st_size for p in files) / 1e6, 1)}
                  for name, files in sets.items()},
-        "versions": versions, "load_before": _uptime()}
+        "versions": versions, "load_before": uptime()}
     samples: dict[str, dict[str, list[dict[str, float]]]] = {v: {s: [] for s in sets} for v in versions}
     for _ in range(args.repeat):  # interleaved: both versions see the same load
         for name, files in sets.items():
             for version, src in versions.items():
                 samples[version][name].append(run(files, src))
-    result["load_after_runs"] = _uptime()
+    result["load_after_runs"] = uptime()
     result["steps_this"] = {name: {k: round(v, 3) for k, v in steps(files).items()} for name, files in sets.items()}
-    result["load_after"] = _uptime()
-    result["median"] = {v: {s: {k: round(statistics.median(r[k] for r in runs), 3) for k in ("wall", "cpu")}
-                            for s, runs in by_set.items()} for v, by_set in samples.items()}
+    result["load_after"] = uptime()
+    result["median"] = summary(samples, median)
     result["samples"] = samples
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(result, args.repeat))
-    print(markdown(result, args.repeat))
+    save(result, Path(args.out), markdown(result, args.repeat))
 
 
 def markdown(result: dict[str, Any], repeat: int) -> str:

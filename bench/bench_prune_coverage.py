@@ -17,7 +17,6 @@ Needs the prune extra and torchvision. Results: OUT.json and OUT.md (docs/prune.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -26,6 +25,8 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+from _results import save, uptime  # bench/_results.py
 
 import torch
 import torch.nn as nn
@@ -109,13 +110,6 @@ def check_builder(name: str, target: float = 0.5, size: int | None = None) -> di
     return row
 
 
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "?"
-
-
 def markdown(result: dict[str, Any]) -> str:
     lines = [f"# Prune plan → Torch-Pruning pruner on torchvision builders (target {result['target']:.0%})", "",
              f"machine: {result['machine']}; torch {result['torch']}, torchvision {result['torchvision']}, "
@@ -156,18 +150,14 @@ def main() -> None:
         "target": args.target, "torch": torch.__version__, "torchvision": torchvision.__version__,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
-        "load_before": _uptime(), "rows": []}
+        "load_before": uptime(), "rows": []}
     for name in names:
         row = check_builder(name, args.target)
         result["rows"].append(row)
         status = "ok" if row["ok"] else f"FAIL {row.get('error', '')}"
         print(f"{name:24s} planned {row.get('planned', '?')} removed {row.get('removed', '?')} {status}", flush=True)
-    result["load_after"] = _uptime()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    result["load_after"] = uptime()
+    save(result, Path(args.out), markdown(result))
     sys.exit(0 if all(r["ok"] for r in result["rows"]) else 1)
 
 

@@ -23,18 +23,16 @@ the two files (cached under $XDG_CACHE_HOME/filterdb/bench-prune). Results: OUT.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+from _results import median, save, summary, timed_child, uptime  # bench/_results.py
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "filterdb" / "bench-prune"
 
@@ -57,16 +55,8 @@ def write_models(folder: Path) -> dict[str, Path]:
 
 
 def run(command: list[str], env: dict[str, str]) -> dict[str, float]:
-    """One child process: wall seconds and CPU seconds (user + sys, from the children's rusage)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t = time.perf_counter()
-    done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode not in (0, 1):  # check exits 1 when it finds degenerated layers
-        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-2000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": wall, "cpu": cpu}
+    """One child process: wall and CPU seconds."""
+    return timed_child(command, env, ok=(0, 1))  # check exits 1 when it finds degenerated layers
 
 
 def environment(src: str, bytecode: str, scratch: Path, name: str) -> dict[str, str]:
@@ -85,10 +75,6 @@ def imports_torch(path: Path, env: dict[str, str]) -> list[str]:
                           env=env, capture_output=True, text=True)
     names = [line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
     return [n for n in names if n == "torch" or n.startswith(("torch.", "torchvision", "torch_pruning"))]
-
-
-def _uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def main() -> None:
@@ -121,25 +107,19 @@ def main() -> None:
         for command in commands.values():
             for env in envs.values():
                 run(command, env)
-    result["load_before"] = _uptime()
+    result["load_before"] = uptime()
     samples: dict[str, dict[str, list[dict[str, float]]]] = {v: {c: [] for c in commands} for v in versions}
     for _ in range(args.repeat):  # interleaved: every command and version sees the same load
         for name, command in commands.items():
             for version, env in envs.items():
                 samples[version][name].append(run(command, env))
-    result["load_after"] = _uptime()
+    result["load_after"] = uptime()
     result["torch_imported_by_prune"] = {v: imports_torch(paths["safetensors"], env) for v, env in envs.items()}
     shutil.rmtree(scratch, ignore_errors=True)
-    result["median"] = {v: {c: {k: round(statistics.median(s[k] for s in runs), 3) for k in ("wall", "cpu")}
-                            for c, runs in by_command.items()} for v, by_command in samples.items()}
-    result["best"] = {v: {c: {k: round(min(s[k] for s in runs), 3) for k in ("wall", "cpu")}
-                          for c, runs in by_command.items()} for v, by_command in samples.items()}
+    result["median"] = summary(samples, median)
+    result["best"] = summary(samples, min)
     result["samples"] = samples
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(result, args.repeat))
-    print(markdown(result, args.repeat))
+    save(result, Path(args.out), markdown(result, args.repeat))
 
 
 def markdown(result: dict[str, Any], repeat: int) -> str:
